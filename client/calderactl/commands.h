@@ -1,0 +1,14 @@
+// Subcommands of calderactl. Each Add*Command registers one subcommand on `app`;
+// when it runs, its callback stores the process exit code in `*exit_code`.
+#ifndef CALDERA_CLIENT_CALDERACTL_COMMANDS_H_
+#define CALDERA_CLIENT_CALDERACTL_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+
+namespace caldera::cli {
+
+void AddVersionCommand(CLI::App& app, int* exit_code);
+
+}  // namespace caldera::cli
+
+#endif  // CALDERA_CLIENT_CALDERACTL_COMMANDS_H_

@@ -1,0 +1,36 @@
+// calderactl: command-line client of Caldera Service.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "client/calderactl/commands.h"
+#include "client/calderactl/exit_codes.h"
+
+namespace caldera::cli {
+
+void AddVersionCommand(CLI::App& app, int* exit_code) {
+  CLI::App* cmd = app.add_subcommand("version", "Print the version and exit");
+  cmd->callback([exit_code] {
+    std::printf("calderactl %s\n", CALDERA_VERSION);
+    *exit_code = kExitOk;
+  });
+}
+
+}  // namespace caldera::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "calderactl: compress LLMs with CALDERA (W = Q + L*R) and manage compression jobs.\n"
+      "Exit codes: 0 succeeded, 2 invalid input, 3 job failed, 4 cancelled,\n"
+      "75 temporarily unavailable (retry), 1 internal error."};
+  app.require_subcommand(1);
+  int exit_code = caldera::cli::kExitOk;
+  caldera::cli::AddVersionCommand(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : caldera::cli::kExitInvalidInput;
+  }
+  return exit_code;
+}

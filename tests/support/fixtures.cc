@@ -1,0 +1,59 @@
+#include "tests/support/fixtures.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace caldera::testing {
+
+std::string FixturesDir() {
+  if (const char* env = std::getenv("CALDERA_FIXTURES_DIR"); env != nullptr && *env != '\0') {
+    return std::filesystem::absolute(env).lexically_normal().string();
+  }
+  return (std::filesystem::path(CALDERA_SOURCE_DIR) / ".." / "shared" / "models")
+      .lexically_normal()
+      .string();
+}
+
+absl::StatusOr<std::string> FixturePath(absl::string_view relative) {
+  const std::filesystem::path p = std::filesystem::path(FixturesDir()) / std::string(relative);
+  std::error_code ec;
+  if (!std::filesystem::exists(p, ec)) {
+    return absl::NotFoundError(absl::StrCat(
+        "test fixture ", p.string(),
+        " is missing; set CALDERA_FIXTURES_DIR to the folder holding stories260K/ "
+        "(the shared/models folder beside the checkout)"));
+  }
+  return p.string();
+}
+
+std::string SourcePath(absl::string_view relative) {
+  return (std::filesystem::path(CALDERA_SOURCE_DIR) / std::string(relative)).string();
+}
+
+std::string PythonPath() {
+  if (const char* env = std::getenv("CALDERA_PYTHON"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return SourcePath(".venv/bin/python");
+}
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp",
+                                  "/caldera-test-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    std::abort();
+  }
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace caldera::testing

@@ -1,0 +1,45 @@
+// Locating the shared test fixtures and scratch directories for tests.
+#ifndef CALDERA_TESTS_SUPPORT_FIXTURES_H_
+#define CALDERA_TESTS_SUPPORT_FIXTURES_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+
+namespace caldera::testing {
+
+// Root of the shared fixtures: $CALDERA_FIXTURES_DIR when set (.ci/run sets it
+// to ../shared/models), else <source dir>/../shared/models.
+std::string FixturesDir();
+
+// Absolute path of a fixture file under FixturesDir(). NOT_FOUND with a message
+// that says how to point the tests at the fixtures when it is missing; tests
+// treat that as a failure, never a skip.
+absl::StatusOr<std::string> FixturePath(absl::string_view relative);
+
+// Absolute path of a file in the source tree (e.g. "tests/tools/s3_server.py").
+std::string SourcePath(absl::string_view relative);
+
+// The Python interpreter with the test tools (moto, numpy): $CALDERA_PYTHON
+// when set, else <source dir>/.venv/bin/python as made by scripts/setup.sh.
+std::string PythonPath();
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
+// destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Join(absl::string_view name) const { return path_ + "/" + std::string(name); }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace caldera::testing
+
+#endif  // CALDERA_TESTS_SUPPORT_FIXTURES_H_
