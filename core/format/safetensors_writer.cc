@@ -1,0 +1,146 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/format/safetensors.h"
+#include "nlohmann/json.hpp"
+
+namespace caldera {
+namespace {
+
+// Order in which entries are laid out: larger element sizes first (stable), so
+// every tensor starts aligned to its element size with no gaps, as upstream does.
+std::vector<size_t> LayoutOrder(const std::vector<size_t>& elem_sizes) {
+  std::vector<size_t> order(elem_sizes.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return elem_sizes[a] > elem_sizes[b]; });
+  return order;
+}
+
+absl::Status WriteAll(int fd, const uint8_t* data, size_t size, const std::string& path) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("writing ", path, ": ", std::strerror(errno)));
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SafetensorsWriter::Add(std::string name, Tensor tensor) {
+  if (name.empty()) return absl::InvalidArgumentError("safetensors: empty tensor name");
+  if (name == "__metadata__") {
+    return absl::InvalidArgumentError("safetensors: \"__metadata__\" is reserved");
+  }
+  for (const Entry& e : entries_) {
+    if (e.name == name) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: tensor '", name, "' added twice"));
+    }
+  }
+  entries_.push_back(Entry{std::move(name), std::move(tensor)});
+  return absl::OkStatus();
+}
+
+void SafetensorsWriter::SetMetadata(std::string key, std::string value) {
+  metadata_[std::move(key)] = std::move(value);
+}
+
+std::string SafetensorsWriter::HeaderJson() const {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata_.empty()) {
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : metadata_) meta[k] = v;
+    header["__metadata__"] = std::move(meta);
+  }
+  std::vector<size_t> sizes;
+  for (const Entry& e : entries_) sizes.push_back(DTypeSize(e.tensor.dtype()));
+  uint64_t offset = 0;
+  for (size_t i : LayoutOrder(sizes)) {
+    const Entry& e = entries_[i];
+    nlohmann::ordered_json t;
+    t["dtype"] = std::string(DTypeName(e.tensor.dtype()));
+    t["shape"] = e.tensor.shape();
+    t["data_offsets"] = {offset, offset + e.tensor.nbytes()};
+    offset += e.tensor.nbytes();
+    header[e.name] = std::move(t);
+  }
+  std::string json = header.dump();
+  json.append((8 - json.size() % 8) % 8, ' ');
+  return json;
+}
+
+absl::StatusOr<std::string> SafetensorsWriter::Serialize() const {
+  const std::string header = HeaderJson();
+  size_t total = 8 + header.size();
+  for (const Entry& e : entries_) total += e.tensor.nbytes();
+  std::string out;
+  out.reserve(total);
+  uint64_t len = header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((len >> (8 * i)) & 0xFF));
+  out += header;
+  std::vector<size_t> sizes;
+  for (const Entry& e : entries_) sizes.push_back(DTypeSize(e.tensor.dtype()));
+  for (size_t i : LayoutOrder(sizes)) {
+    std::span<const uint8_t> b = entries_[i].tensor.bytes();
+    out.append(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  return out;
+}
+
+absl::Status SafetensorsWriter::WriteFile(const std::string& path) const {
+  const std::string header = HeaderJson();
+  std::string tmpl = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmpl.data());
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create a temporary file beside ", path, ": ", std::strerror(errno)));
+  }
+  auto fail = [&](absl::Status s) {
+    ::close(fd);
+    ::unlink(tmpl.c_str());
+    return s;
+  };
+  uint8_t len_bytes[8];
+  const uint64_t len = header.size();
+  for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<uint8_t>((len >> (8 * i)) & 0xFF);
+  if (absl::Status s = WriteAll(fd, len_bytes, 8, tmpl); !s.ok()) return fail(s);
+  if (absl::Status s =
+          WriteAll(fd, reinterpret_cast<const uint8_t*>(header.data()), header.size(), tmpl);
+      !s.ok()) {
+    return fail(s);
+  }
+  std::vector<size_t> sizes;
+  for (const Entry& e : entries_) sizes.push_back(DTypeSize(e.tensor.dtype()));
+  for (size_t i : LayoutOrder(sizes)) {
+    std::span<const uint8_t> b = entries_[i].tensor.bytes();
+    if (absl::Status s = WriteAll(fd, b.data(), b.size(), tmpl); !s.ok()) return fail(s);
+  }
+  ::fchmod(fd, 0644);
+  if (::fsync(fd) != 0) {
+    return fail(absl::InternalError(absl::StrCat("fsync ", tmpl, ": ", std::strerror(errno))));
+  }
+  ::close(fd);
+  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmpl.c_str());
+    return absl::InternalError(
+        absl::StrCat("renaming ", tmpl, " to ", path, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace caldera
