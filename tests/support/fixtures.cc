@@ -22,10 +22,10 @@ absl::StatusOr<std::string> FixturePath(absl::string_view relative) {
   const std::filesystem::path p = std::filesystem::path(FixturesDir()) / std::string(relative);
   std::error_code ec;
   if (!std::filesystem::exists(p, ec)) {
-    return absl::NotFoundError(absl::StrCat(
-        "test fixture ", p.string(),
-        " is missing; set CALDERA_FIXTURES_DIR to the folder holding stories260K/ "
-        "(the shared/models folder beside the checkout)"));
+    return absl::NotFoundError(
+        absl::StrCat("test fixture ", p.string(),
+                     " is missing; set CALDERA_FIXTURES_DIR to the folder holding stories260K/ "
+                     "(the shared/models folder beside the checkout)"));
   }
   return p.string();
 }
@@ -43,8 +43,8 @@ std::string PythonPath() {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp",
-                                  "/caldera-test-XXXXXX");
+  std::string tmpl =
+      absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp", "/caldera-test-XXXXXX");
   if (mkdtemp(tmpl.data()) == nullptr) {
     std::abort();
   }

@@ -3,9 +3,9 @@
 #define CALDERA_TESTS_SUPPORT_FIXTURES_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace caldera::testing {
 

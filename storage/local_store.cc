@@ -1,0 +1,256 @@
+#include "storage/local_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "storage/sha256.h"
+
+namespace caldera::storage {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr char kShaXattr[] = "user.caldera.sha256";
+constexpr char kTempMarker[] = ".caldera-tmp-";
+
+absl::Status ErrnoError(int err, const std::string& what) {
+  const std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+  if (err == ENOENT || err == ENOTDIR) return absl::NotFoundError(msg);
+  if (err == EACCES || err == EPERM || err == EROFS) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(msg, "; check that the path is writable by this process"));
+  }
+  if (err == ENOSPC) return absl::ResourceExhaustedError(msg);
+  return absl::InternalError(msg);
+}
+
+std::string ReadXattr(const std::string& path) {
+  char buf[128];
+  const ssize_t n = ::getxattr(path.c_str(), kShaXattr, buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+absl::Status WriteAll(int fd, const uint8_t* p, size_t n, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, absl::StrCat("writing ", path));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+LocalStore::LocalStore(std::string root) : root_(fs::path(root).lexically_normal().string()) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
+absl::StatusOr<std::string> LocalStore::PathOf(const std::string& key) const {
+  const fs::path joined = (fs::path(root_) / fs::path(key).relative_path()).lexically_normal();
+  const std::string p = joined.string();
+  const std::string root_slash = root_ == "/" ? root_ : root_ + "/";
+  if (p != root_ && !absl::StartsWith(p, root_slash)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("key '", key, "' resolves to ", p, ", outside the allowed root ", root_));
+  }
+  // Resolve symbolic links of the existing part of the path, so a link cannot
+  // lead outside the root either.
+  std::error_code ec;
+  fs::path existing = joined;
+  while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
+  if (!existing.empty()) {
+    const std::string real = fs::weakly_canonical(existing, ec).string();
+    const std::string real_root = fs::weakly_canonical(root_, ec).string();
+    const std::string real_root_slash = real_root == "/" ? real_root : real_root + "/";
+    if (!ec && real != real_root && !absl::StartsWith(real, real_root_slash)) {
+      return absl::PermissionDeniedError(absl::StrCat("key '", key, "' leads through a link to ",
+                                                      real, ", outside the allowed root ", root_));
+    }
+  }
+  return p;
+}
+
+std::string LocalStore::UriOf(const std::string& key) const {
+  absl::StatusOr<std::string> p = PathOf(key);
+  return absl::StrCat("file://", p.ok() ? *p : root_ + "/" + key);
+}
+
+absl::StatusOr<std::string> LocalStore::Get(const std::string& key) {
+  absl::StatusOr<ObjectInfo> info = Head(key);
+  if (!info.ok()) return info.status();
+  return GetRange(key, 0, info->size);
+}
+
+absl::StatusOr<std::string> LocalStore::GetRange(const std::string& key, uint64_t offset,
+                                                 uint64_t length) {
+  absl::StatusOr<std::string> path = PathOf(key);
+  if (!path.ok()) return path.status();
+  const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open ", *path));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::NotFoundError(absl::StrCat(*path, " is not a regular file"));
+  }
+  if (absl::Status s = CheckRange(*path, static_cast<uint64_t>(st.st_size), offset, length);
+      !s.ok()) {
+    ::close(fd);
+    return s;
+  }
+  std::string out(length, '\0');
+  uint64_t done = 0;
+  while (done < length) {
+    const ssize_t n = ::pread(fd, out.data() + done, length - done, offset + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return ErrnoError(err, absl::StrCat("reading ", *path));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  return out;
+}
+
+absl::StatusOr<ObjectInfo> LocalStore::Put(const std::string& key, const RandomAccessSource& body) {
+  absl::StatusOr<std::string> path = PathOf(key);
+  if (!path.ok()) return path.status();
+  const fs::path target(*path);
+  std::error_code ec;
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) {
+    return ErrnoError(ec.value(),
+                      absl::StrCat("cannot create directory ", target.parent_path().string()));
+  }
+  std::string tmp =
+      (target.parent_path() / absl::StrCat(".", target.filename().string(), kTempMarker, "XXXXXX"))
+          .string();
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0)
+    return ErrnoError(errno,
+                      absl::StrCat("cannot create a file in ", target.parent_path().string()));
+  auto fail = [&](absl::Status s) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  };
+  Sha256 sha;
+  const uint64_t size = body.Size();
+  std::span<const uint8_t> mapped = body.MappedBytes();
+  if (!mapped.empty()) {
+    sha.Update(absl::string_view(reinterpret_cast<const char*>(mapped.data()), mapped.size()));
+    if (absl::Status s = WriteAll(fd, mapped.data(), mapped.size(), tmp); !s.ok()) return fail(s);
+  } else {
+    std::vector<uint8_t> buf(std::min<uint64_t>(size, 8u << 20));
+    for (uint64_t done = 0; done < size;) {
+      const uint64_t n = std::min<uint64_t>(buf.size(), size - done);
+      std::span<uint8_t> chunk(buf.data(), n);
+      if (absl::Status s = body.ReadAt(done, chunk); !s.ok()) return fail(s);
+      sha.Update(absl::string_view(reinterpret_cast<const char*>(buf.data()), n));
+      if (absl::Status s = WriteAll(fd, buf.data(), n, tmp); !s.ok()) return fail(s);
+      done += n;
+    }
+  }
+  ObjectInfo info;
+  info.key = key;
+  info.size = size;
+  info.sha256 = sha.FinishHex();
+  ::fchmod(fd, 0644);
+  if (::fsync(fd) != 0) return fail(ErrnoError(errno, absl::StrCat("fsync ", tmp)));
+  // Best effort: tmpfs without user xattrs and some overlay file systems refuse.
+  (void)::fsetxattr(fd, kShaXattr, info.sha256.data(), info.sha256.size(), 0);
+  ::close(fd);
+  if (::rename(tmp.c_str(), path->c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoError(err, absl::StrCat("cannot rename into ", *path));
+  }
+  return info;
+}
+
+absl::StatusOr<ObjectInfo> LocalStore::Head(const std::string& key) {
+  absl::StatusOr<std::string> path = PathOf(key);
+  if (!path.ok()) return path.status();
+  struct stat st {};
+  if (::stat(path->c_str(), &st) != 0) {
+    return ErrnoError(errno, absl::StrCat("no object at ", *path));
+  }
+  if (!S_ISREG(st.st_mode)) return absl::NotFoundError(absl::StrCat(*path, " is not a file"));
+  ObjectInfo info;
+  info.key = key;
+  info.size = static_cast<uint64_t>(st.st_size);
+  info.etag = absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "-", st.st_size);
+  info.sha256 = ReadXattr(*path);
+  return info;
+}
+
+absl::StatusOr<ListPage> LocalStore::List(const std::string& prefix, const std::string& page_token,
+                                          int page_size) {
+  if (page_size < 1 || page_size > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page size ", page_size, " out of range; use 1..1000"));
+  }
+  // Walk the deepest directory that contains every key with this prefix.
+  const std::string dir_part =
+      prefix.find('/') == std::string::npos ? "" : prefix.substr(0, prefix.rfind('/'));
+  absl::StatusOr<std::string> start = PathOf(dir_part);
+  if (!start.ok()) return start.status();
+  std::vector<std::string> keys;
+  std::error_code ec;
+  if (fs::is_directory(*start, ec)) {
+    const size_t root_len = root_ == "/" ? 1 : root_.size() + 1;
+    for (auto it = fs::recursive_directory_iterator(*start, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_regular_file(ec)) continue;
+      const std::string p = it->path().string();
+      if (p.find(kTempMarker) != std::string::npos) continue;
+      std::string key = p.substr(root_len);
+      if (absl::StartsWith(key, prefix) && key > page_token) keys.push_back(std::move(key));
+    }
+  }
+  std::sort(keys.begin(), keys.end());
+  ListPage page;
+  for (const std::string& k : keys) {
+    if (static_cast<int>(page.objects.size()) == page_size) {
+      page.next_page_token = page.objects.back().key;
+      break;
+    }
+    absl::StatusOr<ObjectInfo> info = Head(k);
+    if (info.ok()) page.objects.push_back(*std::move(info));
+  }
+  return page;
+}
+
+absl::Status LocalStore::Delete(const std::string& key) {
+  absl::StatusOr<std::string> path = PathOf(key);
+  if (!path.ok()) return path.status();
+  if (::unlink(path->c_str()) != 0 && errno != ENOENT) {
+    return ErrnoError(errno, absl::StrCat("cannot delete ", *path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::Copy(const std::string& from_key, const std::string& to_key) {
+  absl::StatusOr<std::string> from = PathOf(from_key);
+  if (!from.ok()) return from.status();
+  absl::StatusOr<std::unique_ptr<RandomAccessSource>> src = OpenMappedFile(*from);
+  if (!src.ok()) return src.status();
+  return Put(to_key, **src).status();
+}
+
+}  // namespace caldera::storage
