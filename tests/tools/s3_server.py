@@ -10,6 +10,7 @@ Usage: s3_server.py [--port 0] [--bucket NAME]
 """
 import argparse
 import json
+import logging
 import os
 import socket
 import sys
@@ -32,6 +33,7 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--bucket", default="caldera-test")
     args = ap.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = args.port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
