@@ -1,0 +1,232 @@
+#include "core/model/llama_block.h"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace caldera::model {
+namespace {
+
+absl::StatusOr<VectorF> ReadVector(const Checkpoint& ckpt, const std::string& name, int64_t size) {
+  absl::StatusOr<Tensor> t = ckpt.ReadF32(name);
+  if (!t.ok()) return t.status();
+  if (t->numel() != size || t->rank() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("model ", ckpt.name(), ": '", name,
+                                                   "' has shape ", ShapeString(t->shape()),
+                                                   ", expected [", size, "]"));
+  }
+  return Eigen::Map<const VectorF>(t->data<float>().data(), size);
+}
+
+absl::StatusOr<RowMatrixF> ReadLinear(const Checkpoint& ckpt, const std::string& prefix,
+                                      const LinearModule& m) {
+  absl::StatusOr<Tensor> t = ckpt.ReadLinearWeight(prefix + m.suffix, m.name);
+  if (!t.ok()) return t.status();
+  return Eigen::Map<const RowMatrixF>(t->data<float>().data(), t->dim(0), t->dim(1));
+}
+
+}  // namespace
+
+absl::StatusOr<BlockWeights> LoadBlock(const Checkpoint& ckpt, int64_t layer) {
+  const ModelConfig& c = ckpt.config();
+  if (layer < 0 || layer >= c.num_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", layer, " out of range; the model has ", c.num_layers));
+  }
+  const std::string p = c.LayerPrefix(layer);
+  BlockWeights w;
+  absl::StatusOr<VectorF> n1 = ReadVector(ckpt, p + "input_layernorm.weight", c.hidden_size);
+  if (!n1.ok()) return n1.status();
+  w.input_norm = *std::move(n1);
+  absl::StatusOr<VectorF> n2 =
+      ReadVector(ckpt, p + "post_attention_layernorm.weight", c.hidden_size);
+  if (!n2.ok()) return n2.status();
+  w.post_norm = *std::move(n2);
+  RowMatrixF* targets[] = {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down};
+  for (size_t i = 0; i < 7; ++i) {
+    absl::StatusOr<RowMatrixF> m = ReadLinear(ckpt, p, kLinearModules[i]);
+    if (!m.ok()) return m.status();
+    *targets[i] = *std::move(m);
+  }
+  if (c.attention_bias) {
+    const int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
+    for (auto [name, size, out] : {std::tuple{"self_attn.q_proj.bias", q_out, &w.q_bias},
+                                   std::tuple{"self_attn.k_proj.bias", kv_out, &w.k_bias},
+                                   std::tuple{"self_attn.v_proj.bias", kv_out, &w.v_bias}}) {
+      absl::StatusOr<VectorF> b = ReadVector(ckpt, p + name, size);
+      if (!b.ok()) return b.status();
+      *out = *std::move(b);
+    }
+  }
+  return w;
+}
+
+RopeTable MakeRopeTable(const ModelConfig& c, int64_t seq_len) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<double> inv_freq(half);
+  const RopeScaling& rs = c.rope_scaling;
+  for (int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
+    if (rs.type == "linear") {
+      f /= rs.factor;
+    } else if (rs.type == "llama3") {
+      const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+      const double low_wavelen = old_len / rs.low_freq_factor;
+      const double high_wavelen = old_len / rs.high_freq_factor;
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f /= rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth =
+            (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+    inv_freq[i] = f;
+  }
+  RopeTable t;
+  t.cos.resize(seq_len, half);
+  t.sin.resize(seq_len, half);
+  for (int64_t pos = 0; pos < seq_len; ++pos) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(pos) * static_cast<float>(inv_freq[i]);
+      t.cos(pos, i) = static_cast<float>(std::cos(angle));
+      t.sin(pos, i) = static_cast<float>(std::sin(angle));
+    }
+  }
+  return t;
+}
+
+BlockHessians BlockHessians::Zeros(const ModelConfig& c) {
+  BlockHessians h;
+  h.q_proj = Eigen::MatrixXd::Zero(c.hidden_size, c.hidden_size);
+  h.o_proj = Eigen::MatrixXd::Zero(c.num_heads * c.head_dim, c.num_heads * c.head_dim);
+  h.gate_proj = Eigen::MatrixXd::Zero(c.hidden_size, c.hidden_size);
+  h.down_proj = Eigen::MatrixXd::Zero(c.intermediate_size, c.intermediate_size);
+  return h;
+}
+
+void BlockHessians::Add(const BlockHessians& other) {
+  q_proj += other.q_proj;
+  o_proj += other.o_proj;
+  gate_proj += other.gate_proj;
+  down_proj += other.down_proj;
+  tokens += other.tokens;
+}
+
+void AccumulateLower(const RowMatrixF& x, Eigen::MatrixXd* h) {
+  // Chunks of rows bound the float64 copy.
+  constexpr int64_t kChunk = 2048;
+  const int64_t n = x.cols();
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> xd;
+  for (int64_t r0 = 0; r0 < x.rows(); r0 += kChunk) {
+    const int64_t rows = std::min(kChunk, x.rows() - r0);
+    xd = x.middleRows(r0, rows).cast<double>();
+    // Column-major view of the row-major chunk is xd^T (n x rows): C += A A^T.
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, static_cast<int>(n),
+                static_cast<int>(rows), 1.0, xd.data(), static_cast<int>(n), 1.0, h->data(),
+                static_cast<int>(h->rows()));
+  }
+}
+
+void Symmetrize(Eigen::MatrixXd* h) { *h = h->selfadjointView<Eigen::Lower>(); }
+
+void RmsNorm(const RowMatrixF& x, const VectorF& weight, double eps, RowMatrixF* out) {
+  out->resize(x.rows(), x.cols());
+  for (int64_t r = 0; r < x.rows(); ++r) {
+    const double ms = x.row(r).cast<double>().squaredNorm() / static_cast<double>(x.cols());
+    const float scale = static_cast<float>(1.0 / std::sqrt(ms + eps));
+    out->row(r) = (x.row(r) * scale).cwiseProduct(weight.transpose());
+  }
+}
+
+namespace {
+
+// Rotates the head-dim pairs (i, i + d/2) of every head in `x` ([tokens, heads*d]).
+void ApplyRope(const RopeTable& rope, int64_t seq_len, int64_t heads, int64_t d, RowMatrixF* x) {
+  const int64_t half = d / 2;
+  for (int64_t r = 0; r < x->rows(); ++r) {
+    const int64_t pos = r % seq_len;
+    float* row = x->row(r).data();
+    const float* c = rope.cos.row(pos).data();
+    const float* s = rope.sin.row(pos).data();
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = row + h * d;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * c[i] - b * s[i];
+        v[i + half] = b * c[i] + a * s[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& rope,
+                  int64_t seq_len, RowMatrixF* hidden, BlockHessians* hessians) {
+  const int64_t tokens = hidden->rows();
+  const int64_t d = c.head_dim;
+  const int64_t group = c.num_heads / c.num_kv_heads;
+  RowMatrixF x;
+  RmsNorm(*hidden, w.input_norm, c.rms_norm_eps, &x);
+  if (hessians != nullptr) {
+    AccumulateLower(x, &hessians->q_proj);
+    hessians->tokens += tokens;
+  }
+  RowMatrixF q = x * w.q.transpose();
+  RowMatrixF k = x * w.k.transpose();
+  RowMatrixF v = x * w.v.transpose();
+  if (c.attention_bias) {
+    q.rowwise() += w.q_bias.transpose();
+    k.rowwise() += w.k_bias.transpose();
+    v.rowwise() += w.v_bias.transpose();
+  }
+  ApplyRope(rope, seq_len, c.num_heads, d, &q);
+  ApplyRope(rope, seq_len, c.num_kv_heads, d, &k);
+
+  RowMatrixF attn(tokens, c.num_heads * d);
+  RowMatrixF scores(seq_len, seq_len);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (int64_t s0 = 0; s0 < tokens; s0 += seq_len) {
+    for (int64_t h = 0; h < c.num_heads; ++h) {
+      const int64_t kv = h / group;
+      auto qh = q.block(s0, h * d, seq_len, d);
+      auto kh = k.block(s0, kv * d, seq_len, d);
+      auto vh = v.block(s0, kv * d, seq_len, d);
+      scores.noalias() = (qh * kh.transpose()) * scale;
+      for (int64_t i = 0; i < seq_len; ++i) {
+        float* row = scores.row(i).data();
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j <= i; ++j) mx = std::max(mx, row[j]);
+        double sum = 0;
+        for (int64_t j = 0; j <= i; ++j) {
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
+        for (int64_t j = i + 1; j < seq_len; ++j) row[j] = 0;
+      }
+      attn.block(s0, h * d, seq_len, d).noalias() = scores * vh;
+    }
+  }
+  if (hessians != nullptr) AccumulateLower(attn, &hessians->o_proj);
+  hidden->noalias() += attn * w.o.transpose();
+
+  RmsNorm(*hidden, w.post_norm, c.rms_norm_eps, &x);
+  if (hessians != nullptr) AccumulateLower(x, &hessians->gate_proj);
+  RowMatrixF gate = x * w.gate.transpose();
+  RowMatrixF up = x * w.up.transpose();
+  for (int64_t i = 0; i < gate.size(); ++i) {
+    const float g = gate.data()[i];
+    gate.data()[i] = g / (1.0f + std::exp(-g)) * up.data()[i];
+  }
+  if (hessians != nullptr) AccumulateLower(gate, &hessians->down_proj);
+  hidden->noalias() += gate * w.down.transpose();
+}
+
+}  // namespace caldera::model

@@ -1,0 +1,65 @@
+// The Llama-family decoder block on CPU: RMSNorm, rotary embeddings (with the
+// Llama-3 and linear scalings), grouped-query causal attention, SwiGLU MLP;
+// optional q/k/v biases (Qwen2). Hidden states are row-major float32 matrices
+// with one row per token; a batch is several sequences of equal length stacked.
+//
+// Matrix work is done by GEMMs over all tokens of the batch (Eigen on OpenBLAS);
+// attention materialises the scores of one head of one sequence at a time.
+#ifndef CALDERA_CORE_MODEL_LLAMA_BLOCK_H_
+#define CALDERA_CORE_MODEL_LLAMA_BLOCK_H_
+
+#include <Eigen/Dense>
+
+#include "absl/status/statusor.h"
+#include "core/model/checkpoint.h"
+#include "core/model/model_config.h"
+
+namespace caldera::model {
+
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using VectorF = Eigen::VectorXf;
+
+struct BlockWeights {
+  VectorF input_norm, post_norm;
+  RowMatrixF q, k, v, o, gate, up, down;  // [out, in]
+  VectorF q_bias, k_bias, v_bias;         // empty unless config.attention_bias
+};
+
+// Reads block `layer` (linear weights through Checkpoint::ReadLinearWeight, so a
+// compressed checkpoint is dequantised here), checking every shape.
+absl::StatusOr<BlockWeights> LoadBlock(const Checkpoint& checkpoint, int64_t layer);
+
+// cos/sin of the rotary embedding for positions [0, seq_len), [seq_len, head_dim/2].
+struct RopeTable {
+  RowMatrixF cos, sin;
+};
+RopeTable MakeRopeTable(const ModelConfig& config, int64_t seq_len);
+
+// Second moments of the inputs of the block's linear layers, summed over tokens
+// in float64: H = sum over tokens of x^T x.
+struct BlockHessians {
+  Eigen::MatrixXd q_proj, o_proj, gate_proj, down_proj;  // q/k/v share; gate/up share
+  int64_t tokens = 0;
+
+  static BlockHessians Zeros(const ModelConfig& config);
+  // Adds another (e.g. a shard's) sums.
+  void Add(const BlockHessians& other);
+};
+
+// Adds x^T x (x: tokens x n, float32) into the lower triangle of h (n x n,
+// float64) with DSYRK; call Symmetrize() when done.
+void AccumulateLower(const RowMatrixF& x, Eigen::MatrixXd* h);
+void Symmetrize(Eigen::MatrixXd* h);
+
+// Runs the block over `hidden` ([batch*seq_len, hidden_size], sequences stacked)
+// in place. When `hessians` is not null, accumulates the four input moments
+// (lower triangles; Symmetrize() them after the last call) and the token count.
+void BlockForward(const ModelConfig& config, const BlockWeights& weights, const RopeTable& rope,
+                  int64_t seq_len, RowMatrixF* hidden, BlockHessians* hessians);
+
+// RMSNorm of each row: x / sqrt(mean(x^2) + eps) * weight.
+void RmsNorm(const RowMatrixF& x, const VectorF& weight, double eps, RowMatrixF* out);
+
+}  // namespace caldera::model
+
+#endif  // CALDERA_CORE_MODEL_LLAMA_BLOCK_H_

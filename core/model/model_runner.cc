@@ -1,0 +1,207 @@
+#include "core/model/model_runner.h"
+
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace caldera::model {
+namespace {
+
+absl::StatusOr<RowMatrixF> ReadMatrix(const Checkpoint& ckpt, const std::string& name, int64_t rows,
+                                      int64_t cols) {
+  absl::StatusOr<Tensor> t = ckpt.ReadF32(name);
+  if (!t.ok()) return t.status();
+  if (t->rank() != 2 || t->dim(0) != rows || t->dim(1) != cols) {
+    return absl::InvalidArgumentError(absl::StrCat("model ", ckpt.name(), ": '", name,
+                                                   "' has shape ", ShapeString(t->shape()),
+                                                   ", expected [", rows, ", ", cols, "]"));
+  }
+  return Eigen::Map<const RowMatrixF>(t->data<float>().data(), rows, cols);
+}
+
+// Runs blocks [0, last] over `hidden`, calling `after(layer)` after each.
+absl::Status RunLayersUpTo(const Checkpoint& ckpt, int64_t seq_len, int64_t last,
+                           const RunOptions& options, RowMatrixF* hidden,
+                           const std::function<BlockHessians*(int64_t)>& hessians_for,
+                           const std::function<absl::Status(int64_t)>& after) {
+  for (int64_t layer = 0; layer <= last; ++layer) {
+    absl::StatusOr<BlockWeights> w = LoadBlock(ckpt, layer);
+    if (!w.ok()) return w.status();
+    if (absl::Status s = RunLayer(ckpt, *w, seq_len, options, hidden, hessians_for(layer));
+        !s.ok()) {
+      return s;
+    }
+    if (options.progress) {
+      options.progress(layer + 1, last + 1, absl::StrCat("layer ", layer));
+    }
+    if (absl::Status s = after(layer); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RowMatrixF> LmHead(const Checkpoint& ckpt) {
+  const ModelConfig& c = ckpt.config();
+  const std::string name = c.tie_word_embeddings || ckpt.Find("lm_head.weight") == nullptr
+                               ? "model.embed_tokens.weight"
+                               : "lm_head.weight";
+  return ReadMatrix(ckpt, name, c.vocab_size, c.hidden_size);
+}
+
+}  // namespace
+
+absl::StatusOr<TokenSet> LoadTokens(const SafetensorsReader& reader, const ModelConfig& config) {
+  const TensorInfo* info = reader.Find("input_ids");
+  if (info == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(reader.name(),
+                     ": no 'input_ids' tensor; token files hold an int32 input_ids "
+                     "[samples, seq_len]"));
+  }
+  if (info->shape.size() != 2 || (info->dtype != DType::kI32 && info->dtype != DType::kI64)) {
+    return absl::InvalidArgumentError(absl::StrCat(reader.name(), ": input_ids is ",
+                                                   DTypeName(info->dtype), ShapeString(info->shape),
+                                                   "; expected I32 [samples, seq_len]"));
+  }
+  TokenSet set;
+  set.samples = info->shape[0];
+  set.seq_len = info->shape[1];
+  if (set.samples == 0 || set.seq_len < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(reader.name(), ": input_ids ", ShapeString(info->shape),
+                     " is empty; need at least one sequence of two or more tokens"));
+  }
+  if (set.seq_len > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        reader.name(), ": sequences of ", set.seq_len, " tokens exceed the model's ",
+        "max_position_embeddings ", config.max_position_embeddings, "; cut them shorter"));
+  }
+  absl::StatusOr<Tensor> t = reader.Read("input_ids");
+  if (!t.ok()) return t.status();
+  set.ids.resize(static_cast<size_t>(t->numel()));
+  for (int64_t i = 0; i < t->numel(); ++i) {
+    const int64_t id = t->dtype() == DType::kI32 ? t->data<int32_t>()[i] : t->data<int64_t>()[i];
+    if (id < 0 || id >= config.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(reader.name(), ": token id ", id, " at sample ", i / set.seq_len,
+                       ", position ", i % set.seq_len, " is outside the vocabulary [0, ",
+                       config.vocab_size, "); were the tokens made with this model's tokenizer?"));
+    }
+    set.ids[i] = static_cast<int32_t>(id);
+  }
+  return set;
+}
+
+absl::StatusOr<RowMatrixF> EmbedTokens(const Checkpoint& ckpt, const TokenSet& tokens) {
+  const ModelConfig& c = ckpt.config();
+  absl::StatusOr<RowMatrixF> table =
+      ReadMatrix(ckpt, "model.embed_tokens.weight", c.vocab_size, c.hidden_size);
+  if (!table.ok()) return table.status();
+  RowMatrixF out(static_cast<int64_t>(tokens.ids.size()), c.hidden_size);
+  for (size_t i = 0; i < tokens.ids.size(); ++i) out.row(i) = table->row(tokens.ids[i]);
+  return out;
+}
+
+absl::Status RunLayer(const Checkpoint& ckpt, const BlockWeights& weights, int64_t seq_len,
+                      const RunOptions& options, RowMatrixF* hidden, BlockHessians* hessians) {
+  const ModelConfig& c = ckpt.config();
+  const RopeTable rope = MakeRopeTable(c, seq_len);
+  const int64_t batch_rows = std::max<int64_t>(1, options.batch_sequences) * seq_len;
+  RowMatrixF chunk;
+  for (int64_t r0 = 0; r0 < hidden->rows(); r0 += batch_rows) {
+    const int64_t rows = std::min(batch_rows, hidden->rows() - r0);
+    chunk = hidden->middleRows(r0, rows);
+    BlockForward(c, weights, rope, seq_len, &chunk, hessians);
+    hidden->middleRows(r0, rows) = chunk;
+  }
+  if (hessians != nullptr) {
+    Symmetrize(&hessians->q_proj);
+    Symmetrize(&hessians->o_proj);
+    Symmetrize(&hessians->gate_proj);
+    Symmetrize(&hessians->down_proj);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CalibrateLayers(const Checkpoint& ckpt, const TokenSet& tokens, int64_t first,
+                             int64_t last, const RunOptions& options,
+                             const std::function<absl::Status(int64_t, BlockHessians&)>& sink) {
+  const ModelConfig& c = ckpt.config();
+  if (first < 0 || last >= c.num_layers || first > last) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layers ", first, "-", last, " out of range; the model has layers 0-", c.num_layers - 1));
+  }
+  absl::StatusOr<RowMatrixF> hidden = EmbedTokens(ckpt, tokens);
+  if (!hidden.ok()) return hidden.status();
+  BlockHessians current;
+  return RunLayersUpTo(
+      ckpt, tokens.seq_len, last, options, &*hidden,
+      [&](int64_t layer) -> BlockHessians* {
+        if (layer < first) return nullptr;
+        current = BlockHessians::Zeros(c);
+        return &current;
+      },
+      [&](int64_t layer) { return layer < first ? absl::OkStatus() : sink(layer, current); });
+}
+
+absl::StatusOr<RowMatrixF> ComputeLogits(const Checkpoint& ckpt, const TokenSet& tokens,
+                                         const RunOptions& options) {
+  const ModelConfig& c = ckpt.config();
+  absl::StatusOr<RowMatrixF> hidden = EmbedTokens(ckpt, tokens);
+  if (!hidden.ok()) return hidden.status();
+  absl::Status s = RunLayersUpTo(
+      ckpt, tokens.seq_len, c.num_layers - 1, options, &*hidden,
+      [](int64_t) -> BlockHessians* { return nullptr; }, [](int64_t) { return absl::OkStatus(); });
+  if (!s.ok()) return s;
+  absl::StatusOr<Tensor> norm = ckpt.ReadF32("model.norm.weight");
+  if (!norm.ok()) return norm.status();
+  absl::StatusOr<RowMatrixF> head = LmHead(ckpt);
+  if (!head.ok()) return head.status();
+  RowMatrixF normed;
+  RmsNorm(*hidden, Eigen::Map<const VectorF>(norm->data<float>().data(), c.hidden_size),
+          c.rms_norm_eps, &normed);
+  return RowMatrixF(normed * head->transpose());
+}
+
+absl::StatusOr<EvalResult> EvaluatePerplexity(const Checkpoint& ckpt, const TokenSet& tokens,
+                                              const RunOptions& options) {
+  const ModelConfig& c = ckpt.config();
+  absl::StatusOr<RowMatrixF> hidden = EmbedTokens(ckpt, tokens);
+  if (!hidden.ok()) return hidden.status();
+  absl::Status s = RunLayersUpTo(
+      ckpt, tokens.seq_len, c.num_layers - 1, options, &*hidden,
+      [](int64_t) -> BlockHessians* { return nullptr; }, [](int64_t) { return absl::OkStatus(); });
+  if (!s.ok()) return s;
+  absl::StatusOr<Tensor> norm_t = ckpt.ReadF32("model.norm.weight");
+  if (!norm_t.ok()) return norm_t.status();
+  if (norm_t->numel() != c.hidden_size) {
+    return absl::InvalidArgumentError("model.norm.weight has the wrong size");
+  }
+  const Eigen::Map<const VectorF> norm(norm_t->data<float>().data(), c.hidden_size);
+  absl::StatusOr<RowMatrixF> head = LmHead(ckpt);
+  if (!head.ok()) return head.status();
+  double total = 0;
+  int64_t count = 0;
+  RowMatrixF normed, logits;
+  const int64_t T = tokens.seq_len;
+  for (int64_t sample = 0; sample < tokens.samples; ++sample) {
+    RmsNorm(hidden->middleRows(sample * T, T), norm, c.rms_norm_eps, &normed);
+    logits.noalias() = normed * head->transpose();
+    for (int64_t t = 0; t + 1 < T; ++t) {
+      const auto row = logits.row(t);
+      const double mx = row.maxCoeff();
+      double sum = 0;
+      for (int64_t v = 0; v < c.vocab_size; ++v) sum += std::exp(double{row(v)} - mx);
+      const int32_t next = tokens.ids[sample * T + t + 1];
+      total += std::log(sum) + mx - row(next);
+      ++count;
+    }
+  }
+  EvalResult r;
+  r.predictions = count;
+  r.mean_nll = total / static_cast<double>(count);
+  r.perplexity = std::exp(r.mean_nll);
+  return r;
+}
+
+}  // namespace caldera::model
