@@ -30,8 +30,12 @@ absl::StatusOr<TokenSet> LoadTokens(const SafetensorsReader& reader, const Model
 using ProgressFn = std::function<void(int64_t, int64_t, const std::string&)>;
 
 struct RunOptions {
-  int64_t batch_sequences = 8;  // sequences per forward batch inside a layer
-  ProgressFn progress;          // may be empty
+  // Sequences per forward batch inside a layer. With 1, each sequence's
+  // activations are bitwise independent of which other sequences are in the
+  // run, so Hessians of sample shards add up to the unsharded result (up to
+  // float64 summation order).
+  int64_t batch_sequences = 1;
+  ProgressFn progress;  // may be empty
 };
 
 // Embeddings of every token: [samples*seq_len, hidden_size].

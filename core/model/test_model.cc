@@ -1,0 +1,167 @@
+#include "core/model/test_model.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/format/safetensors.h"
+#include "nlohmann/json.hpp"
+
+namespace caldera::model {
+namespace {
+
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [-1, 1).
+  double Symmetric() { return static_cast<double>(Next() >> 11) * 0x1.0p-52 - 1.0; }
+
+ private:
+  uint64_t state_;
+};
+
+absl::StatusOr<Tensor> RandomTensor(std::vector<int64_t> shape, double scale, DType dtype,
+                                    SplitMix64* rng) {
+  absl::StatusOr<Tensor> t = Tensor::Zeros(DType::kF32, std::move(shape));
+  if (!t.ok()) return t;
+  for (float& v : t->mutable_data<float>()) v = static_cast<float>(scale * rng->Symmetric());
+  return t->ConvertTo(dtype);
+}
+
+absl::StatusOr<Tensor> NormWeight(int64_t n, DType dtype, SplitMix64* rng) {
+  absl::StatusOr<Tensor> t = Tensor::Zeros(DType::kF32, {n});
+  if (!t.ok()) return t;
+  for (float& v : t->mutable_data<float>()) v = static_cast<float>(1.0 + 0.1 * rng->Symmetric());
+  return t->ConvertTo(dtype);
+}
+
+}  // namespace
+
+absl::Status WriteTestModel(const TestModelOptions& o, const std::string& directory) {
+  std::error_code ec;
+  std::filesystem::create_directories(directory, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", directory, ": ", ec.message()));
+  const bool bias = o.attention_bias || o.architecture == "Qwen2ForCausalLM";
+  const int64_t head_dim = o.hidden_size / o.num_heads;
+  nlohmann::ordered_json config = {
+      {"architectures", {o.architecture}},
+      {"model_type", o.architecture == "Qwen2ForCausalLM"     ? "qwen2"
+                     : o.architecture == "MistralForCausalLM" ? "mistral"
+                                                              : "llama"},
+      {"hidden_size", o.hidden_size},
+      {"intermediate_size", o.intermediate_size},
+      {"num_hidden_layers", o.num_layers},
+      {"num_attention_heads", o.num_heads},
+      {"num_key_value_heads", o.num_kv_heads},
+      {"vocab_size", o.vocab_size},
+      {"max_position_embeddings", o.max_position_embeddings},
+      {"rms_norm_eps", 1e-5},
+      {"rope_theta", o.rope_theta},
+      {"hidden_act", "silu"},
+      {"tie_word_embeddings", o.tie_word_embeddings},
+      {"torch_dtype", o.dtype == DType::kBF16  ? "bfloat16"
+                      : o.dtype == DType::kF16 ? "float16"
+                                               : "float32"}};
+  if (bias && o.architecture != "Qwen2ForCausalLM") config["attention_bias"] = true;
+  if (o.llama3_rope_scaling) {
+    config["rope_scaling"] = {{"rope_type", "llama3"},
+                              {"factor", 8.0},
+                              {"low_freq_factor", 1.0},
+                              {"high_freq_factor", 4.0},
+                              {"original_max_position_embeddings", 64}};
+  }
+  {
+    std::ofstream f(directory + "/config.json");
+    f << config.dump(2) << "\n";
+    if (!f) return absl::InternalError(absl::StrCat("cannot write ", directory, "/config.json"));
+  }
+
+  SplitMix64 rng(o.seed);
+  const int shards = std::max(1, o.shards);
+  std::vector<SafetensorsWriter> writers(shards);
+  CheckpointIndex index;
+  int64_t total = 0;
+  auto add = [&](int shard, const std::string& name, absl::StatusOr<Tensor> t) -> absl::Status {
+    if (!t.ok()) return t.status();
+    total += static_cast<int64_t>(t->nbytes());
+    index.weight_map[name] = absl::StrFormat("model-%05d-of-%05d.safetensors", shard + 1, shards);
+    return writers[shard].Add(name, *std::move(t));
+  };
+  const double in_scale = 1.0 / std::sqrt(static_cast<double>(o.hidden_size));
+  const double mlp_scale = 1.0 / std::sqrt(static_cast<double>(o.intermediate_size));
+  const int64_t q_out = o.num_heads * head_dim, kv_out = o.num_kv_heads * head_dim;
+  absl::Status s = add(0, "model.embed_tokens.weight",
+                       RandomTensor({o.vocab_size, o.hidden_size}, 1.0, o.dtype, &rng));
+  for (int64_t l = 0; s.ok() && l < o.num_layers; ++l) {
+    const int shard = static_cast<int>(l * shards / std::max<int64_t>(1, o.num_layers));
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    struct Item {
+      std::string name;
+      std::vector<int64_t> shape;
+      double scale;
+    };
+    std::vector<Item> items = {
+        {"self_attn.q_proj.weight", {q_out, o.hidden_size}, in_scale},
+        {"self_attn.k_proj.weight", {kv_out, o.hidden_size}, in_scale},
+        {"self_attn.v_proj.weight", {kv_out, o.hidden_size}, in_scale},
+        {"self_attn.o_proj.weight", {o.hidden_size, q_out}, in_scale},
+        {"mlp.gate_proj.weight", {o.intermediate_size, o.hidden_size}, in_scale},
+        {"mlp.up_proj.weight", {o.intermediate_size, o.hidden_size}, in_scale},
+        {"mlp.down_proj.weight", {o.hidden_size, o.intermediate_size}, mlp_scale}};
+    if (bias) {
+      items.push_back({"self_attn.q_proj.bias", {q_out}, 0.1});
+      items.push_back({"self_attn.k_proj.bias", {kv_out}, 0.1});
+      items.push_back({"self_attn.v_proj.bias", {kv_out}, 0.1});
+    }
+    s = add(shard, p + "input_layernorm.weight", NormWeight(o.hidden_size, o.dtype, &rng));
+    if (s.ok()) {
+      s = add(shard, p + "post_attention_layernorm.weight",
+              NormWeight(o.hidden_size, o.dtype, &rng));
+    }
+    for (const Item& it : items) {
+      if (!s.ok()) break;
+      s = add(shard, p + it.name, RandomTensor(it.shape, it.scale, o.dtype, &rng));
+    }
+  }
+  if (s.ok()) s = add(shards - 1, "model.norm.weight", NormWeight(o.hidden_size, o.dtype, &rng));
+  if (s.ok() && !o.tie_word_embeddings) {
+    s = add(shards - 1, "lm_head.weight",
+            RandomTensor({o.vocab_size, o.hidden_size}, in_scale, o.dtype, &rng));
+  }
+  if (!s.ok()) return s;
+  if (shards == 1) return writers[0].WriteFile(directory + "/model.safetensors");
+  for (int i = 0; i < shards; ++i) {
+    s = writers[i].WriteFile(
+        absl::StrFormat("%s/model-%05d-of-%05d.safetensors", directory, i + 1, shards));
+    if (!s.ok()) return s;
+  }
+  index.metadata["total_size"] = absl::StrCat(total);
+  std::ofstream f(directory + "/model.safetensors.index.json");
+  f << SerializeCheckpointIndex(index);
+  return f ? absl::OkStatus() : absl::InternalError("cannot write the index");
+}
+
+absl::Status WriteTestTokens(int64_t samples, int64_t seq_len, int64_t vocab_size, uint64_t seed,
+                             const std::string& path) {
+  absl::StatusOr<Tensor> t = Tensor::Zeros(DType::kI32, {samples, seq_len});
+  if (!t.ok()) return t.status();
+  SplitMix64 rng(seed);
+  std::span<int32_t> ids = t->mutable_data<int32_t>();
+  for (int64_t i = 0; i < samples * seq_len; ++i) {
+    ids[i] = i % seq_len == 0 ? 1 : static_cast<int32_t>(rng.Next() % vocab_size);
+  }
+  SafetensorsWriter w;
+  if (absl::Status s = w.Add("input_ids", *std::move(t)); !s.ok()) return s;
+  return w.WriteFile(path);
+}
+
+}  // namespace caldera::model
