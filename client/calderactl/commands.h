@@ -8,6 +8,9 @@
 namespace caldera::cli {
 
 void AddVersionCommand(CLI::App& app, int* exit_code);
+void AddCalibrateCommand(CLI::App& app, int* exit_code);
+void AddEvalCommand(CLI::App& app, int* exit_code);
+void AddMakeTestModelCommand(CLI::App& app, int* exit_code);
 
 }  // namespace caldera::cli
 

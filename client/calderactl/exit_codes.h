@@ -6,12 +6,12 @@
 
 namespace caldera::cli {
 
-inline constexpr int kExitOk = 0;           // succeeded
-inline constexpr int kExitInternal = 1;     // a bug or an unexpected local failure
-inline constexpr int kExitInvalidInput = 2; // the input or flags are wrong: do not retry
-inline constexpr int kExitJobFailed = 3;    // the job ran and failed
-inline constexpr int kExitCancelled = 4;    // the job was cancelled
-inline constexpr int kExitUnavailable = 75; // temporarily unavailable: retry later (EX_TEMPFAIL)
+inline constexpr int kExitOk = 0;            // succeeded
+inline constexpr int kExitInternal = 1;      // a bug or an unexpected local failure
+inline constexpr int kExitInvalidInput = 2;  // the input or flags are wrong: do not retry
+inline constexpr int kExitJobFailed = 3;     // the job ran and failed
+inline constexpr int kExitCancelled = 4;     // the job was cancelled
+inline constexpr int kExitUnavailable = 75;  // temporarily unavailable: retry later (EX_TEMPFAIL)
 
 // Maps a status from the core or the API onto an exit code by meaning.
 inline int ExitCodeFor(const absl::Status& status) {

@@ -1,7 +1,6 @@
 // calderactl: command-line client of Caldera Service.
-#include <cstdio>
-
 #include <CLI/CLI.hpp>
+#include <cstdio>
 
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
@@ -26,6 +25,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = caldera::cli::kExitOk;
   caldera::cli::AddVersionCommand(app, &exit_code);
+  caldera::cli::AddCalibrateCommand(app, &exit_code);
+  caldera::cli::AddEvalCommand(app, &exit_code);
+  caldera::cli::AddMakeTestModelCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,119 @@
+// calderactl calibrate: per-layer calibration Hessians of a model.
+#include <chrono>
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/calderactl/commands.h"
+#include "client/calderactl/exit_codes.h"
+#include "client/calderactl/model_inputs.h"
+#include "core/format/safetensors.h"
+#include "storage/storage.h"
+
+namespace caldera::cli {
+namespace {
+
+struct CalibrateFlags {
+  std::string model, tokens, out, layers;
+  int64_t batch = 1;
+};
+
+absl::Status ParseLayers(const std::string& spec, int64_t num_layers, int64_t* first,
+                         int64_t* last) {
+  *first = 0;
+  *last = num_layers - 1;
+  if (spec.empty()) return absl::OkStatus();
+  std::vector<std::string> parts = absl::StrSplit(spec, '-');
+  if (parts.size() == 1) parts.push_back(parts[0]);
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], first) ||
+      !absl::SimpleAtoi(parts[1], last) || *first < 0 || *last >= num_layers || *first > *last) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--layers ", spec, " is not a range A-B within 0-", num_layers - 1));
+  }
+  return absl::OkStatus();
+}
+
+// Float32 n x n tensor of H / tokens.
+Tensor Normalised(const Eigen::MatrixXd& h, int64_t tokens) {
+  Tensor t = *Tensor::Zeros(DType::kF32, {h.rows(), h.cols()});
+  std::span<float> out = t.mutable_data<float>();
+  for (int64_t i = 0; i < h.rows(); ++i) {
+    for (int64_t j = 0; j < h.cols(); ++j) {
+      out[i * h.cols() + j] = static_cast<float>(h(i, j) / static_cast<double>(tokens));
+    }
+  }
+  return t;
+}
+
+int RunCalibrate(const CalibrateFlags& f) {
+  const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
+  absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = OpenCheckpointAt(f.model, options);
+  if (!ckpt.ok()) return ReportError("calibrate", ckpt.status());
+  const model::ModelConfig& config = (*ckpt)->config();
+  absl::StatusOr<model::TokenSet> tokens = LoadTokensAt(f.tokens, config, options);
+  if (!tokens.ok()) return ReportError("calibrate", tokens.status());
+  int64_t first = 0, last = 0;
+  if (absl::Status s = ParseLayers(f.layers, config.num_layers, &first, &last); !s.ok()) {
+    return ReportError("calibrate", s);
+  }
+  if (f.batch < 1) {
+    return ReportError("calibrate", absl::InvalidArgumentError("--batch must be >= 1"));
+  }
+  std::fprintf(stderr, "calibrate: %lld sequences x %lld tokens, layers %lld-%lld of %lld\n",
+               static_cast<long long>(tokens->samples), static_cast<long long>(tokens->seq_len),
+               static_cast<long long>(first), static_cast<long long>(last),
+               static_cast<long long>(config.num_layers));
+  const auto start = std::chrono::steady_clock::now();
+  model::RunOptions run;
+  run.batch_sequences = f.batch;
+  absl::Status s = model::CalibrateLayers(
+      **ckpt, *tokens, first, last, run, [&](int64_t layer, model::BlockHessians& h) {
+        SafetensorsWriter w;
+        for (auto [name, m] :
+             {std::pair{"q_proj", &h.q_proj}, std::pair{"o_proj", &h.o_proj},
+              std::pair{"gate_proj", &h.gate_proj}, std::pair{"down_proj", &h.down_proj}}) {
+          if (absl::Status st = w.Add(name, Normalised(*m, h.tokens)); !st.ok()) return st;
+        }
+        std::vector<int64_t> count = {h.tokens};
+        if (absl::Status st = w.Add("tokens", *Tensor::FromValues<int64_t>({1}, count)); !st.ok()) {
+          return st;
+        }
+        w.SetMetadata("format", "caldera.hessians.v1");
+        w.SetMetadata("layer", absl::StrCat(layer));
+        absl::StatusOr<std::string> bytes = w.Serialize();
+        if (!bytes.ok()) return bytes.status();
+        const std::string uri =
+            storage::JoinKey(f.out, absl::StrCat("layer-", layer, ".hessians.safetensors"));
+        absl::StatusOr<storage::ObjectInfo> put = storage::WriteObject(uri, *bytes, options);
+        if (!put.ok()) return put.status();
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "calibrate: layer %lld (%lld of %lld) written to %s (%.1f s)\n",
+                     static_cast<long long>(layer), static_cast<long long>(layer - first + 1),
+                     static_cast<long long>(last - first + 1), uri.c_str(), secs);
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return ReportError("calibrate", s);
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddCalibrateCommand(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<CalibrateFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "calibrate",
+      "Compute per-layer calibration Hessians (layer-{l}.hessians.safetensors: float32 q_proj, "
+      "o_proj, gate_proj, down_proj = sum x^T x / tokens, and int64 tokens)");
+  cmd->add_option("--model", flags->model, "Model directory URI (path, file://, s3://)")
+      ->required();
+  cmd->add_option("--tokens", flags->tokens, "Token file URI (int32 input_ids [samples, seq_len])")
+      ->required();
+  cmd->add_option("--out", flags->out, "Output directory URI")->required();
+  cmd->add_option("--layers", flags->layers, "Layer range A-B (default: all)");
+  cmd->add_option("--batch", flags->batch, "Sequences per forward batch (default 1)");
+  cmd->callback([flags, exit_code] { *exit_code = RunCalibrate(*flags); });
+}
+
+}  // namespace caldera::cli

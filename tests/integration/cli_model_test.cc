@@ -1,0 +1,185 @@
+// calderactl calibrate / eval / make-test-model as a user runs them, on local
+// files and on a real S3 server process.
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "core/format/safetensors.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "storage/s3_store.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/s3_server.h"
+#include "tests/support/subprocess.h"
+
+namespace caldera {
+namespace {
+
+std::string Fixture() {
+  absl::StatusOr<std::string> p = testing::FixturePath("stories260K");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *p : "/missing-fixture";
+}
+
+// Runs calderactl with `args`; returns the exit code, stdout in *out.
+int Ctl(const std::string& args, std::string* out = nullptr, const std::string& env = "") {
+  return testing::RunCommand(absl::StrCat(env, " ", CALDERACTL_PATH, " ", args, " 2>&1"), out);
+}
+
+TEST(CliModelTest, EvalPrintsReferencePerplexityAsJson) {
+  const std::string f = Fixture();
+  std::string out;
+  ASSERT_EQ(
+      Ctl(absl::StrCat("eval --json --model ", f, " --tokens ", f, "/eval.safetensors"), &out), 0)
+      << out;
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_NEAR(j["perplexity"].get<double>(), 3.667005, 3.667005e-3);
+  EXPECT_EQ(j["tokens"].get<int64_t>(), 64 * 255);
+}
+
+TEST(CliModelTest, CalibrateWritesOneHessianFilePerLayer) {
+  const std::string f = Fixture();
+  testing::TempDir dir;
+  std::string out;
+  ASSERT_EQ(Ctl(absl::StrCat("calibrate --model ", f, " --tokens ", f,
+                             "/calibration.safetensors --layers 3-4 --out ", dir.Join("h")),
+                &out),
+            0)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.Join("h/layer-2.hessians.safetensors")));
+  for (int layer : {3, 4}) {
+    auto r = SafetensorsReader::OpenFile(
+        dir.Join(absl::StrCat("h/layer-", layer, ".hessians.safetensors")));
+    ASSERT_TRUE(r.ok()) << r.status();
+    absl::StatusOr<Tensor> tokens = (*r)->Read("tokens");
+    ASSERT_TRUE(tokens.ok());
+    EXPECT_EQ(tokens->data<int64_t>()[0], 128 * 256);
+    for (const char* name : {"q_proj", "o_proj", "gate_proj", "down_proj"}) {
+      absl::StatusOr<Tensor> h = (*r)->Read(name);
+      ASSERT_TRUE(h.ok()) << name;
+      ASSERT_EQ(h->dtype(), DType::kF32);
+      const int64_t n = std::string(name) == "down_proj" ? 172 : 64;
+      ASSERT_EQ(h->shape(), (std::vector<int64_t>{n, n}));
+      std::span<const float> v = h->data<float>();
+      double diag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        diag += v[i * n + i];
+        for (int64_t j = 0; j < i; ++j) ASSERT_EQ(v[i * n + j], v[j * n + i]);
+      }
+      EXPECT_GT(diag, 0) << name;
+    }
+  }
+}
+
+TEST(CliModelTest, BadInputsExitTwoWithClearMessages) {
+  const std::string f = Fixture();
+  testing::TempDir dir;
+  std::string out;
+  EXPECT_EQ(Ctl(absl::StrCat("eval --model ", dir.Join("none"), " --tokens x"), &out), 2);
+  EXPECT_NE(out.find("cannot read config.json"), std::string::npos) << out;
+  // Unsupported architecture.
+  std::filesystem::create_directories(dir.Join("gpt2"));
+  testing::RunCommand(absl::StrCat("echo '{\"architectures\":[\"GPT2LMHeadModel\"]}' > ",
+                                   dir.Join("gpt2/config.json")));
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("eval --model ", dir.Join("gpt2"), " --tokens x"), &out), 2);
+  EXPECT_NE(out.find("unsupported architecture 'GPT2LMHeadModel'"), std::string::npos) << out;
+  // Truncated safetensors.
+  std::filesystem::create_directories(dir.Join("trunc"));
+  std::filesystem::copy_file(f + "/config.json", dir.Join("trunc/config.json"));
+  testing::RunCommand(absl::StrCat("head -c 100000 ", f, "/model.safetensors > ",
+                                   dir.Join("trunc/model.safetensors")));
+  out.clear();
+  EXPECT_EQ(
+      Ctl(absl::StrCat("eval --model ", dir.Join("trunc"), " --tokens ", f, "/eval.safetensors"),
+          &out),
+      2);
+  EXPECT_NE(out.find("out of bounds"), std::string::npos) << out;
+  // Token ids out of range: a model with a smaller vocabulary than the fixture's tokens.
+  out.clear();
+  ASSERT_EQ(Ctl(absl::StrCat("make-test-model --out ", dir.Join("tiny"), " --vocab 100"), &out), 0)
+      << out;
+  out.clear();
+  EXPECT_EQ(
+      Ctl(absl::StrCat("eval --model ", dir.Join("tiny"), " --tokens ", f, "/eval.safetensors"),
+          &out),
+      2);
+  EXPECT_NE(out.find("outside the vocabulary [0, 100)"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("calibrate --model ", f, " --tokens ", f,
+                             "/eval.safetensors --layers 4-9 --out ", dir.Join("o")),
+                &out),
+            2);
+  EXPECT_NE(out.find("--layers 4-9"), std::string::npos) << out;
+}
+
+TEST(CliModelTest, MakeTestModelThenEvalAndCalibrate) {
+  testing::TempDir dir;
+  std::string out;
+  ASSERT_EQ(Ctl(absl::StrCat("make-test-model --out ", dir.Join("m"),
+                             " --arch Qwen2ForCausalLM --untied --shards 2 --dtype bf16 "
+                             "--tokens-out ",
+                             dir.Join("t.safetensors"), " --samples 4 --seq-len 32"),
+                &out),
+            0)
+      << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.Join("m/model.safetensors.index.json")));
+  out.clear();
+  ASSERT_EQ(Ctl(absl::StrCat("eval --json --model ", dir.Join("m"), " --tokens ",
+                             dir.Join("t.safetensors")),
+                &out),
+            0)
+      << out;
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  // Random weights on random tokens: perplexity near the vocabulary size, finite.
+  EXPECT_GT(j["perplexity"].get<double>(), 10.0);
+  EXPECT_LT(j["perplexity"].get<double>(), 10000.0);
+  EXPECT_EQ(j["tokens"].get<int64_t>(), 4 * 31);
+}
+
+TEST(CliModelTest, EvalAndCalibrateReadAndWriteS3) {
+  absl::StatusOr<testing::S3TestServer> server = testing::S3TestServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  storage::StorageOptions o;
+  o.endpoint = server->endpoint();
+  o.access_key_id = server->access_key();
+  o.secret_access_key = server->secret_key();
+  storage::S3Store store(o, server->bucket());
+  const std::string f = Fixture();
+  for (const char* name : {"config.json", "model.safetensors", "eval.safetensors"}) {
+    ASSERT_TRUE(store.PutFile(absl::StrCat("models/stories/", name), f + "/" + name).ok());
+  }
+  const std::string env = absl::StrCat(
+      "AWS_ENDPOINT_URL_S3=", server->endpoint(), " AWS_ACCESS_KEY_ID=", server->access_key(),
+      " AWS_SECRET_ACCESS_KEY=", server->secret_key(), " AWS_REGION=us-east-1");
+  const std::string model = absl::StrCat("s3://", server->bucket(), "/models/stories");
+  std::string out;
+  ASSERT_EQ(
+      Ctl(absl::StrCat("eval --json --model ", model, " --tokens ", model, "/eval.safetensors"),
+          &out, env),
+      0)
+      << out;
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_NEAR(j["perplexity"].get<double>(), 3.667005, 3.667005e-3);
+  out.clear();
+  ASSERT_EQ(Ctl(absl::StrCat("calibrate --layers 0-0 --model ", model, " --tokens ", model,
+                             "/eval.safetensors --out s3://", server->bucket(), "/hessians"),
+                &out, env),
+            0)
+      << out;
+  absl::StatusOr<storage::ObjectInfo> head = store.Head("hessians/layer-0.hessians.safetensors");
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_FALSE(head->sha256.empty());
+  // Wrong credentials: a clear error and the "invalid input" exit code.
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("eval --model ", model, " --tokens x"), &out,
+                absl::StrCat(env, " AWS_SECRET_ACCESS_KEY=wrong")),
+            2);
+  EXPECT_NE(out.find("AWS_SECRET_ACCESS_KEY"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace caldera
