@@ -1,0 +1,495 @@
+#include "core/decompose/caldera.h"
+
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "core/decompose/ldlq.h"
+#include "core/transform/hadamard.h"
+#include "nlohmann/json.hpp"
+
+namespace caldera::decompose {
+namespace {
+
+using quant::MatrixF;
+using quant::MatrixQuantizer;
+using quant::QuantizerSpec;
+using Exports = std::vector<std::pair<std::string, Tensor>>;
+
+constexpr uint64_t kRowSignSalt = 0x5bd1e9955bd1e995ull;
+
+// The smallest size >= n that the transform accepts and that is a multiple of 8.
+int64_t PaddedSize(int64_t n, bool hadamard) {
+  if (!hadamard) return (n + 7) / 8 * 8;
+  for (int64_t v = std::max<int64_t>(n, 8);; ++v) {
+    if (v % 8 == 0 && transform::HadamardTransform::Create(v).ok()) return v;
+  }
+}
+
+// Two-sided randomized Hadamard transform with zero padding:
+// W̃ = Had_mᵀ·diag(SV)·W·diag(SU)·Had_n.
+class TwoSided {
+ public:
+  static absl::StatusOr<TwoSided> Make(int64_t m, int64_t n, bool hadamard, uint64_t seed) {
+    TwoSided t;
+    t.m_ = m;
+    t.n_ = n;
+    t.mp_ = PaddedSize(m, hadamard);
+    t.np_ = PaddedSize(n, hadamard);
+    t.hadamard_ = hadamard;
+    if (hadamard) {
+      absl::StatusOr<transform::HadamardTransform> hm = transform::HadamardTransform::Create(t.mp_);
+      absl::StatusOr<transform::HadamardTransform> hn = transform::HadamardTransform::Create(t.np_);
+      if (!hm.ok()) return hm.status();
+      if (!hn.ok()) return hn.status();
+      t.hm_ = *hm;
+      t.hn_ = *hn;
+      t.su_ = transform::SignsFromSeed(seed, t.np_);
+      t.sv_ = transform::SignsFromSeed(seed ^ kRowSignSalt, t.mp_);
+    }
+    return t;
+  }
+
+  int64_t mp() const { return mp_; }
+  int64_t np() const { return np_; }
+
+  std::string Describe() const {
+    std::string s = hadamard_ ? absl::StrCat("rht K=", hm_->order(), "x", hn_->order()) : "none";
+    if (mp_ != m_ || np_ != n_) {
+      absl::StrAppend(&s, ", padded ", m_, "x", n_, " -> ", mp_, "x", np_);
+    }
+    return s;
+  }
+
+  MatrixF Forward(const MatrixF& w) const {
+    MatrixF x = MatrixF::Zero(mp_, np_);
+    x.topLeftCorner(m_, n_) = w;
+    if (!hadamard_) return x;
+    for (int64_t c = 0; c < np_; ++c) {
+      x.col(c) = x.col(c).cwiseProduct(Eigen::Map<const Eigen::VectorXf>(sv_.data(), mp_)) * su_[c];
+    }
+    hm_->ApplyToColumns(&x, /*transpose=*/true);
+    MatrixF xt = x.transpose();
+    hn_->ApplyToColumns(&xt, /*transpose=*/true);
+    return xt.transpose();
+  }
+
+  MatrixF Inverse(const MatrixF& wt) const {
+    if (!hadamard_) return wt.topLeftCorner(m_, n_);
+    MatrixF x = wt;
+    hm_->ApplyToColumns(&x, /*transpose=*/false);
+    MatrixF xt = x.transpose();
+    hn_->ApplyToColumns(&xt, /*transpose=*/false);
+    x = xt.transpose();
+    MatrixF out(m_, n_);
+    for (int64_t c = 0; c < n_; ++c) {
+      out.col(c) =
+          x.col(c).head(m_).cwiseProduct(Eigen::Map<const Eigen::VectorXf>(sv_.data(), m_)) *
+          su_[c];
+    }
+    return out;
+  }
+
+  // Had_nᵀ·diag(SU)·H·diag(SU)·Had_n of an np × np matrix.
+  Eigen::MatrixXd ForwardHessian(Eigen::MatrixXd h) const {
+    if (!hadamard_) return h;
+    for (int64_t c = 0; c < np_; ++c) {
+      for (int64_t r = 0; r < np_; ++r) h(r, c) *= su_[r] * su_[c];
+    }
+    hn_->ApplyToColumns(&h, /*transpose=*/true);
+    Eigen::MatrixXd ht = h.transpose();
+    hn_->ApplyToColumns(&ht, /*transpose=*/true);
+    return ht.transpose();
+  }
+
+ private:
+  int64_t m_ = 0, n_ = 0, mp_ = 0, np_ = 0;
+  bool hadamard_ = false;
+  std::optional<transform::HadamardTransform> hm_, hn_;
+  std::vector<float> su_, sv_;
+};
+
+float Rms(const MatrixF& a) {
+  return static_cast<float>(
+      std::sqrt(a.cast<double>().squaredNorm() / std::max<Eigen::Index>(1, a.size())));
+}
+
+Exports CloneExports(const Exports& e) {
+  Exports out;
+  for (const auto& [n, t] : e) out.emplace_back(n, t.Clone());
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<MatrixQuantizer>> NewQuantizer(const QuantizerSpec& spec,
+                                                              int64_t rows, int64_t cols) {
+  return quant::MakeMatrixQuantizer(spec, rows, cols);
+}
+
+// Top-k SVD of y: exact for small matrices, randomized (2 power iterations,
+// oversampling to 2k) for large ones. Deterministic for a seed.
+void TopKSvd(const MatrixF& y, int64_t k, uint64_t seed, MatrixF* u, Eigen::VectorXf* s,
+             MatrixF* v) {
+  const int64_t small = std::min(y.rows(), y.cols());
+  if (small <= 512 || 2 * k >= small) {
+    Eigen::BDCSVD<MatrixF> svd(y, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    *u = svd.matrixU().leftCols(k);
+    *s = svd.singularValues().head(k);
+    *v = svd.matrixV().leftCols(k);
+    return;
+  }
+  const int64_t l = std::min<int64_t>(small, 2 * k);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  MatrixF omega(y.cols(), l);
+  for (int64_t i = 0; i < omega.size(); ++i) omega.data()[i] = normal(rng);
+  MatrixF z = y * omega;
+  for (int it = 0; it < 2; ++it) {
+    Eigen::HouseholderQR<MatrixF> qr(z);
+    z = qr.householderQ() * MatrixF::Identity(y.rows(), l);
+    MatrixF w = y.transpose() * z;
+    Eigen::HouseholderQR<MatrixF> qr2(w);
+    w = qr2.householderQ() * MatrixF::Identity(y.cols(), l);
+    z = y * w;
+  }
+  Eigen::HouseholderQR<MatrixF> qr(z);
+  const MatrixF q = qr.householderQ() * MatrixF::Identity(y.rows(), l);
+  const MatrixF b = q.transpose() * y;  // l × n
+  Eigen::BDCSVD<MatrixF> svd(b, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  *u = q * svd.matrixU().leftCols(k);
+  *s = svd.singularValues().head(k);
+  *v = svd.matrixV().leftCols(k);
+}
+
+struct LrState {
+  MatrixF l, r;  // mp × k, k × np
+  Exports l_export, r_export;
+  int64_t bits = 0;
+};
+
+absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& hf, const MatrixF& vf,
+                                      const Eigen::VectorXf& sqrt_lambda, int64_t k,
+                                      const DecomposeOptions& o) {
+  const int64_t mp = a.rows(), np = a.cols();
+  MatrixF y = a * vf;
+  y = y * sqrt_lambda.asDiagonal();
+  MatrixF u, v;
+  Eigen::VectorXf s;
+  TopKSvd(y, k, o.seed, &u, &s, &v);
+  MatrixF r = s.asDiagonal() * v.transpose();
+  r = r * sqrt_lambda.cwiseInverse().asDiagonal();
+  r = r * vf.transpose();
+  MatrixF l = u;
+
+  LrState best;
+  double best_err = std::numeric_limits<double>::infinity();
+  const bool floats = o.lr_spec.kind == QuantizerSpec::Kind::kFloat;
+  const MatrixF g = a * hf;  // A·H once per outer iteration
+  const double t_aha = g.cwiseProduct(a).cast<double>().sum();
+  const int iters = floats ? 1 : std::max(1, o.lplr_iters);
+  for (int it = 0; it < iters; ++it) {
+    if (!floats) {
+      const MatrixF rh = r * hf;
+      Eigen::MatrixXf rhr = rh * r.transpose();
+      rhr.diagonal().array() += 1e-7f * std::max(1e-30f, rhr.trace() / k);
+      l = rhr.ldlt().solve((g * r.transpose()).transpose()).transpose();
+    }
+    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> ql = NewQuantizer(o.lr_spec, k, mp);
+    if (!ql.ok()) return ql.status();
+    const MatrixF lt = quant::QuantizeNearest(**ql, l.transpose());
+    l = lt.transpose();
+    if (!floats) {
+      Eigen::MatrixXf ltl = l.transpose() * l;
+      ltl.diagonal().array() += 1e-7f * std::max(1e-30f, ltl.trace() / k);
+      r = ltl.ldlt().solve(l.transpose() * a);
+    }
+    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qr = NewQuantizer(o.lr_spec, k, np);
+    if (!qr.ok()) return qr.status();
+    r = quant::QuantizeNearest(**qr, r);
+    // e² = tr(AHAᵀ) − 2 tr(Lᵀ G Rᵀ) + tr(LᵀL · R H Rᵀ): O(mnk), no n² work but R·H.
+    const MatrixF rh = r * hf;
+    const double cross = (g * r.transpose()).cwiseProduct(l).cast<double>().sum();
+    const double quad = ((l.transpose() * l).cwiseProduct(rh * r.transpose())).cast<double>().sum();
+    const double err = t_aha - 2 * cross + quad;
+    if (err < best_err) {
+      best_err = err;
+      best.l = l;
+      best.r = r;
+      best.l_export = (*ql)->Export();
+      best.r_export = (*qr)->Export();
+      best.bits = (*ql)->StorageBits() + (*qr)->StorageBits();
+    }
+  }
+  return best;
+}
+
+nlohmann::json SpecJson(const QuantizerSpec& s) {
+  const char* kind = s.kind == QuantizerSpec::Kind::kLattice   ? "e8p"
+                     : s.kind == QuantizerSpec::Kind::kUniform ? "uniform"
+                                                               : "float";
+  return {
+      {"kind", kind}, {"bits", s.bits}, {"group_size", s.group_size}, {"symmetric", s.symmetric}};
+}
+
+absl::StatusOr<QuantizerSpec> SpecFromJson(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("kind") || !j.contains("bits")) {
+    return absl::InvalidArgumentError("record config: malformed quantizer spec");
+  }
+  QuantizerSpec s;
+  const std::string kind = j["kind"].get<std::string>();
+  s.kind = kind == "e8p"       ? QuantizerSpec::Kind::kLattice
+           : kind == "uniform" ? QuantizerSpec::Kind::kUniform
+                               : QuantizerSpec::Kind::kFloat;
+  s.bits = j["bits"].get<int>();
+  s.group_size = j.value("group_size", int64_t{128});
+  s.symmetric = j.value("symmetric", true);
+  if (absl::Status st = quant::ValidateSpec(s); !st.ok()) return st;
+  return s;
+}
+
+absl::Status Validate(const MatrixF& w, const Eigen::MatrixXd& h, const DecomposeOptions& o) {
+  const int64_t m = w.rows(), n = w.cols();
+  if (m == 0 || n == 0) return absl::InvalidArgumentError("the weight matrix is empty");
+  if (!w.allFinite()) {
+    return absl::InvalidArgumentError("the weight matrix has non-finite values (NaN or Inf)");
+  }
+  if (h.rows() != n || h.cols() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("the Hessian is ", h.rows(), "x", h.cols(),
+                                                   " but the weight has ", n,
+                                                   " columns; it must be ", n, "x", n));
+  }
+  if (!h.allFinite()) return absl::InvalidArgumentError("the Hessian has non-finite values");
+  const double asym = (h - h.transpose()).norm();
+  if (asym > 1e-5 * std::max(1e-30, h.norm())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the Hessian is not symmetric (|H - Hᵀ| / |H| = ", asym / h.norm(), ")"));
+  }
+  if (h.diagonal().minCoeff() < 0 || !(h.diagonal().mean() > 0)) {
+    return absl::InvalidArgumentError(
+        "the Hessian has a negative or all-zero diagonal; it is not a sum of x^T x");
+  }
+  if (o.method != "caldera" && o.method != "ldlq" && o.method != "rtn") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown method '", o.method, "'; use caldera, ldlq or rtn"));
+  }
+  if (o.method == "caldera" && (o.rank < 1 || o.rank > std::min(m, n))) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " is out of range for a ", m,
+                                                   "x", n, " matrix; use 1..", std::min(m, n)));
+  }
+  if (absl::Status s = quant::ValidateSpec(o.q_spec); !s.ok()) return s;
+  if (o.q_spec.kind == QuantizerSpec::Kind::kFloat) {
+    return absl::InvalidArgumentError(absl::StrCat("--q-bits ", o.q_spec.bits,
+                                                   " is not a quantized format; use 2-4 (e8p) or "
+                                                   "2-8 (uniform)"));
+  }
+  if (o.method == "caldera") {
+    if (absl::Status s = quant::ValidateSpec(o.lr_spec); !s.ok()) return s;
+  }
+  if (o.iters < 1 || o.lplr_iters < 1) {
+    return absl::InvalidArgumentError("--iters and --lplr-iters must be at least 1");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+double WeightedRelativeError(const MatrixF& w, const MatrixF& w_hat, const Eigen::MatrixXf& h) {
+  const MatrixF e = w - w_hat;
+  const double num = (e * h).cwiseProduct(e).cast<double>().sum();
+  const double den = (w * h).cwiseProduct(w).cast<double>().sum();
+  return den > 0 ? std::sqrt(std::max(0.0, num) / den) : 0.0;
+}
+
+absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixXd& h,
+                                          const DecomposeOptions& o) {
+  if (absl::Status s = Validate(w, h, o); !s.ok()) return s;
+  const int64_t m = w.rows(), n = w.cols();
+  const bool with_lr = o.method == "caldera";
+  const int64_t k = with_lr ? o.rank : 0;
+  auto progress = [&](const std::string& step, double f) {
+    if (o.progress) o.progress(step, f);
+  };
+  auto cancelled = [&] { return o.cancelled && o.cancelled(); };
+
+  float g = Rms(w);
+  if (!(g > 0)) g = 1.0f;
+  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, o.hadamard, o.seed);
+  if (!t.ok()) return t.status();
+  const int64_t mp = t->mp(), np = t->np();
+
+  // Algorithm Hessian: H / mean(diag) + damping·I, padded with the identity.
+  Eigen::MatrixXd hp = Eigen::MatrixXd::Identity(np, np);
+  hp.topLeftCorner(n, n) = h / h.diagonal().mean();
+  hp.diagonal().array() += o.damping;
+  const Eigen::MatrixXd ht = t->ForwardHessian(hp);
+  const MatrixF wt = t->Forward(w / g);
+  const Eigen::MatrixXf h_err = h.cast<float>();
+
+  Eigen::VectorXf sqrt_lambda;
+  MatrixF vf, hf;
+  if (with_lr) {
+    progress("eigh", 0.0);
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(ht);
+    Eigen::VectorXd lam = eig.eigenvalues().cwiseMax(1e-10 * eig.eigenvalues().maxCoeff());
+    sqrt_lambda = lam.cwiseSqrt().cast<float>();
+    vf = eig.eigenvectors().cast<float>();
+    hf = ht.cast<float>();
+  }
+
+  DecomposeResult result;
+  result.padded_rows = mp;
+  result.padded_cols = np;
+  result.transform = t->Describe();
+  MatrixF q = MatrixF::Zero(mp, np), l = MatrixF::Zero(mp, k), r = MatrixF::Zero(k, np);
+  Exports q_export;
+  int64_t q_bits = 0;
+  LrState lr;
+  bool have_q = false, have_lr = !with_lr;
+  double best_err = std::numeric_limits<double>::infinity();
+  MatrixF best_w_hat;
+  Exports best_q, best_l, best_r;
+  int64_t best_bits = 0;
+
+  auto evaluate = [&](const std::string& step) {
+    MatrixF wt_hat = q;
+    if (k > 0) wt_hat.noalias() += l * r;
+    MatrixF w_hat = t->Inverse(wt_hat) * g;
+    const double err = WeightedRelativeError(w, w_hat, h_err);
+    result.history.emplace_back(step, err);
+    if (have_q && have_lr && err < best_err) {
+      best_err = err;
+      best_w_hat = std::move(w_hat);
+      best_q = CloneExports(q_export);
+      if (k > 0) {
+        best_l = CloneExports(lr.l_export);
+        best_r = CloneExports(lr.r_export);
+      }
+      best_bits = q_bits + (k > 0 ? lr.bits : 0);
+      result.best_step = static_cast<int>(result.history.size()) - 1;
+    }
+  };
+  auto q_step = [&]() -> absl::Status {
+    MatrixF a = wt;
+    if (k > 0) a.noalias() -= l * r;
+    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qz = NewQuantizer(o.q_spec, mp, np);
+    if (!qz.ok()) return qz.status();
+    if (o.method == "rtn") {
+      q = quant::QuantizeNearest(**qz, a);
+    } else {
+      LdlqOptions lo;
+      lo.tune_sweeps = o.tune_sweeps;
+      absl::StatusOr<LdlqResult> res = Ldlq(a, ht, **qz, lo);
+      if (!res.ok()) return res.status();
+      q = std::move(res->q);
+      result.extra_damping = std::max(result.extra_damping, res->extra_damping);
+    }
+    q_export = (*qz)->Export();
+    q_bits = (*qz)->StorageBits();
+    have_q = true;
+    return absl::OkStatus();
+  };
+  auto lr_step = [&]() -> absl::Status {
+    absl::StatusOr<LrState> s = LowRankUpdate(wt - q, hf, vf, sqrt_lambda, k, o);
+    if (!s.ok()) return s.status();
+    lr = *std::move(s);
+    l = lr.l;
+    r = lr.r;
+    have_lr = true;
+    return absl::OkStatus();
+  };
+
+  const int outer = with_lr ? o.iters : 1;
+  for (int it = 0; it < outer; ++it) {
+    const std::vector<std::string> order = !with_lr
+                                               ? std::vector<std::string>{"q"}
+                                               : (o.lr_first ? std::vector<std::string>{"lr", "q"}
+                                                             : std::vector<std::string>{"q", "lr"});
+    for (const std::string& step : order) {
+      if (cancelled()) return absl::CancelledError("decomposition cancelled");
+      progress(step, static_cast<double>(it) / outer);
+      absl::Status s = step == "q" ? q_step() : lr_step();
+      if (!s.ok()) return s;
+      evaluate(step);
+    }
+  }
+  progress("done", 1.0);
+
+  result.w_hat = std::move(best_w_hat);
+  result.weighted_relative_error = best_err;
+  result.relative_error = (w - result.w_hat).norm() / std::max(1e-30f, w.norm());
+  result.storage_bits = best_bits + 32 /* global scale */ + (o.hadamard ? 64 : 0) /* seed */;
+  result.bits_per_param = static_cast<double>(result.storage_bits) / static_cast<double>(m * n);
+
+  nlohmann::json config = {{"format", "caldera.matrix.v1"},
+                           {"method", o.method},
+                           {"rows", m},
+                           {"cols", n},
+                           {"padded_rows", mp},
+                           {"padded_cols", np},
+                           {"rank", k},
+                           {"q", SpecJson(o.q_spec)},
+                           {"lr", SpecJson(o.lr_spec)},
+                           {"hadamard", o.hadamard},
+                           {"seed", o.seed},
+                           {"sign_generator", "splitmix64; rows use seed xor 0x5bd1e9955bd1e995"},
+                           {"global_scale", g}};
+  const std::string cj = config.dump();
+  result.record.emplace_back(
+      "caldera.config",
+      *Tensor::FromBytes(
+          DType::kU8, {static_cast<int64_t>(cj.size())},
+          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(cj.data()), cj.size())));
+  for (auto& [name, tensor] : best_q)
+    result.record.emplace_back("caldera.q." + name, std::move(tensor));
+  for (auto& [name, tensor] : best_l)
+    result.record.emplace_back("caldera.l." + name, std::move(tensor));
+  for (auto& [name, tensor] : best_r)
+    result.record.emplace_back("caldera.r." + name, std::move(tensor));
+  return result;
+}
+
+absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
+  const Tensor* config_t = nullptr;
+  Exports qe, le, re;
+  for (const auto& [name, t] : record) {
+    if (name == "caldera.config") config_t = &t;
+    if (name.rfind("caldera.q.", 0) == 0) qe.emplace_back(name.substr(10), t.Clone());
+    if (name.rfind("caldera.l.", 0) == 0) le.emplace_back(name.substr(10), t.Clone());
+    if (name.rfind("caldera.r.", 0) == 0) re.emplace_back(name.substr(10), t.Clone());
+  }
+  if (config_t == nullptr || config_t->dtype() != DType::kU8) {
+    return absl::InvalidArgumentError("record has no caldera.config");
+  }
+  std::span<const uint8_t> cb = config_t->data<uint8_t>();
+  nlohmann::json c = nlohmann::json::parse(cb.begin(), cb.end(), nullptr, false);
+  if (c.is_discarded() || c.value("format", "") != "caldera.matrix.v1") {
+    return absl::InvalidArgumentError("record config is not caldera.matrix.v1 JSON");
+  }
+  const int64_t m = c["rows"], n = c["cols"], mp = c["padded_rows"], np = c["padded_cols"],
+                k = c["rank"];
+  absl::StatusOr<QuantizerSpec> q_spec = SpecFromJson(c["q"]);
+  if (!q_spec.ok()) return q_spec.status();
+  absl::StatusOr<MatrixF> q = quant::Dequantize(*q_spec, mp, np, qe);
+  if (!q.ok()) return q.status();
+  MatrixF wt = *std::move(q);
+  if (k > 0) {
+    absl::StatusOr<QuantizerSpec> lr_spec = SpecFromJson(c["lr"]);
+    if (!lr_spec.ok()) return lr_spec.status();
+    absl::StatusOr<MatrixF> lt = quant::Dequantize(*lr_spec, k, mp, le);
+    absl::StatusOr<MatrixF> r = quant::Dequantize(*lr_spec, k, np, re);
+    if (!lt.ok()) return lt.status();
+    if (!r.ok()) return r.status();
+    const MatrixF l = lt->transpose();
+    wt.noalias() += l * *r;
+  }
+  absl::StatusOr<TwoSided> t =
+      TwoSided::Make(m, n, c["hadamard"].get<bool>(), c["seed"].get<uint64_t>());
+  if (!t.ok()) return t.status();
+  if (t->mp() != mp || t->np() != np) {
+    return absl::InvalidArgumentError("record padding does not match its transform");
+  }
+  return MatrixF(t->Inverse(wt) * c["global_scale"].get<float>());
+}
+
+}  // namespace caldera::decompose

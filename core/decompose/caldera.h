@@ -1,0 +1,73 @@
+// The CALDERA decomposition W ≈ Q + L·R: Q quantised (2-4 bits) with LDLQ, L
+// and R of rank k quantised (or kept as floats), alternating updates that
+// minimise the activation-weighted error tr((W - Ŵ) H (W - Ŵ)ᵀ), after a
+// two-sided randomized Hadamard transform (incoherence processing).
+//
+// Also the baselines on the same pipeline: method "ldlq" (Q only, QuIP#-style)
+// and "rtn" (Q by round-to-nearest).
+#ifndef CALDERA_CORE_DECOMPOSE_CALDERA_H_
+#define CALDERA_CORE_DECOMPOSE_CALDERA_H_
+
+#include <Eigen/Dense>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/quant/quantizer.h"
+#include "core/tensor/tensor.h"
+
+namespace caldera::decompose {
+
+struct DecomposeOptions {
+  std::string method = "caldera";  // caldera | ldlq | rtn
+  int64_t rank = 64;
+  quant::QuantizerSpec q_spec;  // default e8p 2 bits
+  quant::QuantizerSpec lr_spec{quant::QuantizerSpec::Kind::kLattice, 4};
+  int iters = 15;        // outer alternations
+  int lplr_iters = 10;   // inner L/R refinements
+  bool lr_first = true;  // order of the two updates in each outer iteration
+  bool hadamard = true;
+  uint64_t seed = 42;
+  double damping = 0.01;  // added to the diagonal of H / mean(diag H)
+  int tune_sweeps = 0;    // LDLQ Gauss-Seidel passes
+  // Reports (step name, fraction done); may be empty.
+  std::function<void(const std::string&, double)> progress;
+  // Polled between steps; true stops with CANCELLED.
+  std::function<bool()> cancelled;
+};
+
+struct DecomposeResult {
+  quant::MatrixF w_hat;  // m × n, original basis
+  double relative_error = 0;
+  double weighted_relative_error = 0;
+  int64_t storage_bits = 0;
+  double bits_per_param = 0;
+  // Weighted relative error after every step ("lr" / "q"), and which was kept.
+  std::vector<std::pair<std::string, double>> history;
+  int best_step = -1;
+  int64_t padded_rows = 0, padded_cols = 0;
+  std::string transform;  // e.g. "rht(64x192 from 64x172, K=12)", "none (pad 172->176)"
+  double extra_damping = 0;
+  // The record: tensors named relative to the matrix ("caldera.q.codes", ...),
+  // including "caldera.config" (JSON as U8).
+  std::vector<std::pair<std::string, Tensor>> record;
+};
+
+// Validates (shapes, finiteness, symmetry, rank, bits) with INVALID_ARGUMENT
+// messages that name the problem; `h` is n × n (identity when none given).
+absl::StatusOr<DecomposeResult> Decompose(const quant::MatrixF& w, const Eigen::MatrixXd& h,
+                                          const DecomposeOptions& options);
+
+// tr(E H Eᵀ) / tr(W H Wᵀ), square-rooted, with E = W - W_hat.
+double WeightedRelativeError(const quant::MatrixF& w, const quant::MatrixF& w_hat,
+                             const Eigen::MatrixXf& h);
+
+// Rebuilds Ŵ (original basis) from a record (the tensors of DecomposeResult::record).
+absl::StatusOr<quant::MatrixF> Reconstruct(
+    const std::vector<std::pair<std::string, Tensor>>& record);
+
+}  // namespace caldera::decompose
+
+#endif  // CALDERA_CORE_DECOMPOSE_CALDERA_H_

@@ -1,0 +1,86 @@
+#include "core/decompose/ldlq.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace caldera::decompose {
+
+absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block) {
+  const int64_t n = h.rows();
+  Eigen::LLT<Eigen::MatrixXd> llt(h);
+  if (llt.info() != Eigen::Success || !llt.matrixL().toDenseMatrix().allFinite()) {
+    return absl::FailedPreconditionError("Hessian is not positive definite");
+  }
+  Eigen::MatrixXd c = llt.matrixL();
+  Eigen::MatrixXd l = Eigen::MatrixXd::Zero(n, n);
+  for (int64_t j0 = 0; j0 < n; j0 += block) {
+    const int64_t b = std::min(block, n - j0);
+    const Eigen::MatrixXd dl = c.block(j0, j0, b, b);
+    // L[:, J] = C[:, J] · DL⁻¹ (only rows >= j0 are non-zero).
+    l.block(j0, j0, n - j0, b) =
+        dl.triangularView<Eigen::Lower>().solve<Eigen::OnTheRight>(c.block(j0, j0, n - j0, b));
+  }
+  return l;
+}
+
+absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
+                                quant::MatrixQuantizer& quantizer, const LdlqOptions& options) {
+  const int64_t m = a.rows(), n = a.cols(), b = options.block;
+  if (n % b != 0 || b % quantizer.block_cols() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LDLQ needs columns (", n, ") a multiple of the block ", b));
+  }
+  LdlqResult result;
+  absl::StatusOr<Eigen::MatrixXd> l = BlockLdl(h, b);
+  const double mean_diag = h.diagonal().mean();
+  double extra = options.retry_damping;
+  for (int attempt = 0; !l.ok() && attempt < 6; ++attempt, extra *= 10) {
+    Eigen::MatrixXd damped = h;
+    damped.diagonal().array() += extra * mean_diag;
+    l = BlockLdl(damped, b);
+    if (l.ok()) result.extra_damping = extra;
+  }
+  if (!l.ok()) {
+    return absl::FailedPreconditionError(
+        "the Hessian stays indefinite even with damping 1000x its mean diagonal; it is "
+        "probably corrupt (NaN or negative eigenvalues)");
+  }
+  const Eigen::MatrixXf lf = l->cast<float>();
+  quantizer.Prepare(a);
+  quant::MatrixF q = quant::MatrixF::Zero(m, n);
+  quant::MatrixF e = quant::MatrixF::Zero(m, n);  // a - q on processed columns
+  const int64_t buf = std::max(b, options.buffer / b * b);
+  quant::MatrixF base, t;
+  for (int64_t s1 = n; s1 > 0;) {
+    const int64_t s0 = std::max<int64_t>(0, s1 - buf);
+    base = a.middleCols(s0, s1 - s0);
+    if (s1 < n) {
+      base.noalias() += e.rightCols(n - s1) * lf.block(s1, s0, n - s1, s1 - s0);
+    }
+    for (int64_t j1 = s1; j1 > s0; j1 -= b) {
+      const int64_t j0 = j1 - b;
+      t = base.middleCols(j0 - s0, b);
+      if (j1 < s1) t.noalias() += e.middleCols(j1, s1 - j1) * lf.block(j1, j0, s1 - j1, b);
+      quantizer.QuantizeBlock(j0, t, q.middleCols(j0, b));
+      e.middleCols(j0, b) = a.middleCols(j0, b) - q.middleCols(j0, b);
+    }
+    s1 = s0;
+  }
+  // Optional block Gauss-Seidel sweeps: move each block to the quantised
+  // point nearest its unconstrained optimum given all other blocks.
+  if (options.tune_sweeps > 0) {
+    const Eigen::MatrixXf hf = h.cast<float>();
+    for (int sweep = 0; sweep < options.tune_sweeps; ++sweep) {
+      for (int64_t j0 = n - b; j0 >= 0; j0 -= b) {
+        const Eigen::MatrixXf hjj_inv =
+            hf.block(j0, j0, b, b).cast<double>().inverse().cast<float>();
+        t = q.middleCols(j0, b) + (e * hf.middleCols(j0, b)) * hjj_inv;
+        quantizer.QuantizeBlock(j0, t, q.middleCols(j0, b));
+        e.middleCols(j0, b) = a.middleCols(j0, b) - q.middleCols(j0, b);
+      }
+    }
+  }
+  result.q = std::move(q);
+  return result;
+}
+
+}  // namespace caldera::decompose

@@ -1,0 +1,41 @@
+// LDLQ: adaptive rounding with linear feedback from the block LDL factorisation
+// of the Hessian (QuIP's form of OPTQ/GPTQ, with 8-column blocks for vector
+// codebooks). Minimises tr((A - Q) H (A - Q)ᵀ) greedily block by block, from the
+// last block to the first.
+#ifndef CALDERA_CORE_DECOMPOSE_LDLQ_H_
+#define CALDERA_CORE_DECOMPOSE_LDLQ_H_
+
+#include <Eigen/Dense>
+
+#include "absl/status/statusor.h"
+#include "core/quant/quantizer.h"
+
+namespace caldera::decompose {
+
+struct LdlqOptions {
+  int64_t block = 8;     // columns per LDL block (a multiple of the quantizer's block)
+  int64_t buffer = 128;  // columns per buffered feedback GEMM (multiple of block)
+  int tune_sweeps = 0;   // block Gauss-Seidel passes after the greedy pass
+  // Added to the diagonal, relative to its mean, if Cholesky fails; multiplied
+  // by 10 on each further failure (at most 6 tries).
+  double retry_damping = 0.01;
+};
+
+struct LdlqResult {
+  quant::MatrixF q;          // dequantised values, m × n
+  double extra_damping = 0;  // relative damping that had to be added
+};
+
+// `a` is m × n with n a multiple of options.block; `h` is n × n symmetric
+// positive (semi)definite. `quantizer` must be made for m × n; Prepare() is
+// called here with `a`.
+absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
+                                quant::MatrixQuantizer& quantizer, const LdlqOptions& options);
+
+// The unit block-lower-triangular L of H = L D Lᵀ (blocks of `block`), or
+// FAILED_PRECONDITION when H is not positive definite.
+absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block);
+
+}  // namespace caldera::decompose
+
+#endif  // CALDERA_CORE_DECOMPOSE_LDLQ_H_

@@ -1,0 +1,52 @@
+// The E8P 2-bit lattice codebook (65,536 points of E8 + 1/4 in 8 dimensions,
+// 16 bits per 8 weights) with exact nearest-neighbour search, and the 1-bit E8
+// residual table used for 3-bit codes. See docs/format/caldera-matrix-record.md.
+//
+// Points: c = s ⊙ a + t, where a is one of 256 absolute patterns (the 227
+// vectors of {1/2,3/2,5/2,7/2}^8 with |a|^2 <= 10 in lexicographic order, then
+// 29 patterns of |a|^2 = 12 with five 3/2 and three 1/2), s a sign vector with
+// #negatives ≡ sum(a) (mod 2) (so s ⊙ a lies in D8 + 1/2), and t = ±1/4.
+// Our 16-bit code: bits 8-15 pattern index, bit 7 shift (1 = -1/4), bits 0-6 the
+// signs of coordinates 0-6 (1 = negative); coordinate 7's sign follows from parity.
+#ifndef CALDERA_CORE_QUANT_E8P_H_
+#define CALDERA_CORE_QUANT_E8P_H_
+
+#include <array>
+#include <cstdint>
+
+namespace caldera::quant {
+
+class E8PCodebook {
+ public:
+  E8PCodebook();
+
+  // Nearest codeword to x (exact, over all 65,536 points); returns its code and
+  // writes the point to out (may alias x).
+  uint16_t Quantize(const float* x, float* out) const;
+  void Decode(uint16_t code, float* out) const;
+
+  const std::array<std::array<float, 8>, 256>& patterns() const { return abs_; }
+
+ private:
+  std::array<std::array<float, 8>, 256> abs_;
+  std::array<float, 256> norm2_;
+  std::array<int, 256> parity_;  // sum(a) mod 2
+};
+
+// The 256-entry 1-bit E8 table: the 241 points of E8 with |x|^2 <= 2 and the
+// 15 vectors ±2e_i other than -2e_8, in a fixed documented order.
+class E8OneBitTable {
+ public:
+  E8OneBitTable();
+  uint8_t Quantize(const float* x, float* out) const;  // exact nearest
+  void Decode(uint8_t code, float* out) const;
+  const std::array<std::array<float, 8>, 256>& points() const { return pts_; }
+
+ private:
+  std::array<std::array<float, 8>, 256> pts_;
+  std::array<float, 256> norm2_;
+};
+
+}  // namespace caldera::quant
+
+#endif  // CALDERA_CORE_QUANT_E8P_H_

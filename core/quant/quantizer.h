@@ -1,0 +1,89 @@
+// Matrix quantizers behind one interface, with exact bit accounting.
+//
+// A MatrixQuantizer is made for one rows x cols matrix. Prepare() fixes its
+// scales from the matrix about to be quantized; QuantizeBlock() then quantizes
+// column blocks (of block_cols() columns, in any order, each once), so LDLQ can
+// feed back the error of one block into the next. Codes are kept and exported
+// for the per-matrix record.
+//
+// Kinds:
+//  - lattice, bits 2/3/4: E8P (2 bits), E8P + 1-bit E8 residual (3), E8P + E8P
+//    residual (4); 8-vectors along rows; one float32 scale per matrix.
+//  - uniform, bits 2..8: per-group scales along rows (group_size consecutive
+//    columns), symmetric (fp16 scale) or asymmetric (fp16 scale and minimum).
+//  - float, bits 16 or 32: values kept as fp16 or fp32 ("unquantized factors").
+#ifndef CALDERA_CORE_QUANT_QUANTIZER_H_
+#define CALDERA_CORE_QUANT_QUANTIZER_H_
+
+#include <Eigen/Dense>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/tensor/tensor.h"
+
+namespace caldera::quant {
+
+using MatrixF = Eigen::MatrixXf;  // column-major
+
+struct QuantizerSpec {
+  enum class Kind { kLattice, kUniform, kFloat };
+  Kind kind = Kind::kLattice;
+  int bits = 2;
+  int64_t group_size = 128;  // uniform only
+  bool symmetric = true;     // uniform only
+
+  std::string Name() const;  // "e8p2", "e8p-rvq4", "uniform3-g128-sym", "fp16"
+};
+
+// Checks bits against the kind. INVALID_ARGUMENT names the supported values.
+absl::Status ValidateSpec(const QuantizerSpec& spec);
+
+// A spec for "--quantizer e8p|uniform --bits B" style flags: bits >= 16 is float.
+QuantizerSpec SpecFor(absl::string_view quantizer, int bits, int64_t group_size);
+
+class MatrixQuantizer {
+ public:
+  virtual ~MatrixQuantizer() = default;
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  // Columns quantized jointly; cols() is a multiple of it.
+  virtual int64_t block_cols() const = 0;
+  // Fixes scales from `a` (rows x cols).
+  virtual void Prepare(const MatrixF& a) = 0;
+  // Quantizes `target` (rows x width, width a multiple of block_cols()), which
+  // holds columns [c0, c0 + width); writes the dequantized values to `out`.
+  virtual void QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
+                             Eigen::Ref<MatrixF> out) = 0;
+  // Every stored bit for the whole matrix: codes and side information.
+  virtual int64_t StorageBits() const = 0;
+  // The codes and side information as named tensors (names relative to the
+  // matrix, e.g. "codes", "scale"); enough for Dequantize().
+  virtual std::vector<std::pair<std::string, Tensor>> Export() const = 0;
+
+ protected:
+  MatrixQuantizer(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+  int64_t rows_, cols_;
+};
+
+// INVALID_ARGUMENT when the spec is bad or cols is not a multiple of the
+// block size (callers pad).
+absl::StatusOr<std::unique_ptr<MatrixQuantizer>> MakeMatrixQuantizer(const QuantizerSpec& spec,
+                                                                     int64_t rows, int64_t cols);
+
+// Columns a matrix must be padded to a multiple of for this spec.
+int64_t BlockColsFor(const QuantizerSpec& spec);
+
+// Round-to-nearest of the whole matrix (Prepare + every block in order).
+MatrixF QuantizeNearest(MatrixQuantizer& q, const MatrixF& a);
+
+// Rebuilds the matrix from exported tensors (the inverse of Export()).
+absl::StatusOr<MatrixF> Dequantize(const QuantizerSpec& spec, int64_t rows, int64_t cols,
+                                   const std::vector<std::pair<std::string, Tensor>>& tensors);
+
+}  // namespace caldera::quant
+
+#endif  // CALDERA_CORE_QUANT_QUANTIZER_H_

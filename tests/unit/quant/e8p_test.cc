@@ -1,0 +1,94 @@
+#include "core/quant/e8p.h"
+
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "gtest/gtest.h"
+
+namespace caldera::quant {
+namespace {
+
+TEST(E8PTest, CodebookSizeAndStructure) {
+  E8PCodebook book;
+  int small = 0, twelve = 0;
+  for (const auto& a : book.patterns()) {
+    float n2 = 0;
+    for (float v : a) {
+      EXPECT_EQ(std::fmod(v * 2, 2.0f), 1.0f) << "entries are odd halves";
+      n2 += v * v;
+    }
+    small += n2 <= 10.0f;
+    twelve += n2 == 12.0f;
+  }
+  EXPECT_EQ(small, 227);
+  EXPECT_EQ(twelve, 29);
+  // The first 227 patterns are in lexicographic order.
+  for (int j = 1; j < 227; ++j) EXPECT_LT(book.patterns()[j - 1], book.patterns()[j]);
+  // All 65,536 codes decode to distinct points of E8 + 1/4: (c - t) in D8 + 1/2.
+  std::set<std::array<float, 8>> points;
+  for (uint32_t code = 0; code < 65536; ++code) {
+    std::array<float, 8> p;
+    book.Decode(static_cast<uint16_t>(code), p.data());
+    const float t = (code & 0x80) ? -0.25f : 0.25f;
+    float sum = 0;
+    for (float v : p) sum += v - t;
+    ASSERT_EQ(std::fmod(std::fabs(sum), 2.0f), 0.0f) << code;
+    points.insert(p);
+  }
+  EXPECT_EQ(points.size(), 65536u);
+}
+
+TEST(E8PTest, SearchEqualsBruteForce) {
+  E8PCodebook book;
+  std::vector<std::array<float, 8>> all(65536);
+  for (uint32_t code = 0; code < 65536; ++code)
+    book.Decode(static_cast<uint16_t>(code), all[code].data());
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.03f);
+  for (int trial = 0; trial < 200; ++trial) {
+    float x[8], out[8];
+    for (float& v : x) v = normal(rng) * (trial % 4 == 0 ? 3.0f : 1.0f);
+    book.Quantize(x, out);
+    float got = 0;
+    for (int i = 0; i < 8; ++i) got += (x[i] - out[i]) * (x[i] - out[i]);
+    float best = 1e30f;
+    for (const auto& p : all) {
+      float d = 0;
+      for (int i = 0; i < 8; ++i) d += (x[i] - p[i]) * (x[i] - p[i]);
+      best = std::min(best, d);
+    }
+    EXPECT_NEAR(got, best, 1e-4f * (1 + best)) << trial;
+  }
+}
+
+TEST(E8OneBitTest, TableAndSearch) {
+  E8OneBitTable table;
+  std::set<std::array<float, 8>> distinct(table.points().begin(), table.points().end());
+  EXPECT_EQ(distinct.size(), 256u);
+  int within2 = 0;
+  for (const auto& p : table.points()) {
+    float n2 = 0;
+    for (float v : p) n2 += v * v;
+    within2 += n2 <= 2.0f;
+  }
+  EXPECT_EQ(within2, 241);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal;
+  for (int trial = 0; trial < 100; ++trial) {
+    float x[8], out[8];
+    for (float& v : x) v = normal(rng);
+    table.Quantize(x, out);
+    float got = 0, best = 1e30f;
+    for (int i = 0; i < 8; ++i) got += (x[i] - out[i]) * (x[i] - out[i]);
+    for (const auto& p : table.points()) {
+      float d = 0;
+      for (int i = 0; i < 8; ++i) d += (x[i] - p[i]) * (x[i] - p[i]);
+      best = std::min(best, d);
+    }
+    EXPECT_NEAR(got, best, 1e-5f);
+  }
+}
+
+}  // namespace
+}  // namespace caldera::quant

@@ -1,0 +1,75 @@
+#include "core/quant/quantizer.h"
+
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace caldera::quant {
+namespace {
+
+MatrixF Gaussian(int64_t r, int64_t c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  MatrixF m(r, c);
+  for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
+}
+
+double RelErr(const MatrixF& a, const MatrixF& b) { return (a - b).norm() / a.norm(); }
+
+TEST(QuantizerTest, ErrorsShrinkWithBitsAndExportRoundTrips) {
+  const MatrixF a = Gaussian(16, 64, 1) * 0.02f;
+  std::vector<std::pair<QuantizerSpec, double>> cases = {
+      {SpecFor("e8p", 2, 0), 0.40},      {SpecFor("e8p", 3, 0), 0.22},
+      {SpecFor("e8p", 4, 0), 0.12},      {SpecFor("uniform", 2, 32), 0.60},
+      {SpecFor("uniform", 4, 32), 0.15}, {SpecFor("uniform", 8, 32), 0.01},
+      {SpecFor("e8p", 16, 0), 1e-3},     {SpecFor("e8p", 32, 0), 1e-7}};
+  QuantizerSpec asym = SpecFor("uniform", 3, 16);
+  asym.symmetric = false;
+  cases.push_back({asym, 0.3});
+  for (const auto& [spec, bound] : cases) {
+    SCOPED_TRACE(spec.Name());
+    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> q = MakeMatrixQuantizer(spec, 16, 64);
+    ASSERT_TRUE(q.ok()) << q.status();
+    const MatrixF out = QuantizeNearest(**q, a);
+    EXPECT_LT(RelErr(a, out), bound);
+    absl::StatusOr<MatrixF> back = Dequantize(spec, 16, 64, (*q)->Export());
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ((*back - out).cwiseAbs().maxCoeff(), 0.0f) << "dequantised values differ";
+  }
+}
+
+TEST(QuantizerTest, E8PBeatsUniformAtTwoBits) {
+  const MatrixF a = Gaussian(64, 256, 2);
+  auto err = [&](QuantizerSpec spec) {
+    auto q = *MakeMatrixQuantizer(spec, 64, 256);
+    return RelErr(a, QuantizeNearest(*q, a));
+  };
+  EXPECT_LT(err(SpecFor("e8p", 2, 0)), err(SpecFor("uniform", 2, 256)));
+}
+
+TEST(QuantizerTest, ExactBitAccounting) {
+  auto bits = [](QuantizerSpec s, int64_t r, int64_t c) {
+    return (*MakeMatrixQuantizer(s, r, c))->StorageBits();
+  };
+  EXPECT_EQ(bits(SpecFor("e8p", 2, 0), 64, 128), 64 * 128 * 2 + 32);
+  EXPECT_EQ(bits(SpecFor("e8p", 4, 0), 64, 128), 64 * 128 * 4 + 32);
+  EXPECT_EQ(bits(SpecFor("uniform", 3, 32), 64, 128), 64 * 128 * 3 + 64 * 4 * 16);
+  QuantizerSpec asym = SpecFor("uniform", 3, 32);
+  asym.symmetric = false;
+  EXPECT_EQ(bits(asym, 64, 100), 64 * 100 * 3 + 64 * 4 * 32);  // last group partial
+  EXPECT_EQ(bits(SpecFor("e8p", 16, 0), 8, 8), 8 * 8 * 16);
+}
+
+TEST(QuantizerTest, BadSpecsAreRejected) {
+  EXPECT_NE(MakeMatrixQuantizer(SpecFor("e8p", 5, 0), 8, 8).status().message().find("2, 3 or 4"),
+            std::string::npos);
+  EXPECT_NE(MakeMatrixQuantizer(SpecFor("uniform", 9, 8), 8, 8).status().message().find("2 to 8"),
+            std::string::npos);
+  EXPECT_NE(
+      MakeMatrixQuantizer(SpecFor("e8p", 2, 0), 8, 12).status().message().find("multiple of 8"),
+      std::string::npos);
+}
+
+}  // namespace
+}  // namespace caldera::quant
