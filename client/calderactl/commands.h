@@ -11,6 +11,7 @@ void AddVersionCommand(CLI::App& app, int* exit_code);
 void AddCalibrateCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddMakeTestModelCommand(CLI::App& app, int* exit_code);
+void AddDecomposeCommand(CLI::App& app, int* exit_code);
 
 }  // namespace caldera::cli
 

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   caldera::cli::AddCalibrateCommand(app, &exit_code);
   caldera::cli::AddEvalCommand(app, &exit_code);
   caldera::cli::AddMakeTestModelCommand(app, &exit_code);
+  caldera::cli::AddDecomposeCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "client/calderactl/exit_codes.h"
+#include "core/decompose/record.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -13,7 +14,11 @@ absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(
   model::FileOpener opener = [uri, options](const std::string& name) {
     return storage::OpenObjectSource(storage::JoinKey(uri, name), options);
   };
-  return model::Checkpoint::Open(std::move(opener), uri);
+  absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt =
+      model::Checkpoint::Open(std::move(opener), uri);
+  // Compressed checkpoints hold CALDERA records instead of dense weights.
+  if (ckpt.ok()) (*ckpt)->SetLinearReconstructor(decompose::CalderaReconstructor());
+  return ckpt;
 }
 
 absl::StatusOr<model::TokenSet> LoadTokensAt(const std::string& uri,

@@ -183,3 +183,85 @@ TEST(CliModelTest, EvalAndCalibrateReadAndWriteS3) {
 
 }  // namespace
 }  // namespace caldera
+
+namespace caldera {
+namespace {
+
+nlohmann::json DecomposeJson(const std::string& args, int* rc) {
+  std::string out;
+  *rc = Ctl(absl::StrCat("decompose --json ", args), &out);
+  // Progress lines go to stderr (merged); the JSON object is the last line.
+  const size_t start = out.rfind('{', out.rfind("\"rows\""));
+  return start == std::string::npos ? nlohmann::json()
+                                    : nlohmann::json::parse(out.substr(start), nullptr, false);
+}
+
+TEST(CliDecomposeTest, FixtureMatrixWithCalibratedHessian) {
+  const std::string f = Fixture();
+  testing::TempDir dir;
+  std::string out;
+  ASSERT_EQ(Ctl(absl::StrCat("calibrate --layers 0-0 --model ", f, " --tokens ", f,
+                             "/calibration.safetensors --out ", dir.path()),
+                &out),
+            0)
+      << out;
+  const std::string w = absl::StrCat(f, "/model.safetensors:model.layers.0.mlp.down_proj.weight");
+  const std::string h = dir.Join("layer-0.hessians.safetensors:down_proj");
+  int rc = 0;
+  nlohmann::json cal = DecomposeJson(
+      absl::StrCat("--weight ", w, " --hessian ", h, " --rank 16 --iters 4 --lplr-iters 3 --out ",
+                   dir.Join("rec.safetensors")),
+      &rc);
+  ASSERT_EQ(rc, 0);
+  ASSERT_FALSE(cal.is_discarded());
+  EXPECT_EQ(cal["rows"], 64);
+  EXPECT_EQ(cal["cols"], 172);
+  EXPECT_EQ(cal["rank"], 16);
+  EXPECT_NE(cal["transform"].get<std::string>().find("padded"), std::string::npos);
+  EXPECT_EQ(cal["history"].size(), 8u);
+  for (const char* key : {"bits_per_param", "relative_error", "weighted_relative_error", "seconds",
+                          "peak_rss_bytes"}) {
+    EXPECT_TRUE(cal[key].is_number()) << key;
+  }
+  nlohmann::json ldlq =
+      DecomposeJson(absl::StrCat("--weight ", w, " --hessian ", h, " --method ldlq"), &rc);
+  ASSERT_EQ(rc, 0);
+  nlohmann::json rtn =
+      DecomposeJson(absl::StrCat("--weight ", w, " --hessian ", h, " --method rtn"), &rc);
+  ASSERT_EQ(rc, 0);
+  EXPECT_LT(ldlq["weighted_relative_error"].get<double>(),
+            rtn["weighted_relative_error"].get<double>());
+  EXPECT_LT(cal["weighted_relative_error"].get<double>(),
+            ldlq["weighted_relative_error"].get<double>());
+  // The written record rebuilds the same matrix the command measured.
+  auto reader = SafetensorsReader::OpenFile(dir.Join("rec.safetensors"));
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_NE((*reader)->Find("model.layers.0.mlp.down_proj.caldera.config"), nullptr);
+}
+
+TEST(CliDecomposeTest, BadInputsExitTwo) {
+  const std::string f = Fixture();
+  std::string out;
+  const std::string w =
+      absl::StrCat(f, "/model.safetensors:model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", f, "/model.safetensors"), &out), 2);
+  EXPECT_NE(out.find("name the weight as FILE:TENSOR"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", w, " --rank 65"), &out), 2);
+  EXPECT_NE(out.find("rank 65 is out of range"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", w, " --q-bits 7"), &out), 2);
+  EXPECT_NE(out.find("2, 3 or 4"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", w, " --hessian ", f,
+                             "/model.safetensors:model.layers.0.mlp.up_proj.weight"),
+                &out),
+            2);
+  EXPECT_NE(out.find("must be 64x64"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", f, "/model.safetensors:nope"), &out), 2);
+  EXPECT_NE(out.find("no tensor 'nope'"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace caldera

@@ -1,0 +1,196 @@
+// calderactl decompose: CALDERA (or LDLQ / RTN) of one weight matrix.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/calderactl/commands.h"
+#include "client/calderactl/exit_codes.h"
+#include "client/calderactl/model_inputs.h"
+#include "core/decompose/caldera.h"
+#include "core/decompose/record.h"
+#include "nlohmann/json.hpp"
+#include "storage/storage.h"
+
+namespace caldera::cli {
+namespace {
+
+struct DecomposeFlags {
+  std::string weight, hessian, method = "caldera", quantizer = "e8p", out;
+  int64_t rank = 64, group_size = 128;
+  int q_bits = 2, lr_bits = 4, iters = 15, lplr_iters = 10;
+  bool no_hadamard = false, json = false;
+  uint64_t seed = 42;
+};
+
+// "FILE[:TENSOR]" -> (file, tensor); a ':' inside the URI scheme or before a '/' is not a split.
+std::pair<std::string, std::string> SplitTensor(const std::string& spec) {
+  const size_t colon = spec.rfind(':');
+  if (colon == std::string::npos || spec.find('/', colon) != std::string::npos ||
+      spec.compare(colon, 3, "://") == 0) {
+    return {spec, ""};
+  }
+  return {spec.substr(0, colon), spec.substr(colon + 1)};
+}
+
+absl::StatusOr<Tensor> ReadMatrix(const std::string& spec, const char* what,
+                                  const storage::StorageOptions& options) {
+  auto [file, tensor] = SplitTensor(spec);
+  absl::StatusOr<std::unique_ptr<RandomAccessSource>> src =
+      storage::OpenObjectSource(file, options);
+  if (!src.ok()) return src.status();
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+      SafetensorsReader::Open(*std::move(src));
+  if (!reader.ok()) return reader.status();
+  if (tensor.empty()) {
+    if ((*reader)->tensors().size() != 1) {
+      std::vector<std::string> names;
+      for (const TensorInfo& t : (*reader)->tensors()) names.push_back(t.name);
+      if (names.size() > 12) names.resize(12), names.push_back("...");
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, " holds ", (*reader)->tensors().size(), " tensors; name the ", what,
+                       " as FILE:TENSOR (", absl::StrJoin(names, ", "), ")"));
+    }
+    tensor = (*reader)->tensors()[0].name;
+  }
+  const TensorInfo* info = (*reader)->Find(tensor);
+  if (info == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": no tensor '", tensor, "'"));
+  }
+  if (info->shape.size() != 2 || !IsFloatingPoint(info->dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ":", tensor, " is ", DTypeName(info->dtype), ShapeString(info->shape),
+                     "; the ", what, " must be a 2-D floating-point tensor"));
+  }
+  return (*reader)->ReadAs(tensor, DType::kF64);
+}
+
+int RunDecompose(const DecomposeFlags& f) {
+  const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
+  if (f.quantizer != "e8p" && f.quantizer != "uniform") {
+    return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
+                                        "--quantizer ", f.quantizer, " is not e8p or uniform")));
+  }
+  absl::StatusOr<Tensor> wt = ReadMatrix(f.weight, "weight", options);
+  if (!wt.ok()) return ReportError("decompose", wt.status());
+  const int64_t m = wt->dim(0), n = wt->dim(1);
+  quant::MatrixF w(m, n);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) w(r, c) = static_cast<float>(wt->data<double>()[r * n + c]);
+  }
+  Eigen::MatrixXd h = Eigen::MatrixXd::Identity(n, n);
+  if (!f.hessian.empty()) {
+    absl::StatusOr<Tensor> ht = ReadMatrix(f.hessian, "Hessian", options);
+    if (!ht.ok()) return ReportError("decompose", ht.status());
+    if (ht->dim(0) != n || ht->dim(1) != n) {
+      return ReportError(
+          "decompose", absl::InvalidArgumentError(absl::StrCat(
+                           "the Hessian is ", ht->dim(0), "x", ht->dim(1), " but the weight is ", m,
+                           "x", n, "; it must be ", n, "x", n)));
+    }
+    h = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+        ht->data<double>().data(), n, n);
+  }
+  decompose::DecomposeOptions o;
+  o.method = f.method;
+  o.rank = f.method == "caldera" ? f.rank : 0;
+  o.q_spec = quant::SpecFor(f.quantizer, f.q_bits, f.group_size);
+  o.lr_spec = quant::SpecFor(f.quantizer, f.lr_bits, f.group_size);
+  o.iters = f.iters;
+  o.lplr_iters = f.lplr_iters;
+  o.hadamard = !f.no_hadamard;
+  o.seed = f.seed;
+  if (!f.json) {
+    o.progress = [](const std::string& step, double frac) {
+      std::fprintf(stderr, "decompose: %3.0f%% %s\n", 100 * frac, step.c_str());
+    };
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h, o);
+  if (!r.ok()) return ReportError("decompose", r.status());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!f.out.empty()) {
+    auto [file, tensor] = SplitTensor(f.weight);
+    std::string prefix = tensor.empty() ? "weight" : tensor;
+    if (prefix.size() > 7 && prefix.compare(prefix.size() - 7, 7, ".weight") == 0) {
+      prefix.resize(prefix.size() - 7);
+    }
+    SafetensorsWriter writer;
+    writer.SetMetadata("format", "caldera.matrix.v1");
+    if (absl::Status s = decompose::AddRecordTensors(std::move(r->record), prefix, &writer);
+        !s.ok()) {
+      return ReportError("decompose", s);
+    }
+    absl::StatusOr<std::string> bytes = writer.Serialize();
+    if (!bytes.ok()) return ReportError("decompose", bytes.status());
+    if (auto put = storage::WriteObject(f.out, *bytes, options); !put.ok()) {
+      return ReportError("decompose", put.status());
+    }
+  }
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  nlohmann::ordered_json j;
+  j["rows"] = m;
+  j["cols"] = n;
+  j["rank"] = o.rank;
+  j["method"] = f.method;
+  j["q_quantizer"] = o.q_spec.Name();
+  j["lr_quantizer"] = o.rank > 0 ? o.lr_spec.Name() : "none";
+  j["bits_per_param"] = r->bits_per_param;
+  j["storage_bits"] = r->storage_bits;
+  j["relative_error"] = r->relative_error;
+  j["weighted_relative_error"] = r->weighted_relative_error;
+  j["seconds"] = seconds;
+  j["peak_rss_bytes"] = static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  j["transform"] = r->transform;
+  j["padded_rows"] = r->padded_rows;
+  j["padded_cols"] = r->padded_cols;
+  j["extra_damping"] = r->extra_damping;
+  j["best_step"] = r->best_step;
+  nlohmann::ordered_json history = nlohmann::ordered_json::array();
+  for (const auto& [step, err] : r->history) {
+    history.push_back({{"step", step}, {"weighted_relative_error", err}});
+  }
+  j["history"] = std::move(history);
+  if (f.json) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf(
+        "%s %lldx%lld rank %lld: weighted relative error %.6f, relative error %.6f, "
+        "%.4f bits/param, %.2f s (%s)\n",
+        f.method.c_str(), static_cast<long long>(m), static_cast<long long>(n),
+        static_cast<long long>(o.rank), r->weighted_relative_error, r->relative_error,
+        r->bits_per_param, seconds, r->transform.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddDecomposeCommand(CLI::App& app, int* exit_code) {
+  auto f = std::make_shared<DecomposeFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "decompose", "Decompose one weight matrix: W = Q + L*R (caldera), Q only (ldlq), or RTN");
+  cmd->add_option("--weight", f->weight,
+                  "FILE[:TENSOR] (safetensors; TENSOR defaults to the only one)")
+      ->required();
+  cmd->add_option("--hessian", f->hessian, "FILE[:TENSOR], n x n float32/float64 (default H = I)");
+  cmd->add_option("--method", f->method, "caldera | ldlq | rtn (default caldera)");
+  cmd->add_option("--rank", f->rank, "rank k of L*R (default 64)");
+  cmd->add_option("--q-bits", f->q_bits, "bits of Q: e8p 2-4, uniform 2-8 (default 2)");
+  cmd->add_option("--lr-bits", f->lr_bits, "bits of L and R; 16 or 32 keeps floats (default 4)");
+  cmd->add_option("--quantizer", f->quantizer, "e8p | uniform (default e8p)");
+  cmd->add_option("--group-size", f->group_size, "uniform quantizer group size (default 128)");
+  cmd->add_option("--iters", f->iters, "outer iterations (default 15)");
+  cmd->add_option("--lplr-iters", f->lplr_iters, "inner L/R iterations (default 10)");
+  cmd->add_flag("--no-hadamard", f->no_hadamard, "skip the randomized Hadamard transform");
+  cmd->add_option("--seed", f->seed, "seed of the Hadamard signs (default 42)");
+  cmd->add_option("--out", f->out, "write the compressed record (safetensors) here");
+  cmd->add_flag("--json", f->json, "print one JSON object");
+  cmd->callback([f, exit_code] { *exit_code = RunDecompose(*f); });
+}
+
+}  // namespace caldera::cli

@@ -1,0 +1,173 @@
+#include "core/decompose/caldera.h"
+
+#include <random>
+
+#include "core/decompose/ldlq.h"
+#include "gtest/gtest.h"
+
+namespace caldera::decompose {
+namespace {
+
+using quant::MatrixF;
+
+// A weight with a decaying spectrum and a correlated Hessian with outlier
+// channels (what calibration produces for real layers).
+struct Problem {
+  MatrixF w;
+  Eigen::MatrixXd h;
+};
+
+Problem MakeProblem(int64_t m, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  MatrixF u(m, m), v(n, n);
+  for (int64_t i = 0; i < u.size(); ++i) u.data()[i] = normal(rng);
+  for (int64_t i = 0; i < v.size(); ++i) v.data()[i] = normal(rng);
+  MatrixF w = MatrixF::Zero(m, n);
+  for (int64_t i = 0; i < std::min(m, n); ++i) {
+    w += u.col(i) * v.col(i).transpose() * (1.0f / std::sqrt(1.0f + i));
+  }
+  w /= static_cast<float>(std::sqrt(static_cast<double>(m)));
+  const int64_t tokens = 4 * n;
+  Eigen::MatrixXd x(tokens, n);
+  Eigen::MatrixXd mix(n, n);
+  for (int64_t i = 0; i < mix.size(); ++i) mix.data()[i] = normal(rng);
+  for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+  x = x * (Eigen::MatrixXd::Identity(n, n) + 0.3 * mix / std::sqrt(double(n)));
+  for (int64_t c = 0; c < n; c += 17) x.col(c) *= 8.0;  // outlier channels
+  return {w, x.transpose() * x / static_cast<double>(tokens)};
+}
+
+DecomposeOptions Small(const std::string& method) {
+  DecomposeOptions o;
+  o.method = method;
+  o.rank = 8;
+  o.iters = 3;
+  o.lplr_iters = 3;
+  return o;
+}
+
+TEST(LdlqTest, WithIdentityHessianEqualsRoundToNearest) {
+  Problem p = MakeProblem(32, 64, 1);
+  auto q1 = *quant::MakeMatrixQuantizer(quant::SpecFor("e8p", 2, 0), 32, 64);
+  auto q2 = *quant::MakeMatrixQuantizer(quant::SpecFor("e8p", 2, 0), 32, 64);
+  absl::StatusOr<LdlqResult> ldlq = Ldlq(p.w, Eigen::MatrixXd::Identity(64, 64), *q1, {});
+  ASSERT_TRUE(ldlq.ok()) << ldlq.status();
+  const MatrixF rtn = quant::QuantizeNearest(*q2, p.w);
+  EXPECT_EQ((ldlq->q - rtn).cwiseAbs().maxCoeff(), 0.0f);
+}
+
+TEST(LdlqTest, BeatsRoundToNearestOnCorrelatedHessian) {
+  Problem p = MakeProblem(64, 128, 2);
+  for (const char* method : {"ldlq", "rtn"}) (void)method;
+  DecomposeOptions o = Small("ldlq");
+  absl::StatusOr<DecomposeResult> ldlq = Decompose(p.w, p.h, o);
+  o.method = "rtn";
+  absl::StatusOr<DecomposeResult> rtn = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(ldlq.ok() && rtn.ok());
+  EXPECT_LT(ldlq->weighted_relative_error, 0.9 * rtn->weighted_relative_error);
+}
+
+TEST(CalderaTest, BeatsLdlqOnlyAndKeepsTheBestIterate) {
+  Problem p = MakeProblem(64, 128, 3);
+  absl::StatusOr<DecomposeResult> cal = Decompose(p.w, p.h, Small("caldera"));
+  absl::StatusOr<DecomposeResult> ldlq = Decompose(p.w, p.h, Small("ldlq"));
+  ASSERT_TRUE(cal.ok()) << cal.status();
+  ASSERT_TRUE(ldlq.ok()) << ldlq.status();
+  EXPECT_LT(cal->weighted_relative_error, ldlq->weighted_relative_error);
+  ASSERT_EQ(cal->history.size(), 6u);
+  // The kept iterate is the best of those after both updates ran.
+  for (size_t i = 1; i < cal->history.size(); ++i) {
+    EXPECT_LE(cal->weighted_relative_error, cal->history[i].second + 1e-12);
+  }
+  EXPECT_NEAR(cal->weighted_relative_error, cal->history[cal->best_step].second, 1e-12);
+}
+
+TEST(CalderaTest, FullRankFloatFactorsReconstructToFloatPrecision) {
+  Problem p = MakeProblem(32, 64, 4);
+  DecomposeOptions o = Small("caldera");
+  o.rank = 32;
+  o.lr_spec = quant::SpecFor("e8p", 32, 0);
+  o.iters = 1;
+  absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LT(r->weighted_relative_error, 1e-4);
+  EXPECT_LT(r->relative_error, 1e-4);
+}
+
+TEST(CalderaTest, BitAccountingMatchesTheFormula) {
+  Problem p = MakeProblem(64, 128, 5);
+  DecomposeOptions o = Small("caldera");
+  absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(r.ok());
+  const int64_t m = 64, n = 128, k = 8;
+  // B_Q·mn + k(B_L·m + B_R·n) + documented overhead: one fp32 scale per
+  // quantised matrix (Q, L, R), the fp32 global scale and the 64-bit sign seed.
+  const int64_t expected = 2 * m * n + k * (4 * m + 4 * n) + 3 * 32 + 32 + 64;
+  EXPECT_EQ(r->storage_bits, expected);
+  EXPECT_DOUBLE_EQ(r->bits_per_param, static_cast<double>(expected) / (m * n));
+}
+
+TEST(CalderaTest, SameSeedGivesIdenticalBytesAndReconstructMatches) {
+  Problem p = MakeProblem(64, 128, 6);
+  absl::StatusOr<DecomposeResult> a = Decompose(p.w, p.h, Small("caldera"));
+  absl::StatusOr<DecomposeResult> b = Decompose(p.w, p.h, Small("caldera"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->record.size(), b->record.size());
+  for (size_t i = 0; i < a->record.size(); ++i) {
+    EXPECT_EQ(a->record[i].first, b->record[i].first);
+    ASSERT_EQ(a->record[i].second.nbytes(), b->record[i].second.nbytes());
+    EXPECT_TRUE(std::equal(a->record[i].second.bytes().begin(), a->record[i].second.bytes().end(),
+                           b->record[i].second.bytes().begin()))
+        << a->record[i].first;
+  }
+  absl::StatusOr<MatrixF> rebuilt = Reconstruct(a->record);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()), a->weighted_relative_error,
+              1e-5);
+}
+
+TEST(CalderaTest, OddShapesArePaddedAndSaySo) {
+  Problem p = MakeProblem(64, 172, 7);
+  absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, Small("caldera"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->padded_cols, 192);
+  EXPECT_NE(r->transform.find("padded 64x172 -> 64x192"), std::string::npos) << r->transform;
+  EXPECT_LT(r->weighted_relative_error, 0.5);
+  DecomposeOptions o = Small("caldera");
+  o.hadamard = false;
+  absl::StatusOr<DecomposeResult> nh = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(nh.ok());
+  EXPECT_EQ(nh->padded_cols, 176);
+  absl::StatusOr<MatrixF> rebuilt = Reconstruct(nh->record);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_EQ(rebuilt->cols(), 172);
+}
+
+TEST(CalderaTest, BadInputsNameTheProblem) {
+  Problem p = MakeProblem(16, 32, 8);
+  auto err = [&](const MatrixF& w, const Eigen::MatrixXd& h, DecomposeOptions o) {
+    absl::Status s = Decompose(w, h, o).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(s.message());
+  };
+  DecomposeOptions o = Small("caldera");
+  o.rank = 17;
+  EXPECT_NE(err(p.w, p.h, o).find("rank 17 is out of range"), std::string::npos);
+  EXPECT_NE(err(p.w, Eigen::MatrixXd::Identity(8, 8), Small("caldera")).find("must be 32x32"),
+            std::string::npos);
+  Eigen::MatrixXd asym = p.h;
+  asym(0, 1) += 1.0;
+  EXPECT_NE(err(p.w, asym, Small("caldera")).find("not symmetric"), std::string::npos);
+  MatrixF nan = p.w;
+  nan(0, 0) = std::nanf("");
+  EXPECT_NE(err(nan, p.h, Small("caldera")).find("non-finite"), std::string::npos);
+  o = Small("caldera");
+  o.q_spec = quant::SpecFor("e8p", 5, 0);
+  EXPECT_NE(err(p.w, p.h, o).find("2, 3 or 4"), std::string::npos);
+  o = Small("bogus");
+  EXPECT_NE(err(p.w, p.h, o).find("unknown method"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace caldera::decompose
