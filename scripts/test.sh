@@ -9,3 +9,16 @@ export CALDERA_FIXTURES_DIR=${CALDERA_FIXTURES_DIR:-$(cd .. && pwd)/shared/model
 scripts/setup.sh
 echo "[test] running the test suite (fixtures: $CALDERA_FIXTURES_DIR)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j "$(nproc)" "$@"
+
+# The unit tests again under AddressSanitizer + UBSan (optimised, with debug
+# info). On by default in CI; CALDERA_SANITIZE_TESTS=1/0 forces it on/off.
+if [ "${CALDERA_SANITIZE_TESTS:-${CI:-0}}" != "0" ] && [ "${CALDERA_SANITIZE_TESTS:-}" != "0" ]; then
+  ASAN_DIR=${CALDERA_ASAN_BUILD_DIR:-build-asan}
+  echo "[test] building the unit tests with AddressSanitizer + UBSan in $ASAN_DIR"
+  cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCALDERA_SANITIZE=ON \
+    -DCALDERA_CUDA=OFF -DCALDERA_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$ASAN_DIR" --target unit_tests -j "$(nproc)"
+  echo "[test] running the unit tests under AddressSanitizer + UBSan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$ASAN_DIR" -L unit --output-on-failure --no-tests=error -j "$(nproc)"
+fi
