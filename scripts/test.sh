@@ -7,6 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD_DIR=${CALDERA_BUILD_DIR:-build}
 export CALDERA_FIXTURES_DIR=${CALDERA_FIXTURES_DIR:-$(cd .. && pwd)/shared/models}
 scripts/setup.sh
+# Tests run in parallel (ctest -j): one BLAS thread each avoids oversubscribing
+# the cores, which makes OpenBLAS's spinning threads crawl.
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 echo "[test] running the test suite (fixtures: $CALDERA_FIXTURES_DIR)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j "$(nproc)" "$@"
 

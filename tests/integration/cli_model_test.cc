@@ -4,6 +4,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/decompose/caldera.h"
+#include "core/decompose/record.h"
 #include "core/format/safetensors.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -261,6 +263,59 @@ TEST(CliDecomposeTest, BadInputsExitTwo) {
   out.clear();
   EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", f, "/model.safetensors:nope"), &out), 2);
   EXPECT_NE(out.find("no tensor 'nope'"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace caldera
+
+namespace caldera {
+namespace {
+
+// A checkpoint whose layer-1 q_proj and down_proj are CALDERA records instead of
+// dense weights: `calderactl eval` dequantises them on load.
+TEST(CliCompressedEvalTest, EvalDequantisesRecordsOnLoad) {
+  const std::string f = Fixture();
+  testing::TempDir dir;
+  auto reader = SafetensorsReader::OpenFile(f + "/model.safetensors");
+  ASSERT_TRUE(reader.ok());
+  SafetensorsWriter writer;
+  for (const TensorInfo& info : (*reader)->tensors()) {
+    const bool compress = info.name == "model.layers.1.self_attn.q_proj.weight" ||
+                          info.name == "model.layers.1.mlp.down_proj.weight";
+    absl::StatusOr<Tensor> t = (*reader)->Read(info.name);
+    ASSERT_TRUE(t.ok());
+    if (!compress) {
+      ASSERT_TRUE(writer.Add(info.name, *std::move(t)).ok());
+      continue;
+    }
+    quant::MatrixF w(t->dim(0), t->dim(1));
+    for (int64_t r = 0; r < w.rows(); ++r) {
+      for (int64_t c = 0; c < w.cols(); ++c) w(r, c) = t->data<float>()[r * w.cols() + c];
+    }
+    decompose::DecomposeOptions o;
+    o.rank = 8;
+    o.iters = 2;
+    o.lplr_iters = 2;
+    absl::StatusOr<decompose::DecomposeResult> res =
+        decompose::Decompose(w, Eigen::MatrixXd::Identity(w.cols(), w.cols()), o);
+    ASSERT_TRUE(res.ok()) << res.status();
+    const std::string prefix = info.name.substr(0, info.name.size() - 7);
+    ASSERT_TRUE(decompose::AddRecordTensors(std::move(res->record), prefix, &writer).ok());
+  }
+  std::filesystem::create_directories(dir.Join("c"));
+  ASSERT_TRUE(writer.WriteFile(dir.Join("c/model.safetensors")).ok());
+  std::filesystem::copy_file(f + "/config.json", dir.Join("c/config.json"));
+  std::string out;
+  ASSERT_EQ(
+      Ctl(absl::StrCat("eval --json --model ", dir.Join("c"), " --tokens ", f, "/eval.safetensors"),
+          &out),
+      0)
+      << out;
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  const double ppl = j["perplexity"].get<double>();
+  EXPECT_GT(ppl, 3.667005);        // compression costs something...
+  EXPECT_LT(ppl, 3.667005 * 1.5);  // ...but the model still works
 }
 
 }  // namespace
