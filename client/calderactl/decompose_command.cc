@@ -2,7 +2,9 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -11,6 +13,7 @@
 #include "client/calderactl/model_inputs.h"
 #include "core/decompose/caldera.h"
 #include "core/decompose/record.h"
+#include "core/ttlora/adapter.h"
 #include "nlohmann/json.hpp"
 #include "storage/storage.h"
 
@@ -23,6 +26,9 @@ struct DecomposeFlags {
   int q_bits = 2, lr_bits = 4, iters = 15, lplr_iters = 10;
   bool no_hadamard = false, json = false;
   uint64_t seed = 42;
+  int64_t ttlora_rank = 0;
+  std::string ttlora_init = "zero", ttlora_shape;
+  double ttlora_alpha = 16.0;
 };
 
 // "FILE[:TENSOR]" -> (file, tensor); a ':' inside the URI scheme or before a '/' is not a split.
@@ -110,6 +116,18 @@ int RunDecompose(const DecomposeFlags& f) {
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h, o);
   if (!r.ok()) return ReportError("decompose", r.status());
+  // TT-LoRA adapter on top of Ŵ (original basis).
+  std::optional<ttlora::InitResult> adapter;
+  if (f.ttlora_rank != 0 || !f.ttlora_shape.empty()) {
+    absl::StatusOr<ttlora::AdapterShape> shape = f.ttlora_shape.empty()
+                                                     ? ttlora::DefaultShape(m, n)
+                                                     : ttlora::ParseShape(f.ttlora_shape, m, n);
+    if (!shape.ok()) return ReportError("decompose", shape.status());
+    absl::StatusOr<ttlora::InitResult> init = ttlora::InitializeAdapter(
+        w, r->w_hat, h.cast<float>(), *shape, f.ttlora_rank, f.ttlora_alpha, f.ttlora_init, f.seed);
+    if (!init.ok()) return ReportError("decompose", init.status());
+    adapter = *std::move(init);
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!f.out.empty()) {
@@ -123,6 +141,16 @@ int RunDecompose(const DecomposeFlags& f) {
     if (absl::Status s = decompose::AddRecordTensors(std::move(r->record), prefix, &writer);
         !s.ok()) {
       return ReportError("decompose", s);
+    }
+    if (adapter.has_value()) {
+      for (auto& [core_name, core] : adapter->adapter.ExportCores()) {
+        if (absl::Status s =
+                writer.Add(absl::StrCat(prefix, ".ttlora.", core_name), std::move(core));
+            !s.ok()) {
+          return ReportError("decompose", s);
+        }
+      }
+      writer.SetMetadata("ttlora_config", ttlora::AdapterConfigJson({prefix}, adapter->adapter));
     }
     absl::StatusOr<std::string> bytes = writer.Serialize();
     if (!bytes.ok()) return ReportError("decompose", bytes.status());
@@ -155,6 +183,19 @@ int RunDecompose(const DecomposeFlags& f) {
     history.push_back({{"step", step}, {"weighted_relative_error", err}});
   }
   j["history"] = std::move(history);
+  if (adapter.has_value()) {
+    const ttlora::Adapter& a = adapter->adapter;
+    const double base = (w.cast<double>() * h).cwiseProduct(w.cast<double>()).sum();
+    j["ttlora_params"] = a.Params();
+    j["ttlora_shape"] = ttlora::ShapeSpec(a.shape);
+    j["ttlora_ranks"] = a.tt.ranks;
+    j["ttlora_init"] = a.init;
+    j["ttlora_alpha"] = a.alpha;
+    j["ttlora_fell_back_to_zero"] = adapter->fell_back_to_zero;
+    j["ttlora_captured_energy"] = adapter->captured_energy;
+    j["ttlora_weighted_relative_error"] =
+        base > 0 ? std::sqrt(std::max(0.0, adapter->weighted_error_after) / base) : 0.0;
+  }
   if (f.json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -190,6 +231,12 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--seed", f->seed, "seed of the Hadamard signs (default 42)");
   cmd->add_option("--out", f->out, "write the compressed record (safetensors) here");
   cmd->add_flag("--json", f->json, "print one JSON object");
+  cmd->add_option("--ttlora-rank", f->ttlora_rank, "TT-LoRA bond rank r (0 = no adapter)");
+  cmd->add_option("--ttlora-init", f->ttlora_init,
+                  "zero (dW = 0) or residual (TT-SVD of W - W_hat, kept only if it helps)");
+  cmd->add_option("--ttlora-shape", f->ttlora_shape,
+                  "m1,m2,...:n1,n2,... input (columns) and output (rows) factors");
+  cmd->add_option("--ttlora-alpha", f->ttlora_alpha, "adapter scale alpha (default 16)");
   cmd->callback([f, exit_code] { *exit_code = RunDecompose(*f); });
 }
 

@@ -320,3 +320,45 @@ TEST(CliCompressedEvalTest, EvalDequantisesRecordsOnLoad) {
 
 }  // namespace
 }  // namespace caldera
+
+namespace caldera {
+namespace {
+
+TEST(CliTtLoraTest, DecomposeAddsTheAdapterFieldsAndChecksShapes) {
+  const std::string f = Fixture();
+  testing::TempDir dir;
+  const std::string w =
+      absl::StrCat(f, "/model.safetensors:model.layers.0.self_attn.q_proj.weight");
+  int rc = 0;
+  nlohmann::json j =
+      DecomposeJson(absl::StrCat("--weight ", w,
+                                 " --rank 8 --iters 2 --lplr-iters 2 --ttlora-rank 3 "
+                                 "--ttlora-init residual --ttlora-shape 8,8:4,16 --out ",
+                                 dir.Join("rec.safetensors")),
+                    &rc);
+  ASSERT_EQ(rc, 0);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["ttlora_shape"], "8,8:4,16");
+  EXPECT_EQ(j["ttlora_ranks"], nlohmann::json::array({1, 3, 3, 3, 1}));
+  EXPECT_EQ(j["ttlora_params"], 1 * 8 * 3 + 3 * 8 * 3 + 3 * 4 * 3 + 3 * 16 * 1);
+  EXPECT_TRUE(j["ttlora_init"] == "residual" || j["ttlora_init"] == "zero");
+  // Never worse than the decomposition alone (H = I here).
+  EXPECT_LE(j["ttlora_weighted_relative_error"].get<double>(),
+            j["weighted_relative_error"].get<double>() + 1e-9);
+  auto reader = SafetensorsReader::OpenFile(dir.Join("rec.safetensors"));
+  ASSERT_TRUE(reader.ok());
+  EXPECT_NE((*reader)->Find("model.layers.0.self_attn.q_proj.ttlora.core.3"), nullptr);
+  EXPECT_NE((*reader)->metadata().find("ttlora_config"), (*reader)->metadata().end());
+  std::string out;
+  EXPECT_EQ(
+      Ctl(absl::StrCat("decompose --weight ", w, " --ttlora-rank 3 --ttlora-shape 8,8:4,15"), &out),
+      2);
+  EXPECT_NE(out.find("multiply to 60"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(
+      Ctl(absl::StrCat("decompose --weight ", w, " --ttlora-rank 3 --ttlora-init pissa"), &out), 2);
+  EXPECT_NE(out.find("not zero or residual"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace caldera
