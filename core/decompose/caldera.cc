@@ -1,5 +1,7 @@
 #include "core/decompose/caldera.h"
 
+#include <lapacke.h>
+
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -330,10 +332,18 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   MatrixF vf, hf;
   if (with_lr) {
     progress("eigh", 0.0);
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(ht);
-    Eigen::VectorXd lam = eig.eigenvalues().cwiseMax(1e-10 * eig.eigenvalues().maxCoeff());
+    // Symmetric eigendecomposition through LAPACK (divide and conquer).
+    Eigen::MatrixXd vecs = ht;
+    Eigen::VectorXd lam(np);
+    const lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', static_cast<lapack_int>(np),
+                                           vecs.data(), static_cast<lapack_int>(np), lam.data());
+    if (info != 0) {
+      return absl::InternalError(
+          absl::StrCat("eigendecomposition of the Hessian failed (dsyevd info ", info, ")"));
+    }
+    lam = lam.cwiseMax(1e-10 * lam.maxCoeff());
     sqrt_lambda = lam.cwiseSqrt().cast<float>();
-    vf = eig.eigenvectors().cast<float>();
+    vf = vecs.cast<float>();
     hf = ht.cast<float>();
   }
 
