@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 
+#include "bench/sgemm_rate.h"
 #include "core/model/llama_block.h"
 
 namespace {
@@ -30,20 +31,6 @@ RowMatrixF Random(int64_t r, int64_t c, double scale, std::mt19937* rng) {
   RowMatrixF m(r, c);
   for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = d(*rng);
   return m;
-}
-
-double MeasureSgemmGflops() {
-  const int64_t n = 2048;
-  std::mt19937 rng(3);
-  RowMatrixF a = Random(n, n, 1, &rng), b = Random(n, n, 1, &rng), c(n, n);
-  c.noalias() = a * b;  // warm-up
-  double best = 1e30;
-  for (int i = 0; i < 3; ++i) {
-    const auto t0 = Clock::now();
-    c.noalias() = a * b;
-    best = std::min(best, Seconds(t0));
-  }
-  return 2.0 * n * n * n / best / 1e9;
 }
 
 }  // namespace
@@ -73,7 +60,7 @@ int main(int argc, char** argv) {
   c.max_position_embeddings = seq_len;
   c.rms_norm_eps = 1e-5;
 
-  const double sgemm = MeasureSgemmGflops();
+  const double sgemm = caldera::bench::MeasureSgemmGflops();
   std::printf("machine SGEMM (2048^3, Eigen on OpenBLAS): %.1f GFLOP/s\n", sgemm);
 
   std::mt19937 rng(1);

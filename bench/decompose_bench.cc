@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/sgemm_rate.h"
 #include "core/decompose/caldera.h"
 #include "core/format/safetensors.h"
 
@@ -28,19 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double SgemmGflops() {
-  const int n = 2048;
-  MatrixF a = MatrixF::Random(n, n), b = MatrixF::Random(n, n), c(n, n);
-  c.noalias() = a * b;
-  double best = 1e30;
-  for (int i = 0; i < 3; ++i) {
-    const auto t0 = Clock::now();
-    c.noalias() = a * b;
-    best = std::min(best, Seconds(t0));
-  }
-  return 2.0 * n * n * n / best / 1e9;
 }
 
 struct Problem {
@@ -114,7 +102,7 @@ int main(int argc, char** argv) {
     }
   }
   if (sizes.empty() && fixture.empty()) sizes.emplace_back(1024, 1024);
-  const double sgemm = SgemmGflops();
+  const double sgemm = caldera::bench::MeasureSgemmGflops();
   std::printf("machine SGEMM (2048^3): %.1f GFLOP/s; iters %d, lplr-iters %d\n", sgemm, iters,
               lplr);
   std::vector<Problem> problems;

@@ -40,6 +40,28 @@ absl::Status RunLayersUpTo(const Checkpoint& ckpt, int64_t seq_len, int64_t last
   return absl::OkStatus();
 }
 
+// Runs every block over the embeddings of `tokens` (no Hessians).
+absl::StatusOr<RowMatrixF> FinalHidden(const Checkpoint& ckpt, const TokenSet& tokens,
+                                       const RunOptions& options) {
+  absl::StatusOr<RowMatrixF> hidden = EmbedTokens(ckpt, tokens);
+  if (!hidden.ok()) return hidden.status();
+  absl::Status s = RunLayersUpTo(
+      ckpt, tokens.seq_len, ckpt.config().num_layers - 1, options, &*hidden,
+      [](int64_t) -> BlockHessians* { return nullptr; }, [](int64_t) { return absl::OkStatus(); });
+  if (!s.ok()) return s;
+  return hidden;
+}
+
+absl::StatusOr<VectorF> FinalNorm(const Checkpoint& ckpt) {
+  absl::StatusOr<Tensor> norm = ckpt.ReadF32("model.norm.weight");
+  if (!norm.ok()) return norm.status();
+  if (norm->numel() != ckpt.config().hidden_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", ckpt.name(), ": model.norm.weight has the wrong size"));
+  }
+  return Eigen::Map<const VectorF>(norm->data<float>().data(), norm->numel());
+}
+
 absl::StatusOr<RowMatrixF> LmHead(const Checkpoint& ckpt) {
   const ModelConfig& c = ckpt.config();
   const std::string name = c.tie_word_embeddings || ckpt.Find("lm_head.weight") == nullptr
@@ -146,38 +168,24 @@ absl::Status CalibrateLayers(const Checkpoint& ckpt, const TokenSet& tokens, int
 
 absl::StatusOr<RowMatrixF> ComputeLogits(const Checkpoint& ckpt, const TokenSet& tokens,
                                          const RunOptions& options) {
-  const ModelConfig& c = ckpt.config();
-  absl::StatusOr<RowMatrixF> hidden = EmbedTokens(ckpt, tokens);
+  absl::StatusOr<RowMatrixF> hidden = FinalHidden(ckpt, tokens, options);
   if (!hidden.ok()) return hidden.status();
-  absl::Status s = RunLayersUpTo(
-      ckpt, tokens.seq_len, c.num_layers - 1, options, &*hidden,
-      [](int64_t) -> BlockHessians* { return nullptr; }, [](int64_t) { return absl::OkStatus(); });
-  if (!s.ok()) return s;
-  absl::StatusOr<Tensor> norm = ckpt.ReadF32("model.norm.weight");
+  absl::StatusOr<VectorF> norm = FinalNorm(ckpt);
   if (!norm.ok()) return norm.status();
   absl::StatusOr<RowMatrixF> head = LmHead(ckpt);
   if (!head.ok()) return head.status();
   RowMatrixF normed;
-  RmsNorm(*hidden, Eigen::Map<const VectorF>(norm->data<float>().data(), c.hidden_size),
-          c.rms_norm_eps, &normed);
+  RmsNorm(*hidden, *norm, ckpt.config().rms_norm_eps, &normed);
   return RowMatrixF(normed * head->transpose());
 }
 
 absl::StatusOr<EvalResult> EvaluatePerplexity(const Checkpoint& ckpt, const TokenSet& tokens,
                                               const RunOptions& options) {
   const ModelConfig& c = ckpt.config();
-  absl::StatusOr<RowMatrixF> hidden = EmbedTokens(ckpt, tokens);
+  absl::StatusOr<RowMatrixF> hidden = FinalHidden(ckpt, tokens, options);
   if (!hidden.ok()) return hidden.status();
-  absl::Status s = RunLayersUpTo(
-      ckpt, tokens.seq_len, c.num_layers - 1, options, &*hidden,
-      [](int64_t) -> BlockHessians* { return nullptr; }, [](int64_t) { return absl::OkStatus(); });
-  if (!s.ok()) return s;
-  absl::StatusOr<Tensor> norm_t = ckpt.ReadF32("model.norm.weight");
-  if (!norm_t.ok()) return norm_t.status();
-  if (norm_t->numel() != c.hidden_size) {
-    return absl::InvalidArgumentError("model.norm.weight has the wrong size");
-  }
-  const Eigen::Map<const VectorF> norm(norm_t->data<float>().data(), c.hidden_size);
+  absl::StatusOr<VectorF> norm = FinalNorm(ckpt);
+  if (!norm.ok()) return norm.status();
   absl::StatusOr<RowMatrixF> head = LmHead(ckpt);
   if (!head.ok()) return head.status();
   double total = 0;
@@ -185,7 +193,7 @@ absl::StatusOr<EvalResult> EvaluatePerplexity(const Checkpoint& ckpt, const Toke
   RowMatrixF normed, logits;
   const int64_t T = tokens.seq_len;
   for (int64_t sample = 0; sample < tokens.samples; ++sample) {
-    RmsNorm(hidden->middleRows(sample * T, T), norm, c.rms_norm_eps, &normed);
+    RmsNorm(hidden->middleRows(sample * T, T), *norm, c.rms_norm_eps, &normed);
     logits.noalias() = normed * head->transpose();
     for (int64_t t = 0; t + 1 < T; ++t) {
       const auto row = logits.row(t);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/util/splitmix64.h"
 
 namespace caldera::transform {
 namespace {
@@ -217,14 +218,10 @@ void HadamardTransform::ApplyToColumns(Eigen::MatrixXd* x, bool transpose) const
 
 std::vector<float> SignsFromSeed(uint64_t seed, int64_t n) {
   std::vector<float> out(static_cast<size_t>(n));
-  uint64_t state = seed, word = 0;
+  SplitMix64 rng(seed);
+  uint64_t word = 0;
   for (int64_t i = 0; i < n; ++i) {
-    if (i % 64 == 0) {
-      uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      word = z ^ (z >> 31);
-    }
+    if (i % 64 == 0) word = rng.Next();
     out[static_cast<size_t>(i)] = (word >> (i % 64)) & 1 ? -1.0f : 1.0f;
   }
   return out;

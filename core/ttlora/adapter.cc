@@ -7,28 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/util/splitmix64.h"
 #include "nlohmann/json.hpp"
 
 namespace caldera::ttlora {
 namespace {
-
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
-  double Normal() {  // Box-Muller
-    return std::sqrt(-2 * std::log(Uniform())) * std::cos(2 * M_PI * Uniform());
-  }
-
- private:
-  uint64_t state_;
-};
 
 double WeightedError(const Eigen::MatrixXd& e, const Eigen::MatrixXd& h) {
   return (e * h).cwiseProduct(e).sum();
