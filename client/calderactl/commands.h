@@ -12,6 +12,7 @@ void AddCalibrateCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddMakeTestModelCommand(CLI::App& app, int* exit_code);
 void AddDecomposeCommand(CLI::App& app, int* exit_code);
+void AddCompressCommand(CLI::App& app, int* exit_code);  // built with the service parts
 
 }  // namespace caldera::cli
 

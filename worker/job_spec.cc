@@ -1,0 +1,72 @@
+#include "worker/job_spec.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/model/model_config.h"
+#include "core/quant/quantizer.h"
+
+namespace caldera::worker {
+
+absl::Status ValidateJobSpec(const JobSpec& spec) {
+  if (spec.model.empty()) return absl::InvalidArgumentError("--model is required (a model URI)");
+  if (spec.calibration.empty()) {
+    return absl::InvalidArgumentError("--calibration is required (a token file URI)");
+  }
+  if (spec.out.empty()) return absl::InvalidArgumentError("--out is required (an output URI)");
+  if (spec.method != "caldera" && spec.method != "ldlq" && spec.method != "rtn") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--method ", spec.method, " is unknown; use caldera, ldlq or rtn"));
+  }
+  if (spec.quantizer != "e8p" && spec.quantizer != "uniform") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--quantizer ", spec.quantizer, " is unknown; use e8p or uniform"));
+  }
+  if (spec.method == "caldera" && spec.rank < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " must be >= 1"));
+  }
+  for (auto [flag, bits] :
+       {std::pair{"--q-bits", spec.q_bits}, std::pair{"--lr-bits", spec.lr_bits}}) {
+    quant::QuantizerSpec q = quant::SpecFor(spec.quantizer, bits, 128);
+    if (absl::Status s = quant::ValidateSpec(q); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, " ", bits, " is not supported by --quantizer ", spec.quantizer, ": ", s.message()));
+    }
+  }
+  if (spec.iters < 1) return absl::InvalidArgumentError("--iters must be >= 1");
+  if (spec.lplr_iters < 0) return absl::InvalidArgumentError("--lplr-iters must be >= 0");
+  if (spec.ttlora_rank < 0) return absl::InvalidArgumentError("--ttlora-rank must be >= 0");
+  if (spec.ttlora_init != "zero" && spec.ttlora_init != "residual") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ttlora-init ", spec.ttlora_init, " is unknown; use zero or residual"));
+  }
+  std::vector<std::string> known;
+  for (const model::LinearModule& m : model::kLinearModules) known.push_back(m.name);
+  for (const std::string& m : spec.modules) {
+    if (std::find(known.begin(), known.end(), m) == known.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--modules: '", m, "' is not a linear module; use ", absl::StrJoin(known, ",")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool CompressesModule(const JobSpec& spec, const std::string& module) {
+  return spec.modules.empty() ||
+         std::find(spec.modules.begin(), spec.modules.end(), module) != spec.modules.end();
+}
+
+decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec) {
+  decompose::DecomposeOptions o;
+  o.method = spec.method;
+  o.rank = spec.method == "caldera" ? spec.rank : 0;
+  o.q_spec = quant::SpecFor(spec.quantizer, spec.q_bits, 128);
+  o.lr_spec = quant::SpecFor(spec.quantizer, spec.lr_bits, 128);
+  o.iters = spec.iters;
+  o.lplr_iters = spec.lplr_iters;
+  o.seed = spec.seed;
+  return o;
+}
+
+}  // namespace caldera::worker
