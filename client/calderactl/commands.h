@@ -13,6 +13,7 @@ void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddMakeTestModelCommand(CLI::App& app, int* exit_code);
 void AddDecomposeCommand(CLI::App& app, int* exit_code);
 void AddCompressCommand(CLI::App& app, int* exit_code);  // built with the service parts
+void AddExportCommand(CLI::App& app, int* exit_code);
 
 }  // namespace caldera::cli
 

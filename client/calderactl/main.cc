@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   caldera::cli::AddEvalCommand(app, &exit_code);
   caldera::cli::AddMakeTestModelCommand(app, &exit_code);
   caldera::cli::AddDecomposeCommand(app, &exit_code);
+  caldera::cli::AddExportCommand(app, &exit_code);
 #ifdef CALDERA_HAS_COMPRESS
   caldera::cli::AddCompressCommand(app, &exit_code);
 #endif
