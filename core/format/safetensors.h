@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,10 @@ class SafetensorsReader {
   absl::StatusOr<Tensor> Read(absl::string_view name) const;
   // Reads one tensor and converts it (e.g. BF16 -> F32).
   absl::StatusOr<Tensor> ReadAs(absl::string_view name, DType dtype) const;
+  // The tensor's bytes inside a memory-mapped source, without copying (valid as
+  // long as this reader lives). FAILED_PRECONDITION when the source is not
+  // mapped (a remote object: use Read), NOT_FOUND for an unknown name.
+  absl::StatusOr<std::span<const uint8_t>> MappedTensorBytes(absl::string_view name) const;
 
  private:
   SafetensorsReader() = default;
@@ -77,9 +82,13 @@ class SafetensorsReader {
   std::map<std::string, std::string> metadata_;
 };
 
-// Collects tensors and writes them as one safetensors file. Tensors are laid out
-// in the order they were added, each aligned to 8 bytes in the data section
-// (the header is padded with spaces to a multiple of 8).
+// Collects tensors and writes them as one safetensors file. The header JSON is
+// padded with spaces to a multiple of 8, so the data section starts 8-byte
+// aligned. Tensors are laid out contiguously (no gaps: upstream readers reject
+// holes) ordered by element size, largest first, stable in the order added, so
+// every tensor starts aligned to its own element size; 8-byte dtypes (F64, I64)
+// come first and start 8-byte aligned. Tensors are owned by the writer until it
+// is destroyed; Serialize()/WriteFile() may be called any number of times.
 class SafetensorsWriter {
  public:
   SafetensorsWriter() = default;

@@ -138,13 +138,32 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::Open(
     return s;
   }
 
-  // Parse, remembering duplicate top-level keys (nlohmann keeps only the last).
-  std::set<std::string> seen;
-  std::string duplicate;
-  Json::parser_callback_t cb = [&](int depth, Json::parse_event_t event, Json& parsed) {
-    if (event == Json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      const std::string key = parsed.get<std::string>();
-      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
+  // Parse, remembering duplicate keys at any depth (nlohmann keeps only the
+  // last): one key set per open object; `top_key` is the tensor being parsed.
+  std::vector<std::set<std::string>> open_objects;
+  std::string top_key;
+  std::string duplicate;     // the first duplicated key
+  std::string duplicate_in;  // the tensor it was found in ("" at the top level)
+  Json::parser_callback_t cb = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
+    switch (event) {
+      case Json::parse_event_t::object_start:
+        open_objects.emplace_back();
+        break;
+      case Json::parse_event_t::object_end:
+        if (!open_objects.empty()) open_objects.pop_back();
+        break;
+      case Json::parse_event_t::key:
+        if (!open_objects.empty() && parsed.is_string()) {
+          const std::string key = parsed.get<std::string>();
+          if (open_objects.size() == 1) top_key = key;
+          if (!open_objects.back().insert(key).second && duplicate.empty()) {
+            duplicate = key;
+            duplicate_in = open_objects.size() == 1 ? "" : top_key;
+          }
+        }
+        break;
+      default:
+        break;
     }
     return true;
   };
@@ -152,7 +171,11 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::Open(
   if (root.is_discarded()) return Corrupt(file, "header is not valid JSON");
   if (!root.is_object()) return Corrupt(file, "header JSON is not an object");
   if (!duplicate.empty()) {
-    return TensorError(file, duplicate, "the name appears more than once in the header");
+    if (duplicate_in.empty()) {
+      return TensorError(file, duplicate, "the name appears more than once in the header");
+    }
+    return TensorError(file, duplicate_in,
+                       absl::StrCat("key \"", duplicate, "\" appears more than once in its entry"));
   }
 
   auto reader = std::unique_ptr<SafetensorsReader>(new SafetensorsReader());
@@ -220,6 +243,20 @@ absl::StatusOr<Tensor> SafetensorsReader::Read(absl::string_view name) const {
     }
   }
   return t;
+}
+
+absl::StatusOr<std::span<const uint8_t>> SafetensorsReader::MappedTensorBytes(
+    absl::string_view name) const {
+  const TensorInfo* info = Find(name);
+  if (info == nullptr) return Read(name).status();  // the NOT_FOUND with the names
+  const std::span<const uint8_t> mapped = source_->MappedBytes();
+  if (mapped.empty() && source_->Size() > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(source_->Name(),
+                                                      ": not memory-mapped; read tensor '",
+                                                      info->name, "' with Read() instead"));
+  }
+  // Open() checked the range against the source size.
+  return mapped.subspan(data_offset_ + info->begin, info->end - info->begin);
 }
 
 absl::StatusOr<Tensor> SafetensorsReader::ReadAs(absl::string_view name, DType dtype) const {

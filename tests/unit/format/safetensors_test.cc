@@ -152,6 +152,56 @@ TEST(SafetensorsTest, ReadingOneTensorReadsOnlyLengthHeaderAndThatRange) {
   EXPECT_EQ(c->bytes_read.load(), header_bytes + 40);
 }
 
+TEST(SafetensorsTest, MappedTensorBytesPointsIntoTheMappingWithoutCopy) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("m.safetensors");
+  SafetensorsWriter w;
+  const Tensor want = Filled(DType::kI32, {6}, 7);
+  ASSERT_TRUE(w.Add("a", Filled(DType::kF64, {3}, 1)).ok());
+  ASSERT_TRUE(w.Add("b", Filled(DType::kI32, {6}, 7)).ok());
+  ASSERT_TRUE(w.WriteFile(path).ok());
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> r = SafetensorsReader::OpenFile(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<std::span<const uint8_t>> view = (*r)->MappedTensorBytes("b");
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_EQ(view->size(), want.nbytes());
+  EXPECT_EQ(0, std::memcmp(view->data(), want.bytes().data(), want.nbytes()));
+  EXPECT_EQ((*r)->MappedTensorBytes("zzz").status().code(), absl::StatusCode::kNotFound);
+
+  // A source that is not mapped (like a remote object) says to use Read().
+  auto remote = SafetensorsReader::Open(std::make_unique<CountingSource>(ToBytes(*w.Serialize())));
+  ASSERT_TRUE(remote.ok());
+  absl::Status s = (*remote)->MappedTensorBytes("b").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("Read()"), std::string::npos) << s.message();
+}
+
+TEST(SafetensorsTest, WriterPadsHeaderAndLaysOutWithoutGaps) {
+  SafetensorsWriter w;
+  ASSERT_TRUE(w.Add("u8", Filled(DType::kU8, {3}, 1)).ok());
+  ASSERT_TRUE(w.Add("f64", Filled(DType::kF64, {2}, 2)).ok());
+  ASSERT_TRUE(w.Add("f16", Filled(DType::kF16, {1}, 3)).ok());
+  ASSERT_TRUE(w.Add("f32", Filled(DType::kF32, {1}, 4)).ok());
+  const std::string bytes = *w.Serialize();
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[i]);
+  EXPECT_EQ(header_len % 8, 0u);
+  EXPECT_EQ(bytes[8 + header_len - 1] == ' ' || bytes[8 + header_len - 1] == '}', true);
+  auto r = OpenBytes(ToBytes(bytes));
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Largest element size first, contiguous, each aligned to its element size.
+  uint64_t expect_begin = 0;
+  std::vector<std::string> order;
+  for (const TensorInfo& t : (*r)->tensors()) {
+    EXPECT_EQ(t.begin, expect_begin) << t.name;
+    EXPECT_EQ(t.begin % DTypeSize(t.dtype), 0u) << t.name;
+    expect_begin = t.end;
+    order.push_back(t.name);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"f64", "f32", "f16", "u8"}));
+  EXPECT_EQ(8 + header_len + expect_begin, bytes.size());
+}
+
 TEST(SafetensorsTest, MissingTensorNamesFileAndTensor) {
   SafetensorsWriter w;
   ASSERT_TRUE(w.Add("x", Filled(DType::kF32, {2}, 0)).ok());
@@ -218,6 +268,12 @@ std::vector<CorruptCase> CorruptCases() {
                      R"("data_offsets":[0,8]}})",
                      8),
                    "too many elements"});
+  cases.push_back({"non-integer shape",
+                   f(R"({"w":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}})", 1),
+                   "shape entry 1.5 is not a non-negative integer"});
+  cases.push_back({"duplicate key inside an entry",
+                   f(R"({"w":{"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]}})", 1),
+                   "key \"dtype\" appears more than once in its entry"});
   cases.push_back({"bad metadata", f(R"({"__metadata__":{"k":1}})", 0), "is not a string"});
   return cases;
 }
