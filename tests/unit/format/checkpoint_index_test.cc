@@ -26,6 +26,9 @@ TEST(CheckpointIndexTest, ClearErrors) {
             std::string::npos);
   EXPECT_NE(err(R"({"weight_map":{"a":"../../etc/passwd"}})").message().find("outside"),
             std::string::npos);
+  EXPECT_NE(err(R"({"weight_map":["a"]})").message().find("missing \"weight_map\" object"),
+            std::string::npos);
+  EXPECT_NE(err("[1]").message().find("expected a JSON object"), std::string::npos);
   EXPECT_EQ(err("{}").code(), absl::StatusCode::kInvalidArgument);
 }
 
