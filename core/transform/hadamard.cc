@@ -1,9 +1,12 @@
 #include "core/transform/hadamard.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/transform/williamson.h"
 #include "core/util/splitmix64.h"
 
 namespace caldera::transform {
@@ -166,12 +169,18 @@ void Apply(const Eigen::MatrixXf& hk, int64_t n, int k, Matrix* x, bool transpos
 }  // namespace
 
 const std::vector<int>& SupportedHadamardOrders() {
-  static const std::vector<int> kOrders = {1, 12, 20, 28, 36, 52, 60, 108, 124, 140};
+  static const std::vector<int> kOrders = [] {
+    std::vector<int> v = {1, 12, 20, 28, 36, 52, 60, 108, 124, 140};
+    for (int k : WilliamsonOrders()) v.push_back(k);
+    std::sort(v.begin(), v.end());
+    return v;
+  }();
   return kOrders;
 }
 
 absl::StatusOr<Eigen::MatrixXf> HadamardMatrix(int k) {
   if (k == 1) return Eigen::MatrixXf::Ones(1, 1);
+  if (std::optional<Eigen::MatrixXf> w = WilliamsonHadamard(k)) return *std::move(w);
   Field f;
   if (FieldFor(k - 1, &f) && (k - 1) % 4 == 3) return PaleyOne(f);
   if (k % 2 == 0 && FieldFor(k / 2 - 1, &f) && (k / 2 - 1) % 4 == 1) return PaleyTwo(f);
@@ -181,6 +190,7 @@ absl::StatusOr<Eigen::MatrixXf> HadamardMatrix(int k) {
 }
 
 int64_t SupportedSizeAtLeast(int64_t n) {
+  n = std::max<int64_t>(n, 1);
   int64_t best = INT64_MAX;
   for (int k : SupportedHadamardOrders()) {
     int64_t v = k;
@@ -204,8 +214,8 @@ absl::StatusOr<HadamardTransform> HadamardTransform::Create(int64_t n) {
     }
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("size ", n, " is not 2^j * K for a supported Hadamard order K (",
-                   absl::StrJoin(orders, ", "), "); pad to ", SupportedSizeAtLeast(n)));
+      absl::StrCat("n=", n, " is not 2^k*K for K in {", absl::StrJoin(orders, ", "), "}; pad to ",
+                   SupportedSizeAtLeast(n), " (SupportedSizeAtLeast)"));
 }
 
 void HadamardTransform::ApplyToColumns(Eigen::MatrixXf* x, bool transpose) const {
@@ -223,6 +233,27 @@ std::vector<float> SignsFromSeed(uint64_t seed, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     if (i % 64 == 0) word = rng.Next();
     out[static_cast<size_t>(i)] = (word >> (i % 64)) & 1 ? -1.0f : 1.0f;
+  }
+  return out;
+}
+
+std::vector<uint8_t> PackSigns(const std::vector<float>& signs) {
+  std::vector<uint8_t> bits((signs.size() + 7) / 8, 0);
+  for (size_t i = 0; i < signs.size(); ++i) {
+    if (std::signbit(signs[i])) bits[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+  }
+  return bits;
+}
+
+absl::StatusOr<std::vector<float>> UnpackSigns(const std::vector<uint8_t>& bits, int64_t n) {
+  if (n < 0 || static_cast<int64_t>(bits.size()) < (n + 7) / 8) {
+    return absl::InvalidArgumentError(absl::StrCat("packed signs: ", bits.size(),
+                                                   " bytes cannot hold ", n, " signs; need ",
+                                                   (std::max<int64_t>(n, 0) + 7) / 8, " bytes"));
+  }
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    out[static_cast<size_t>(i)] = (bits[static_cast<size_t>(i / 8)] >> (i % 8)) & 1 ? -1.0f : 1.0f;
   }
   return out;
 }

@@ -4,9 +4,10 @@
 // Walsh-Hadamard matrix of a power-of-two size, H_K a ±1 Hadamard matrix of a
 // small order K. We construct (our own code, no tables): Sylvester (K = 1),
 // Paley I (K = q + 1, q a prime power ≡ 3 mod 4: 12, 20, 28, 60, 108, 140) and
-// Paley II (K = 2(q + 1), q a prime power ≡ 1 mod 4: 36, 52, 124). Orders 116,
-// 156 and 172 need Williamson-type constructions that are not built yet: sizes
-// that need them are unsupported and callers pad (SupportedSizeAtLeast).
+// Paley II (K = 2(q + 1), q a prime power ≡ 1 mod 4: 36, 52, 124) and
+// Williamson arrays (williamson.h) for the orders whose rows our search found.
+// Sizes that need an order without a construction are unsupported and callers
+// pad (SupportedSizeAtLeast).
 #ifndef CALDERA_CORE_TRANSFORM_HADAMARD_H_
 #define CALDERA_CORE_TRANSFORM_HADAMARD_H_
 
@@ -50,6 +51,13 @@ class HadamardTransform {
 // Random ±1 signs from a seed with SplitMix64 (bit-reproducible everywhere):
 // sign i is bit (i % 64) of the (i / 64)-th output, 1 meaning -1.
 std::vector<float> SignsFromSeed(uint64_t seed, int64_t n);
+
+// Signs stored as bits: byte i / 8, bit i % 8 (least significant first) is 1
+// for sign i = -1 and 0 for +1; ceil(n / 8) bytes, unused high bits zero.
+// PackSigns reads only the sign bit of each value (x < 0 means -1).
+std::vector<uint8_t> PackSigns(const std::vector<float>& signs);
+// INVALID_ARGUMENT when `bits` holds fewer than ceil(n / 8) bytes.
+absl::StatusOr<std::vector<float>> UnpackSigns(const std::vector<uint8_t>& bits, int64_t n);
 
 }  // namespace caldera::transform
 

@@ -1,7 +1,10 @@
 #include "core/transform/hadamard.h"
 
+#include <algorithm>
 #include <random>
 
+#include "absl/strings/str_cat.h"
+#include "core/transform/williamson.h"
 #include "gtest/gtest.h"
 
 namespace caldera::transform {
@@ -16,7 +19,15 @@ TEST(HadamardTest, EverySupportedOrderIsHadamard) {
     const Eigen::MatrixXf g = *h * h->transpose();
     EXPECT_LT((g - k * Eigen::MatrixXf::Identity(k, k)).cwiseAbs().maxCoeff(), 1e-3f) << k;
   }
-  EXPECT_FALSE(HadamardMatrix(172).ok());
+  EXPECT_FALSE(HadamardMatrix(172).ok());  // Williamson search for 43 not finished
+  // The Williamson order(s) our search found are among the supported ones.
+  for (int k : WilliamsonOrders()) {
+    EXPECT_NE(std::find(SupportedHadamardOrders().begin(), SupportedHadamardOrders().end(), k),
+              SupportedHadamardOrders().end())
+        << k;
+  }
+  EXPECT_NE(std::find(WilliamsonOrders().begin(), WilliamsonOrders().end(), 116),
+            WilliamsonOrders().end());
 }
 
 Eigen::MatrixXf Dense(int64_t n) {
@@ -27,7 +38,7 @@ Eigen::MatrixXf Dense(int64_t n) {
 }
 
 TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
-  for (int64_t n : {8, 48, 72, 104, 112, 124, 280, 4096}) {
+  for (int64_t n : {1, 8, 48, 64, 72, 104, 112, 116, 124, 232, 280, 4096, 14336}) {
     SCOPED_TRACE(n);
     absl::StatusOr<HadamardTransform> t = HadamardTransform::Create(n);
     ASSERT_TRUE(t.ok()) << t.status();
@@ -64,11 +75,17 @@ TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
 }
 
 TEST(HadamardTest, UnsupportedSizeSaysWhatToPadTo) {
-  absl::Status s = HadamardTransform::Create(172).status();
+  absl::Status s = HadamardTransform::Create(10920).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("size 172"), std::string::npos) << s;
-  EXPECT_NE(s.message().find("pad to 192"), std::string::npos) << s;
-  EXPECT_EQ(SupportedSizeAtLeast(11008), 12288);
+  EXPECT_NE(s.message().find("n=10920 is not 2^k*K for K in {1, 12, 20"), std::string::npos) << s;
+  const int64_t pad = SupportedSizeAtLeast(10920);
+  EXPECT_NE(s.message().find(absl::StrCat("pad to ", pad)), std::string::npos) << s;
+  EXPECT_TRUE(HadamardTransform::Create(pad).ok());
+  EXPECT_EQ(HadamardTransform::Create(0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SupportedSizeAtLeast(0), 1);
+  EXPECT_EQ(SupportedSizeAtLeast(64), 64);
+  EXPECT_EQ(SupportedSizeAtLeast(116), 116);
+  EXPECT_EQ(SupportedSizeAtLeast(4096), 4096);
   EXPECT_EQ(SupportedSizeAtLeast(14336), 14336);
   EXPECT_EQ(SupportedSizeAtLeast(5120), 5120);
   EXPECT_EQ(SupportedSizeAtLeast(13824), 13824);
@@ -83,6 +100,21 @@ TEST(HadamardTest, SignsFromSeedAreReproducibleGoldenValues) {
   std::string golden;
   for (int i = 0; i < 16; ++i) golden += a[i] > 0 ? '+' : '-';
   EXPECT_EQ(golden, "-+-+-++-+---+--+");
+}
+
+TEST(HadamardTest, PackedSignsRoundTripLittleEndianBits) {
+  for (int64_t n : {0, 1, 7, 8, 9, 64, 130}) {
+    SCOPED_TRACE(n);
+    const std::vector<float> s = SignsFromSeed(7, n);
+    const std::vector<uint8_t> bits = PackSigns(s);
+    EXPECT_EQ(static_cast<int64_t>(bits.size()), (n + 7) / 8);
+    absl::StatusOr<std::vector<float>> back = UnpackSigns(bits, n);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, s);
+  }
+  // Bit i % 8 of byte i / 8, least significant first, 1 = -1.
+  EXPECT_EQ(PackSigns({-1, 1, 1, 1, 1, 1, 1, 1, 1, -1}), (std::vector<uint8_t>{0x01, 0x02}));
+  EXPECT_EQ(UnpackSigns({0x01}, 9).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
