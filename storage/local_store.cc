@@ -242,6 +242,15 @@ absl::Status LocalStore::Delete(const std::string& key) {
   if (::unlink(path->c_str()) != 0 && errno != ENOENT) {
     return ErrnoError(errno, absl::StrCat("cannot delete ", *path));
   }
+  // Directories are not objects (as in S3): remove the parents it leaves
+  // empty, up to the root. rmdir fails on the first non-empty one.
+  std::string dir = *path;
+  for (;;) {
+    const size_t slash = dir.find_last_of('/');
+    if (slash == std::string::npos) break;
+    dir.resize(slash);
+    if (dir.size() <= root_.size() || ::rmdir(dir.c_str()) != 0) break;
+  }
   return absl::OkStatus();
 }
 

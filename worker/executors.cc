@@ -1,5 +1,6 @@
 #include "worker/executors.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -10,7 +11,11 @@
 #include "core/decompose/caldera.h"
 #include "core/decompose/record.h"
 #include "core/format/safetensors.h"
+#include "core/model/hidden_states.h"
+#include "core/model/llama_block.h"
+#include "core/model/model_runner.h"
 #include "core/ttlora/adapter.h"
+#include "storage/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -27,7 +32,169 @@ absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
 }
 
+nlohmann::json ReportJson(const ModuleReport& m) {
+  return {{"name", m.name},
+          {"layer", m.layer},
+          {"module", m.module},
+          {"rows", m.rows},
+          {"cols", m.cols},
+          {"rank", m.rank},
+          {"relative_error", m.relative_error},
+          {"weighted_relative_error", m.weighted_relative_error},
+          {"bits_per_param", m.bits_per_param},
+          {"storage_bits", m.storage_bits},
+          {"seconds", m.seconds},
+          {"ttlora_params", m.ttlora_params},
+          {"ttlora_weighted_error_before", m.ttlora_weighted_error_before},
+          {"ttlora_weighted_error_after", m.ttlora_weighted_error_after}};
+}
+
+int ModuleOrder(const std::string& name) {
+  int i = 0;
+  for (const model::LinearModule& m : model::kLinearModules) {
+    if (name == m.name) return i;
+    ++i;
+  }
+  return i;
+}
+
+absl::StatusOr<Tensor> HessianTensor(const Eigen::MatrixXd& h, double inv_tokens) {
+  const Eigen::MatrixXd scaled = h * inv_tokens;
+  return Tensor::FromValues<double>(
+      {scaled.rows(), scaled.cols()},
+      std::span<const double>(scaled.data(), static_cast<size_t>(scaled.size())));
+}
+
 }  // namespace
+
+absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
+                                        const std::string& input_uri,
+                                        const std::string& hessians_uri,
+                                        const std::string& hidden_out_uri,
+                                        const storage::StorageOptions& options,
+                                        const std::function<bool()>& cancelled) {
+  const model::ModelConfig& config = checkpoint.config();
+  if (layer < 0 || layer >= config.num_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibrate: layer ", layer, " is outside [0, ", config.num_layers, ")"));
+  }
+  IoCounts io;
+  model::HiddenStates states;
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+      storage::OpenSafetensorsAt(input_uri, options);
+  if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", input_uri));
+  for (const TensorInfo& info : (*reader)->tensors()) {
+    io.bytes_read += static_cast<int64_t>(info.end - info.begin);
+  }
+  if (layer == 0) {
+    absl::StatusOr<model::TokenSet> tokens = model::LoadTokens(**reader, config);
+    if (!tokens.ok()) return tokens.status();
+    absl::StatusOr<model::RowMatrixF> embedded = model::EmbedTokens(checkpoint, *tokens);
+    if (!embedded.ok()) return embedded.status();
+    states.samples = tokens->samples;
+    states.seq_len = tokens->seq_len;
+    states.values = *std::move(embedded);
+  } else {
+    absl::StatusOr<model::HiddenStates> read = model::ReadHiddenStates(**reader, config);
+    if (!read.ok()) return read.status();
+    if (read->layer != layer) {
+      return absl::InvalidArgumentError(absl::StrCat(input_uri, " holds the states entering block ",
+                                                     read->layer, ", not block ", layer));
+    }
+    states = *std::move(read);
+  }
+  if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
+  absl::StatusOr<model::BlockWeights> weights = model::LoadBlock(checkpoint, layer);
+  if (!weights.ok()) return weights.status();
+  model::BlockHessians hessians = model::BlockHessians::Zeros(config);
+  if (absl::Status s = model::RunLayer(checkpoint, *weights, states.seq_len, model::RunOptions{},
+                                       &states.values, &hessians);
+      !s.ok()) {
+    return s;
+  }
+  if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
+  const double inv = 1.0 / static_cast<double>(std::max<int64_t>(1, hessians.tokens));
+  SafetensorsWriter writer;
+  writer.SetMetadata("format", "caldera.hessians.v1");
+  writer.SetMetadata("layer", absl::StrCat(layer));
+  writer.SetMetadata("tokens", absl::StrCat(hessians.tokens));
+  const std::pair<const char*, const Eigen::MatrixXd*> parts[] = {
+      {"q_proj", &hessians.q_proj},
+      {"o_proj", &hessians.o_proj},
+      {"gate_proj", &hessians.gate_proj},
+      {"down_proj", &hessians.down_proj}};
+  for (const auto& [name, h] : parts) {
+    absl::StatusOr<Tensor> t = HessianTensor(*h, inv);
+    if (!t.ok()) return t.status();
+    if (absl::Status s = writer.Add(name, *std::move(t)); !s.ok()) return s;
+  }
+  absl::StatusOr<std::string> bytes = writer.Serialize();
+  if (!bytes.ok()) return bytes.status();
+  if (auto put = storage::WriteObject(hessians_uri, *bytes, options); !put.ok()) {
+    return Annotate(put.status(), absl::StrCat("writing ", hessians_uri));
+  }
+  io.bytes_written += static_cast<int64_t>(bytes->size());
+  if (!hidden_out_uri.empty()) {
+    states.layer = layer + 1;
+    absl::StatusOr<std::string> out = model::SerializeHiddenStates(states);
+    if (!out.ok()) return out.status();
+    if (auto put = storage::WriteObject(hidden_out_uri, *out, options); !put.ok()) {
+      return Annotate(put.status(), absl::StrCat("writing ", hidden_out_uri));
+    }
+    io.bytes_written += static_cast<int64_t>(out->size());
+  }
+  return io;
+}
+
+absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
+                                            const std::string& name,
+                                            const storage::StorageOptions& options) {
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+      storage::OpenSafetensorsAt(hessians_uri, options);
+  if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", hessians_uri));
+  absl::StatusOr<Tensor> t = (*reader)->Read(name);
+  if (!t.ok()) return t.status();
+  if (t->dtype() != DType::kF64 || t->shape().size() != 2 || t->dim(0) != t->dim(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(hessians_uri, ": tensor ", name, " is not a square F64 matrix"));
+  }
+  Eigen::MatrixXd h(t->dim(0), t->dim(1));
+  std::span<const double> d = t->data<double>();
+  std::copy(d.begin(), d.end(), h.data());  // symmetric: storage order does not matter
+  return h;
+}
+
+absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
+                                              const storage::StorageOptions& options) {
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+      storage::OpenSafetensorsAt(artifact_uri, options);
+  if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", artifact_uri));
+  auto it = (*reader)->metadata().find("report");
+  nlohmann::json j = it == (*reader)->metadata().end()
+                         ? nlohmann::json()
+                         : nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(artifact_uri, " has no valid \"report\" metadata; re-run the job"));
+  }
+  ModuleReport m;
+  m.artifact = artifact_uri;
+  m.name = j.value("name", "");
+  m.layer = j.value("layer", int64_t{0});
+  m.module = j.value("module", "");
+  m.rows = j.value("rows", int64_t{0});
+  m.cols = j.value("cols", int64_t{0});
+  m.rank = j.value("rank", int64_t{0});
+  m.relative_error = j.value("relative_error", 0.0);
+  m.weighted_relative_error = j.value("weighted_relative_error", 0.0);
+  m.bits_per_param = j.value("bits_per_param", 0.0);
+  m.storage_bits = j.value("storage_bits", int64_t{0});
+  m.seconds = j.value("seconds", 0.0);
+  m.ttlora_params = j.value("ttlora_params", int64_t{0});
+  m.ttlora_weighted_error_before = j.value("ttlora_weighted_error_before", 0.0);
+  m.ttlora_weighted_error_after = j.value("ttlora_weighted_error_after", 0.0);
+  return m;
+}
 
 absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint, int64_t layer,
                                              const model::LinearModule& module,
@@ -93,6 +260,8 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
     writer.SetMetadata("ttlora_config", ttlora::AdapterConfigJson({prefix}, init->adapter));
   }
   if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
+  rep.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  writer.SetMetadata("report", ReportJson(rep).dump());
   if (absl::Status s = decompose::AddRecordTensors(std::move(r->record), prefix, &writer);
       !s.ok()) {
     return s;
@@ -102,13 +271,17 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
   if (auto put = storage::WriteObject(artifact_uri, *bytes, options); !put.ok()) {
     return Annotate(put.status(), absl::StrCat("writing ", artifact_uri));
   }
-  rep.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return rep;
 }
 
 absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSpec& spec,
-                                const std::vector<ModuleReport>& modules, double seconds,
+                                const std::vector<ModuleReport>& unsorted, double seconds,
                                 const storage::StorageOptions& options) {
+  std::vector<ModuleReport> modules = unsorted;
+  std::sort(modules.begin(), modules.end(), [](const ModuleReport& a, const ModuleReport& b) {
+    return std::make_pair(a.layer, ModuleOrder(a.module)) <
+           std::make_pair(b.layer, ModuleOrder(b.module));
+  });
   // Layers with compressed modules, in order; plus shard 1 for the rest.
   std::map<int64_t, std::vector<const ModuleReport*>> by_layer;
   std::set<std::string> compressed;
@@ -216,18 +389,7 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
   nlohmann::json mats = nlohmann::json::array();
   double bits = 0, params = 0, weighted_sq = 0, decompose_seconds = 0;
   for (const ModuleReport& m : modules) {
-    mats.push_back({{"name", m.name},
-                    {"layer", m.layer},
-                    {"module", m.module},
-                    {"rows", m.rows},
-                    {"cols", m.cols},
-                    {"rank", m.rank},
-                    {"relative_error", m.relative_error},
-                    {"weighted_relative_error", m.weighted_relative_error},
-                    {"bits_per_param", m.bits_per_param},
-                    {"storage_bits", m.storage_bits},
-                    {"seconds", m.seconds},
-                    {"ttlora_params", m.ttlora_params}});
+    mats.push_back(ReportJson(m));
     bits += static_cast<double>(m.storage_bits);
     params += static_cast<double>(m.rows * m.cols);
     weighted_sq += m.weighted_relative_error * m.weighted_relative_error;

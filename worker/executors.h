@@ -2,13 +2,15 @@
 // core + storage only (no RPC), so the caldera-worker daemon and the embedded
 // mode of `calderactl compress` execute exactly the same code.
 //
+//   calibrate(l):    hidden states entering block l (or the calibration tokens
+//                    for l = 0) -> the block's four normalised Hessians and the
+//                    hidden states entering block l+1.
 //   decompose(l, m): W of module m in block l and its Hessian -> one artifact
 //                    (a safetensors file holding the module's CALDERA record and
 //                    optional TT-LoRA cores) + metrics.
 //   finalize:        artifacts + uncompressed tensors -> sharded checkpoint,
 //                    config.json with quantization_config, index, report.json
 //                    (written LAST), then scratch removal.
-// Calibration (Hessians of block l) is model::CalibrateLayers in core.
 //
 // All functions are thread-compatible; the checkpoint may be shared.
 #ifndef CALDERA_WORKER_EXECUTORS_H_
@@ -46,6 +48,33 @@ struct ModuleReport {
   double ttlora_weighted_error_before = 0, ttlora_weighted_error_after = 0;
 };
 
+// Byte counts of one task's object-storage traffic (for metrics).
+struct IoCounts {
+  int64_t bytes_read = 0;
+  int64_t bytes_written = 0;
+};
+
+// Calibrates block `layer`: reads `input_uri` (the calibration tokens when
+// layer == 0, else the hidden-states file written by calibrate(layer-1)), runs
+// the block, writes the Hessians file to `hessians_uri` (F64 tensors q_proj,
+// o_proj, gate_proj, down_proj, each Σ xᵀx / tokens) and, unless
+// `hidden_out_uri` is empty, the hidden states entering block layer+1.
+absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
+                                        const std::string& input_uri,
+                                        const std::string& hessians_uri,
+                                        const std::string& hidden_out_uri,
+                                        const storage::StorageOptions& options,
+                                        const std::function<bool()>& cancelled);
+
+// Reads the normalised Hessian named `name` ("q_proj") from a Hessians file.
+absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
+                                            const std::string& name,
+                                            const storage::StorageOptions& options);
+
+// The ModuleReport stored in the metadata of the artifact at `artifact_uri`.
+absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
+                                              const storage::StorageOptions& options);
+
 // Decomposes module `module` of block `layer`. `hessian` is the normalised
 // (Σ xᵀx / tokens) n × n Hessian of the module's input. Writes the artifact to
 // `artifact_uri`. `cancelled` (may be empty) is polled between steps; when it
@@ -57,7 +86,9 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
                                              const storage::StorageOptions& options,
                                              std::function<bool()> cancelled);
 
-// Writes the output checkpoint at spec.out from the artifacts of `modules`:
+// Writes the output checkpoint at spec.out from the artifacts of `modules`
+// (sorted here by layer and module, so the bytes do not depend on the order
+// the decompositions finished in):
 // one shard of uncompressed tensors (copied unchanged) and one shard per
 // layer of records, config.json with quantization_config, the index, and
 // report.json last. `seconds` is the job's wall time so far.

@@ -12,7 +12,13 @@ void AddCalibrateCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddMakeTestModelCommand(CLI::App& app, int* exit_code);
 void AddDecomposeCommand(CLI::App& app, int* exit_code);
-void AddCompressCommand(CLI::App& app, int* exit_code);  // built with the service parts
+// Built with the service parts (CALDERA_HAS_SERVICE):
+void AddCompressCommand(CLI::App& app, int* exit_code);
+void AddSubmitCommand(CLI::App& app, int* exit_code);
+void AddStatusCommand(CLI::App& app, int* exit_code);
+void AddListCommand(CLI::App& app, int* exit_code);
+void AddWatchCommand(CLI::App& app, int* exit_code);
+void AddCancelCommand(CLI::App& app, int* exit_code);
 void AddExportCommand(CLI::App& app, int* exit_code);
 
 }  // namespace caldera::cli

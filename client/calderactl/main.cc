@@ -30,8 +30,13 @@ int main(int argc, char** argv) {
   caldera::cli::AddMakeTestModelCommand(app, &exit_code);
   caldera::cli::AddDecomposeCommand(app, &exit_code);
   caldera::cli::AddExportCommand(app, &exit_code);
-#ifdef CALDERA_HAS_COMPRESS
+#ifdef CALDERA_HAS_SERVICE
   caldera::cli::AddCompressCommand(app, &exit_code);
+  caldera::cli::AddSubmitCommand(app, &exit_code);
+  caldera::cli::AddStatusCommand(app, &exit_code);
+  caldera::cli::AddListCommand(app, &exit_code);
+  caldera::cli::AddWatchCommand(app, &exit_code);
+  caldera::cli::AddCancelCommand(app, &exit_code);
 #endif
   try {
     app.parse(argc, argv);

@@ -1,5 +1,5 @@
-// Opening models and token sets named by storage URIs (file paths, file://,
-// s3://) for the model subcommands.
+// Helpers of the model subcommands: opening inputs by URI (from
+// storage/model_inputs.h) and reporting errors.
 #ifndef CALDERA_CLIENT_CALDERACTL_MODEL_INPUTS_H_
 #define CALDERA_CLIENT_CALDERACTL_MODEL_INPUTS_H_
 
@@ -9,18 +9,13 @@
 #include "absl/status/statusor.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_runner.h"
-#include "storage/storage_options.h"
+#include "storage/model_inputs.h"
 
 namespace caldera::cli {
 
-// A checkpoint directory at `uri`, read through object storage.
-absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(
-    const std::string& uri, const storage::StorageOptions& options);
-
-// The `input_ids` of the safetensors file at `uri`, validated against `config`.
-absl::StatusOr<model::TokenSet> LoadTokensAt(const std::string& uri,
-                                             const model::ModelConfig& config,
-                                             const storage::StorageOptions& options);
+// Opening models and token sets: storage/model_inputs.h.
+using storage::LoadTokensAt;
+using storage::OpenCheckpointAt;
 
 // Prints "calderactl <command>: error: <message>" to stderr and returns the
 // exit code for the status.

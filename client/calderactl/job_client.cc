@@ -1,0 +1,155 @@
+#include "client/calderactl/job_client.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/calderactl/exit_codes.h"
+#include "client/calderactl/model_inputs.h"
+#include "server/grpc_status.h"
+#include "worker/job_spec_proto.h"
+
+namespace caldera::cli {
+
+std::string DefaultServer() {
+  const char* env = std::getenv("CALDERA_SERVER");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string("localhost:50051");
+}
+
+std::shared_ptr<grpc::Channel> ConnectTo(const std::string& server) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+}
+
+v1::CreateJobRequest CreateRequestFrom(const JobFlags& f) {
+  worker::JobSpec s;
+  s.model = f.model;
+  s.calibration = f.calibration;
+  s.out = f.out;
+  s.method = f.method;
+  s.rank = f.rank;
+  s.q_bits = f.q_bits;
+  s.lr_bits = f.lr_bits;
+  s.quantizer = f.quantizer;
+  s.iters = f.iters;
+  s.lplr_iters = f.lplr_iters;
+  s.seed = f.seed;
+  s.ttlora_rank = f.ttlora_rank;
+  s.ttlora_init = f.ttlora_init;
+  s.modules = f.modules;
+  v1::CreateJobRequest req;
+  *req.mutable_spec() = worker::JobSpecToProto(s);
+  req.set_request_id(f.request_id);
+  return req;
+}
+
+namespace {
+bool IsTerminal(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
+}
+}  // namespace
+
+absl::StatusOr<v1::Job> WaitForJob(v1::JobService::Stub* stub, const std::string& name,
+                                   const std::function<void(const v1::JobEvent&)>& on_event,
+                                   double reconnect_seconds) {
+  auto unavailable_since = std::chrono::steady_clock::time_point::min();
+  for (;;) {
+    grpc::ClientContext ctx;
+    v1::WatchJobRequest req;
+    req.set_name(name);
+    std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = stub->WatchJob(&ctx, req);
+    v1::JobEvent event;
+    v1::Job last;
+    bool have = false;
+    while (reader->Read(&event)) {
+      unavailable_since = std::chrono::steady_clock::time_point::min();
+      if (on_event) on_event(event);
+      last = event.job();
+      have = true;
+    }
+    grpc::Status s = reader->Finish();
+    if (have && IsTerminal(last.state())) return last;
+    if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return server::FromGrpcStatus(s);
+    }
+    // The coordinator went away (restart?): watch again for a while.
+    const auto now = std::chrono::steady_clock::now();
+    if (unavailable_since == std::chrono::steady_clock::time_point::min()) unavailable_since = now;
+    if (std::chrono::duration<double>(now - unavailable_since).count() > reconnect_seconds) {
+      return absl::UnavailableError(absl::StrCat(
+          "lost the coordinator while watching ", name, " (", s.error_message(),
+          "); the job may still be running: `calderactl watch ", name, "`"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+std::pair<int64_t, int64_t> TaskTotals(const v1::Job& job) {
+  int64_t done = 0, total = 0;
+  for (const v1::TaskCounts& c : job.progress().tasks()) {
+    done += c.done();
+    total += c.total();
+  }
+  return {done, total};
+}
+
+nlohmann::json JobToJson(const v1::Job& job) {
+  std::string text;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(job, &text, opts);
+  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+std::string DescribeJob(const v1::Job& job) {
+  const v1::JobProgress& p = job.progress();
+  const auto [done, total] = TaskTotals(job);
+  std::string out = absl::StrFormat("%s  %s  %d/%d tasks", job.name(),
+                                    v1::JobState_Name(job.state()), done, total);
+  for (const v1::TaskCounts& c : p.tasks()) {
+    absl::StrAppendFormat(&out, "  %s %d/%d", v1::TaskKind_Name(c.kind()), c.done(), c.total());
+  }
+  absl::StrAppendFormat(&out, "\n  model %s -> %s\n  elapsed %.1f s", job.spec().model_uri(),
+                        job.spec().output_uri(), p.elapsed_seconds());
+  if (p.estimated_remaining_seconds() > 0) {
+    absl::StrAppendFormat(&out, ", about %.0f s left", p.estimated_remaining_seconds());
+  }
+  if (p.current_layer() >= 0) absl::StrAppendFormat(&out, ", layer %d", p.current_layer());
+  if (!job.error().empty()) absl::StrAppend(&out, "\n  error: ", job.error());
+  int retried = 0;
+  for (const v1::TaskStatus& t : job.task_status()) retried += t.attempts() > 1 ? 1 : 0;
+  if (retried > 0) absl::StrAppendFormat(&out, "\n  %d task(s) needed more than one attempt",
+                                         retried);
+  return out;
+}
+
+int ExitCodeForJob(const v1::Job& job) {
+  switch (job.state()) {
+    case v1::SUCCEEDED:
+      return kExitOk;
+    case v1::FAILED:
+      return kExitJobFailed;
+    case v1::CANCELLED:
+      return kExitCancelled;
+    default:
+      return kExitInternal;
+  }
+}
+
+int ReportRpcError(const char* command, const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    std::fprintf(stderr,
+                 "calderactl %s: error: the coordinator is unavailable (%s); check --server "
+                 "and retry\n",
+                 command, status.error_message().c_str());
+    return kExitUnavailable;
+  }
+  return ReportError(command, server::FromGrpcStatus(status));
+}
+
+}  // namespace caldera::cli

@@ -1,0 +1,703 @@
+#include "server/coordinator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "server/job_validation.h"
+#include "server/planner.h"
+#include "storage/uri.h"
+#include "worker/job_spec_proto.h"
+
+namespace caldera::server {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+google::protobuf::Timestamp ToTimestamp(double unix_seconds) {
+  google::protobuf::Timestamp t;
+  const double whole = std::floor(unix_seconds);
+  t.set_seconds(static_cast<int64_t>(whole));
+  t.set_nanos(static_cast<int32_t>((unix_seconds - whole) * 1e9));
+  return t;
+}
+
+bool IsTerminal(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
+}
+
+// "j-abc/decompose-0001-q_proj/a2-ff01" -> "j-abc".
+std::string JobIdOfAttempt(const std::string& attempt_id) {
+  return attempt_id.substr(0, attempt_id.find('/'));
+}
+
+std::string ScratchPrefix(const JobRecord& job) {
+  return storage::JoinKey(job.spec.output_uri(), absl::StrCat(".caldera-scratch/", job.id));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(
+    CoordinatorOptions options, std::shared_ptr<CoordinatorMetrics> metrics) {
+  if (options.lease_seconds <= 0 || options.heartbeat_seconds <= 0 ||
+      options.heartbeat_seconds >= options.lease_seconds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lease ", options.lease_seconds, " s and heartbeat ",
+                     options.heartbeat_seconds,
+                     " s are invalid; both must be positive and the heartbeat shorter than the "
+                     "lease"));
+  }
+  if (options.max_attempts < 1) {
+    return absl::InvalidArgumentError("max attempts must be at least 1");
+  }
+  absl::StatusOr<std::unique_ptr<StateStore>> store = StateStore::Open(options.data_dir);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<Coordinator> c(
+      new Coordinator(std::move(options), std::move(metrics), *std::move(store)));
+  if (absl::Status s = c->Load(); !s.ok()) return s;
+  c->reaper_ = std::thread([p = c.get()] { p->ReaperLoop(); });
+  return c;
+}
+
+Coordinator::Coordinator(CoordinatorOptions options, std::shared_ptr<CoordinatorMetrics> metrics,
+                         std::unique_ptr<StateStore> store)
+    : options_(std::move(options)),
+      metrics_(std::move(metrics)),
+      store_(std::move(store)),
+      rng_(std::random_device{}()) {}
+
+Coordinator::~Coordinator() {
+  Shutdown();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void Coordinator::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutdown_ = true;
+  changed_.notify_all();
+}
+
+bool Coordinator::shutting_down() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shutdown_;
+}
+
+absl::Status Coordinator::Load() {
+  std::vector<JobRecord> jobs;
+  std::vector<TaskRecord> tasks;
+  if (absl::Status s = store_->LoadJobs(&jobs); !s.ok()) return s;
+  if (absl::Status s = store_->LoadTasks(&tasks); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (JobRecord& j : jobs) {
+    auto entry = std::make_unique<JobEntry>();
+    next_seq_ = std::max(next_seq_, j.seq + 1);
+    entry->record = std::move(j);
+    job_order_.push_back(entry.get());
+    jobs_[entry->record.id] = std::move(entry);
+  }
+  for (TaskRecord& t : tasks) {
+    auto it = jobs_.find(t.job_id);
+    if (it == jobs_.end()) continue;
+    it->second->tasks.push_back(std::move(t));
+  }
+  const double now = Now();
+  for (JobEntry* job : job_order_) {
+    job->calibrate_index = CalibrateIndex(job->tasks);
+    for (size_t i = 0; i < job->tasks.size(); ++i) {
+      TaskRecord& t = job->tasks[i];
+      if (t.state != v1::TASK_LEASED) continue;
+      // The worker may still be running: give it a fresh lease to reconnect.
+      t.lease_expiry = now + options_.lease_seconds;
+      leases_[t.lease_attempt] = TaskRef{job, i};
+      AttemptRecord a;
+      a.id = t.lease_attempt;
+      a.task_id = t.id;
+      a.worker_id = t.lease_worker;
+      a.number = t.attempts;
+      a.start_time = now;
+      a.outcome = "running";
+      attempts_[a.id] = a;
+    }
+    job->message = "coordinator restarted";
+  }
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+std::string Coordinator::RandomHex(int chars) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < chars; ++i) s.push_back(kHex[rng_() % 16]);
+  return s;
+}
+
+void Coordinator::Persist(const JobEntry* job, const std::vector<const TaskRecord*>& tasks,
+                          const AttemptRecord* attempt) {
+  StateTransaction tx(store_.get());
+  absl::Status s = tx.status();
+  if (s.ok() && job != nullptr) s = store_->PutJob(job->record);
+  for (const TaskRecord* t : tasks) {
+    if (s.ok()) s = store_->PutTask(*t);
+  }
+  if (s.ok() && attempt != nullptr) s = store_->PutAttempt(*attempt);
+  if (s.ok()) s = tx.Commit();
+  if (!s.ok()) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: FATAL: cannot write the state database (%s); exiting so "
+                 "that a restart recovers the last committed state\n",
+                 std::string(s.message()).c_str());
+    std::abort();
+  }
+}
+
+void Coordinator::Changed(JobEntry* job, std::string message) {
+  job->record.update_time = Now();
+  ++job->version;
+  job->message = std::move(message);
+  UpdateGauges();
+  changed_.notify_all();
+}
+
+void Coordinator::UpdateGauges() {
+  if (metrics_ == nullptr) return;
+  std::map<v1::JobState, int> jobs;
+  std::map<std::pair<v1::TaskKind, v1::TaskState>, int> tasks;
+  int ready = 0;
+  for (const JobEntry* job : job_order_) {
+    ++jobs[job->record.state];
+    const bool active = !IsTerminal(job->record.state);
+    for (size_t i = 0; i < job->tasks.size(); ++i) {
+      const TaskRecord& t = job->tasks[i];
+      ++tasks[{t.kind, t.state}];
+      if (active && t.state == v1::TASK_PENDING &&
+          TaskIsReady(job->tasks, job->calibrate_index, i)) {
+        ++ready;
+      }
+    }
+  }
+  for (v1::JobState s : {v1::QUEUED, v1::RUNNING, v1::SUCCEEDED, v1::FAILED, v1::CANCELLED}) {
+    metrics_->SetJobs(s, jobs[s]);
+  }
+  for (v1::TaskKind k : {v1::CALIBRATE, v1::DECOMPOSE, v1::FINALIZE}) {
+    for (v1::TaskState s : {v1::TASK_PENDING, v1::TASK_LEASED, v1::TASK_DONE, v1::TASK_FAILED,
+                            v1::TASK_CANCELLED}) {
+      metrics_->SetTasks(k, s, tasks[{k, s}]);
+    }
+  }
+  metrics_->SetQueueDepth(ready);
+  const double now = Now();
+  int connected = 0;
+  for (const auto& [id, seen] : workers_) {
+    if (now - seen < 3 * options_.heartbeat_seconds + options_.max_long_poll_seconds) ++connected;
+  }
+  metrics_->SetWorkersConnected(connected);
+}
+
+void Coordinator::TouchWorker(const std::string& worker_id) {
+  if (!worker_id.empty()) workers_[worker_id] = Now();
+}
+
+Coordinator::JobEntry* Coordinator::FindJob(const std::string& name) const {
+  absl::string_view id = name;
+  if (!absl::ConsumePrefix(&id, "jobs/")) return nullptr;
+  auto it = jobs_.find(std::string(id));
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<Coordinator::JobEntry*> Coordinator::FindJobOrError(const std::string& name) const {
+  if (!absl::StartsWith(name, "jobs/")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job name \"", name, "\" is malformed; names look like jobs/j-1a2b3c4d"));
+  }
+  JobEntry* job = FindJob(name);
+  if (job == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat(name, " does not exist; `calderactl list` shows the known jobs"));
+  }
+  return job;
+}
+
+v1::Job Coordinator::Snapshot(const JobEntry& job) const {
+  const JobRecord& r = job.record;
+  v1::Job out;
+  out.set_name(absl::StrCat("jobs/", r.id));
+  *out.mutable_spec() = r.spec;
+  out.set_state(r.state);
+  out.set_error(r.error);
+  out.set_request_id(r.request_id);
+  *out.mutable_create_time() = ToTimestamp(r.create_time);
+  *out.mutable_update_time() = ToTimestamp(r.update_time);
+  v1::JobProgress* p = out.mutable_progress();
+  std::map<v1::TaskKind, std::pair<int, int>> counts;  // done, total
+  int done = 0;
+  int current_layer = -1;
+  for (const TaskRecord& t : job.tasks) {
+    auto& c = counts[t.kind];
+    ++c.second;
+    if (t.state == v1::TASK_DONE) {
+      ++c.first;
+      ++done;
+    } else if (current_layer < 0 && t.layer >= 0) {
+      current_layer = t.layer;
+    }
+    v1::TaskStatus* ts = out.add_task_status();
+    ts->set_task_id(t.id);
+    ts->set_kind(t.kind);
+    ts->set_layer(t.layer);
+    ts->set_module(t.module);
+    ts->set_state(t.state);
+    ts->set_attempts(t.attempts);
+    ts->set_committed_attempt(t.committed_attempt);
+    ts->set_last_error(t.last_error);
+    ts->set_seconds(t.seconds);
+    if (t.kind == v1::DECOMPOSE && t.state == v1::TASK_DONE) {
+      v1::MatrixError* e = p->add_matrix_errors();
+      e->set_layer(t.layer);
+      e->set_module(t.module);
+      e->set_weighted_error(t.weighted_error);
+    }
+  }
+  for (const auto& [kind, c] : counts) {
+    v1::TaskCounts* tc = p->add_tasks();
+    tc->set_kind(kind);
+    tc->set_done(c.first);
+    tc->set_total(c.second);
+  }
+  p->set_current_layer(current_layer);
+  double elapsed = 0;
+  if (r.start_time > 0) elapsed = (r.end_time > 0 ? r.end_time : Now()) - r.start_time;
+  p->set_elapsed_seconds(elapsed);
+  const int total = static_cast<int>(job.tasks.size());
+  double eta = -1;
+  if (IsTerminal(r.state)) {
+    eta = 0;
+  } else if (done > 0 && elapsed > 0) {
+    eta = elapsed * (total - done) / done;
+  }
+  p->set_estimated_remaining_seconds(eta);
+  return out;
+}
+
+absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& request) {
+  const std::string& rid = request.request_id();
+  if (!rid.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const JobEntry* job : job_order_) {
+      if (job->record.request_id == rid) return Snapshot(*job);
+    }
+  }
+  const worker::JobSpec spec = worker::JobSpecFromProto(request.spec(), rid);
+  // Validation reads storage: outside the lock, so other RPCs go on.
+  absl::StatusOr<JobShape> shape = ValidateJob(spec, options_.storage);
+  if (!shape.ok()) return shape.status();
+
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) return absl::UnavailableError("the coordinator is shutting down; retry");
+  if (!rid.empty()) {  // a concurrent create with the same id may have won
+    for (const JobEntry* job : job_order_) {
+      if (job->record.request_id == rid) return Snapshot(*job);
+    }
+  }
+  auto entry = std::make_unique<JobEntry>();
+  JobRecord& r = entry->record;
+  r.id = absl::StrCat("j-", RandomHex(12));
+  r.seq = next_seq_++;
+  r.request_id = rid;
+  r.spec = worker::JobSpecToProto(spec);
+  r.state = v1::QUEUED;
+  r.create_time = r.update_time = Now();
+  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules);
+  entry->calibrate_index = CalibrateIndex(entry->tasks);
+  std::vector<const TaskRecord*> tasks;
+  for (const TaskRecord& t : entry->tasks) tasks.push_back(&t);
+  Persist(entry.get(), tasks, nullptr);
+  JobEntry* job = entry.get();
+  job_order_.push_back(job);
+  jobs_[r.id] = std::move(entry);
+  Changed(job, absl::StrCat("queued: ", job->tasks.size(), " tasks"));
+  return Snapshot(*job);
+}
+
+absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<JobEntry*> job = FindJobOrError(name);
+  if (!job.ok()) return job.status();
+  return Snapshot(**job);
+}
+
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
+    const v1::ListJobsRequest& request) const {
+  if (request.page_size() < 0 || request.page_size() > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page size ", request.page_size(), " is out of range; use 1..1000"));
+  }
+  const int page_size = request.page_size() == 0 ? 50 : request.page_size();
+  int64_t below = INT64_MAX;
+  if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &below)) {
+    return absl::InvalidArgumentError(
+        "page token is malformed; pass the next_page_token of the previous page");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::ListJobsResponse out;
+  int64_t last_seq = 0;
+  for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
+    const JobEntry* job = *it;
+    if (job->record.seq >= below) continue;
+    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job->record.state != request.state()) {
+      continue;
+    }
+    if (out.jobs_size() == page_size) {
+      out.set_next_page_token(absl::StrCat(last_seq));
+      break;
+    }
+    v1::Job j = Snapshot(*job);
+    j.clear_task_status();  // listing: summaries only
+    j.mutable_progress()->clear_matrix_errors();
+    *out.add_jobs() = std::move(j);
+    last_seq = job->record.seq;
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<JobEntry*> found = FindJobOrError(name);
+  if (!found.ok()) return found.status();
+  JobEntry* job = *found;
+  if (IsTerminal(job->record.state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        name, " already ended (", v1::JobState_Name(job->record.state), "); nothing to cancel"));
+  }
+  for (const TaskRecord& t : job->tasks) {
+    if (t.kind == v1::FINALIZE && t.state == v1::TASK_LEASED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          name, " is writing its output checkpoint and can no longer be cancelled; wait for it"));
+    }
+  }
+  EndJob(job, v1::CANCELLED, "");
+  return Snapshot(*job);
+}
+
+void Coordinator::EndJob(JobEntry* job, v1::JobState state, const std::string& error) {
+  const double now = Now();
+  job->record.state = state;
+  job->record.error = error;
+  job->record.end_time = now;
+  if (job->record.start_time == 0) job->record.start_time = now;
+  std::vector<const TaskRecord*> changed;
+  std::vector<AttemptRecord> ended;
+  for (TaskRecord& t : job->tasks) {
+    if (t.state != v1::TASK_PENDING && t.state != v1::TASK_LEASED) continue;
+    if (t.state == v1::TASK_LEASED) {
+      leases_.erase(t.lease_attempt);
+      if (auto it = attempts_.find(t.lease_attempt); it != attempts_.end()) {
+        it->second.outcome = "cancelled";
+        it->second.end_time = now;
+        ended.push_back(it->second);
+        attempts_.erase(it);
+      }
+    }
+    t.state = v1::TASK_CANCELLED;
+    changed.push_back(&t);
+  }
+  Persist(job, changed, nullptr);
+  for (const AttemptRecord& a : ended) Persist(nullptr, {}, &a);
+  std::string message = absl::StrCat("job ", v1::JobState_Name(state));
+  if (!error.empty()) absl::StrAppend(&message, ": ", error);
+  Changed(job, std::move(message));
+}
+
+absl::StatusOr<JobChange> Coordinator::WaitForChange(const std::string& name,
+                                                     int64_t after_version,
+                                                     double timeout_seconds) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  absl::StatusOr<JobEntry*> found = FindJobOrError(name);
+  if (!found.ok()) return found.status();
+  const JobEntry* job = *found;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  changed_.wait_until(lock, deadline,
+                      [&] { return shutdown_ || job->version > after_version; });
+  JobChange out;
+  out.changed = job->version > after_version;
+  out.version = job->version;
+  out.message = job->message;
+  out.job = Snapshot(*job);
+  return out;
+}
+
+v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::RegisterWorkerResponse out;
+  std::string host = request.hostname().empty() ? "worker" : request.hostname();
+  out.set_worker_id(absl::StrCat(host, "-", RandomHex(6)));
+  out.set_heartbeat_interval_seconds(options_.heartbeat_seconds);
+  out.set_lease_duration_seconds(options_.lease_seconds);
+  TouchWorker(out.worker_id());
+  UpdateGauges();
+  return out;
+}
+
+void Coordinator::BuildTask(const JobEntry& job, const TaskRecord& t, v1::Task* task) const {
+  const JobRecord& r = job.record;
+  task->set_task_id(t.id);
+  task->set_attempt_id(t.lease_attempt);
+  task->set_attempt_number(t.attempts);
+  task->set_job_name(absl::StrCat("jobs/", r.id));
+  *task->mutable_spec() = r.spec;
+  task->set_kind(t.kind);
+  task->set_layer(t.layer);
+  task->set_module(t.module);
+  task->set_shard(0);
+  task->set_num_shards(1);
+  const std::string scratch = ScratchPrefix(r);
+  task->set_scratch_prefix(scratch);
+  // Attempt-unique directory: <scratch>/<task>/<attempt>/.
+  const std::string dir = storage::JoinKey(
+      scratch, t.lease_attempt.substr(t.lease_attempt.find('/') + 1));
+  const int num_layers = static_cast<int>(job.calibrate_index.size());
+  switch (t.kind) {
+    case v1::CALIBRATE:
+      if (t.layer == 0) {
+        task->add_input_uris(r.spec.calibration_uri());
+      } else {
+        const TaskRecord& prev = job.tasks[job.calibrate_index[t.layer - 1]];
+        task->add_input_uris(prev.result_uris.size() > 1 ? prev.result_uris[1] : "");
+      }
+      task->add_output_uris(storage::JoinKey(dir, "hessians.safetensors"));
+      task->add_output_uris(t.layer + 1 < num_layers
+                                ? storage::JoinKey(dir, "hidden_states.safetensors")
+                                : std::string());
+      break;
+    case v1::DECOMPOSE: {
+      const TaskRecord& calib = job.tasks[job.calibrate_index[t.layer]];
+      task->add_input_uris(calib.result_uris.empty() ? "" : calib.result_uris[0]);
+      task->add_output_uris(storage::JoinKey(dir, absl::StrCat(t.module, ".safetensors")));
+      break;
+    }
+    case v1::FINALIZE:
+      for (const TaskRecord& d : job.tasks) {
+        if (d.kind == v1::DECOMPOSE && !d.result_uris.empty()) {
+          task->add_input_uris(d.result_uris[0]);
+        }
+      }
+      task->set_job_elapsed_seconds(r.start_time > 0 ? Now() - r.start_time : 0);
+      break;
+    default:
+      break;
+  }
+}
+
+bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
+  for (JobEntry* job : job_order_) {
+    if (IsTerminal(job->record.state)) continue;
+    // Ready calibrate first, then decompose, then finalize (plan order within).
+    size_t pick = job->tasks.size();
+    int best = 3;
+    for (size_t i = 0; i < job->tasks.size() && best > 0; ++i) {
+      const TaskRecord& t = job->tasks[i];
+      if (t.state != v1::TASK_PENDING) continue;
+      const int rank = t.kind == v1::CALIBRATE ? 0 : t.kind == v1::DECOMPOSE ? 1 : 2;
+      if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i)) continue;
+      best = rank;
+      pick = i;
+    }
+    if (pick == job->tasks.size()) continue;
+    TaskRecord& t = job->tasks[pick];
+    const double now = Now();
+    ++t.attempts;
+    t.state = v1::TASK_LEASED;
+    t.lease_worker = worker_id;
+    t.lease_expiry = now + options_.lease_seconds;
+    const std::string task_short = t.id.substr(t.id.find('/') + 1);
+    t.lease_attempt = absl::StrCat(job->record.id, "/", task_short, "/a", t.attempts, "-",
+                                   RandomHex(8));
+    AttemptRecord a;
+    a.id = t.lease_attempt;
+    a.task_id = t.id;
+    a.worker_id = worker_id;
+    a.number = t.attempts;
+    a.start_time = now;
+    a.outcome = "running";
+    if (job->record.state == v1::QUEUED) {
+      job->record.state = v1::RUNNING;
+      job->record.start_time = now;
+    }
+    Persist(job, {&t}, &a);
+    attempts_[a.id] = a;
+    leases_[a.id] = TaskRef{job, pick};
+    BuildTask(*job, t, task);
+    Changed(job, absl::StrCat(DescribeTask(t), " started on ", worker_id, " (attempt ",
+                              t.attempts, ")"));
+    return true;
+  }
+  return false;
+}
+
+v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request) {
+  v1::LeaseTaskResponse out;
+  const double wait = std::clamp(request.wait_seconds(), 0.0, options_.max_long_poll_seconds);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    TouchWorker(request.worker_id());
+    if (shutdown_) return out;
+    if (TryLease(request.worker_id(), out.mutable_task())) return out;
+    out.clear_task();
+    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      if (!TryLease(request.worker_id(), out.mutable_task())) out.clear_task();
+      return out;
+    }
+  }
+}
+
+v1::HeartbeatResponse Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TouchWorker(request.worker_id());
+  v1::HeartbeatResponse out;
+  JobEntry* job = FindJob(absl::StrCat("jobs/", JobIdOfAttempt(request.attempt_id())));
+  if (job != nullptr && IsTerminal(job->record.state)) {
+    out.set_cancel(true);
+    return out;
+  }
+  auto it = leases_.find(request.attempt_id());
+  if (it == leases_.end()) {
+    out.set_lease_lost(true);
+    return out;
+  }
+  it->second.job->tasks[it->second.index].lease_expiry = Now() + options_.lease_seconds;
+  return out;
+}
+
+v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TouchWorker(request.worker_id());
+  v1::CompleteTaskResponse out;
+  if (metrics_ != nullptr) {
+    metrics_->WorkerIo(static_cast<double>(request.bytes_read()),
+                       static_cast<double>(request.bytes_written()), request.busy_seconds());
+  }
+  auto it = leases_.find(request.attempt_id());
+  if (it == leases_.end()) {
+    // Expired, cancelled or already committed: the result is discarded.
+    if (metrics_ != nullptr) metrics_->StaleResultRejected();
+    out.set_accepted(false);
+    return out;
+  }
+  JobEntry* job = it->second.job;
+  TaskRecord& t = job->tasks[it->second.index];
+  leases_.erase(it);
+  const double now = Now();
+  t.state = v1::TASK_DONE;
+  t.committed_attempt = request.attempt_id();
+  t.result_uris.assign(request.result_uris().begin(), request.result_uris().end());
+  t.seconds = request.busy_seconds();
+  t.last_error.clear();
+  if (!request.matrix_errors().empty()) t.weighted_error = request.matrix_errors(0).weighted_error();
+  AttemptRecord a;
+  if (auto at = attempts_.find(request.attempt_id()); at != attempts_.end()) {
+    a = at->second;
+    attempts_.erase(at);
+  }
+  a.id = request.attempt_id();
+  a.task_id = t.id;
+  a.worker_id = request.worker_id();
+  a.end_time = now;
+  a.outcome = "committed";
+  if (t.kind == v1::FINALIZE) {
+    job->record.state = v1::SUCCEEDED;
+    job->record.end_time = now;
+  }
+  Persist(job, {&t}, &a);
+  if (metrics_ != nullptr) {
+    metrics_->TaskCommitted(t.kind, t.seconds);
+    if (t.kind == v1::DECOMPOSE && t.weighted_error >= 0) metrics_->MatrixError(t.weighted_error);
+  }
+  out.set_accepted(true);
+  Changed(job, t.kind == v1::FINALIZE
+                   ? std::string("job SUCCEEDED")
+                   : absl::StrCat(DescribeTask(t), " done",
+                                  t.kind == v1::DECOMPOSE
+                                      ? absl::StrCat(" (weighted error ", t.weighted_error, ")")
+                                      : std::string()));
+  return out;
+}
+
+void Coordinator::RetryOrFail(JobEntry* job, TaskRecord* t, const std::string& why,
+                              bool retryable) {
+  t->last_error = why;
+  if (retryable && t->attempts < options_.max_attempts) {
+    t->state = v1::TASK_PENDING;
+    t->lease_attempt.clear();
+    t->lease_worker.clear();
+    Persist(job, {t}, nullptr);
+    if (metrics_ != nullptr) metrics_->TaskRetried();
+    Changed(job, absl::StrCat(DescribeTask(*t), " will be retried: ", why));
+    return;
+  }
+  t->state = v1::TASK_FAILED;
+  Persist(nullptr, {t}, nullptr);
+  EndJob(job, v1::FAILED,
+         absl::StrCat(DescribeTask(*t), " failed (attempt ", t->attempts, " of at most ",
+                      options_.max_attempts, "): ", why));
+}
+
+void Coordinator::FailTask(const v1::FailTaskRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TouchWorker(request.worker_id());
+  auto it = leases_.find(request.attempt_id());
+  if (it == leases_.end()) return;  // no longer holds the lease: nothing to do
+  JobEntry* job = it->second.job;
+  TaskRecord& t = job->tasks[it->second.index];
+  leases_.erase(it);
+  if (auto at = attempts_.find(request.attempt_id()); at != attempts_.end()) {
+    at->second.outcome = "failed";
+    at->second.error = request.error();
+    at->second.end_time = Now();
+    Persist(nullptr, {}, &at->second);
+    attempts_.erase(at);
+  }
+  RetryOrFail(job, &t, request.error(), request.retryable());
+}
+
+void Coordinator::ReaperLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!shutdown_) {
+    changed_.wait_for(lock, std::chrono::milliseconds(200));
+    if (shutdown_) break;
+    const double now = Now();
+    std::vector<std::string> expired;
+    for (const auto& [attempt, ref] : leases_) {
+      if (ref.job->tasks[ref.index].lease_expiry < now) expired.push_back(attempt);
+    }
+    for (const std::string& attempt : expired) {
+      TaskRef ref = leases_[attempt];
+      leases_.erase(attempt);
+      TaskRecord& t = ref.job->tasks[ref.index];
+      if (auto at = attempts_.find(attempt); at != attempts_.end()) {
+        at->second.outcome = "expired";
+        at->second.end_time = now;
+        Persist(nullptr, {}, &at->second);
+        attempts_.erase(at);
+      }
+      if (metrics_ != nullptr) metrics_->LeaseExpired();
+      RetryOrFail(ref.job, &t,
+                  absl::StrCat("worker ", t.lease_worker, " stopped heartbeating (lease of ",
+                               options_.lease_seconds, " s expired)"),
+                  /*retryable=*/true);
+    }
+    UpdateGauges();
+  }
+}
+
+}  // namespace caldera::server

@@ -1,0 +1,147 @@
+// Coordinator: jobs, their plans and the leases of their tasks. The gRPC
+// services (job_service.h, worker_service.h) are thin wrappers around it, and
+// `calderactl compress` embeds one.
+//
+// Scheduling: jobs in creation order; within a job, ready calibrate tasks
+// first (they are the critical path), then decompose tasks in plan order,
+// then finalize. A lease lasts lease_seconds and is extended by heartbeats; the
+// reaper thread re-queues tasks whose lease expired, and fails the job after
+// max_attempts attempts of one task. A result is committed only from the
+// attempt that holds the lease (attempt ids are unique and name the scratch
+// keys a worker writes), so each task is committed exactly once.
+//
+// Durability: every change is written to the StateStore before the call
+// returns; Open() reloads it, gives every held lease a fresh lease period (its
+// worker may still be running and will heartbeat again), and goes on.
+//
+// Thread-safe.
+#ifndef CALDERA_SERVER_COORDINATOR_H_
+#define CALDERA_SERVER_COORDINATOR_H_
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "caldera/v1/jobs.pb.h"
+#include "caldera/v1/worker.pb.h"
+#include "server/coordinator_metrics.h"
+#include "server/state_store.h"
+#include "storage/storage_options.h"
+
+namespace caldera::server {
+
+struct CoordinatorOptions {
+  std::string data_dir;          // SQLite state lives here
+  double lease_seconds = 30;     // a task's lease without heartbeats
+  double heartbeat_seconds = 5;  // told to workers at registration
+  int max_attempts = 3;          // attempts of one task before the job fails
+  double max_long_poll_seconds = 10;
+  storage::StorageOptions storage;  // for submit-time validation
+};
+
+// A job snapshot and the change counter it was taken at.
+struct JobChange {
+  v1::Job job;
+  int64_t version = 0;
+  std::string message;  // what changed last ("decompose layer 3 q_proj done")
+  bool changed = false;  // false: timed out or shutting down with no change
+};
+
+class Coordinator {
+ public:
+  // Opens or creates the state in options.data_dir and starts the reaper.
+  // `metrics` may be null.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Open(
+      CoordinatorOptions options, std::shared_ptr<CoordinatorMetrics> metrics);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Wakes every long poll and watch; they return at once from now on.
+  void Shutdown();
+  bool shutting_down() const;
+
+  // ---- Public API (names are "jobs/<id>") ---------------------------------
+  // Validates the job (job_validation.h) before creating it; a request_id
+  // seen before returns that job unchanged.
+  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request);
+  absl::StatusOr<v1::Job> GetJob(const std::string& name) const;
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request) const;
+  // FAILED_PRECONDITION when the job already ended or is writing its output.
+  absl::StatusOr<v1::Job> CancelJob(const std::string& name);
+  // Waits up to `timeout_seconds` for the job to change after `after_version`
+  // (-1: return the current snapshot at once).
+  absl::StatusOr<JobChange> WaitForChange(const std::string& name, int64_t after_version,
+                                          double timeout_seconds) const;
+
+  // ---- Worker protocol --------------------------------------------------------
+  v1::RegisterWorkerResponse RegisterWorker(const v1::RegisterWorkerRequest& request);
+  // Long poll: waits up to min(wait_seconds, max_long_poll_seconds).
+  v1::LeaseTaskResponse LeaseTask(const v1::LeaseTaskRequest& request);
+  v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
+  v1::CompleteTaskResponse CompleteTask(const v1::CompleteTaskRequest& request);
+  void FailTask(const v1::FailTaskRequest& request);
+
+ private:
+  struct JobEntry {
+    JobRecord record;
+    std::vector<TaskRecord> tasks;
+    std::vector<size_t> calibrate_index;
+    int64_t version = 0;
+    std::string message;
+  };
+  struct TaskRef {
+    JobEntry* job;
+    size_t index;
+  };
+
+  Coordinator(CoordinatorOptions options, std::shared_ptr<CoordinatorMetrics> metrics,
+              std::unique_ptr<StateStore> store);
+  absl::Status Load();
+  void ReaperLoop();
+
+  // All below: mu_ held.
+  JobEntry* FindJob(const std::string& name) const;
+  absl::StatusOr<JobEntry*> FindJobOrError(const std::string& name) const;
+  v1::Job Snapshot(const JobEntry& job) const;
+  bool TryLease(const std::string& worker_id, v1::Task* task);
+  void BuildTask(const JobEntry& job, const TaskRecord& t, v1::Task* task) const;
+  // Ends `job` in `state` with `error`; unfinished tasks become CANCELLED.
+  void EndJob(JobEntry* job, v1::JobState state, const std::string& error);
+  // Re-queues or fails the task after a failed or expired attempt.
+  void RetryOrFail(JobEntry* job, TaskRecord* task, const std::string& why, bool retryable);
+  void Changed(JobEntry* job, std::string message);
+  // Writes the records; aborts the process if the database fails (the state
+  // on disk stays consistent and a restart recovers it).
+  void Persist(const JobEntry* job, const std::vector<const TaskRecord*>& tasks,
+               const AttemptRecord* attempt);
+  void UpdateGauges();
+  std::string RandomHex(int chars);
+  void TouchWorker(const std::string& worker_id);
+
+  const CoordinatorOptions options_;
+  const std::shared_ptr<CoordinatorMetrics> metrics_;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable changed_;  // any job or task changed
+  std::unique_ptr<StateStore> store_;
+  std::map<std::string, std::unique_ptr<JobEntry>> jobs_;  // by id
+  std::vector<JobEntry*> job_order_;                       // creation order
+  std::map<std::string, TaskRef> leases_;                  // current attempt id -> task
+  std::map<std::string, AttemptRecord> attempts_;          // running attempts
+  std::map<std::string, double> workers_;                  // worker id -> last seen (Unix s)
+  int64_t next_seq_ = 1;
+  bool shutdown_ = false;
+  std::mt19937_64 rng_;
+  std::thread reaper_;
+};
+
+}  // namespace caldera::server
+
+#endif  // CALDERA_SERVER_COORDINATOR_H_

@@ -1,0 +1,145 @@
+// caldera-coordinator: the public gRPC API, the worker protocol, the planner
+// and the scheduler, with state in SQLite under --data-dir. SIGTERM/SIGINT:
+// health turns NOT_SERVING, RPCs in flight get a few seconds, then exit 0.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "server/coordinator.h"
+#include "server/coordinator_metrics.h"
+#include "server/coordinator_server.h"
+#include "server/metrics_endpoint.h"
+#include "storage/storage_options.h"
+
+namespace {
+
+struct Flags {
+  std::string listen = "0.0.0.0:50051";
+  std::string data_dir;
+  std::string metrics_listen;
+  std::string config;
+  double lease_seconds = 30;
+  double heartbeat_seconds = 5;
+  int max_attempts = 3;
+};
+
+// Values from --config (JSON) for flags not given on the command line.
+bool ApplyConfig(const CLI::App& app, Flags* f) {
+  if (f->config.empty()) return true;
+  std::ifstream in(f->config);
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (!in || !j.is_object()) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: error: --config %s is missing or not a JSON object "
+                 "(keys: listen, data_dir, metrics_listen, lease_seconds, heartbeat_seconds, "
+                 "max_attempts)\n",
+                 f->config.c_str());
+    return false;
+  }
+  auto take = [&](const char* key, const char* flag, auto* value) {
+    if (j.contains(key) && app.count(flag) == 0) {
+      *value = j[key].get<std::decay_t<decltype(*value)>>();
+    }
+  };
+  try {
+    take("listen", "--listen", &f->listen);
+    take("data_dir", "--data-dir", &f->data_dir);
+    take("metrics_listen", "--metrics-listen", &f->metrics_listen);
+    take("lease_seconds", "--lease-seconds", &f->lease_seconds);
+    take("heartbeat_seconds", "--heartbeat-seconds", &f->heartbeat_seconds);
+    take("max_attempts", "--max-attempts", &f->max_attempts);
+  } catch (const nlohmann::json::exception& e) {
+    std::fprintf(stderr, "caldera-coordinator: error: --config %s: %s\n", f->config.c_str(),
+                 e.what());
+    return false;
+  }
+  return true;
+}
+
+int Run(const Flags& f) {
+  if (f.data_dir.empty()) {
+    std::fprintf(stderr, "caldera-coordinator: error: --data-dir is required (flag or config)\n");
+    return 2;
+  }
+  auto metrics = std::make_shared<caldera::server::CoordinatorMetrics>();
+  std::unique_ptr<caldera::server::MetricsEndpoint> endpoint;
+  if (!f.metrics_listen.empty()) {
+    auto e = caldera::server::MetricsEndpoint::Start(f.metrics_listen, metrics->registry());
+    if (!e.ok()) {
+      std::fprintf(stderr, "caldera-coordinator: error: %s\n",
+                   std::string(e.status().message()).c_str());
+      return 2;
+    }
+    endpoint = *std::move(e);
+  }
+  caldera::server::CoordinatorOptions options;
+  options.data_dir = f.data_dir;
+  options.lease_seconds = f.lease_seconds;
+  options.heartbeat_seconds = f.heartbeat_seconds;
+  options.max_attempts = f.max_attempts;
+  options.storage = caldera::storage::StorageOptions::FromEnvironment();
+  auto coordinator = caldera::server::Coordinator::Open(options, metrics);
+  if (!coordinator.ok()) {
+    std::fprintf(stderr, "caldera-coordinator: error: %s\n",
+                 std::string(coordinator.status().message()).c_str());
+    return 2;
+  }
+  auto server = caldera::server::CoordinatorServer::Start(coordinator->get(), f.listen);
+  if (!server.ok()) {
+    std::fprintf(stderr, "caldera-coordinator: error: %s\n",
+                 std::string(server.status().message()).c_str());
+    return 2;
+  }
+  std::fprintf(stderr, "caldera-coordinator: serving on port %d, state in %s", (*server)->port(),
+               f.data_dir.c_str());
+  if (endpoint) std::fprintf(stderr, ", metrics on port %d", endpoint->port());
+  std::fprintf(stderr, "\n");
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  std::fprintf(stderr, "caldera-coordinator: signal %d, shutting down\n", sig);
+  (*server)->Shutdown(5);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Block the stop signals in every thread; main waits for them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  CLI::App app{"caldera-coordinator: plans compression jobs and schedules their tasks"};
+  Flags f;
+  app.add_option("--listen", f.listen, "gRPC address host:port (default 0.0.0.0:50051)");
+  app.add_option("--data-dir", f.data_dir, "directory of the SQLite state (created if missing)");
+  app.add_option("--metrics-listen", f.metrics_listen,
+                 "serve Prometheus metrics on host:port (/metrics); off when empty");
+  app.add_option("--config", f.config, "JSON file with any of the settings (flags win)");
+  app.add_option("--lease-seconds", f.lease_seconds,
+                 "a task's lease without heartbeats before it is re-queued (default 30)");
+  app.add_option("--heartbeat-seconds", f.heartbeat_seconds,
+                 "heartbeat interval told to workers (default 5)");
+  app.add_option("--max-attempts", f.max_attempts,
+                 "attempts of one task before its job fails (default 3)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!ApplyConfig(app, &f)) return 2;
+  return Run(f);
+}

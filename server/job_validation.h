@@ -1,0 +1,32 @@
+// Submit-time validation of a job: everything that can be checked before any
+// worker time is spent, reading only config.json, safetensors headers and the
+// calibration token ids, plus a probe write under the output URI.
+#ifndef CALDERA_SERVER_JOB_VALIDATION_H_
+#define CALDERA_SERVER_JOB_VALIDATION_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "storage/storage_options.h"
+#include "worker/job_spec.h"
+
+namespace caldera::server {
+
+// What the planner needs to know about a valid job.
+struct JobShape {
+  int num_layers = 0;
+  std::vector<std::string> modules;  // selected linears, kLinearModules order
+};
+
+// INVALID_ARGUMENT (the message names the problem and the fix) for a bad
+// setting, a missing or unreadable model, an unsupported architecture, a
+// corrupt or truncated safetensors header, a missing weight, a rank larger
+// than a matrix, calibration tokens that do not fit the model, or an output
+// that cannot be written. UNAVAILABLE (retryable) when storage is down.
+absl::StatusOr<JobShape> ValidateJob(const worker::JobSpec& spec,
+                                     const storage::StorageOptions& options);
+
+}  // namespace caldera::server
+
+#endif  // CALDERA_SERVER_JOB_VALIDATION_H_

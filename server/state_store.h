@@ -1,0 +1,114 @@
+// StateStore: the coordinator's durable state in SQLite (WAL journal, full
+// sync) under --data-dir: jobs, the tasks of their plans, and every attempt.
+// The coordinator keeps a copy in memory and writes each change through here
+// inside a transaction before it answers the RPC that caused it, so a crash
+// (SIGKILL) loses nothing that a client or worker was told.
+//
+// Not thread-safe: the coordinator serialises calls under its own mutex.
+#ifndef CALDERA_SERVER_STATE_STORE_H_
+#define CALDERA_SERVER_STATE_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "caldera/v1/jobs.pb.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace caldera::server {
+
+struct JobRecord {
+  std::string id;  // "j-<hex>"; the API name is "jobs/<id>"
+  int64_t seq = 0;  // creation order
+  std::string request_id;
+  v1::JobSpec spec;  // as stored after defaults were applied
+  v1::JobState state = v1::QUEUED;
+  std::string error;
+  double create_time = 0, update_time = 0, start_time = 0, end_time = 0;  // Unix seconds
+};
+
+struct TaskRecord {
+  std::string id;  // "<job>/decompose-0003-q_proj"
+  std::string job_id;
+  int32_t ord = 0;  // position in the plan
+  v1::TaskKind kind = v1::CALIBRATE;
+  int32_t layer = -1;
+  std::string module;
+  v1::TaskState state = v1::TASK_PENDING;
+  int32_t attempts = 0;
+  std::string lease_attempt, lease_worker;
+  double lease_expiry = 0;  // Unix seconds
+  std::string committed_attempt;
+  std::vector<std::string> result_uris;  // of the committed attempt
+  std::string last_error;
+  double weighted_error = -1;  // decompose: of the committed result
+  double seconds = 0;          // run time of the committed attempt
+};
+
+struct AttemptRecord {
+  std::string id;
+  std::string task_id;
+  std::string worker_id;
+  int32_t number = 0;
+  double start_time = 0, end_time = 0;
+  std::string outcome;  // running | committed | rejected | failed | expired | cancelled
+  std::string error;
+};
+
+class StateStore {
+ public:
+  // Opens (creating if needed) DIR/coordinator.db. FAILED_PRECONDITION names
+  // the directory when it cannot be created or the database is unusable.
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& data_dir);
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  absl::Status LoadJobs(std::vector<JobRecord>* jobs);
+  absl::Status LoadTasks(std::vector<TaskRecord>* tasks);  // ordered by job seq, ord
+  absl::Status LoadAttempts(const std::string& task_id, std::vector<AttemptRecord>* attempts);
+
+  absl::Status Begin();
+  absl::Status Commit();
+  void Rollback();
+
+  // Inserts or replaces by id.
+  absl::Status PutJob(const JobRecord& job);
+  absl::Status PutTask(const TaskRecord& task);
+  absl::Status PutAttempt(const AttemptRecord& attempt);
+
+ private:
+  explicit StateStore(sqlite3* db) : db_(db) {}
+  absl::Status Exec(const char* sql);
+  absl::Status Error(const char* what) const;
+
+  sqlite3* db_;  // owned; closed in the destructor
+};
+
+// Begin() on construction; Rollback() on destruction unless Commit() succeeded.
+class StateTransaction {
+ public:
+  explicit StateTransaction(StateStore* store) : store_(store) { status_ = store_->Begin(); }
+  ~StateTransaction() {
+    if (!done_ && status_.ok()) store_->Rollback();
+  }
+  StateTransaction(const StateTransaction&) = delete;
+  StateTransaction& operator=(const StateTransaction&) = delete;
+  const absl::Status& status() const { return status_; }
+  absl::Status Commit() {
+    done_ = true;
+    return status_.ok() ? store_->Commit() : status_;
+  }
+
+ private:
+  StateStore* store_;
+  absl::Status status_;
+  bool done_ = false;
+};
+
+}  // namespace caldera::server
+
+#endif  // CALDERA_SERVER_STATE_STORE_H_

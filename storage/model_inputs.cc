@@ -1,0 +1,35 @@
+#include "storage/model_inputs.h"
+
+#include "core/decompose/record.h"
+#include "storage/storage.h"
+#include "storage/uri.h"
+
+namespace caldera::storage {
+
+absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(const std::string& uri,
+                                                                    const StorageOptions& options) {
+  model::FileOpener opener = [uri, options](const std::string& name) {
+    return OpenObjectSource(JoinKey(uri, name), options);
+  };
+  absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt =
+      model::Checkpoint::Open(std::move(opener), uri);
+  if (ckpt.ok()) (*ckpt)->SetLinearReconstructor(decompose::CalderaReconstructor());
+  return ckpt;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsReader>> OpenSafetensorsAt(
+    const std::string& uri, const StorageOptions& options) {
+  absl::StatusOr<std::unique_ptr<RandomAccessSource>> src = OpenObjectSource(uri, options);
+  if (!src.ok()) return src.status();
+  return SafetensorsReader::Open(*std::move(src));
+}
+
+absl::StatusOr<model::TokenSet> LoadTokensAt(const std::string& uri,
+                                             const model::ModelConfig& config,
+                                             const StorageOptions& options) {
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader = OpenSafetensorsAt(uri, options);
+  if (!reader.ok()) return reader.status();
+  return model::LoadTokens(**reader, config);
+}
+
+}  // namespace caldera::storage

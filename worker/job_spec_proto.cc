@@ -1,0 +1,46 @@
+#include "worker/job_spec_proto.h"
+
+namespace caldera::worker {
+
+JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
+  JobSpec s;
+  s.model = p.model_uri();
+  s.calibration = p.calibration_uri();
+  s.out = p.output_uri();
+  const v1::DecompositionSettings& d = p.decomposition();
+  if (!d.method().empty()) s.method = d.method();
+  if (d.rank() != 0) s.rank = d.rank();
+  if (d.q_bits() != 0) s.q_bits = d.q_bits();
+  if (d.lr_bits() != 0) s.lr_bits = d.lr_bits();
+  if (!d.quantizer().empty()) s.quantizer = d.quantizer();
+  if (d.iterations() != 0) s.iters = d.iterations();
+  if (d.lplr_iterations() != 0) s.lplr_iters = d.lplr_iterations();
+  if (d.has_seed()) s.seed = d.seed();
+  s.ttlora_rank = p.ttlora().rank();
+  if (!p.ttlora().init().empty()) s.ttlora_init = p.ttlora().init();
+  s.modules.assign(p.modules().begin(), p.modules().end());
+  s.request_id = request_id;
+  return s;
+}
+
+v1::JobSpec JobSpecToProto(const JobSpec& s) {
+  v1::JobSpec p;
+  p.set_model_uri(s.model);
+  p.set_calibration_uri(s.calibration);
+  p.set_output_uri(s.out);
+  v1::DecompositionSettings* d = p.mutable_decomposition();
+  d->set_method(s.method);
+  d->set_rank(s.rank);
+  d->set_q_bits(s.q_bits);
+  d->set_lr_bits(s.lr_bits);
+  d->set_quantizer(s.quantizer);
+  d->set_iterations(s.iters);
+  d->set_lplr_iterations(s.lplr_iters);
+  d->set_seed(s.seed);
+  p.mutable_ttlora()->set_rank(s.ttlora_rank);
+  p.mutable_ttlora()->set_init(s.ttlora_init);
+  for (const std::string& m : s.modules) p.add_modules(m);
+  return p;
+}
+
+}  // namespace caldera::worker

@@ -1,0 +1,88 @@
+// caldera-worker: registers with a coordinator, leases tasks, runs them with
+// the core library, reads and writes object storage, reports results.
+// SIGTERM/SIGINT drain: no new task is taken, the one in progress finishes.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "server/metrics_endpoint.h"
+#include "storage/storage_options.h"
+#include "worker/worker_agent.h"
+#include "worker/worker_metrics.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+int main(int argc, char** argv) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  CLI::App app{"caldera-worker: runs calibrate / decompose / finalize tasks for a coordinator"};
+  std::string coordinator, device = "cpu", metrics_listen;
+  int threads = 0;
+  double poll = 5;
+  app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
+  app.add_option("--device", device, "cpu | cuda:N (default cpu)");
+  app.add_option("--threads", threads, "BLAS threads (default: all cores)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus metrics on host:port (/metrics); off when empty");
+  app.add_option("--poll-seconds", poll, "long-poll wait for a task (default 5)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (device != "cpu") {
+    std::fprintf(stderr,
+                 "caldera-worker: error: --device %s: this build runs tasks on the CPU only "
+                 "(the CUDA task backend is not built yet); use --device cpu\n",
+                 device.c_str());
+    return 2;
+  }
+  if (threads < 0) {
+    std::fprintf(stderr, "caldera-worker: error: --threads must be >= 1 (or 0 for all cores)\n");
+    return 2;
+  }
+  if (threads > 0) openblas_set_num_threads(threads);
+
+  auto metrics = std::make_shared<caldera::worker::WorkerMetrics>();
+  std::unique_ptr<caldera::server::MetricsEndpoint> endpoint;
+  if (!metrics_listen.empty()) {
+    auto e = caldera::server::MetricsEndpoint::Start(metrics_listen, metrics->registry());
+    if (!e.ok()) {
+      std::fprintf(stderr, "caldera-worker: error: %s\n",
+                   std::string(e.status().message()).c_str());
+      return 2;
+    }
+    endpoint = *std::move(e);
+  }
+  char host[256] = "worker";
+  gethostname(host, sizeof(host) - 1);
+  caldera::worker::WorkerAgentOptions options;
+  options.hostname = host;
+  options.storage = caldera::storage::StorageOptions::FromEnvironment();
+  options.poll_seconds = poll;
+  options.metrics = metrics;
+  options.log = [](const std::string& line) {
+    std::fprintf(stderr, "caldera-worker: %s\n", line.c_str());
+  };
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  caldera::worker::WorkerAgent agent(
+      grpc::CreateCustomChannel(coordinator, grpc::InsecureChannelCredentials(), args), options);
+  std::thread signals([&agent, &set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::fprintf(stderr, "caldera-worker: signal %d, draining\n", sig);
+    agent.Drain();
+  });
+  signals.detach();
+  agent.Run();
+  return 0;
+}
