@@ -589,7 +589,19 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   }
   auto it = leases_.find(request.attempt_id());
   if (it == leases_.end()) {
-    // Expired, cancelled or already committed: the result is discarded.
+    // A retry of a report that was committed (the reply was lost, e.g. the
+    // coordinator restarted) is accepted again without a second commit.
+    const std::string& attempt = request.attempt_id();
+    if (JobEntry* job = FindJob(absl::StrCat("jobs/", JobIdOfAttempt(attempt)))) {
+      const std::string task_id = attempt.substr(0, attempt.rfind('/'));
+      for (const TaskRecord& t : job->tasks) {
+        if (t.id == task_id && t.committed_attempt == attempt) {
+          out.set_accepted(true);
+          return out;
+        }
+      }
+    }
+    // Expired, cancelled or another attempt won: the result is discarded.
     if (metrics_ != nullptr) metrics_->StaleResultRejected();
     out.set_accepted(false);
     return out;
