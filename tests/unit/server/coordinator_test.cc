@@ -1,0 +1,225 @@
+// The coordinator in-process (no gRPC, no worker): a fake worker leases tasks
+// and reports results, so scheduling, leases, exactly-once commits, restart
+// and cancel are checked quickly. Validation reads the stories260K fixture.
+#include "server/coordinator.h"
+
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/support/fixtures.h"
+
+namespace caldera::server {
+namespace {
+
+using testing::TempDir;
+
+std::string ModelDir() {
+  absl::StatusOr<std::string> p = testing::FixturePath("stories260K/model.safetensors");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? p->substr(0, p->rfind('/')) : "";
+}
+
+v1::CreateJobRequest Request(const std::string& out, const std::string& request_id = "") {
+  v1::CreateJobRequest r;
+  r.mutable_spec()->set_model_uri(ModelDir());
+  r.mutable_spec()->set_calibration_uri(ModelDir() + "/calibration.safetensors");
+  r.mutable_spec()->set_output_uri(out);
+  r.mutable_spec()->add_modules("q_proj");
+  r.mutable_spec()->mutable_decomposition()->set_rank(8);
+  r.set_request_id(request_id);
+  return r;
+}
+
+std::unique_ptr<Coordinator> Open(const std::string& dir, double lease = 30) {
+  CoordinatorOptions o;
+  o.data_dir = dir;
+  o.lease_seconds = lease;
+  o.heartbeat_seconds = lease / 4;
+  o.max_attempts = 2;
+  absl::StatusOr<std::unique_ptr<Coordinator>> c =
+      Coordinator::Open(o, std::make_shared<CoordinatorMetrics>());
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *std::move(c) : nullptr;
+}
+
+v1::Task Lease(Coordinator* c, const std::string& worker = "w1") {
+  v1::LeaseTaskRequest req;
+  req.set_worker_id(worker);
+  req.set_wait_seconds(0);
+  return c->LeaseTask(req).task();
+}
+
+bool Complete(Coordinator* c, const v1::Task& t) {
+  v1::CompleteTaskRequest req;
+  req.set_worker_id("w1");
+  req.set_attempt_id(t.attempt_id());
+  for (const std::string& u : t.output_uris()) req.add_result_uris(u);
+  return c->CompleteTask(req).accepted();
+}
+
+TEST(CoordinatorTest, RunsAPlanInDependencyOrderAndCommitsOnce) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::Job> job = c->CreateJob(Request(tmp.Join("out")));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::QUEUED);
+  ASSERT_EQ(job->task_status_size(), 5 * 2 + 1);  // 5 layers x (calibrate + q_proj) + finalize
+
+  // Only calibrate(0) is ready at first.
+  v1::Task t = Lease(c.get());
+  ASSERT_EQ(t.kind(), v1::CALIBRATE);
+  EXPECT_EQ(t.layer(), 0);
+  EXPECT_EQ(t.input_uris(0), ModelDir() + "/calibration.safetensors");
+  EXPECT_TRUE(Lease(c.get()).task_id().empty());
+  ASSERT_TRUE(Complete(c.get(), t));
+  // A second report of the committed attempt is accepted, not committed again.
+  EXPECT_TRUE(Complete(c.get(), t));
+
+  // Drain the plan; decompose inputs are the committed calibrate outputs.
+  int leased = 0;
+  for (int guard = 0; guard < 100; ++guard) {
+    v1::Task next = Lease(c.get());
+    if (next.task_id().empty()) break;
+    ++leased;
+    if (next.kind() == v1::DECOMPOSE) {
+      EXPECT_NE(next.input_uris(0).find("hessians.safetensors"), std::string::npos);
+    }
+    if (next.kind() == v1::FINALIZE) {
+      EXPECT_EQ(next.input_uris_size(), 5);
+    }
+    ASSERT_TRUE(Complete(c.get(), next)) << next.task_id();
+  }
+  absl::StatusOr<v1::Job> end = c->GetJob(job->name());
+  ASSERT_TRUE(end.ok());
+  EXPECT_EQ(end->state(), v1::SUCCEEDED) << end->DebugString();
+  for (const v1::TaskStatus& ts : end->task_status()) {
+    EXPECT_EQ(ts.state(), v1::TASK_DONE);
+    EXPECT_EQ(ts.attempts(), 1) << ts.task_id();
+  }
+}
+
+TEST(CoordinatorTest, ExpiredLeaseIsRequeuedAndTheStaleResultRejected) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"), /*lease=*/0.4);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->CreateJob(Request(tmp.Join("out"))).ok());
+  v1::Task first = Lease(c.get());
+  ASSERT_FALSE(first.task_id().empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));  // no heartbeat
+  v1::Task second = Lease(c.get(), "w2");
+  ASSERT_EQ(second.task_id(), first.task_id());
+  EXPECT_EQ(second.attempt_number(), 2);
+  EXPECT_NE(second.attempt_id(), first.attempt_id());
+  EXPECT_NE(second.output_uris(0), first.output_uris(0));  // attempt-unique keys
+  EXPECT_FALSE(Complete(c.get(), first));                   // stale
+  v1::HeartbeatRequest hb;
+  hb.set_attempt_id(first.attempt_id());
+  EXPECT_TRUE(c->Heartbeat(hb).lease_lost());
+  EXPECT_TRUE(Complete(c.get(), second));
+  // Out of attempts (max 2): the job fails naming the task.
+  v1::Task t = Lease(c.get());
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  t = Lease(c.get());
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  absl::StatusOr<v1::ListJobsResponse> list = c->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->jobs_size(), 1);
+  EXPECT_EQ(list->jobs(0).state(), v1::FAILED);
+  EXPECT_NE(list->jobs(0).error().find("stopped heartbeating"), std::string::npos)
+      << list->jobs(0).error();
+}
+
+TEST(CoordinatorTest, StateSurvivesARestart) {
+  TempDir tmp;
+  std::string name;
+  std::string attempt;
+  {
+    std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+    ASSERT_NE(c, nullptr);
+    absl::StatusOr<v1::Job> job = c->CreateJob(Request(tmp.Join("out"), "req-1"));
+    ASSERT_TRUE(job.ok());
+    name = job->name();
+    ASSERT_TRUE(Complete(c.get(), Lease(c.get())));  // calibrate(0) committed
+    v1::Task running = Lease(c.get());               // calibrate(1) or decompose(0) leased
+    attempt = running.attempt_id();
+  }
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::Job> job = c->GetJob(name);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state(), v1::RUNNING);
+  EXPECT_EQ(job->task_status(0).state(), v1::TASK_DONE);
+  // The same request id still maps to the same job.
+  absl::StatusOr<v1::Job> again = c->CreateJob(Request(tmp.Join("other"), "req-1"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->name(), name);
+  // The attempt leased before the restart still holds its lease and commits.
+  v1::HeartbeatRequest hb;
+  hb.set_attempt_id(attempt);
+  EXPECT_FALSE(c->Heartbeat(hb).lease_lost());
+  v1::CompleteTaskRequest done;
+  done.set_attempt_id(attempt);
+  done.add_result_uris("x");
+  done.add_result_uris("y");
+  EXPECT_TRUE(c->CompleteTask(done).accepted());
+}
+
+TEST(CoordinatorTest, CancelAndBadRequests) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::Job> job = c->CreateJob(Request(tmp.Join("out")));
+  ASSERT_TRUE(job.ok());
+  v1::Task t = Lease(c.get());
+  absl::StatusOr<v1::Job> cancelled = c->CancelJob(job->name());
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->state(), v1::CANCELLED);
+  v1::HeartbeatRequest hb;
+  hb.set_attempt_id(t.attempt_id());
+  EXPECT_TRUE(c->Heartbeat(hb).cancel());
+  EXPECT_FALSE(Complete(c.get(), t));
+  EXPECT_TRUE(Lease(c.get()).task_id().empty());
+  EXPECT_EQ(c->CancelJob(job->name()).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c->GetJob("jobs/j-nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(c->GetJob("nope").status().code(), absl::StatusCode::kInvalidArgument);
+  v1::CreateJobRequest bad = Request(tmp.Join("out2"));
+  bad.mutable_spec()->mutable_decomposition()->set_q_bits(7);
+  absl::Status s = c->CreateJob(bad).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--q-bits 7"), std::string::npos) << s;
+  v1::ListJobsRequest page;
+  page.set_page_size(2000);
+  EXPECT_EQ(c->ListJobs(page).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CoordinatorTest, ListPagesNewestFirst) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  std::vector<std::string> names;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::Job> j = c->CreateJob(Request(tmp.Join("out" + std::to_string(i))));
+    ASSERT_TRUE(j.ok());
+    names.push_back(j->name());
+  }
+  v1::ListJobsRequest req;
+  req.set_page_size(2);
+  absl::StatusOr<v1::ListJobsResponse> p1 = c->ListJobs(req);
+  ASSERT_TRUE(p1.ok());
+  ASSERT_EQ(p1->jobs_size(), 2);
+  EXPECT_EQ(p1->jobs(0).name(), names[2]);
+  ASSERT_FALSE(p1->next_page_token().empty());
+  req.set_page_token(p1->next_page_token());
+  absl::StatusOr<v1::ListJobsResponse> p2 = c->ListJobs(req);
+  ASSERT_TRUE(p2.ok());
+  ASSERT_EQ(p2->jobs_size(), 1);
+  EXPECT_EQ(p2->jobs(0).name(), names[0]);
+  EXPECT_TRUE(p2->next_page_token().empty());
+  req.clear_page_token();
+  req.set_state(v1::RUNNING);
+  EXPECT_EQ(c->ListJobs(req)->jobs_size(), 0);
+}
+
+}  // namespace
+}  // namespace caldera::server
