@@ -40,6 +40,7 @@ namespace {
 struct CompressFlags {
   JobFlags job;
   int workers = 2;
+  int threads = 0;     // BLAS threads per worker; 0 = cores / workers
   std::string output;  // "" | json
 };
 
@@ -126,7 +127,7 @@ int RunCompress(const CompressFlags& f) {
 
   // Split the cores between the workers' BLAS.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  openblas_set_num_threads(std::max(1, cores / f.workers));
+  openblas_set_num_threads(f.threads > 0 ? f.threads : std::max(1, cores / f.workers));
   std::vector<std::unique_ptr<worker::WorkerAgent>> agents;
   std::vector<std::thread> threads;
   for (int i = 0; i < f.workers; ++i) {
@@ -211,7 +212,9 @@ void AddCompressCommand(CLI::App& app, int* exit_code) {
       "sharded safetensors checkpoint with quantization_config and report.json "
       "(docs/format/checkpoint.md)");
   AddJobFlags(cmd, &f->job);
-  cmd->add_option("--workers", f->workers, "in-process decompose workers (default 2)");
+  cmd->add_option("--workers", f->workers, "in-process workers (default 2)");
+  cmd->add_option("--threads", f->threads,
+                  "BLAS threads per worker (default: cores / workers, at least 1)");
   cmd->add_option("-o,--output", f->output, "json: print the result as JSON on stdout");
   cmd->callback([f, exit_code] { *exit_code = RunCompress(*f); });
 }
