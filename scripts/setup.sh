@@ -50,6 +50,8 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$PY_REQS"
   echo "$want" > "$stamp"
 fi
+# gRPC stubs of the Python client (client/python/caldera_client/_proto, not in git).
+"$VENV/bin/python" "$ROOT/client/python/generate_stubs.py"
 
 # --- 3. Configure and build --------------------------------------------------
 CUDA=${CALDERA_CUDA:-}

@@ -1,0 +1,124 @@
+"""A small friendly API over the JobService stubs."""
+import time
+from typing import Iterator, Optional, Sequence
+
+import grpc
+
+from caldera.v1 import jobs_pb2, jobs_pb2_grpc  # generated (generate_stubs.py)
+from caldera_client.errors import (
+    JobCancelledError,
+    JobFailedError,
+    UnavailableError,
+    WaitTimeoutError,
+    from_rpc_error,
+)
+
+_TERMINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED}
+
+
+def _name(job: str) -> str:
+    return job if job.startswith("jobs/") else f"jobs/{job}"
+
+
+class Client:
+    """Talks to one coordinator. Methods raise caldera_client.errors types."""
+
+    def __init__(self, server: str = "localhost:50051", timeout: float = 30.0,
+                 channel: Optional[grpc.Channel] = None):
+        self._channel = channel or grpc.insecure_channel(server)
+        self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request, timeout=None):
+        try:
+            return method(request, timeout=timeout or self._timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def submit(self, model: str, calibration: str, out: str, *, method: Optional[str] = None,
+               rank: Optional[int] = None, q_bits: Optional[int] = None,
+               lr_bits: Optional[int] = None, quantizer: Optional[str] = None,
+               iterations: Optional[int] = None, lplr_iterations: Optional[int] = None,
+               seed: Optional[int] = None, ttlora_rank: Optional[int] = None,
+               ttlora_init: Optional[str] = None, modules: Optional[Sequence[str]] = None,
+               request_id: str = "") -> jobs_pb2.Job:
+        """Creates a job (validated by the coordinator first); unset settings take the
+        documented defaults. The same request_id twice returns the same job."""
+        d = jobs_pb2.DecompositionSettings(
+            method=method or "", rank=rank or 0, q_bits=q_bits or 0, lr_bits=lr_bits or 0,
+            quantizer=quantizer or "", iterations=iterations or 0,
+            lplr_iterations=lplr_iterations or 0)
+        if seed is not None:
+            d.seed = seed
+        spec = jobs_pb2.JobSpec(
+            model_uri=model, calibration_uri=calibration, output_uri=out, decomposition=d,
+            ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or ""),
+            modules=list(modules or []))
+        return self._call(self._stub.CreateJob,
+                          jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
+                          timeout=max(self._timeout, 300))
+
+    def get(self, job: str) -> jobs_pb2.Job:
+        return self._call(self._stub.GetJob, jobs_pb2.GetJobRequest(name=_name(job)))
+
+    def list(self, state: Optional[str] = None, page_size: int = 50) -> Iterator[jobs_pb2.Job]:
+        """Every job, newest first (pages fetched as needed); `state` like "RUNNING"."""
+        token = ""
+        state_value = jobs_pb2.JobState.Value(state.upper()) if state else 0
+        while True:
+            page = self._call(self._stub.ListJobs, jobs_pb2.ListJobsRequest(
+                page_size=page_size, page_token=token, state=state_value))
+            yield from page.jobs
+            token = page.next_page_token
+            if not token:
+                return
+
+    def cancel(self, job: str) -> jobs_pb2.Job:
+        return self._call(self._stub.CancelJob, jobs_pb2.CancelJobRequest(name=_name(job)))
+
+    def watch(self, job: str) -> Iterator[jobs_pb2.JobEvent]:
+        """Events of the job: the current snapshot first, then one per change; ends after
+        the terminal state."""
+        try:
+            for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(name=_name(job))):
+                yield event
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def wait(self, job: str, timeout: Optional[float] = None) -> jobs_pb2.Job:
+        """Blocks until the job ends and returns it; raises JobFailedError,
+        JobCancelledError, or WaitTimeoutError (the job goes on). Survives short
+        coordinator outages (re-watches)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeoutError(f"{_name(job)} did not end within {timeout} s")
+            try:
+                stream = self._stub.WatchJob(jobs_pb2.WatchJobRequest(name=_name(job)),
+                                             timeout=remaining)
+                last = None
+                for event in stream:
+                    last = event.job
+                if last is not None and last.state in _TERMINAL:
+                    if last.state == jobs_pb2.FAILED:
+                        raise JobFailedError(last)
+                    if last.state == jobs_pb2.CANCELLED:
+                        raise JobCancelledError(last)
+                    return last
+            except grpc.RpcError as e:
+                err = from_rpc_error(e)
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeoutError(f"{_name(job)} did not end within {timeout} s") from None
+                if not isinstance(err, UnavailableError):
+                    raise err from None
+            time.sleep(0.5)
