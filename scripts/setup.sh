@@ -24,7 +24,8 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (or install sudo) to install Debian packages" >&2; exit 1
   fi
 fi
-mapfile -t PACKAGES < <(grep -v -e '^#' -e '^[[:space:]]*$' scripts/debian-packages.txt)
+mapfile -t PACKAGES < <(cat scripts/debian-packages.txt scripts/debian-test-packages.txt \
+  | grep -v -e '^#' -e '^[[:space:]]*$')
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
