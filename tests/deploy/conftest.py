@@ -7,21 +7,12 @@ Environment: CALDERA_BIN_DIR and CALDERA_FIXTURES_DIR (set by CTest).
 """
 import os
 import pathlib
-import sys
 import tempfile
 
 import pytest
-import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "tools"))
-
-from caldera_cluster import Cluster, fixture_model_dir, required_env  # noqa: E402
-
-
-def load_yaml_docs(path: pathlib.Path) -> list:
-    with open(path) as f:
-        return [d for d in yaml.safe_load_all(f) if d is not None]
+import deploy_support  # noqa: F401  (puts tests/tools on sys.path)
+from caldera_cluster import Cluster, fixture_model_dir, required_env
 
 
 @pytest.fixture(scope="session")

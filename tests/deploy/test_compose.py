@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO, load_yaml_docs
+from deploy_support import REPO, load_yaml_docs
 
 COMPOSE = REPO / "docker-compose.yml"
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from deploy_support import REPO
 
 DOCKER = REPO / "deploy" / "docker"
 DOCKERFILES = sorted(DOCKER.glob("Dockerfile.*"))

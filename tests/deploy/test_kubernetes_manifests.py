@@ -14,7 +14,7 @@ import pathlib
 import kubernetes_validate
 import pytest
 
-from conftest import REPO, load_yaml_docs
+from deploy_support import REPO, load_yaml_docs
 
 K8S_VERSION = "1.37.0"
 KUBE = REPO / "deploy" / "kubernetes"

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO, load_yaml_docs
+from deploy_support import REPO, load_yaml_docs
 from caldera_cluster import free_port
 
 EXAMPLES = REPO / "deploy" / "examples"
