@@ -26,8 +26,11 @@ TEST(HadamardTest, EverySupportedOrderIsHadamard) {
               SupportedHadamardOrders().end())
         << k;
   }
-  EXPECT_NE(std::find(WilliamsonOrders().begin(), WilliamsonOrders().end(), 116),
-            WilliamsonOrders().end());
+  for (int k : {116, 156}) {
+    EXPECT_NE(std::find(WilliamsonOrders().begin(), WilliamsonOrders().end(), k),
+              WilliamsonOrders().end())
+        << k;
+  }
 }
 
 Eigen::MatrixXf Dense(int64_t n) {
@@ -38,7 +41,7 @@ Eigen::MatrixXf Dense(int64_t n) {
 }
 
 TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
-  for (int64_t n : {1, 8, 48, 64, 72, 104, 112, 116, 124, 232, 280, 4096, 14336}) {
+  for (int64_t n : {1, 8, 48, 64, 72, 104, 112, 116, 124, 156, 232, 280, 312, 4096, 14336}) {
     SCOPED_TRACE(n);
     absl::StatusOr<HadamardTransform> t = HadamardTransform::Create(n);
     ASSERT_TRUE(t.ok()) << t.status();
@@ -51,7 +54,7 @@ TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
     EXPECT_NEAR(y.norm(), x.norm(), 1e-4 * x.norm());
     t->ApplyToColumns(&y, true);
     EXPECT_LT((y - x).cwiseAbs().maxCoeff(), 1e-4f);
-    if (n <= 280) {
+    if (n <= 312) {
       const Eigen::MatrixXf d = Dense(n);
       EXPECT_LT((d * d.transpose() - Eigen::MatrixXf::Identity(n, n)).cwiseAbs().maxCoeff(), 1e-4f);
       // (H_K ⊗ H_P)/sqrt(n) built densely.
@@ -85,6 +88,7 @@ TEST(HadamardTest, UnsupportedSizeSaysWhatToPadTo) {
   EXPECT_EQ(SupportedSizeAtLeast(0), 1);
   EXPECT_EQ(SupportedSizeAtLeast(64), 64);
   EXPECT_EQ(SupportedSizeAtLeast(116), 116);
+  EXPECT_EQ(SupportedSizeAtLeast(150), 156);
   EXPECT_EQ(SupportedSizeAtLeast(4096), 4096);
   EXPECT_EQ(SupportedSizeAtLeast(14336), 14336);
   EXPECT_EQ(SupportedSizeAtLeast(5120), 5120);
