@@ -15,6 +15,71 @@ constexpr int kExtraHalves[29][3] = {
     {1, 6, 7}, {1, 5, 7}, {1, 4, 7}, {1, 5, 6}, {1, 4, 6}, {0, 4, 5}, {0, 6, 7}, {0, 5, 7},
     {0, 4, 7}, {0, 5, 6}, {0, 4, 6}, {0, 1, 4}, {2, 3, 7}};
 
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Lanes of the minimum tracked alongside the distances: element-wise minima
+// over 16 interleaved slices vectorise, a serial min over 256 values does not.
+constexpr int kLanes = 16;
+
+// dist[j] = |y|² - 2·score_j + |a_j|², score_j = Σ a_j[i]·|y_i| minus
+// flip[j]·min_i a_j[i]·|y_i| (the cheapest sign flip when parities differ):
+// the squared distance from y to the nearest signed version of pattern j.
+// lane_min[l] = min over j ≡ l (mod 16) of dist[j]. Same operation order as a
+// scalar loop, no FMA (this file is compiled with -ffp-contract=off), so every
+// clone returns identical values.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void PatternDistances(const float* __restrict abs_soa, const float* __restrict norm2,
+                      const float* __restrict flip, const float* ay, float y2,
+                      float* __restrict dist, float* __restrict lane_min) {
+  for (int l = 0; l < kLanes; ++l) lane_min[l] = kInf;
+  for (int j0 = 0; j0 < 256; j0 += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const int j = j0 + l;
+      float score = 0, mn = kInf;
+      for (int i = 0; i < 8; ++i) {
+        const float p = abs_soa[i * 256 + j] * ay[i];
+        score += p;
+        mn = p < mn ? p : mn;
+      }
+      score -= flip[j] * mn;
+      const float d = y2 - 2 * score + norm2[j];
+      dist[j] = d;
+      lane_min[l] = d < lane_min[l] ? d : lane_min[l];
+    }
+  }
+}
+
+// dist[k] = |p_k|² - 2·<p_k, x>, with lane minima as above.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void PointDistances(const float* __restrict pts_soa, const float* __restrict norm2,
+                    const float* x, float* __restrict dist, float* __restrict lane_min) {
+  for (int l = 0; l < kLanes; ++l) lane_min[l] = kInf;
+  for (int k0 = 0; k0 < 256; k0 += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const int k = k0 + l;
+      float dot = 0;
+      for (int i = 0; i < 8; ++i) dot += pts_soa[i * 256 + k] * x[i];
+      const float d = norm2[k] - 2 * dot;
+      dist[k] = d;
+      lane_min[l] = d < lane_min[l] ? d : lane_min[l];
+    }
+  }
+}
+
+// The first index of the minimum of dist[0..256) (ties: the lowest index).
+int FirstArgMin(const float* dist, const float* lane_min, float* min_out) {
+  float best = lane_min[0];
+  for (int l = 1; l < kLanes; ++l) best = lane_min[l] < best ? lane_min[l] : best;
+  int arg = 0;
+  while (arg < 255 && !(dist[arg] == best)) ++arg;
+  *min_out = best;
+  return arg;
+}
+
 }  // namespace
 
 E8PCodebook::E8PCodebook() {
@@ -46,12 +111,16 @@ E8PCodebook::E8PCodebook() {
     }
     norm2_[j] = n2;
     parity_[j] = static_cast<int>(std::lround(sum)) & 1;
+    for (int i = 0; i < 8; ++i) abs_soa_[i * 256 + j] = abs_[j][i];
+    for (int p = 0; p < 2; ++p) flip_weight_[p][j] = parity_[j] != p ? 2.0f : 0.0f;
   }
 }
 
 uint16_t E8PCodebook::Quantize(const float* x, float* out) const {
-  float best = std::numeric_limits<float>::infinity();
+  float best = kInf;
   uint16_t best_code = 0;
+  alignas(64) float dist[256];
+  alignas(64) float lane_min[kLanes];
   for (int shift = 0; shift < 2; ++shift) {
     const float t = shift == 0 ? 0.25f : -0.25f;
     float y[8], ay[8];
@@ -63,31 +132,24 @@ uint16_t E8PCodebook::Quantize(const float* x, float* out) const {
       neg += y[i] < 0;
       y2 += y[i] * y[i];
     }
-    for (int j = 0; j < 256; ++j) {
-      const float* a = abs_[j].data();
-      float score = 0, mn = std::numeric_limits<float>::infinity();
-      for (int i = 0; i < 8; ++i) {
-        const float p = a[i] * ay[i];
-        score += p;
-        mn = std::min(mn, p);
+    PatternDistances(abs_soa_.data(), norm2_.data(), flip_weight_[neg & 1].data(), ay, y2, dist,
+                     lane_min);
+    float shift_best;
+    const int j = FirstArgMin(dist, lane_min, &shift_best);
+    if (!(shift_best < best)) continue;
+    best = shift_best;
+    // Signs: those of y, with the cheapest coordinate flipped if parity is wrong.
+    const float* a = abs_[j].data();
+    int signs = 0;
+    for (int i = 0; i < 8; ++i) signs |= (y[i] < 0) << i;
+    if ((neg & 1) != parity_[j]) {
+      int arg = 0;
+      for (int i = 1; i < 8; ++i) {
+        if (a[i] * ay[i] < a[arg] * ay[arg]) arg = i;
       }
-      if ((neg & 1) != parity_[j]) score -= 2 * mn;
-      const float dist = y2 - 2 * score + norm2_[j];
-      if (dist < best) {
-        best = dist;
-        // Signs: those of y, with the cheapest coordinate flipped if parity is wrong.
-        int signs = 0;
-        for (int i = 0; i < 8; ++i) signs |= (y[i] < 0) << i;
-        if ((neg & 1) != parity_[j]) {
-          int arg = 0;
-          for (int i = 1; i < 8; ++i) {
-            if (a[i] * ay[i] < a[arg] * ay[arg]) arg = i;
-          }
-          signs ^= 1 << arg;
-        }
-        best_code = static_cast<uint16_t>((j << 8) | (shift << 7) | (signs & 0x7F));
-      }
+      signs ^= 1 << arg;
     }
+    best_code = static_cast<uint16_t>((j << 8) | (shift << 7) | (signs & 0x7F));
   }
   Decode(best_code, out);
   return best_code;
@@ -141,21 +203,16 @@ E8OneBitTable::E8OneBitTable() {
     float n2 = 0;
     for (float v : pts[k]) n2 += v * v;
     norm2_[k] = n2;
+    for (int i = 0; i < 8; ++i) pts_soa_[i * 256 + k] = pts[k][i];
   }
 }
 
 uint8_t E8OneBitTable::Quantize(const float* x, float* out) const {
-  float best = std::numeric_limits<float>::infinity();
-  int arg = 0;
-  for (int k = 0; k < 256; ++k) {
-    float dot = 0;
-    for (int i = 0; i < 8; ++i) dot += pts_[k][i] * x[i];
-    const float d = norm2_[k] - 2 * dot;
-    if (d < best) {
-      best = d;
-      arg = k;
-    }
-  }
+  alignas(64) float dist[256];
+  alignas(64) float lane_min[kLanes];
+  PointDistances(pts_soa_.data(), norm2_.data(), x, dist, lane_min);
+  float best;
+  const int arg = FirstArgMin(dist, lane_min, &best);
   Decode(static_cast<uint8_t>(arg), out);
   return static_cast<uint8_t>(arg);
 }

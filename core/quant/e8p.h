@@ -8,6 +8,11 @@
 // #negatives ≡ sum(a) (mod 2) (so s ⊙ a lies in D8 + 1/2), and t = ±1/4.
 // Our 16-bit code: bits 8-15 pattern index, bit 7 shift (1 = -1/4), bits 0-6 the
 // signs of coordinates 0-6 (1 = negative); coordinate 7's sign follows from parity.
+//
+// The searches score all 256 patterns (or table points) of one vector in a
+// data-parallel loop built for AVX-512, AVX2 and baseline x86-64 (chosen at load
+// time) with floating-point contraction off, so every machine computes the same
+// distances and picks the same code: the first minimum in (shift, index) order.
 #ifndef CALDERA_CORE_QUANT_E8P_H_
 #define CALDERA_CORE_QUANT_E8P_H_
 
@@ -31,6 +36,11 @@ class E8PCodebook {
   std::array<std::array<float, 8>, 256> abs_;
   std::array<float, 256> norm2_;
   std::array<int, 256> parity_;  // sum(a) mod 2
+  // The search's layout: coordinate-major patterns (abs_soa_[i * 256 + j] =
+  // abs_[j][i]) and, for a vector whose sign parity is p, 2 where pattern j's
+  // parity differs from p (one sign must flip) and 0 where it matches.
+  std::array<float, 8 * 256> abs_soa_;
+  std::array<std::array<float, 256>, 2> flip_weight_;
 };
 
 // The 256-entry 1-bit E8 table: the 241 points of E8 with |x|^2 <= 2 and the
@@ -45,6 +55,7 @@ class E8OneBitTable {
  private:
   std::array<std::array<float, 8>, 256> pts_;
   std::array<float, 256> norm2_;
+  std::array<float, 8 * 256> pts_soa_;  // pts_soa_[i * 256 + k] = pts_[k][i]
 };
 
 }  // namespace caldera::quant
