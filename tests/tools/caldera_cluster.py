@@ -1,8 +1,9 @@
 """A real caldera-coordinator and caldera-worker on loopback, for pytest suites.
 
 Used by client/python/tests and tests/deploy. Environment: CALDERA_BIN_DIR (the
-build's bin/ with both binaries and calderactl) and CALDERA_FIXTURES_DIR (holds
-stories260K/); scripts/test.sh and CTest set both.
+build's bin/ with both binaries and calderactl; CTest sets it) and
+CALDERA_FIXTURES_DIR (holds stories260K/; default ../shared/models beside the
+checkout).
 """
 import os
 import socket
@@ -27,8 +28,13 @@ def required_env(name: str) -> str:
 
 
 def fixture_model_dir() -> str:
-    path = os.path.join(required_env("CALDERA_FIXTURES_DIR"), "stories260K")
-    assert os.path.exists(os.path.join(path, "model.safetensors")), path
+    """stories260K under CALDERA_FIXTURES_DIR, by default the shared/models
+    folder beside the checkout (as the C++ tests do)."""
+    root = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(
+        os.path.dirname(__file__), "..", "..", "..", "shared", "models")
+    path = os.path.normpath(os.path.join(root, "stories260K"))
+    assert os.path.exists(os.path.join(path, "model.safetensors")), (
+        f"{path} is missing; set CALDERA_FIXTURES_DIR to the folder holding stories260K/")
     return path
 
 

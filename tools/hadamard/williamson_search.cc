@@ -16,7 +16,8 @@
 // are streamed and looked up with -(PAF_Z + PAF_W) (meet in the middle), hits
 // verified exactly. A multiplier i -> m·i (m coprime to n) applied to all four
 // keeps a solution a solution, so Z runs over the lexicographically smallest
-// row of each multiplier orbit only. n = 29: < 1 s; n = 39: ~13 s, ~0.4 GB.
+// row of each multiplier orbit only. n = 29: < 1 s; n = 39: ~13 s, ~0.4 GB;
+// n = 43: ~11 min, ~4 GB (third decomposition, 11 5 | 1 5).
 #include <algorithm>
 #include <array>
 #include <chrono>

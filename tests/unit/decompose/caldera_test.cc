@@ -128,11 +128,12 @@ TEST(CalderaTest, SameSeedGivesIdenticalBytesAndReconstructMatches) {
 }
 
 TEST(CalderaTest, OddShapesArePaddedAndSaySo) {
-  Problem p = MakeProblem(64, 172, 7);
+  // 170 is not a multiple of 8 and 2^j * K for no supported K near it: padded.
+  Problem p = MakeProblem(64, 170, 7);
   absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, Small("caldera"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->padded_cols, 192);
-  EXPECT_NE(r->transform.find("padded 64x172 -> 64x192"), std::string::npos) << r->transform;
+  EXPECT_NE(r->transform.find("padded 64x170 -> 64x192"), std::string::npos) << r->transform;
   EXPECT_LT(r->weighted_relative_error, 0.5);
   DecomposeOptions o = Small("caldera");
   o.hadamard = false;
@@ -141,7 +142,19 @@ TEST(CalderaTest, OddShapesArePaddedAndSaySo) {
   EXPECT_EQ(nh->padded_cols, 176);
   absl::StatusOr<MatrixF> rebuilt = Reconstruct(nh->record);
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
-  EXPECT_EQ(rebuilt->cols(), 172);
+  EXPECT_EQ(rebuilt->cols(), 170);
+  // 344 = 2 * 172 (172 = 4 * 43, Williamson n = 43; like 11008 = 64 * 172) is
+  // a multiple of 8 with a Hadamard transform: no padding.
+  Problem q = MakeProblem(64, 344, 7);
+  absl::StatusOr<DecomposeResult> exact = Decompose(q.w, q.h, Small("caldera"));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->padded_cols, 344);
+  EXPECT_EQ(exact->transform.find("padded"), std::string::npos) << exact->transform;
+  EXPECT_NE(exact->transform.find("x172"), std::string::npos) << exact->transform;
+  absl::StatusOr<MatrixF> rebuilt172 = Reconstruct(exact->record);
+  ASSERT_TRUE(rebuilt172.ok()) << rebuilt172.status();
+  EXPECT_NEAR(WeightedRelativeError(q.w, *rebuilt172, q.h.cast<float>()),
+              exact->weighted_relative_error, 1e-5);
 }
 
 TEST(CalderaTest, BadInputsNameTheProblem) {

@@ -19,14 +19,14 @@ TEST(HadamardTest, EverySupportedOrderIsHadamard) {
     const Eigen::MatrixXf g = *h * h->transpose();
     EXPECT_LT((g - k * Eigen::MatrixXf::Identity(k, k)).cwiseAbs().maxCoeff(), 1e-3f) << k;
   }
-  EXPECT_FALSE(HadamardMatrix(172).ok());  // Williamson search for 43 not finished
+  EXPECT_FALSE(HadamardMatrix(8 * 23).ok());  // 184 = 4 * 46: no construction here
   // The Williamson order(s) our search found are among the supported ones.
   for (int k : WilliamsonOrders()) {
     EXPECT_NE(std::find(SupportedHadamardOrders().begin(), SupportedHadamardOrders().end(), k),
               SupportedHadamardOrders().end())
         << k;
   }
-  for (int k : {116, 156}) {
+  for (int k : {116, 156, 172}) {
     EXPECT_NE(std::find(WilliamsonOrders().begin(), WilliamsonOrders().end(), k),
               WilliamsonOrders().end())
         << k;
@@ -41,7 +41,7 @@ Eigen::MatrixXf Dense(int64_t n) {
 }
 
 TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
-  for (int64_t n : {1, 8, 48, 64, 72, 104, 112, 116, 124, 156, 232, 280, 312, 4096, 14336}) {
+  for (int64_t n : {1, 8, 48, 64, 72, 104, 112, 116, 124, 156, 172, 232, 280, 312, 344, 4096, 11008, 14336}) {
     SCOPED_TRACE(n);
     absl::StatusOr<HadamardTransform> t = HadamardTransform::Create(n);
     ASSERT_TRUE(t.ok()) << t.status();
@@ -54,7 +54,7 @@ TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
     EXPECT_NEAR(y.norm(), x.norm(), 1e-4 * x.norm());
     t->ApplyToColumns(&y, true);
     EXPECT_LT((y - x).cwiseAbs().maxCoeff(), 1e-4f);
-    if (n <= 312) {
+    if (n <= 344) {
       const Eigen::MatrixXf d = Dense(n);
       EXPECT_LT((d * d.transpose() - Eigen::MatrixXf::Identity(n, n)).cwiseAbs().maxCoeff(), 1e-4f);
       // (H_K ⊗ H_P)/sqrt(n) built densely.
@@ -89,6 +89,8 @@ TEST(HadamardTest, UnsupportedSizeSaysWhatToPadTo) {
   EXPECT_EQ(SupportedSizeAtLeast(64), 64);
   EXPECT_EQ(SupportedSizeAtLeast(116), 116);
   EXPECT_EQ(SupportedSizeAtLeast(150), 156);
+  EXPECT_EQ(SupportedSizeAtLeast(172), 172);
+  EXPECT_EQ(SupportedSizeAtLeast(11008), 11008);
   EXPECT_EQ(SupportedSizeAtLeast(4096), 4096);
   EXPECT_EQ(SupportedSizeAtLeast(14336), 14336);
   EXPECT_EQ(SupportedSizeAtLeast(5120), 5120);
