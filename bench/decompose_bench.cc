@@ -3,15 +3,21 @@
 // measured in the same run.
 //
 //   decompose_bench [--size MxN]... [--iters N] [--lplr-iters N] [--fixture DIR HESSIAN_DIR]
+//                   [--methods rtn,ldlq,caldera,caldera-dd]
 //
+// Peak memory is per run: the kernel's high-water mark (VmHWM) is reset before
+// each decomposition (/proc/self/clear_refs, after malloc_trim) and the
+// resident size at that point, which holds the inputs, is subtracted; "x(mn+n2)" divides that extra
+// memory by (m·n + n²)·4 bytes.
 // Synthetic matrices have an LLM-like decaying spectrum; their Hessians are
 // correlated (X = Z (I + 0.3 M/sqrt n)) with every 17th input channel an
 // outlier (x8). With --fixture, the stories260K layer-0 matrices are run with
 // Hessians from `calderactl calibrate` (layer-0.hessians.safetensors).
-#include <sys/resource.h>
+#include <malloc.h>
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -81,17 +87,39 @@ bool LoadFixture(const std::string& model_dir, const std::string& hess_dir,
   return true;
 }
 
+// A field of /proc/self/status in bytes ("VmRSS", "VmHWM"), or -1.
+int64_t StatusBytes(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1) * 1024;
+  }
+  return -1;
+}
+
+// Returns freed heap memory to the kernel, then resets VmHWM to the current
+// resident size; false where the kernel refuses.
+bool ResetPeakRss() {
+  malloc_trim(0);
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::pair<int64_t, int64_t>> sizes;
   int iters = 15, lplr = 10;
-  std::string fixture, fixture_h;
+  std::string fixture, fixture_h, methods = "rtn,ldlq,caldera";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--size") && i + 1 < argc) {
       int64_t m = 0, n = 0;
       std::sscanf(argv[++i], "%ldx%ld", &m, &n);
       sizes.emplace_back(m, n);
+    } else if (!std::strcmp(argv[i], "--methods") && i + 1 < argc) {
+      methods = argv[++i];
     } else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) {
       iters = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--lplr-iters") && i + 1 < argc) {
@@ -113,29 +141,40 @@ int main(int argc, char** argv) {
   for (auto [m, n] : sizes) problems.push_back(Synthetic(m, n, 7));
 
   struct Config {
+    const char* label;  // --methods name
     const char* method;
     const char* quantizer;
     int q_bits;
     int64_t rank;
+    bool downdate;
   };
-  const Config configs[] = {{"rtn", "e8p", 2, 0},      {"rtn", "e8p", 3, 0},
-                            {"ldlq", "uniform", 2, 0}, {"ldlq", "e8p", 2, 0},
-                            {"ldlq", "e8p", 3, 0},     {"caldera", "e8p", 2, 64}};
-  std::printf("%-28s %-8s %-8s %5s %4s %10s %9s %8s %9s %8s\n", "matrix", "method", "quant",
-              "qbits", "rank", "w.rel.err", "bits/par", "seconds", "peak MiB", "GFLOP/s");
+  const Config configs[] = {
+      {"rtn", "rtn", "e8p", 2, 0, false},          {"rtn", "rtn", "e8p", 3, 0, false},
+      {"ldlq", "ldlq", "uniform", 2, 0, false},    {"ldlq", "ldlq", "e8p", 2, 0, false},
+      {"ldlq", "ldlq", "e8p", 3, 0, false},        {"caldera", "caldera", "e8p", 2, 64, false},
+      {"caldera-dd", "caldera", "e8p", 2, 64, true}};
+  std::printf("%-28s %-10s %-8s %5s %4s %10s %9s %8s %9s %9s %8s %6s\n", "matrix", "method",
+              "quant", "qbits", "rank", "w.rel.err", "bits/par", "seconds", "peak MiB",
+              "x(mn+n2)", "GFLOP/s", "%SGEMM");
+  const std::string wanted = "," + methods + ",";
   for (const Problem& p : problems) {
     const double m = static_cast<double>(p.w.rows()), n = static_cast<double>(p.w.cols());
     for (const Config& c : configs) {
+      if (wanted.find(std::string(",") + c.label + ",") == std::string::npos) continue;
       caldera::decompose::DecomposeOptions o;
       o.method = c.method;
+      o.hessian_downdate = c.downdate;
       o.rank = std::min<int64_t>(c.rank, std::min(p.w.rows(), p.w.cols()) / 4);
       o.q_spec = caldera::quant::SpecFor(c.quantizer, c.q_bits, 128);
       o.lr_spec = caldera::quant::SpecFor("e8p", 4, 128);
       o.iters = iters;
       o.lplr_iters = lplr;
+      const bool peak_ok = ResetPeakRss();
+      const int64_t rss0 = StatusBytes("VmRSS");
       const auto t0 = Clock::now();
       auto r = caldera::decompose::Decompose(p.w, p.h, o);
       const double secs = Seconds(t0);
+      const double peak = peak_ok ? static_cast<double>(StatusBytes("VmHWM") - rss0) : -1;
       if (!r.ok()) {
         std::printf("%-28s %-8s failed: %s\n", p.name.c_str(), c.method,
                     std::string(r.status().message()).c_str());
@@ -147,17 +186,15 @@ int main(int argc, char** argv) {
       const double steps = static_cast<double>(r->history.size());
       double flops = steps * 3 * m * n * n;
       if (o.method == std::string("caldera")) flops += steps / 2 * 4 * m * n * n + 9 * n * n * n;
-      struct rusage ru {};
-      getrusage(RUSAGE_SELF, &ru);
-      std::printf("%-28s %-8s %-8s %5d %4ld %10.5f %9.4f %8.2f %9.0f %8.1f\n", p.name.c_str(),
-                  c.method, c.quantizer, c.q_bits, static_cast<long>(o.rank),
-                  r->weighted_relative_error, r->bits_per_param, secs, ru.ru_maxrss / 1024.0,
-                  flops / secs / 1e9);
+      const double unit = (m * n + n * n) * 4.0;
+      std::printf("%-28s %-10s %-8s %5d %4ld %10.5f %9.4f %8.2f %9.1f %9.2f %8.1f %5.0f%%\n",
+                  p.name.c_str(), c.label, c.quantizer, c.q_bits, static_cast<long>(o.rank),
+                  r->weighted_relative_error, r->bits_per_param, secs, peak / 1048576.0,
+                  peak / unit, flops / secs / 1e9, 100 * flops / secs / 1e9 / sgemm);
     }
   }
   std::printf(
-      "(peak MiB is the process high-water mark so far; (m*n + n^2)*4 bytes for the "
-      "largest matrix = %.0f MiB)\n",
-      (problems.back().w.size() + problems.back().h.size()) * 4.0 / 1048576.0);
+      "(peak MiB: memory the decomposition added above its inputs, -1 where the kernel cannot "
+      "reset the high-water mark; GFLOP/s: the BLAS-3 work model over wall time)\n");
   return 0;
 }

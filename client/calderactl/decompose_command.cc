@@ -21,10 +21,10 @@ namespace caldera::cli {
 namespace {
 
 struct DecomposeFlags {
-  std::string weight, hessian, method = "caldera", quantizer = "e8p", out;
+  std::string weight, hessian, method = "caldera", quantizer = "e8p", out, order = "lr,q";
   int64_t rank = 64, group_size = 128;
   int q_bits = 2, lr_bits = 4, iters = 15, lplr_iters = 10;
-  bool no_hadamard = false, json = false;
+  bool no_hadamard = false, json = false, hessian_downdate = false;
   uint64_t seed = 42;
   int64_t ttlora_rank = 0;
   std::string ttlora_init = "zero", ttlora_shape;
@@ -108,6 +108,12 @@ int RunDecompose(const DecomposeFlags& f) {
   o.lplr_iters = f.lplr_iters;
   o.hadamard = !f.no_hadamard;
   o.seed = f.seed;
+  if (f.order != "lr,q" && f.order != "q,lr") {
+    return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
+                                        "--order '", f.order, "' is unknown; use lr,q or q,lr")));
+  }
+  o.lr_first = f.order == "lr,q";
+  o.hessian_downdate = f.hessian_downdate;
   if (!f.json) {
     o.progress = [](const std::string& step, double frac) {
       std::fprintf(stderr, "decompose: %3.0f%% %s\n", 100 * frac, step.c_str());
@@ -173,6 +179,8 @@ int RunDecompose(const DecomposeFlags& f) {
   j["weighted_relative_error"] = r->weighted_relative_error;
   j["seconds"] = seconds;
   j["peak_rss_bytes"] = static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  j["update_order"] = o.rank > 0 ? f.order : "q";
+  j["hessian_downdate"] = o.rank > 0 && o.hessian_downdate;
   j["transform"] = r->transform;
   j["padded_rows"] = r->padded_rows;
   j["padded_cols"] = r->padded_cols;
@@ -228,6 +236,11 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--iters", f->iters, "outer iterations (default 15)");
   cmd->add_option("--lplr-iters", f->lplr_iters, "inner L/R iterations (default 10)");
   cmd->add_flag("--no-hadamard", f->no_hadamard, "skip the randomized Hadamard transform");
+  cmd->add_option("--order", f->order,
+                  "update order in each outer iteration: lr,q (released code, default) or q,lr "
+                  "(the paper's; iteration 1 is then plain LDLQ)");
+  cmd->add_flag("--hessian-downdate", f->hessian_downdate,
+                "LDLQ on H minus the directions L*R covers (QuIP#-style downdate)");
   cmd->add_option("--seed", f->seed, "seed of the Hadamard signs (default 42)");
   cmd->add_option("--out", f->out, "write the compressed record (safetensors) here");
   cmd->add_flag("--json", f->json, "print one JSON object");

@@ -164,6 +164,34 @@ void TopKSvd(const MatrixF& y, int64_t k, uint64_t seed, MatrixF* u, Eigen::Vect
   *v = svd.matrixV().leftCols(k);
 }
 
+// The Hessian for a Q step after the downdate (see DecomposeOptions):
+// H − (M·V)(M·V)ᵀ + (0.01 + 0.01·|mean diag|)·I, M = chol(H) lower, V the right
+// singular vectors of L·R·M. With L = Q_L·R_L (thin QR) those are the right
+// singular vectors of the k × n matrix R_L·R·M, so no m × n product is formed.
+// H − M·V·Vᵀ·Mᵀ = M·(I − V·Vᵀ)·Mᵀ is positive semidefinite by construction, so
+// the reference's extra max(−λ_min, 0) shift (an n × n eigendecomposition per
+// step) is left out; LDLQ's own damping retry covers rounding.
+// `m_chol` is the lower Cholesky factor of h.
+Eigen::MatrixXd DowndatedHessian(const Eigen::MatrixXd& h, const Eigen::MatrixXd& m_chol,
+                                 const MatrixF& l, const MatrixF& r) {
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(l.cast<double>());
+  const int64_t k = l.cols();
+  const Eigen::MatrixXd r_l =
+      qr.matrixQR().topRows(k).triangularView<Eigen::Upper>().toDenseMatrix();
+  const Eigen::MatrixXd z = r_l * (r.cast<double>() * m_chol);  // k × n
+  Eigen::JacobiSVD<Eigen::MatrixXd> svd(z, Eigen::ComputeThinV);
+  const Eigen::VectorXd& s = svd.singularValues();
+  int64_t used = 0;  // directions with a non-negligible singular value
+  while (used < s.size() && s(used) > 1e-10 * std::max(1e-300, s(0))) ++used;
+  const Eigen::MatrixXd mv = m_chol * svd.matrixV().leftCols(used);
+  Eigen::MatrixXd lower = h;
+  lower.selfadjointView<Eigen::Lower>().rankUpdate(mv, -1.0);
+  Eigen::MatrixXd hq = lower.selfadjointView<Eigen::Lower>();
+  hq.diagonal().array() += 0.01;
+  hq.diagonal().array() += 0.01 * std::abs(hq.diagonal().mean());
+  return hq;
+}
+
 struct LrState {
   MatrixF l, r;  // mp × k, k × np
   Exports l_export, r_export;
@@ -262,7 +290,14 @@ absl::Status Validate(const MatrixF& w, const Eigen::MatrixXd& h, const Decompos
                                                    " columns; it must be ", n, "x", n));
   }
   if (!h.allFinite()) return absl::InvalidArgumentError("the Hessian has non-finite values");
-  const double asym = (h - h.transpose()).norm();
+  double asym2 = 0;  // |H - Hᵀ|², without an n × n temporary
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = j + 1; i < n; ++i) {
+      const double d = h(i, j) - h(j, i);
+      asym2 += 2 * d * d;
+    }
+  }
+  const double asym = std::sqrt(asym2);
   if (asym > 1e-5 * std::max(1e-30, h.norm())) {
     return absl::InvalidArgumentError(
         absl::StrCat("the Hessian is not symmetric (|H - Hᵀ| / |H| = ", asym / h.norm(), ")"));
@@ -379,6 +414,12 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
       result.best_step = static_cast<int>(result.history.size()) - 1;
     }
   };
+  // LDLQ's factor of ht: the same for every Q step unless the downdate
+  // changes the Hessian per step.
+  LdlqOptions lo;
+  lo.tune_sweeps = o.tune_sweeps;
+  std::optional<LdlqFactor> ht_factor;
+  std::optional<Eigen::MatrixXd> ht_chol;  // for the downdate
   auto q_step = [&]() -> absl::Status {
     MatrixF a = wt;
     if (k > 0) a.noalias() -= l * r;
@@ -387,9 +428,25 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     if (o.method == "rtn") {
       q = quant::QuantizeNearest(**qz, a);
     } else {
-      LdlqOptions lo;
-      lo.tune_sweeps = o.tune_sweeps;
-      absl::StatusOr<LdlqResult> res = Ldlq(a, ht, **qz, lo);
+      absl::StatusOr<LdlqResult> res;
+      if (o.hessian_downdate && k > 0 && have_lr) {
+        if (!ht_chol.has_value()) {
+          Eigen::LLT<Eigen::MatrixXd> llt(ht);
+          if (llt.info() != Eigen::Success) {
+            return absl::FailedPreconditionError(
+                "Hessian downdate: the damped Hessian is not positive definite");
+          }
+          ht_chol = Eigen::MatrixXd(llt.matrixL());
+        }
+        res = Ldlq(a, DowndatedHessian(ht, *ht_chol, l, r), **qz, lo);
+      } else {
+        if (!ht_factor.has_value()) {
+          absl::StatusOr<LdlqFactor> f = FactorForLdlq(ht, lo);
+          if (!f.ok()) return f.status();
+          ht_factor = *std::move(f);
+        }
+        res = Ldlq(a, ht, *ht_factor, **qz, lo);
+      }
       if (!res.ok()) return res.status();
       q = std::move(res->q);
       result.extra_damping = std::max(result.extra_damping, res->extra_damping);
@@ -442,6 +499,8 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
                            {"lr", SpecJson(o.lr_spec)},
                            {"hadamard", o.hadamard},
                            {"seed", o.seed},
+                           {"update_order", !with_lr ? "q" : (o.lr_first ? "lr,q" : "q,lr")},
+                           {"hessian_downdate", o.hessian_downdate && with_lr},
                            {"sign_generator", "splitmix64; rows use seed xor 0x5bd1e9955bd1e995"},
                            {"global_scale", g}};
   const std::string cj = config.dump();

@@ -28,6 +28,11 @@ struct DecomposeOptions {
   int iters = 15;        // outer alternations
   int lplr_iters = 10;   // inner L/R refinements
   bool lr_first = true;  // order of the two updates in each outer iteration
+  // QuIP#-style Hessian downdate before each Q step once L·R exists: LDLQ runs
+  // on H − M·V·Vᵀ·Mᵀ (M = chol(H), V the top-k right singular vectors of
+  // L·R·M) plus 0.01·I and 0.01·mean(diag)·I, so Q does not spend bits on the
+  // directions L·R already covers. Errors are still measured with H as given.
+  bool hessian_downdate = false;
   bool hadamard = true;
   uint64_t seed = 42;
   double damping = 0.01;  // added to the diagonal of H / mean(diag H)

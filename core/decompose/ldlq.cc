@@ -6,45 +6,67 @@ namespace caldera::decompose {
 
 absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block) {
   const int64_t n = h.rows();
-  Eigen::LLT<Eigen::MatrixXd> llt(h);
-  if (llt.info() != Eigen::Success || !llt.matrixL().toDenseMatrix().allFinite()) {
+  // In place: the lower Cholesky factor C overwrites the copy, then each block
+  // column becomes C[:, J] · DL⁻¹ (DL its diagonal block), so only one n × n
+  // double matrix is alive besides h.
+  Eigen::MatrixXd l = h;
+  Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(l);
+  if (llt.info() != Eigen::Success) {
     return absl::FailedPreconditionError("Hessian is not positive definite");
   }
-  Eigen::MatrixXd c = llt.matrixL();
-  Eigen::MatrixXd l = Eigen::MatrixXd::Zero(n, n);
+  l.triangularView<Eigen::StrictlyUpper>().setZero();
+  if (!l.allFinite()) return absl::FailedPreconditionError("Hessian is not positive definite");
   for (int64_t j0 = 0; j0 < n; j0 += block) {
     const int64_t b = std::min(block, n - j0);
-    const Eigen::MatrixXd dl = c.block(j0, j0, b, b);
-    // L[:, J] = C[:, J] · DL⁻¹ (only rows >= j0 are non-zero).
-    l.block(j0, j0, n - j0, b) =
-        dl.triangularView<Eigen::Lower>().solve<Eigen::OnTheRight>(c.block(j0, j0, n - j0, b));
+    const Eigen::MatrixXd dl = l.block(j0, j0, b, b);
+    dl.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(
+        l.block(j0, j0, n - j0, b));
   }
   return l;
 }
 
-absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
-                                quant::MatrixQuantizer& quantizer, const LdlqOptions& options) {
-  const int64_t m = a.rows(), n = a.cols(), b = options.block;
-  if (n % b != 0 || b % quantizer.block_cols() != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("LDLQ needs columns (", n, ") a multiple of the block ", b));
-  }
-  LdlqResult result;
-  absl::StatusOr<Eigen::MatrixXd> l = BlockLdl(h, b);
+absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h, const LdlqOptions& options) {
+  LdlqFactor factor;
+  absl::StatusOr<Eigen::MatrixXd> l = BlockLdl(h, options.block);
   const double mean_diag = h.diagonal().mean();
   double extra = options.retry_damping;
   for (int attempt = 0; !l.ok() && attempt < 6; ++attempt, extra *= 10) {
     Eigen::MatrixXd damped = h;
     damped.diagonal().array() += extra * mean_diag;
-    l = BlockLdl(damped, b);
-    if (l.ok()) result.extra_damping = extra;
+    l = BlockLdl(damped, options.block);
+    if (l.ok()) factor.extra_damping = extra;
   }
   if (!l.ok()) {
     return absl::FailedPreconditionError(
         "the Hessian stays indefinite even with damping 1000x its mean diagonal; it is "
         "probably corrupt (NaN or negative eigenvalues)");
   }
-  const Eigen::MatrixXf lf = l->cast<float>();
+  factor.l = l->cast<float>();
+  return factor;
+}
+
+absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
+                                quant::MatrixQuantizer& quantizer, const LdlqOptions& options) {
+  absl::StatusOr<LdlqFactor> factor = FactorForLdlq(h, options);
+  if (!factor.ok()) return factor.status();
+  return Ldlq(a, h, *factor, quantizer, options);
+}
+
+absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
+                                const LdlqFactor& factor, quant::MatrixQuantizer& quantizer,
+                                const LdlqOptions& options) {
+  const int64_t m = a.rows(), n = a.cols(), b = options.block;
+  if (n % b != 0 || b % quantizer.block_cols() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LDLQ needs columns (", n, ") a multiple of the block ", b));
+  }
+  if (factor.l.rows() != n || h.rows() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("LDLQ factor is ", factor.l.rows(),
+                                                   " wide but the matrix has ", n, " columns"));
+  }
+  LdlqResult result;
+  result.extra_damping = factor.extra_damping;
+  const Eigen::MatrixXf& lf = factor.l;
   quantizer.Prepare(a);
   quant::MatrixF q = quant::MatrixF::Zero(m, n);
   quant::MatrixF e = quant::MatrixF::Zero(m, n);  // a - q on processed columns

@@ -26,11 +26,27 @@ struct LdlqResult {
   double extra_damping = 0;  // relative damping that had to be added
 };
 
+// What LDLQ needs from H: its block LDL factor (after any extra damping). It
+// depends on H only, so a caller quantising several matrices against the same
+// H (every Q step of a decomposition) computes it once.
+struct LdlqFactor {
+  Eigen::MatrixXf l;         // unit block-lower-triangular, n × n
+  double extra_damping = 0;  // relative damping that had to be added
+};
+
+// FAILED_PRECONDITION when H stays indefinite even with 1000x damping.
+absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h, const LdlqOptions& options);
+
 // `a` is m × n with n a multiple of options.block; `h` is n × n symmetric
 // positive (semi)definite. `quantizer` must be made for m × n; Prepare() is
 // called here with `a`.
 absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
                                 quant::MatrixQuantizer& quantizer, const LdlqOptions& options);
+
+// The same with a factor from FactorForLdlq(h, options).
+absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
+                                const LdlqFactor& factor, quant::MatrixQuantizer& quantizer,
+                                const LdlqOptions& options);
 
 // The unit block-lower-triangular L of H = L D Lᵀ (blocks of `block`), or
 // FAILED_PRECONDITION when H is not positive definite.

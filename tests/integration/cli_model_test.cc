@@ -235,6 +235,19 @@ TEST(CliDecomposeTest, FixtureMatrixWithCalibratedHessian) {
             rtn["weighted_relative_error"].get<double>());
   EXPECT_LT(cal["weighted_relative_error"].get<double>(),
             ldlq["weighted_relative_error"].get<double>());
+  EXPECT_EQ(cal["update_order"], "lr,q");
+  EXPECT_EQ(cal["hessian_downdate"], false);
+  // Q first: the first step is plain LDLQ, so its error is LDLQ-only's.
+  nlohmann::json q_first = DecomposeJson(
+      absl::StrCat("--weight ", w, " --hessian ", h,
+                   " --rank 16 --iters 2 --lplr-iters 3 --order q,lr --hessian-downdate"),
+      &rc);
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(q_first["update_order"], "q,lr");
+  EXPECT_EQ(q_first["hessian_downdate"], true);
+  EXPECT_EQ(q_first["history"][0]["step"], "q");
+  EXPECT_DOUBLE_EQ(q_first["history"][0]["weighted_relative_error"].get<double>(),
+                   ldlq["weighted_relative_error"].get<double>());
   // The written record rebuilds the same matrix the command measured.
   auto reader = SafetensorsReader::OpenFile(dir.Join("rec.safetensors"));
   ASSERT_TRUE(reader.ok()) << reader.status();
@@ -263,6 +276,9 @@ TEST(CliDecomposeTest, BadInputsExitTwo) {
   out.clear();
   EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", f, "/model.safetensors:nope"), &out), 2);
   EXPECT_NE(out.find("no tensor 'nope'"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(Ctl(absl::StrCat("decompose --weight ", w, " --order qlr"), &out), 2);
+  EXPECT_NE(out.find("use lr,q or q,lr"), std::string::npos) << out;
 }
 
 }  // namespace

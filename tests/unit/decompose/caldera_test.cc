@@ -157,6 +157,46 @@ TEST(CalderaTest, OddShapesArePaddedAndSaySo) {
               exact->weighted_relative_error, 1e-5);
 }
 
+TEST(CalderaTest, QFirstOrderStartsWithPlainLdlq) {
+  Problem p = MakeProblem(48, 64, 11);
+  DecomposeOptions o = Small("caldera");
+  o.lr_first = false;
+  absl::StatusOr<DecomposeResult> c = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_GE(c->history.size(), 2u);
+  EXPECT_EQ(c->history[0].first, "q");
+  EXPECT_EQ(c->history[1].first, "lr");
+  // From L = R = 0 the first Q step is exactly LDLQ-only on W.
+  absl::StatusOr<DecomposeResult> ldlq = Decompose(p.w, p.h, Small("ldlq"));
+  ASSERT_TRUE(ldlq.ok()) << ldlq.status();
+  EXPECT_DOUBLE_EQ(c->history[0].second, ldlq->weighted_relative_error);
+  absl::StatusOr<DecomposeResult> lr_first = Decompose(p.w, p.h, Small("caldera"));
+  ASSERT_TRUE(lr_first.ok());
+  EXPECT_EQ(lr_first->history[0].first, "lr");
+}
+
+TEST(CalderaTest, HessianDowndateChangesQAndStaysConsistent) {
+  Problem p = MakeProblem(48, 64, 12);
+  DecomposeOptions o = Small("caldera");
+  absl::StatusOr<DecomposeResult> plain = Decompose(p.w, p.h, o);
+  o.hessian_downdate = true;
+  absl::StatusOr<DecomposeResult> dd = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(plain.ok() && dd.ok()) << dd.status();
+  // The first LR step sees the same input; the Q step after it differs.
+  EXPECT_DOUBLE_EQ(plain->history[0].second, dd->history[0].second);
+  EXPECT_NE(plain->history[1].second, dd->history[1].second);
+  // Kept iterate, bits and the record agree as without the downdate.
+  double best = 1e300;
+  for (size_t i = 1; i < dd->history.size(); ++i) best = std::min(best, dd->history[i].second);
+  EXPECT_DOUBLE_EQ(dd->weighted_relative_error, best);
+  EXPECT_EQ(dd->storage_bits, plain->storage_bits);
+  absl::StatusOr<MatrixF> rebuilt = Reconstruct(dd->record);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()),
+              dd->weighted_relative_error, 1e-5);
+  EXPECT_LT(dd->weighted_relative_error, 0.5);
+}
+
 TEST(CalderaTest, BadInputsNameTheProblem) {
   Problem p = MakeProblem(16, 32, 8);
   auto err = [&](const MatrixF& w, const Eigen::MatrixXd& h, DecomposeOptions o) {
