@@ -180,12 +180,9 @@ int main(int argc, char** argv) {
                     std::string(r.status().message()).c_str());
         continue;
       }
-      // FLOP model of the BLAS-3 work: per Q step the LDLQ feedback (m n^2) and
-      // the error evaluation (2 m n^2); per LR step A·V and A·H (4 m n^2) and the
-      // error (2 m n^2); eigh (~9 n^3) once.
-      const double steps = static_cast<double>(r->history.size());
-      double flops = steps * 3 * m * n * n;
-      if (o.method == std::string("caldera")) flops += steps / 2 * 4 * m * n * n + 9 * n * n * n;
+      // The dense products and factorizations the run performed, as counted
+      // by Decompose itself (DecomposeResult::blas3_flops).
+      const double flops = r->blas3_flops;
       const double unit = (m * n + n * n) * 4.0;
       std::printf("%-28s %-10s %-8s %5d %4ld %10.5f %9.4f %8.2f %9.1f %9.2f %8.1f %5.0f%%\n",
                   p.name.c_str(), c.label, c.quantizer, c.q_bits, static_cast<long>(o.rank),
@@ -195,6 +192,7 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "(peak MiB: memory the decomposition added above its inputs, -1 where the kernel cannot "
-      "reset the high-water mark; GFLOP/s: the BLAS-3 work model over wall time)\n");
+      "reset the high-water mark; GFLOP/s: the dense products and factorizations Decompose "
+      "counted, over wall time)\n");
   return 0;
 }

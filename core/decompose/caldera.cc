@@ -1,7 +1,5 @@
 #include "core/decompose/caldera.h"
 
-#include <lapacke.h>
-
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -73,18 +71,15 @@ class TwoSided {
       x.col(c) = x.col(c).cwiseProduct(Eigen::Map<const Eigen::VectorXf>(sv_.data(), mp_)) * su_[c];
     }
     hm_->ApplyToColumns(&x, /*transpose=*/true);
-    MatrixF xt = x.transpose();
-    hn_->ApplyToColumns(&xt, /*transpose=*/true);
-    return xt.transpose();
+    hn_->ApplyToRows(&x, /*transpose=*/true);
+    return x;
   }
 
   MatrixF Inverse(const MatrixF& wt) const {
     if (!hadamard_) return wt.topLeftCorner(m_, n_);
     MatrixF x = wt;
     hm_->ApplyToColumns(&x, /*transpose=*/false);
-    MatrixF xt = x.transpose();
-    hn_->ApplyToColumns(&xt, /*transpose=*/false);
-    x = xt.transpose();
+    hn_->ApplyToRows(&x, /*transpose=*/false);
     MatrixF out(m_, n_);
     for (int64_t c = 0; c < n_; ++c) {
       out.col(c) =
@@ -101,9 +96,8 @@ class TwoSided {
       for (int64_t r = 0; r < np_; ++r) h(r, c) *= su_[r] * su_[c];
     }
     hn_->ApplyToColumns(&h, /*transpose=*/true);
-    Eigen::MatrixXd ht = h.transpose();
-    hn_->ApplyToColumns(&ht, /*transpose=*/true);
-    return ht.transpose();
+    hn_->ApplyToRows(&h, /*transpose=*/true);
+    return h;
   }
 
  private:
@@ -132,7 +126,7 @@ absl::StatusOr<std::unique_ptr<MatrixQuantizer>> NewQuantizer(const QuantizerSpe
 // Top-k SVD of y: exact for small matrices, randomized (2 power iterations,
 // oversampling to 2k) for large ones. Deterministic for a seed.
 void TopKSvd(const MatrixF& y, int64_t k, uint64_t seed, MatrixF* u, Eigen::VectorXf* s,
-             MatrixF* v) {
+             MatrixF* v, double* flops) {
   const int64_t small = std::min(y.rows(), y.cols());
   if (small <= 512 || 2 * k >= small) {
     Eigen::BDCSVD<MatrixF> svd(y, Eigen::ComputeThinU | Eigen::ComputeThinV);
@@ -142,6 +136,8 @@ void TopKSvd(const MatrixF& y, int64_t k, uint64_t seed, MatrixF* u, Eigen::Vect
     return;
   }
   const int64_t l = std::min<int64_t>(small, 2 * k);
+  // y·Ω, two power iterations (yᵀ·z, y·w), then Qᵀ·y and the final Q·U.
+  *flops += 2.0 * y.rows() * y.cols() * l * 6 + 2.0 * y.rows() * l * k;
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal;
   MatrixF omega(y.cols(), l);
@@ -198,27 +194,34 @@ struct LrState {
   int64_t bits = 0;
 };
 
-absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& hf, const MatrixF& vf,
-                                      const Eigen::VectorXf& sqrt_lambda, int64_t k,
-                                      const DecomposeOptions& o) {
+// One LR step on A = W̃ − Q: the closed-form rank-k fit under H, then
+// lplr_iters alternating least-squares refinements of quantised L and R.
+// `m_chol` is the lower Cholesky factor of H (H = M·Mᵀ): min ‖(A − X)·M‖ over
+// rank-k X is [A·M]_k·M⁻¹, the same fit as with the symmetric square root.
+// `g` = A·H, formed once per outer iteration by the caller.
+absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const MatrixF& hf,
+                                      const MatrixF& m_chol, int64_t k, const DecomposeOptions& o,
+                                      double* flops) {
   const int64_t mp = a.rows(), np = a.cols();
-  MatrixF y = a * vf;
-  y = y * sqrt_lambda.asDiagonal();
+  const double m_ = static_cast<double>(mp), n_ = static_cast<double>(np);
+  *flops += m_ * n_ * n_ + k * n_ * n_;  // A·M and the solve with M
+  MatrixF y(mp, np);
+  y.noalias() = a * m_chol.triangularView<Eigen::Lower>();
   MatrixF u, v;
   Eigen::VectorXf s;
-  TopKSvd(y, k, o.seed, &u, &s, &v);
+  TopKSvd(y, k, o.seed, &u, &s, &v, flops);
   MatrixF r = s.asDiagonal() * v.transpose();
-  r = r * sqrt_lambda.cwiseInverse().asDiagonal();
-  r = r * vf.transpose();
+  m_chol.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(r);
   MatrixF l = u;
 
   LrState best;
   double best_err = std::numeric_limits<double>::infinity();
   const bool floats = o.lr_spec.kind == QuantizerSpec::Kind::kFloat;
-  const MatrixF g = a * hf;  // A·H once per outer iteration
   const double t_aha = g.cwiseProduct(a).cast<double>().sum();
   const int iters = floats ? 1 : std::max(1, o.lplr_iters);
   for (int it = 0; it < iters; ++it) {
+    // R·H twice, G·Rᵀ twice, Lᵀ·A (and k × k work, not counted).
+    *flops += (floats ? 2 : 4) * k * n_ * n_ + (floats ? 2 : 6) * m_ * n_ * k;
     if (!floats) {
       const MatrixF rh = r * hf;
       Eigen::MatrixXf rhr = rh * r.transpose();
@@ -363,48 +366,96 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   const MatrixF wt = t->Forward(w / g);
   const Eigen::MatrixXf h_err = h.cast<float>();
 
-  Eigen::VectorXf sqrt_lambda;
-  MatrixF vf, hf;
-  if (with_lr) {
-    progress("eigh", 0.0);
-    // Symmetric eigendecomposition through LAPACK (divide and conquer).
-    Eigen::MatrixXd vecs = ht;
-    Eigen::VectorXd lam(np);
-    const lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', static_cast<lapack_int>(np),
-                                           vecs.data(), static_cast<lapack_int>(np), lam.data());
-    if (info != 0) {
-      return absl::InternalError(
-          absl::StrCat("eigendecomposition of the Hessian failed (dsyevd info ", info, ")"));
-    }
-    lam = lam.cwiseMax(1e-10 * lam.maxCoeff());
-    sqrt_lambda = lam.cwiseSqrt().cast<float>();
-    vf = vecs.cast<float>();
-    hf = ht.cast<float>();
-  }
-
   DecomposeResult result;
   result.padded_rows = mp;
   result.padded_cols = np;
   result.transform = t->Describe();
+
+  // Errors. With no padding both transforms are orthogonal, so the error of
+  // Ŵ = g·T⁻¹(Q + L·R) under H equals g²·tr(E·T(H)·Eᵀ) for E = W̃ − Q − L·R,
+  // and T(H) = mean·(ht − damping·I). E·ht is assembled from G = (W̃ − Q)·ht,
+  // which the next LR step needs anyway: one m × n × n product per Q step
+  // serves both, and the LR step's error costs O(mnk). With padding the error
+  // is measured in the original basis (inverse transform, E·H).
+  const bool transformed_errors = mp == m && np == n;
+  const double h_mean = h.diagonal().mean();
+  const double denominator = [&] {
+    if (!transformed_errors) return 0.0;
+    result.blas3_flops += 2.0 * m * n * n;
+    const MatrixF wh = w * h_err;
+    return wh.cwiseProduct(w).cast<double>().sum();
+  }();
+  const MatrixF hf = (with_lr || transformed_errors) ? MatrixF(ht.cast<float>()) : MatrixF();
+
+  // The lower Cholesky factor of ht: LR whitening and the downdate.
+  std::optional<Eigen::MatrixXd> ht_chol;
+  MatrixF m_chol;
+  auto ensure_chol = [&]() -> absl::Status {
+    if (ht_chol.has_value()) return absl::OkStatus();
+    result.blas3_flops += static_cast<double>(np) * np * np / 3;
+    Eigen::LLT<Eigen::MatrixXd> llt(ht);
+    if (llt.info() != Eigen::Success) {
+      return absl::FailedPreconditionError(
+          "the damped Hessian is not positive definite (Cholesky failed)");
+    }
+    ht_chol = Eigen::MatrixXd(llt.matrixL());
+    return absl::OkStatus();
+  };
+  if (with_lr) {
+    progress("cholesky", 0.0);
+    if (absl::Status s = ensure_chol(); !s.ok()) return s;
+    m_chol = ht_chol->cast<float>();
+  }
+
   MatrixF q = MatrixF::Zero(mp, np), l = MatrixF::Zero(mp, k), r = MatrixF::Zero(k, np);
   Exports q_export;
   int64_t q_bits = 0;
   LrState lr;
   bool have_q = false, have_lr = !with_lr;
   double best_err = std::numeric_limits<double>::infinity();
-  MatrixF best_w_hat;
+  MatrixF best_q_t, best_l_t, best_r_t;  // the kept iterate, transformed basis
   Exports best_q, best_l, best_r;
   int64_t best_bits = 0;
+  // G = (W̃ − Q)·ht for the current Q; valid once computed for it.
+  MatrixF g_q;
+  bool g_valid = false;
+  auto ensure_g = [&] {
+    if (g_valid) return;
+    result.blas3_flops += 2.0 * mp * np * np;
+    g_q.noalias() = (wt - q) * hf;
+    g_valid = true;
+  };
 
+  auto error_of_current = [&]() -> double {
+    const double lr_products = 4.0 * mp * np * k + 2.0 * k * np * np;
+    if (!transformed_errors) {
+      result.blas3_flops += 4.0 * m * n * n + lr_products / 2;
+      MatrixF wt_hat = q;
+      if (k > 0) wt_hat.noalias() += l * r;
+      return WeightedRelativeError(w, t->Inverse(wt_hat) * g, h_err);
+    }
+    ensure_g();
+    MatrixF e = wt - q;
+    MatrixF eh = g_q;
+    if (k > 0) {
+      result.blas3_flops += lr_products;
+      e.noalias() -= l * r;
+      const MatrixF rh = r * hf;
+      eh.noalias() -= l * rh;
+    }
+    const double e_h_e = eh.cwiseProduct(e).cast<double>().sum();
+    const double e_e = e.cast<double>().squaredNorm();
+    const double num = static_cast<double>(g) * g * h_mean * (e_h_e - o.damping * e_e);
+    return denominator > 0 ? std::sqrt(std::max(0.0, num) / denominator) : 0.0;
+  };
   auto evaluate = [&](const std::string& step) {
-    MatrixF wt_hat = q;
-    if (k > 0) wt_hat.noalias() += l * r;
-    MatrixF w_hat = t->Inverse(wt_hat) * g;
-    const double err = WeightedRelativeError(w, w_hat, h_err);
+    const double err = error_of_current();
     result.history.emplace_back(step, err);
     if (have_q && have_lr && err < best_err) {
       best_err = err;
-      best_w_hat = std::move(w_hat);
+      best_q_t = q;
+      best_l_t = l;
+      best_r_t = r;
       best_q = CloneExports(q_export);
       if (k > 0) {
         best_l = CloneExports(lr.l_export);
@@ -419,7 +470,6 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   LdlqOptions lo;
   lo.tune_sweeps = o.tune_sweeps;
   std::optional<LdlqFactor> ht_factor;
-  std::optional<Eigen::MatrixXd> ht_chol;  // for the downdate
   auto q_step = [&]() -> absl::Status {
     MatrixF a = wt;
     if (k > 0) a.noalias() -= l * r;
@@ -429,18 +479,16 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
       q = quant::QuantizeNearest(**qz, a);
     } else {
       absl::StatusOr<LdlqResult> res;
+      // The buffered feedback products of LDLQ: m·n² in all.
+      result.blas3_flops += static_cast<double>(mp) * np * np;
       if (o.hessian_downdate && k > 0 && have_lr) {
-        if (!ht_chol.has_value()) {
-          Eigen::LLT<Eigen::MatrixXd> llt(ht);
-          if (llt.info() != Eigen::Success) {
-            return absl::FailedPreconditionError(
-                "Hessian downdate: the damped Hessian is not positive definite");
-          }
-          ht_chol = Eigen::MatrixXd(llt.matrixL());
-        }
+        if (absl::Status s = ensure_chol(); !s.ok()) return s;
+        // R·M, M·V, the rank-k update and the new factor.
+        result.blas3_flops += 4.0 * k * np * np + static_cast<double>(np) * np * np / 3;
         res = Ldlq(a, DowndatedHessian(ht, *ht_chol, l, r), **qz, lo);
       } else {
         if (!ht_factor.has_value()) {
+          result.blas3_flops += static_cast<double>(np) * np * np / 3;
           absl::StatusOr<LdlqFactor> f = FactorForLdlq(ht, lo);
           if (!f.ok()) return f.status();
           ht_factor = *std::move(f);
@@ -454,10 +502,12 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     q_export = (*qz)->Export();
     q_bits = (*qz)->StorageBits();
     have_q = true;
+    g_valid = false;
     return absl::OkStatus();
   };
   auto lr_step = [&]() -> absl::Status {
-    absl::StatusOr<LrState> s = LowRankUpdate(wt - q, hf, vf, sqrt_lambda, k, o);
+    ensure_g();
+    absl::StatusOr<LrState> s = LowRankUpdate(wt - q, g_q, hf, m_chol, k, o, &result.blas3_flops);
     if (!s.ok()) return s.status();
     lr = *std::move(s);
     l = lr.l;
@@ -482,7 +532,11 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   }
   progress("done", 1.0);
 
-  result.w_hat = std::move(best_w_hat);
+  {
+    MatrixF wt_hat = std::move(best_q_t);
+    if (k > 0) wt_hat.noalias() += best_l_t * best_r_t;
+    result.w_hat = t->Inverse(wt_hat) * g;
+  }
   result.weighted_relative_error = best_err;
   result.relative_error = (w - result.w_hat).norm() / std::max(1e-30f, w.norm());
   result.storage_bits = best_bits + 32 /* global scale */ + (o.hadamard ? 64 : 0) /* seed */;

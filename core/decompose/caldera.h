@@ -55,6 +55,11 @@ struct DecomposeResult {
   int64_t padded_rows = 0, padded_cols = 0;
   std::string transform;  // e.g. "rht(64x192 from 64x172, K=12)", "none (pad 172->176)"
   double extra_damping = 0;
+  // Floating-point operations of the dense products and factorizations this
+  // run performed, counted where they are called (2·a·b·c per a×b by b×c
+  // product, a·b² per triangular product or solve, n³/3 per Cholesky; float
+  // and double alike). Benchmarks divide it by wall time.
+  double blas3_flops = 0;
   // The record: tensors named relative to the matrix ("caldera.q.codes", ...),
   // including "caldera.config" (JSON as U8).
   std::vector<std::pair<std::string, Tensor>> record;

@@ -71,13 +71,23 @@ void PointDistances(const float* __restrict pts_soa, const float* __restrict nor
 }
 
 // The first index of the minimum of dist[0..256) (ties: the lowest index).
+// Only lanes whose minimum equals the overall one can hold it; each lane's
+// first hit is its lowest index, and the answer is the lowest of those.
 int FirstArgMin(const float* dist, const float* lane_min, float* min_out) {
   float best = lane_min[0];
   for (int l = 1; l < kLanes; ++l) best = lane_min[l] < best ? lane_min[l] : best;
-  int arg = 0;
-  while (arg < 255 && !(dist[arg] == best)) ++arg;
+  int arg = 256;
+  for (int l = 0; l < kLanes; ++l) {
+    if (!(lane_min[l] == best)) continue;
+    for (int j = l; j < arg; j += kLanes) {
+      if (dist[j] == best) {
+        arg = j;
+        break;
+      }
+    }
+  }
   *min_out = best;
-  return arg;
+  return arg < 256 ? arg : 0;
 }
 
 }  // namespace

@@ -166,6 +166,54 @@ void Apply(const Eigen::MatrixXf& hk, int64_t n, int k, Matrix* x, bool transpos
   *x *= static_cast<Scalar>(1.0 / std::sqrt(static_cast<double>(n)));
 }
 
+// Row version of Apply: every row u of x becomes the transform ApplyToColumns
+// would give the column u. Rows are processed in blocks that stay in cache
+// across the log2(p) butterfly passes; each butterfly pairs two columns.
+template <typename Matrix>
+void ApplyRows(const Eigen::MatrixXf& hk, int64_t n, int k, Matrix* x, bool transpose) {
+  using Scalar = typename Matrix::Scalar;
+  using Dense = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  const int64_t p = n / k, rows = x->rows(), ld = x->outerStride();
+  const int64_t block_rows = std::max<int64_t>(16, (256 * 1024 / sizeof(Scalar)) / n / 16 * 16);
+  Dense h = hk.cast<Scalar>();
+  if (!transpose) h.transposeInPlace();
+  Dense y;
+  const Scalar scale = static_cast<Scalar>(1.0 / std::sqrt(static_cast<double>(n)));
+  for (int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+    const int64_t rb = std::min(block_rows, rows - r0);
+    Scalar* base = x->data() + r0;
+    for (int64_t blk = 0; blk < k; ++blk) {
+      for (int64_t hh = 1; hh < p; hh *= 2) {
+        for (int64_t i = 0; i < p; i += 2 * hh) {
+          for (int64_t j = i; j < i + hh; ++j) {
+            Scalar* a = base + (blk * p + j) * ld;
+            Scalar* c = base + (blk * p + j + hh) * ld;
+            for (int64_t r = 0; r < rb; ++r) {
+              const Scalar av = a[r], cv = c[r];
+              a[r] = av + cv;
+              c[r] = av - cv;
+            }
+          }
+        }
+      }
+    }
+    if (k > 1) {
+      // Column l of block a sits at (a·p + l)·ld: an rb × K matrix with outer
+      // stride p·ld, mixed by H_K like the column version's p × K view.
+      for (int64_t l = 0; l < p; ++l) {
+        Eigen::Map<Dense, 0, Eigen::OuterStride<>> view(base + l * ld, rb, k,
+                                                        Eigen::OuterStride<>(p * ld));
+        y.noalias() = view * h;
+        view = y;
+      }
+    }
+    for (int64_t c = 0; c < n; ++c) {
+      Scalar* col = base + c * ld;
+      for (int64_t r = 0; r < rb; ++r) col[r] *= scale;
+    }
+  }
+}
+
 }  // namespace
 
 const std::vector<int>& SupportedHadamardOrders() {
@@ -224,6 +272,14 @@ void HadamardTransform::ApplyToColumns(Eigen::MatrixXf* x, bool transpose) const
 
 void HadamardTransform::ApplyToColumns(Eigen::MatrixXd* x, bool transpose) const {
   Apply(hk_, n_, k_, x, transpose);
+}
+
+void HadamardTransform::ApplyToRows(Eigen::MatrixXf* x, bool transpose) const {
+  ApplyRows(hk_, n_, k_, x, transpose);
+}
+
+void HadamardTransform::ApplyToRows(Eigen::MatrixXd* x, bool transpose) const {
+  ApplyRows(hk_, n_, k_, x, transpose);
 }
 
 std::vector<float> SignsFromSeed(uint64_t seed, int64_t n) {

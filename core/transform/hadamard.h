@@ -42,6 +42,12 @@ class HadamardTransform {
   void ApplyToColumns(Eigen::MatrixXf* x, bool transpose) const;
   void ApplyToColumns(Eigen::MatrixXd* x, bool transpose) const;
 
+  // x (rows × n): x ← x · Had_n (transpose = true) or x · Had_nᵀ; the same as
+  // ApplyToColumns on xᵀ, transposed back, without forming the transposes (the
+  // butterflies run down whole columns, a block of rows at a time).
+  void ApplyToRows(Eigen::MatrixXf* x, bool transpose) const;
+  void ApplyToRows(Eigen::MatrixXd* x, bool transpose) const;
+
  private:
   int64_t n_ = 0;
   int k_ = 1;

@@ -125,6 +125,7 @@ class Cluster {
     return workers_.size() - 1;
   }
 
+  void SignalWorker(size_t i, int sig) { workers_[i]->Signal(sig); }
   void KillWorker(size_t i) {
     workers_[i]->Signal(SIGKILL);
     workers_[i]->Wait(5000ms);
@@ -293,16 +294,25 @@ TEST(ServiceIntegrationTest, WorkerKilledMidDecomposeIsRetriedAndCommittedOnce) 
       cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors",
                               tmp.Join("out"), " --iters 20 --lplr-iters 5"));
   ASSERT_FALSE(name.empty());
+  // Freeze the only worker while it holds a decompose lease (SIGSTOP, then
+  // check the lease is still there: it may have been between two tasks), so
+  // the SIGKILL lands inside a task however fast tasks are.
   std::string victim;
-  ASSERT_TRUE(cluster.WaitFor(
-      name,
-      [&](const nlohmann::json& j) {
-        auto leased = TasksIn(j, "TASK_LEASED", "DECOMPOSE");
-        if (leased.empty()) return false;
-        victim = leased[0]["taskId"];
-        return true;
-      },
-      60s));
+  for (int tries = 0; victim.empty() && tries < 50; ++tries) {
+    ASSERT_TRUE(cluster.WaitFor(
+        name,
+        [&](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
+        60s));
+    cluster.SignalWorker(first, SIGSTOP);
+    std::this_thread::sleep_for(300ms);  // let a completion already sent land
+    auto leased = TasksIn(cluster.Status(name), "TASK_LEASED", "DECOMPOSE");
+    if (!leased.empty()) {
+      victim = leased[0]["taskId"];
+    } else {
+      cluster.SignalWorker(first, SIGCONT);
+    }
+  }
+  ASSERT_FALSE(victim.empty());
   cluster.KillWorker(first);
   cluster.StartWorker();
   ASSERT_TRUE(cluster.WaitFor(name, Terminal, 180s));

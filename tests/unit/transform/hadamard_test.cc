@@ -77,6 +77,29 @@ TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
   }
 }
 
+TEST(HadamardTest, RowTransformEqualsTransposedColumnTransform) {
+  for (int64_t n : {8, 48, 172, 344, 4096}) {
+    for (bool transpose : {true, false}) {
+      SCOPED_TRACE(absl::StrCat("n=", n, " transpose=", transpose));
+      HadamardTransform t = *HadamardTransform::Create(n);
+      std::mt19937 rng(static_cast<uint32_t>(n));
+      std::normal_distribution<double> normal;
+      Eigen::MatrixXd x(37, n);  // 37 rows: not a multiple of the row block
+      for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+      Eigen::MatrixXd xt = x.transpose();
+      t.ApplyToColumns(&xt, transpose);
+      Eigen::MatrixXd rows = x;
+      t.ApplyToRows(&rows, transpose);
+      EXPECT_LT((rows - xt.transpose()).cwiseAbs().maxCoeff(), 1e-12);
+      Eigen::MatrixXf xf = x.cast<float>();
+      Eigen::MatrixXf xft = xf.transpose();
+      t.ApplyToColumns(&xft, transpose);
+      t.ApplyToRows(&xf, transpose);
+      EXPECT_LT((xf - xft.transpose()).cwiseAbs().maxCoeff(), 1e-4f);
+    }
+  }
+}
+
 TEST(HadamardTest, UnsupportedSizeSaysWhatToPadTo) {
   absl::Status s = HadamardTransform::Create(10920).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
