@@ -380,7 +380,7 @@ TEST(ServiceIntegrationTest, CancelStopsWorkersAndWritesNoIndex) {
   const size_t w = cluster.StartWorker();
   const std::string name =
       cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors",
-                              tmp.Join("out"), " --iters 60 --lplr-iters 10"));
+                              tmp.Join("out"), " --iters 400 --lplr-iters 20"));
   ASSERT_TRUE(cluster.WaitFor(
       name, [](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
       60s));
