@@ -17,9 +17,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -149,13 +149,13 @@ int main(int argc, char** argv) {
     bool downdate;
   };
   const Config configs[] = {
-      {"rtn", "rtn", "e8p", 2, 0, false},          {"rtn", "rtn", "e8p", 3, 0, false},
-      {"ldlq", "ldlq", "uniform", 2, 0, false},    {"ldlq", "ldlq", "e8p", 2, 0, false},
-      {"ldlq", "ldlq", "e8p", 3, 0, false},        {"caldera", "caldera", "e8p", 2, 64, false},
+      {"rtn", "rtn", "e8p", 2, 0, false},           {"rtn", "rtn", "e8p", 3, 0, false},
+      {"ldlq", "ldlq", "uniform", 2, 0, false},     {"ldlq", "ldlq", "e8p", 2, 0, false},
+      {"ldlq", "ldlq", "e8p", 3, 0, false},         {"caldera", "caldera", "e8p", 2, 64, false},
       {"caldera-dd", "caldera", "e8p", 2, 64, true}};
   std::printf("%-28s %-10s %-8s %5s %4s %10s %9s %8s %9s %9s %8s %6s\n", "matrix", "method",
-              "quant", "qbits", "rank", "w.rel.err", "bits/par", "seconds", "peak MiB",
-              "x(mn+n2)", "GFLOP/s", "%SGEMM");
+              "quant", "qbits", "rank", "w.rel.err", "bits/par", "seconds", "peak MiB", "x(mn+n2)",
+              "GFLOP/s", "%SGEMM");
   const std::string wanted = "," + methods + ",";
   for (const Problem& p : problems) {
     const double m = static_cast<double>(p.w.rows()), n = static_cast<double>(p.w.cols());

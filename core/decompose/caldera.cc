@@ -125,8 +125,8 @@ absl::StatusOr<std::unique_ptr<MatrixQuantizer>> NewQuantizer(const QuantizerSpe
 
 // Top-k SVD of y: exact for small matrices, randomized (2 power iterations,
 // oversampling to 2k) for large ones. Deterministic for a seed.
-void TopKSvd(const MatrixF& y, int64_t k, uint64_t seed, MatrixF* u, Eigen::VectorXf* s,
-             MatrixF* v, double* flops) {
+void TopKSvd(const MatrixF& y, int64_t k, uint64_t seed, MatrixF* u, Eigen::VectorXf* s, MatrixF* v,
+             double* flops) {
   const int64_t small = std::min(y.rows(), y.cols());
   if (small <= 512 || 2 * k >= small) {
     Eigen::BDCSVD<MatrixF> svd(y, Eigen::ComputeThinU | Eigen::ComputeThinV);
@@ -362,9 +362,8 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   Eigen::MatrixXd hp = Eigen::MatrixXd::Identity(np, np);
   hp.topLeftCorner(n, n) = h / h.diagonal().mean();
   hp.diagonal().array() += o.damping;
-  const Eigen::MatrixXd ht = t->ForwardHessian(hp);
+  const Eigen::MatrixXd ht = t->ForwardHessian(std::move(hp));
   const MatrixF wt = t->Forward(w / g);
-  const Eigen::MatrixXf h_err = h.cast<float>();
 
   DecomposeResult result;
   result.padded_rows = mp;
@@ -382,10 +381,12 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   const double denominator = [&] {
     if (!transformed_errors) return 0.0;
     result.blas3_flops += 2.0 * m * n * n;
-    const MatrixF wh = w * h_err;
+    const MatrixF wh = w * h.cast<float>();
     return wh.cwiseProduct(w).cast<double>().sum();
   }();
   const MatrixF hf = (with_lr || transformed_errors) ? MatrixF(ht.cast<float>()) : MatrixF();
+  // H in float for errors measured in the original basis (padded shapes only).
+  const Eigen::MatrixXf h_err = transformed_errors ? Eigen::MatrixXf() : h.cast<float>();
 
   // The lower Cholesky factor of ht: LR whitening and the downdate.
   std::optional<Eigen::MatrixXd> ht_chol;
@@ -405,6 +406,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     progress("cholesky", 0.0);
     if (absl::Status s = ensure_chol(); !s.ok()) return s;
     m_chol = ht_chol->cast<float>();
+    if (!o.hessian_downdate) ht_chol.reset();  // only the downdate needs it in double
   }
 
   MatrixF q = MatrixF::Zero(mp, np), l = MatrixF::Zero(mp, k), r = MatrixF::Zero(k, np);

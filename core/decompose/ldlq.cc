@@ -19,8 +19,7 @@ absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block
   for (int64_t j0 = 0; j0 < n; j0 += block) {
     const int64_t b = std::min(block, n - j0);
     const Eigen::MatrixXd dl = l.block(j0, j0, b, b);
-    dl.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(
-        l.block(j0, j0, n - j0, b));
+    dl.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(l.block(j0, j0, n - j0, b));
   }
   return l;
 }

@@ -93,9 +93,9 @@ class Cluster {
 
   void StartCoordinator(double lease_seconds = 3) {
     absl::StatusOr<Subprocess> p = Subprocess::Start(
-        {COORDINATOR_PATH, "--listen", absl::StrCat("127.0.0.1:", port_), "--data-dir",
-         data_dir_, "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_),
-         "--lease-seconds", absl::StrCat(lease_seconds), "--heartbeat-seconds", "0.5"});
+        {COORDINATOR_PATH, "--listen", absl::StrCat("127.0.0.1:", port_), "--data-dir", data_dir_,
+         "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_), "--lease-seconds",
+         absl::StrCat(lease_seconds), "--heartbeat-seconds", "0.5"});
     ASSERT_TRUE(p.ok()) << p.status();
     coordinator_.emplace(*std::move(p));
     // Ready when the API answers.
@@ -115,10 +115,9 @@ class Cluster {
   // Returns the worker's index; its metrics are on worker_metrics_port(i).
   size_t StartWorker() {
     const int mport = FreePort();
-    absl::StatusOr<Subprocess> p =
-        Subprocess::Start({WORKER_PATH, "--coordinator", absl::StrCat("127.0.0.1:", port_),
-                           "--threads", "1", "--poll-seconds", "1", "--metrics-listen",
-                           absl::StrCat("127.0.0.1:", mport)});
+    absl::StatusOr<Subprocess> p = Subprocess::Start(
+        {WORKER_PATH, "--coordinator", absl::StrCat("127.0.0.1:", port_), "--threads", "1",
+         "--poll-seconds", "1", "--metrics-listen", absl::StrCat("127.0.0.1:", mport)});
     EXPECT_TRUE(p.ok()) << p.status();
     workers_.push_back(std::make_unique<Subprocess>(*std::move(p)));
     worker_metrics_ports_.push_back(mport);
@@ -242,21 +241,21 @@ TEST(ServiceIntegrationTest, DistributedOverS3MatchesEmbeddedBytes) {
   cluster.StartWorker();
   const std::string model = bucket + "/models/stories260K";
   std::string log;
-  ASSERT_EQ(cluster.Run(absl::StrCat(" submit --wait",
-                                     JobFlags(model, model + "/calibration.safetensors",
-                                              bucket + "/out/dist")),
-                        &log),
-            0)
+  ASSERT_EQ(
+      cluster.Run(absl::StrCat(" submit --wait", JobFlags(model, model + "/calibration.safetensors",
+                                                          bucket + "/out/dist")),
+                  &log),
+      0)
       << log;
   EXPECT_NE(log.find("SUCCEEDED"), std::string::npos) << log;
 
   const std::string local = tmp.Join("embedded");
-  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " compress",
-                                    JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors",
-                                             local),
-                                    " --workers 2 2>&1"),
-                       &log),
-            0)
+  ASSERT_EQ(
+      RunCommand(absl::StrCat(Ctl(), " compress",
+                              JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", local),
+                              " --workers 2 2>&1"),
+                 &log),
+      0)
       << log;
   int compared = 0;
   for (const auto& entry : std::filesystem::directory_iterator(local)) {
@@ -291,8 +290,8 @@ TEST(ServiceIntegrationTest, WorkerKilledMidDecomposeIsRetriedAndCommittedOnce) 
   const size_t first = cluster.StartWorker();
   // Slower decompositions so the kill lands inside one.
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors",
-                              tmp.Join("out"), " --iters 20 --lplr-iters 5"));
+      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+                              " --iters 20 --lplr-iters 5"));
   ASSERT_FALSE(name.empty());
   // Freeze the only worker while it holds a decompose lease (SIGSTOP, then
   // check the lease is still there: it may have been between two tasks), so
@@ -349,8 +348,8 @@ TEST(ServiceIntegrationTest, CoordinatorKilledAndRestartedContinuesTheJob) {
   cluster.StartWorker();
   cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors",
-                              tmp.Join("out"), " --iters 6 --lplr-iters 3"));
+      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+                              " --iters 6 --lplr-iters 3"));
   std::set<std::string> done_before;
   ASSERT_TRUE(cluster.WaitFor(
       name, [&](const nlohmann::json& j) { return TasksIn(j, "TASK_DONE").size() >= 8; }, 120s));
@@ -379,8 +378,8 @@ TEST(ServiceIntegrationTest, CancelStopsWorkersAndWritesNoIndex) {
   cluster.StartCoordinator();
   const size_t w = cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors",
-                              tmp.Join("out"), " --iters 400 --lplr-iters 20"));
+      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+                              " --iters 400 --lplr-iters 20"));
   ASSERT_TRUE(cluster.WaitFor(
       name, [](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
       60s));
@@ -393,9 +392,9 @@ TEST(ServiceIntegrationTest, CancelStopsWorkersAndWritesNoIndex) {
   // The worker hears "cancel" on its next heartbeat and drops the task.
   bool stopped = false;
   for (int i = 0; i < 100 && !stopped; ++i) {
-    stopped = MetricSum(Scrape(cluster.worker_metrics_port(w)),
-                        "caldera_worker_tasks_total{kind=\"decompose\",outcome=\"cancelled\"}") >=
-              1;
+    stopped =
+        MetricSum(Scrape(cluster.worker_metrics_port(w)),
+                  "caldera_worker_tasks_total{kind=\"decompose\",outcome=\"cancelled\"}") >= 1;
     if (!stopped) std::this_thread::sleep_for(100ms);
   }
   EXPECT_TRUE(stopped);
@@ -443,7 +442,8 @@ TEST(ServiceIntegrationTest, BadInputsAreRejectedWhileAnotherJobRuns) {
   const std::string bad_tokens = tmp.Join("bad_tokens.safetensors");
   {
     // input_ids [1, 4] with an id far outside the 512-token vocabulary.
-    const std::string header = R"({"input_ids":{"dtype":"I32","shape":[1,4],"data_offsets":[0,16]}})";
+    const std::string header =
+        R"({"input_ids":{"dtype":"I32","shape":[1,4],"data_offsets":[0,16]}})";
     std::string file(8, '\0');
     const uint64_t n = header.size();
     for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((n >> (8 * i)) & 0xff);
@@ -483,8 +483,7 @@ TEST(ServiceIntegrationTest, BadInputsAreRejectedWhileAnotherJobRuns) {
             MetricSum(scrape_start, "caldera_task_commits_total"));
   EXPECT_EQ(MetricSum(scrape_end, "caldera_jobs{state=\"succeeded\"}"), 1);
   EXPECT_GT(MetricSum(scrape_end, "caldera_matrix_weighted_error_count"), 0);
-  EXPECT_GT(MetricSum(scrape_end, "caldera_task_duration_seconds_count{kind=\"decompose\"}"),
-            0);
+  EXPECT_GT(MetricSum(scrape_end, "caldera_task_duration_seconds_count{kind=\"decompose\"}"), 0);
   EXPECT_GE(MetricSum(scrape_end, "caldera_workers_connected"), 1);
   const std::string worker = Scrape(cluster.worker_metrics_port(w));
   EXPECT_GT(MetricSum(worker, "caldera_worker_busy_seconds_total"), 0) << worker;

@@ -164,15 +164,16 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::sort(plans.begin(), plans.end(), [](const Plan& a, const Plan& b) { return a.cost < b.cost; });
+  std::sort(plans.begin(), plans.end(),
+            [](const Plan& a, const Plan& b) { return a.cost < b.cost; });
   struct Entry {
     uint64_t key;
     uint32_t i, j;
   };
   for (const Plan& p : plans) {
     const RowSet &x = all[p.x], &y = all[p.y], &z = canonical[p.z], &w = all[p.w];
-    std::fprintf(stderr, "row sums %d %d | %d %d: %zu x %zu table, %zu x %zu streamed\n", p.x,
-                 p.y, p.z, p.w, x.size(), y.size(), z.size(), w.size());
+    std::fprintf(stderr, "row sums %d %d | %d %d: %zu x %zu table, %zu x %zu streamed\n", p.x, p.y,
+                 p.z, p.w, x.size(), y.size(), z.size(), w.size());
     std::vector<Entry> table;
     for (size_t i = 0; i < x.size(); ++i) {
       for (size_t j = (p.x == p.y ? i : 0); j < y.size(); ++j) {
@@ -194,9 +195,9 @@ int main(int argc, char** argv) {
         for (; it != table.end() && it->key == key; ++it) {
           bool exact = true;
           for (int t = 0; t < h && exact; ++t) {
-            exact = x.paf[it->i * h + t] + y.paf[it->j * h + t] + z.paf[i * h + t] +
-                        w.paf[j * h + t] ==
-                    0;
+            exact =
+                x.paf[it->i * h + t] + y.paf[it->j * h + t] + z.paf[i * h + t] + w.paf[j * h + t] ==
+                0;
           }
           if (!exact) continue;
           std::printf("n=%d\nA %s\nB %s\nC %s\nD %s\n", n, Signs(s.Row(x.bits[it->i])).c_str(),

@@ -192,8 +192,8 @@ TEST(CalderaTest, HessianDowndateChangesQAndStaysConsistent) {
   EXPECT_EQ(dd->storage_bits, plain->storage_bits);
   absl::StatusOr<MatrixF> rebuilt = Reconstruct(dd->record);
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
-  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()),
-              dd->weighted_relative_error, 1e-5);
+  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()), dd->weighted_relative_error,
+              1e-5);
   EXPECT_LT(dd->weighted_relative_error, 0.5);
 }
 

@@ -41,7 +41,8 @@ Eigen::MatrixXf Dense(int64_t n) {
 }
 
 TEST(HadamardTest, TransformIsOrthogonalAndMatchesKronecker) {
-  for (int64_t n : {1, 8, 48, 64, 72, 104, 112, 116, 124, 156, 172, 232, 280, 312, 344, 4096, 11008, 14336}) {
+  for (int64_t n :
+       {1, 8, 48, 64, 72, 104, 112, 116, 124, 156, 172, 232, 280, 312, 344, 4096, 11008, 14336}) {
     SCOPED_TRACE(n);
     absl::StatusOr<HadamardTransform> t = HadamardTransform::Create(n);
     ASSERT_TRUE(t.ok()) << t.status();
