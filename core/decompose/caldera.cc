@@ -219,20 +219,27 @@ absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const 
   const bool floats = o.lr_spec.kind == QuantizerSpec::Kind::kFloat;
   const double t_aha = g.cwiseProduct(a).cast<double>().sum();
   const int iters = floats ? 1 : std::max(1, o.lplr_iters);
+  // R·H and G·Rᵀ for the current R: made once per R (after each R update they
+  // serve the error and then the next L update).
+  MatrixF rh, grt;
+  auto products_for_r = [&] {
+    *flops += 2 * k * n_ * n_ + 2 * m_ * n_ * k;
+    rh.noalias() = r * hf;
+    grt.noalias() = g * r.transpose();
+  };
+  if (!floats) products_for_r();
   for (int it = 0; it < iters; ++it) {
-    // R·H twice, G·Rᵀ twice, Lᵀ·A (and k × k work, not counted).
-    *flops += (floats ? 2 : 4) * k * n_ * n_ + (floats ? 2 : 6) * m_ * n_ * k;
     if (!floats) {
-      const MatrixF rh = r * hf;
       Eigen::MatrixXf rhr = rh * r.transpose();
       rhr.diagonal().array() += 1e-7f * std::max(1e-30f, rhr.trace() / k);
-      l = rhr.ldlt().solve((g * r.transpose()).transpose()).transpose();
+      l = rhr.ldlt().solve(grt.transpose()).transpose();
     }
     absl::StatusOr<std::unique_ptr<MatrixQuantizer>> ql = NewQuantizer(o.lr_spec, k, mp);
     if (!ql.ok()) return ql.status();
     const MatrixF lt = quant::QuantizeNearest(**ql, l.transpose());
     l = lt.transpose();
     if (!floats) {
+      *flops += 2 * m_ * n_ * k;  // Lᵀ·A
       Eigen::MatrixXf ltl = l.transpose() * l;
       ltl.diagonal().array() += 1e-7f * std::max(1e-30f, ltl.trace() / k);
       r = ltl.ldlt().solve(l.transpose() * a);
@@ -240,9 +247,9 @@ absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const 
     absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qr = NewQuantizer(o.lr_spec, k, np);
     if (!qr.ok()) return qr.status();
     r = quant::QuantizeNearest(**qr, r);
+    products_for_r();
     // e² = tr(AHAᵀ) − 2 tr(Lᵀ G Rᵀ) + tr(LᵀL · R H Rᵀ): O(mnk), no n² work but R·H.
-    const MatrixF rh = r * hf;
-    const double cross = (g * r.transpose()).cwiseProduct(l).cast<double>().sum();
+    const double cross = grt.cwiseProduct(l).cast<double>().sum();
     const double quad = ((l.transpose() * l).cwiseProduct(rh * r.transpose())).cast<double>().sum();
     const double err = t_aha - 2 * cross + quad;
     if (err < best_err) {
