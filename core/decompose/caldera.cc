@@ -385,15 +385,18 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   // is measured in the original basis (inverse transform, E·H).
   const bool transformed_errors = mp == m && np == n;
   const double h_mean = h.diagonal().mean();
-  const double denominator = [&] {
-    if (!transformed_errors) return 0.0;
-    result.blas3_flops += 2.0 * m * n * n;
-    const MatrixF wh = w * h.cast<float>();
-    return wh.cwiseProduct(w).cast<double>().sum();
-  }();
   const MatrixF hf = (with_lr || transformed_errors) ? MatrixF(ht.cast<float>()) : MatrixF();
   // H in float for errors measured in the original basis (padded shapes only).
   const Eigen::MatrixXf h_err = transformed_errors ? Eigen::MatrixXf() : h.cast<float>();
+  // tr(W·H·Wᵀ), once for every step's relative error.
+  const double denominator = [&] {
+    result.blas3_flops += 2.0 * m * n * n;
+    const MatrixF wh = transformed_errors ? MatrixF(w * h.cast<float>()) : MatrixF(w * h_err);
+    return wh.cwiseProduct(w).cast<double>().sum();
+  }();
+  auto relative = [&](double num) {
+    return denominator > 0 ? std::sqrt(std::max(0.0, num) / denominator) : 0.0;
+  };
 
   // The lower Cholesky factor of ht: LR whitening and the downdate.
   std::optional<Eigen::MatrixXd> ht_chol;
@@ -438,10 +441,11 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   auto error_of_current = [&]() -> double {
     const double lr_products = 4.0 * mp * np * k + 2.0 * k * np * np;
     if (!transformed_errors) {
-      result.blas3_flops += 4.0 * m * n * n + lr_products / 2;
+      result.blas3_flops += 2.0 * m * n * n + lr_products / 2;
       MatrixF wt_hat = q;
       if (k > 0) wt_hat.noalias() += l * r;
-      return WeightedRelativeError(w, t->Inverse(wt_hat) * g, h_err);
+      const MatrixF e = w - t->Inverse(wt_hat) * g;
+      return relative((e * h_err).cwiseProduct(e).cast<double>().sum());
     }
     ensure_g();
     MatrixF e = wt - q;
@@ -455,7 +459,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     const double e_h_e = eh.cwiseProduct(e).cast<double>().sum();
     const double e_e = e.cast<double>().squaredNorm();
     const double num = static_cast<double>(g) * g * h_mean * (e_h_e - o.damping * e_e);
-    return denominator > 0 ? std::sqrt(std::max(0.0, num) / denominator) : 0.0;
+    return relative(num);
   };
   auto evaluate = [&](const std::string& step) {
     const double err = error_of_current();
