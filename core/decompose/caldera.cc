@@ -1,5 +1,6 @@
 #include "core/decompose/caldera.h"
 
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -118,6 +119,14 @@ Exports CloneExports(const Exports& e) {
   return out;
 }
 
+// QuantizeNearest, adding its wall time to *seconds.
+MatrixF TimedQuantizeNearest(MatrixQuantizer& q, const MatrixF& a, double* seconds) {
+  const auto t0 = std::chrono::steady_clock::now();
+  MatrixF out = quant::QuantizeNearest(q, a);
+  *seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<MatrixQuantizer>> NewQuantizer(const QuantizerSpec& spec,
                                                               int64_t rows, int64_t cols) {
   return quant::MakeMatrixQuantizer(spec, rows, cols);
@@ -201,7 +210,7 @@ struct LrState {
 // `g` = A·H, formed once per outer iteration by the caller.
 absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const MatrixF& hf,
                                       const MatrixF& m_chol, int64_t k, const DecomposeOptions& o,
-                                      double* flops) {
+                                      double* flops, double* search_seconds) {
   const int64_t mp = a.rows(), np = a.cols();
   const double m_ = static_cast<double>(mp), n_ = static_cast<double>(np);
   *flops += m_ * n_ * n_ + k * n_ * n_;  // A·M and the solve with M
@@ -236,7 +245,7 @@ absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const 
     }
     absl::StatusOr<std::unique_ptr<MatrixQuantizer>> ql = NewQuantizer(o.lr_spec, k, mp);
     if (!ql.ok()) return ql.status();
-    const MatrixF lt = quant::QuantizeNearest(**ql, l.transpose());
+    const MatrixF lt = TimedQuantizeNearest(**ql, l.transpose(), search_seconds);
     l = lt.transpose();
     if (!floats) {
       *flops += 2 * m_ * n_ * k;  // Lᵀ·A
@@ -246,7 +255,7 @@ absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const 
     }
     absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qr = NewQuantizer(o.lr_spec, k, np);
     if (!qr.ok()) return qr.status();
-    r = quant::QuantizeNearest(**qr, r);
+    r = TimedQuantizeNearest(**qr, r, search_seconds);
     products_for_r();
     // e² = tr(AHAᵀ) − 2 tr(Lᵀ G Rᵀ) + tr(LᵀL · R H Rᵀ): O(mnk), no n² work but R·H.
     const double cross = grt.cwiseProduct(l).cast<double>().sum();
@@ -428,13 +437,16 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   MatrixF best_q_t, best_l_t, best_r_t;  // the kept iterate, transformed basis
   Exports best_q, best_l, best_r;
   int64_t best_bits = 0;
-  // G = (W̃ − Q)·ht for the current Q; valid once computed for it.
-  MatrixF g_q;
+  // G = (W̃ − Q)·ht for the current Q; valid once computed for it. `work` is
+  // an mp × np scratch matrix (the Q step's target, W̃ − Q, the error), kept
+  // so the steps do not allocate and fault in a fresh one each time.
+  MatrixF g_q, work;
   bool g_valid = false;
   auto ensure_g = [&] {
     if (g_valid) return;
     result.blas3_flops += 2.0 * mp * np * np;
-    g_q.noalias() = (wt - q) * hf;
+    work = wt - q;
+    g_q.noalias() = work * hf;
     g_valid = true;
   };
 
@@ -448,15 +460,19 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
       return relative((e * h_err).cwiseProduct(e).cast<double>().sum());
     }
     ensure_g();
-    MatrixF e = wt - q;
-    MatrixF eh = g_q;
+    // E·ht = G − L·(R·ht), so tr(E·ht·Eᵀ) = <G, E> − <R·ht, Lᵀ·E>.
+    MatrixF& e = work;
+    e = wt - q;
+    double e_h_e;
     if (k > 0) {
       result.blas3_flops += lr_products;
       e.noalias() -= l * r;
       const MatrixF rh = r * hf;
-      eh.noalias() -= l * rh;
+      const MatrixF lte = l.transpose() * e;
+      e_h_e = g_q.cwiseProduct(e).cast<double>().sum() - rh.cwiseProduct(lte).cast<double>().sum();
+    } else {
+      e_h_e = g_q.cwiseProduct(e).cast<double>().sum();
     }
-    const double e_h_e = eh.cwiseProduct(e).cast<double>().sum();
     const double e_e = e.cast<double>().squaredNorm();
     const double num = static_cast<double>(g) * g * h_mean * (e_h_e - o.damping * e_e);
     return relative(num);
@@ -484,12 +500,13 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   lo.tune_sweeps = o.tune_sweeps;
   std::optional<LdlqFactor> ht_factor;
   auto q_step = [&]() -> absl::Status {
-    MatrixF a = wt;
+    MatrixF& a = work;
+    a = wt;
     if (k > 0) a.noalias() -= l * r;
     absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qz = NewQuantizer(o.q_spec, mp, np);
     if (!qz.ok()) return qz.status();
     if (o.method == "rtn") {
-      q = quant::QuantizeNearest(**qz, a);
+      q = TimedQuantizeNearest(**qz, a, &result.search_seconds);
     } else {
       absl::StatusOr<LdlqResult> res;
       // The buffered feedback products of LDLQ: m·n² in all.
@@ -510,6 +527,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
       }
       if (!res.ok()) return res.status();
       q = std::move(res->q);
+      result.search_seconds += res->search_seconds;
       result.extra_damping = std::max(result.extra_damping, res->extra_damping);
     }
     q_export = (*qz)->Export();
@@ -519,8 +537,13 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     return absl::OkStatus();
   };
   auto lr_step = [&]() -> absl::Status {
-    ensure_g();
-    absl::StatusOr<LrState> s = LowRankUpdate(wt - q, g_q, hf, m_chol, k, o, &result.blas3_flops);
+    if (g_valid) {
+      work = wt - q;
+    } else {
+      ensure_g();  // leaves W̃ − Q in work
+    }
+    absl::StatusOr<LrState> s =
+        LowRankUpdate(work, g_q, hf, m_chol, k, o, &result.blas3_flops, &result.search_seconds);
     if (!s.ok()) return s.status();
     lr = *std::move(s);
     l = lr.l;

@@ -60,6 +60,10 @@ struct DecomposeResult {
   // product, a·b² per triangular product or solve, n³/3 per Cholesky; float
   // and double alike). Benchmarks divide it by wall time.
   double blas3_flops = 0;
+  // Wall time inside the quantizers' codeword searches (LDLQ's block
+  // quantization, round-to-nearest of Q, L and R); the rest of a run is the
+  // dense work and its glue.
+  double search_seconds = 0;
   // The record: tensors named relative to the matrix ("caldera.q.codes", ...),
   // including "caldera.config" (JSON as U8).
   std::vector<std::pair<std::string, Tensor>> record;

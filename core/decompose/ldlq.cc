@@ -1,5 +1,7 @@
 #include "core/decompose/ldlq.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 
 namespace caldera::decompose {
@@ -68,6 +70,12 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
   const Eigen::MatrixXf& lf = factor.l;
   quantizer.Prepare(a);
   quant::MatrixF q = quant::MatrixF::Zero(m, n);
+  auto quantize_block = [&](int64_t j0, const quant::MatrixF& target) {
+    const auto t0 = std::chrono::steady_clock::now();
+    quantizer.QuantizeBlock(j0, target, q.middleCols(j0, b));
+    result.search_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   quant::MatrixF e = quant::MatrixF::Zero(m, n);  // a - q on processed columns
   const int64_t buf = std::max(b, options.buffer / b * b);
   quant::MatrixF base, t;
@@ -81,7 +89,7 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
       const int64_t j0 = j1 - b;
       t = base.middleCols(j0 - s0, b);
       if (j1 < s1) t.noalias() += e.middleCols(j1, s1 - j1) * lf.block(j1, j0, s1 - j1, b);
-      quantizer.QuantizeBlock(j0, t, q.middleCols(j0, b));
+      quantize_block(j0, t);
       e.middleCols(j0, b) = a.middleCols(j0, b) - q.middleCols(j0, b);
     }
     s1 = s0;
@@ -95,7 +103,7 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
         const Eigen::MatrixXf hjj_inv =
             hf.block(j0, j0, b, b).cast<double>().inverse().cast<float>();
         t = q.middleCols(j0, b) + (e * hf.middleCols(j0, b)) * hjj_inv;
-        quantizer.QuantizeBlock(j0, t, q.middleCols(j0, b));
+        quantize_block(j0, t);
         e.middleCols(j0, b) = a.middleCols(j0, b) - q.middleCols(j0, b);
       }
     }

@@ -22,16 +22,18 @@ struct LdlqOptions {
 };
 
 struct LdlqResult {
-  quant::MatrixF q;          // dequantised values, m × n
-  double extra_damping = 0;  // relative damping that had to be added
+  quant::MatrixF q;           // dequantised values, m × n
+  double extra_damping = 0;   // relative damping that had to be added
+  double search_seconds = 0;  // wall time inside quantizer.QuantizeBlock
 };
 
 // What LDLQ needs from H: its block LDL factor (after any extra damping). It
 // depends on H only, so a caller quantising several matrices against the same
 // H (every Q step of a decomposition) computes it once.
 struct LdlqFactor {
-  Eigen::MatrixXf l;         // unit block-lower-triangular, n × n
-  double extra_damping = 0;  // relative damping that had to be added
+  Eigen::MatrixXf l;          // unit block-lower-triangular, n × n
+  double extra_damping = 0;   // relative damping that had to be added
+  double search_seconds = 0;  // wall time inside quantizer.QuantizeBlock
 };
 
 // FAILED_PRECONDITION when H stays indefinite even with 1000x damping.

@@ -124,43 +124,121 @@ E8PCodebook::E8PCodebook() {
     for (int i = 0; i < 8; ++i) abs_soa_[i * 256 + j] = abs_[j][i];
     for (int p = 0; p < 2; ++p) flip_weight_[p][j] = parity_[j] != p ? 2.0f : 0.0f;
   }
+  pattern_of_digits_.assign(1 << 16, -1);
+  for (int j = 0; j < 256; ++j) {
+    int key = 0;
+    for (int i = 0; i < 8; ++i) key = key << 2 | static_cast<int>(abs_[j][i] - 0.5f);
+    pattern_of_digits_[key] = static_cast<int16_t>(j);
+  }
+}
+
+float E8PCodebook::SearchShift(int shift, const float* x, int* j_out, int* signs_out) const {
+  alignas(64) float dist[256];
+  alignas(64) float lane_min[kLanes];
+  const float t = shift == 0 ? 0.25f : -0.25f;
+  float y[8], ay[8];
+  int neg = 0;
+  float y2 = 0;
+  for (int i = 0; i < 8; ++i) {
+    y[i] = x[i] - t;
+    ay[i] = std::fabs(y[i]);
+    neg += y[i] < 0;
+    y2 += y[i] * y[i];
+  }
+  PatternDistances(abs_soa_.data(), norm2_.data(), flip_weight_[neg & 1].data(), ay, y2, dist,
+                   lane_min);
+  float best;
+  const int j = FirstArgMin(dist, lane_min, &best);
+  // Signs: those of y, with the cheapest coordinate flipped if parity is wrong.
+  const float* a = abs_[j].data();
+  int signs = 0;
+  for (int i = 0; i < 8; ++i) signs |= (y[i] < 0) << i;
+  if ((neg & 1) != parity_[j]) {
+    int arg = 0;
+    for (int i = 1; i < 8; ++i) {
+      if (a[i] * ay[i] < a[arg] * ay[arg]) arg = i;
+    }
+    signs ^= 1 << arg;
+  }
+  *j_out = j;
+  *signs_out = signs;
+  return best;
+}
+
+uint16_t E8PCodebook::QuantizeExhaustive(const float* x, float* out) const {
+  float best = kInf;
+  uint16_t best_code = 0;
+  for (int shift = 0; shift < 2; ++shift) {
+    int j, signs;
+    const float d = SearchShift(shift, x, &j, &signs);
+    if (!(d < best)) continue;
+    best = d;
+    best_code = static_cast<uint16_t>((j << 8) | (shift << 7) | (signs & 0x7F));
+  }
+  Decode(best_code, out);
+  return best_code;
 }
 
 uint16_t E8PCodebook::Quantize(const float* x, float* out) const {
-  float best = kInf;
-  uint16_t best_code = 0;
-  alignas(64) float dist[256];
-  alignas(64) float lane_min[kLanes];
+  // For each shift t: the nearest point p of the coset D8 + 1/2 to y = x - t
+  // (every coordinate to its nearest odd half f + 1/2, f = floor(y); if the
+  // sum is odd, the coordinate with the largest rounding error moves to its
+  // other side), and whether p's absolute values form one of the 256 patterns.
+  // In integers: |x| < 64 keeps the conversions exact; anything else (huge
+  // or non-finite values) takes the full search.
+  for (int i = 0; i < 8; ++i) {
+    if (!(std::fabs(x[i]) < 64.0f)) return QuantizeExhaustive(x, out);
+  }
+  float dist[2];
+  int key_j[2], signs[2];
   for (int shift = 0; shift < 2; ++shift) {
     const float t = shift == 0 ? 0.25f : -0.25f;
-    float y[8], ay[8];
-    int neg = 0;
-    float y2 = 0;
+    float y[8], e[8];
+    int f[8], parity = 0;
     for (int i = 0; i < 8; ++i) {
       y[i] = x[i] - t;
-      ay[i] = std::fabs(y[i]);
-      neg += y[i] < 0;
-      y2 += y[i] * y[i];
+      const int c = static_cast<int>(y[i]);  // toward zero
+      f[i] = c - (static_cast<float>(c) > y[i]);
+      e[i] = y[i] - (static_cast<float>(f[i]) + 0.5f);  // in [-1/2, 1/2)
+      parity ^= f[i];
     }
-    PatternDistances(abs_soa_.data(), norm2_.data(), flip_weight_[neg & 1].data(), ay, y2, dist,
-                     lane_min);
-    float shift_best;
-    const int j = FirstArgMin(dist, lane_min, &shift_best);
-    if (!(shift_best < best)) continue;
-    best = shift_best;
-    // Signs: those of y, with the cheapest coordinate flipped if parity is wrong.
-    const float* a = abs_[j].data();
-    int signs = 0;
-    for (int i = 0; i < 8; ++i) signs |= (y[i] < 0) << i;
-    if ((neg & 1) != parity_[j]) {
+    if (parity & 1) {  // sum(p) = sum(f) + 4
       int arg = 0;
       for (int i = 1; i < 8; ++i) {
-        if (a[i] * ay[i] < a[arg] * ay[arg]) arg = i;
+        if (std::fabs(e[i]) > std::fabs(e[arg])) arg = i;
       }
-      signs ^= 1 << arg;
+      f[arg] += e[arg] > 0 ? 1 : -1;
     }
-    best_code = static_cast<uint16_t>((j << 8) | (shift << 7) | (signs & 0x7F));
+    float d = 0;
+    int key = 0, sign_bits = 0;
+    bool fits = true;
+    for (int i = 0; i < 8; ++i) {
+      const float r = y[i] - (static_cast<float>(f[i]) + 0.5f);
+      d += r * r;
+      const int digit = f[i] >= 0 ? f[i] : -f[i] - 1;  // |p| - 1/2
+      fits = fits && digit <= 3;
+      key = key << 2 | (digit & 3);
+      sign_bits |= (f[i] < 0) << i;
+    }
+    dist[shift] = d;
+    key_j[shift] = fits ? pattern_of_digits_[key] : -1;
+    signs[shift] = sign_bits;
   }
+  // A coset point outside the codebook bounds its shift's codebook distance
+  // from below; a shift is searched in full only when that bound could still
+  // win (ties go to shift 0, as in QuantizeExhaustive).
+  bool exact0 = key_j[0] >= 0, exact1 = key_j[1] >= 0;
+  if (!exact0 && !(exact1 && dist[1] < dist[0])) {
+    dist[0] = SearchShift(0, x, &key_j[0], &signs[0]);
+    exact0 = true;
+  }
+  if (exact0 && !exact1 && dist[1] < dist[0]) {
+    dist[1] = SearchShift(1, x, &key_j[1], &signs[1]);
+    exact1 = true;
+  }
+  const int shift = !exact0 || (exact1 && dist[1] < dist[0]) ? 1 : 0;
+  const uint16_t best_code =
+      static_cast<uint16_t>((key_j[shift] << 8) | (shift << 7) | (signs[shift] & 0x7F));
   Decode(best_code, out);
   return best_code;
 }

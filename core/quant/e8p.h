@@ -9,15 +9,19 @@
 // Our 16-bit code: bits 8-15 pattern index, bit 7 shift (1 = -1/4), bits 0-6 the
 // signs of coordinates 0-6 (1 = negative); coordinate 7's sign follows from parity.
 //
-// The searches score all 256 patterns (or table points) of one vector in a
-// data-parallel loop built for AVX-512, AVX2 and baseline x86-64 (chosen at load
-// time) with floating-point contraction off, so every machine computes the same
-// distances and picks the same code: the first minimum in (shift, index) order.
+// The full search scores all 256 patterns (or table points) of one vector in
+// a data-parallel loop built for AVX-512, AVX2 and baseline x86-64 (chosen at
+// load time) with floating-point contraction off, so every machine computes
+// the same distances and picks the same code: the first minimum in (shift,
+// index) order. E8PCodebook::Quantize runs it only where rounding to the
+// coset D8 + 1/2 does not already give the answer (about a quarter of the
+// shift searches for Gaussian data at the 2-bit scale).
 #ifndef CALDERA_CORE_QUANT_E8P_H_
 #define CALDERA_CORE_QUANT_E8P_H_
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 namespace caldera::quant {
 
@@ -27,12 +31,24 @@ class E8PCodebook {
 
   // Nearest codeword to x (exact, over all 65,536 points); returns its code and
   // writes the point to out (may alias x).
+  // Fast path: the nearest point of the coset D8 + 1/2 (+ t) for each shift is
+  // found by rounding; when it is a codeword it is the answer for that shift,
+  // and otherwise it bounds that shift's distance from below, so the full
+  // search over 256 patterns runs only for a shift the bound cannot rule out.
   uint16_t Quantize(const float* x, float* out) const;
+  // The full search over both shifts, for tests and benchmarks; the same
+  // nearest point as Quantize up to ties within float rounding.
+  uint16_t QuantizeExhaustive(const float* x, float* out) const;
   void Decode(uint16_t code, float* out) const;
 
   const std::array<std::array<float, 8>, 256>& patterns() const { return abs_; }
 
  private:
+  // Nearest codeword with shift `shift` (0: +1/4, 1: -1/4) by the full
+  // search: its squared distance (as the search computes it), pattern and the
+  // sign bits of coordinates 0-7.
+  float SearchShift(int shift, const float* x, int* j_out, int* signs_out) const;
+
   std::array<std::array<float, 8>, 256> abs_;
   std::array<float, 256> norm2_;
   std::array<int, 256> parity_;  // sum(a) mod 2
@@ -41,6 +57,9 @@ class E8PCodebook {
   // parity differs from p (one sign must flip) and 0 where it matches.
   std::array<float, 8 * 256> abs_soa_;
   std::array<std::array<float, 256>, 2> flip_weight_;
+  // Pattern index of an absolute vector with digits d_i = a_i - 1/2 in 0..3,
+  // keyed by sum d_i << 2(7 - i); -1 where the vector is not a pattern.
+  std::vector<int16_t> pattern_of_digits_;
 };
 
 // The 256-entry 1-bit E8 table: the 241 points of E8 with |x|^2 <= 2 and the

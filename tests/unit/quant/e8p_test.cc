@@ -62,6 +62,45 @@ TEST(E8PTest, SearchEqualsBruteForce) {
   }
 }
 
+// The fast search (coset rounding, full search only where needed) against the
+// full search on many vectors: Gaussian at the scales the quantizer feeds it,
+// heavy tails, codewords themselves and points halfway between codewords.
+TEST(E8PTest, FastSearchEqualsFullSearch) {
+  E8PCodebook book;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> any_code(0, 65535);
+  int differing_codes = 0;
+  for (int trial = 0; trial < 200000; ++trial) {
+    float x[8], fast[8], full[8];
+    const int kind = trial % 5;
+    if (kind <= 2) {
+      const float scale = kind == 0 ? 1.03f : kind == 1 ? 0.4f : 3.0f;
+      for (float& v : x) v = normal(rng) * scale;
+    } else {
+      float a[8], b[8];
+      book.Decode(static_cast<uint16_t>(any_code(rng)), a);
+      book.Decode(static_cast<uint16_t>(any_code(rng)), b);
+      for (int i = 0; i < 8; ++i) x[i] = kind == 3 ? a[i] : 0.5f * (a[i] + b[i]);
+    }
+    const uint16_t c_fast = book.Quantize(x, fast);
+    const uint16_t c_full = book.QuantizeExhaustive(x, full);
+    float d_fast = 0, d_full = 0;
+    for (int i = 0; i < 8; ++i) {
+      d_fast += (x[i] - fast[i]) * (x[i] - fast[i]);
+      d_full += (x[i] - full[i]) * (x[i] - full[i]);
+    }
+    ASSERT_NEAR(d_fast, d_full, 1e-5f * (1 + d_full)) << trial;
+    if (kind == 3) {
+      ASSERT_EQ(d_fast, 0.0f) << "a codeword is its own nearest point";
+    }
+    // Ties (the midpoints) may pick another codeword at the same distance;
+    // continuous inputs pick the same one.
+    if (kind <= 2) differing_codes += c_fast != c_full;
+  }
+  EXPECT_EQ(differing_codes, 0);
+}
+
 TEST(E8OneBitTest, TableAndSearch) {
   E8OneBitTable table;
   std::set<std::array<float, 8>> distinct(table.points().begin(), table.points().end());
