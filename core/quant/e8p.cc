@@ -2,8 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
+
+// The batched search's 64-byte vector helpers are internal and always
+// inlined; GCC's note that passing them by value would change the ABI without
+// AVX-512 does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace caldera::quant {
 namespace {
@@ -90,9 +96,66 @@ int FirstArgMin(const float* dist, const float* lane_min, float* min_out) {
   return arg < 256 ? arg : 0;
 }
 
+// ---- Batched search: kBatch vectors at once, one per lane (kernels in
+// e8p_batch_kernels.inc, built for AVX-512, AVX2 and baseline x86-64 and
+// chosen at construction from what the CPU supports).
+constexpr int kBatch = 16;
+
+namespace e8p_kernels {
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {
+constexpr int kLanes = 16;
+typedef float VF __attribute__((vector_size(4 * kLanes)));
+typedef int32_t VI __attribute__((vector_size(4 * kLanes)));
+#include "core/quant/e8p_batch_kernels.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace avx2 {
+constexpr int kLanes = 8;
+typedef float VF __attribute__((vector_size(4 * kLanes)));
+typedef int32_t VI __attribute__((vector_size(4 * kLanes)));
+#include "core/quant/e8p_batch_kernels.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+namespace baseline {
+constexpr int kLanes = 4;
+typedef float VF __attribute__((vector_size(4 * kLanes)));
+typedef int32_t VI __attribute__((vector_size(4 * kLanes)));
+#include "core/quant/e8p_batch_kernels.inc"
+}  // namespace baseline
+}  // namespace e8p_kernels
+
+// The kernels for `isa`, or for the best this CPU supports (kAuto, or an
+// instruction set it lacks).
+E8PBatchKernels ChooseBatchKernels(E8PIsa isa, E8PIsa* chosen) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx2 = __builtin_cpu_supports("avx2");
+  if (isa == E8PIsa::kAuto)
+    isa = avx512 ? E8PIsa::kAvx512 : avx2 ? E8PIsa::kAvx2 : E8PIsa::kBaseline;
+  if (isa == E8PIsa::kAvx512 && avx512) {
+    *chosen = E8PIsa::kAvx512;
+    return {e8p_kernels::avx512::CosetRound, e8p_kernels::avx512::FullSearchBatch};
+  }
+  if (isa != E8PIsa::kBaseline && avx2) {
+    *chosen = E8PIsa::kAvx2;
+    return {e8p_kernels::avx2::CosetRound, e8p_kernels::avx2::FullSearchBatch};
+  }
+#endif
+  (void)isa;
+  *chosen = E8PIsa::kBaseline;
+  return {e8p_kernels::baseline::CosetRound, e8p_kernels::baseline::FullSearchBatch};
+}
+
 }  // namespace
 
-E8PCodebook::E8PCodebook() {
+E8PCodebook::E8PCodebook(E8PIsa isa) {
   std::vector<std::array<float, 8>> small;
   // Enumerate {1/2, 3/2, 5/2, 7/2}^8 in lexicographic order (first coordinate slowest).
   for (int idx = 0; idx < (1 << 16); ++idx) {
@@ -124,6 +187,10 @@ E8PCodebook::E8PCodebook() {
     for (int i = 0; i < 8; ++i) abs_soa_[i * 256 + j] = abs_[j][i];
     for (int p = 0; p < 2; ++p) flip_weight_[p][j] = parity_[j] != p ? 2.0f : 0.0f;
   }
+  for (int j = 0; j < 256; ++j) {
+    for (int i = 0; i < 8; ++i) abs_aos_[8 * j + i] = abs_[j][i];
+  }
+  batch_ = ChooseBatchKernels(isa, &isa_);
   pattern_of_digits_.assign(1 << 16, -1);
   for (int j = 0; j < 256; ++j) {
     int key = 0;
@@ -180,67 +247,124 @@ uint16_t E8PCodebook::QuantizeExhaustive(const float* x, float* out) const {
 }
 
 uint16_t E8PCodebook::Quantize(const float* x, float* out) const {
-  // For each shift t: the nearest point p of the coset D8 + 1/2 to y = x - t
-  // (every coordinate to its nearest odd half f + 1/2, f = floor(y); if the
-  // sum is odd, the coordinate with the largest rounding error moves to its
-  // other side), and whether p's absolute values form one of the 256 patterns.
-  // In integers: |x| < 64 keeps the conversions exact; anything else (huge
-  // or non-finite values) takes the full search.
-  for (int i = 0; i < 8; ++i) {
-    if (!(std::fabs(x[i]) < 64.0f)) return QuantizeExhaustive(x, out);
-  }
-  float dist[2];
-  int key_j[2], signs[2];
-  for (int shift = 0; shift < 2; ++shift) {
-    const float t = shift == 0 ? 0.25f : -0.25f;
-    float y[8], e[8];
-    int f[8], parity = 0;
-    for (int i = 0; i < 8; ++i) {
-      y[i] = x[i] - t;
-      const int c = static_cast<int>(y[i]);  // toward zero
-      f[i] = c - (static_cast<float>(c) > y[i]);
-      e[i] = y[i] - (static_cast<float>(f[i]) + 0.5f);  // in [-1/2, 1/2)
-      parity ^= f[i];
-    }
-    if (parity & 1) {  // sum(p) = sum(f) + 4
-      int arg = 0;
-      for (int i = 1; i < 8; ++i) {
-        if (std::fabs(e[i]) > std::fabs(e[arg])) arg = i;
+  uint16_t code;
+  QuantizeBatch(x, 1, &code, out);
+  return code;
+}
+
+void E8PCodebook::QuantizeBatch(const float* x, int64_t count, uint16_t* codes, float* out) const {
+  // Vectors go in chunks of kChunk; each chunk is rounded 16 at a time, then
+  // its pending full searches ((vector, shift) pairs) run 16 at a time, so the
+  // search lanes stay full. Per-chunk state is a few tens of KiB.
+  constexpr int kChunk = 256;
+  struct Pending {
+    int vec, shift;
+  };
+  alignas(64) float xs[8 * kBatch], point[2][8 * kBatch], dist_l[2][kBatch];
+  alignas(64) int key[2][kBatch], fits[2][kBatch], signs_l[2][kBatch];
+  // Per vector of the chunk and shift: squared distance (a lower bound while
+  // j < 0), pattern (-1: the coset point is not a codeword, or not searched),
+  // sign bits and the point.
+  float dist[2][kChunk], pts[2][kChunk][8];
+  int j[2][kChunk], sgn[2][kChunk];
+  bool in_range[kChunk];
+  Pending pending[2 * kChunk];
+  for (int64_t c0 = 0; c0 < count; c0 += kChunk) {
+    const int nv = static_cast<int>(std::min<int64_t>(kChunk, count - c0));
+    const float* xc = x + 8 * c0;
+    for (int g0 = 0; g0 < nv; g0 += kBatch) {
+      const int lanes = std::min(kBatch, nv - g0);
+      for (int l = 0; l < kBatch; ++l) {
+        for (int i = 0; i < 8; ++i) xs[i * kBatch + l] = l < lanes ? xc[8 * (g0 + l) + i] : 0.0f;
       }
-      f[arg] += e[arg] > 0 ? 1 : -1;
+      for (int sh = 0; sh < 2; ++sh) {
+        batch_.coset_round(xs, sh == 0 ? 0.25f : -0.25f, dist_l[sh], key[sh], fits[sh], signs_l[sh],
+                           point[sh]);
+      }
+      for (int l = 0; l < lanes; ++l) {
+        const int v = g0 + l;
+        bool ok = true;
+        for (int i = 0; i < 8; ++i) ok = ok && std::fabs(xc[8 * v + i]) < 64.0f;
+        in_range[v] = ok;
+        for (int sh = 0; sh < 2; ++sh) {
+          dist[sh][v] = dist_l[sh][l];
+          j[sh][v] = ok && fits[sh][l] ? pattern_of_digits_[key[sh][l]] : -1;
+          sgn[sh][v] = signs_l[sh][l];
+          for (int i = 0; i < 8; ++i) pts[sh][v][i] = point[sh][i * kBatch + l];
+        }
+      }
     }
-    float d = 0;
-    int key = 0, sign_bits = 0;
-    bool fits = true;
-    for (int i = 0; i < 8; ++i) {
-      const float r = y[i] - (static_cast<float>(f[i]) + 0.5f);
-      d += r * r;
-      const int digit = f[i] >= 0 ? f[i] : -f[i] - 1;  // |p| - 1/2
-      fits = fits && digit <= 3;
-      key = key << 2 | (digit & 3);
-      sign_bits |= (f[i] < 0) << i;
+    int n_pending = 0;
+    auto run_pending = [&] {
+      for (int p0 = 0; p0 < n_pending; p0 += kBatch) {
+        const int n = std::min(kBatch, n_pending - p0);
+        alignas(64) float ay[8 * kBatch], y2[kBatch], best[kBatch];
+        alignas(64) int negp[kBatch], best_j[kBatch];
+        float y[kBatch][8];
+        for (int q = 0; q < kBatch; ++q) {
+          const Pending& pd = pending[p0 + std::min(q, n - 1)];
+          const float t = pd.shift == 0 ? 0.25f : -0.25f;
+          int neg = 0;
+          float sq = 0;
+          for (int i = 0; i < 8; ++i) {
+            y[q][i] = xc[8 * pd.vec + i] - t;
+            ay[i * kBatch + q] = std::fabs(y[q][i]);
+            neg += y[q][i] < 0;
+            sq += y[q][i] * y[q][i];
+          }
+          negp[q] = neg & 1;
+          y2[q] = sq;
+        }
+        batch_.full_search(abs_aos_.data(), norm2_.data(), parity_.data(), ay, y2, negp, best,
+                           best_j);
+        for (int q = 0; q < n; ++q) {
+          const Pending& pd = pending[p0 + q];
+          // Signs: those of y, with the cheapest coordinate flipped if the
+          // pattern's parity differs (as SearchShift).
+          const float* a = abs_[best_j[q]].data();
+          int sb = 0;
+          for (int i = 0; i < 8; ++i) sb |= (y[q][i] < 0) << i;
+          if (negp[q] != parity_[best_j[q]]) {
+            int arg = 0;
+            for (int i = 1; i < 8; ++i) {
+              if (a[i] * ay[i * kBatch + q] < a[arg] * ay[arg * kBatch + q]) arg = i;
+            }
+            sb ^= 1 << arg;
+          }
+          const int sh = pd.shift, v = pd.vec;
+          const float t = sh == 0 ? 0.25f : -0.25f;
+          dist[sh][v] = best[q];
+          j[sh][v] = best_j[q];
+          sgn[sh][v] = sb;
+          for (int i = 0; i < 8; ++i) pts[sh][v][i] = ((sb >> i) & 1 ? -a[i] : a[i]) + t;
+        }
+      }
+      n_pending = 0;
+    };
+    // Round 1: shift 0 needs the full search unless shift 1's codeword beats
+    // even its bound (vectors out of range: both shifts).
+    for (int v = 0; v < nv; ++v) {
+      if (!in_range[v]) {
+        pending[n_pending++] = {v, 0};
+        pending[n_pending++] = {v, 1};
+      } else if (j[0][v] < 0 && !(j[1][v] >= 0 && dist[1][v] < dist[0][v])) {
+        pending[n_pending++] = {v, 0};
+      }
     }
-    dist[shift] = d;
-    key_j[shift] = fits ? pattern_of_digits_[key] : -1;
-    signs[shift] = sign_bits;
+    run_pending();
+    // Round 2: shift 1 only if its bound beats shift 0's answer.
+    for (int v = 0; v < nv; ++v) {
+      if (j[0][v] >= 0 && j[1][v] < 0 && dist[1][v] < dist[0][v]) pending[n_pending++] = {v, 1};
+    }
+    run_pending();
+    for (int v = 0; v < nv; ++v) {
+      // j[1] < 0 here: shift 1 was ruled out by its bound; j[0] < 0: shift 0
+      // was, by shift 1's codeword.
+      const int sh = j[0][v] < 0 || (j[1][v] >= 0 && dist[1][v] < dist[0][v]) ? 1 : 0;
+      codes[c0 + v] = static_cast<uint16_t>((j[sh][v] << 8) | (sh << 7) | (sgn[sh][v] & 0x7F));
+      for (int i = 0; i < 8; ++i) out[8 * (c0 + v) + i] = pts[sh][v][i];
+    }
   }
-  // A coset point outside the codebook bounds its shift's codebook distance
-  // from below; a shift is searched in full only when that bound could still
-  // win (ties go to shift 0, as in QuantizeExhaustive).
-  bool exact0 = key_j[0] >= 0, exact1 = key_j[1] >= 0;
-  if (!exact0 && !(exact1 && dist[1] < dist[0])) {
-    dist[0] = SearchShift(0, x, &key_j[0], &signs[0]);
-    exact0 = true;
-  }
-  if (exact0 && !exact1 && dist[1] < dist[0]) {
-    dist[1] = SearchShift(1, x, &key_j[1], &signs[1]);
-    exact1 = true;
-  }
-  const int shift = !exact0 || (exact1 && dist[1] < dist[0]) ? 1 : 0;
-  const uint16_t best_code =
-      static_cast<uint16_t>((key_j[shift] << 8) | (shift << 7) | (signs[shift] & 0x7F));
-  Decode(best_code, out);
-  return best_code;
 }
 
 void E8PCodebook::Decode(uint16_t code, float* out) const {

@@ -25,9 +25,24 @@
 
 namespace caldera::quant {
 
+// Instruction sets the batched search is built for (x86-64; elsewhere only
+// the baseline). kAuto picks the best the CPU supports.
+enum class E8PIsa { kAuto, kAvx512, kAvx2, kBaseline };
+
+// The batched search's two kernels for one instruction set (e8p.cc).
+struct E8PBatchKernels {
+  void (*coset_round)(const float* xs, float t, float* dist, int* key, int* fits, int* signs,
+                      float* point);
+  void (*full_search)(const float* abs_aos, const float* norm2, const int* parity, const float* ay,
+                      const float* y2, const int* neg_parity, float* best, int* best_j);
+};
+
 class E8PCodebook {
  public:
-  E8PCodebook();
+  // `isa` forces the batched search's kernels (tests compare them); one the
+  // CPU lacks falls back to the best it has. isa() says which runs.
+  explicit E8PCodebook(E8PIsa isa = E8PIsa::kAuto);
+  E8PIsa isa() const { return isa_; }
 
   // Nearest codeword to x (exact, over all 65,536 points); returns its code and
   // writes the point to out (may alias x).
@@ -36,6 +51,11 @@ class E8PCodebook {
   // and otherwise it bounds that shift's distance from below, so the full
   // search over 256 patterns runs only for a shift the bound cannot rule out.
   uint16_t Quantize(const float* x, float* out) const;
+  // Quantize for `count` vectors at once (x and out: count × 8, row-major; out
+  // may alias x): the rounding runs on 16 vectors per step and the full
+  // searches left over are gathered and run 16 at a time. Same codes as
+  // Quantize.
+  void QuantizeBatch(const float* x, int64_t count, uint16_t* codes, float* out) const;
   // The full search over both shifts, for tests and benchmarks; the same
   // nearest point as Quantize up to ties within float rounding.
   uint16_t QuantizeExhaustive(const float* x, float* out) const;
@@ -57,9 +77,12 @@ class E8PCodebook {
   // parity differs from p (one sign must flip) and 0 where it matches.
   std::array<float, 8 * 256> abs_soa_;
   std::array<std::array<float, 256>, 2> flip_weight_;
+  std::array<float, 8 * 256> abs_aos_;  // abs_aos_[8 * j + i] = abs_[j][i]
   // Pattern index of an absolute vector with digits d_i = a_i - 1/2 in 0..3,
   // keyed by sum d_i << 2(7 - i); -1 where the vector is not a pattern.
   std::vector<int16_t> pattern_of_digits_;
+  E8PBatchKernels batch_;  // for isa_
+  E8PIsa isa_ = E8PIsa::kBaseline;
 };
 
 // The 256-entry 1-bit E8 table: the 241 points of E8 with |x|^2 <= 2 and the

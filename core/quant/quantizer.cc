@@ -55,23 +55,41 @@ class LatticeQuantizer final : public MatrixQuantizer {
   void QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
                      Eigen::Ref<MatrixF> out) override {
     const float inv = 1.0f / scale_;
-    float x[8], q1[8], r[8], q2[8];
+    const int64_t rows = target.rows();
+    // One 8-column group at a time: its rows as contiguous vectors, searched
+    // as a batch (E8PCodebook::QuantizeBatch), then written back.
+    x_.resize(static_cast<size_t>(rows * 8));
+    q1_.resize(x_.size());
+    q2_.resize(x_.size());
+    batch_codes_.resize(static_cast<size_t>(rows));
     for (int64_t v = 0; v < target.cols() / 8; ++v) {
       const int64_t vc = (c0 / 8) + v;
-      for (int64_t row = 0; row < target.rows(); ++row) {
-        for (int i = 0; i < 8; ++i) x[i] = target(row, v * 8 + i) * inv;
-        const size_t idx = static_cast<size_t>(row * (cols_ / 8) + vc);
-        codes1_[idx] = book_.Quantize(x, q1);
-        if (bits_ == 4) {
-          for (int i = 0; i < 8; ++i) r[i] = (x[i] - q1[i]) * kResid4;
-          codes2_[idx] = book_.Quantize(r, q2);
-          for (int i = 0; i < 8; ++i) q1[i] += q2[i] / kResid4;
-        } else if (bits_ == 3) {
-          for (int i = 0; i < 8; ++i) r[i] = (x[i] - q1[i]) * kResid3;
-          codes2_[idx] = one_bit_.Quantize(r, q2);
-          for (int i = 0; i < 8; ++i) q1[i] += q2[i] / kResid3;
+      for (int i = 0; i < 8; ++i) {
+        for (int64_t row = 0; row < rows; ++row) x_[row * 8 + i] = target(row, v * 8 + i) * inv;
+      }
+      book_.QuantizeBatch(x_.data(), rows, batch_codes_.data(), q1_.data());
+      for (int64_t row = 0; row < rows; ++row) {
+        codes1_[static_cast<size_t>(row * (cols_ / 8) + vc)] = batch_codes_[row];
+      }
+      if (bits_ == 4) {
+        for (size_t e = 0; e < x_.size(); ++e) x_[e] = (x_[e] - q1_[e]) * kResid4;
+        book_.QuantizeBatch(x_.data(), rows, batch_codes_.data(), q2_.data());
+        for (int64_t row = 0; row < rows; ++row) {
+          codes2_[static_cast<size_t>(row * (cols_ / 8) + vc)] = batch_codes_[row];
         }
-        for (int i = 0; i < 8; ++i) out(row, v * 8 + i) = q1[i] * scale_;
+        for (size_t e = 0; e < x_.size(); ++e) q1_[e] += q2_[e] / kResid4;
+      } else if (bits_ == 3) {
+        for (int64_t row = 0; row < rows; ++row) {
+          float* r = &x_[row * 8];
+          float* q = &q1_[row * 8];
+          float q2[8];
+          for (int i = 0; i < 8; ++i) r[i] = (r[i] - q[i]) * kResid3;
+          codes2_[static_cast<size_t>(row * (cols_ / 8) + vc)] = one_bit_.Quantize(r, q2);
+          for (int i = 0; i < 8; ++i) q[i] += q2[i] / kResid3;
+        }
+      }
+      for (int i = 0; i < 8; ++i) {
+        for (int64_t row = 0; row < rows; ++row) out(row, v * 8 + i) = q1_[row * 8 + i] * scale_;
       }
     }
   }
@@ -110,6 +128,9 @@ class LatticeQuantizer final : public MatrixQuantizer {
   E8PCodebook book_;
   E8OneBitTable one_bit_;
   std::vector<uint16_t> codes1_, codes2_;
+  // QuantizeBlock's scratch: one 8-column group's rows as vectors.
+  std::vector<float> x_, q1_, q2_;
+  std::vector<uint16_t> batch_codes_;
 };
 
 // ---------------------------------------------------------------- uniform

@@ -1,8 +1,10 @@
 #include "core/quant/e8p.h"
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <set>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -62,43 +64,89 @@ TEST(E8PTest, SearchEqualsBruteForce) {
   }
 }
 
-// The fast search (coset rounding, full search only where needed) against the
-// full search on many vectors: Gaussian at the scales the quantizer feeds it,
-// heavy tails, codewords themselves and points halfway between codewords.
-TEST(E8PTest, FastSearchEqualsFullSearch) {
-  E8PCodebook book;
+// Inputs for the search tests: Gaussian at the scales the quantizer feeds
+// the codebook, heavy tails, codewords themselves and points halfway between
+// two codewords (ties), plus huge and out-of-range values.
+std::vector<float> SearchInputs(const E8PCodebook& book, int count) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_int_distribution<int> any_code(0, 65535);
-  int differing_codes = 0;
-  for (int trial = 0; trial < 200000; ++trial) {
-    float x[8], fast[8], full[8];
-    const int kind = trial % 5;
+  std::vector<float> xs(static_cast<size_t>(count) * 8);
+  for (int v = 0; v < count; ++v) {
+    float* x = &xs[static_cast<size_t>(v) * 8];
+    const int kind = v % 5;
     if (kind <= 2) {
       const float scale = kind == 0 ? 1.03f : kind == 1 ? 0.4f : 3.0f;
-      for (float& v : x) v = normal(rng) * scale;
+      for (int i = 0; i < 8; ++i) x[i] = normal(rng) * scale;
+      if (v % 1000 == 2) x[v % 8] = 1e6f;  // beyond the rounding's range
     } else {
       float a[8], b[8];
       book.Decode(static_cast<uint16_t>(any_code(rng)), a);
       book.Decode(static_cast<uint16_t>(any_code(rng)), b);
       for (int i = 0; i < 8; ++i) x[i] = kind == 3 ? a[i] : 0.5f * (a[i] + b[i]);
     }
-    const uint16_t c_fast = book.Quantize(x, fast);
+  }
+  return xs;
+}
+
+float Dist2(const float* x, const float* p) {
+  float d = 0;
+  for (int i = 0; i < 8; ++i) d += (x[i] - p[i]) * (x[i] - p[i]);
+  return d;
+}
+
+// The fast search (coset rounding, full search only where needed, batched)
+// against the full search, vector by vector.
+TEST(E8PTest, FastSearchEqualsFullSearch) {
+  E8PCodebook book;
+  constexpr int kCount = 200003;  // not a multiple of the batch or chunk
+  const std::vector<float> xs = SearchInputs(book, kCount);
+  std::vector<uint16_t> codes(kCount);
+  std::vector<float> points(xs.size());
+  book.QuantizeBatch(xs.data(), kCount, codes.data(), points.data());
+  int differing_codes = 0;
+  for (int v = 0; v < kCount; ++v) {
+    const float* x = &xs[static_cast<size_t>(v) * 8];
+    float full[8], decoded[8];
     const uint16_t c_full = book.QuantizeExhaustive(x, full);
-    float d_fast = 0, d_full = 0;
-    for (int i = 0; i < 8; ++i) {
-      d_fast += (x[i] - fast[i]) * (x[i] - fast[i]);
-      d_full += (x[i] - full[i]) * (x[i] - full[i]);
-    }
-    ASSERT_NEAR(d_fast, d_full, 1e-5f * (1 + d_full)) << trial;
-    if (kind == 3) {
+    const float d_fast = Dist2(x, &points[static_cast<size_t>(v) * 8]);
+    const float d_full = Dist2(x, full);
+    ASSERT_NEAR(d_fast, d_full, 1e-5f * (1 + d_full)) << v;
+    book.Decode(codes[v], decoded);
+    ASSERT_EQ(Dist2(decoded, &points[static_cast<size_t>(v) * 8]), 0.0f) << "code and point agree";
+    if (v % 5 == 3) {
       ASSERT_EQ(d_fast, 0.0f) << "a codeword is its own nearest point";
     }
     // Ties (the midpoints) may pick another codeword at the same distance;
     // continuous inputs pick the same one.
-    if (kind <= 2) differing_codes += c_fast != c_full;
+    if (v % 5 <= 2) differing_codes += codes[v] != c_full;
   }
   EXPECT_EQ(differing_codes, 0);
+  // The single-vector entry point is the same search.
+  float one[8];
+  EXPECT_EQ(book.Quantize(&xs[8 * 12345], one), codes[12345]);
+}
+
+// Every instruction set's kernels give the same codes, bit for bit (those
+// this CPU lacks fall back and are reported as skipped by name).
+TEST(E8PTest, EveryInstructionSetGivesTheSameCodes) {
+  const E8PCodebook reference(E8PIsa::kBaseline);
+  ASSERT_EQ(reference.isa(), E8PIsa::kBaseline);
+  constexpr int kCount = 50000;
+  const std::vector<float> xs = SearchInputs(reference, kCount);
+  std::vector<uint16_t> want(kCount), got(kCount);
+  std::vector<float> p_want(xs.size()), p_got(xs.size());
+  reference.QuantizeBatch(xs.data(), kCount, want.data(), p_want.data());
+  for (E8PIsa isa : {E8PIsa::kAvx2, E8PIsa::kAvx512}) {
+    const E8PCodebook book(isa);
+    if (book.isa() != isa) {
+      std::printf("this CPU lacks %s; not compared\n", isa == E8PIsa::kAvx2 ? "AVX2" : "AVX-512");
+      continue;
+    }
+    book.QuantizeBatch(xs.data(), kCount, got.data(), p_got.data());
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(p_got, p_want);
+  }
 }
 
 TEST(E8OneBitTest, TableAndSearch) {
