@@ -69,7 +69,8 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
   result.extra_damping = factor.extra_damping;
   const Eigen::MatrixXf& lf = factor.l;
   quantizer.Prepare(a);
-  quant::MatrixF q = quant::MatrixF::Zero(m, n);
+  quant::MatrixF q = a;  // see below
+  quant::MatrixF t;      // one block's targets
   auto quantize_block = [&](int64_t j0, const quant::MatrixF& target) {
     const auto t0 = std::chrono::steady_clock::now();
     quantizer.QuantizeBlock(j0, target, q.middleCols(j0, b));
@@ -77,23 +78,27 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   quant::MatrixF e = quant::MatrixF::Zero(m, n);  // a - q on processed columns
-  const int64_t buf = std::max(b, options.buffer / b * b);
-  quant::MatrixF base, t;
-  for (int64_t s1 = n; s1 > 0;) {
-    const int64_t s0 = std::max<int64_t>(0, s1 - buf);
-    base = a.middleCols(s0, s1 - s0);
-    if (s1 < n) {
-      base.noalias() += e.rightCols(n - s1) * lf.block(s1, s0, n - s1, s1 - s0);
+  // Columns are processed from the last block to the first. q holds the
+  // targets of the columns not yet quantized (a plus the feedback from the
+  // quantized ones) and the quantized values of the others. Recursive halving
+  // (right half, its feedback to the left half as one GEMM, left half) keeps
+  // every feedback product balanced: the m·n² flops go into GEMMs whose packed
+  // operands add up to O(m·n·log n), where a fixed-width buffer repacks an
+  // m × (columns done) panel per buffer.
+  const auto quantize_range = [&](const auto& self, int64_t c0, int64_t c1) -> void {
+    if (c1 - c0 <= b) {
+      t = q.middleCols(c0, b);
+      quantize_block(c0, t);
+      e.middleCols(c0, b) = a.middleCols(c0, b) - q.middleCols(c0, b);
+      return;
     }
-    for (int64_t j1 = s1; j1 > s0; j1 -= b) {
-      const int64_t j0 = j1 - b;
-      t = base.middleCols(j0 - s0, b);
-      if (j1 < s1) t.noalias() += e.middleCols(j1, s1 - j1) * lf.block(j1, j0, s1 - j1, b);
-      quantize_block(j0, t);
-      e.middleCols(j0, b) = a.middleCols(j0, b) - q.middleCols(j0, b);
-    }
-    s1 = s0;
-  }
+    const int64_t mid = c0 + (c1 - c0) / (2 * b) * b;  // a block boundary inside
+    self(self, mid, c1);
+    q.middleCols(c0, mid - c0).noalias() +=
+        e.middleCols(mid, c1 - mid) * lf.block(mid, c0, c1 - mid, mid - c0);
+    self(self, c0, mid);
+  };
+  quantize_range(quantize_range, 0, n);
   // Optional block Gauss-Seidel sweeps: move each block to the quantised
   // point nearest its unconstrained optimum given all other blocks.
   if (options.tune_sweeps > 0) {
