@@ -397,12 +397,8 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   const MatrixF hf = (with_lr || transformed_errors) ? MatrixF(ht.cast<float>()) : MatrixF();
   // H in float for errors measured in the original basis (padded shapes only).
   const Eigen::MatrixXf h_err = transformed_errors ? Eigen::MatrixXf() : h.cast<float>();
-  // tr(W·H·Wᵀ), once for every step's relative error.
-  const double denominator = [&] {
-    result.blas3_flops += 2.0 * m * n * n;
-    const MatrixF wh = transformed_errors ? MatrixF(w * h.cast<float>()) : MatrixF(w * h_err);
-    return wh.cwiseProduct(w).cast<double>().sum();
-  }();
+  // tr(W·H·Wᵀ), once for every step's relative error (set below).
+  double denominator = 0;
   auto relative = [&](double num) {
     return denominator > 0 ? std::sqrt(std::max(0.0, num) / denominator) : 0.0;
   };
@@ -449,6 +445,19 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     g_q.noalias() = work * hf;
     g_valid = true;
   };
+
+  if (transformed_errors && with_lr && o.lr_first) {
+    // With Q = 0, G = W̃·ht: the first LR step's product gives the
+    // denominator too, g²·mean·(<G, W̃> − damping·|W̃|²) as for the errors.
+    ensure_g();
+    const double w_h_w = g_q.cwiseProduct(wt).cast<double>().sum();
+    const double w_w = wt.cast<double>().squaredNorm();
+    denominator = static_cast<double>(g) * g * h_mean * (w_h_w - o.damping * w_w);
+  } else {
+    result.blas3_flops += 2.0 * m * n * n;
+    const MatrixF wh = transformed_errors ? MatrixF(w * h.cast<float>()) : MatrixF(w * h_err);
+    denominator = wh.cwiseProduct(w).cast<double>().sum();
+  }
 
   auto error_of_current = [&]() -> double {
     const double lr_products = 4.0 * mp * np * k + 2.0 * k * np * np;
