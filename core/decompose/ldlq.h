@@ -13,8 +13,8 @@
 namespace caldera::decompose {
 
 struct LdlqOptions {
-  int64_t block = 8;     // columns per LDL block (a multiple of the quantizer's block)
-  int tune_sweeps = 0;   // block Gauss-Seidel passes after the greedy pass
+  int64_t block = 8;    // columns per LDL block (a multiple of the quantizer's block)
+  int tune_sweeps = 0;  // block Gauss-Seidel passes after the greedy pass
   // Added to the diagonal, relative to its mean, if Cholesky fails; multiplied
   // by 10 on each further failure (at most 6 tries).
   double retry_damping = 0.01;
