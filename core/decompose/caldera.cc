@@ -523,7 +523,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
       q = TimedQuantizeNearest(**qz, a, &result.search_seconds);
     } else {
       absl::StatusOr<LdlqResult> res;
-      // The buffered feedback products of LDLQ: m·n² in all.
+      // LDLQ's feedback products: m·n² in all.
       result.blas3_flops += static_cast<double>(mp) * np * np;
       if (o.hessian_downdate && k > 0 && have_lr) {
         if (absl::Status s = ensure_chol(); !s.ok()) return s;
