@@ -107,8 +107,6 @@ namespace e8p_kernels {
 #pragma GCC target("avx512f")
 namespace avx512 {
 constexpr int kLanes = 16;
-typedef float VF __attribute__((vector_size(4 * kLanes)));
-typedef int32_t VI __attribute__((vector_size(4 * kLanes)));
 #include "core/quant/e8p_batch_kernels.inc"
 }  // namespace avx512
 #pragma GCC pop_options
@@ -116,16 +114,12 @@ typedef int32_t VI __attribute__((vector_size(4 * kLanes)));
 #pragma GCC target("avx2")
 namespace avx2 {
 constexpr int kLanes = 8;
-typedef float VF __attribute__((vector_size(4 * kLanes)));
-typedef int32_t VI __attribute__((vector_size(4 * kLanes)));
 #include "core/quant/e8p_batch_kernels.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 #endif
 namespace baseline {
 constexpr int kLanes = 4;
-typedef float VF __attribute__((vector_size(4 * kLanes)));
-typedef int32_t VI __attribute__((vector_size(4 * kLanes)));
 #include "core/quant/e8p_batch_kernels.inc"
 }  // namespace baseline
 }  // namespace e8p_kernels
