@@ -5,7 +5,11 @@
 // the heavy phases: products, factorizations, transforms and their glue).
 //
 //   decompose_bench [--size MxN]... [--iters N] [--lplr-iters N] [--fixture DIR HESSIAN_DIR]
-//                   [--methods rtn,ldlq,caldera,caldera-dd]
+//                   [--methods rtn,ldlq,caldera,caldera-dd] [--threads N]
+//
+// --threads: threads for the codeword searches (DecomposeOptions::threads);
+// the dense work uses the BLAS library's threads (OPENBLAS_NUM_THREADS), and
+// the SGEMM yardstick is measured with those same threads.
 //
 // Peak memory is per run: the kernel's high-water mark (VmHWM) is reset before
 // each decomposition (/proc/self/clear_refs, after malloc_trim) and the
@@ -114,7 +118,7 @@ bool ResetPeakRss() {
 
 int main(int argc, char** argv) {
   std::vector<std::pair<int64_t, int64_t>> sizes;
-  int iters = 15, lplr = 10;
+  int iters = 15, lplr = 10, threads = 1;
   std::string fixture, fixture_h, methods = "rtn,ldlq,caldera";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--size") && i + 1 < argc) {
@@ -127,6 +131,8 @@ int main(int argc, char** argv) {
       iters = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--lplr-iters") && i + 1 < argc) {
       lplr = std::atoi(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--fixture") && i + 2 < argc) {
       fixture = argv[++i];
       fixture_h = argv[++i];
@@ -134,8 +140,8 @@ int main(int argc, char** argv) {
   }
   if (sizes.empty() && fixture.empty()) sizes.emplace_back(1024, 1024);
   const double sgemm = caldera::bench::MeasureSgemmGflops();
-  std::printf("machine SGEMM (2048^3): %.1f GFLOP/s; iters %d, lplr-iters %d\n", sgemm, iters,
-              lplr);
+  std::printf("machine SGEMM (2048^3): %.1f GFLOP/s; search threads %d, iters %d, lplr-iters %d\n",
+              sgemm, threads, iters, lplr);
   std::vector<Problem> problems;
   if (!fixture.empty() && !LoadFixture(fixture, fixture_h, &problems)) {
     std::fprintf(stderr, "cannot load the fixture matrices or Hessians\n");
@@ -172,6 +178,7 @@ int main(int argc, char** argv) {
       o.lr_spec = caldera::quant::SpecFor("e8p", 4, 128);
       o.iters = iters;
       o.lplr_iters = lplr;
+      o.threads = threads;
       const bool peak_ok = ResetPeakRss();
       const int64_t rss0 = StatusBytes("VmRSS");
       const auto t0 = Clock::now();

@@ -201,7 +201,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
                                              const Eigen::MatrixXd& hessian, const JobSpec& spec,
                                              const std::string& artifact_uri,
                                              const storage::StorageOptions& options,
-                                             std::function<bool()> cancelled) {
+                                             int search_threads, std::function<bool()> cancelled) {
   const auto start = Clock::now();
   const std::string prefix = checkpoint.config().LayerPrefix(layer) + module.suffix;
   absl::StatusOr<Tensor> wt = checkpoint.ReadLinearWeight(prefix, module.name);
@@ -223,6 +223,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
     for (int64_t c = 0; c < n; ++c) w(r, c) = wd[r * n + c];
   }
   decompose::DecomposeOptions o = DecomposeOptionsFor(spec);
+  o.threads = search_threads;
   o.cancelled = cancelled;
   absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, hessian, o);
   if (!r.ok()) return Annotate(r.status(), prefix);

@@ -79,12 +79,13 @@ absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
 // (Σ xᵀx / tokens) n × n Hessian of the module's input. Writes the artifact to
 // `artifact_uri`. `cancelled` (may be empty) is polled between steps; when it
 // returns true the result is CANCELLED and nothing is written.
+// `search_threads`: threads for the codeword searches (DecomposeOptions::threads).
 absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint, int64_t layer,
                                              const model::LinearModule& module,
                                              const Eigen::MatrixXd& hessian, const JobSpec& spec,
                                              const std::string& artifact_uri,
                                              const storage::StorageOptions& options,
-                                             std::function<bool()> cancelled);
+                                             int search_threads, std::function<bool()> cancelled);
 
 // Writes the output checkpoint at spec.out from the artifacts of `modules`
 // (sorted here by layer and module, so the bytes do not depend on the order

@@ -49,11 +49,13 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
       if (module == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat("unknown module ", task.module()));
       }
-      absl::StatusOr<Eigen::MatrixXd> h = ReadHessian(task.input_uris(0), module->hessian, options_);
+      absl::StatusOr<Eigen::MatrixXd> h =
+          ReadHessian(task.input_uris(0), module->hessian, options_);
       if (!h.ok()) return h.status();
       result.io.bytes_read += h->size() * static_cast<int64_t>(sizeof(double));
-      absl::StatusOr<ModuleReport> rep = DecomposeModule(
-          **ckpt, task.layer(), *module, *h, spec, task.output_uris(0), options_, cancelled);
+      absl::StatusOr<ModuleReport> rep =
+          DecomposeModule(**ckpt, task.layer(), *module, *h, spec, task.output_uris(0), options_,
+                          search_threads_, cancelled);
       if (!rep.ok()) return rep.status();
       result.io.bytes_read += rep->rows * rep->cols * 4;
       result.io.bytes_written += rep->storage_bits / 8;

@@ -26,7 +26,9 @@ struct TaskResult {
 
 class TaskRunner {
  public:
-  explicit TaskRunner(storage::StorageOptions options) : options_(std::move(options)) {}
+  // `search_threads`: threads for a decompose task's codeword searches.
+  explicit TaskRunner(storage::StorageOptions options, int search_threads = 1)
+      : options_(std::move(options)), search_threads_(search_threads) {}
 
   // Runs `task`; `cancelled` is polled between steps (CANCELLED when it
   // fires). INVALID_ARGUMENT / NOT_FOUND mean the input is wrong (not worth a
@@ -38,6 +40,7 @@ class TaskRunner {
   absl::StatusOr<const model::Checkpoint*> Model(const std::string& uri);
 
   storage::StorageOptions options_;
+  int search_threads_;
   std::string model_uri_;
   std::unique_ptr<model::Checkpoint> model_;
 };

@@ -40,7 +40,7 @@ bool Retryable(absl::StatusCode code) {
 WorkerAgent::WorkerAgent(std::shared_ptr<grpc::Channel> channel, WorkerAgentOptions options)
     : stub_(v1::WorkerService::NewStub(std::move(channel))),
       options_(std::move(options)),
-      runner_(options_.storage) {}
+      runner_(options_.storage, options_.search_threads) {}
 
 void WorkerAgent::Log(const std::string& line) const {
   if (options_.log) options_.log(line);
@@ -57,9 +57,8 @@ bool WorkerAgent::Register() {
     grpc::Status s = stub_->RegisterWorker(ctx.get(), req, &resp);
     if (s.ok()) {
       worker_id_ = resp.worker_id();
-      heartbeat_seconds_ = resp.heartbeat_interval_seconds() > 0
-                               ? resp.heartbeat_interval_seconds()
-                               : heartbeat_seconds_;
+      heartbeat_seconds_ = resp.heartbeat_interval_seconds() > 0 ? resp.heartbeat_interval_seconds()
+                                                                 : heartbeat_seconds_;
       Log(absl::StrCat("registered as ", worker_id_));
       return true;
     }

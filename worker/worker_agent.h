@@ -25,8 +25,9 @@ namespace caldera::worker {
 struct WorkerAgentOptions {
   std::string hostname = "worker";
   storage::StorageOptions storage;
-  double poll_seconds = 5;                 // long-poll wait per LeaseTask
-  std::shared_ptr<WorkerMetrics> metrics;  // may be null
+  double poll_seconds = 5;                      // long-poll wait per LeaseTask
+  int search_threads = 1;                       // threads for a decompose task's codeword searches
+  std::shared_ptr<WorkerMetrics> metrics;       // may be null
   std::function<void(const std::string&)> log;  // may be empty
 };
 

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   double poll = 5;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
   app.add_option("--device", device, "cpu | cuda:N (default cpu)");
-  app.add_option("--threads", threads, "BLAS threads (default: all cores)");
+  app.add_option("--threads", threads,
+                 "BLAS threads, also used by the codeword searches (default: all cores)");
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics on host:port (/metrics); off when empty");
   app.add_option("--poll-seconds", poll, "long-poll wait for a task (default 5)");
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
   options.hostname = host;
   options.storage = caldera::storage::StorageOptions::FromEnvironment();
   options.poll_seconds = poll;
+  options.search_threads =
+      threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.metrics = metrics;
   options.log = [](const std::string& line) {
     std::fprintf(stderr, "caldera-worker: %s\n", line.c_str());

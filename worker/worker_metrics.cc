@@ -36,13 +36,13 @@ WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry
   }
 }
 
-void WorkerMetrics::TaskEnded(const std::string& kind, const std::string& outcome,
-                              double seconds, double bytes_read, double bytes_written) {
+void WorkerMetrics::TaskEnded(const std::string& kind, const std::string& outcome, double seconds,
+                              double bytes_read, double bytes_written) {
   running_->Decrement();
   tasks_->Add({{"kind", kind}, {"outcome", outcome}}).Increment();
   duration_
-      ->Add({{"kind", kind}}, prometheus::Histogram::BucketBoundaries{
-                                  0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800})
+      ->Add({{"kind", kind}}, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.5, 1, 2, 5,
+                                                                      10, 30, 60, 300, 1800})
       .Observe(seconds);
   busy_->Increment(seconds);
   read_->Increment(bytes_read);

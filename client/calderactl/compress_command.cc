@@ -127,7 +127,8 @@ int RunCompress(const CompressFlags& f) {
 
   // Split the cores between the workers' BLAS.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  openblas_set_num_threads(f.threads > 0 ? f.threads : std::max(1, cores / f.workers));
+  const int per_worker = f.threads > 0 ? f.threads : std::max(1, cores / f.workers);
+  openblas_set_num_threads(per_worker);
   std::vector<std::unique_ptr<worker::WorkerAgent>> agents;
   std::vector<std::thread> threads;
   for (int i = 0; i < f.workers; ++i) {
@@ -135,6 +136,7 @@ int RunCompress(const CompressFlags& f) {
     wo.hostname = absl::StrCat("embedded-", i);
     wo.storage = options;
     wo.poll_seconds = 0.5;
+    wo.search_threads = per_worker;
     agents.push_back(std::make_unique<worker::WorkerAgent>(channel, wo));
   }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -100,6 +101,8 @@ int RunDecompose(const DecomposeFlags& f) {
         ht->data<double>().data(), n, n);
   }
   decompose::DecomposeOptions o;
+  // The BLAS library uses every core here; so do the codeword searches.
+  o.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   o.method = f.method;
   o.rank = f.method == "caldera" ? f.rank : 0;
   o.q_spec = quant::SpecFor(f.quantizer, f.q_bits, f.group_size);

@@ -128,8 +128,11 @@ MatrixF TimedQuantizeNearest(MatrixQuantizer& q, const MatrixF& a, double* secon
 }
 
 absl::StatusOr<std::unique_ptr<MatrixQuantizer>> NewQuantizer(const QuantizerSpec& spec,
-                                                              int64_t rows, int64_t cols) {
-  return quant::MakeMatrixQuantizer(spec, rows, cols);
+                                                              int64_t rows, int64_t cols,
+                                                              int threads) {
+  absl::StatusOr<std::unique_ptr<MatrixQuantizer>> q = quant::MakeMatrixQuantizer(spec, rows, cols);
+  if (q.ok()) (*q)->set_threads(threads);
+  return q;
 }
 
 // Top-k SVD of y: exact for small matrices, randomized (2 power iterations,
@@ -243,7 +246,7 @@ absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const 
       rhr.diagonal().array() += 1e-7f * std::max(1e-30f, rhr.trace() / k);
       l = rhr.ldlt().solve(grt.transpose()).transpose();
     }
-    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> ql = NewQuantizer(o.lr_spec, k, mp);
+    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> ql = NewQuantizer(o.lr_spec, k, mp, o.threads);
     if (!ql.ok()) return ql.status();
     const MatrixF lt = TimedQuantizeNearest(**ql, l.transpose(), search_seconds);
     l = lt.transpose();
@@ -253,7 +256,7 @@ absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const 
       ltl.diagonal().array() += 1e-7f * std::max(1e-30f, ltl.trace() / k);
       r = ltl.ldlt().solve(l.transpose() * a);
     }
-    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qr = NewQuantizer(o.lr_spec, k, np);
+    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qr = NewQuantizer(o.lr_spec, k, np, o.threads);
     if (!qr.ok()) return qr.status();
     r = TimedQuantizeNearest(**qr, r, search_seconds);
     products_for_r();
@@ -517,7 +520,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     MatrixF& a = work;
     a = wt;
     if (k > 0) a.noalias() -= l * r;
-    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qz = NewQuantizer(o.q_spec, mp, np);
+    absl::StatusOr<std::unique_ptr<MatrixQuantizer>> qz = NewQuantizer(o.q_spec, mp, np, o.threads);
     if (!qz.ok()) return qz.status();
     if (o.method == "rtn") {
       q = TimedQuantizeNearest(**qz, a, &result.search_seconds);

@@ -37,6 +37,9 @@ struct DecomposeOptions {
   uint64_t seed = 42;
   double damping = 0.01;  // added to the diagonal of H / mean(diag H)
   int tune_sweeps = 0;    // LDLQ Gauss-Seidel passes
+  // Threads for the quantizers' codeword searches (the dense products use the
+  // BLAS library's own threads). Results do not depend on it.
+  int threads = 1;
   // Reports (step name, fraction done); may be empty.
   std::function<void(const std::string&, double)> progress;
   // Polled between steps; true stops with CANCELLED.

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/quant/e8p.h"
@@ -54,44 +55,25 @@ class LatticeQuantizer final : public MatrixQuantizer {
 
   void QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
                      Eigen::Ref<MatrixF> out) override {
-    const float inv = 1.0f / scale_;
-    const int64_t rows = target.rows();
-    // One 8-column group at a time: its rows as contiguous vectors, searched
-    // as a batch (E8PCodebook::QuantizeBatch), then written back.
-    x_.resize(static_cast<size_t>(rows * 8));
-    q1_.resize(x_.size());
-    q2_.resize(x_.size());
-    batch_codes_.resize(static_cast<size_t>(rows));
-    for (int64_t v = 0; v < target.cols() / 8; ++v) {
-      const int64_t vc = (c0 / 8) + v;
-      for (int i = 0; i < 8; ++i) {
-        for (int64_t row = 0; row < rows; ++row) x_[row * 8 + i] = target(row, v * 8 + i) * inv;
-      }
-      book_.QuantizeBatch(x_.data(), rows, batch_codes_.data(), q1_.data());
-      for (int64_t row = 0; row < rows; ++row) {
-        codes1_[static_cast<size_t>(row * (cols_ / 8) + vc)] = batch_codes_[row];
-      }
-      if (bits_ == 4) {
-        for (size_t e = 0; e < x_.size(); ++e) x_[e] = (x_[e] - q1_[e]) * kResid4;
-        book_.QuantizeBatch(x_.data(), rows, batch_codes_.data(), q2_.data());
-        for (int64_t row = 0; row < rows; ++row) {
-          codes2_[static_cast<size_t>(row * (cols_ / 8) + vc)] = batch_codes_[row];
-        }
-        for (size_t e = 0; e < x_.size(); ++e) q1_[e] += q2_[e] / kResid4;
-      } else if (bits_ == 3) {
-        for (int64_t row = 0; row < rows; ++row) {
-          float* r = &x_[row * 8];
-          float* q = &q1_[row * 8];
-          float q2[8];
-          for (int i = 0; i < 8; ++i) r[i] = (r[i] - q[i]) * kResid3;
-          codes2_[static_cast<size_t>(row * (cols_ / 8) + vc)] = one_bit_.Quantize(r, q2);
-          for (int i = 0; i < 8; ++i) q[i] += q2[i] / kResid3;
-        }
-      }
-      for (int i = 0; i < 8; ++i) {
-        for (int64_t row = 0; row < rows; ++row) out(row, v * 8 + i) = q1_[row * 8 + i] * scale_;
-      }
-    }
+    // The vectors (rows × 8-column groups) split evenly among the threads, by
+    // rows when there are enough of them, else by groups (L and R have only
+    // `rank` rows); none gets fewer than kMinVectors.
+    constexpr int64_t kMinVectors = 2048;
+    const int64_t rows = target.rows(), groups = target.cols() / 8;
+    const int parts = static_cast<int>(
+        std::max<int64_t>(1, std::min<int64_t>(threads_, rows * groups / kMinVectors)));
+    const bool by_rows = rows >= parts * (kMinVectors / 8);
+    if (scratch_.size() < static_cast<size_t>(parts)) scratch_.resize(static_cast<size_t>(parts));
+    auto part = [&](int p) {
+      const int64_t n = by_rows ? rows : groups;
+      const int64_t b0 = n * p / parts, b1 = n * (p + 1) / parts;
+      QuantizeRange(c0, by_rows ? b0 : 0, by_rows ? b1 : rows, by_rows ? 0 : b0,
+                    by_rows ? groups : b1, target, out, &scratch_[static_cast<size_t>(p)]);
+    };
+    std::vector<std::thread> helpers;
+    for (int p = 1; p < parts; ++p) helpers.emplace_back(part, p);
+    part(0);
+    for (std::thread& t : helpers) t.join();
   }
 
   int64_t StorageBits() const override { return rows_ * cols_ * bits_ + 32; }
@@ -126,11 +108,59 @@ class LatticeQuantizer final : public MatrixQuantizer {
   int bits_;
   float scale_ = 1.0f;
   E8PCodebook book_;
+  // One thread's scratch: an 8-column group's rows as vectors.
+  struct Scratch {
+    std::vector<float> x, q1, q2;
+    std::vector<uint16_t> codes;
+  };
+
+  // QuantizeBlock for rows [r0, r1) of the 8-column groups [v0, v1) of
+  // target: each group's rows as contiguous vectors, searched as a batch
+  // (E8PCodebook::QuantizeBatch), written back.
+  void QuantizeRange(int64_t c0, int64_t r0, int64_t r1, int64_t v0, int64_t v1,
+                     const Eigen::Ref<const MatrixF>& target, Eigen::Ref<MatrixF>& out,
+                     Scratch* s) {
+    const float inv = 1.0f / scale_;
+    const int64_t rows = r1 - r0;
+    s->x.resize(static_cast<size_t>(rows * 8));
+    s->q1.resize(s->x.size());
+    s->q2.resize(s->x.size());
+    s->codes.resize(static_cast<size_t>(rows));
+    float* x = s->x.data();
+    float* q1 = s->q1.data();
+    float* q2 = s->q2.data();
+    for (int64_t v = v0; v < v1; ++v) {
+      const int64_t vc = (c0 / 8) + v;
+      auto code_index = [&](int64_t row) { return static_cast<size_t>(row * (cols_ / 8) + vc); };
+      for (int i = 0; i < 8; ++i) {
+        for (int64_t r = 0; r < rows; ++r) x[r * 8 + i] = target(r0 + r, v * 8 + i) * inv;
+      }
+      book_.QuantizeBatch(x, rows, s->codes.data(), q1);
+      for (int64_t r = 0; r < rows; ++r) codes1_[code_index(r0 + r)] = s->codes[r];
+      if (bits_ == 4) {
+        for (int64_t e = 0; e < rows * 8; ++e) x[e] = (x[e] - q1[e]) * kResid4;
+        book_.QuantizeBatch(x, rows, s->codes.data(), q2);
+        for (int64_t r = 0; r < rows; ++r) codes2_[code_index(r0 + r)] = s->codes[r];
+        for (int64_t e = 0; e < rows * 8; ++e) q1[e] += q2[e] / kResid4;
+      } else if (bits_ == 3) {
+        for (int64_t r = 0; r < rows; ++r) {
+          float* res = x + r * 8;
+          float* q = q1 + r * 8;
+          float step2[8];
+          for (int i = 0; i < 8; ++i) res[i] = (res[i] - q[i]) * kResid3;
+          codes2_[code_index(r0 + r)] = one_bit_.Quantize(res, step2);
+          for (int i = 0; i < 8; ++i) q[i] += step2[i] / kResid3;
+        }
+      }
+      for (int i = 0; i < 8; ++i) {
+        for (int64_t r = 0; r < rows; ++r) out(r0 + r, v * 8 + i) = q1[r * 8 + i] * scale_;
+      }
+    }
+  }
+
   E8OneBitTable one_bit_;
   std::vector<uint16_t> codes1_, codes2_;
-  // QuantizeBlock's scratch: one 8-column group's rows as vectors.
-  std::vector<float> x_, q1_, q2_;
-  std::vector<uint16_t> batch_codes_;
+  std::vector<Scratch> scratch_;  // one per thread QuantizeBlock uses
 };
 
 // ---------------------------------------------------------------- uniform
@@ -345,11 +375,7 @@ absl::StatusOr<std::unique_ptr<MatrixQuantizer>> MakeMatrixQuantizer(const Quant
 MatrixF QuantizeNearest(MatrixQuantizer& q, const MatrixF& a) {
   q.Prepare(a);
   MatrixF out(a.rows(), a.cols());
-  constexpr int64_t kChunk = 64;  // any multiple of every block size
-  for (int64_t c = 0; c < a.cols(); c += kChunk) {
-    const int64_t w = std::min(kChunk, a.cols() - c);
-    q.QuantizeBlock(c, a.middleCols(c, w), out.middleCols(c, w));
-  }
+  q.QuantizeBlock(0, a, out);  // all columns: the quantizer splits the work
   return out;
 }
 

@@ -64,9 +64,14 @@ class MatrixQuantizer {
   // matrix, e.g. "codes", "scale"); enough for Dequantize().
   virtual std::vector<std::pair<std::string, Tensor>> Export() const = 0;
 
+  // Threads QuantizeBlock may split its rows among, the calling thread being
+  // one of them (1, the default: no others). The results do not depend on it.
+  void set_threads(int threads) { threads_ = threads < 1 ? 1 : threads; }
+
  protected:
   MatrixQuantizer(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
   int64_t rows_, cols_;
+  int threads_ = 1;
 };
 
 // INVALID_ARGUMENT when the spec is bad or cols is not a multiple of the

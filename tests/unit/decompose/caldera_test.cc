@@ -108,23 +108,43 @@ TEST(CalderaTest, BitAccountingMatchesTheFormula) {
   EXPECT_DOUBLE_EQ(r->bits_per_param, static_cast<double>(expected) / (m * n));
 }
 
+void ExpectSameRecord(const DecomposeResult& a, const DecomposeResult& b) {
+  ASSERT_EQ(a.record.size(), b.record.size());
+  for (size_t i = 0; i < a.record.size(); ++i) {
+    EXPECT_EQ(a.record[i].first, b.record[i].first);
+    ASSERT_EQ(a.record[i].second.nbytes(), b.record[i].second.nbytes());
+    EXPECT_TRUE(std::equal(a.record[i].second.bytes().begin(), a.record[i].second.bytes().end(),
+                           b.record[i].second.bytes().begin()))
+        << a.record[i].first;
+  }
+}
+
 TEST(CalderaTest, SameSeedGivesIdenticalBytesAndReconstructMatches) {
   Problem p = MakeProblem(64, 128, 6);
   absl::StatusOr<DecomposeResult> a = Decompose(p.w, p.h, Small("caldera"));
   absl::StatusOr<DecomposeResult> b = Decompose(p.w, p.h, Small("caldera"));
   ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_EQ(a->record.size(), b->record.size());
-  for (size_t i = 0; i < a->record.size(); ++i) {
-    EXPECT_EQ(a->record[i].first, b->record[i].first);
-    ASSERT_EQ(a->record[i].second.nbytes(), b->record[i].second.nbytes());
-    EXPECT_TRUE(std::equal(a->record[i].second.bytes().begin(), a->record[i].second.bytes().end(),
-                           b->record[i].second.bytes().begin()))
-        << a->record[i].first;
-  }
+  ExpectSameRecord(*a, *b);
   absl::StatusOr<MatrixF> rebuilt = Reconstruct(a->record);
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
   EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()), a->weighted_relative_error,
               1e-5);
+}
+
+// L is rank × 2048: its codeword searches split among the threads (by
+// column groups); the record must not change.
+TEST(CalderaTest, SearchThreadsDoNotChangeTheRecord) {
+  Problem p = MakeProblem(2048, 64, 8);
+  DecomposeOptions o = Small("caldera");
+  o.rank = 16;
+  o.iters = 2;
+  o.lplr_iters = 2;
+  absl::StatusOr<DecomposeResult> one = Decompose(p.w, p.h, o);
+  o.threads = 3;
+  absl::StatusOr<DecomposeResult> three = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(one.ok() && three.ok());
+  ExpectSameRecord(*one, *three);
+  EXPECT_EQ(one->weighted_relative_error, three->weighted_relative_error);
 }
 
 TEST(CalderaTest, OddShapesArePaddedAndSaySo) {

@@ -1,6 +1,8 @@
 #include "core/quant/quantizer.h"
 
+#include <algorithm>
 #include <random>
+#include <utility>
 
 #include "gtest/gtest.h"
 
@@ -59,6 +61,30 @@ TEST(QuantizerTest, ExactBitAccounting) {
   asym.symmetric = false;
   EXPECT_EQ(bits(asym, 64, 100), 64 * 100 * 3 + 64 * 4 * 32);  // last group partial
   EXPECT_EQ(bits(SpecFor("e8p", 16, 0), 8, 8), 8 * 8 * 16);
+}
+
+// Threads split the searches by rows (tall) or by 8-column groups (wide, as
+// for L and R); the values and the exported codes must not change.
+TEST(QuantizerTest, ThreadsDoNotChangeTheCodes) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{4096, 64}, {64, 4096}}) {
+    for (int bits : {2, 3, 4}) {
+      const MatrixF a = Gaussian(rows, cols, 21);
+      auto one = *MakeMatrixQuantizer(SpecFor("e8p", bits, 0), rows, cols);
+      auto four = *MakeMatrixQuantizer(SpecFor("e8p", bits, 0), rows, cols);
+      four->set_threads(4);
+      const MatrixF q1 = QuantizeNearest(*one, a);
+      const MatrixF q4 = QuantizeNearest(*four, a);
+      EXPECT_EQ((q1 - q4).cwiseAbs().maxCoeff(), 0.0f) << rows << "x" << cols << " " << bits;
+      const auto e1 = one->Export(), e4 = four->Export();
+      ASSERT_EQ(e1.size(), e4.size());
+      for (size_t i = 0; i < e1.size(); ++i) {
+        ASSERT_EQ(e1[i].second.nbytes(), e4[i].second.nbytes());
+        EXPECT_TRUE(std::equal(e1[i].second.bytes().begin(), e1[i].second.bytes().end(),
+                               e4[i].second.bytes().begin()))
+            << e1[i].first << " " << rows << "x" << cols << " " << bits;
+      }
+    }
+  }
 }
 
 TEST(QuantizerTest, BadSpecsAreRejected) {
