@@ -135,16 +135,19 @@ E8PBatchKernels ChooseBatchKernels(E8PIsa isa, E8PIsa* chosen) {
     isa = avx512 ? E8PIsa::kAvx512 : avx2 ? E8PIsa::kAvx2 : E8PIsa::kBaseline;
   if (isa == E8PIsa::kAvx512 && avx512) {
     *chosen = E8PIsa::kAvx512;
-    return {e8p_kernels::avx512::CosetRound, e8p_kernels::avx512::FullSearchBatch};
+    return {e8p_kernels::avx512::CosetRound, e8p_kernels::avx512::FullSearchBatch,
+            e8p_kernels::avx512::PointSearchBatch};
   }
   if (isa != E8PIsa::kBaseline && avx2) {
     *chosen = E8PIsa::kAvx2;
-    return {e8p_kernels::avx2::CosetRound, e8p_kernels::avx2::FullSearchBatch};
+    return {e8p_kernels::avx2::CosetRound, e8p_kernels::avx2::FullSearchBatch,
+            e8p_kernels::avx2::PointSearchBatch};
   }
 #endif
   (void)isa;
   *chosen = E8PIsa::kBaseline;
-  return {e8p_kernels::baseline::CosetRound, e8p_kernels::baseline::FullSearchBatch};
+  return {e8p_kernels::baseline::CosetRound, e8p_kernels::baseline::FullSearchBatch,
+          e8p_kernels::baseline::PointSearchBatch};
 }
 
 }  // namespace
@@ -372,7 +375,8 @@ void E8PCodebook::Decode(uint16_t code, float* out) const {
   }
 }
 
-E8OneBitTable::E8OneBitTable() {
+E8OneBitTable::E8OneBitTable(E8PIsa isa) {
+  batch_ = ChooseBatchKernels(isa, &isa_);
   std::vector<std::array<float, 8>> pts;
   pts.push_back({});  // the origin
   // D8 points of norm 2: ±e_i ± e_j, i < j.
@@ -409,7 +413,10 @@ E8OneBitTable::E8OneBitTable() {
     float n2 = 0;
     for (float v : pts[k]) n2 += v * v;
     norm2_[k] = n2;
-    for (int i = 0; i < 8; ++i) pts_soa_[i * 256 + k] = pts[k][i];
+    for (int i = 0; i < 8; ++i) {
+      pts_soa_[i * 256 + k] = pts[k][i];
+      pts_aos_[8 * k + i] = pts[k][i];
+    }
   }
 }
 
@@ -421,6 +428,22 @@ uint8_t E8OneBitTable::Quantize(const float* x, float* out) const {
   const int arg = FirstArgMin(dist, lane_min, &best);
   Decode(static_cast<uint8_t>(arg), out);
   return static_cast<uint8_t>(arg);
+}
+
+void E8OneBitTable::QuantizeBatch(const float* x, int64_t count, uint8_t* codes, float* out) const {
+  alignas(64) float xs[8 * kBatch];
+  alignas(64) int best[kBatch];
+  for (int64_t v0 = 0; v0 < count; v0 += kBatch) {
+    const int lanes = static_cast<int>(std::min<int64_t>(kBatch, count - v0));
+    for (int l = 0; l < kBatch; ++l) {
+      for (int i = 0; i < 8; ++i) xs[i * kBatch + l] = l < lanes ? x[8 * (v0 + l) + i] : 0.0f;
+    }
+    batch_.point_search(pts_aos_.data(), norm2_.data(), xs, best);
+    for (int l = 0; l < lanes; ++l) {
+      codes[v0 + l] = static_cast<uint8_t>(best[l]);
+      Decode(codes[v0 + l], out + 8 * (v0 + l));
+    }
+  }
 }
 
 void E8OneBitTable::Decode(uint8_t code, float* out) const {

@@ -35,6 +35,7 @@ struct E8PBatchKernels {
                       float* point);
   void (*full_search)(const float* abs_aos, const float* norm2, const int* parity, const float* ay,
                       const float* y2, const int* neg_parity, float* best, int* best_j);
+  void (*point_search)(const float* pts_aos, const float* norm2, const float* xs, int* best_k);
 };
 
 class E8PCodebook {
@@ -89,15 +90,22 @@ class E8PCodebook {
 // 15 vectors ±2e_i other than -2e_8, in a fixed documented order.
 class E8OneBitTable {
  public:
-  E8OneBitTable();
+  explicit E8OneBitTable(E8PIsa isa = E8PIsa::kAuto);  // isa: as for E8PCodebook
   uint8_t Quantize(const float* x, float* out) const;  // exact nearest
+  // Quantize for `count` vectors (x and out: count × 8, row-major; out may
+  // alias x), 16 per step with the batched kernels; the same codes.
+  void QuantizeBatch(const float* x, int64_t count, uint8_t* codes, float* out) const;
   void Decode(uint8_t code, float* out) const;
   const std::array<std::array<float, 8>, 256>& points() const { return pts_; }
+  E8PIsa isa() const { return isa_; }
 
  private:
   std::array<std::array<float, 8>, 256> pts_;
   std::array<float, 256> norm2_;
   std::array<float, 8 * 256> pts_soa_;  // pts_soa_[i * 256 + k] = pts_[k][i]
+  std::array<float, 8 * 256> pts_aos_;  // pts_aos_[8 * k + i] = pts_[k][i]
+  E8PBatchKernels batch_;
+  E8PIsa isa_ = E8PIsa::kBaseline;
 };
 
 }  // namespace caldera::quant

@@ -112,6 +112,7 @@ class LatticeQuantizer final : public MatrixQuantizer {
   struct Scratch {
     std::vector<float> x, q1, q2;
     std::vector<uint16_t> codes;
+    std::vector<uint8_t> codes8;
   };
 
   // QuantizeBlock for rows [r0, r1) of the 8-column groups [v0, v1) of
@@ -143,14 +144,11 @@ class LatticeQuantizer final : public MatrixQuantizer {
         for (int64_t r = 0; r < rows; ++r) codes2_[code_index(r0 + r)] = s->codes[r];
         for (int64_t e = 0; e < rows * 8; ++e) q1[e] += q2[e] / kResid4;
       } else if (bits_ == 3) {
-        for (int64_t r = 0; r < rows; ++r) {
-          float* res = x + r * 8;
-          float* q = q1 + r * 8;
-          float step2[8];
-          for (int i = 0; i < 8; ++i) res[i] = (res[i] - q[i]) * kResid3;
-          codes2_[code_index(r0 + r)] = one_bit_.Quantize(res, step2);
-          for (int i = 0; i < 8; ++i) q[i] += step2[i] / kResid3;
-        }
+        for (int64_t e = 0; e < rows * 8; ++e) x[e] = (x[e] - q1[e]) * kResid3;
+        s->codes8.resize(static_cast<size_t>(rows));
+        one_bit_.QuantizeBatch(x, rows, s->codes8.data(), q2);
+        for (int64_t r = 0; r < rows; ++r) codes2_[code_index(r0 + r)] = s->codes8[r];
+        for (int64_t e = 0; e < rows * 8; ++e) q1[e] += q2[e] / kResid3;
       }
       for (int i = 0; i < 8; ++i) {
         for (int64_t r = 0; r < rows; ++r) out(r0 + r, v * 8 + i) = q1[r * 8 + i] * scale_;

@@ -177,5 +177,33 @@ TEST(E8OneBitTest, TableAndSearch) {
   }
 }
 
+// The batched one-bit search (3-bit codes' second stage) against the
+// single-vector search, on every instruction set this CPU has.
+TEST(E8OneBitTest, BatchEqualsSingleOnEveryInstructionSet) {
+  constexpr int kCount = 20011;
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal;
+  std::vector<float> xs(kCount * 8);
+  for (float& v : xs) v = normal(rng);
+  // A tie: (1/2, 1/2, 0, ...) is as far from the origin as from e_0 + e_1.
+  for (int i = 0; i < 8; ++i) xs[8 * 7 + i] = i < 2 ? 0.5f : 0.0f;
+  const E8OneBitTable single;
+  std::vector<uint8_t> want(kCount);
+  std::vector<float> p_want(xs.size());
+  for (int v = 0; v < kCount; ++v) want[v] = single.Quantize(&xs[8 * v], &p_want[8 * v]);
+  for (E8PIsa isa : {E8PIsa::kBaseline, E8PIsa::kAvx2, E8PIsa::kAvx512}) {
+    const E8OneBitTable table(isa);
+    if (table.isa() != isa) {
+      std::printf("this CPU lacks %s; not compared\n", isa == E8PIsa::kAvx2 ? "AVX2" : "AVX-512");
+      continue;
+    }
+    std::vector<uint8_t> got(kCount);
+    std::vector<float> p_got(xs.size());
+    table.QuantizeBatch(xs.data(), kCount, got.data(), p_got.data());
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(p_got, p_want);
+  }
+}
+
 }  // namespace
 }  // namespace caldera::quant
