@@ -467,7 +467,16 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     denominator = wh.cwiseProduct(w).cast<double>().sum();
   }
 
+  // After a plain LDLQ step: tr(E·H'·Eᵀ) from its rounding residuals (see
+  // LdlqResult::factored_error) and the diagonal H' adds to ht; `work` still
+  // holds that step's target, so E = work − Q.
+  std::optional<std::pair<double, double>> q_step_error;
   auto error_of_current = [&]() -> double {
+    if (transformed_errors && q_step_error.has_value()) {
+      const double e_e = (work - q).cast<double>().squaredNorm();
+      const double e_h_e = q_step_error->first - q_step_error->second * e_e;
+      return relative(static_cast<double>(g) * g * h_mean * (e_h_e - o.damping * e_e));
+    }
     const double lr_products = 4.0 * mp * np * k + 2.0 * k * np * np;
     if (!transformed_errors) {
       result.blas3_flops += 2.0 * m * n * n + lr_products / 2;
@@ -517,6 +526,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   lo.tune_sweeps = o.tune_sweeps;
   std::optional<LdlqFactor> ht_factor;
   auto q_step = [&]() -> absl::Status {
+    q_step_error.reset();
     MatrixF& a = work;
     a = wt;
     if (k > 0) a.noalias() -= l * r;
@@ -544,6 +554,9 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
       }
       if (!res.ok()) return res.status();
       q = std::move(res->q);
+      if (!(o.hessian_downdate && k > 0 && have_lr) && res->factored_error >= 0) {
+        q_step_error.emplace(res->factored_error, res->added_diagonal);
+      }
       result.search_seconds += res->search_seconds;
       result.extra_damping = std::max(result.extra_damping, res->extra_damping);
     }
@@ -566,6 +579,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     l = lr.l;
     r = lr.r;
     have_lr = true;
+    q_step_error.reset();
     return absl::OkStatus();
   };
 

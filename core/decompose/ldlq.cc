@@ -6,7 +6,8 @@
 
 namespace caldera::decompose {
 
-absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block) {
+absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block,
+                                         Eigen::MatrixXd* d_chol) {
   const int64_t n = h.rows();
   // In place: the lower Cholesky factor C overwrites the copy, then each block
   // column becomes C[:, J] · DL⁻¹ (DL its diagonal block), so only one n × n
@@ -18,9 +19,11 @@ absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block
   }
   l.triangularView<Eigen::StrictlyUpper>().setZero();
   if (!l.allFinite()) return absl::FailedPreconditionError("Hessian is not positive definite");
+  if (d_chol != nullptr) *d_chol = Eigen::MatrixXd::Zero(n, block);
   for (int64_t j0 = 0; j0 < n; j0 += block) {
     const int64_t b = std::min(block, n - j0);
     const Eigen::MatrixXd dl = l.block(j0, j0, b, b);
+    if (d_chol != nullptr) d_chol->block(j0, 0, b, b) = dl;
     dl.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(l.block(j0, j0, n - j0, b));
   }
   return l;
@@ -28,14 +31,18 @@ absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block
 
 absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h, const LdlqOptions& options) {
   LdlqFactor factor;
-  absl::StatusOr<Eigen::MatrixXd> l = BlockLdl(h, options.block);
+  Eigen::MatrixXd d_chol;
+  absl::StatusOr<Eigen::MatrixXd> l = BlockLdl(h, options.block, &d_chol);
   const double mean_diag = h.diagonal().mean();
   double extra = options.retry_damping;
   for (int attempt = 0; !l.ok() && attempt < 6; ++attempt, extra *= 10) {
     Eigen::MatrixXd damped = h;
     damped.diagonal().array() += extra * mean_diag;
-    l = BlockLdl(damped, options.block);
-    if (l.ok()) factor.extra_damping = extra;
+    l = BlockLdl(damped, options.block, &d_chol);
+    if (l.ok()) {
+      factor.extra_damping = extra;
+      factor.added_diagonal = extra * mean_diag;
+    }
   }
   if (!l.ok()) {
     return absl::FailedPreconditionError(
@@ -43,6 +50,7 @@ absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h, const LdlqOpt
         "probably corrupt (NaN or negative eigenvalues)");
   }
   factor.l = l->cast<float>();
+  factor.d_chol = d_chol.cast<float>();
   return factor;
 }
 
@@ -67,6 +75,8 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
   }
   LdlqResult result;
   result.extra_damping = factor.extra_damping;
+  result.added_diagonal = factor.added_diagonal;
+  double factored_error = 0;
   const Eigen::MatrixXf& lf = factor.l;
   quantizer.Prepare(a);
   quant::MatrixF q = a;  // see below
@@ -90,6 +100,10 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
       t = q.middleCols(c0, b);
       quantize_block(c0, t);
       e.middleCols(c0, b) = a.middleCols(c0, b) - q.middleCols(c0, b);
+      t -= q.middleCols(c0, b);  // η: the block's rounding residual
+      factored_error += (t * factor.d_chol.middleRows(c0, b).triangularView<Eigen::Lower>())
+                            .cast<double>()
+                            .squaredNorm();
       return;
     }
     const int64_t mid = c0 + (c1 - c0) / (2 * b) * b;  // a block boundary inside
@@ -99,10 +113,12 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
     self(self, c0, mid);
   };
   quantize_range(quantize_range, 0, n);
+  result.factored_error = factored_error;
   // Optional block Gauss-Seidel sweeps: move each block to the quantised
   // point nearest its unconstrained optimum given all other blocks.
   if (options.tune_sweeps > 0) {
     const Eigen::MatrixXf hf = h.cast<float>();
+    result.factored_error = -1;  // the sweeps move Q off the greedy pass
     for (int sweep = 0; sweep < options.tune_sweeps; ++sweep) {
       for (int64_t j0 = n - b; j0 >= 0; j0 -= b) {
         const Eigen::MatrixXf hjj_inv =

@@ -24,15 +24,24 @@ struct LdlqResult {
   quant::MatrixF q;           // dequantised values, m × n
   double extra_damping = 0;   // relative damping that had to be added
   double search_seconds = 0;  // wall time inside quantizer.QuantizeBlock
+  // tr(E·H'·Eᵀ) for E = A − Q and H' = H + added_diagonal·I (the matrix the
+  // factor is of), from the rounding residuals: with H' = L·D·Lᵀ and η the
+  // difference between each block's target and its quantized value, E·L = η,
+  // so tr(E·H'·Eᵀ) = Σ_J |η_J·C_J|² (D_J = C_J·C_Jᵀ): O(m·n·block), no
+  // product with H. Negative when unknown (after tune sweeps).
+  double factored_error = -1;
+  double added_diagonal = 0;  // absolute value added to H's diagonal
 };
 
 // What LDLQ needs from H: its block LDL factor (after any extra damping). It
 // depends on H only, so a caller quantising several matrices against the same
 // H (every Q step of a decomposition) computes it once.
 struct LdlqFactor {
-  Eigen::MatrixXf l;          // unit block-lower-triangular, n × n
+  Eigen::MatrixXf l;  // unit block-lower-triangular, n × n
+  // The lower Cholesky factors C_J of D's diagonal blocks, stacked: n × block.
+  Eigen::MatrixXf d_chol;
   double extra_damping = 0;   // relative damping that had to be added
-  double search_seconds = 0;  // wall time inside quantizer.QuantizeBlock
+  double added_diagonal = 0;  // the same as an absolute value on H's diagonal
 };
 
 // FAILED_PRECONDITION when H stays indefinite even with 1000x damping.
@@ -50,8 +59,10 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
                                 const LdlqOptions& options);
 
 // The unit block-lower-triangular L of H = L D Lᵀ (blocks of `block`), or
-// FAILED_PRECONDITION when H is not positive definite.
-absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block);
+// FAILED_PRECONDITION when H is not positive definite. `d_chol`, when given,
+// receives the lower Cholesky factors of D's diagonal blocks (n × block).
+absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block,
+                                         Eigen::MatrixXd* d_chol = nullptr);
 
 }  // namespace caldera::decompose
 

@@ -66,6 +66,32 @@ TEST(LdlqTest, BeatsRoundToNearestOnCorrelatedHessian) {
   absl::StatusOr<DecomposeResult> rtn = Decompose(p.w, p.h, o);
   ASSERT_TRUE(ldlq.ok() && rtn.ok());
   EXPECT_LT(ldlq->weighted_relative_error, 0.9 * rtn->weighted_relative_error);
+  // LDLQ-only measures its error from the rounding residuals (no E·H
+  // product); the rebuilt matrix must show the same error.
+  absl::StatusOr<MatrixF> rebuilt = Reconstruct(ldlq->record);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()),
+              ldlq->weighted_relative_error, 1e-5);
+}
+
+// The error LDLQ reports from its residuals, Σ |η_J·C_J|², equals
+// tr((A − Q)·H·(A − Q)ᵀ) computed directly, also when the factor needed
+// extra damping (then for H plus that diagonal).
+TEST(LdlqTest, FactoredErrorEqualsTheDirectError) {
+  Problem p = MakeProblem(48, 64, 9);
+  for (bool singular : {false, true}) {
+    Eigen::MatrixXd h = p.h;
+    if (singular) h.col(5).setZero(), h.row(5).setZero();  // forces the damping retry
+    auto qz = *quant::MakeMatrixQuantizer(quant::SpecFor("e8p", 2, 0), 48, 64);
+    absl::StatusOr<LdlqResult> r = Ldlq(p.w, h, *qz, {});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->added_diagonal > 0, singular);
+    Eigen::MatrixXd hd = h;
+    hd.diagonal().array() += r->added_diagonal;
+    const Eigen::MatrixXd e = (p.w - r->q).cast<double>();
+    const double direct = (e * hd).cwiseProduct(e).sum();
+    EXPECT_NEAR(r->factored_error, direct, 1e-4 * direct) << singular;
+  }
 }
 
 TEST(CalderaTest, BeatsLdlqOnlyAndKeepsTheBestIterate) {
