@@ -38,6 +38,14 @@ Problem MakeProblem(int64_t m, int64_t n, uint32_t seed) {
   return {w, x.transpose() * x / static_cast<double>(tokens)};
 }
 
+// The record, rebuilt by the dequantiser, shows the error Decompose measured.
+void ExpectRecordReproducesError(const Problem& p, const DecomposeResult& r) {
+  absl::StatusOr<MatrixF> rebuilt = Reconstruct(r.record);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()), r.weighted_relative_error,
+              1e-5);
+}
+
 DecomposeOptions Small(const std::string& method) {
   DecomposeOptions o;
   o.method = method;
@@ -68,10 +76,7 @@ TEST(LdlqTest, BeatsRoundToNearestOnCorrelatedHessian) {
   EXPECT_LT(ldlq->weighted_relative_error, 0.9 * rtn->weighted_relative_error);
   // LDLQ-only measures its error from the rounding residuals (no E·H
   // product); the rebuilt matrix must show the same error.
-  absl::StatusOr<MatrixF> rebuilt = Reconstruct(ldlq->record);
-  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
-  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()),
-              ldlq->weighted_relative_error, 1e-5);
+  ExpectRecordReproducesError(p, *ldlq);
 }
 
 // The error LDLQ reports from its residuals, Σ |η_J·C_J|², equals
@@ -151,10 +156,7 @@ TEST(CalderaTest, SameSeedGivesIdenticalBytesAndReconstructMatches) {
   absl::StatusOr<DecomposeResult> b = Decompose(p.w, p.h, Small("caldera"));
   ASSERT_TRUE(a.ok() && b.ok());
   ExpectSameRecord(*a, *b);
-  absl::StatusOr<MatrixF> rebuilt = Reconstruct(a->record);
-  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
-  EXPECT_NEAR(WeightedRelativeError(p.w, *rebuilt, p.h.cast<float>()), a->weighted_relative_error,
-              1e-5);
+  ExpectRecordReproducesError(p, *a);
 }
 
 // L is rank × 2048: its codeword searches split among the threads (by
@@ -197,10 +199,7 @@ TEST(CalderaTest, OddShapesArePaddedAndSaySo) {
   EXPECT_EQ(exact->padded_cols, 344);
   EXPECT_EQ(exact->transform.find("padded"), std::string::npos) << exact->transform;
   EXPECT_NE(exact->transform.find("x172"), std::string::npos) << exact->transform;
-  absl::StatusOr<MatrixF> rebuilt172 = Reconstruct(exact->record);
-  ASSERT_TRUE(rebuilt172.ok()) << rebuilt172.status();
-  EXPECT_NEAR(WeightedRelativeError(q.w, *rebuilt172, q.h.cast<float>()),
-              exact->weighted_relative_error, 1e-5);
+  ExpectRecordReproducesError(q, *exact);
 }
 
 TEST(CalderaTest, QFirstOrderStartsWithPlainLdlq) {
