@@ -402,7 +402,13 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   // is measured in the original basis (inverse transform, E·H).
   const bool transformed_errors = mp == m && np == n;
   const double h_mean = h.diagonal().mean();
-  const MatrixF hf = (with_lr || transformed_errors) ? MatrixF(ht.cast<float>()) : MatrixF();
+  // ht in float for the products with it; made when first needed (a plain
+  // LDLQ-only run measures its errors from LDLQ's residuals and never is).
+  MatrixF hf;
+  auto ensure_hf = [&] {
+    if (hf.size() == 0) hf = ht.cast<float>();
+  };
+  if (with_lr) ensure_hf();
   // H in float for errors measured in the original basis (padded shapes only).
   const Eigen::MatrixXf h_err = transformed_errors ? Eigen::MatrixXf() : h.cast<float>();
   // tr(W·H·Wᵀ), once for every step's relative error (set below).
@@ -450,6 +456,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
     if (g_valid) return;
     result.blas3_flops += 2.0 * mp * np * np;
     work = wt - q;
+    ensure_hf();
     g_q.noalias() = work * hf;
     g_valid = true;
   };
