@@ -167,21 +167,26 @@ void Apply(const Eigen::MatrixXf& hk, int64_t n, int k, Matrix* x, bool transpos
 }
 
 // Row version of Apply: every row u of x becomes the transform ApplyToColumns
-// would give the column u. Rows are processed in blocks that stay in cache
-// across the log2(p) butterfly passes; each butterfly pairs two columns.
+// would give the column u. Rows go in blocks of rb, copied into a contiguous
+// rb × n buffer that stays in cache across the log2(p) butterfly passes (in
+// place, the block's columns sit a whole column apart, and at power-of-two
+// strides they all map to the same few cache sets); each butterfly pairs two
+// of the buffer's columns.
 template <typename Matrix>
 void ApplyRows(const Eigen::MatrixXf& hk, int64_t n, int k, Matrix* x, bool transpose) {
   using Scalar = typename Matrix::Scalar;
   using Dense = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  const int64_t p = n / k, rows = x->rows(), ld = x->outerStride();
+  const int64_t p = n / k, rows = x->rows();
   const int64_t block_rows = std::max<int64_t>(16, (256 * 1024 / sizeof(Scalar)) / n / 16 * 16);
   Dense h = hk.cast<Scalar>();
   if (!transpose) h.transposeInPlace();
-  Dense y;
+  Dense y, buf;
   const Scalar scale = static_cast<Scalar>(1.0 / std::sqrt(static_cast<double>(n)));
   for (int64_t r0 = 0; r0 < rows; r0 += block_rows) {
     const int64_t rb = std::min(block_rows, rows - r0);
-    Scalar* base = x->data() + r0;
+    buf = x->middleRows(r0, rb);
+    Scalar* base = buf.data();
+    const int64_t ld = rb;
     for (int64_t blk = 0; blk < k; ++blk) {
       for (int64_t hh = 1; hh < p; hh *= 2) {
         for (int64_t i = 0; i < p; i += 2 * hh) {
@@ -207,10 +212,7 @@ void ApplyRows(const Eigen::MatrixXf& hk, int64_t n, int k, Matrix* x, bool tran
         view = y;
       }
     }
-    for (int64_t c = 0; c < n; ++c) {
-      Scalar* col = base + c * ld;
-      for (int64_t r = 0; r < rb; ++r) col[r] *= scale;
-    }
+    x->middleRows(r0, rb) = buf * scale;
   }
 }
 

@@ -5,12 +5,11 @@
 namespace caldera::transform {
 namespace {
 
-// x ← x · Had (or x · Hadᵀ): transform the rows through the transpose.
+// x ← x · Had (or x · Hadᵀ).
 template <typename Matrix>
 void ApplyToRows(const HadamardTransform& t, Matrix* x, bool transpose) {
-  Matrix xt = x->transpose();
-  t.ApplyToColumns(&xt, !transpose);  // (x·Had)ᵀ = Hadᵀ·xᵀ
-  *x = xt.transpose();
+  // x·Had: each row u becomes (Hadᵀ·u)ᵀ, computed on the rows in place.
+  t.ApplyToRows(x, !transpose);
 }
 
 }  // namespace
