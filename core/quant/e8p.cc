@@ -213,20 +213,26 @@ float E8PCodebook::SearchShift(int shift, const float* x, int* j_out, int* signs
                    lane_min);
   float best;
   const int j = FirstArgMin(dist, lane_min, &best);
-  // Signs: those of y, with the cheapest coordinate flipped if parity is wrong.
+  *j_out = j;
+  *signs_out = SignBits(j, y);
+  return best;
+}
+
+int E8PCodebook::SignBits(int j, const float* y) const {
   const float* a = abs_[j].data();
-  int signs = 0;
-  for (int i = 0; i < 8; ++i) signs |= (y[i] < 0) << i;
+  int signs = 0, neg = 0;
+  for (int i = 0; i < 8; ++i) {
+    signs |= (y[i] < 0) << i;
+    neg += y[i] < 0;
+  }
   if ((neg & 1) != parity_[j]) {
     int arg = 0;
     for (int i = 1; i < 8; ++i) {
-      if (a[i] * ay[i] < a[arg] * ay[arg]) arg = i;
+      if (a[i] * std::fabs(y[i]) < a[arg] * std::fabs(y[arg])) arg = i;
     }
     signs ^= 1 << arg;
   }
-  *j_out = j;
-  *signs_out = signs;
-  return best;
+  return signs;
 }
 
 uint16_t E8PCodebook::QuantizeExhaustive(const float* x, float* out) const {
@@ -316,18 +322,8 @@ void E8PCodebook::QuantizeBatch(const float* x, int64_t count, uint16_t* codes, 
                            best_j);
         for (int q = 0; q < n; ++q) {
           const Pending& pd = pending[p0 + q];
-          // Signs: those of y, with the cheapest coordinate flipped if the
-          // pattern's parity differs (as SearchShift).
           const float* a = abs_[best_j[q]].data();
-          int sb = 0;
-          for (int i = 0; i < 8; ++i) sb |= (y[q][i] < 0) << i;
-          if (negp[q] != parity_[best_j[q]]) {
-            int arg = 0;
-            for (int i = 1; i < 8; ++i) {
-              if (a[i] * ay[i * kBatch + q] < a[arg] * ay[arg * kBatch + q]) arg = i;
-            }
-            sb ^= 1 << arg;
-          }
+          const int sb = SignBits(best_j[q], y[q]);
           const int sh = pd.shift, v = pd.vec;
           const float t = sh == 0 ? 0.25f : -0.25f;
           dist[sh][v] = best[q];

@@ -69,6 +69,10 @@ class E8PCodebook {
   // search: its squared distance (as the search computes it), pattern and the
   // sign bits of coordinates 0-7.
   float SearchShift(int shift, const float* x, int* j_out, int* signs_out) const;
+  // The sign bits of the nearest signed version of pattern j to y (y - t):
+  // those of y, with the cheapest coordinate flipped when the parity of the
+  // negatives differs from the pattern's.
+  int SignBits(int j, const float* y) const;
 
   std::array<std::array<float, 8>, 256> abs_;
   std::array<float, 256> norm2_;
