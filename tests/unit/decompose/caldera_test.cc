@@ -126,6 +126,42 @@ TEST(CalderaTest, FullRankFloatFactorsReconstructToFloatPrecision) {
   EXPECT_LT(r->relative_error, 1e-4);
 }
 
+// The rank-k fit of a layer wider than 512 runs through the randomized SVD
+// (what every real layer uses). Its first LR step (float factors, one
+// refinement) must come within a whisker of the exact optimum, computed here
+// independently in double: X* = [W·M]_k·M⁻¹ with M = chol(H/mean(diag H) + δI),
+// whose error under H is what history[0] reports. The Hadamard transform is
+// orthogonal, so it does not change the optimum.
+TEST(CalderaTest, WideLayerLowRankFitThroughRandomizedSvdIsNearOptimal) {
+  const int64_t m = 640, n = 1024, k = 16;
+  Problem p = MakeProblem(m, n, 21);
+  DecomposeOptions o = Small("caldera");
+  o.rank = k;
+  o.iters = 1;
+  o.lplr_iters = 1;
+  o.lr_spec = quant::SpecFor("e8p", 32, 0);  // float factors: the fit alone
+  absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->history[0].first, "lr");
+
+  Eigen::MatrixXd hd = p.h / p.h.diagonal().mean();
+  hd.diagonal().array() += o.damping;
+  const Eigen::MatrixXd chol = hd.llt().matrixL();
+  const Eigen::MatrixXd w = p.w.cast<double>();
+  Eigen::BDCSVD<Eigen::MatrixXd> svd(w * chol, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const Eigen::MatrixXd best_wm = svd.matrixU().leftCols(k) *
+                                  svd.singularValues().head(k).asDiagonal() *
+                                  svd.matrixV().leftCols(k).transpose();
+  // X* = best_wm · M⁻¹ (solve from the right: X·M = best_wm).
+  const Eigen::MatrixXd x = chol.triangularView<Eigen::Lower>().solve<Eigen::OnTheRight>(best_wm);
+  const Eigen::MatrixXd e = w - x;
+  const double optimum =
+      std::sqrt((e * p.h * e.transpose()).trace() / (w * p.h * w.transpose()).trace());
+  const double got = r->history[0].second;
+  EXPECT_GE(got, optimum * (1 - 1e-4)) << "cannot beat the exact rank-k fit";
+  EXPECT_LE(got, optimum * 1.002) << "optimum " << optimum;
+}
+
 TEST(CalderaTest, BitAccountingMatchesTheFormula) {
   Problem p = MakeProblem(64, 128, 5);
   DecomposeOptions o = Small("caldera");
