@@ -1,7 +1,8 @@
 // calderactl compress (embedded: executors in-process, local storage) on the
 // stories260K fixture, then eval and export of its output; bad inputs.
-#include <fstream>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -43,6 +44,59 @@ std::string CompressCmd(const std::string& model, const std::string& out,
                       extra.find("--rank") == std::string::npos ? " --rank 8" : "", extra, " 2>&1");
 }
 
+// The JSON header of a safetensors file ({} when unreadable).
+nlohmann::json SafetensorsHeader(const std::string& path) {
+  const std::string bytes = ReadFile(path);
+  if (bytes.size() < 8) return nlohmann::json::object();
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  if (8 + n > bytes.size()) return nlohmann::json::object();
+  nlohmann::json j = nlohmann::json::parse(bytes.substr(8, n), nullptr, false);
+  return j.is_object() ? j : nlohmann::json::object();
+}
+
+// Every compressed module of `report` is stored as a record only: no dense
+// weight anywhere in the checkpoint, and its record tensors (the config JSON
+// aside) hold the bits the report counts, give or take the 64-bit seed and
+// side words the accounting adds.
+void ExpectOutputIsCompressed(const std::string& out, const nlohmann::json& report) {
+  nlohmann::json index =
+      nlohmann::json::parse(ReadFile(out + "/model.safetensors.index.json"), nullptr, false);
+  ASSERT_TRUE(index.is_object() && index["weight_map"].is_object());
+  std::map<std::string, nlohmann::json> headers;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (headers.count(shard) == 0)
+      headers[shard] = SafetensorsHeader(out + "/" + shard.get<std::string>());
+  }
+  int64_t shard_bytes = 0;
+  for (const auto& [shard, header] : headers) {
+    ASSERT_FALSE(header.empty()) << shard;
+    shard_bytes += static_cast<int64_t>(std::filesystem::file_size(out + "/" + shard));
+  }
+  const nlohmann::json& total = index["metadata"]["total_size"];
+  EXPECT_EQ(std::to_string(shard_bytes),
+            total.is_string() ? total.get<std::string>() : total.dump());
+  for (const auto& m : report["matrices"]) {
+    const std::string name = m["name"].get<std::string>();
+    EXPECT_FALSE(index["weight_map"].contains(name + ".weight"))
+        << name << " kept its dense weight";
+    int64_t record_bytes = 0;
+    for (const auto& [shard, header] : headers) {
+      EXPECT_FALSE(header.contains(name + ".weight")) << name << ".weight is in " << shard;
+      for (const auto& [tensor, info] : header.items()) {
+        if (tensor.rfind(name + ".caldera.", 0) != 0 || tensor == name + ".caldera.config")
+          continue;
+        record_bytes +=
+            info["data_offsets"][1].get<int64_t>() - info["data_offsets"][0].get<int64_t>();
+      }
+    }
+    const double reported = m["storage_bits"].get<double>() / 8;
+    EXPECT_GT(record_bytes, 0) << name;
+    EXPECT_LE(record_bytes, reported) << name;
+    EXPECT_GE(record_bytes + 16, reported) << name;
+  }
+}
+
 double Perplexity(const std::string& model) {
   std::string out;
   const int rc = RunCommand(absl::StrCat(Ctl(), " eval --json --model ", model, " --tokens ",
@@ -69,6 +123,7 @@ TEST(CompressIntegration, EmbeddedJobProducesLoadableCheckpointAndFullReport) {
     EXPECT_LT(m["weighted_relative_error"].get<double>(), 1.0) << m.dump();
   }
   EXPECT_EQ(report["totals"]["matrices"].get<int>(), 35);
+  ExpectOutputIsCompressed(out, report);
 
   nlohmann::json config = nlohmann::json::parse(ReadFile(out + "/config.json"), nullptr, false);
   ASSERT_FALSE(config.is_discarded());
