@@ -248,10 +248,38 @@ TEST(CliDecomposeTest, FixtureMatrixWithCalibratedHessian) {
   EXPECT_EQ(q_first["history"][0]["step"], "q");
   EXPECT_DOUBLE_EQ(q_first["history"][0]["weighted_relative_error"].get<double>(),
                    ldlq["weighted_relative_error"].get<double>());
-  // The written record rebuilds the same matrix the command measured.
+  // The written record rebuilds a matrix that sits at the reported errors from
+  // the fixture's weight (read here row-major, as safetensors stores it) under
+  // the calibrated Hessian.
+  const std::string prefix = "model.layers.0.mlp.down_proj";
   auto reader = SafetensorsReader::OpenFile(dir.Join("rec.safetensors"));
   ASSERT_TRUE(reader.ok()) << reader.status();
-  EXPECT_NE((*reader)->Find("model.layers.0.mlp.down_proj.caldera.config"), nullptr);
+  absl::StatusOr<Tensor> rebuilt = decompose::ReconstructTensor(**reader, prefix);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  auto model = SafetensorsReader::OpenFile(absl::StrCat(f, "/model.safetensors"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<Tensor> weight = (*model)->Read(prefix + ".weight");
+  ASSERT_TRUE(weight.ok()) << weight.status();
+  auto hessians = SafetensorsReader::OpenFile(dir.Join("layer-0.hessians.safetensors"));
+  ASSERT_TRUE(hessians.ok()) << hessians.status();
+  absl::StatusOr<Tensor> hessian = (*hessians)->Read("down_proj");
+  ASSERT_TRUE(hessian.ok()) << hessian.status();
+  auto as_matrix = [](const Tensor& t) {
+    absl::StatusOr<Tensor> f32 = t.ConvertTo(DType::kF32);
+    EXPECT_TRUE(f32.ok());
+    std::span<const float> d = f32->data<float>();
+    quant::MatrixF m(t.dim(0), t.dim(1));
+    for (int64_t r = 0; r < m.rows(); ++r) {
+      for (int64_t c = 0; c < m.cols(); ++c) m(r, c) = d[r * m.cols() + c];
+    }
+    return m;
+  };
+  const quant::MatrixF w_mat = as_matrix(*weight), w_hat = as_matrix(*rebuilt);
+  ASSERT_EQ(w_hat.rows(), 64);
+  ASSERT_EQ(w_hat.cols(), 172);
+  EXPECT_NEAR((w_mat - w_hat).norm() / w_mat.norm(), cal["relative_error"].get<double>(), 1e-5);
+  EXPECT_NEAR(decompose::WeightedRelativeError(w_mat, w_hat, as_matrix(*hessian)),
+              cal["weighted_relative_error"].get<double>(), 1e-5);
 }
 
 TEST(CliDecomposeTest, BadInputsExitTwo) {
