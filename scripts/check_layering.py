@@ -6,7 +6,8 @@ The allowed graph is written once, in the areas' CMakeLists.txt:
 DEPS are the areas whose headers <area> includes directly; they are also the
 link dependencies of caldera::<area>. This script fails (exit 1) when
   - the DEPS graph has a cycle or names an undeclared area,
-  - a folder core/<dir>/ is not a declared area,
+  - a folder core/<dir>/ is not a declared area, or a source file lies in
+    core/ itself,
   - a file in core/<area>/ includes "core/<other>/..." where <other> is not
     <area> and not reachable through DEPS (an area above it or beside it),
   - a file in core/ includes a header of the code above core (storage/,
@@ -82,6 +83,9 @@ def main():
         if path.suffix not in SOURCE_SUFFIXES or not path.is_file():
             continue
         rel = path.relative_to(root)
+        if len(rel.parts) < 3:
+            errors.append(f"{rel}: a source file outside every area (put it in core/<area>/)")
+            continue
         area = rel.parts[1]
         if area not in areas:
             continue  # reported above
