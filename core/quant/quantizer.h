@@ -1,17 +1,22 @@
 // Matrix quantizers behind one interface, with exact bit accounting.
 //
-// A MatrixQuantizer is made for one rows x cols matrix. Prepare() fixes its
-// scales from the matrix about to be quantized; QuantizeBlock() then quantizes
-// column blocks (of block_cols() columns, in any order, each once), so LDLQ can
-// feed back the error of one block into the next. Codes are kept and exported
-// for the per-matrix record.
+// A MatrixQuantizer is made for one spec and one rows x cols matrix. It
+// encodes: Prepare() fixes its scales from the matrix about to be quantized;
+// QuantizeBlock() then quantizes column blocks (of block_cols() columns, in
+// any order, each once), so LDLQ can feed back the error of one block into
+// the next; Export() gives the codes and side information as named tensors for
+// the per-matrix record. It decodes: Decode() rebuilds a matrix from such
+// tensors.
 //
-// Kinds:
-//  - lattice, bits 2/3/4: E8P (2 bits), E8P + 1-bit E8 residual (3), E8P + E8P
-//    residual (4); 8-vectors along rows; one float32 scale per matrix.
-//  - uniform, bits 2..8: per-group scales along rows (group_size consecutive
-//    columns), symmetric (fp16 scale) or asymmetric (fp16 scale and minimum).
-//  - float, bits 16 or 32: values kept as fp16 or fp32 ("unquantized factors").
+// Kinds, one class and file each (made by MakeMatrixQuantizer):
+//  - lattice, bits 2/3/4 (lattice_quantizer.h): E8P (2 bits), E8P + 1-bit E8
+//    residual (3), E8P + E8P residual (4); 8-vectors along rows; one float32
+//    scale per matrix.
+//  - uniform, bits 2..8 (uniform_quantizer.h): per-group scales along rows
+//    (group_size consecutive columns), symmetric (fp16 scale) or asymmetric
+//    (fp16 scale and minimum).
+//  - float, bits 16 or 32 (float_quantizer.h): values kept as fp16 or fp32
+//    ("unquantized factors").
 #ifndef CALDERA_CORE_QUANT_QUANTIZER_H_
 #define CALDERA_CORE_QUANT_QUANTIZER_H_
 
@@ -22,11 +27,17 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/tensor/tensor.h"
 
 namespace caldera::quant {
 
 using MatrixF = Eigen::MatrixXf;  // column-major
+
+// Codes and side information of one quantized matrix, by name relative to the
+// matrix ("codes", "scale", ...).
+using QuantizedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 struct QuantizerSpec {
   enum class Kind { kLattice, kUniform, kFloat };
@@ -48,10 +59,13 @@ class MatrixQuantizer {
  public:
   virtual ~MatrixQuantizer() = default;
 
+  const QuantizerSpec& spec() const { return spec_; }
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   // Columns quantized jointly; cols() is a multiple of it.
   virtual int64_t block_cols() const = 0;
+
+  // ---- encode
   // Fixes scales from `a` (rows x cols).
   virtual void Prepare(const MatrixF& a) = 0;
   // Quantizes `target` (rows x width, width a multiple of block_cols()), which
@@ -61,21 +75,31 @@ class MatrixQuantizer {
   // Every stored bit for the whole matrix: codes and side information.
   virtual int64_t StorageBits() const = 0;
   // The codes and side information as named tensors (names relative to the
-  // matrix, e.g. "codes", "scale"); enough for Dequantize().
-  virtual std::vector<std::pair<std::string, Tensor>> Export() const = 0;
+  // matrix, e.g. "codes", "scale"); enough for Decode().
+  virtual QuantizedTensors Export() const = 0;
+
+  // ---- decode
+  // The rows x cols matrix that `tensors` (as Export() of a quantizer with
+  // this spec and shape writes them) hold; independent of what this quantizer
+  // has encoded. INVALID_ARGUMENT when a tensor is missing or malformed.
+  virtual absl::StatusOr<MatrixF> Decode(const QuantizedTensors& tensors) const = 0;
 
   // Threads QuantizeBlock may split its rows among, the calling thread being
   // one of them (1, the default: no others). The results do not depend on it.
   void set_threads(int threads) { threads_ = threads < 1 ? 1 : threads; }
 
  protected:
-  MatrixQuantizer(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+  // `spec` is valid for the kind (see MakeMatrixQuantizer).
+  MatrixQuantizer(const QuantizerSpec& spec, int64_t rows, int64_t cols)
+      : spec_(spec), rows_(rows), cols_(cols) {}
+  QuantizerSpec spec_;
   int64_t rows_, cols_;
   int threads_ = 1;
 };
 
-// INVALID_ARGUMENT when the spec is bad or cols is not a multiple of the
-// block size (callers pad).
+// The quantizer of `spec`'s kind for a rows x cols matrix. INVALID_ARGUMENT
+// when the spec is bad or cols is not a multiple of the block size (callers
+// pad).
 absl::StatusOr<std::unique_ptr<MatrixQuantizer>> MakeMatrixQuantizer(const QuantizerSpec& spec,
                                                                      int64_t rows, int64_t cols);
 
@@ -85,9 +109,10 @@ int64_t BlockColsFor(const QuantizerSpec& spec);
 // Round-to-nearest of the whole matrix (Prepare + every block in order).
 MatrixF QuantizeNearest(MatrixQuantizer& q, const MatrixF& a);
 
-// Rebuilds the matrix from exported tensors (the inverse of Export()).
+// Rebuilds the matrix from exported tensors (the inverse of Export()): the
+// Decode() of MakeMatrixQuantizer(spec, rows, cols).
 absl::StatusOr<MatrixF> Dequantize(const QuantizerSpec& spec, int64_t rows, int64_t cols,
-                                   const std::vector<std::pair<std::string, Tensor>>& tensors);
+                                   const QuantizedTensors& tensors);
 
 }  // namespace caldera::quant
 

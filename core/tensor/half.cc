@@ -37,8 +37,8 @@ uint16_t FloatToHalf(float value) {
     return sign | 0x7E00u | static_cast<uint16_t>((abs >> 13) & 0x3FFu);  // quiet NaN
   }
   if (abs >= 0x477FF000u) return sign | 0x7C00u;  // rounds to >= 65520 -> Inf
-  if (abs < 0x38800000u) {  // result is subnormal or zero (|x| < 2^-14)
-    if (abs < 0x33000000u) return sign;  // < 2^-25 rounds to zero
+  if (abs < 0x38800000u) {                        // result is subnormal or zero (|x| < 2^-14)
+    if (abs < 0x33000000u) return sign;           // < 2^-25 rounds to zero
     const uint32_t exp = abs >> 23;
     const uint32_t mant = (abs & 0x7FFFFFu) | 0x800000u;
     const uint32_t drop = 126 - exp;  // value = mant * 2^(exp-150); half ulp = 2^-24
@@ -68,6 +68,8 @@ uint16_t FloatToBFloat16(float value) {
   const uint32_t rounded = f + 0x7FFFu + lsb;  // round to nearest even; overflow -> Inf
   return static_cast<uint16_t>(rounded >> 16);
 }
+
+float RoundToHalf(float value) { return HalfToFloat(FloatToHalf(value)); }
 
 void HalfToFloat(std::span<const uint16_t> in, std::span<float> out) {
   assert(in.size() == out.size());

@@ -14,6 +14,8 @@ float HalfToFloat(uint16_t bits);
 uint16_t FloatToHalf(float value);
 float BFloat16ToFloat(uint16_t bits);
 uint16_t FloatToBFloat16(float value);
+// `value` rounded to the nearest fp16 value (FloatToHalf, then HalfToFloat).
+float RoundToHalf(float value);
 
 // Bulk versions; `in` and `out` must have the same size.
 void HalfToFloat(std::span<const uint16_t> in, std::span<float> out);

@@ -87,6 +87,38 @@ TEST(QuantizerTest, ThreadsDoNotChangeTheCodes) {
   }
 }
 
+// Each quantizer decodes what it exports (Decode on the class; Dequantize is
+// its factory dispatch), whatever it has encoded itself, and names the tensor a
+// malformed record lacks.
+TEST(QuantizerTest, EachKindDecodesItsExport) {
+  const MatrixF a = Gaussian(24, 48, 5) * 0.1f;
+  QuantizerSpec asym = SpecFor("uniform", 5, 20);
+  asym.symmetric = false;
+  for (const QuantizerSpec& spec :
+       {SpecFor("e8p", 2, 0), SpecFor("e8p", 3, 0), SpecFor("e8p", 4, 0), SpecFor("uniform", 3, 16),
+        asym, SpecFor("e8p", 16, 0), SpecFor("uniform", 32, 0)}) {
+    SCOPED_TRACE(spec.Name());
+    auto encoder = *MakeMatrixQuantizer(spec, 24, 48);
+    EXPECT_EQ(encoder->spec().Name(), spec.Name());
+    const MatrixF out = QuantizeNearest(*encoder, a);
+    const auto exported = encoder->Export();
+    auto decoder = *MakeMatrixQuantizer(spec, 24, 48);  // a fresh one: nothing encoded
+    absl::StatusOr<MatrixF> back = decoder->Decode(exported);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ((*back - out).cwiseAbs().maxCoeff(), 0.0f);
+    if (spec.kind != QuantizerSpec::Kind::kFloat) {
+      auto missing = *MakeMatrixQuantizer(spec, 24, 48);
+      std::vector<std::pair<std::string, Tensor>> partial;
+      for (const auto& [name, t] : exported) {
+        if (name != "codes") partial.emplace_back(name, t.Clone());
+      }
+      EXPECT_NE(missing->Decode(partial).status().message().find("'codes'"), std::string::npos);
+    }
+  }
+  // The record's shape must suit the spec, as for MakeMatrixQuantizer.
+  EXPECT_FALSE(Dequantize(SpecFor("e8p", 2, 0), 8, 12, {}).ok());
+}
+
 TEST(QuantizerTest, BadSpecsAreRejected) {
   EXPECT_NE(MakeMatrixQuantizer(SpecFor("e8p", 5, 0), 8, 8).status().message().find("2, 3 or 4"),
             std::string::npos);

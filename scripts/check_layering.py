@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Checks that core/ keeps its layering (ctest: core_layering_check, label unit).
+
+The allowed graph is written once, in the areas' CMakeLists.txt:
+    caldera_core_area(<area> [SOURCES ...] [DEPS <area> ...])
+DEPS are the areas whose headers <area> includes directly; they are also the
+link dependencies of caldera::<area>. This script fails (exit 1) when
+  - the DEPS graph has a cycle or names an undeclared area,
+  - a folder core/<dir>/ is not a declared area, or a source file lies in
+    core/ itself,
+  - a file in core/<area>/ includes "core/<other>/..." where <other> is not
+    <area> and not reachable through DEPS (an area above it or beside it),
+  - a file in core/ includes a header of the code above core (storage/,
+    server/, worker/, client/, job/, proto/, tests/, bench/, tools/),
+  - an area lists a DEPS entry that none of its files includes (the graph
+    must state the real include graph, not more).
+
+    scripts/check_layering.py [REPO_ROOT]     (default: this script's repo)
+"""
+import pathlib
+import re
+import sys
+
+ABOVE_CORE = {"storage", "server", "worker", "client", "job", "proto", "tests", "bench", "tools"}
+SOURCE_SUFFIXES = {".h", ".hh", ".hpp", ".cc", ".cpp", ".cu", ".cuh", ".inc"}
+AREA_CALL = re.compile(r"caldera_core_area\s*\(([^)]*)\)", re.S)
+INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
+
+
+def strip_cmake_comments(text):
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+
+
+def read_areas(core):
+    """{area: [deps]} from every caldera_core_area() call under core/."""
+    areas, errors = {}, []
+    for cmake in sorted(core.rglob("CMakeLists.txt")):
+        for call in AREA_CALL.finditer(strip_cmake_comments(cmake.read_text())):
+            words = call.group(1).split()
+            if not words:
+                continue
+            name, deps, key = words[0], [], None
+            for w in words[1:]:
+                if w in ("SOURCES", "DEPS"):
+                    key = w
+                elif key == "DEPS":
+                    deps.append(w)
+            if name in areas:
+                errors.append(f"{cmake}: area '{name}' declared twice")
+            areas[name] = deps
+    return areas, errors
+
+
+def reachable(areas, start):
+    seen, todo = set(), list(areas.get(start, []))
+    while todo:
+        a = todo.pop()
+        if a not in seen:
+            seen.add(a)
+            todo.extend(areas.get(a, []))
+    return seen
+
+
+def main():
+    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else __file__).resolve()
+    if root.is_file():
+        root = root.parent.parent
+    core = root / "core"
+    areas, errors = read_areas(core)
+
+    for area, deps in areas.items():
+        for d in deps:
+            if d not in areas:
+                errors.append(f"area '{area}' depends on undeclared area '{d}'")
+        if area in reachable(areas, area):
+            errors.append(f"area '{area}' depends on itself (a cycle in DEPS)")
+    for d in sorted(p for p in core.iterdir() if p.is_dir()):
+        if d.name not in areas:
+            errors.append(f"core/{d.name}/ is not a declared area (caldera_core_area)")
+
+    used = {a: set() for a in areas}
+    for path in sorted(core.rglob("*")):
+        if path.suffix not in SOURCE_SUFFIXES or not path.is_file():
+            continue
+        rel = path.relative_to(root)
+        if len(rel.parts) < 3:
+            errors.append(f"{rel}: a source file outside every area (put it in core/<area>/)")
+            continue
+        area = rel.parts[1]
+        if area not in areas:
+            continue  # reported above
+        allowed = reachable(areas, area) | {area}
+        text = path.read_text(errors="replace")
+        for m in INCLUDE.finditer(text):
+            inc = m.group(1)
+            parts = inc.split("/")
+            line = text.count("\n", 0, m.start()) + 1
+            where = f"{rel}:{line}"
+            if parts[0] == "core" and len(parts) > 2:
+                target = parts[1]
+                if target not in allowed:
+                    errors.append(
+                        f'{where}: core/{area} may not include "{inc}" (core/{area} may use: '
+                        f"{', '.join(sorted(allowed - {area})) or 'no other area'})")
+                elif target != area:
+                    used[area].add(target)
+            elif len(parts) > 1 and parts[0] in ABOVE_CORE:
+                errors.append(f'{where}: core may not include "{inc}" ({parts[0]}/ is above core)')
+
+    for area, deps in areas.items():
+        for d in deps:
+            if d not in used[area]:
+                errors.append(f"area '{area}' lists DEPS '{d}' but no file in core/{area}/ "
+                              f"includes core/{d}/ (drop it from DEPS)")
+
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors:
+        print(f"core layering: {len(errors)} problem(s)", file=sys.stderr)
+        return 1
+    graph = "; ".join(f"{a} -> {' '.join(d) if d else '-'}" for a, d in areas.items())
+    print(f"core layering ok: {graph}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
