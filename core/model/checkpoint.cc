@@ -127,8 +127,11 @@ absl::StatusOr<Tensor> Checkpoint::ReadLinearWeight(const std::string& module_pr
   if (ReaderFor(weight) != nullptr || !reconstructor_) {
     t = ReadF32(weight);
   } else {
-    // A compressed module: find the shard holding any of its record tensors.
+    // A compressed module: find the shard holding its record tensors. The
+    // module's bias (Qwen2's q/k/v) shares the prefix but stays with the
+    // uncompressed tensors, often in another shard: skip it.
     auto it = by_tensor_.lower_bound(module_prefix + ".");
+    while (it != by_tensor_.end() && it->first == module_prefix + ".bias") ++it;
     if (it == by_tensor_.end() || !absl::StartsWith(it->first, module_prefix + ".")) {
       return absl::NotFoundError(absl::StrCat("model ", name_, ": neither '", weight,
                                               "' nor a compressed record of ", module_prefix,

@@ -156,6 +156,49 @@ TEST(CompressIntegration, EmbeddedJobProducesLoadableCheckpointAndFullReport) {
   EXPECT_NEAR(dense_ppl, compressed, 1e-3 * compressed);
 }
 
+// Qwen2 (q/k/v biases): the biases stay with the uncompressed tensors, in
+// another shard than the records; the compressed checkpoint must still load,
+// evaluate and export (it used to fail with "no CALDERA record").
+TEST(CompressIntegration, Qwen2WithBiasesRoundTrips) {
+  TempDir tmp;
+  const std::string model = tmp.Join("qwen2"), tokens = tmp.Join("tokens.safetensors");
+  std::string log;
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " make-test-model --out ", model,
+                                    " --arch Qwen2ForCausalLM --hidden 128 --intermediate 344"
+                                    " --layers 2 --heads 4 --kv-heads 2 --vocab 500 --untied"
+                                    " --tokens-out ",
+                                    tokens, " --samples 8 --seq-len 64 2>&1"),
+                       &log),
+            0)
+      << log;
+  const std::string out = tmp.Join("out");
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " compress --model ", model, " --calibration ", tokens,
+                                    " --out ", out, FastFlags(), " --rank 8 2>&1"),
+                       &log),
+            0)
+      << log;
+  auto ppl = [&](const std::string& m) {
+    std::string o;
+    EXPECT_EQ(
+        RunCommand(absl::StrCat(Ctl(), " eval --json --model ", m, " --tokens ", tokens, " 2>&1"),
+                   &o),
+        0)
+        << o;
+    nlohmann::json j = nlohmann::json::parse(o, nullptr, false);
+    return j.is_object() && j["perplexity"].is_number() ? j["perplexity"].get<double>() : -1.0;
+  };
+  const double base = ppl(model), compressed = ppl(out);
+  EXPECT_GT(base, 1.0);
+  EXPECT_GT(compressed, 1.0);
+  const std::string dense = tmp.Join("dense");
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format dense --model ", out, " --out ", dense,
+                                    " 2>&1"),
+                       &log),
+            0)
+      << log;
+  EXPECT_NEAR(ppl(dense), compressed, 1e-3 * compressed);
+}
+
 TEST(CompressIntegration, MissingModelIsInvalidInputWithMessage) {
   TempDir tmp;
   std::string log;
