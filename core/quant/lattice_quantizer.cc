@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/quant/quantized_tensors.h"
+#include "core/tensor/half.h"
 
 namespace caldera::quant {
 namespace {
@@ -42,6 +43,15 @@ void LatticeQuantizer::Prepare(const MatrixF& a) {
   const float opt = bits_ == 2 ? kOptScale2 : bits_ == 3 ? kOptScale3 : kOptScale4;
   scale_ = Rms(a) / opt;
   if (!(scale_ > 0) || !std::isfinite(scale_)) scale_ = 1.0f;
+  if (!spec_.row_scales) return;
+  row_scale_.assign(static_cast<size_t>(rows_), 1.0f);
+  for (int64_t r = 0; r < rows_; ++r) {
+    const double ms = a.row(r).cast<double>().squaredNorm() / static_cast<double>(cols_);
+    // Stored as fp16: round here so the encoder divides by what the decoder
+    // multiplies by. A zero (or fp16-underflowing) row keeps scale 1.
+    const float s = RoundToHalf(static_cast<float>(std::sqrt(ms)) / opt);
+    if (s > 0 && std::isfinite(s)) row_scale_[static_cast<size_t>(r)] = s;
+  }
 }
 
 void LatticeQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
@@ -70,8 +80,10 @@ void LatticeQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>
 void LatticeQuantizer::QuantizeRange(int64_t c0, int64_t r0, int64_t r1, int64_t v0, int64_t v1,
                                      const Eigen::Ref<const MatrixF>& target,
                                      Eigen::Ref<MatrixF>& out, Scratch* s) {
-  const float inv = 1.0f / scale_;
   const int64_t rows = r1 - r0;
+  auto scale_of = [&](int64_t row) {
+    return spec_.row_scales ? row_scale_[static_cast<size_t>(row)] : scale_;
+  };
   s->x.resize(static_cast<size_t>(rows * 8));
   s->q1.resize(s->x.size());
   s->q2.resize(s->x.size());
@@ -83,7 +95,8 @@ void LatticeQuantizer::QuantizeRange(int64_t c0, int64_t r0, int64_t r1, int64_t
     const int64_t vc = (c0 / 8) + v;
     auto code_index = [&](int64_t row) { return static_cast<size_t>(row * (cols_ / 8) + vc); };
     for (int i = 0; i < 8; ++i) {
-      for (int64_t r = 0; r < rows; ++r) x[r * 8 + i] = target(r0 + r, v * 8 + i) * inv;
+      for (int64_t r = 0; r < rows; ++r)
+        x[r * 8 + i] = target(r0 + r, v * 8 + i) / scale_of(r0 + r);
     }
     book_.QuantizeBatch(x, rows, s->codes.data(), q1);
     for (int64_t r = 0; r < rows; ++r) codes1_[code_index(r0 + r)] = s->codes[r];
@@ -100,7 +113,7 @@ void LatticeQuantizer::QuantizeRange(int64_t c0, int64_t r0, int64_t r1, int64_t
       for (int64_t e = 0; e < rows * 8; ++e) q1[e] += q2[e] / kResid3;
     }
     for (int i = 0; i < 8; ++i) {
-      for (int64_t r = 0; r < rows; ++r) out(r0 + r, v * 8 + i) = q1[r * 8 + i] * scale_;
+      for (int64_t r = 0; r < rows; ++r) out(r0 + r, v * 8 + i) = q1[r * 8 + i] * scale_of(r0 + r);
     }
   }
 }
@@ -116,8 +129,13 @@ QuantizedTensors LatticeQuantizer::Export() const {
     for (size_t i = 0; i < codes2_.size(); ++i) b2[i] = static_cast<uint8_t>(codes2_[i]);
     out.emplace_back("codes2", U8Tensor({rows_, vecs}, b2));
   }
-  std::vector<float> s = {scale_};
-  out.emplace_back("scale", *Tensor::FromValues<float>({1}, s));
+  if (spec_.row_scales) {
+    absl::StatusOr<Tensor> t = Tensor::FromValues<float>({rows_}, row_scale_);
+    out.emplace_back("row_scales", *t->ConvertTo(DType::kF16));
+  } else {
+    std::vector<float> s = {scale_};
+    out.emplace_back("scale", *Tensor::FromValues<float>({1}, s));
+  }
   return out;
 }
 
@@ -125,9 +143,20 @@ absl::StatusOr<MatrixF> LatticeQuantizer::Decode(const QuantizedTensors& tensors
   const int64_t vecs = cols_ / 8;
   absl::StatusOr<const Tensor*> c1 =
       RequireTensor(tensors, spec_, "codes", DType::kU8, rows_ * vecs * 2);
-  absl::StatusOr<const Tensor*> sc = RequireTensor(tensors, spec_, "scale", DType::kF32, 1);
   if (!c1.ok()) return c1.status();
-  if (!sc.ok()) return sc.status();
+  std::vector<float> scales;  // one per row
+  if (spec_.row_scales) {
+    absl::StatusOr<const Tensor*> rs =
+        RequireTensor(tensors, spec_, "row_scales", DType::kF16, rows_);
+    if (!rs.ok()) return rs.status();
+    absl::StatusOr<Tensor> f32 = (*rs)->ConvertTo(DType::kF32);
+    if (!f32.ok()) return f32.status();
+    scales.assign(f32->data<float>().begin(), f32->data<float>().end());
+  } else {
+    absl::StatusOr<const Tensor*> sc = RequireTensor(tensors, spec_, "scale", DType::kF32, 1);
+    if (!sc.ok()) return sc.status();
+    scales.assign(static_cast<size_t>(rows_), (*sc)->data<float>()[0]);
+  }
   const Tensor* c2 = nullptr;
   if (bits_ != 2) {
     absl::StatusOr<const Tensor*> t =
@@ -135,7 +164,6 @@ absl::StatusOr<MatrixF> LatticeQuantizer::Decode(const QuantizedTensors& tensors
     if (!t.ok()) return t.status();
     c2 = *t;
   }
-  const float scale = (*sc)->data<float>()[0];
   const uint8_t* b1 = (*c1)->data<uint8_t>().data();
   MatrixF out(rows_, cols_);
   float v[8], r[8];
@@ -151,7 +179,7 @@ absl::StatusOr<MatrixF> LatticeQuantizer::Decode(const QuantizedTensors& tensors
         one_bit_.Decode(c2->data<uint8_t>()[i], r);
         for (int j = 0; j < 8; ++j) v[j] += r[j] / kResid3;
       }
-      for (int j = 0; j < 8; ++j) out(row, k * 8 + j) = v[j] * scale;
+      for (int j = 0; j < 8; ++j) out(row, k * 8 + j) = v[j] * scales[static_cast<size_t>(row)];
     }
   }
   return out;

@@ -2,14 +2,16 @@
 //
 // Rows are cut into 8-vectors along the columns (block_cols() = 8) and
 // quantized with the E8P codebook (e8p.h) after dividing by one float32 scale
-// per matrix (the matrix RMS over a per-bit-width constant):
+// per matrix (the matrix RMS over a per-bit-width constant), or with
+// spec.row_scales one fp16 scale per row (the row's RMS over that constant):
 //  - 2 bits: one E8P code (16 bits) per vector;
 //  - 3 bits: plus a 1-bit E8 residual code (8 bits, E8OneBitTable) of the
 //    residual magnified 2.04x;
 //  - 4 bits: plus a second E8P code of the residual magnified 3.45x.
 // Exported tensors (docs/format/caldera-matrix-record.md): "codes" U8
 // [rows, cols/8*2] (little-endian 16-bit codes), "codes2" (3 bits: U8
-// [rows, cols/8]; 4 bits: U8 [rows, cols/8*2]), "scale" F32 [1].
+// [rows, cols/8]; 4 bits: U8 [rows, cols/8*2]), "scale" F32 [1] or, with
+// row scales, "row_scales" F16 [rows].
 #ifndef CALDERA_CORE_QUANT_LATTICE_QUANTIZER_H_
 #define CALDERA_CORE_QUANT_LATTICE_QUANTIZER_H_
 
@@ -31,7 +33,9 @@ class LatticeQuantizer final : public MatrixQuantizer {
   void Prepare(const MatrixF& a) override;
   void QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
                      Eigen::Ref<MatrixF> out) override;
-  int64_t StorageBits() const override { return rows_ * cols_ * bits_ + 32; }
+  int64_t StorageBits() const override {
+    return rows_ * cols_ * bits_ + (spec_.row_scales ? 16 * rows_ : 32);
+  }
   QuantizedTensors Export() const override;
   absl::StatusOr<MatrixF> Decode(const QuantizedTensors& tensors) const override;
 
@@ -51,6 +55,7 @@ class LatticeQuantizer final : public MatrixQuantizer {
 
   int bits_;
   float scale_ = 1.0f;
+  std::vector<float> row_scale_;  // with spec.row_scales: fp16-exact, one per row
   E8PCodebook book_;
   E8OneBitTable one_bit_;
   std::vector<uint16_t> codes1_, codes2_;  // row-major, one per 8-vector

@@ -10,7 +10,8 @@ namespace caldera::quant {
 std::string QuantizerSpec::Name() const {
   switch (kind) {
     case Kind::kLattice:
-      return bits == 2 ? "e8p2" : absl::StrCat("e8p-rvq", bits);
+      return absl::StrCat(bits == 2 ? "e8p2" : absl::StrCat("e8p-rvq", bits),
+                          row_scales ? "-rs" : "");
     case Kind::kUniform:
       return absl::StrCat("uniform", bits, "-g", group_size, symmetric ? "-sym" : "-asym");
     case Kind::kFloat:
@@ -20,6 +21,10 @@ std::string QuantizerSpec::Name() const {
 }
 
 absl::Status ValidateSpec(const QuantizerSpec& s) {
+  if (s.row_scales && s.kind != QuantizerSpec::Kind::kLattice) {
+    return absl::InvalidArgumentError(
+        "row scales are an e8p option (the uniform quantizer has per-group scales)");
+  }
   switch (s.kind) {
     case QuantizerSpec::Kind::kLattice:
       if (s.bits < 2 || s.bits > 4) {

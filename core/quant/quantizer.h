@@ -45,8 +45,12 @@ struct QuantizerSpec {
   int bits = 2;
   int64_t group_size = 128;  // uniform only
   bool symmetric = true;     // uniform only
+  // Lattice only: one fp16 scale per row instead of one float32 per matrix
+  // (16 bits per row). Rows of very different size -- the rank components of
+  // L and R, near-low-rank Q -- then each use the codebook's full resolution.
+  bool row_scales = false;
 
-  std::string Name() const;  // "e8p2", "e8p-rvq4", "uniform3-g128-sym", "fp16"
+  std::string Name() const;  // "e8p2", "e8p-rvq4", "e8p2-rs", "uniform3-g128-sym", "fp16"
 };
 
 // Checks bits against the kind. INVALID_ARGUMENT names the supported values.

@@ -168,9 +168,10 @@ TEST(CalderaTest, BitAccountingMatchesTheFormula) {
   absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
   ASSERT_TRUE(r.ok());
   const int64_t m = 64, n = 128, k = 8;
-  // B_Q·mn + k(B_L·m + B_R·n) + documented overhead: one fp32 scale per
-  // quantised matrix (Q, L, R), the fp32 global scale and the 64-bit sign seed.
-  const int64_t expected = 2 * m * n + k * (4 * m + 4 * n) + 3 * 32 + 32 + 64;
+  // B_Q·mn + k(B_L·m + B_R·n) + documented overhead: one fp32 scale for Q,
+  // one fp16 scale per row of Lᵀ and of R (k each), the fp32 global scale and
+  // the 64-bit sign seed.
+  const int64_t expected = 2 * m * n + k * (4 * m + 4 * n) + 32 + 2 * k * 16 + 32 + 64;
   EXPECT_EQ(r->storage_bits, expected);
   EXPECT_DOUBLE_EQ(r->bits_per_param, static_cast<double>(expected) / (m * n));
 }

@@ -119,6 +119,42 @@ TEST(QuantizerTest, EachKindDecodesItsExport) {
   EXPECT_FALSE(Dequantize(SpecFor("e8p", 2, 0), 8, 12, {}).ok());
 }
 
+// Rows of very different size (the rank components of L and R): one fp16
+// scale per row keeps every row at the codebook's resolution, where one scale
+// per matrix drowns the small rows. The export decodes to exactly what the
+// quantizer returned, and the bits are rows·cols·bits + 16 per row.
+TEST(QuantizerTest, E8PRowScalesFitRowsOfDifferentSize) {
+  const int64_t rows = 16, cols = 256;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  MatrixF a(rows, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) a(r, c) = normal(rng) * std::pow(0.7f, r);
+  }
+  for (int bits : {2, 3, 4}) {
+    QuantizerSpec global = SpecFor("e8p", bits, 0), per_row = global;
+    per_row.row_scales = true;
+    EXPECT_EQ(per_row.Name(), global.Name() + "-rs");
+    auto qg = *MakeMatrixQuantizer(global, rows, cols);
+    auto qr = *MakeMatrixQuantizer(per_row, rows, cols);
+    const MatrixF ag = QuantizeNearest(*qg, a), ar = QuantizeNearest(*qr, a);
+    // The smallest row (0.7^15 of the largest): relative error per row.
+    const int64_t last = rows - 1;
+    const double rel_g = (ag.row(last) - a.row(last)).norm() / a.row(last).norm();
+    const double rel_r = (ar.row(last) - a.row(last)).norm() / a.row(last).norm();
+    EXPECT_LT(rel_r, 0.5 * rel_g) << bits << " bits";
+    EXPECT_EQ(qr->StorageBits(), rows * cols * bits + 16 * rows);
+    absl::StatusOr<MatrixF> decoded = Dequantize(per_row, rows, cols, qr->Export());
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ((*decoded - ar).cwiseAbs().maxCoeff(), 0.0f) << bits << " bits";
+    // A record without the per-row tensor is refused, not misread.
+    EXPECT_FALSE(Dequantize(per_row, rows, cols, qg->Export()).ok());
+  }
+  QuantizerSpec uniform = SpecFor("uniform", 4, 128);
+  uniform.row_scales = true;
+  EXPECT_FALSE(ValidateSpec(uniform).ok());
+}
+
 TEST(QuantizerTest, BadSpecsAreRejected) {
   EXPECT_NE(MakeMatrixQuantizer(SpecFor("e8p", 5, 0), 8, 8).status().message().find("2, 3 or 4"),
             std::string::npos);
