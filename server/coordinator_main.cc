@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "process/metrics_endpoint.h"
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
 #include "server/coordinator_server.h"
-#include "server/metrics_endpoint.h"
 #include "storage/storage_options.h"
 
 namespace {
@@ -68,9 +68,9 @@ int Run(const Flags& f) {
     return 2;
   }
   auto metrics = std::make_shared<caldera::server::CoordinatorMetrics>();
-  std::unique_ptr<caldera::server::MetricsEndpoint> endpoint;
+  std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
   if (!f.metrics_listen.empty()) {
-    auto e = caldera::server::MetricsEndpoint::Start(f.metrics_listen, metrics->registry());
+    auto e = caldera::process::MetricsEndpoint::Start(f.metrics_listen, metrics->registry());
     if (!e.ok()) {
       std::fprintf(stderr, "caldera-coordinator: error: %s\n",
                    std::string(e.status().message()).c_str());
