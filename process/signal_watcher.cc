@@ -6,11 +6,32 @@
 #include <utility>
 
 namespace caldera::process {
+namespace {
+
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+void BlockStopSignals() {
+  const sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForStopSignal() {
+  const sigset_t set = StopSignals();
+  int sig = 0;
+  (void)sigwait(&set, &sig);
+  return sig;
+}
 
 SignalWatcher::SignalWatcher(std::function<void(int)> on_signal) {
-  sigemptyset(&set_);
-  sigaddset(&set_, SIGINT);
-  sigaddset(&set_, SIGTERM);
+  set_ = StopSignals();
   pthread_sigmask(SIG_BLOCK, &set_, &old_);
   thread_ = std::thread([this, on_signal = std::move(on_signal)] {
     const timespec tick{0, 100 * 1000 * 1000};

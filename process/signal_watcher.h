@@ -1,6 +1,11 @@
-// SignalWatcher: turns SIGINT/SIGTERM into a callback on a thread of its own,
-// for binaries that stop gracefully (calderactl compress cancels its job,
-// caldera-worker drains). Construct it in the main thread before any other
+// The stop signals (SIGINT, SIGTERM) of our binaries, handled in one of two
+// ways: a process whose main thread has nothing else to do blocks them first
+// thing and waits for one (BlockStopSignals + WaitForStopSignal:
+// caldera-coordinator); a process whose main thread works meanwhile gets them
+// as a callback on a thread of its own (SignalWatcher: calderactl compress
+// cancels its job, caldera-worker drains).
+//
+// SignalWatcher: Construct it in the main thread before any other
 // thread starts: the constructor blocks both signals in the calling thread, so
 // threads created afterwards inherit the mask and only the watcher sees them.
 // The destructor stops the watcher and restores the old mask. Not copyable.
@@ -14,6 +19,13 @@
 #include <thread>
 
 namespace caldera::process {
+
+// Blocks SIGINT and SIGTERM in the calling thread; threads it starts later
+// inherit the mask. Call it in main before any thread starts.
+void BlockStopSignals();
+
+// Waits until SIGINT or SIGTERM (blocked by BlockStopSignals) arrives; returns it.
+int WaitForStopSignal();
 
 class SignalWatcher {
  public:
