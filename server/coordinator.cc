@@ -444,11 +444,11 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
     if (IsTerminal(job->record.state)) continue;
     // Ready calibrate first, then decompose, then finalize (plan order within).
     size_t pick = job->tasks.size();
-    int best = 3;
+    int best = kLeasePriorities;
     for (size_t i = 0; i < job->tasks.size() && best > 0; ++i) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
-      const int rank = t.kind == v1::CALIBRATE ? 0 : t.kind == v1::DECOMPOSE ? 1 : 2;
+      const int rank = LeasePriority(t.kind);
       if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i)) continue;
       best = rank;
       pick = i;

@@ -101,6 +101,17 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
   return task;
 }
 
+int LeasePriority(v1::TaskKind kind) {
+  switch (kind) {
+    case v1::CALIBRATE:
+      return 0;
+    case v1::DECOMPOSE:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
 std::string DescribeTask(const TaskRecord& t) {
   return job::DescribeTask(t.kind, t.layer, t.module);
 }

@@ -7,8 +7,8 @@
 // committed results of the tasks it depends on) and writes.
 //
 // A new task kind: a message in worker.proto's Task.work, its builder in
-// job/task_plan.h, its place in PlanJob / TaskIsReady / BuildTask here, and
-// one executor in the worker.
+// job/task_plan.h, its place in PlanJob / TaskIsReady / BuildTask /
+// LeasePriority here, and one executor in the worker.
 #ifndef CALDERA_SERVER_PLANNER_H_
 #define CALDERA_SERVER_PLANNER_H_
 
@@ -39,6 +39,11 @@ bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>
 v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
                    const std::vector<size_t>& calibrate_index, const TaskRecord& t,
                    double job_elapsed_seconds);
+
+// Scheduling order of ready tasks within a job, lower first, in
+// [0, kLeasePriorities): calibrate (the critical path), decompose, finalize.
+inline constexpr int kLeasePriorities = 3;
+int LeasePriority(v1::TaskKind kind);
 
 // "decompose layer 3 q_proj" / "calibrate layer 3" / "finalize".
 std::string DescribeTask(const TaskRecord& task);

@@ -196,10 +196,12 @@ absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
   return m;
 }
 
-absl::StatusOr<ModuleReport> DecomposeModule(
-    const model::Checkpoint& checkpoint, int64_t layer, const model::LinearModule& module,
-    const Eigen::MatrixXd& hessian, const job::JobSpec& spec, const std::string& artifact_uri,
-    const storage::StorageOptions& options, int search_threads, std::function<bool()> cancelled) {
+absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint, int64_t layer,
+                                             const model::LinearModule& module,
+                                             const Eigen::MatrixXd& hessian, const JobSpec& spec,
+                                             const std::string& artifact_uri,
+                                             const storage::StorageOptions& options,
+                                             int search_threads, std::function<bool()> cancelled) {
   const auto start = Clock::now();
   const std::string prefix = checkpoint.config().LayerPrefix(layer) + module.suffix;
   absl::StatusOr<Tensor> wt = checkpoint.ReadLinearWeight(prefix, module.name);
@@ -273,7 +275,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(
   return rep;
 }
 
-absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const job::JobSpec& spec,
+absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSpec& spec,
                                 const std::vector<ModuleReport>& unsorted, double seconds,
                                 const storage::StorageOptions& options) {
   std::vector<ModuleReport> modules = unsorted;

@@ -29,6 +29,8 @@
 
 namespace caldera::worker {
 
+using job::JobSpec;  // the one job spec (job/job_spec.h)
+
 // Format version written into quantization_config (docs/format/checkpoint.md).
 inline constexpr int kCheckpointFormatVersion = 1;
 
@@ -80,10 +82,12 @@ absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
 // `artifact_uri`. `cancelled` (may be empty) is polled between steps; when it
 // returns true the result is CANCELLED and nothing is written.
 // `search_threads`: threads for the codeword searches (DecomposeOptions::threads).
-absl::StatusOr<ModuleReport> DecomposeModule(
-    const model::Checkpoint& checkpoint, int64_t layer, const model::LinearModule& module,
-    const Eigen::MatrixXd& hessian, const job::JobSpec& spec, const std::string& artifact_uri,
-    const storage::StorageOptions& options, int search_threads, std::function<bool()> cancelled);
+absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint, int64_t layer,
+                                             const model::LinearModule& module,
+                                             const Eigen::MatrixXd& hessian, const JobSpec& spec,
+                                             const std::string& artifact_uri,
+                                             const storage::StorageOptions& options,
+                                             int search_threads, std::function<bool()> cancelled);
 
 // Writes the output checkpoint at spec.out from the artifacts of `modules`
 // (sorted here by layer and module, so the bytes do not depend on the order
@@ -91,7 +95,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(
 // one shard of uncompressed tensors (copied unchanged) and one shard per
 // layer of records, config.json with quantization_config, the index, and
 // report.json last. `seconds` is the job's wall time so far.
-absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const job::JobSpec& spec,
+absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSpec& spec,
                                 const std::vector<ModuleReport>& modules, double seconds,
                                 const storage::StorageOptions& options);
 
