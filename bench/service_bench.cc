@@ -21,8 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "caldera/v1/worker.grpc.pb.h"
-#include "server/coordinator.h"
-#include "server/coordinator_server.h"
+#include "embedded/in_process_cluster.h"
+#include "job/task_plan.h"
 
 namespace {
 
@@ -35,16 +35,16 @@ double Seconds(Clock::time_point since) {
 int SchedulingOverhead(const std::string& model, int jobs, int workers) {
   const std::string dir = std::filesystem::temp_directory_path() / "caldera-service-bench";
   std::filesystem::remove_all(dir);
-  caldera::server::CoordinatorOptions o;
+  caldera::embedded::InProcessClusterOptions o;
   o.data_dir = dir + "/state";
-  auto coordinator = caldera::server::Coordinator::Open(o, nullptr);
-  if (!coordinator.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(coordinator.status().message()).c_str());
+  o.listen = "127.0.0.1:0";
+  o.workers = 0;  // the fake workers below
+  auto cluster = caldera::embedded::InProcessCluster::Start(o);
+  if (!cluster.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(cluster.status().message()).c_str());
     return 1;
   }
-  auto server = caldera::server::CoordinatorServer::Start(coordinator->get(), "127.0.0.1:0");
-  if (!server.ok()) return 1;
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*cluster)->port()),
                                      grpc::InsecureChannelCredentials());
   auto jobs_stub = caldera::v1::JobService::NewStub(channel);
 
@@ -52,9 +52,9 @@ int SchedulingOverhead(const std::string& model, int jobs, int workers) {
   int tasks = 0;
   for (int j = 0; j < jobs; ++j) {
     caldera::v1::CreateJobRequest req;
-    req.mutable_spec()->set_model_uri(model);
-    req.mutable_spec()->set_calibration_uri(model + "/calibration.safetensors");
-    req.mutable_spec()->set_output_uri(absl::StrCat(dir, "/out", j));
+    req.mutable_spec()->set_model(model);
+    req.mutable_spec()->set_calibration(model + "/calibration.safetensors");
+    req.mutable_spec()->set_out(absl::StrCat(dir, "/out", j));
     req.mutable_spec()->mutable_decomposition()->set_rank(8);
     caldera::v1::Job job;
     grpc::ClientContext ctx;
@@ -94,7 +94,7 @@ int SchedulingOverhead(const std::string& model, int jobs, int workers) {
         caldera::v1::CompleteTaskRequest creq;
         creq.set_worker_id(lreq.worker_id());
         creq.set_attempt_id(lresp.task().attempt_id());
-        for (const std::string& u : lresp.task().output_uris()) creq.add_result_uris(u);
+        caldera::job::SetResultOfTask(lresp.task(), &creq);
         caldera::v1::CompleteTaskResponse cresp;
         t0 = Clock::now();
         grpc::ClientContext ctx;
@@ -113,15 +113,16 @@ int SchedulingOverhead(const std::string& model, int jobs, int workers) {
     lease += lease_seconds[w];
     complete += complete_seconds[w];
   }
-  std::printf("scheduling: %d jobs (%d tasks) submitted in %.3f s (%.1f ms per job, validation "
-              "included)\n",
-              jobs, tasks, submit_seconds, 1e3 * submit_seconds / jobs);
-  std::printf("scheduling: %d tasks leased+committed by %d fake workers in %.3f s: %.0f tasks/s, "
-              "%.2f ms per task wall; per RPC: lease %.2f ms, complete %.2f ms\n",
-              total_done, workers, run_seconds, total_done / run_seconds,
-              1e3 * run_seconds / total_done, 1e3 * lease / total_done,
-              1e3 * complete / total_done);
-  (*server)->Shutdown(1);
+  std::printf(
+      "scheduling: %d jobs (%d tasks) submitted in %.3f s (%.1f ms per job, validation "
+      "included)\n",
+      jobs, tasks, submit_seconds, 1e3 * submit_seconds / jobs);
+  std::printf(
+      "scheduling: %d tasks leased+committed by %d fake workers in %.3f s: %.0f tasks/s, "
+      "%.2f ms per task wall; per RPC: lease %.2f ms, complete %.2f ms\n",
+      total_done, workers, run_seconds, total_done / run_seconds, 1e3 * run_seconds / total_done,
+      1e3 * lease / total_done, 1e3 * complete / total_done);
+  cluster->reset();
   std::filesystem::remove_all(dir);
   return total_done == tasks ? 0 : 1;
 }
@@ -131,10 +132,9 @@ double CompressSeconds(const std::string& ctl, const std::string& model, int wor
   const std::string out =
       (std::filesystem::temp_directory_path() / absl::StrCat("caldera-bench-", workers)).string();
   std::filesystem::remove_all(out);
-  const std::string cmd =
-      absl::StrCat(ctl, " compress --model ", model, " --calibration ", model,
-                   "/calibration.safetensors --out ", out, " --workers ", workers,
-                   " --threads 1 ", flags, " > /dev/null 2>&1");
+  const std::string cmd = absl::StrCat(ctl, " compress --model ", model, " --calibration ", model,
+                                       "/calibration.safetensors --out ", out, " --workers ",
+                                       workers, " --threads 1 ", flags, " > /dev/null 2>&1");
   const auto t0 = Clock::now();
   const int rc = std::system(cmd.c_str());
   const double s = Seconds(t0);
@@ -165,8 +165,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "calderactl compress failed; run it by hand to see why\n");
     return 1;
   }
-  std::printf("scaling: compress (%s) 1 worker %.2f s, 2 workers %.2f s: speedup %.2fx "
-              "(target >= 1.7x)\n",
-              flags.c_str(), one, two, one / two);
+  std::printf(
+      "scaling: compress (%s) 1 worker %.2f s, 2 workers %.2f s: speedup %.2fx "
+      "(target >= 1.7x)\n",
+      flags.c_str(), one, two, one / two);
   return 0;
 }

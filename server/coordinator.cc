@@ -11,17 +11,17 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "server/job_validation.h"
+#include "job/job_spec_proto.h"
+#include "job/job_state.h"
+#include "job/job_validation.h"
+#include "job/task_plan.h"
 #include "server/planner.h"
-#include "storage/uri.h"
-#include "worker/job_spec_proto.h"
 
 namespace caldera::server {
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 google::protobuf::Timestamp ToTimestamp(double unix_seconds) {
@@ -32,17 +32,11 @@ google::protobuf::Timestamp ToTimestamp(double unix_seconds) {
   return t;
 }
 
-bool IsTerminal(v1::JobState s) {
-  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
-}
+using job::IsTerminal;
 
 // "j-abc/decompose-0001-q_proj/a2-ff01" -> "j-abc".
 std::string JobIdOfAttempt(const std::string& attempt_id) {
   return attempt_id.substr(0, attempt_id.find('/'));
-}
-
-std::string ScratchPrefix(const JobRecord& job) {
-  return storage::JoinKey(job.spec.output_uri(), absl::StrCat(".caldera-scratch/", job.id));
 }
 
 }  // namespace
@@ -51,11 +45,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(
     CoordinatorOptions options, std::shared_ptr<CoordinatorMetrics> metrics) {
   if (options.lease_seconds <= 0 || options.heartbeat_seconds <= 0 ||
       options.heartbeat_seconds >= options.lease_seconds) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lease ", options.lease_seconds, " s and heartbeat ",
-                     options.heartbeat_seconds,
-                     " s are invalid; both must be positive and the heartbeat shorter than the "
-                     "lease"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lease ", options.lease_seconds, " s and heartbeat ", options.heartbeat_seconds,
+        " s are invalid; both must be positive and the heartbeat shorter than the "
+        "lease"));
   }
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError("max attempts must be at least 1");
@@ -189,8 +182,8 @@ void Coordinator::UpdateGauges() {
     metrics_->SetJobs(s, jobs[s]);
   }
   for (v1::TaskKind k : {v1::CALIBRATE, v1::DECOMPOSE, v1::FINALIZE}) {
-    for (v1::TaskState s : {v1::TASK_PENDING, v1::TASK_LEASED, v1::TASK_DONE, v1::TASK_FAILED,
-                            v1::TASK_CANCELLED}) {
+    for (v1::TaskState s :
+         {v1::TASK_PENDING, v1::TASK_LEASED, v1::TASK_DONE, v1::TASK_FAILED, v1::TASK_CANCELLED}) {
       metrics_->SetTasks(k, s, tasks[{k, s}]);
     }
   }
@@ -264,7 +257,7 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
       v1::MatrixError* e = p->add_matrix_errors();
       e->set_layer(t.layer);
       e->set_module(t.module);
-      e->set_weighted_error(t.weighted_error);
+      e->set_weighted_relative_error(t.weighted_relative_error);
     }
   }
   for (const auto& [kind, c] : counts) {
@@ -296,9 +289,9 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
       if (job->record.request_id == rid) return Snapshot(*job);
     }
   }
-  const worker::JobSpec spec = worker::JobSpecFromProto(request.spec(), rid);
+  const job::JobSpec spec = job::JobSpecFromProto(request.spec(), rid);
   // Validation reads storage: outside the lock, so other RPCs go on.
-  absl::StatusOr<JobShape> shape = ValidateJob(spec, options_.storage);
+  absl::StatusOr<job::JobShape> shape = job::ValidateJob(spec, options_.storage);
   if (!shape.ok()) return shape.status();
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -313,7 +306,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   r.id = absl::StrCat("j-", RandomHex(12));
   r.seq = next_seq_++;
   r.request_id = rid;
-  r.spec = worker::JobSpecToProto(spec);
+  r.spec = job::JobSpecToProto(spec);
   r.state = v1::QUEUED;
   r.create_time = r.update_time = Now();
   entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules);
@@ -417,8 +410,7 @@ void Coordinator::EndJob(JobEntry* job, v1::JobState state, const std::string& e
   Changed(job, std::move(message));
 }
 
-absl::StatusOr<JobChange> Coordinator::WaitForChange(const std::string& name,
-                                                     int64_t after_version,
+absl::StatusOr<JobChange> Coordinator::WaitForChange(const std::string& name, int64_t after_version,
                                                      double timeout_seconds) const {
   std::unique_lock<std::mutex> lock(mu_);
   absl::StatusOr<JobEntry*> found = FindJobOrError(name);
@@ -426,8 +418,7 @@ absl::StatusOr<JobChange> Coordinator::WaitForChange(const std::string& name,
   const JobEntry* job = *found;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  changed_.wait_until(lock, deadline,
-                      [&] { return shutdown_ || job->version > after_version; });
+  changed_.wait_until(lock, deadline, [&] { return shutdown_ || job->version > after_version; });
   JobChange out;
   out.changed = job->version > after_version;
   out.version = job->version;
@@ -448,66 +439,16 @@ v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerR
   return out;
 }
 
-void Coordinator::BuildTask(const JobEntry& job, const TaskRecord& t, v1::Task* task) const {
-  const JobRecord& r = job.record;
-  task->set_task_id(t.id);
-  task->set_attempt_id(t.lease_attempt);
-  task->set_attempt_number(t.attempts);
-  task->set_job_name(absl::StrCat("jobs/", r.id));
-  *task->mutable_spec() = r.spec;
-  task->set_kind(t.kind);
-  task->set_layer(t.layer);
-  task->set_module(t.module);
-  task->set_shard(0);
-  task->set_num_shards(1);
-  const std::string scratch = ScratchPrefix(r);
-  task->set_scratch_prefix(scratch);
-  // Attempt-unique directory: <scratch>/<task>/<attempt>/.
-  const std::string dir = storage::JoinKey(
-      scratch, t.lease_attempt.substr(t.lease_attempt.find('/') + 1));
-  const int num_layers = static_cast<int>(job.calibrate_index.size());
-  switch (t.kind) {
-    case v1::CALIBRATE:
-      if (t.layer == 0) {
-        task->add_input_uris(r.spec.calibration_uri());
-      } else {
-        const TaskRecord& prev = job.tasks[job.calibrate_index[t.layer - 1]];
-        task->add_input_uris(prev.result_uris.size() > 1 ? prev.result_uris[1] : "");
-      }
-      task->add_output_uris(storage::JoinKey(dir, "hessians.safetensors"));
-      task->add_output_uris(t.layer + 1 < num_layers
-                                ? storage::JoinKey(dir, "hidden_states.safetensors")
-                                : std::string());
-      break;
-    case v1::DECOMPOSE: {
-      const TaskRecord& calib = job.tasks[job.calibrate_index[t.layer]];
-      task->add_input_uris(calib.result_uris.empty() ? "" : calib.result_uris[0]);
-      task->add_output_uris(storage::JoinKey(dir, absl::StrCat(t.module, ".safetensors")));
-      break;
-    }
-    case v1::FINALIZE:
-      for (const TaskRecord& d : job.tasks) {
-        if (d.kind == v1::DECOMPOSE && !d.result_uris.empty()) {
-          task->add_input_uris(d.result_uris[0]);
-        }
-      }
-      task->set_job_elapsed_seconds(r.start_time > 0 ? Now() - r.start_time : 0);
-      break;
-    default:
-      break;
-  }
-}
-
 bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
   for (JobEntry* job : job_order_) {
     if (IsTerminal(job->record.state)) continue;
     // Ready calibrate first, then decompose, then finalize (plan order within).
     size_t pick = job->tasks.size();
-    int best = 3;
+    int best = kLeasePriorities;
     for (size_t i = 0; i < job->tasks.size() && best > 0; ++i) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
-      const int rank = t.kind == v1::CALIBRATE ? 0 : t.kind == v1::DECOMPOSE ? 1 : 2;
+      const int rank = LeasePriority(t.kind);
       if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i)) continue;
       best = rank;
       pick = i;
@@ -520,8 +461,8 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
     t.lease_worker = worker_id;
     t.lease_expiry = now + options_.lease_seconds;
     const std::string task_short = t.id.substr(t.id.find('/') + 1);
-    t.lease_attempt = absl::StrCat(job->record.id, "/", task_short, "/a", t.attempts, "-",
-                                   RandomHex(8));
+    t.lease_attempt =
+        absl::StrCat(job->record.id, "/", task_short, "/a", t.attempts, "-", RandomHex(8));
     AttemptRecord a;
     a.id = t.lease_attempt;
     a.task_id = t.id;
@@ -536,9 +477,10 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
     Persist(job, {&t}, &a);
     attempts_[a.id] = a;
     leases_[a.id] = TaskRef{job, pick};
-    BuildTask(*job, t, task);
-    Changed(job, absl::StrCat(DescribeTask(t), " started on ", worker_id, " (attempt ",
-                              t.attempts, ")"));
+    *task = BuildTask(job->record, job->tasks, job->calibrate_index, t,
+                      job->record.start_time > 0 ? now - job->record.start_time : 0);
+    Changed(job, absl::StrCat(DescribeTask(t), " started on ", worker_id, " (attempt ", t.attempts,
+                              ")"));
     return true;
   }
   return false;
@@ -612,10 +554,12 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   const double now = Now();
   t.state = v1::TASK_DONE;
   t.committed_attempt = request.attempt_id();
-  t.result_uris.assign(request.result_uris().begin(), request.result_uris().end());
+  t.result_uris = job::StoredResultUris(request);
   t.seconds = request.busy_seconds();
   t.last_error.clear();
-  if (!request.matrix_errors().empty()) t.weighted_error = request.matrix_errors(0).weighted_error();
+  if (!request.matrix_errors().empty()) {
+    t.weighted_relative_error = request.matrix_errors(0).weighted_relative_error();
+  }
   AttemptRecord a;
   if (auto at = attempts_.find(request.attempt_id()); at != attempts_.end()) {
     a = at->second;
@@ -633,15 +577,18 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   Persist(job, {&t}, &a);
   if (metrics_ != nullptr) {
     metrics_->TaskCommitted(t.kind, t.seconds);
-    if (t.kind == v1::DECOMPOSE && t.weighted_error >= 0) metrics_->MatrixError(t.weighted_error);
+    if (t.kind == v1::DECOMPOSE && t.weighted_relative_error >= 0) {
+      metrics_->MatrixError(t.weighted_relative_error);
+    }
   }
   out.set_accepted(true);
-  Changed(job, t.kind == v1::FINALIZE
-                   ? std::string("job SUCCEEDED")
-                   : absl::StrCat(DescribeTask(t), " done",
-                                  t.kind == v1::DECOMPOSE
-                                      ? absl::StrCat(" (weighted error ", t.weighted_error, ")")
-                                      : std::string()));
+  Changed(job,
+          t.kind == v1::FINALIZE
+              ? std::string("job SUCCEEDED")
+              : absl::StrCat(DescribeTask(t), " done",
+                             t.kind == v1::DECOMPOSE
+                                 ? absl::StrCat(" (weighted error ", t.weighted_relative_error, ")")
+                                 : std::string()));
   return out;
 }
 

@@ -49,7 +49,7 @@ struct CoordinatorOptions {
 struct JobChange {
   v1::Job job;
   int64_t version = 0;
-  std::string message;  // what changed last ("decompose layer 3 q_proj done")
+  std::string message;   // what changed last ("decompose layer 3 q_proj done")
   bool changed = false;  // false: timed out or shutting down with no change
 };
 
@@ -111,7 +111,6 @@ class Coordinator {
   absl::StatusOr<JobEntry*> FindJobOrError(const std::string& name) const;
   v1::Job Snapshot(const JobEntry& job) const;
   bool TryLease(const std::string& worker_id, v1::Task* task);
-  void BuildTask(const JobEntry& job, const TaskRecord& t, v1::Task* task) const;
   // Ends `job` in `state` with `error`; unfinished tasks become CANCELLED.
   void EndJob(JobEntry* job, v1::JobState state, const std::string& error);
   // Re-queues or fails the task after a failed or expired attempt.

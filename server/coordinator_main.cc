@@ -1,7 +1,6 @@
 // caldera-coordinator: the public gRPC API, the worker protocol, the planner
 // and the scheduler, with state in SQLite under --data-dir. SIGTERM/SIGINT:
 // health turns NOT_SERVING, RPCs in flight get a few seconds, then exit 0.
-#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -9,10 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "process/metrics_endpoint.h"
+#include "process/signal_watcher.h"
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
 #include "server/coordinator_server.h"
-#include "server/metrics_endpoint.h"
 #include "storage/storage_options.h"
 
 namespace {
@@ -68,9 +68,9 @@ int Run(const Flags& f) {
     return 2;
   }
   auto metrics = std::make_shared<caldera::server::CoordinatorMetrics>();
-  std::unique_ptr<caldera::server::MetricsEndpoint> endpoint;
+  std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
   if (!f.metrics_listen.empty()) {
-    auto e = caldera::server::MetricsEndpoint::Start(f.metrics_listen, metrics->registry());
+    auto e = caldera::process::MetricsEndpoint::Start(f.metrics_listen, metrics->registry());
     if (!e.ok()) {
       std::fprintf(stderr, "caldera-coordinator: error: %s\n",
                    std::string(e.status().message()).c_str());
@@ -101,12 +101,7 @@ int Run(const Flags& f) {
   if (endpoint) std::fprintf(stderr, ", metrics on port %d", endpoint->port());
   std::fprintf(stderr, "\n");
 
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
+  const int sig = caldera::process::WaitForStopSignal();
   std::fprintf(stderr, "caldera-coordinator: signal %d, shutting down\n", sig);
   (*server)->Shutdown(5);
   return 0;
@@ -116,11 +111,7 @@ int Run(const Flags& f) {
 
 int main(int argc, char** argv) {
   // Block the stop signals in every thread; main waits for them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  caldera::process::BlockStopSignals();
 
   CLI::App app{"caldera-coordinator: plans compression jobs and schedules their tasks"};
   Flags f;

@@ -77,10 +77,12 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                 .Add({});
   matrix_error_ = &prometheus::BuildHistogram()
                        .Name("caldera_matrix_weighted_error")
-                       .Help("Relative weighted error ||(W - What) X|| / ||W X|| per matrix")
+                       .Help(
+                           "Weighted relative error ||(W - What) X|| / ||W X|| per matrix "
+                           "(report.json weighted_relative_error)")
                        .Register(*registry_)
-                       .Add({}, prometheus::Histogram::BucketBoundaries{
-                                    0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0});
+                       .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.02, 0.05, 0.1, 0.15,
+                                                                        0.2, 0.3, 0.5, 1.0});
   auto& bytes = prometheus::BuildCounter()
                     .Name("caldera_task_storage_bytes_total")
                     .Help("Object-storage bytes moved by workers' tasks, by direction")

@@ -33,7 +33,9 @@ class CoordinatorMetrics {
   void TaskRetried() { retries_->Increment(); }
   void LeaseExpired() { lease_expiries_->Increment(); }
   void StaleResultRejected() { stale_->Increment(); }
-  void MatrixError(double weighted_error) { matrix_error_->Observe(weighted_error); }
+  void MatrixError(double weighted_relative_error) {
+    matrix_error_->Observe(weighted_relative_error);
+  }
   void WorkerIo(double read, double written, double busy_seconds);
 
  private:

@@ -2,20 +2,17 @@
 
 #include <chrono>
 
-#include "server/grpc_status.h"
+#include "job/job_state.h"
+#include "process/grpc_status.h"
 
 namespace caldera::server {
 namespace {
 
 template <typename T>
 grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (!result.ok()) return process::ToGrpcStatus(result.status());
   *response = *std::move(result);
   return grpc::Status::OK;
-}
-
-bool IsTerminal(v1::JobState s) {
-  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
 }
 
 }  // namespace
@@ -46,7 +43,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
   int64_t version = -1;
   while (!context->IsCancelled()) {
     absl::StatusOr<JobChange> change = coordinator_->WaitForChange(request->name(), version, 1.0);
-    if (!change.ok()) return ToGrpcStatus(change.status());
+    if (!change.ok()) return process::ToGrpcStatus(change.status());
     if (change->changed) {
       version = change->version;
       v1::JobEvent event;
@@ -56,7 +53,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
           std::chrono::duration_cast<std::chrono::seconds>(now).count());
       *event.mutable_job() = std::move(change->job);
       event.set_message(change->message);
-      const bool terminal = IsTerminal(event.job().state());
+      const bool terminal = job::IsTerminal(event.job().state());
       if (!writer->Write(event)) return grpc::Status::OK;  // the client went away
       if (terminal) return grpc::Status::OK;
     } else if (coordinator_->shutting_down()) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "job/task_plan.h"
 
 namespace caldera::server {
 
@@ -56,15 +57,63 @@ bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>
   }
 }
 
-std::string DescribeTask(const TaskRecord& t) {
+v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
+                   const std::vector<size_t>& calibrate_index, const TaskRecord& t,
+                   double job_elapsed_seconds) {
+  v1::Task task;
+  task.set_task_id(t.id);
+  task.set_attempt_id(t.lease_attempt);
+  task.set_attempt_number(t.attempts);
+  task.set_job_name(absl::StrCat("jobs/", job.id));
+  *task.mutable_spec() = job.spec;
+  const std::string scratch = job::ScratchPrefix(job.spec.out(), job.id);
+  const std::string dir = job::AttemptDir(scratch, t.lease_attempt);
+  const int num_layers = static_cast<int>(calibrate_index.size());
   switch (t.kind) {
-    case v1::CALIBRATE:
-      return absl::StrCat("calibrate layer ", t.layer);
-    case v1::DECOMPOSE:
-      return absl::StrCat("decompose layer ", t.layer, " ", t.module);
+    case v1::CALIBRATE: {
+      const std::string input =
+          t.layer == 0
+              ? job.spec.calibration()
+              : job::StoredHiddenStatesUri(tasks[calibrate_index[t.layer - 1]].result_uris);
+      *task.mutable_calibrate() = job::MakeCalibrateTask(t.layer, num_layers, input, dir);
+      break;
+    }
+    case v1::DECOMPOSE: {
+      const std::string hessians =
+          job::StoredHessiansUri(tasks[calibrate_index[t.layer]].result_uris);
+      *task.mutable_decompose() = job::MakeDecomposeTask(t.layer, t.module, hessians, dir);
+      break;
+    }
+    case v1::FINALIZE: {
+      std::vector<std::string> artifacts;
+      for (const TaskRecord& d : tasks) {
+        if (d.kind != v1::DECOMPOSE) continue;
+        std::string artifact = job::StoredArtifactUri(d.result_uris);
+        if (!artifact.empty()) artifacts.push_back(std::move(artifact));
+      }
+      *task.mutable_finalize() =
+          job::MakeFinalizeTask(std::move(artifacts), job_elapsed_seconds, scratch);
+      break;
+    }
     default:
-      return "finalize";
+      break;
   }
+  return task;
+}
+
+int LeasePriority(v1::TaskKind kind) {
+  switch (kind) {
+    case v1::CALIBRATE:
+      return 0;
+    case v1::DECOMPOSE:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
+std::string DescribeTask(const TaskRecord& t) {
+  return job::DescribeTask(t.kind, t.layer, t.module);
 }
 
 }  // namespace caldera::server

@@ -1,14 +1,21 @@
-// The plan of a compression job (DESIGN.md, data flow): for each block l,
-// calibrate(l) — which needs calibrate(l-1)'s hidden states — then
-// decompose(l, m) for every selected module m — which needs calibrate(l)'s
-// Hessians; finalize last, after every other task. Tasks are listed in that
-// order; TaskIsReady says when one may be leased.
+// The plan of a compression job (DESIGN.md, data flow), the server's side of
+// the typed task plan (job/task_plan.h): for each block l, calibrate(l) —
+// which needs calibrate(l-1)'s hidden states — then decompose(l, m) for every
+// selected module m — which needs calibrate(l)'s Hessians; finalize last,
+// after every other task. Tasks are listed in that order; TaskIsReady says
+// when one may be leased and BuildTask names what a leased attempt reads (the
+// committed results of the tasks it depends on) and writes.
+//
+// A new task kind: a message in worker.proto's Task.work, its builder in
+// job/task_plan.h, its place in PlanJob / TaskIsReady / BuildTask /
+// LeasePriority here, and one executor in the worker.
 #ifndef CALDERA_SERVER_PLANNER_H_
 #define CALDERA_SERVER_PLANNER_H_
 
 #include <string>
 #include <vector>
 
+#include "caldera/v1/worker.pb.h"
 #include "server/state_store.h"
 
 namespace caldera::server {
@@ -24,6 +31,19 @@ std::vector<size_t> CalibrateIndex(const std::vector<TaskRecord>& tasks);
 // True when every input of tasks[i] is committed.
 bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
                  size_t i);
+
+// The task payload of the attempt `t.lease_attempt` of task `t` (one of
+// `tasks`, a plan of job `job` whose calibrate tasks `calibrate_index` lists).
+// `job_elapsed_seconds` goes to finalize. Inputs come from the committed
+// results of the tasks `t` depends on; outputs are attempt-unique keys.
+v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
+                   const std::vector<size_t>& calibrate_index, const TaskRecord& t,
+                   double job_elapsed_seconds);
+
+// Scheduling order of ready tasks within a job, lower first, in
+// [0, kLeasePriorities): calibrate (the critical path), decompose, finalize.
+inline constexpr int kLeasePriorities = 3;
+int LeasePriority(v1::TaskKind kind);
 
 // "decompose layer 3 q_proj" / "calibrate layer 3" / "finalize".
 std::string DescribeTask(const TaskRecord& task);

@@ -166,7 +166,7 @@ absl::Status StateStore::LoadTasks(std::vector<TaskRecord>* tasks) {
     const std::string uris = st.ColText(12);
     if (!uris.empty()) t.result_uris = absl::StrSplit(uris, '\n');
     t.last_error = st.ColText(13);
-    t.weighted_error = st.ColReal(14);
+    t.weighted_relative_error = st.ColReal(14);
     t.seconds = st.ColReal(15);
     tasks->push_back(std::move(t));
   }
@@ -229,7 +229,7 @@ absl::Status StateStore::PutTask(const TaskRecord& t) {
   st.Text(12, t.committed_attempt);
   st.Text(13, absl::StrJoin(t.result_uris, "\n"));
   st.Text(14, t.last_error);
-  st.Real(15, t.weighted_error);
+  st.Real(15, t.weighted_relative_error);
   st.Real(16, t.seconds);
   return sqlite3_step(st.get()) == SQLITE_DONE ? absl::OkStatus() : Error("writing a task");
 }

@@ -21,7 +21,7 @@ struct sqlite3_stmt;
 namespace caldera::server {
 
 struct JobRecord {
-  std::string id;  // "j-<hex>"; the API name is "jobs/<id>"
+  std::string id;   // "j-<hex>"; the API name is "jobs/<id>"
   int64_t seq = 0;  // creation order
   std::string request_id;
   v1::JobSpec spec;  // as stored after defaults were applied
@@ -42,10 +42,14 @@ struct TaskRecord {
   std::string lease_attempt, lease_worker;
   double lease_expiry = 0;  // Unix seconds
   std::string committed_attempt;
-  std::vector<std::string> result_uris;  // of the committed attempt
+  // Keys the committed attempt wrote, in the stored layout of
+  // job/task_plan.h (read them only through its Stored*Uri functions).
+  std::vector<std::string> result_uris;
   std::string last_error;
-  double weighted_error = -1;  // decompose: of the committed result
-  double seconds = 0;          // run time of the committed attempt
+  // decompose: of the committed result (column `weighted_error`, the name
+  // it had before, so that old databases load).
+  double weighted_relative_error = -1;
+  double seconds = 0;  // run time of the committed attempt
 };
 
 struct AttemptRecord {

@@ -15,7 +15,7 @@
 #include "core/model/llama_block.h"
 #include "core/model/model_runner.h"
 #include "core/ttlora/adapter.h"
-#include "storage/model_inputs.h"
+#include "model_io/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -81,7 +81,7 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   IoCounts io;
   model::HiddenStates states;
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
-      storage::OpenSafetensorsAt(input_uri, options);
+      model_io::OpenSafetensorsAt(input_uri, options);
   if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", input_uri));
   for (const TensorInfo& info : (*reader)->tensors()) {
     io.bytes_read += static_cast<int64_t>(info.end - info.begin);
@@ -150,7 +150,7 @@ absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
                                             const std::string& name,
                                             const storage::StorageOptions& options) {
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
-      storage::OpenSafetensorsAt(hessians_uri, options);
+      model_io::OpenSafetensorsAt(hessians_uri, options);
   if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", hessians_uri));
   absl::StatusOr<Tensor> t = (*reader)->Read(name);
   if (!t.ok()) return t.status();
@@ -167,7 +167,7 @@ absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
 absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
                                               const storage::StorageOptions& options) {
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
-      storage::OpenSafetensorsAt(artifact_uri, options);
+      model_io::OpenSafetensorsAt(artifact_uri, options);
   if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", artifact_uri));
   auto it = (*reader)->metadata().find("report");
   nlohmann::json j = it == (*reader)->metadata().end()

@@ -24,10 +24,12 @@
 #include "absl/status/statusor.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
+#include "job/job_spec.h"
 #include "storage/storage_options.h"
-#include "worker/job_spec.h"
 
 namespace caldera::worker {
+
+using job::JobSpec;  // the one job spec (job/job_spec.h)
 
 // Format version written into quantization_config (docs/format/checkpoint.md).
 inline constexpr int kCheckpointFormatVersion = 1;

@@ -2,8 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/model/model_config.h"
-#include "storage/model_inputs.h"
-#include "worker/job_spec_proto.h"
+#include "job/job_spec_proto.h"
+#include "model_io/model_inputs.h"
 
 namespace caldera::worker {
 
@@ -11,7 +11,7 @@ absl::StatusOr<const model::Checkpoint*> TaskRunner::Model(const std::string& ur
   if (model_ == nullptr || model_uri_ != uri) {
     model_.reset();
     absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt =
-        storage::OpenCheckpointAt(uri, options_);
+        model_io::OpenCheckpointAt(uri, options_);
     if (!ckpt.ok()) return ckpt.status();
     model_ = *std::move(ckpt);
     model_uri_ = uri;
@@ -21,74 +21,91 @@ absl::StatusOr<const model::Checkpoint*> TaskRunner::Model(const std::string& ur
 
 absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
                                            const std::function<bool()>& cancelled) {
-  const JobSpec spec = JobSpecFromProto(task.spec(), "");
+  if (task.work_case() == v1::Task::WORK_NOT_SET) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("task ", task.task_id(), " has a kind this worker does not know; upgrade it"));
+  }
+  const job::JobSpec spec = job::JobSpecFromProto(task.spec(), "");
   absl::StatusOr<const model::Checkpoint*> ckpt = Model(spec.model);
   if (!ckpt.ok()) return ckpt.status();
-  TaskResult result;
-  switch (task.kind()) {
-    case v1::CALIBRATE: {
-      if (task.input_uris_size() != 1 || task.output_uris_size() != 2) {
-        return absl::InvalidArgumentError("calibrate task needs 1 input and 2 output URIs");
-      }
-      absl::StatusOr<IoCounts> io =
-          CalibrateLayer(**ckpt, task.layer(), task.input_uris(0), task.output_uris(0),
-                         task.output_uris(1), options_, cancelled);
-      if (!io.ok()) return io.status();
-      result.io = *io;
-      result.result_uris.assign(task.output_uris().begin(), task.output_uris().end());
-      return result;
-    }
-    case v1::DECOMPOSE: {
-      if (task.input_uris_size() != 1 || task.output_uris_size() != 1) {
-        return absl::InvalidArgumentError("decompose task needs 1 input and 1 output URI");
-      }
-      const model::LinearModule* module = nullptr;
-      for (const model::LinearModule& m : model::kLinearModules) {
-        if (task.module() == m.name) module = &m;
-      }
-      if (module == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat("unknown module ", task.module()));
-      }
-      absl::StatusOr<Eigen::MatrixXd> h =
-          ReadHessian(task.input_uris(0), module->hessian, options_);
-      if (!h.ok()) return h.status();
-      result.io.bytes_read += h->size() * static_cast<int64_t>(sizeof(double));
-      absl::StatusOr<ModuleReport> rep =
-          DecomposeModule(**ckpt, task.layer(), *module, *h, spec, task.output_uris(0), options_,
-                          search_threads_, cancelled);
-      if (!rep.ok()) return rep.status();
-      result.io.bytes_read += rep->rows * rep->cols * 4;
-      result.io.bytes_written += rep->storage_bits / 8;
-      v1::MatrixError e;
-      e.set_layer(task.layer());
-      e.set_module(task.module());
-      e.set_weighted_error(rep->weighted_relative_error);
-      result.matrix_errors.push_back(e);
-      result.result_uris.push_back(task.output_uris(0));
-      return result;
-    }
-    case v1::FINALIZE: {
-      std::vector<ModuleReport> reports;
-      for (const std::string& uri : task.input_uris()) {
-        if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
-        absl::StatusOr<ModuleReport> r = ReadModuleReport(uri, options_);
-        if (!r.ok()) return r.status();
-        result.io.bytes_read += r->storage_bits / 8;
-        reports.push_back(*std::move(r));
-      }
-      if (absl::Status s =
-              FinalizeCheckpoint(**ckpt, spec, reports, task.job_elapsed_seconds(), options_);
-          !s.ok()) {
-        return s;
-      }
-      // Scratch data is no longer needed once report.json is written.
-      (void)RemovePrefix(task.scratch_prefix(), options_);
-      return result;
-    }
+  switch (task.work_case()) {
+    case v1::Task::kCalibrate:
+      return RunCalibrate(**ckpt, task.calibrate(), cancelled);
+    case v1::Task::kDecompose:
+      return RunDecompose(**ckpt, spec, task.decompose(), cancelled);
+    case v1::Task::kFinalize:
+      return RunFinalize(**ckpt, spec, task.finalize(), cancelled);
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("task kind ", task.kind(), " is unknown to this worker; upgrade it"));
+      return absl::InvalidArgumentError("unreachable: task without work");
   }
+}
+
+absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckpt,
+                                                    const v1::CalibrateTask& task,
+                                                    const std::function<bool()>& cancelled) {
+  absl::StatusOr<IoCounts> io =
+      CalibrateLayer(ckpt, task.layer(), task.input_uri(), task.hessians_uri(),
+                     task.hidden_states_uri(), options_, cancelled);
+  if (!io.ok()) return io.status();
+  TaskResult result;
+  result.io = *io;
+  v1::CalibrateResult* out = result.report.mutable_calibrate();
+  out->set_hessians_uri(task.hessians_uri());
+  out->set_hidden_states_uri(task.hidden_states_uri());
+  return result;
+}
+
+absl::StatusOr<TaskResult> TaskRunner::RunDecompose(const model::Checkpoint& ckpt,
+                                                    const job::JobSpec& spec,
+                                                    const v1::DecomposeTask& task,
+                                                    const std::function<bool()>& cancelled) {
+  const model::LinearModule* module = nullptr;
+  for (const model::LinearModule& m : model::kLinearModules) {
+    if (task.module() == m.name) module = &m;
+  }
+  if (module == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown module ", task.module()));
+  }
+  TaskResult result;
+  absl::StatusOr<Eigen::MatrixXd> h = ReadHessian(task.hessians_uri(), module->hessian, options_);
+  if (!h.ok()) return h.status();
+  result.io.bytes_read += h->size() * static_cast<int64_t>(sizeof(double));
+  absl::StatusOr<ModuleReport> rep =
+      DecomposeModule(ckpt, task.layer(), *module, *h, spec, task.artifact_uri(), options_,
+                      search_threads_, cancelled);
+  if (!rep.ok()) return rep.status();
+  result.io.bytes_read += rep->rows * rep->cols * 4;
+  result.io.bytes_written += rep->storage_bits / 8;
+  v1::MatrixError* e = result.report.add_matrix_errors();
+  e->set_layer(task.layer());
+  e->set_module(task.module());
+  e->set_weighted_relative_error(rep->weighted_relative_error);
+  result.report.mutable_decompose()->set_artifact_uri(task.artifact_uri());
+  return result;
+}
+
+absl::StatusOr<TaskResult> TaskRunner::RunFinalize(const model::Checkpoint& ckpt,
+                                                   const job::JobSpec& spec,
+                                                   const v1::FinalizeTask& task,
+                                                   const std::function<bool()>& cancelled) {
+  TaskResult result;
+  std::vector<ModuleReport> reports;
+  for (const std::string& uri : task.artifact_uris()) {
+    if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
+    absl::StatusOr<ModuleReport> r = ReadModuleReport(uri, options_);
+    if (!r.ok()) return r.status();
+    result.io.bytes_read += r->storage_bits / 8;
+    reports.push_back(*std::move(r));
+  }
+  if (absl::Status s =
+          FinalizeCheckpoint(ckpt, spec, reports, task.job_elapsed_seconds(), options_);
+      !s.ok()) {
+    return s;
+  }
+  // Scratch data is no longer needed once report.json is written.
+  (void)RemovePrefix(task.scratch_prefix(), options_);
+  result.report.mutable_finalize();
+  return result;
 }
 
 }  // namespace caldera::worker

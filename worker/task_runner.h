@@ -1,7 +1,8 @@
-// TaskRunner: executes one leased task (caldera.v1.Task) with the executors of
-// executors.h — reading its input URIs and writing its attempt-unique output
-// URIs — and reports what it produced. No RPC: the WorkerAgent talks to the
-// coordinator. Thread-compatible; one runner per worker slot.
+// TaskRunner: executes one leased task (caldera.v1.Task) — one executor of
+// executors.h per kind of the task's `work` oneof, reading the keys the task
+// names and writing its attempt-unique output keys — and reports what it
+// produced. No RPC: the WorkerAgent talks to the coordinator.
+// Thread-compatible; one runner per worker slot.
 #ifndef CALDERA_WORKER_TASK_RUNNER_H_
 #define CALDERA_WORKER_TASK_RUNNER_H_
 
@@ -13,14 +14,16 @@
 #include "absl/status/statusor.h"
 #include "caldera/v1/worker.pb.h"
 #include "core/model/checkpoint.h"
+#include "job/job_spec.h"
 #include "storage/storage_options.h"
 #include "worker/executors.h"
 
 namespace caldera::worker {
 
 struct TaskResult {
-  std::vector<std::string> result_uris;  // committed as the task's outputs
-  std::vector<v1::MatrixError> matrix_errors;
+  // The result oneof (the keys written) and matrix_errors; the agent adds
+  // the ids and counters before it sends it.
+  v1::CompleteTaskRequest report;
   IoCounts io;
 };
 
@@ -36,6 +39,17 @@ class TaskRunner {
   absl::StatusOr<TaskResult> Run(const v1::Task& task, const std::function<bool()>& cancelled);
 
  private:
+  // One per task kind.
+  absl::StatusOr<TaskResult> RunCalibrate(const model::Checkpoint& ckpt,
+                                          const v1::CalibrateTask& task,
+                                          const std::function<bool()>& cancelled);
+  absl::StatusOr<TaskResult> RunDecompose(const model::Checkpoint& ckpt, const job::JobSpec& spec,
+                                          const v1::DecomposeTask& task,
+                                          const std::function<bool()>& cancelled);
+  absl::StatusOr<TaskResult> RunFinalize(const model::Checkpoint& ckpt, const job::JobSpec& spec,
+                                         const v1::FinalizeTask& task,
+                                         const std::function<bool()>& cancelled);
+
   // The task's model, opened once per model URI (headers only).
   absl::StatusOr<const model::Checkpoint*> Model(const std::string& uri);
 

@@ -8,6 +8,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "job/status_meaning.h"
+#include "job/task_plan.h"
+#include "storage/retry.h"
 
 namespace caldera::worker {
 namespace {
@@ -21,18 +24,13 @@ std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds) {
   return ctx;
 }
 
-bool Retryable(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kUnimplemented:
-    case absl::StatusCode::kPermissionDenied:
-      return false;
-    default:
-      return true;
-  }
+// Backoff of the RPC retries while the coordinator is unavailable (it may be
+// restarting): 0.1 s doubling up to 2 s, with jitter so that workers spread out.
+storage::Backoff RpcBackoff() {
+  storage::RetryPolicy policy;
+  policy.base_delay = std::chrono::milliseconds(100);
+  policy.max_delay = std::chrono::milliseconds(2000);
+  return storage::Backoff(policy);
 }
 
 }  // namespace
@@ -47,7 +45,8 @@ void WorkerAgent::Log(const std::string& line) const {
 }
 
 bool WorkerAgent::Register() {
-  double backoff = 0.1;
+  storage::Backoff backoff = RpcBackoff();
+  int failures = 0;
   while (!draining_.load()) {
     v1::RegisterWorkerRequest req;
     req.set_hostname(options_.hostname);
@@ -63,15 +62,15 @@ bool WorkerAgent::Register() {
       return true;
     }
     Log(absl::StrCat("cannot register (", s.error_message(), "); retrying"));
-    std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
-    backoff = std::min(2.0, backoff * 2);
+    std::this_thread::sleep_for(backoff.DelayFor(failures++));
   }
   return false;
 }
 
 void WorkerAgent::Run() {
   if (!Register()) return;
-  double backoff = 0.1;
+  storage::Backoff backoff = RpcBackoff();
+  int failures = 0;
   while (!draining_.load()) {
     v1::LeaseTaskRequest req;
     req.set_worker_id(worker_id_);
@@ -80,11 +79,10 @@ void WorkerAgent::Run() {
     auto ctx = ContextWithDeadline(options_.poll_seconds + 10);
     grpc::Status s = stub_->LeaseTask(ctx.get(), req, &resp);
     if (!s.ok()) {
-      std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
-      backoff = std::min(2.0, backoff * 2);
+      std::this_thread::sleep_for(backoff.DelayFor(failures++));
       continue;
     }
-    backoff = 0.1;
+    failures = 0;
     if (!resp.has_task()) continue;
     RunTask(resp.task());
   }
@@ -92,7 +90,7 @@ void WorkerAgent::Run() {
 }
 
 void WorkerAgent::RunTask(const v1::Task& task) {
-  const std::string kind = absl::AsciiStrToLower(v1::TaskKind_Name(task.kind()));
+  const std::string kind = absl::AsciiStrToLower(v1::TaskKind_Name(job::KindOf(task)));
   Log(absl::StrCat("running ", task.task_id(), " (attempt ", task.attempt_number(), ")"));
   if (options_.metrics) options_.metrics->TaskStarted();
   const auto start = Clock::now();
@@ -139,17 +137,16 @@ void WorkerAgent::RunTask(const v1::Task& task) {
     return;
   }
   // Report; retried while the coordinator is unavailable (it may be restarting).
-  double backoff = 0.1;
+  storage::Backoff backoff = RpcBackoff();
+  int failures = 0;
   const auto give_up = Clock::now() + std::chrono::minutes(5);
   for (;;) {
     grpc::Status s;
     std::string outcome;
     if (result.ok()) {
-      v1::CompleteTaskRequest req;
+      v1::CompleteTaskRequest req = result->report;
       req.set_worker_id(worker_id_);
       req.set_attempt_id(task.attempt_id());
-      for (const v1::MatrixError& e : result->matrix_errors) *req.add_matrix_errors() = e;
-      for (const std::string& u : result->result_uris) req.add_result_uris(u);
       req.set_bytes_read(result->io.bytes_read);
       req.set_bytes_written(result->io.bytes_written);
       req.set_busy_seconds(seconds);
@@ -162,7 +159,7 @@ void WorkerAgent::RunTask(const v1::Task& task) {
       req.set_worker_id(worker_id_);
       req.set_attempt_id(task.attempt_id());
       req.set_error(std::string(result.status().message()));
-      req.set_retryable(Retryable(result.status().code()));
+      req.set_retryable(job::IsRetryable(result.status().code()));
       v1::FailTaskResponse resp;
       auto ctx = ContextWithDeadline(30);
       s = stub_->FailTask(ctx.get(), req, &resp);
@@ -180,8 +177,7 @@ void WorkerAgent::RunTask(const v1::Task& task) {
       if (options_.metrics) options_.metrics->TaskEnded(kind, "failed", seconds, read, written);
       return;
     }
-    std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
-    backoff = std::min(2.0, backoff * 2);
+    std::this_thread::sleep_for(backoff.DelayFor(failures++));
   }
 }
 

@@ -1,15 +1,16 @@
 // caldera-worker: registers with a coordinator, leases tasks, runs them with
 // the core library, reads and writes object storage, reports results.
 // SIGTERM/SIGINT drain: no new task is taken, the one in progress finishes.
-#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "server/metrics_endpoint.h"
+#include "process/metrics_endpoint.h"
+#include "process/signal_watcher.h"
 #include "storage/storage_options.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
@@ -17,11 +18,17 @@
 extern "C" void openblas_set_num_threads(int num_threads);
 
 int main(int argc, char** argv) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Before any thread starts, so that only the watcher sees the signals.
+  // `agent` is the running agent (null before and after), guarded by `mu`.
+  std::mutex mu;
+  caldera::worker::WorkerAgent* agent = nullptr;
+  bool drain_requested = false;
+  caldera::process::SignalWatcher signals([&](int sig) {
+    std::fprintf(stderr, "caldera-worker: signal %d, draining\n", sig);
+    std::lock_guard<std::mutex> lock(mu);
+    drain_requested = true;
+    if (agent != nullptr) agent->Drain();
+  });
 
   CLI::App app{"caldera-worker: runs calibrate / decompose / finalize tasks for a coordinator"};
   std::string coordinator, device = "cpu", metrics_listen;
@@ -53,9 +60,9 @@ int main(int argc, char** argv) {
   if (threads > 0) openblas_set_num_threads(threads);
 
   auto metrics = std::make_shared<caldera::worker::WorkerMetrics>();
-  std::unique_ptr<caldera::server::MetricsEndpoint> endpoint;
+  std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
   if (!metrics_listen.empty()) {
-    auto e = caldera::server::MetricsEndpoint::Start(metrics_listen, metrics->registry());
+    auto e = caldera::process::MetricsEndpoint::Start(metrics_listen, metrics->registry());
     if (!e.ok()) {
       std::fprintf(stderr, "caldera-worker: error: %s\n",
                    std::string(e.status().message()).c_str());
@@ -77,15 +84,17 @@ int main(int argc, char** argv) {
   };
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  caldera::worker::WorkerAgent agent(
+  caldera::worker::WorkerAgent worker_agent(
       grpc::CreateCustomChannel(coordinator, grpc::InsecureChannelCredentials(), args), options);
-  std::thread signals([&agent, &set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    std::fprintf(stderr, "caldera-worker: signal %d, draining\n", sig);
-    agent.Drain();
-  });
-  signals.detach();
-  agent.Run();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    agent = &worker_agent;
+    if (drain_requested) worker_agent.Drain();
+  }
+  worker_agent.Run();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    agent = nullptr;
+  }
   return 0;
 }

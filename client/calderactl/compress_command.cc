@@ -1,36 +1,31 @@
 // calderactl compress: the whole compression job on this machine with nothing
-// to start by hand: an embedded coordinator (SQLite state in a temporary
-// directory) and --workers in-process workers talking real gRPC over an
-// in-process channel — the same planner, scheduler, leases and task executors
-// as caldera-coordinator + caldera-worker, so the checkpoint bytes are the
-// same as a distributed run's. SIGINT/SIGTERM cancel the job (exit 4, no index
-// written).
-#include <pthread.h>
-#include <signal.h>
-#include <stdlib.h>
-
-#include <atomic>
+// to start by hand: an in-process cluster (embedded/: a coordinator with its
+// SQLite state in a temporary directory and --workers workers talking real
+// gRPC over an in-process channel) — the same planner, scheduler, leases and
+// task executors as caldera-coordinator + caldera-worker, so the checkpoint
+// bytes are the same as a distributed run's. SIGINT/SIGTERM cancel the job
+// (exit 4, no index written).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "caldera/v1/jobs.grpc.pb.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/job_flags.h"
 #include "client/calderactl/model_inputs.h"
 #include "client/calderactl/progress.h"
-#include "server/coordinator.h"
-#include "server/coordinator_server.h"
-#include "server/grpc_status.h"
+#include "embedded/in_process_cluster.h"
+#include "process/grpc_status.h"
+#include "process/signal_watcher.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
-#include "worker/worker_agent.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 
@@ -44,56 +39,6 @@ struct CompressFlags {
   std::string output;  // "" | json
 };
 
-// Waits for SIGINT/SIGTERM on its own thread (the signals are blocked in every
-// other thread) and calls `on_signal`; stops on destruction.
-class SignalWatcher {
- public:
-  explicit SignalWatcher(std::function<void()> on_signal) {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
-      const timespec tick{0, 100 * 1000 * 1000};
-      while (!stop_.load()) {
-        if (sigtimedwait(&set_, nullptr, &tick) > 0) {
-          std::fprintf(stderr, "compress: signal received, cancelling the job\n");
-          on_signal();
-        }
-      }
-    });
-  }
-  ~SignalWatcher() {
-    stop_.store(true);
-    thread_.join();
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t set_, old_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
-
-// A temporary directory removed on destruction.
-class TempStateDir {
- public:
-  TempStateDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                       "/calderactl-compress-XXXXXX";
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempStateDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 int RunCompress(const CompressFlags& f) {
   if (f.output != "" && f.output != "json") {
     std::fprintf(stderr, "calderactl compress: error: -o %s is unknown; use -o json\n",
@@ -105,61 +50,61 @@ int RunCompress(const CompressFlags& f) {
     return kExitInvalidInput;
   }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
-  TempStateDir state;
-  if (state.path().empty()) {
-    return ReportError("compress", absl::FailedPreconditionError(
-                                       "cannot create a temporary state directory; set TMPDIR "
-                                       "to a writable directory"));
-  }
-  server::CoordinatorOptions co;
-  co.data_dir = state.path();
-  co.lease_seconds = 120;
-  co.heartbeat_seconds = 2;
-  co.max_attempts = 2;
-  co.storage = options;
-  absl::StatusOr<std::unique_ptr<server::Coordinator>> coordinator =
-      server::Coordinator::Open(co, nullptr);
-  if (!coordinator.ok()) return ReportError("compress", coordinator.status());
-  absl::StatusOr<std::unique_ptr<server::CoordinatorServer>> srv =
-      server::CoordinatorServer::Start(coordinator->get(), "");
-  if (!srv.ok()) return ReportError("compress", srv.status());
-  std::shared_ptr<grpc::Channel> channel = (*srv)->InProcessChannel();
+  // A signal cancels the job once it exists. The watcher starts before any
+  // other thread, so that it is the only thread that sees the signals.
+  std::mutex mu;
+  v1::JobService::Stub* cancel_stub = nullptr;  // guarded by mu
+  std::string job_name;                         // guarded by mu
+  bool cancel_requested = false;                // guarded by mu
+  auto cancel_locked = [&] {
+    if (cancel_stub == nullptr || job_name.empty()) return;
+    grpc::ClientContext ctx;
+    v1::CancelJobRequest req;
+    req.set_name(job_name);
+    v1::Job ignored;
+    (void)cancel_stub->CancelJob(&ctx, req, &ignored);
+  };
+  std::optional<process::SignalWatcher> watcher;
+  watcher.emplace([&](int) {
+    std::fprintf(stderr, "compress: signal received, cancelling the job\n");
+    std::lock_guard<std::mutex> lock(mu);
+    cancel_requested = true;
+    cancel_locked();
+  });
 
   // Split the cores between the workers' BLAS.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int per_worker = f.threads > 0 ? f.threads : std::max(1, cores / f.workers);
   openblas_set_num_threads(per_worker);
-  std::vector<std::unique_ptr<worker::WorkerAgent>> agents;
-  std::vector<std::thread> threads;
-  for (int i = 0; i < f.workers; ++i) {
-    worker::WorkerAgentOptions wo;
-    wo.hostname = absl::StrCat("embedded-", i);
-    wo.storage = options;
-    wo.poll_seconds = 0.5;
-    wo.search_threads = per_worker;
-    agents.push_back(std::make_unique<worker::WorkerAgent>(channel, wo));
-  }
+  embedded::InProcessClusterOptions co;
+  co.lease_seconds = 120;
+  co.heartbeat_seconds = 2;
+  co.max_attempts = 2;
+  co.storage = options;
+  co.workers = f.workers;
+  co.worker_poll_seconds = 0.5;
+  co.search_threads = per_worker;
+  absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> cluster =
+      embedded::InProcessCluster::Start(co);
+  if (!cluster.ok()) return ReportError("compress", cluster.status());
+  auto stub = v1::JobService::NewStub((*cluster)->channel());
 
-  auto stub = v1::JobService::NewStub(channel);
   const auto start = std::chrono::steady_clock::now();
   int code = kExitOk;
   absl::StatusOr<v1::Job> job;
   {
-    SignalWatcher watcher([&] {
-      if (!job.ok()) return;
-      grpc::ClientContext ctx;
-      v1::CancelJobRequest req;
-      req.set_name(job->name());
-      v1::Job ignored;
-      (void)stub->CancelJob(&ctx, req, &ignored);
-    });
-    for (auto& agent : agents) threads.emplace_back([&agent] { agent->Run(); });
     grpc::ClientContext ctx;
     v1::Job created;
     grpc::Status s = stub->CreateJob(&ctx, CreateRequestFrom(f.job), &created);
     if (!s.ok()) {
-      job = server::FromGrpcStatus(s);
+      job = process::FromGrpcStatus(s);
     } else {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        cancel_stub = stub.get();
+        job_name = created.name();
+        if (cancel_requested) cancel_locked();  // the signal came while creating
+      }
       job = created;
       ProgressDisplay display("compress");
       job = WaitForJob(stub.get(), created.name(), [&](const v1::JobEvent& e) {
@@ -167,16 +112,15 @@ int RunCompress(const CompressFlags& f) {
         display.Update(done, total, e.message());
       });
     }
-    for (auto& agent : agents) agent->Drain();
-    for (std::thread& t : threads) t.join();
   }
-  (*srv)->Shutdown(1);
+  (*cluster)->Shutdown();
+  watcher.reset();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!job.ok()) return ReportError("compress", job.status());
   code = ExitCodeForJob(*job);
   const std::string state_name = v1::JobState_Name(job->state());
-  const std::string out = job->spec().output_uri();
+  const std::string out = job->spec().out();
   if (f.output == "json") {
     nlohmann::json j;
     j["state"] = state_name;
@@ -188,7 +132,7 @@ int RunCompress(const CompressFlags& f) {
           storage::ReadObject(storage::JoinKey(out, "report.json"), options);
       if (report.ok()) {
         nlohmann::json r = nlohmann::json::parse(*report, nullptr, false);
-        if (!r.is_discarded()) j["totals"] = r["totals"];
+        if (r.is_object() && r.contains("totals")) j["totals"] = r.at("totals");
       }
     }
     std::printf("%s\n", j.dump(2).c_str());

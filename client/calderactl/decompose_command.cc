@@ -15,6 +15,7 @@
 #include "core/decompose/caldera.h"
 #include "core/decompose/record.h"
 #include "core/ttlora/adapter.h"
+#include "job/job_spec.h"
 #include "nlohmann/json.hpp"
 #include "storage/storage.h"
 
@@ -22,13 +23,13 @@ namespace caldera::cli {
 namespace {
 
 struct DecomposeFlags {
-  std::string weight, hessian, method = "caldera", quantizer = "e8p", out, order = "lr,q";
-  int64_t rank = 64, group_size = 128;
-  int q_bits = 2, lr_bits = 4, iters = 15, lplr_iters = 10;
+  std::string weight, hessian, out, order = "lr,q";
+  // method, rank, q_bits, lr_bits, quantizer, iters, lplr_iters, seed,
+  // ttlora_rank, ttlora_init: the job settings, with the job defaults.
+  job::JobSpec job;
+  int64_t group_size = job::kQuantizerGroupSize;
   bool no_hadamard = false, json = false, hessian_downdate = false;
-  uint64_t seed = 42;
-  int64_t ttlora_rank = 0;
-  std::string ttlora_init = "zero", ttlora_shape;
+  std::string ttlora_shape;
   double ttlora_alpha = 16.0;
 };
 
@@ -76,9 +77,10 @@ absl::StatusOr<Tensor> ReadMatrix(const std::string& spec, const char* what,
 
 int RunDecompose(const DecomposeFlags& f) {
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
-  if (f.quantizer != "e8p" && f.quantizer != "uniform") {
-    return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
-                                        "--quantizer ", f.quantizer, " is not e8p or uniform")));
+  if (f.job.quantizer != "e8p" && f.job.quantizer != "uniform") {
+    return ReportError(
+        "decompose", absl::InvalidArgumentError(
+                         absl::StrCat("--quantizer ", f.job.quantizer, " is not e8p or uniform")));
   }
   absl::StatusOr<Tensor> wt = ReadMatrix(f.weight, "weight", options);
   if (!wt.ok()) return ReportError("decompose", wt.status());
@@ -100,17 +102,10 @@ int RunDecompose(const DecomposeFlags& f) {
     h = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
         ht->data<double>().data(), n, n);
   }
-  decompose::DecomposeOptions o;
+  decompose::DecomposeOptions o = job::DecomposeOptionsFor(f.job, f.group_size);
   // The BLAS library uses every core here; so do the codeword searches.
   o.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  o.method = f.method;
-  o.rank = f.method == "caldera" ? f.rank : 0;
-  o.q_spec = quant::SpecFor(f.quantizer, f.q_bits, f.group_size);
-  o.lr_spec = quant::SpecFor(f.quantizer, f.lr_bits, f.group_size);
-  o.iters = f.iters;
-  o.lplr_iters = f.lplr_iters;
   o.hadamard = !f.no_hadamard;
-  o.seed = f.seed;
   if (f.order != "lr,q" && f.order != "q,lr") {
     return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
                                         "--order '", f.order, "' is unknown; use lr,q or q,lr")));
@@ -127,13 +122,14 @@ int RunDecompose(const DecomposeFlags& f) {
   if (!r.ok()) return ReportError("decompose", r.status());
   // TT-LoRA adapter on top of Ŵ (original basis).
   std::optional<ttlora::InitResult> adapter;
-  if (f.ttlora_rank != 0 || !f.ttlora_shape.empty()) {
+  if (f.job.ttlora_rank != 0 || !f.ttlora_shape.empty()) {
     absl::StatusOr<ttlora::AdapterShape> shape = f.ttlora_shape.empty()
                                                      ? ttlora::DefaultShape(m, n)
                                                      : ttlora::ParseShape(f.ttlora_shape, m, n);
     if (!shape.ok()) return ReportError("decompose", shape.status());
-    absl::StatusOr<ttlora::InitResult> init = ttlora::InitializeAdapter(
-        w, r->w_hat, h.cast<float>(), *shape, f.ttlora_rank, f.ttlora_alpha, f.ttlora_init, f.seed);
+    absl::StatusOr<ttlora::InitResult> init =
+        ttlora::InitializeAdapter(w, r->w_hat, h.cast<float>(), *shape, f.job.ttlora_rank,
+                                  f.ttlora_alpha, f.job.ttlora_init, f.job.seed);
     if (!init.ok()) return ReportError("decompose", init.status());
     adapter = *std::move(init);
   }
@@ -173,7 +169,7 @@ int RunDecompose(const DecomposeFlags& f) {
   j["rows"] = m;
   j["cols"] = n;
   j["rank"] = o.rank;
-  j["method"] = f.method;
+  j["method"] = f.job.method;
   j["q_quantizer"] = o.q_spec.Name();
   j["lr_quantizer"] = o.rank > 0 ? o.lr_spec.Name() : "none";
   j["bits_per_param"] = r->bits_per_param;
@@ -213,7 +209,7 @@ int RunDecompose(const DecomposeFlags& f) {
     std::printf(
         "%s %lldx%lld rank %lld: weighted relative error %.6f, relative error %.6f, "
         "%.4f bits/param, %.2f s (%s)\n",
-        f.method.c_str(), static_cast<long long>(m), static_cast<long long>(n),
+        f.job.method.c_str(), static_cast<long long>(m), static_cast<long long>(n),
         static_cast<long long>(o.rank), r->weighted_relative_error, r->relative_error,
         r->bits_per_param, seconds, r->transform.c_str());
   }
@@ -230,25 +226,37 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
                   "FILE[:TENSOR] (safetensors; TENSOR defaults to the only one)")
       ->required();
   cmd->add_option("--hessian", f->hessian, "FILE[:TENSOR], n x n float32/float64 (default H = I)");
-  cmd->add_option("--method", f->method, "caldera | ldlq | rtn (default caldera)");
-  cmd->add_option("--rank", f->rank, "rank k of L*R (default 64)");
-  cmd->add_option("--q-bits", f->q_bits, "bits of Q: e8p 2-4, uniform 2-8 (default 2)");
-  cmd->add_option("--lr-bits", f->lr_bits, "bits of L and R; 16 or 32 keeps floats (default 4)");
-  cmd->add_option("--quantizer", f->quantizer, "e8p | uniform (default e8p)");
-  cmd->add_option("--group-size", f->group_size, "uniform quantizer group size (default 128)");
-  cmd->add_option("--iters", f->iters, "outer iterations (default 15)");
-  cmd->add_option("--lplr-iters", f->lplr_iters, "inner L/R iterations (default 10)");
+  const job::JobSpec d;  // the defaults
+  cmd->add_option("--method", f->job.method,
+                  absl::StrCat("caldera | ldlq | rtn (default ", d.method, ")"));
+  cmd->add_option("--rank", f->job.rank, absl::StrCat("rank k of L*R (default ", d.rank, ")"));
+  cmd->add_option("--q-bits", f->job.q_bits,
+                  absl::StrCat("bits of Q: e8p 2-4, uniform 2-8 (default ", d.q_bits, ")"));
+  cmd->add_option("--lr-bits", f->job.lr_bits,
+                  absl::StrCat("bits of L and R; 16 or 32 keeps floats (default ", d.lr_bits, ")"));
+  cmd->add_option("--quantizer", f->job.quantizer,
+                  absl::StrCat("e8p | uniform (default ", d.quantizer, ")"));
+  cmd->add_option(
+      "--group-size", f->group_size,
+      absl::StrCat("uniform quantizer group size (default ", job::kQuantizerGroupSize, ")"));
+  cmd->add_option("--iters", f->job.iters,
+                  absl::StrCat("outer iterations (default ", d.iters, ")"));
+  cmd->add_option("--lplr-iters", f->job.lplr_iters,
+                  absl::StrCat("inner L/R iterations (default ", d.lplr_iters, ")"));
   cmd->add_flag("--no-hadamard", f->no_hadamard, "skip the randomized Hadamard transform");
   cmd->add_option("--order", f->order,
                   "update order in each outer iteration: lr,q (released code, default) or q,lr "
                   "(the paper's; iteration 1 is then plain LDLQ)");
   cmd->add_flag("--hessian-downdate", f->hessian_downdate,
                 "LDLQ on H minus the directions L*R covers (QuIP#-style downdate)");
-  cmd->add_option("--seed", f->seed, "seed of the Hadamard signs (default 42)");
+  cmd->add_option("--seed", f->job.seed,
+                  absl::StrCat("seed of the Hadamard signs (default ", d.seed, ")"));
   cmd->add_option("--out", f->out, "write the compressed record (safetensors) here");
   cmd->add_flag("--json", f->json, "print one JSON object");
-  cmd->add_option("--ttlora-rank", f->ttlora_rank, "TT-LoRA bond rank r (0 = no adapter)");
-  cmd->add_option("--ttlora-init", f->ttlora_init,
+  cmd->add_option(
+      "--ttlora-rank", f->job.ttlora_rank,
+      absl::StrCat("TT-LoRA bond rank r (default ", d.ttlora_rank, "; 0 = no adapter)"));
+  cmd->add_option("--ttlora-init", f->job.ttlora_init,
                   "zero (dW = 0) or residual (TT-SVD of W - W_hat, kept only if it helps)");
   cmd->add_option("--ttlora-shape", f->ttlora_shape,
                   "m1,m2,...:n1,n2,... input (columns) and output (rows) factors");

@@ -10,8 +10,10 @@
 #include "absl/strings/str_format.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
-#include "server/grpc_status.h"
-#include "worker/job_spec_proto.h"
+#include "job/job_spec_proto.h"
+#include "job/job_state.h"
+#include "process/grpc_status.h"
+#include "storage/retry.h"
 
 namespace caldera::cli {
 
@@ -27,37 +29,21 @@ std::shared_ptr<grpc::Channel> ConnectTo(const std::string& server) {
 }
 
 v1::CreateJobRequest CreateRequestFrom(const JobFlags& f) {
-  worker::JobSpec s;
-  s.model = f.model;
-  s.calibration = f.calibration;
-  s.out = f.out;
-  s.method = f.method;
-  s.rank = f.rank;
-  s.q_bits = f.q_bits;
-  s.lr_bits = f.lr_bits;
-  s.quantizer = f.quantizer;
-  s.iters = f.iters;
-  s.lplr_iters = f.lplr_iters;
-  s.seed = f.seed;
-  s.ttlora_rank = f.ttlora_rank;
-  s.ttlora_init = f.ttlora_init;
-  s.modules = f.modules;
   v1::CreateJobRequest req;
-  *req.mutable_spec() = worker::JobSpecToProto(s);
-  req.set_request_id(f.request_id);
+  *req.mutable_spec() = job::JobSpecToProto(f.spec);
+  req.set_request_id(f.spec.request_id);
   return req;
 }
-
-namespace {
-bool IsTerminal(v1::JobState s) {
-  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
-}
-}  // namespace
 
 absl::StatusOr<v1::Job> WaitForJob(v1::JobService::Stub* stub, const std::string& name,
                                    const std::function<void(const v1::JobEvent&)>& on_event,
                                    double reconnect_seconds) {
   auto unavailable_since = std::chrono::steady_clock::time_point::min();
+  storage::RetryPolicy policy;
+  policy.base_delay = std::chrono::milliseconds(250);
+  policy.max_delay = std::chrono::milliseconds(2000);
+  storage::Backoff backoff(policy);
+  int failures = 0;
   for (;;) {
     grpc::ClientContext ctx;
     v1::WatchJobRequest req;
@@ -68,24 +54,25 @@ absl::StatusOr<v1::Job> WaitForJob(v1::JobService::Stub* stub, const std::string
     bool have = false;
     while (reader->Read(&event)) {
       unavailable_since = std::chrono::steady_clock::time_point::min();
+      failures = 0;
       if (on_event) on_event(event);
       last = event.job();
       have = true;
     }
     grpc::Status s = reader->Finish();
-    if (have && IsTerminal(last.state())) return last;
+    if (have && job::IsTerminal(last.state())) return last;
     if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE) {
-      return server::FromGrpcStatus(s);
+      return process::FromGrpcStatus(s);
     }
     // The coordinator went away (restart?): watch again for a while.
     const auto now = std::chrono::steady_clock::now();
     if (unavailable_since == std::chrono::steady_clock::time_point::min()) unavailable_since = now;
     if (std::chrono::duration<double>(now - unavailable_since).count() > reconnect_seconds) {
-      return absl::UnavailableError(absl::StrCat(
-          "lost the coordinator while watching ", name, " (", s.error_message(),
-          "); the job may still be running: `calderactl watch ", name, "`"));
+      return absl::UnavailableError(
+          absl::StrCat("lost the coordinator while watching ", name, " (", s.error_message(),
+                       "); the job may still be running: `calderactl watch ", name, "`"));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::this_thread::sleep_for(backoff.DelayFor(failures++));
   }
 }
 
@@ -114,8 +101,8 @@ std::string DescribeJob(const v1::Job& job) {
   for (const v1::TaskCounts& c : p.tasks()) {
     absl::StrAppendFormat(&out, "  %s %d/%d", v1::TaskKind_Name(c.kind()), c.done(), c.total());
   }
-  absl::StrAppendFormat(&out, "\n  model %s -> %s\n  elapsed %.1f s", job.spec().model_uri(),
-                        job.spec().output_uri(), p.elapsed_seconds());
+  absl::StrAppendFormat(&out, "\n  model %s -> %s\n  elapsed %.1f s", job.spec().model(),
+                        job.spec().out(), p.elapsed_seconds());
   if (p.estimated_remaining_seconds() > 0) {
     absl::StrAppendFormat(&out, ", about %.0f s left", p.estimated_remaining_seconds());
   }
@@ -123,8 +110,8 @@ std::string DescribeJob(const v1::Job& job) {
   if (!job.error().empty()) absl::StrAppend(&out, "\n  error: ", job.error());
   int retried = 0;
   for (const v1::TaskStatus& t : job.task_status()) retried += t.attempts() > 1 ? 1 : 0;
-  if (retried > 0) absl::StrAppendFormat(&out, "\n  %d task(s) needed more than one attempt",
-                                         retried);
+  if (retried > 0)
+    absl::StrAppendFormat(&out, "\n  %d task(s) needed more than one attempt", retried);
   return out;
 }
 
@@ -149,7 +136,7 @@ int ReportRpcError(const char* command, const grpc::Status& status) {
                  command, status.error_message().c_str());
     return kExitUnavailable;
   }
-  return ReportError(command, server::FromGrpcStatus(status));
+  return ReportError(command, process::FromGrpcStatus(status));
 }
 
 }  // namespace caldera::cli

@@ -1,30 +1,48 @@
 #include "client/calderactl/job_flags.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/model/model_config.h"
+
 namespace caldera::cli {
 
 void AddJobFlags(CLI::App* cmd, JobFlags* f) {
-  cmd->add_option("--model", f->model,
+  const job::JobSpec d;  // the defaults
+  job::JobSpec* s = &f->spec;
+  cmd->add_option("--model", s->model,
                   "Input model: Hugging Face directory URI (path, file://, s3://)")
       ->required();
-  cmd->add_option("--calibration", f->calibration,
+  cmd->add_option("--calibration", s->calibration,
                   "Calibration tokens URI (safetensors, int32 input_ids [samples, seq_len])")
       ->required();
-  cmd->add_option("--out", f->out, "Output checkpoint directory URI")->required();
-  cmd->add_option("--method", f->method, "caldera | ldlq | rtn (default caldera)");
-  cmd->add_option("--rank", f->rank, "rank k of L and R (default 64; caldera only)");
-  cmd->add_option("--q-bits", f->q_bits, "bits of Q (default 2)");
-  cmd->add_option("--lr-bits", f->lr_bits, "bits of L and R (default 4; >= 16 keeps floats)");
-  cmd->add_option("--quantizer", f->quantizer, "e8p | uniform (default e8p)");
-  cmd->add_option("--iters", f->iters, "outer CALDERA iterations (default 15)");
-  cmd->add_option("--lplr-iters", f->lplr_iters, "inner L/R refinements (default 10)");
-  cmd->add_option("--seed", f->seed, "seed of the random Hadamard signs (default 42)");
-  cmd->add_option("--ttlora-rank", f->ttlora_rank, "TT-LoRA bond rank (default 0 = no adapter)");
-  cmd->add_option("--ttlora-init", f->ttlora_init, "zero | residual (default zero)");
-  cmd->add_option("--modules", f->modules,
-                  "linears to compress, comma separated (default all: "
-                  "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)")
+  cmd->add_option("--out", s->out, "Output checkpoint directory URI")->required();
+  cmd->add_option("--method", s->method,
+                  absl::StrCat("caldera | ldlq | rtn (default ", d.method, ")"));
+  cmd->add_option("--rank", s->rank,
+                  absl::StrCat("rank k of L and R (default ", d.rank, "; caldera only)"));
+  cmd->add_option("--q-bits", s->q_bits, absl::StrCat("bits of Q (default ", d.q_bits, ")"));
+  cmd->add_option("--lr-bits", s->lr_bits,
+                  absl::StrCat("bits of L and R (default ", d.lr_bits, "; >= 16 keeps floats)"));
+  cmd->add_option("--quantizer", s->quantizer,
+                  absl::StrCat("e8p | uniform (default ", d.quantizer, ")"));
+  cmd->add_option("--iters", s->iters,
+                  absl::StrCat("outer CALDERA iterations (default ", d.iters, ")"));
+  cmd->add_option("--lplr-iters", s->lplr_iters,
+                  absl::StrCat("inner L/R refinements (default ", d.lplr_iters, ")"));
+  cmd->add_option("--seed", s->seed,
+                  absl::StrCat("seed of the random Hadamard signs (default ", d.seed, ")"));
+  cmd->add_option("--ttlora-rank", s->ttlora_rank,
+                  absl::StrCat("TT-LoRA bond rank (default ", d.ttlora_rank,
+                               d.ttlora_rank == 0 ? " = no adapter)" : ")"));
+  cmd->add_option("--ttlora-init", s->ttlora_init,
+                  absl::StrCat("zero | residual (default ", d.ttlora_init, ")"));
+  std::vector<std::string> all;
+  for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
+  cmd->add_option("--modules", s->modules,
+                  absl::StrCat("linears to compress, comma separated (default all: ",
+                               absl::StrJoin(all, ","), ")"))
       ->delimiter(',');
-  cmd->add_option("--request-id", f->request_id,
+  cmd->add_option("--request-id", s->request_id,
                   "client request id: submitting the same id twice creates one job");
 }
 

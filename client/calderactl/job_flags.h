@@ -1,29 +1,17 @@
-// The job flags shared by `calderactl submit` and `calderactl compress`
-// (the same names, defaults and help text for both).
+// The job flags shared by `calderactl submit` and `calderactl compress` (the
+// same names, defaults and help text for both). The values land in a
+// job::JobSpec, whose member initialisers are the defaults the help texts print.
 #ifndef CALDERA_CLIENT_CALDERACTL_JOB_FLAGS_H_
 #define CALDERA_CLIENT_CALDERACTL_JOB_FLAGS_H_
 
 #include <CLI/CLI.hpp>
-#include <cstdint>
-#include <string>
-#include <vector>
+
+#include "job/job_spec.h"
 
 namespace caldera::cli {
 
 struct JobFlags {
-  std::string model, calibration, out;
-  std::string method = "caldera";
-  int64_t rank = 64;
-  int q_bits = 2;
-  int lr_bits = 4;
-  std::string quantizer = "e8p";
-  int iters = 15;
-  int lplr_iters = 10;
-  uint64_t seed = 42;
-  int64_t ttlora_rank = 0;
-  std::string ttlora_init = "zero";
-  std::vector<std::string> modules;  // empty = all seven linears
-  std::string request_id;
+  job::JobSpec spec;  // starts at the defaults; flags overwrite what they name
 };
 
 // Registers the job flags on `cmd`; values land in `*flags` (must outlive cmd).

@@ -52,7 +52,7 @@ int RunList(const ListFlags& f) {
     const auto [done, total] = TaskTotals(job);
     std::printf("%-24s %-10s %4lld/%-4lld %s\n", job.name().c_str(),
                 v1::JobState_Name(job.state()).c_str(), static_cast<long long>(done),
-                static_cast<long long>(total), job.spec().output_uri().c_str());
+                static_cast<long long>(total), job.spec().out().c_str());
   }
   if (!resp.next_page_token().empty()) {
     std::printf("more: --page-token %s\n", resp.next_page_token().c_str());

@@ -1,5 +1,5 @@
 // Helpers of the model subcommands: opening inputs by URI (from
-// storage/model_inputs.h) and reporting errors.
+// model_io/model_inputs.h) and reporting errors.
 #ifndef CALDERA_CLIENT_CALDERACTL_MODEL_INPUTS_H_
 #define CALDERA_CLIENT_CALDERACTL_MODEL_INPUTS_H_
 
@@ -9,13 +9,13 @@
 #include "absl/status/statusor.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_runner.h"
-#include "storage/model_inputs.h"
+#include "model_io/model_inputs.h"
 
 namespace caldera::cli {
 
-// Opening models and token sets: storage/model_inputs.h.
-using storage::LoadTokensAt;
-using storage::OpenCheckpointAt;
+// Opening models and token sets: model_io/model_inputs.h.
+using model_io::LoadTokensAt;
+using model_io::OpenCheckpointAt;
 
 // Prints "calderactl <command>: error: <message>" to stderr and returns the
 // exit code for the status.

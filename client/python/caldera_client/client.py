@@ -47,20 +47,27 @@ class Client:
     def submit(self, model: str, calibration: str, out: str, *, method: Optional[str] = None,
                rank: Optional[int] = None, q_bits: Optional[int] = None,
                lr_bits: Optional[int] = None, quantizer: Optional[str] = None,
-               iterations: Optional[int] = None, lplr_iterations: Optional[int] = None,
+               iters: Optional[int] = None, lplr_iters: Optional[int] = None,
                seed: Optional[int] = None, ttlora_rank: Optional[int] = None,
                ttlora_init: Optional[str] = None, modules: Optional[Sequence[str]] = None,
-               request_id: str = "") -> jobs_pb2.Job:
+               request_id: str = "", iterations: Optional[int] = None,
+               lplr_iterations: Optional[int] = None) -> jobs_pb2.Job:
         """Creates a job (validated by the coordinator first); unset settings take the
-        documented defaults. The same request_id twice returns the same job."""
+        documented defaults. The same request_id twice returns the same job.
+
+        Settings have the names of calderactl's flags (--iters -> iters). `iterations` and
+        `lplr_iterations` are the old names of `iters` and `lplr_iters`, still accepted."""
+        if iters is None:
+            iters = iterations
+        if lplr_iters is None:
+            lplr_iters = lplr_iterations
         d = jobs_pb2.DecompositionSettings(
             method=method or "", rank=rank or 0, q_bits=q_bits or 0, lr_bits=lr_bits or 0,
-            quantizer=quantizer or "", iterations=iterations or 0,
-            lplr_iterations=lplr_iterations or 0)
+            quantizer=quantizer or "", iters=iters or 0, lplr_iters=lplr_iters or 0)
         if seed is not None:
             d.seed = seed
         spec = jobs_pb2.JobSpec(
-            model_uri=model, calibration_uri=calibration, output_uri=out, decomposition=d,
+            model=model, calibration=calibration, out=out, decomposition=d,
             ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or ""),
             modules=list(modules or []))
         return self._call(self._stub.CreateJob,

@@ -12,7 +12,7 @@ import caldera_client
 from caldera.v1 import jobs_pb2
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-FAST = dict(rank=8, iterations=1, lplr_iterations=1, seed=3)
+FAST = dict(rank=8, iters=1, lplr_iters=1, seed=3)
 
 
 def test_submit_watch_wait_succeeds(client, model_dir, tmp_path):
@@ -57,7 +57,7 @@ def test_errors_are_typed(client, model_dir, tmp_path):
 
 def test_cancel_and_wait_raise(client, model_dir, tmp_path):
     job = client.submit(model_dir, f"{model_dir}/calibration.safetensors", str(tmp_path / "out"),
-                        rank=8, iterations=40, lplr_iterations=10)
+                        rank=8, iters=40, lplr_iters=10)
     cancelled = client.cancel(job.name)
     assert cancelled.state == jobs_pb2.CANCELLED
     with pytest.raises(caldera_client.JobCancelledError):

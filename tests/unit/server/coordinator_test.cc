@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "job/task_plan.h"
 #include "tests/support/fixtures.h"
 
 namespace caldera::server {
@@ -21,9 +22,9 @@ std::string ModelDir() {
 
 v1::CreateJobRequest Request(const std::string& out, const std::string& request_id = "") {
   v1::CreateJobRequest r;
-  r.mutable_spec()->set_model_uri(ModelDir());
-  r.mutable_spec()->set_calibration_uri(ModelDir() + "/calibration.safetensors");
-  r.mutable_spec()->set_output_uri(out);
+  r.mutable_spec()->set_model(ModelDir());
+  r.mutable_spec()->set_calibration(ModelDir() + "/calibration.safetensors");
+  r.mutable_spec()->set_out(out);
   r.mutable_spec()->add_modules("q_proj");
   r.mutable_spec()->mutable_decomposition()->set_rank(8);
   r.set_request_id(request_id);
@@ -53,7 +54,7 @@ bool Complete(Coordinator* c, const v1::Task& t) {
   v1::CompleteTaskRequest req;
   req.set_worker_id("w1");
   req.set_attempt_id(t.attempt_id());
-  for (const std::string& u : t.output_uris()) req.add_result_uris(u);
+  job::SetResultOfTask(t, &req);
   return c->CompleteTask(req).accepted();
 }
 
@@ -68,9 +69,9 @@ TEST(CoordinatorTest, RunsAPlanInDependencyOrderAndCommitsOnce) {
 
   // Only calibrate(0) is ready at first.
   v1::Task t = Lease(c.get());
-  ASSERT_EQ(t.kind(), v1::CALIBRATE);
-  EXPECT_EQ(t.layer(), 0);
-  EXPECT_EQ(t.input_uris(0), ModelDir() + "/calibration.safetensors");
+  ASSERT_EQ(job::KindOf(t), v1::CALIBRATE);
+  EXPECT_EQ(t.calibrate().layer(), 0);
+  EXPECT_EQ(t.calibrate().input_uri(), ModelDir() + "/calibration.safetensors");
   EXPECT_TRUE(Lease(c.get()).task_id().empty());
   ASSERT_TRUE(Complete(c.get(), t));
   // A second report of the committed attempt is accepted, not committed again.
@@ -82,11 +83,11 @@ TEST(CoordinatorTest, RunsAPlanInDependencyOrderAndCommitsOnce) {
     v1::Task next = Lease(c.get());
     if (next.task_id().empty()) break;
     ++leased;
-    if (next.kind() == v1::DECOMPOSE) {
-      EXPECT_NE(next.input_uris(0).find("hessians.safetensors"), std::string::npos);
+    if (job::KindOf(next) == v1::DECOMPOSE) {
+      EXPECT_NE(next.decompose().hessians_uri().find("hessians.safetensors"), std::string::npos);
     }
-    if (next.kind() == v1::FINALIZE) {
-      EXPECT_EQ(next.input_uris_size(), 5);
+    if (job::KindOf(next) == v1::FINALIZE) {
+      EXPECT_EQ(next.finalize().artifact_uris_size(), 5);
     }
     ASSERT_TRUE(Complete(c.get(), next)) << next.task_id();
   }
@@ -111,8 +112,9 @@ TEST(CoordinatorTest, ExpiredLeaseIsRequeuedAndTheStaleResultRejected) {
   ASSERT_EQ(second.task_id(), first.task_id());
   EXPECT_EQ(second.attempt_number(), 2);
   EXPECT_NE(second.attempt_id(), first.attempt_id());
-  EXPECT_NE(second.output_uris(0), first.output_uris(0));  // attempt-unique keys
-  EXPECT_FALSE(Complete(c.get(), first));                   // stale
+  EXPECT_NE(second.calibrate().hessians_uri(),
+            first.calibrate().hessians_uri());  // attempt-unique keys
+  EXPECT_FALSE(Complete(c.get(), first));       // stale
   v1::HeartbeatRequest hb;
   hb.set_attempt_id(first.attempt_id());
   EXPECT_TRUE(c->Heartbeat(hb).lease_lost());
@@ -134,6 +136,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
   TempDir tmp;
   std::string name;
   std::string attempt;
+  v1::Task running;
   {
     std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
     ASSERT_NE(c, nullptr);
@@ -141,7 +144,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
     ASSERT_TRUE(job.ok());
     name = job->name();
     ASSERT_TRUE(Complete(c.get(), Lease(c.get())));  // calibrate(0) committed
-    v1::Task running = Lease(c.get());               // calibrate(1) or decompose(0) leased
+    running = Lease(c.get());                        // calibrate(1) or decompose(0) leased
     attempt = running.attempt_id();
   }
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
@@ -160,8 +163,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
   EXPECT_FALSE(c->Heartbeat(hb).lease_lost());
   v1::CompleteTaskRequest done;
   done.set_attempt_id(attempt);
-  done.add_result_uris("x");
-  done.add_result_uris("y");
+  job::SetResultOfTask(running, &done);
   EXPECT_TRUE(c->CompleteTask(done).accepted());
 }
 

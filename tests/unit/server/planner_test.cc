@@ -27,5 +27,52 @@ TEST(PlannerTest, PlanOrderAndDependencies) {
   EXPECT_EQ(DescribeTask(tasks[4]), "decompose layer 1 q_proj");
 }
 
+// BuildTask reads the committed results of a task's dependencies in the stored
+// layout (as an old state database holds them) and names them in the typed task.
+TEST(PlannerTest, BuildTaskNamesInputsFromCommittedResults) {
+  std::vector<TaskRecord> tasks = PlanJob("j-1", 2, {"q_proj"});  // c0 d0 c1 d1 f
+  std::vector<size_t> calib = CalibrateIndex(tasks);
+  JobRecord job;
+  job.id = "j-1";
+  job.spec.set_out("/o");
+  job.spec.set_calibration("/c.safetensors");
+  tasks[0].result_uris = {"/s/h0.safetensors", "/s/x0.safetensors"};
+  tasks[1].result_uris = {"/s/q0.safetensors"};
+  tasks[2].result_uris = {"/s/h1.safetensors", ""};
+  tasks[3].result_uris = {"/s/q1.safetensors"};
+
+  tasks[0].lease_attempt = "j-1/calibrate-0000/a1-aa";
+  v1::Task c0 = BuildTask(job, tasks, calib, tasks[0], 0);
+  ASSERT_TRUE(c0.has_calibrate());
+  EXPECT_EQ(c0.calibrate().input_uri(), "/c.safetensors");
+  EXPECT_EQ(c0.calibrate().hessians_uri(),
+            "/o/.caldera-scratch/j-1/calibrate-0000/a1-aa/hessians.safetensors");
+  EXPECT_EQ(c0.calibrate().hidden_states_uri(),
+            "/o/.caldera-scratch/j-1/calibrate-0000/a1-aa/hidden_states.safetensors");
+
+  tasks[2].lease_attempt = "j-1/calibrate-0001/a1-bb";
+  v1::Task c1 = BuildTask(job, tasks, calib, tasks[2], 0);
+  EXPECT_EQ(c1.calibrate().input_uri(), "/s/x0.safetensors");
+  EXPECT_EQ(c1.calibrate().hidden_states_uri(), "");  // the last layer
+
+  tasks[3].lease_attempt = "j-1/decompose-0001-q_proj/a2-cc";
+  v1::Task d1 = BuildTask(job, tasks, calib, tasks[3], 0);
+  ASSERT_TRUE(d1.has_decompose());
+  EXPECT_EQ(d1.decompose().layer(), 1);
+  EXPECT_EQ(d1.decompose().module(), "q_proj");
+  EXPECT_EQ(d1.decompose().hessians_uri(), "/s/h1.safetensors");
+  EXPECT_EQ(d1.decompose().artifact_uri(),
+            "/o/.caldera-scratch/j-1/decompose-0001-q_proj/a2-cc/q_proj.safetensors");
+
+  tasks[4].lease_attempt = "j-1/finalize/a1-dd";
+  v1::Task f = BuildTask(job, tasks, calib, tasks[4], 12.5);
+  ASSERT_TRUE(f.has_finalize());
+  EXPECT_EQ(f.finalize().artifact_uris_size(), 2);
+  EXPECT_EQ(f.finalize().artifact_uris(0), "/s/q0.safetensors");
+  EXPECT_EQ(f.finalize().artifact_uris(1), "/s/q1.safetensors");
+  EXPECT_EQ(f.finalize().job_elapsed_seconds(), 12.5);
+  EXPECT_EQ(f.finalize().scratch_prefix(), "/o/.caldera-scratch/j-1");
+}
+
 }  // namespace
 }  // namespace caldera::server

@@ -1,6 +1,6 @@
 // absl::Status <-> grpc::Status (the codes have the same numbers and meaning).
-#ifndef CALDERA_SERVER_GRPC_STATUS_H_
-#define CALDERA_SERVER_GRPC_STATUS_H_
+#ifndef CALDERA_PROCESS_GRPC_STATUS_H_
+#define CALDERA_PROCESS_GRPC_STATUS_H_
 
 #include <grpcpp/support/status.h>
 
@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 
-namespace caldera::server {
+namespace caldera::process {
 
 inline grpc::Status ToGrpcStatus(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -20,6 +20,6 @@ inline absl::Status FromGrpcStatus(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
-}  // namespace caldera::server
+}  // namespace caldera::process
 
-#endif  // CALDERA_SERVER_GRPC_STATUS_H_
+#endif  // CALDERA_PROCESS_GRPC_STATUS_H_

@@ -1,13 +1,16 @@
-#include "storage/model_inputs.h"
+#include "model_io/model_inputs.h"
 
 #include "core/decompose/record.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
-namespace caldera::storage {
+namespace caldera::model_io {
 
-absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(const std::string& uri,
-                                                                    const StorageOptions& options) {
+using storage::JoinKey;
+using storage::OpenObjectSource;
+
+absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(
+    const std::string& uri, const storage::StorageOptions& options) {
   model::FileOpener opener = [uri, options](const std::string& name) {
     return OpenObjectSource(JoinKey(uri, name), options);
   };
@@ -18,7 +21,7 @@ absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(const std::s
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsReader>> OpenSafetensorsAt(
-    const std::string& uri, const StorageOptions& options) {
+    const std::string& uri, const storage::StorageOptions& options) {
   absl::StatusOr<std::unique_ptr<RandomAccessSource>> src = OpenObjectSource(uri, options);
   if (!src.ok()) return src.status();
   return SafetensorsReader::Open(*std::move(src));
@@ -26,10 +29,10 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> OpenSafetensorsAt(
 
 absl::StatusOr<model::TokenSet> LoadTokensAt(const std::string& uri,
                                              const model::ModelConfig& config,
-                                             const StorageOptions& options) {
+                                             const storage::StorageOptions& options) {
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader = OpenSafetensorsAt(uri, options);
   if (!reader.ok()) return reader.status();
   return model::LoadTokens(**reader, config);
 }
 
-}  // namespace caldera::storage
+}  // namespace caldera::model_io

@@ -1,17 +1,18 @@
 // Submit-time validation of a job: everything that can be checked before any
 // worker time is spent, reading only config.json, safetensors headers and the
-// calibration token ids, plus a probe write under the output URI.
-#ifndef CALDERA_SERVER_JOB_VALIDATION_H_
-#define CALDERA_SERVER_JOB_VALIDATION_H_
+// calibration token ids, plus a probe write under the output URI. The
+// settings alone are checked by ValidateJobSpec (job_spec.h), first.
+#ifndef CALDERA_JOB_JOB_VALIDATION_H_
+#define CALDERA_JOB_JOB_VALIDATION_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "job/job_spec.h"
 #include "storage/storage_options.h"
-#include "worker/job_spec.h"
 
-namespace caldera::server {
+namespace caldera::job {
 
 // What the planner needs to know about a valid job.
 struct JobShape {
@@ -24,9 +25,8 @@ struct JobShape {
 // corrupt or truncated safetensors header, a missing weight, a rank larger
 // than a matrix, calibration tokens that do not fit the model, or an output
 // that cannot be written. UNAVAILABLE (retryable) when storage is down.
-absl::StatusOr<JobShape> ValidateJob(const worker::JobSpec& spec,
-                                     const storage::StorageOptions& options);
+absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::StorageOptions& options);
 
-}  // namespace caldera::server
+}  // namespace caldera::job
 
-#endif  // CALDERA_SERVER_JOB_VALIDATION_H_
+#endif  // CALDERA_JOB_JOB_VALIDATION_H_

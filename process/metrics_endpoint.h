@@ -2,8 +2,8 @@
 // http://ADDR/metrics (--metrics-listen of caldera-coordinator and
 // caldera-worker). Wraps prometheus::Exposer, whose constructor throws, so
 // callers get a Status instead.
-#ifndef CALDERA_SERVER_METRICS_ENDPOINT_H_
-#define CALDERA_SERVER_METRICS_ENDPOINT_H_
+#ifndef CALDERA_PROCESS_METRICS_ENDPOINT_H_
+#define CALDERA_PROCESS_METRICS_ENDPOINT_H_
 
 #include <memory>
 #include <string>
@@ -15,7 +15,7 @@ class Exposer;
 class Registry;
 }  // namespace prometheus
 
-namespace caldera::server {
+namespace caldera::process {
 
 class MetricsEndpoint {
  public:
@@ -35,6 +35,6 @@ class MetricsEndpoint {
   int port_ = 0;
 };
 
-}  // namespace caldera::server
+}  // namespace caldera::process
 
-#endif  // CALDERA_SERVER_METRICS_ENDPOINT_H_
+#endif  // CALDERA_PROCESS_METRICS_ENDPOINT_H_

@@ -1,12 +1,12 @@
-#include "server/job_validation.h"
+#include "job/job_validation.h"
 
 #include "absl/strings/str_cat.h"
 #include "core/model/model_config.h"
-#include "storage/model_inputs.h"
+#include "model_io/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
-namespace caldera::server {
+namespace caldera::job {
 namespace {
 
 // Storage outages stay retryable; everything else is the input's fault.
@@ -20,19 +20,18 @@ absl::Status AsInvalid(const absl::Status& s, absl::string_view context) {
 
 }  // namespace
 
-absl::StatusOr<JobShape> ValidateJob(const worker::JobSpec& spec,
-                                     const storage::StorageOptions& options) {
-  if (absl::Status s = worker::ValidateJobSpec(spec); !s.ok()) {
+absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::StorageOptions& options) {
+  if (absl::Status s = ValidateJobSpec(spec); !s.ok()) {
     return absl::InvalidArgumentError(s.message());
   }
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt =
-      storage::OpenCheckpointAt(spec.model, options);
+      model_io::OpenCheckpointAt(spec.model, options);
   if (!ckpt.ok()) {
     if (ckpt.status().code() == absl::StatusCode::kNotFound) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--model ", spec.model, ": ", ckpt.status().message(),
-          "; --model must name a Hugging Face checkpoint directory (config.json and "
-          "*.safetensors)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model ", spec.model, ": ", ckpt.status().message(),
+                       "; --model must name a Hugging Face checkpoint directory (config.json and "
+                       "*.safetensors)"));
     }
     return AsInvalid(ckpt.status(), absl::StrCat("--model ", spec.model));
   }
@@ -40,7 +39,7 @@ absl::StatusOr<JobShape> ValidateJob(const worker::JobSpec& spec,
   JobShape shape;
   shape.num_layers = static_cast<int>(config.num_layers);
   for (const model::LinearModule& m : model::kLinearModules) {
-    if (!worker::CompressesModule(spec, m.name)) continue;
+    if (!CompressesModule(spec, m.name)) continue;
     shape.modules.push_back(m.name);
     const std::vector<int64_t> dims = model::LinearShape(config, m.name);
     if (spec.method == "caldera" && spec.rank > std::min(dims[0], dims[1])) {
@@ -57,11 +56,12 @@ absl::StatusOr<JobShape> ValidateJob(const worker::JobSpec& spec,
     }
   }
   if (shape.modules.empty()) {
-    return absl::InvalidArgumentError("--modules selects no linear; name at least one of "
-                                      "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+    return absl::InvalidArgumentError(
+        "--modules selects no linear; name at least one of "
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
   }
   absl::StatusOr<model::TokenSet> tokens =
-      storage::LoadTokensAt(spec.calibration, config, options);
+      model_io::LoadTokensAt(spec.calibration, config, options);
   if (!tokens.ok()) {
     return AsInvalid(tokens.status(), absl::StrCat("--calibration ", spec.calibration));
   }
@@ -79,4 +79,4 @@ absl::StatusOr<JobShape> ValidateJob(const worker::JobSpec& spec,
   return shape;
 }
 
-}  // namespace caldera::server
+}  // namespace caldera::job

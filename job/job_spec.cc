@@ -1,13 +1,14 @@
-#include "worker/job_spec.h"
+#include "job/job_spec.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/model/model_config.h"
 #include "core/quant/quantizer.h"
 
-namespace caldera::worker {
+namespace caldera::job {
 
 absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (spec.model.empty()) return absl::InvalidArgumentError("--model is required (a model URI)");
@@ -28,7 +29,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   }
   for (auto [flag, bits] :
        {std::pair{"--q-bits", spec.q_bits}, std::pair{"--lr-bits", spec.lr_bits}}) {
-    quant::QuantizerSpec q = quant::SpecFor(spec.quantizer, bits, 128);
+    quant::QuantizerSpec q = quant::SpecFor(spec.quantizer, bits, kQuantizerGroupSize);
     if (absl::Status s = quant::ValidateSpec(q); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           flag, " ", bits, " is not supported by --quantizer ", spec.quantizer, ": ", s.message()));
@@ -52,21 +53,21 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
-bool CompressesModule(const JobSpec& spec, const std::string& module) {
+bool CompressesModule(const JobSpec& spec, absl::string_view module) {
   return spec.modules.empty() ||
          std::find(spec.modules.begin(), spec.modules.end(), module) != spec.modules.end();
 }
 
-decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec) {
+decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec, int64_t group_size) {
   decompose::DecomposeOptions o;
   o.method = spec.method;
   o.rank = spec.method == "caldera" ? spec.rank : 0;
-  o.q_spec = quant::SpecFor(spec.quantizer, spec.q_bits, 128);
-  o.lr_spec = quant::SpecFor(spec.quantizer, spec.lr_bits, 128);
+  o.q_spec = quant::SpecFor(spec.quantizer, spec.q_bits, group_size);
+  o.lr_spec = quant::SpecFor(spec.quantizer, spec.lr_bits, group_size);
   o.iters = spec.iters;
   o.lplr_iters = spec.lplr_iters;
   o.seed = spec.seed;
   return o;
 }
 
-}  // namespace caldera::worker
+}  // namespace caldera::job

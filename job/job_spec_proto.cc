@@ -1,20 +1,20 @@
-#include "worker/job_spec_proto.h"
+#include "job/job_spec_proto.h"
 
-namespace caldera::worker {
+namespace caldera::job {
 
 JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   JobSpec s;
-  s.model = p.model_uri();
-  s.calibration = p.calibration_uri();
-  s.out = p.output_uri();
+  s.model = p.model();
+  s.calibration = p.calibration();
+  s.out = p.out();
   const v1::DecompositionSettings& d = p.decomposition();
   if (!d.method().empty()) s.method = d.method();
   if (d.rank() != 0) s.rank = d.rank();
   if (d.q_bits() != 0) s.q_bits = d.q_bits();
   if (d.lr_bits() != 0) s.lr_bits = d.lr_bits();
   if (!d.quantizer().empty()) s.quantizer = d.quantizer();
-  if (d.iterations() != 0) s.iters = d.iterations();
-  if (d.lplr_iterations() != 0) s.lplr_iters = d.lplr_iterations();
+  if (d.iters() != 0) s.iters = d.iters();
+  if (d.lplr_iters() != 0) s.lplr_iters = d.lplr_iters();
   if (d.has_seed()) s.seed = d.seed();
   s.ttlora_rank = p.ttlora().rank();
   if (!p.ttlora().init().empty()) s.ttlora_init = p.ttlora().init();
@@ -25,17 +25,17 @@ JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
 
 v1::JobSpec JobSpecToProto(const JobSpec& s) {
   v1::JobSpec p;
-  p.set_model_uri(s.model);
-  p.set_calibration_uri(s.calibration);
-  p.set_output_uri(s.out);
+  p.set_model(s.model);
+  p.set_calibration(s.calibration);
+  p.set_out(s.out);
   v1::DecompositionSettings* d = p.mutable_decomposition();
   d->set_method(s.method);
   d->set_rank(s.rank);
   d->set_q_bits(s.q_bits);
   d->set_lr_bits(s.lr_bits);
   d->set_quantizer(s.quantizer);
-  d->set_iterations(s.iters);
-  d->set_lplr_iterations(s.lplr_iters);
+  d->set_iters(s.iters);
+  d->set_lplr_iters(s.lplr_iters);
   d->set_seed(s.seed);
   p.mutable_ttlora()->set_rank(s.ttlora_rank);
   p.mutable_ttlora()->set_init(s.ttlora_init);
@@ -43,4 +43,4 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   return p;
 }
 
-}  // namespace caldera::worker
+}  // namespace caldera::job

@@ -1,4 +1,4 @@
-#include "server/metrics_endpoint.h"
+#include "process/metrics_endpoint.h"
 
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace caldera::server {
+namespace caldera::process {
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
     const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
@@ -15,9 +15,9 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   try {
     endpoint->exposer_ = std::make_unique<prometheus::Exposer>(address);
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--metrics-listen ", address, " cannot be served (", e.what(),
-        "); give a free host:port such as 127.0.0.1:9100"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics-listen ", address, " cannot be served (", e.what(),
+                     "); give a free host:port such as 127.0.0.1:9100"));
   }
   endpoint->exposer_->RegisterCollectable(registry);
   const std::vector<int> ports = endpoint->exposer_->GetListeningPorts();
@@ -27,4 +27,4 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
 
 MetricsEndpoint::~MetricsEndpoint() = default;
 
-}  // namespace caldera::server
+}  // namespace caldera::process

@@ -1,0 +1,54 @@
+// JobSpec: the one type for the settings of a compression job. Its member
+// initialisers are THE defaults of every setting: calderactl's job flags (and
+// their help texts), the proto conversion (unset wire fields) and the
+// decompose subcommand all read them from here. Validation names the
+// calderactl flag of a bad setting and the fix.
+#ifndef CALDERA_JOB_JOB_SPEC_H_
+#define CALDERA_JOB_JOB_SPEC_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "core/decompose/caldera.h"
+
+namespace caldera::job {
+
+// Group size of the quantizers of a job (the uniform quantizer's groups).
+inline constexpr int64_t kQuantizerGroupSize = 128;
+
+struct JobSpec {
+  std::string model;        // --model: Hugging Face directory URI (path, file://, s3://)
+  std::string calibration;  // --calibration: safetensors URI, int32 input_ids [samples, seq_len]
+  std::string out;          // --out: output checkpoint directory URI
+  std::string method = "caldera";    // caldera | ldlq | rtn
+  int64_t rank = 64;                 // rank of L and R (caldera only)
+  int q_bits = 2;                    // bits per weight of Q
+  int lr_bits = 4;                   // bits per weight of L and R (>= 16 keeps floats)
+  std::string quantizer = "e8p";     // e8p | uniform
+  int iters = 15;                    // outer CALDERA iterations
+  int lplr_iters = 10;               // inner L/R refinements
+  uint64_t seed = 42;                // seed of the random Hadamard signs
+  int64_t ttlora_rank = 0;           // 0 = no adapter
+  std::string ttlora_init = "zero";  // zero | residual
+  std::vector<std::string> modules;  // empty = all seven linears of every block
+  std::string request_id;            // idempotency key of the create request
+};
+
+// Checks the settings that do not need the model (methods, bits, counts,
+// module names). INVALID_ARGUMENT names the flag and the fix.
+absl::Status ValidateJobSpec(const JobSpec& spec);
+
+// True when `module` ("q_proj") is compressed by `spec`.
+bool CompressesModule(const JobSpec& spec, absl::string_view module);
+
+// The core decomposition options for `spec` (rank 0 unless method is
+// caldera); `group_size` is the quantizers' group size.
+decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec,
+                                                int64_t group_size = kQuantizerGroupSize);
+
+}  // namespace caldera::job
+
+#endif  // CALDERA_JOB_JOB_SPEC_H_

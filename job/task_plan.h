@@ -1,0 +1,71 @@
+// The typed task plan's vocabulary (proto caldera.v1.Task's `work` oneof):
+// where each task kind reads and writes, named in one place.
+//
+// Scratch naming: every key a task writes is attempt-unique,
+//   <out>/.caldera-scratch/<job id>/<task>/<attempt>/<file>
+// so a stale or retried attempt never overwrites the attempt that won.
+//
+// Committed results: the coordinator stores the keys a task reported as one
+// list of URIs per task (the `result_uris` column of its state database, a
+// layout kept from the positional protocol so that a coordinator restarted on
+// an old data directory continues its jobs):
+//   calibrate: [hessians_uri, hidden_states_uri]   decompose: [artifact_uri]
+//   finalize:  []
+// StoredResultUris writes that layout and the Stored*Uri accessors read it;
+// nothing else indexes the list.
+#ifndef CALDERA_JOB_TASK_PLAN_H_
+#define CALDERA_JOB_TASK_PLAN_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "caldera/v1/jobs.pb.h"
+#include "caldera/v1/worker.pb.h"
+
+namespace caldera::job {
+
+// <out>/.caldera-scratch/<job_id>: everything a job's tasks write before
+// finalize; removed by finalize.
+std::string ScratchPrefix(absl::string_view out, absl::string_view job_id);
+
+// The attempt-unique directory of attempt "<job>/<task>/<attempt>":
+// <scratch_prefix>/<task>/<attempt>.
+std::string AttemptDir(absl::string_view scratch_prefix, absl::string_view attempt_id);
+
+// calibrate(layer) of a model with `num_layers` blocks reading `input_uri`
+// (the calibration tokens for layer 0, else calibrate(layer-1)'s hidden
+// states), writing under `attempt_dir`; the last layer writes no hidden states.
+v1::CalibrateTask MakeCalibrateTask(int layer, int num_layers, const std::string& input_uri,
+                                    absl::string_view attempt_dir);
+
+// decompose(layer, module) reading `hessians_uri`, writing under `attempt_dir`.
+v1::DecomposeTask MakeDecomposeTask(int layer, const std::string& module,
+                                    const std::string& hessians_uri, absl::string_view attempt_dir);
+
+// finalize over `artifact_uris`.
+v1::FinalizeTask MakeFinalizeTask(std::vector<std::string> artifact_uris,
+                                  double job_elapsed_seconds, const std::string& scratch_prefix);
+
+// The kind of `task`'s work (TASK_KIND_UNSPECIFIED when none is set, e.g.
+// from a newer coordinator with a kind this build does not know).
+v1::TaskKind KindOf(const v1::Task& task);
+
+// Sets `request`'s result to every key `task` names for writing (what a
+// worker reports after running the task; the task runner does this per kind).
+void SetResultOfTask(const v1::Task& task, v1::CompleteTaskRequest* request);
+
+// The keys reported in `request` in the stored layout above.
+std::vector<std::string> StoredResultUris(const v1::CompleteTaskRequest& request);
+
+// Readers of the stored layout; "" when the entry is missing.
+std::string StoredHessiansUri(const std::vector<std::string>& calibrate_results);
+std::string StoredHiddenStatesUri(const std::vector<std::string>& calibrate_results);
+std::string StoredArtifactUri(const std::vector<std::string>& decompose_results);
+
+// "decompose layer 3 q_proj" / "calibrate layer 3" / "finalize".
+std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module);
+
+}  // namespace caldera::job
+
+#endif  // CALDERA_JOB_TASK_PLAN_H_

@@ -1,0 +1,101 @@
+#include "job/job_spec_proto.h"
+
+#include "caldera/v1/worker.pb.h"
+#include "gtest/gtest.h"
+
+namespace caldera::job {
+namespace {
+
+void ExpectSame(const JobSpec& a, const JobSpec& b) {
+  EXPECT_EQ(a.model, b.model);
+  EXPECT_EQ(a.calibration, b.calibration);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.method, b.method);
+  EXPECT_EQ(a.rank, b.rank);
+  EXPECT_EQ(a.q_bits, b.q_bits);
+  EXPECT_EQ(a.lr_bits, b.lr_bits);
+  EXPECT_EQ(a.quantizer, b.quantizer);
+  EXPECT_EQ(a.iters, b.iters);
+  EXPECT_EQ(a.lplr_iters, b.lplr_iters);
+  EXPECT_EQ(a.seed, b.seed);
+  EXPECT_EQ(a.ttlora_rank, b.ttlora_rank);
+  EXPECT_EQ(a.ttlora_init, b.ttlora_init);
+  EXPECT_EQ(a.modules, b.modules);
+  EXPECT_EQ(a.request_id, b.request_id);
+}
+
+// A client that sends only the URIs gets every default.
+TEST(JobSpecProtoTest, UnsetFieldsTakeTheDefaults) {
+  v1::JobSpec p;
+  p.set_model("s3://b/m");
+  p.set_calibration("s3://b/c.safetensors");
+  p.set_out("s3://b/o");
+  JobSpec want;
+  want.model = "s3://b/m";
+  want.calibration = "s3://b/c.safetensors";
+  want.out = "s3://b/o";
+  want.request_id = "r1";
+  ExpectSame(JobSpecFromProto(p, "r1"), want);
+  // An empty DecompositionSettings / TtLoraSettings too.
+  p.mutable_decomposition();
+  p.mutable_ttlora();
+  ExpectSame(JobSpecFromProto(p, "r1"), want);
+}
+
+// seed is optional: an explicit 0 is kept, unset is the default.
+TEST(JobSpecProtoTest, ExplicitZeroSeedIsKept) {
+  v1::JobSpec p;
+  p.mutable_decomposition()->set_seed(0);
+  EXPECT_EQ(JobSpecFromProto(p, "").seed, 0u);
+  p.mutable_decomposition()->clear_seed();
+  EXPECT_EQ(JobSpecFromProto(p, "").seed, JobSpec().seed);
+}
+
+TEST(JobSpecProtoTest, RoundTrip) {
+  JobSpec s;
+  s.model = "m";
+  s.calibration = "c";
+  s.out = "o";
+  s.method = "ldlq";
+  s.rank = 3;
+  s.q_bits = 4;
+  s.lr_bits = 16;
+  s.quantizer = "uniform";
+  s.iters = 2;
+  s.lplr_iters = 0;  // 0 on the wire means "default": lplr_iters 0 does not survive
+  s.seed = 0;
+  s.ttlora_rank = 5;
+  s.ttlora_init = "residual";
+  s.modules = {"q_proj", "down_proj"};
+  s.request_id = "rid";
+  const v1::JobSpec p = JobSpecToProto(s);
+  EXPECT_EQ(p.decomposition().iters(), 2);
+  EXPECT_TRUE(p.decomposition().has_seed());
+  JobSpec back = JobSpecFromProto(p, "rid");
+  JobSpec want = s;
+  want.lplr_iters = JobSpec().lplr_iters;
+  ExpectSame(back, want);
+  // Through the wire bytes as well.
+  v1::JobSpec parsed;
+  ASSERT_TRUE(parsed.ParseFromString(p.SerializeAsString()));
+  ExpectSame(JobSpecFromProto(parsed, "rid"), want);
+  // What the coordinator stores (ToProto of FromProto) is a fixed point.
+  const v1::JobSpec stored = JobSpecToProto(back);
+  EXPECT_EQ(JobSpecToProto(JobSpecFromProto(stored, "rid")).SerializeAsString(),
+            stored.SerializeAsString());
+}
+
+// Fields were renamed to the CLI/JSON names; their numbers did not change, so
+// old clients and stored specs still decode.
+TEST(JobSpecProtoTest, RenamedFieldsKeepTheirNumbers) {
+  EXPECT_EQ(v1::JobSpec::kModelFieldNumber, 1);
+  EXPECT_EQ(v1::JobSpec::kCalibrationFieldNumber, 2);
+  EXPECT_EQ(v1::JobSpec::kOutFieldNumber, 3);
+  EXPECT_EQ(v1::DecompositionSettings::kItersFieldNumber, 6);
+  EXPECT_EQ(v1::DecompositionSettings::kLplrItersFieldNumber, 7);
+  EXPECT_EQ(v1::MatrixError::kWeightedRelativeErrorFieldNumber, 3);
+  EXPECT_EQ(v1::Task::kAttemptNumberFieldNumber, 13);
+}
+
+}  // namespace
+}  // namespace caldera::job

@@ -1,0 +1,121 @@
+#include "job/job_spec.h"
+
+#include "gtest/gtest.h"
+
+namespace caldera::job {
+namespace {
+
+JobSpec Valid() {
+  JobSpec s;
+  // std::string temporaries: GCC 12 warns (-Wrestrict, a false positive) on
+  // assigning these short literals after inlining.
+  s.model = std::string("m");
+  s.calibration = std::string("c");
+  s.out = std::string("o");
+  return s;
+}
+
+TEST(JobSpecTest, DefaultsAreTheDocumentedOnes) {
+  const JobSpec d;
+  EXPECT_EQ(d.method, "caldera");
+  EXPECT_EQ(d.rank, 64);
+  EXPECT_EQ(d.q_bits, 2);
+  EXPECT_EQ(d.lr_bits, 4);
+  EXPECT_EQ(d.quantizer, "e8p");
+  EXPECT_EQ(d.iters, 15);
+  EXPECT_EQ(d.lplr_iters, 10);
+  EXPECT_EQ(d.seed, 42u);
+  EXPECT_EQ(d.ttlora_rank, 0);
+  EXPECT_EQ(d.ttlora_init, "zero");
+  EXPECT_TRUE(d.modules.empty());
+  EXPECT_TRUE(d.model.empty() && d.calibration.empty() && d.out.empty());
+}
+
+// The core's own DecomposeOptions defaults (for direct library use) agree with
+// the job defaults, so a job with defaults decomposes like the core's default.
+TEST(JobSpecTest, DecomposeOptionsOfTheDefaultsMatchTheCoreDefaults) {
+  const decompose::DecomposeOptions core;
+  const decompose::DecomposeOptions o = DecomposeOptionsFor(JobSpec());
+  EXPECT_EQ(o.method, core.method);
+  EXPECT_EQ(o.rank, core.rank);
+  EXPECT_EQ(o.q_spec.kind, core.q_spec.kind);
+  EXPECT_EQ(o.q_spec.bits, core.q_spec.bits);
+  EXPECT_EQ(o.lr_spec.kind, core.lr_spec.kind);
+  EXPECT_EQ(o.lr_spec.bits, core.lr_spec.bits);
+  EXPECT_EQ(o.iters, core.iters);
+  EXPECT_EQ(o.lplr_iters, core.lplr_iters);
+  EXPECT_EQ(o.seed, core.seed);
+}
+
+TEST(JobSpecTest, DecomposeOptionsFollowTheSpec) {
+  JobSpec s = Valid();
+  s.method = "ldlq";
+  s.quantizer = "uniform";
+  s.q_bits = 3;
+  s.iters = 2;
+  s.lplr_iters = 1;
+  s.seed = 7;
+  decompose::DecomposeOptions o = DecomposeOptionsFor(s, 64);
+  EXPECT_EQ(o.method, "ldlq");
+  EXPECT_EQ(o.rank, 0);  // only caldera has L and R
+  EXPECT_EQ(o.q_spec.kind, quant::QuantizerSpec::Kind::kUniform);
+  EXPECT_EQ(o.q_spec.bits, 3);
+  EXPECT_EQ(o.q_spec.group_size, 64);
+  EXPECT_EQ(o.iters, 2);
+  EXPECT_EQ(o.lplr_iters, 1);
+  EXPECT_EQ(o.seed, 7u);
+  s.method = "caldera";
+  s.rank = 12;
+  EXPECT_EQ(DecomposeOptionsFor(s).rank, 12);
+  EXPECT_EQ(DecomposeOptionsFor(s).q_spec.group_size, kQuantizerGroupSize);
+}
+
+// Each bad setting: INVALID_ARGUMENT naming the flag (and the fix).
+TEST(JobSpecTest, ValidationNamesTheFlag) {
+  EXPECT_TRUE(ValidateJobSpec(Valid()).ok());
+  struct Case {
+    void (*mutate)(JobSpec*);
+    const char* expected;
+  };
+  const Case cases[] = {
+      {[](JobSpec* s) { s->model.clear(); }, "--model is required"},
+      {[](JobSpec* s) { s->calibration.clear(); }, "--calibration is required"},
+      {[](JobSpec* s) { s->out.clear(); }, "--out is required"},
+      {[](JobSpec* s) { s->method = "svd"; }, "--method svd is unknown; use caldera, ldlq or rtn"},
+      {[](JobSpec* s) { s->quantizer = "nf4"; }, "--quantizer nf4 is unknown; use e8p or uniform"},
+      {[](JobSpec* s) { s->rank = 0; }, "--rank 0 must be >= 1"},
+      {[](JobSpec* s) { s->q_bits = 7; }, "--q-bits 7 is not supported by --quantizer e8p"},
+      {[](JobSpec* s) { s->lr_bits = 1; }, "--lr-bits 1 is not supported by --quantizer e8p"},
+      {[](JobSpec* s) { s->iters = 0; }, "--iters must be >= 1"},
+      {[](JobSpec* s) { s->lplr_iters = -1; }, "--lplr-iters must be >= 0"},
+      {[](JobSpec* s) { s->ttlora_rank = -1; }, "--ttlora-rank must be >= 0"},
+      {[](JobSpec* s) { s->ttlora_init = "svd"; }, "--ttlora-init svd is unknown"},
+      {[](JobSpec* s) {
+         s->modules = {"q_proj", "lm_head"};
+       },
+       "--modules: 'lm_head' is not a linear module; use q_proj,k_proj"},
+  };
+  for (const Case& c : cases) {
+    JobSpec s = Valid();
+    c.mutate(&s);
+    absl::Status st = ValidateJobSpec(s);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.expected;
+    EXPECT_NE(st.message().find(c.expected), std::string::npos) << st;
+  }
+  // rank is only checked for caldera.
+  JobSpec rtn = Valid();
+  rtn.method = "rtn";
+  rtn.rank = 0;
+  EXPECT_TRUE(ValidateJobSpec(rtn).ok());
+}
+
+TEST(JobSpecTest, CompressesModule) {
+  JobSpec s = Valid();
+  EXPECT_TRUE(CompressesModule(s, "down_proj"));  // empty = all
+  s.modules = {"q_proj"};
+  EXPECT_TRUE(CompressesModule(s, "q_proj"));
+  EXPECT_FALSE(CompressesModule(s, "k_proj"));
+}
+
+}  // namespace
+}  // namespace caldera::job
