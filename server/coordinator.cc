@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -281,15 +282,43 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
   return out;
 }
 
+// Request ids are client idempotency keys (UUIDs, pipeline run ids): bounded
+// so that stored jobs and ListJobs pages stay small.
+constexpr size_t kMaxRequestIdBytes = 256;
+
 absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& request) {
   const std::string& rid = request.request_id();
-  if (!rid.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const JobEntry* job : job_order_) {
-      if (job->record.request_id == rid) return Snapshot(*job);
+  if (rid.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id is ", rid.size(), " bytes; use at most ", kMaxRequestIdBytes));
+  }
+  for (unsigned char ch : rid) {
+    if (ch < 0x20 || ch == 0x7F) {
+      return absl::InvalidArgumentError(
+          "request_id has control characters; use printable text (a UUID, a pipeline run id)");
     }
   }
   const job::JobSpec spec = job::JobSpecFromProto(request.spec(), rid);
+  // The spec as stored (defaults filled in): a repeated request must carry the
+  // same one, else it is another job under a reused id.
+  const std::string canonical = job::JobSpecToProto(spec).SerializeAsString();
+  auto existing = [&]() -> std::optional<absl::StatusOr<v1::Job>> {
+    for (const JobEntry* job : job_order_) {
+      if (job->record.request_id != rid) continue;
+      if (job::JobSpecToProto(job::JobSpecFromProto(job->record.spec, rid)).SerializeAsString() !=
+          canonical) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("request_id '", rid, "' was used for jobs/", job->record.id,
+                         " with a different spec; use a new request_id for a new job"));
+      }
+      return Snapshot(*job);
+    }
+    return std::nullopt;
+  };
+  if (!rid.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto found = existing()) return *std::move(found);
+  }
   // Validation reads storage: outside the lock, so other RPCs go on.
   absl::StatusOr<job::JobShape> shape = job::ValidateJob(spec, options_.storage);
   if (!shape.ok()) return shape.status();
@@ -297,9 +326,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) return absl::UnavailableError("the coordinator is shutting down; retry");
   if (!rid.empty()) {  // a concurrent create with the same id may have won
-    for (const JobEntry* job : job_order_) {
-      if (job->record.request_id == rid) return Snapshot(*job);
-    }
+    if (auto found = existing()) return *std::move(found);
   }
   auto entry = std::make_unique<JobEntry>();
   JobRecord& r = entry->record;
@@ -526,8 +553,10 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   TouchWorker(request.worker_id());
   v1::CompleteTaskResponse out;
   if (metrics_ != nullptr) {
-    metrics_->WorkerIo(static_cast<double>(request.bytes_read()),
-                       static_cast<double>(request.bytes_written()), request.busy_seconds());
+    auto counted = [](double v) { return std::isfinite(v) && v > 0 ? v : 0.0; };
+    metrics_->WorkerIo(counted(static_cast<double>(request.bytes_read())),
+                       counted(static_cast<double>(request.bytes_written())),
+                       counted(request.busy_seconds()));
   }
   auto it = leases_.find(request.attempt_id());
   if (it == leases_.end()) {
@@ -550,15 +579,39 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   }
   JobEntry* job = it->second.job;
   TaskRecord& t = job->tasks[it->second.index];
+  // Only the worker holding the lease may complete it, and only with the keys
+  // this attempt was given to write (never a path of its choosing that the
+  // next task would then read).
+  if (t.lease_worker != request.worker_id()) {
+    std::fprintf(stderr, "caldera-coordinator: %s tried to complete %s leased to %s; refused\n",
+                 request.worker_id().substr(0, 128).c_str(), t.id.c_str(), t.lease_worker.c_str());
+    out.set_accepted(false);
+    return out;
+  }
+  v1::CompleteTaskRequest assigned;
+  job::SetResultOfTask(BuildTask(job->record, job->tasks, job->calibrate_index, t, 0), &assigned);
+  std::vector<std::string> results = job::StoredResultUris(request);
+  if (results != job::StoredResultUris(assigned)) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: %s reported other result keys than %s was given; refused\n",
+                 request.worker_id().substr(0, 128).c_str(), t.id.c_str());
+    out.set_accepted(false);
+    return out;
+  }
   leases_.erase(it);
   const double now = Now();
   t.state = v1::TASK_DONE;
   t.committed_attempt = request.attempt_id();
-  t.result_uris = job::StoredResultUris(request);
-  t.seconds = request.busy_seconds();
+  t.result_uris = std::move(results);
+  // The service layer refuses non-finite numbers; a direct caller's are not
+  // stored either (NaN is NULL to SQLite, and these columns are NOT NULL).
+  t.seconds = std::isfinite(request.busy_seconds()) && request.busy_seconds() >= 0
+                  ? request.busy_seconds()
+                  : 0;
   t.last_error.clear();
   if (!request.matrix_errors().empty()) {
-    t.weighted_relative_error = request.matrix_errors(0).weighted_relative_error();
+    const double e = request.matrix_errors(0).weighted_relative_error();
+    t.weighted_relative_error = std::isfinite(e) && e >= 0 ? e : -1;
   }
   AttemptRecord a;
   if (auto at = attempts_.find(request.attempt_id()); at != attempts_.end()) {

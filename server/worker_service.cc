@@ -1,6 +1,60 @@
 #include "server/worker_service.h"
 
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "process/grpc_status.h"
+
 namespace caldera::server {
+namespace {
+
+// Limits on what a worker may report: ids and URIs are ours (short), errors
+// are messages, not logs; numbers must be finite and non-negative.
+constexpr size_t kMaxIdBytes = 512;
+constexpr size_t kMaxErrorBytes = 64 * 1024;
+constexpr int kMaxMatrixErrors = 64;
+
+absl::Status CheckFinite(absl::string_view field, double value) {
+  if (!std::isfinite(value) || value < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must be a finite number >= 0, got ", value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckId(absl::string_view field, const std::string& value) {
+  if (value.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", value.size(), " bytes; at most ", kMaxIdBytes));
+  }
+  return absl::OkStatus();
+}
+
+// A report the coordinator can store as it is (no NaN in a NOT NULL column,
+// no unbounded strings); INVALID_ARGUMENT names the field.
+absl::Status ValidateCompleteTask(const v1::CompleteTaskRequest& r) {
+  if (absl::Status s = CheckId("worker_id", r.worker_id()); !s.ok()) return s;
+  if (absl::Status s = CheckId("attempt_id", r.attempt_id()); !s.ok()) return s;
+  if (absl::Status s = CheckFinite("busy_seconds", r.busy_seconds()); !s.ok()) return s;
+  if (r.bytes_read() < 0 || r.bytes_written() < 0) {
+    return absl::InvalidArgumentError("bytes_read and bytes_written must be >= 0");
+  }
+  if (r.matrix_errors_size() > kMaxMatrixErrors) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "at most ", kMaxMatrixErrors, " matrix_errors per task, got ", r.matrix_errors_size()));
+  }
+  for (const v1::MatrixError& e : r.matrix_errors()) {
+    if (absl::Status s =
+            CheckFinite("matrix_errors.weighted_relative_error", e.weighted_relative_error());
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = CheckId("matrix_errors.module", e.module()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext*,
                                                const v1::RegisterWorkerRequest* request,
@@ -9,15 +63,13 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::LeaseTask(grpc::ServerContext*,
-                                          const v1::LeaseTaskRequest* request,
+grpc::Status WorkerServiceImpl::LeaseTask(grpc::ServerContext*, const v1::LeaseTaskRequest* request,
                                           v1::LeaseTaskResponse* response) {
   *response = coordinator_->LeaseTask(*request);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*,
-                                          const v1::HeartbeatRequest* request,
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request,
                                           v1::HeartbeatResponse* response) {
   *response = coordinator_->Heartbeat(*request);
   return grpc::Status::OK;
@@ -26,12 +78,23 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*,
 grpc::Status WorkerServiceImpl::CompleteTask(grpc::ServerContext*,
                                              const v1::CompleteTaskRequest* request,
                                              v1::CompleteTaskResponse* response) {
+  if (absl::Status s = ValidateCompleteTask(*request); !s.ok()) return process::ToGrpcStatus(s);
   *response = coordinator_->CompleteTask(*request);
   return grpc::Status::OK;
 }
 
 grpc::Status WorkerServiceImpl::FailTask(grpc::ServerContext*, const v1::FailTaskRequest* request,
                                          v1::FailTaskResponse*) {
+  if (absl::Status s = CheckId("worker_id", request->worker_id()); !s.ok()) {
+    return process::ToGrpcStatus(s);
+  }
+  if (absl::Status s = CheckId("attempt_id", request->attempt_id()); !s.ok()) {
+    return process::ToGrpcStatus(s);
+  }
+  if (request->error().size() > kMaxErrorBytes) {
+    return process::ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("error is ", request->error().size(), " bytes; at most ", kMaxErrorBytes)));
+  }
   coordinator_->FailTask(*request);
   return grpc::Status::OK;
 }

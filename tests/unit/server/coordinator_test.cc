@@ -3,6 +3,8 @@
 // and cancel are checked quickly. Validation reads the stories260K fixture.
 #include "server/coordinator.h"
 
+#include <cmath>
+#include <limits>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -50,9 +52,9 @@ v1::Task Lease(Coordinator* c, const std::string& worker = "w1") {
   return c->LeaseTask(req).task();
 }
 
-bool Complete(Coordinator* c, const v1::Task& t) {
+bool Complete(Coordinator* c, const v1::Task& t, const std::string& worker = "w1") {
   v1::CompleteTaskRequest req;
-  req.set_worker_id("w1");
+  req.set_worker_id(worker);
   req.set_attempt_id(t.attempt_id());
   job::SetResultOfTask(t, &req);
   return c->CompleteTask(req).accepted();
@@ -118,7 +120,7 @@ TEST(CoordinatorTest, ExpiredLeaseIsRequeuedAndTheStaleResultRejected) {
   v1::HeartbeatRequest hb;
   hb.set_attempt_id(first.attempt_id());
   EXPECT_TRUE(c->Heartbeat(hb).lease_lost());
-  EXPECT_TRUE(Complete(c.get(), second));
+  EXPECT_TRUE(Complete(c.get(), second, "w2"));
   // Out of attempts (max 2): the job fails naming the task.
   v1::Task t = Lease(c.get());
   std::this_thread::sleep_for(std::chrono::milliseconds(900));
@@ -130,6 +132,92 @@ TEST(CoordinatorTest, ExpiredLeaseIsRequeuedAndTheStaleResultRejected) {
   EXPECT_EQ(list->jobs(0).state(), v1::FAILED);
   EXPECT_NE(list->jobs(0).error().find("stopped heartbeating"), std::string::npos)
       << list->jobs(0).error();
+}
+
+// A hostile or confused worker: completing a lease it does not hold, or
+// reporting keys it was not given (the next task would read them), is
+// refused and the lease stays with its holder; numbers that SQLite cannot
+// store in NOT NULL columns (NaN) never reach the state, and the coordinator
+// keeps running and restarts cleanly.
+TEST(CoordinatorTest, CompleteTaskChecksTheLeaseHolderKeysAndNumbers) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->CreateJob(Request(tmp.Join("out"))).ok());
+  v1::Task t = Lease(c.get(), "w1");
+  ASSERT_EQ(job::KindOf(t), v1::CALIBRATE);
+  EXPECT_FALSE(Complete(c.get(), t, "intruder"));
+  v1::CompleteTaskRequest forged;
+  forged.set_worker_id("w1");
+  forged.set_attempt_id(t.attempt_id());
+  job::SetResultOfTask(t, &forged);
+  forged.mutable_calibrate()->set_hidden_states_uri("/etc/passwd");
+  EXPECT_FALSE(c->CompleteTask(forged).accepted());
+  // The holder still completes it, with NaN figures.
+  v1::CompleteTaskRequest nan;
+  nan.set_worker_id("w1");
+  nan.set_attempt_id(t.attempt_id());
+  job::SetResultOfTask(t, &nan);
+  nan.set_busy_seconds(std::nan(""));
+  nan.add_matrix_errors()->set_weighted_relative_error(std::nan(""));
+  EXPECT_TRUE(c->CompleteTask(nan).accepted());
+  v1::Task d = Lease(c.get(), "w1");  // calibrate(1) or decompose(0)
+  ASSERT_FALSE(d.task_id().empty());
+  v1::CompleteTaskRequest inf;
+  inf.set_worker_id("w1");
+  inf.set_attempt_id(d.attempt_id());
+  job::SetResultOfTask(d, &inf);
+  inf.set_busy_seconds(-std::numeric_limits<double>::infinity());
+  inf.add_matrix_errors()->set_weighted_relative_error(std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(c->CompleteTask(inf).accepted());
+  c.reset();
+  c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::ListJobsResponse> list = c->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->jobs_size(), 1);
+  absl::StatusOr<v1::Job> job = c->GetJob(list->jobs(0).name());
+  ASSERT_TRUE(job.ok()) << job.status();
+  int done = 0;
+  for (const v1::TaskStatus& ts : job->task_status()) {
+    if (ts.state() != v1::TASK_DONE) continue;
+    ++done;
+    EXPECT_EQ(ts.seconds(), 0) << ts.task_id();
+  }
+  EXPECT_EQ(done, 2);
+}
+
+// Idempotent create: the same request id and spec give the same job (also
+// after a restart); the same id with another spec is ALREADY_EXISTS naming the
+// job; an oversized or control-character id is refused before anything is
+// stored.
+TEST(CoordinatorTest, RequestIdsAreIdempotentBoundedAndBoundToTheirSpec) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::Job> a = c->CreateJob(Request(tmp.Join("out"), "run-1"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::StatusOr<v1::Job> again = c->CreateJob(Request(tmp.Join("out"), "run-1"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->name(), a->name());
+  v1::CreateJobRequest other = Request(tmp.Join("out"), "run-1");
+  other.mutable_spec()->mutable_decomposition()->set_rank(4);
+  absl::StatusOr<v1::Job> clash = c->CreateJob(other);
+  EXPECT_EQ(clash.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(clash.status().message().find(a->name()), std::string::npos) << clash.status();
+  EXPECT_EQ(c->CreateJob(Request(tmp.Join("out"), std::string(300, 'x'))).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->CreateJob(Request(tmp.Join("out"), "a\nb")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  c.reset();
+  c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::Job> after = c->CreateJob(Request(tmp.Join("out"), "run-1"));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->name(), a->name());
+  absl::StatusOr<v1::ListJobsResponse> list = c->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->jobs_size(), 1);
 }
 
 TEST(CoordinatorTest, StateSurvivesARestart) {
@@ -154,7 +242,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
   EXPECT_EQ(job->state(), v1::RUNNING);
   EXPECT_EQ(job->task_status(0).state(), v1::TASK_DONE);
   // The same request id still maps to the same job.
-  absl::StatusOr<v1::Job> again = c->CreateJob(Request(tmp.Join("other"), "req-1"));
+  absl::StatusOr<v1::Job> again = c->CreateJob(Request(tmp.Join("out"), "req-1"));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->name(), name);
   // The attempt leased before the restart still holds its lease and commits.
@@ -162,6 +250,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
   hb.set_attempt_id(attempt);
   EXPECT_FALSE(c->Heartbeat(hb).lease_lost());
   v1::CompleteTaskRequest done;
+  done.set_worker_id("w1");  // the lease holder
   done.set_attempt_id(attempt);
   job::SetResultOfTask(running, &done);
   EXPECT_TRUE(c->CompleteTask(done).accepted());
