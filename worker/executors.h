@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/format/module_report.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
 #include "storage/storage_options.h"
@@ -29,24 +30,9 @@
 
 namespace caldera::worker {
 
-// Format version written into quantization_config (docs/format/checkpoint.md).
-inline constexpr int kCheckpointFormatVersion = 1;
-
-// Metrics of one decomposed matrix (one line of report.json).
-struct ModuleReport {
-  std::string name;      // "model.layers.0.self_attn.q_proj"
-  std::string artifact;  // URI of the artifact file
-  int64_t layer = 0;
-  std::string module;  // "q_proj"
-  int64_t rows = 0, cols = 0, rank = 0;
-  double relative_error = 0;
-  double weighted_relative_error = 0;
-  double bits_per_param = 0;
-  int64_t storage_bits = 0;
-  double seconds = 0;
-  int64_t ttlora_params = 0;
-  double ttlora_weighted_error_before = 0, ttlora_weighted_error_after = 0;
-};
+// Metrics of one decomposed matrix (one line of report.json); the format is
+// owned by core/format/module_report.h.
+using ModuleReport = format::ModuleReport;
 
 // Byte counts of one task's object-storage traffic (for metrics).
 struct IoCounts {
