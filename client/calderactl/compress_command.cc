@@ -25,6 +25,7 @@
 #include "client/calderactl/job_flags.h"
 #include "client/calderactl/model_inputs.h"
 #include "client/calderactl/progress.h"
+#include "core/format/checkpoint_report.h"
 #include "server/coordinator.h"
 #include "server/coordinator_server.h"
 #include "server/grpc_status.h"
@@ -187,8 +188,9 @@ int RunCompress(const CompressFlags& f) {
       absl::StatusOr<std::string> report =
           storage::ReadObject(storage::JoinKey(out, "report.json"), options);
       if (report.ok()) {
-        nlohmann::json r = nlohmann::json::parse(*report, nullptr, false);
-        if (!r.is_discarded()) j["totals"] = r["totals"];
+        absl::StatusOr<format::CheckpointReport> r =
+            format::ParseCheckpointReport(*report, storage::JoinKey(out, "report.json"));
+        if (r.ok()) j["totals"] = format::ReportTotalsToJson(r->totals);
       }
     }
     std::printf("%s\n", j.dump(2).c_str());

@@ -27,6 +27,16 @@ ReportTotals ComputeTotals(const std::vector<ModuleReport>& matrices, double sec
   return t;
 }
 
+nlohmann::json ReportTotalsToJson(const ReportTotals& t) {
+  return {{"matrices", t.matrices},
+          {"parameters", t.parameters},
+          {"storage_bits", t.storage_bits},
+          {"bits_per_param", t.bits_per_param},
+          {"rms_weighted_relative_error", t.rms_weighted_relative_error},
+          {"decompose_seconds", t.decompose_seconds},
+          {"seconds", t.seconds}};
+}
+
 std::string SerializeCheckpointReport(const CheckpointReport& r) {
   nlohmann::json report;
   nlohmann::json mats = nlohmann::json::array();
@@ -34,14 +44,7 @@ std::string SerializeCheckpointReport(const CheckpointReport& r) {
   report["format_version"] = r.format_version;
   report["request_id"] = r.request_id;
   report["matrices"] = mats;
-  const ReportTotals& t = r.totals;
-  report["totals"] = {{"matrices", t.matrices},
-                      {"parameters", t.parameters},
-                      {"storage_bits", t.storage_bits},
-                      {"bits_per_param", t.bits_per_param},
-                      {"rms_weighted_relative_error", t.rms_weighted_relative_error},
-                      {"decompose_seconds", t.decompose_seconds},
-                      {"seconds", t.seconds}};
+  report["totals"] = ReportTotalsToJson(r.totals);
   return report.dump(2);
 }
 

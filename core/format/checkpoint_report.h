@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "core/format/module_report.h"
 #include "core/format/quantization_config.h"
+#include "nlohmann/json.hpp"
 
 namespace caldera::format {
 
@@ -34,6 +35,9 @@ struct CheckpointReport {
 
 // The totals of `matrices` (see the doc), with `seconds` the job's wall time.
 ReportTotals ComputeTotals(const std::vector<ModuleReport>& matrices, double seconds);
+
+// The "totals" object (keys sorted), e.g. for `calderactl compress -o json`.
+nlohmann::json ReportTotalsToJson(const ReportTotals& totals);
 
 // report.json's text (pretty-printed, keys sorted). The totals are written as
 // given: fill them with ComputeTotals.
