@@ -5,9 +5,9 @@
 //   calibrate(l):    hidden states entering block l (or the calibration tokens
 //                    for l = 0) -> the block's four normalised Hessians and the
 //                    hidden states entering block l+1.
-//   decompose(l, m): W of module m in block l and its Hessian -> one artifact
-//                    (a safetensors file holding the module's CALDERA record and
-//                    optional TT-LoRA cores) + metrics.
+//   decompose(l, m): W of module m in block l and its Hessian -> one matrix
+//                    artifact (the module's CALDERA record, optional TT-LoRA
+//                    cores and its report; docs/format/matrix-artifact.md).
 //   finalize:        artifacts + uncompressed tensors -> sharded checkpoint,
 //                    config.json with quantization_config, index, report.json
 //                    (written LAST), then scratch removal.
@@ -43,7 +43,7 @@ struct IoCounts {
 // Calibrates block `layer`: reads `input_uri` (the calibration tokens when
 // layer == 0, else the hidden-states file written by calibrate(layer-1)), runs
 // the block, writes the Hessians file to `hessians_uri` (F64 tensors q_proj,
-// o_proj, gate_proj, down_proj, each Σ xᵀx / tokens) and, unless
+// o_proj, gate_proj, down_proj, each Σ xᵀx / tokens; docs/format/hessians.md) and, unless
 // `hidden_out_uri` is empty, the hidden states entering block layer+1.
 absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
                                         const std::string& input_uri,
@@ -52,7 +52,8 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
                                         const storage::StorageOptions& options,
                                         const std::function<bool()>& cancelled);
 
-// Reads the normalised Hessian named `name` ("q_proj") from a Hessians file.
+// Reads the normalised Hessian named `name` ("q_proj") from a Hessians file
+// (also the float32 files of older `calderactl calibrate`).
 absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
                                             const std::string& name,
                                             const storage::StorageOptions& options);

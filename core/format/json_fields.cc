@@ -85,9 +85,9 @@ void JsonFields::RequireInt(absl::string_view key, int* out) {
   const Json* v = Find(key, true, "an integer");
   if (v == nullptr) return;
   int64_t x = 0;
-  if (!AsInt64(*v, &x) || x < std::numeric_limits<int>::min() ||
-      x > std::numeric_limits<int>::max()) {
-    return WrongType(key, "a 32-bit integer", *v);
+  if (!AsInt64(*v, &x)) return WrongType(key, "an integer", *v);
+  if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max()) {
+    return WrongType(key, "an integer in the 32-bit range", *v);
   }
   *out = static_cast<int>(x);
 }
@@ -161,6 +161,10 @@ const Json* JsonFields::RequireObject(absl::string_view key) {
 }
 
 void JsonFields::OptionalInt(absl::string_view key, int64_t* out) {
+  if (Find(key, false, "") != nullptr) RequireInt(key, out);
+}
+
+void JsonFields::OptionalInt(absl::string_view key, int* out) {
   if (Find(key, false, "") != nullptr) RequireInt(key, out);
 }
 

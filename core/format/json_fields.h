@@ -55,6 +55,7 @@ class JsonFields {
 
   // Optional keys: absent or null leaves *out unchanged; a wrong type is an error.
   void OptionalInt(absl::string_view key, int64_t* out);
+  void OptionalInt(absl::string_view key, int* out);
   void OptionalDouble(absl::string_view key, double* out);
   void OptionalBool(absl::string_view key, bool* out);
   void OptionalString(absl::string_view key, std::string* out);

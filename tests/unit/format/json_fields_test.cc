@@ -32,6 +32,9 @@ TEST(JsonFieldsTest, ReadsTypedKeys) {
   f.RequireIntArray("a", &a);
   f.RequireStringArray("sa", &sa);
   f.OptionalDouble("nope", &missing);
+  int opt = 5, opt_missing = 6;
+  f.OptionalInt("i", &opt);
+  f.OptionalInt("nope", &opt_missing);
   EXPECT_NE(f.RequireObject("o"), nullptr);
   EXPECT_EQ(f.OptionalObject("nope"), nullptr);
   ASSERT_TRUE(f.ok()) << f.status();
@@ -44,6 +47,8 @@ TEST(JsonFieldsTest, ReadsTypedKeys) {
   EXPECT_EQ(a, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(sa, (std::vector<std::string>{"p"}));
   EXPECT_EQ(missing, 7);
+  EXPECT_EQ(opt, 3);
+  EXPECT_EQ(opt_missing, 6);
 }
 
 TEST(JsonFieldsTest, WrongTypesAndMissingKeysAreNamedNotThrown) {
