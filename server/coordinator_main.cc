@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/format/json_fields.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
 #include "server/coordinator.h"
@@ -42,21 +43,20 @@ bool ApplyConfig(const CLI::App& app, Flags* f) {
                  f->config.c_str());
     return false;
   }
-  auto take = [&](const char* key, const char* flag, auto* value) {
-    if (j.contains(key) && app.count(flag) == 0) {
-      *value = j[key].get<std::decay_t<decltype(*value)>>();
-    }
-  };
-  try {
-    take("listen", "--listen", &f->listen);
-    take("data_dir", "--data-dir", &f->data_dir);
-    take("metrics_listen", "--metrics-listen", &f->metrics_listen);
-    take("lease_seconds", "--lease-seconds", &f->lease_seconds);
-    take("heartbeat_seconds", "--heartbeat-seconds", &f->heartbeat_seconds);
-    take("max_attempts", "--max-attempts", &f->max_attempts);
-  } catch (const nlohmann::json::exception& e) {
-    std::fprintf(stderr, "caldera-coordinator: error: --config %s: %s\n", f->config.c_str(),
-                 e.what());
+  // Checked reading (no exceptions): a wrong type names the key.
+  caldera::format::JsonFields fields(j, "--config " + f->config);
+  auto unset = [&](const char* flag) { return app.count(flag) == 0; };
+  if (unset("--listen")) fields.OptionalString("listen", &f->listen);
+  if (unset("--data-dir")) fields.OptionalString("data_dir", &f->data_dir);
+  if (unset("--metrics-listen")) fields.OptionalString("metrics_listen", &f->metrics_listen);
+  if (unset("--lease-seconds")) fields.OptionalDouble("lease_seconds", &f->lease_seconds);
+  if (unset("--heartbeat-seconds")) {
+    fields.OptionalDouble("heartbeat_seconds", &f->heartbeat_seconds);
+  }
+  if (unset("--max-attempts")) fields.OptionalInt("max_attempts", &f->max_attempts);
+  if (!fields.ok()) {
+    std::fprintf(stderr, "caldera-coordinator: error: %s\n",
+                 std::string(fields.status().message()).c_str());
     return false;
   }
   return true;

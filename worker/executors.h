@@ -5,9 +5,9 @@
 //   calibrate(l):    hidden states entering block l (or the calibration tokens
 //                    for l = 0) -> the block's four normalised Hessians and the
 //                    hidden states entering block l+1.
-//   decompose(l, m): W of module m in block l and its Hessian -> one artifact
-//                    (a safetensors file holding the module's CALDERA record and
-//                    optional TT-LoRA cores) + metrics.
+//   decompose(l, m): W of module m in block l and its Hessian -> one matrix
+//                    artifact (the module's CALDERA record, optional TT-LoRA
+//                    cores and its report; docs/format/matrix-artifact.md).
 //   finalize:        artifacts + uncompressed tensors -> sharded checkpoint,
 //                    config.json with quantization_config, index, report.json
 //                    (written LAST), then scratch removal.
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/format/module_report.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
 #include "job/job_spec.h"
@@ -31,24 +32,9 @@ namespace caldera::worker {
 
 using job::JobSpec;  // the one job spec (job/job_spec.h)
 
-// Format version written into quantization_config (docs/format/checkpoint.md).
-inline constexpr int kCheckpointFormatVersion = 1;
-
-// Metrics of one decomposed matrix (one line of report.json).
-struct ModuleReport {
-  std::string name;      // "model.layers.0.self_attn.q_proj"
-  std::string artifact;  // URI of the artifact file
-  int64_t layer = 0;
-  std::string module;  // "q_proj"
-  int64_t rows = 0, cols = 0, rank = 0;
-  double relative_error = 0;
-  double weighted_relative_error = 0;
-  double bits_per_param = 0;
-  int64_t storage_bits = 0;
-  double seconds = 0;
-  int64_t ttlora_params = 0;
-  double ttlora_weighted_error_before = 0, ttlora_weighted_error_after = 0;
-};
+// Metrics of one decomposed matrix (one line of report.json); the format is
+// owned by core/format/module_report.h.
+using ModuleReport = format::ModuleReport;
 
 // Byte counts of one task's object-storage traffic (for metrics).
 struct IoCounts {
@@ -59,7 +45,7 @@ struct IoCounts {
 // Calibrates block `layer`: reads `input_uri` (the calibration tokens when
 // layer == 0, else the hidden-states file written by calibrate(layer-1)), runs
 // the block, writes the Hessians file to `hessians_uri` (F64 tensors q_proj,
-// o_proj, gate_proj, down_proj, each Σ xᵀx / tokens) and, unless
+// o_proj, gate_proj, down_proj, each Σ xᵀx / tokens; docs/format/hessians.md) and, unless
 // `hidden_out_uri` is empty, the hidden states entering block layer+1.
 absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
                                         const std::string& input_uri,
@@ -68,7 +54,8 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
                                         const storage::StorageOptions& options,
                                         const std::function<bool()>& cancelled);
 
-// Reads the normalised Hessian named `name` ("q_proj") from a Hessians file.
+// Reads the normalised Hessian named `name` ("q_proj") from a Hessians file
+// (also the float32 files of older `calderactl calibrate`).
 absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
                                             const std::string& name,
                                             const storage::StorageOptions& options);

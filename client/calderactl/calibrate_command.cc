@@ -8,7 +8,8 @@
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
-#include "core/format/safetensors.h"
+#include "core/format/hessians.h"
+#include "core/model/hessians_file.h"
 #include "storage/storage.h"
 
 namespace caldera::cli {
@@ -34,18 +35,6 @@ absl::Status ParseLayers(const std::string& spec, int64_t num_layers, int64_t* f
   return absl::OkStatus();
 }
 
-// Float32 n x n tensor of H / tokens.
-Tensor Normalised(const Eigen::MatrixXd& h, int64_t tokens) {
-  Tensor t = *Tensor::Zeros(DType::kF32, {h.rows(), h.cols()});
-  std::span<float> out = t.mutable_data<float>();
-  for (int64_t i = 0; i < h.rows(); ++i) {
-    for (int64_t j = 0; j < h.cols(); ++j) {
-      out[i * h.cols() + j] = static_cast<float>(h(i, j) / static_cast<double>(tokens));
-    }
-  }
-  return t;
-}
-
 int RunCalibrate(const CalibrateFlags& f) {
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = OpenCheckpointAt(f.model, options);
@@ -69,19 +58,9 @@ int RunCalibrate(const CalibrateFlags& f) {
   run.batch_sequences = f.batch;
   absl::Status s = model::CalibrateLayers(
       **ckpt, *tokens, first, last, run, [&](int64_t layer, model::BlockHessians& h) {
-        SafetensorsWriter w;
-        for (auto [name, m] :
-             {std::pair{"q_proj", &h.q_proj}, std::pair{"o_proj", &h.o_proj},
-              std::pair{"gate_proj", &h.gate_proj}, std::pair{"down_proj", &h.down_proj}}) {
-          if (absl::Status st = w.Add(name, Normalised(*m, h.tokens)); !st.ok()) return st;
-        }
-        std::vector<int64_t> count = {h.tokens};
-        if (absl::Status st = w.Add("tokens", *Tensor::FromValues<int64_t>({1}, count)); !st.ok()) {
-          return st;
-        }
-        w.SetMetadata("format", "caldera.hessians.v1");
-        w.SetMetadata("layer", absl::StrCat(layer));
-        absl::StatusOr<std::string> bytes = w.Serialize();
+        absl::StatusOr<format::Hessians> normalised = model::NormalisedHessians(h, layer);
+        if (!normalised.ok()) return normalised.status();
+        absl::StatusOr<std::string> bytes = format::SerializeHessians(*std::move(normalised));
         if (!bytes.ok()) return bytes.status();
         const std::string uri =
             storage::JoinKey(f.out, absl::StrCat("layer-", layer, ".hessians.safetensors"));
@@ -104,8 +83,9 @@ void AddCalibrateCommand(CLI::App& app, int* exit_code) {
   auto flags = std::make_shared<CalibrateFlags>();
   CLI::App* cmd = app.add_subcommand(
       "calibrate",
-      "Compute per-layer calibration Hessians (layer-{l}.hessians.safetensors: float32 q_proj, "
-      "o_proj, gate_proj, down_proj = sum x^T x / tokens, and int64 tokens)");
+      "Compute per-layer calibration Hessians (layer-{l}.hessians.safetensors, format "
+      "caldera.hessians.v1: float64 q_proj, o_proj, gate_proj, down_proj = sum x^T x / tokens; "
+      "metadata layer and tokens)");
   cmd->add_option("--model", flags->model, "Model directory URI (path, file://, s3://)")
       ->required();
   cmd->add_option("--tokens", flags->tokens, "Token file URI (int32 input_ids [samples, seq_len])")

@@ -21,6 +21,7 @@
 #include "client/calderactl/job_flags.h"
 #include "client/calderactl/model_inputs.h"
 #include "client/calderactl/progress.h"
+#include "core/format/checkpoint_report.h"
 #include "embedded/in_process_cluster.h"
 #include "process/grpc_status.h"
 #include "process/signal_watcher.h"
@@ -131,8 +132,9 @@ int RunCompress(const CompressFlags& f) {
       absl::StatusOr<std::string> report =
           storage::ReadObject(storage::JoinKey(out, "report.json"), options);
       if (report.ok()) {
-        nlohmann::json r = nlohmann::json::parse(*report, nullptr, false);
-        if (r.is_object() && r.contains("totals")) j["totals"] = r.at("totals");
+        absl::StatusOr<format::CheckpointReport> r =
+            format::ParseCheckpointReport(*report, storage::JoinKey(out, "report.json"));
+        if (r.ok()) j["totals"] = format::ReportTotalsToJson(r->totals);
       }
     }
     std::printf("%s\n", j.dump(2).c_str());

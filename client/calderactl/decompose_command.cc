@@ -13,7 +13,7 @@
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
 #include "core/decompose/caldera.h"
-#include "core/decompose/record.h"
+#include "core/format/matrix_artifact.h"
 #include "core/ttlora/adapter.h"
 #include "job/job_spec.h"
 #include "nlohmann/json.hpp"
@@ -141,23 +141,11 @@ int RunDecompose(const DecomposeFlags& f) {
     if (prefix.size() > 7 && prefix.compare(prefix.size() - 7, 7, ".weight") == 0) {
       prefix.resize(prefix.size() - 7);
     }
-    SafetensorsWriter writer;
-    writer.SetMetadata("format", "caldera.matrix.v1");
-    if (absl::Status s = decompose::AddRecordTensors(std::move(r->record), prefix, &writer);
-        !s.ok()) {
-      return ReportError("decompose", s);
-    }
-    if (adapter.has_value()) {
-      for (auto& [core_name, core] : adapter->adapter.ExportCores()) {
-        if (absl::Status s =
-                writer.Add(absl::StrCat(prefix, ".ttlora.", core_name), std::move(core));
-            !s.ok()) {
-          return ReportError("decompose", s);
-        }
-      }
-      writer.SetMetadata("ttlora_config", ttlora::AdapterConfigJson({prefix}, adapter->adapter));
-    }
-    absl::StatusOr<std::string> bytes = writer.Serialize();
+    format::MatrixArtifact artifact;
+    artifact.prefix = prefix;
+    artifact.record = std::move(r->record);
+    if (adapter.has_value()) artifact.adapter = ttlora::AdapterFile({prefix}, adapter->adapter);
+    absl::StatusOr<std::string> bytes = format::SerializeMatrixArtifact(std::move(artifact));
     if (!bytes.ok()) return ReportError("decompose", bytes.status());
     if (auto put = storage::WriteObject(f.out, *bytes, options); !put.ok()) {
       return ReportError("decompose", put.status());

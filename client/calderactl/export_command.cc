@@ -4,15 +4,15 @@
 // non-layer tensors plus one shard per decoder layer, so at most one layer is
 // held in memory.
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
+#include "core/format/quantization_config.h"
 #include "core/format/safetensors.h"
+#include "core/format/sharded_checkpoint.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -23,16 +23,6 @@ struct ExportFlags {
   std::string format = "dense", model, out;
 };
 
-absl::Status PutShard(const SafetensorsWriter& w, const std::string& out, const std::string& name,
-                      const storage::StorageOptions& options, uint64_t* total) {
-  absl::StatusOr<std::string> bytes = w.Serialize();
-  if (!bytes.ok()) return bytes.status();
-  *total += bytes->size();
-  absl::StatusOr<storage::ObjectInfo> put =
-      storage::WriteObject(storage::JoinKey(out, name), *bytes, options);
-  return put.ok() ? absl::OkStatus() : put.status();
-}
-
 absl::Status Export(const ExportFlags& f, const storage::StorageOptions& options) {
   if (f.format != "dense") {
     return absl::InvalidArgumentError(
@@ -41,75 +31,58 @@ absl::Status Export(const ExportFlags& f, const storage::StorageOptions& options
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = OpenCheckpointAt(f.model, options);
   if (!ckpt.ok()) return ckpt.status();
   const model::ModelConfig& config = (*ckpt)->config();
-  const int shards = 1 + static_cast<int>(config.num_layers);
-  auto shard_name = [shards](int i) {
-    return absl::StrFormat("model-%05d-of-%05d.safetensors", i, shards);
-  };
-  CheckpointIndex index;
-  uint64_t total = 0;
-  {  // Shard 1: tensors outside the decoder layers, unchanged.
-    SafetensorsWriter w;
-    w.SetMetadata("format", "pt");
-    for (const SafetensorsReader* reader : (*ckpt)->readers()) {
-      for (const TensorInfo& info : reader->tensors()) {
-        if (absl::StartsWith(info.name, "model.layers.")) continue;
-        absl::StatusOr<Tensor> t = reader->Read(info.name);
-        if (!t.ok()) return t.status();
-        if (absl::Status s = w.Add(info.name, *std::move(t)); !s.ok()) return s;
-        index.weight_map[info.name] = shard_name(1);
-      }
+  format::ShardedCheckpointWriter shards(
+      1 + static_cast<int>(config.num_layers),
+      [&](const std::string& name, const std::string& bytes) -> absl::Status {
+        absl::StatusOr<storage::ObjectInfo> put =
+            storage::WriteObject(storage::JoinKey(f.out, name), bytes, options);
+        return put.ok() ? absl::OkStatus() : put.status();
+      });
+  // Shard 1: tensors outside the decoder layers, unchanged.
+  for (const SafetensorsReader* reader : (*ckpt)->readers()) {
+    for (const TensorInfo& info : reader->tensors()) {
+      if (absl::StartsWith(info.name, "model.layers.")) continue;
+      absl::StatusOr<Tensor> t = reader->Read(info.name);
+      if (!t.ok()) return t.status();
+      if (absl::Status s = shards.Add(info.name, *std::move(t)); !s.ok()) return s;
     }
-    if (absl::Status s = PutShard(w, f.out, shard_name(1), options, &total); !s.ok()) return s;
   }
+  if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     const std::string prefix = config.LayerPrefix(layer);
-    const std::string name = shard_name(static_cast<int>(layer) + 2);
-    SafetensorsWriter w;
-    w.SetMetadata("format", "pt");
     // Dense linears (dequantised records or copies).
     for (const model::LinearModule& m : model::kLinearModules) {
       const std::string module = prefix + m.suffix;
       absl::StatusOr<Tensor> t = (*ckpt)->ReadLinearWeight(module, m.name);
       if (!t.ok()) return t.status();
-      if (absl::Status s = w.Add(module + ".weight", *std::move(t)); !s.ok()) return s;
-      index.weight_map[module + ".weight"] = name;
+      if (absl::Status s = shards.Add(module + ".weight", *std::move(t)); !s.ok()) return s;
     }
     // Everything else of the layer (norms, biases) unchanged; records and
     // adapters are dropped.
     for (const SafetensorsReader* reader : (*ckpt)->readers()) {
       for (const TensorInfo& info : reader->tensors()) {
-        if (!absl::StartsWith(info.name, prefix) || index.weight_map.count(info.name) != 0 ||
+        if (!absl::StartsWith(info.name, prefix) || shards.Contains(info.name) ||
             absl::StrContains(info.name, ".caldera.") || absl::StrContains(info.name, ".ttlora.")) {
           continue;
         }
         absl::StatusOr<Tensor> t = reader->Read(info.name);
         if (!t.ok()) return t.status();
-        if (absl::Status s = w.Add(info.name, *std::move(t)); !s.ok()) return s;
-        index.weight_map[info.name] = name;
+        if (absl::Status s = shards.Add(info.name, *std::move(t)); !s.ok()) return s;
       }
     }
-    if (absl::Status s = PutShard(w, f.out, name, options, &total); !s.ok()) return s;
+    if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
   }
   absl::StatusOr<std::string> text =
       storage::ReadObject(storage::JoinKey(f.model, "config.json"), options);
   if (!text.ok()) return text.status();
-  nlohmann::json cfg = nlohmann::json::parse(*text, nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(f.model, "/config.json is not a JSON object"));
-  }
-  cfg.erase("quantization_config");
-  cfg["torch_dtype"] = "float32";
-  if (auto put = storage::WriteObject(storage::JoinKey(f.out, "config.json"), cfg.dump(2), options);
+  absl::StatusOr<std::string> dense =
+      format::DenseModelConfig(*text, absl::StrCat(f.model, "/config.json"));
+  if (!dense.ok()) return dense.status();
+  if (auto put = storage::WriteObject(storage::JoinKey(f.out, "config.json"), *dense, options);
       !put.ok()) {
     return put.status();
   }
-  index.metadata["total_size"] = absl::StrCat(total);
-  if (auto put = storage::WriteObject(storage::JoinKey(f.out, "model.safetensors.index.json"),
-                                      SerializeCheckpointIndex(index), options);
-      !put.ok()) {
-    return put.status();
-  }
-  return absl::OkStatus();
+  return shards.WriteIndex();
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/decompose/ldlq.h"
+#include "core/format/matrix_record.h"
 #include "core/transform/hadamard.h"
-#include "nlohmann/json.hpp"
 
 namespace caldera::decompose {
 namespace {
@@ -288,35 +288,22 @@ absl::StatusOr<LrState> LowRankUpdate(const MatrixF& a, const MatrixF& g, const 
   return best;
 }
 
-nlohmann::json SpecJson(const QuantizerSpec& s) {
+format::RecordQuantizer SpecRecord(const QuantizerSpec& s) {
   const char* kind = s.kind == QuantizerSpec::Kind::kLattice   ? "e8p"
                      : s.kind == QuantizerSpec::Kind::kUniform ? "uniform"
                                                                : "float";
-  nlohmann::json j = {
-      {"kind", kind}, {"bits", s.bits}, {"group_size", s.group_size}, {"symmetric", s.symmetric}};
-  if (s.row_scales) j["row_scales"] = true;  // absent in records written before it existed
-  return j;
+  return {kind, s.bits, s.group_size, s.symmetric, s.row_scales};
 }
 
-absl::StatusOr<QuantizerSpec> SpecFromJson(const nlohmann::json& j) {
-  if (!j.is_object() || !j.contains("kind") || !j.contains("bits")) {
-    return absl::InvalidArgumentError("record config: malformed quantizer spec");
-  }
+absl::StatusOr<QuantizerSpec> SpecFromRecord(const format::RecordQuantizer& q) {
   QuantizerSpec s;
-  const std::string kind = j["kind"].get<std::string>();
-  s.kind = kind == "e8p"       ? QuantizerSpec::Kind::kLattice
-           : kind == "uniform" ? QuantizerSpec::Kind::kUniform
-                               : QuantizerSpec::Kind::kFloat;
-  s.bits = j["bits"].get<int>();
-  s.group_size = j.value("group_size", int64_t{128});
-  s.symmetric = j.value("symmetric", true);
-  const auto rs = j.find("row_scales");
-  if (rs != j.end()) {
-    if (!rs->is_boolean()) {
-      return absl::InvalidArgumentError("record config: \"row_scales\" must be true or false");
-    }
-    s.row_scales = rs->get<bool>();
-  }
+  s.kind = q.kind == "e8p"       ? QuantizerSpec::Kind::kLattice
+           : q.kind == "uniform" ? QuantizerSpec::Kind::kUniform
+                                 : QuantizerSpec::Kind::kFloat;
+  s.bits = q.bits;
+  s.group_size = q.group_size;
+  s.symmetric = q.symmetric;
+  s.row_scales = q.row_scales;
   if (absl::Status st = quant::ValidateSpec(s); !st.ok()) return st;
   return s;
 }
@@ -637,27 +624,21 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   result.storage_bits = best_bits + 32 /* global scale */ + (o.hadamard ? 64 : 0) /* seed */;
   result.bits_per_param = static_cast<double>(result.storage_bits) / static_cast<double>(m * n);
 
-  nlohmann::json config = {{"format", "caldera.matrix.v1"},
-                           {"method", o.method},
-                           {"rows", m},
-                           {"cols", n},
-                           {"padded_rows", mp},
-                           {"padded_cols", np},
-                           {"rank", k},
-                           {"q", SpecJson(o.q_spec)},
-                           {"lr", SpecJson(FactorSpec(o))},
-                           {"hadamard", o.hadamard},
-                           {"seed", o.seed},
-                           {"update_order", !with_lr ? "q" : (o.lr_first ? "lr,q" : "q,lr")},
-                           {"hessian_downdate", o.hessian_downdate && with_lr},
-                           {"sign_generator", "splitmix64; rows use seed xor 0x5bd1e9955bd1e995"},
-                           {"global_scale", g}};
-  const std::string cj = config.dump();
-  result.record.emplace_back(
-      "caldera.config",
-      *Tensor::FromBytes(
-          DType::kU8, {static_cast<int64_t>(cj.size())},
-          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(cj.data()), cj.size())));
+  format::MatrixRecordConfig config;
+  config.method = o.method;
+  config.rows = m;
+  config.cols = n;
+  config.padded_rows = mp;
+  config.padded_cols = np;
+  config.rank = k;
+  config.q = SpecRecord(o.q_spec);
+  config.lr = SpecRecord(FactorSpec(o));
+  config.hadamard = o.hadamard;
+  config.seed = o.seed;
+  config.update_order = !with_lr ? "q" : (o.lr_first ? "lr,q" : "q,lr");
+  config.hessian_downdate = o.hessian_downdate && with_lr;
+  config.global_scale = g;
+  result.record.emplace_back(format::kRecordConfigName, format::RecordConfigTensor(config));
   for (auto& [name, tensor] : best_q)
     result.record.emplace_back("caldera.q." + name, std::move(tensor));
   for (auto& [name, tensor] : best_l)
@@ -676,23 +657,17 @@ absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
     if (name.rfind("caldera.l.", 0) == 0) le.emplace_back(name.substr(10), t.Clone());
     if (name.rfind("caldera.r.", 0) == 0) re.emplace_back(name.substr(10), t.Clone());
   }
-  if (config_t == nullptr || config_t->dtype() != DType::kU8) {
-    return absl::InvalidArgumentError("record has no caldera.config");
-  }
-  std::span<const uint8_t> cb = config_t->data<uint8_t>();
-  nlohmann::json c = nlohmann::json::parse(cb.begin(), cb.end(), nullptr, false);
-  if (c.is_discarded() || c.value("format", "") != "caldera.matrix.v1") {
-    return absl::InvalidArgumentError("record config is not caldera.matrix.v1 JSON");
-  }
-  const int64_t m = c["rows"], n = c["cols"], mp = c["padded_rows"], np = c["padded_cols"],
-                k = c["rank"];
-  absl::StatusOr<QuantizerSpec> q_spec = SpecFromJson(c["q"]);
+  if (config_t == nullptr) return absl::InvalidArgumentError("record has no caldera.config");
+  absl::StatusOr<format::MatrixRecordConfig> c = format::RecordConfigFromTensor(*config_t, "");
+  if (!c.ok()) return c.status();
+  const int64_t m = c->rows, n = c->cols, mp = c->padded_rows, np = c->padded_cols, k = c->rank;
+  absl::StatusOr<QuantizerSpec> q_spec = SpecFromRecord(c->q);
   if (!q_spec.ok()) return q_spec.status();
   absl::StatusOr<MatrixF> q = quant::Dequantize(*q_spec, mp, np, qe);
   if (!q.ok()) return q.status();
   MatrixF wt = *std::move(q);
   if (k > 0) {
-    absl::StatusOr<QuantizerSpec> lr_spec = SpecFromJson(c["lr"]);
+    absl::StatusOr<QuantizerSpec> lr_spec = SpecFromRecord(c->lr);
     if (!lr_spec.ok()) return lr_spec.status();
     absl::StatusOr<MatrixF> lt = quant::Dequantize(*lr_spec, k, mp, le);
     absl::StatusOr<MatrixF> r = quant::Dequantize(*lr_spec, k, np, re);
@@ -701,13 +676,12 @@ absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
     const MatrixF l = lt->transpose();
     wt.noalias() += l * *r;
   }
-  absl::StatusOr<TwoSided> t =
-      TwoSided::Make(m, n, c["hadamard"].get<bool>(), c["seed"].get<uint64_t>());
+  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, c->hadamard, c->seed);
   if (!t.ok()) return t.status();
   if (t->mp() != mp || t->np() != np) {
     return absl::InvalidArgumentError("record padding does not match its transform");
   }
-  return MatrixF(t->Inverse(wt) * c["global_scale"].get<float>());
+  return MatrixF(t->Inverse(wt) * static_cast<float>(c->global_scale));
 }
 
 }  // namespace caldera::decompose

@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/format/hidden_states.h"
 
 namespace caldera::model {
 
@@ -22,41 +22,20 @@ absl::StatusOr<std::string> SerializeHiddenStates(const HiddenStates& states) {
   absl::StatusOr<Tensor> t =
       Tensor::FromValues<float>({states.samples, states.seq_len, hidden}, values);
   if (!t.ok()) return t.status();
-  SafetensorsWriter writer;
-  if (absl::Status s = writer.Add("hidden_states", *std::move(t)); !s.ok()) return s;
-  writer.SetMetadata("layer", absl::StrCat(states.layer));
-  return writer.Serialize();
+  return format::SerializeHiddenStatesFile(format::HiddenStatesFile{states.layer, *std::move(t)});
 }
 
 absl::StatusOr<HiddenStates> ReadHiddenStates(const SafetensorsReader& reader,
                                               const ModelConfig& config) {
-  const TensorInfo* info = reader.Find("hidden_states");
-  if (info == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.name(), ": no 'hidden_states' tensor; hidden-state files hold an F32 ",
-        "hidden_states [samples, seq_len, hidden_size] (written by SerializeHiddenStates)"));
-  }
-  if (info->dtype != DType::kF32 || info->shape.size() != 3 ||
-      info->shape[2] != config.hidden_size || info->shape[0] <= 0 || info->shape[1] <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(reader.name(), ": hidden_states is ", DTypeName(info->dtype),
-                     ShapeString(info->shape), "; expected F32 [samples, seq_len, ",
-                     config.hidden_size, "] for this model (were they made with another model?)"));
-  }
+  absl::StatusOr<format::HiddenStatesFile> file =
+      format::ReadHiddenStatesFile(reader, config.hidden_size, config.num_layers);
+  if (!file.ok()) return file.status();
   HiddenStates out;
-  out.samples = info->shape[0];
-  out.seq_len = info->shape[1];
-  const auto it = reader.metadata().find("layer");
-  if (it == reader.metadata().end() || !absl::SimpleAtoi(it->second, &out.layer) || out.layer < 0 ||
-      out.layer > config.num_layers) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(reader.name(), ": metadata 'layer' is missing or not in [0, ",
-                     config.num_layers, "]; write the file with SerializeHiddenStates"));
-  }
-  absl::StatusOr<Tensor> t = reader.Read("hidden_states");
-  if (!t.ok()) return t.status();
+  out.samples = file->values.dim(0);
+  out.seq_len = file->values.dim(1);
+  out.layer = file->layer;
   out.values.resize(out.samples * out.seq_len, config.hidden_size);
-  const std::span<const float> src = t->data<float>();
+  const std::span<const float> src = file->values.data<float>();
   std::memcpy(out.values.data(), src.data(), src.size_bytes());
   return out;
 }

@@ -2,9 +2,9 @@
 // distributed worker can calibrate layer l from the states layer l-1 produced
 // (embeddings for layer 0, see EmbedTokens) without re-running earlier blocks.
 //
-// File format: a safetensors file with one F32 tensor "hidden_states"
-// [samples, seq_len, hidden_size] and metadata "layer" = the index of the block
-// these states enter.
+// The file format is owned by core/format/hidden_states.h
+// (docs/format/hidden-states.md); this file converts to and from the model's
+// row matrices.
 #ifndef CALDERA_CORE_MODEL_HIDDEN_STATES_H_
 #define CALDERA_CORE_MODEL_HIDDEN_STATES_H_
 

@@ -73,45 +73,7 @@ absl::StatusOr<RowMatrixF> LmHead(const Checkpoint& ckpt) {
 }  // namespace
 
 absl::StatusOr<TokenSet> LoadTokens(const SafetensorsReader& reader, const ModelConfig& config) {
-  const TensorInfo* info = reader.Find("input_ids");
-  if (info == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(reader.name(),
-                     ": no 'input_ids' tensor; token files hold an int32 input_ids "
-                     "[samples, seq_len]"));
-  }
-  if (info->shape.size() != 2 || (info->dtype != DType::kI32 && info->dtype != DType::kI64)) {
-    return absl::InvalidArgumentError(absl::StrCat(reader.name(), ": input_ids is ",
-                                                   DTypeName(info->dtype), ShapeString(info->shape),
-                                                   "; expected I32 [samples, seq_len]"));
-  }
-  TokenSet set;
-  set.samples = info->shape[0];
-  set.seq_len = info->shape[1];
-  if (set.samples == 0 || set.seq_len < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(reader.name(), ": input_ids ", ShapeString(info->shape),
-                     " is empty; need at least one sequence of two or more tokens"));
-  }
-  if (set.seq_len > config.max_position_embeddings) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.name(), ": sequences of ", set.seq_len, " tokens exceed the model's ",
-        "max_position_embeddings ", config.max_position_embeddings, "; cut them shorter"));
-  }
-  absl::StatusOr<Tensor> t = reader.Read("input_ids");
-  if (!t.ok()) return t.status();
-  set.ids.resize(static_cast<size_t>(t->numel()));
-  for (int64_t i = 0; i < t->numel(); ++i) {
-    const int64_t id = t->dtype() == DType::kI32 ? t->data<int32_t>()[i] : t->data<int64_t>()[i];
-    if (id < 0 || id >= config.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(reader.name(), ": token id ", id, " at sample ", i / set.seq_len,
-                       ", position ", i % set.seq_len, " is outside the vocabulary [0, ",
-                       config.vocab_size, "); were the tokens made with this model's tokenizer?"));
-    }
-    set.ids[i] = static_cast<int32_t>(id);
-  }
-  return set;
+  return format::ReadTokenFile(reader, config.vocab_size, config.max_position_embeddings);
 }
 
 absl::StatusOr<RowMatrixF> EmbedTokens(const Checkpoint& ckpt, const TokenSet& tokens) {

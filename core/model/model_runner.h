@@ -9,17 +9,15 @@
 
 #include "absl/status/statusor.h"
 #include "core/format/safetensors.h"
+#include "core/format/tokens.h"
 #include "core/model/checkpoint.h"
 #include "core/model/llama_block.h"
 
 namespace caldera::model {
 
-// Token ids [samples, seq_len], as stored in an `input_ids` tensor.
-struct TokenSet {
-  int64_t samples = 0;
-  int64_t seq_len = 0;
-  std::vector<int32_t> ids;  // row-major
-};
+// Token ids [samples, seq_len], as stored in an `input_ids` tensor (the token
+// file format is owned by core/format/tokens.h, docs/format/tokens.md).
+using TokenSet = format::TokenFile;
 
 // Reads and validates `input_ids` (I32 or I64, rank 2, non-empty, ids within
 // the vocabulary, seq_len <= max_position_embeddings). Messages name the file

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/format/safetensors.h"
+#include "core/format/tokens.h"
 #include "core/util/splitmix64.h"
 #include "nlohmann/json.hpp"
 
@@ -137,16 +138,13 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
 
 absl::Status WriteTestTokens(int64_t samples, int64_t seq_len, int64_t vocab_size, uint64_t seed,
                              const std::string& path) {
-  absl::StatusOr<Tensor> t = Tensor::Zeros(DType::kI32, {samples, seq_len});
-  if (!t.ok()) return t.status();
+  format::TokenFile tokens{samples, seq_len, {}};
+  tokens.ids.resize(static_cast<size_t>(samples * seq_len));
   SplitMix64 rng(seed);
-  std::span<int32_t> ids = t->mutable_data<int32_t>();
   for (int64_t i = 0; i < samples * seq_len; ++i) {
-    ids[i] = i % seq_len == 0 ? 1 : static_cast<int32_t>(rng.Next() % vocab_size);
+    tokens.ids[i] = i % seq_len == 0 ? 1 : static_cast<int32_t>(rng.Next() % vocab_size);
   }
-  SafetensorsWriter w;
-  if (absl::Status s = w.Add("input_ids", *std::move(t)); !s.ok()) return s;
-  return w.WriteFile(path);
+  return format::WriteTokenFile(tokens, path);
 }
 
 }  // namespace caldera::model

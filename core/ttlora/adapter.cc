@@ -8,7 +8,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/util/splitmix64.h"
-#include "nlohmann/json.hpp"
 
 namespace caldera::ttlora {
 namespace {
@@ -220,19 +219,17 @@ absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eig
   return result;
 }
 
-std::string AdapterConfigJson(const std::vector<std::string>& base_modules, const Adapter& a) {
-  nlohmann::ordered_json j = {
-      {"format", "caldera.ttlora.v1"},
-      {"base_modules", base_modules},
-      {"in_factors", a.shape.in_factors},
-      {"out_factors", a.shape.out_factors},
-      {"ranks", a.tt.ranks},
-      {"alpha", a.alpha},
-      {"init", a.init},
-      {"layout",
-       "y = base(x) + alpha * x * A_in * B_out; cores G_k[r_{k-1}, s_k, r_k] over the shape "
-       "in_factors ++ out_factors of dW^T reshaped row-major (first factor most significant)"}};
-  return j.dump(2);
+format::TtloraAdapterFile AdapterFile(const std::vector<std::string>& base_modules,
+                                      const Adapter& a) {
+  format::TtloraAdapterFile file;
+  file.config.base_modules = base_modules;
+  file.config.in_factors = a.shape.in_factors;
+  file.config.out_factors = a.shape.out_factors;
+  file.config.ranks = a.tt.ranks;
+  file.config.alpha = a.alpha;
+  file.config.init = a.init;
+  for (auto& [name, core] : a.ExportCores()) file.cores.push_back(std::move(core));
+  return file;
 }
 
 }  // namespace caldera::ttlora

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/format/ttlora_adapter.h"
 #include "core/tensor/tensor.h"
 #include "core/ttlora/tt_svd.h"
 
@@ -68,8 +69,10 @@ absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eig
                                              int64_t rank, double alpha, const std::string& mode,
                                              uint64_t seed);
 
-// The adapter config JSON (format caldera.ttlora.v1) for a set of modules.
-std::string AdapterConfigJson(const std::vector<std::string>& base_modules, const Adapter& a);
+// The adapter as stored (config + cores, format caldera.ttlora.v1, owned by
+// core/format/ttlora_adapter.h) for a set of modules.
+format::TtloraAdapterFile AdapterFile(const std::vector<std::string>& base_modules,
+                                      const Adapter& a);
 
 }  // namespace caldera::ttlora
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/decompose/caldera.h"
 #include "core/decompose/record.h"
+#include "core/format/matrix_record.h"
 #include "core/format/safetensors.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -54,16 +55,15 @@ TEST(CliModelTest, CalibrateWritesOneHessianFilePerLayer) {
     auto r = SafetensorsReader::OpenFile(
         dir.Join(absl::StrCat("h/layer-", layer, ".hessians.safetensors")));
     ASSERT_TRUE(r.ok()) << r.status();
-    absl::StatusOr<Tensor> tokens = (*r)->Read("tokens");
-    ASSERT_TRUE(tokens.ok());
-    EXPECT_EQ(tokens->data<int64_t>()[0], 128 * 256);
+    // One Hessians format (docs/format/hessians.md): F64, tokens in the metadata.
+    EXPECT_EQ((*r)->metadata().at("tokens"), absl::StrCat(128 * 256));
     for (const char* name : {"q_proj", "o_proj", "gate_proj", "down_proj"}) {
       absl::StatusOr<Tensor> h = (*r)->Read(name);
       ASSERT_TRUE(h.ok()) << name;
-      ASSERT_EQ(h->dtype(), DType::kF32);
+      ASSERT_EQ(h->dtype(), DType::kF64);
       const int64_t n = std::string(name) == "down_proj" ? 172 : 64;
       ASSERT_EQ(h->shape(), (std::vector<int64_t>{n, n}));
-      std::span<const float> v = h->data<float>();
+      std::span<const double> v = h->data<double>();
       double diag = 0;
       for (int64_t i = 0; i < n; ++i) {
         diag += v[i * n + i];
@@ -344,7 +344,7 @@ TEST(CliCompressedEvalTest, EvalDequantisesRecordsOnLoad) {
         decompose::Decompose(w, Eigen::MatrixXd::Identity(w.cols(), w.cols()), o);
     ASSERT_TRUE(res.ok()) << res.status();
     const std::string prefix = info.name.substr(0, info.name.size() - 7);
-    ASSERT_TRUE(decompose::AddRecordTensors(std::move(res->record), prefix, &writer).ok());
+    ASSERT_TRUE(format::AddRecordTensors(std::move(res->record), prefix, &writer).ok());
   }
   std::filesystem::create_directories(dir.Join("c"));
   ASSERT_TRUE(writer.WriteFile(dir.Join("c/model.safetensors")).ok());

@@ -1,0 +1,118 @@
+#include "core/format/hessians.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace caldera::format {
+namespace {
+
+absl::Status Bad(const std::string& file, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(file, ": not a valid ", kHessiansFormat, " file: ", what,
+                   " (write it with `calderactl calibrate`; see docs/format/hessians.md)"));
+}
+
+bool IsHessianName(absl::string_view name) {
+  for (const char* n : kHessianNames) {
+    if (name == n) return true;
+  }
+  return false;
+}
+
+absl::Status CheckFormatTag(const SafetensorsReader& reader) {
+  const auto it = reader.metadata().find("format");
+  if (it == reader.metadata().end()) return Bad(reader.name(), "no metadata \"format\"");
+  if (it->second != kHessiansFormat) {
+    return Bad(reader.name(), absl::StrCat("metadata \"format\" is \"", it->second, "\""));
+  }
+  return absl::OkStatus();
+}
+
+// Metadata `key` as an integer >= `min`.
+absl::StatusOr<int64_t> MetadataInt(const SafetensorsReader& reader, const char* key, int64_t min) {
+  const auto it = reader.metadata().find(key);
+  if (it == reader.metadata().end()) {
+    return Bad(reader.name(), absl::StrCat("no metadata \"", key, "\""));
+  }
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(it->second, &v) || v < min) {
+    return Bad(reader.name(), absl::StrCat("metadata \"", key, "\" is \"", it->second,
+                                           "\", not an integer >= ", min));
+  }
+  return v;
+}
+
+// The token count: metadata "tokens", or the I64 [1] tensor of older files.
+absl::StatusOr<int64_t> Tokens(const SafetensorsReader& reader) {
+  if (reader.metadata().count("tokens") != 0) return MetadataInt(reader, "tokens", 1);
+  const TensorInfo* info = reader.Find("tokens");
+  if (info == nullptr) return Bad(reader.name(), "no metadata \"tokens\"");
+  if (info->dtype != DType::kI64 || info->shape != std::vector<int64_t>{1}) {
+    return Bad(reader.name(), absl::StrCat("tensor \"tokens\" is ", DTypeName(info->dtype),
+                                           ShapeString(info->shape), ", expected I64 [1]"));
+  }
+  absl::StatusOr<Tensor> t = reader.Read("tokens");
+  if (!t.ok()) return t.status();
+  const int64_t v = t->data<int64_t>()[0];
+  if (v < 1) return Bad(reader.name(), absl::StrCat("tensor \"tokens\" holds ", v));
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SerializeHessians(Hessians h) {
+  if (h.layer < 0 || h.tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("Hessians: layer ", h.layer, " and tokens ",
+                                                   h.tokens, " must be >= 0 and >= 1"));
+  }
+  SafetensorsWriter writer;
+  writer.SetMetadata("format", kHessiansFormat);
+  writer.SetMetadata("layer", absl::StrCat(h.layer));
+  writer.SetMetadata("tokens", absl::StrCat(h.tokens));
+  for (size_t i = 0; i < kHessianNames.size(); ++i) {
+    Tensor& t = h.matrices[i];
+    if (t.dtype() != DType::kF64 || t.shape().size() != 2 || t.dim(0) != t.dim(1)) {
+      return absl::InvalidArgumentError(absl::StrCat("Hessians: ", kHessianNames[i], " is ",
+                                                     DTypeName(t.dtype()), ShapeString(t.shape()),
+                                                     ", expected F64 [n, n]"));
+    }
+    if (absl::Status s = writer.Add(kHessianNames[i], std::move(t)); !s.ok()) return s;
+  }
+  return writer.Serialize();
+}
+
+absl::StatusOr<Tensor> ReadHessian(const SafetensorsReader& reader, absl::string_view name) {
+  if (!IsHessianName(name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no Hessian named '", name, "' (q_proj, o_proj, gate_proj or down_proj)"));
+  }
+  if (absl::Status s = CheckFormatTag(reader); !s.ok()) return s;
+  const TensorInfo* info = reader.Find(name);
+  if (info == nullptr) return Bad(reader.name(), absl::StrCat("no tensor \"", name, "\""));
+  if ((info->dtype != DType::kF64 && info->dtype != DType::kF32) || info->shape.size() != 2 ||
+      info->shape[0] != info->shape[1]) {
+    return Bad(reader.name(),
+               absl::StrCat("tensor \"", name, "\" is ", DTypeName(info->dtype),
+                            ShapeString(info->shape), ", expected a square F64 (or F32) matrix"));
+  }
+  return reader.ReadAs(name, DType::kF64);
+}
+
+absl::StatusOr<Hessians> ReadHessians(const SafetensorsReader& reader) {
+  if (absl::Status s = CheckFormatTag(reader); !s.ok()) return s;
+  Hessians h;
+  absl::StatusOr<int64_t> layer = MetadataInt(reader, "layer", 0);
+  if (!layer.ok()) return layer.status();
+  h.layer = *layer;
+  absl::StatusOr<int64_t> tokens = Tokens(reader);
+  if (!tokens.ok()) return tokens.status();
+  h.tokens = *tokens;
+  for (size_t i = 0; i < kHessianNames.size(); ++i) {
+    absl::StatusOr<Tensor> t = ReadHessian(reader, kHessianNames[i]);
+    if (!t.ok()) return t.status();
+    h.matrices[i] = *std::move(t);
+  }
+  return h;
+}
+
+}  // namespace caldera::format

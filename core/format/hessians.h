@@ -1,0 +1,56 @@
+// The calibration Hessians of one decoder block (format `caldera.hessians.v1`,
+// docs/format/hessians.md): one writer and one reader, used by the worker's
+// calibrate task and by `calderactl calibrate`.
+//
+// A safetensors file with four F64 [n, n] tensors, each the normalised input
+// moment Σ xᵀx / tokens of a module group:
+//   q_proj (q/k/v share it), o_proj, gate_proj (gate/up share it), down_proj
+// and metadata format = "caldera.hessians.v1", layer = block index, tokens =
+// the number of token positions summed over.
+//
+// The reader also loads files written by older `calderactl calibrate`: F32
+// tensors (converted to F64) with the token count in an I64 [1] tensor
+// "tokens" instead of the metadata.
+#ifndef CALDERA_CORE_FORMAT_HESSIANS_H_
+#define CALDERA_CORE_FORMAT_HESSIANS_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/format/safetensors.h"
+#include "core/tensor/tensor.h"
+
+namespace caldera::format {
+
+inline constexpr char kHessiansFormat[] = "caldera.hessians.v1";
+// The tensor names, in the order they are written.
+inline constexpr std::array<const char*, 4> kHessianNames = {"q_proj", "o_proj", "gate_proj",
+                                                             "down_proj"};
+
+struct Hessians {
+  int64_t layer = 0;   // the block these are the inputs of
+  int64_t tokens = 0;  // token positions the moments were summed over (> 0)
+  // F64 [n, n] each, Σ xᵀx / tokens; indexed like kHessianNames.
+  std::array<Tensor, 4> matrices;
+};
+
+// The file's bytes (consumes the matrices, so a large block's Hessians are not
+// held twice). INVALID_ARGUMENT when a matrix is not F64 square, or layer < 0
+// or tokens < 1.
+absl::StatusOr<std::string> SerializeHessians(Hessians hessians);
+
+// Reads and validates the whole file: all four matrices square and F64 (F32
+// in older files, converted), the format tag, layer and tokens. Messages name
+// the file and what is wrong.
+absl::StatusOr<Hessians> ReadHessians(const SafetensorsReader& reader);
+
+// Reads one matrix by name ("q_proj", ...) as F64 [n, n], checking the format
+// tag and that tensor only (a remote file is read as three ranged reads).
+absl::StatusOr<Tensor> ReadHessian(const SafetensorsReader& reader, absl::string_view name);
+
+}  // namespace caldera::format
+
+#endif  // CALDERA_CORE_FORMAT_HESSIANS_H_
