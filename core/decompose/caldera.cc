@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <random>
 
@@ -21,11 +22,13 @@ using Exports = std::vector<std::pair<std::string, Tensor>>;
 
 constexpr uint64_t kRowSignSalt = 0x5bd1e9955bd1e995ull;
 
-// The smallest size >= n that the transform accepts and that is a multiple of 8.
-int64_t PaddedSize(int64_t n, bool hadamard) {
-  if (!hadamard) return (n + 7) / 8 * 8;
-  for (int64_t v = std::max<int64_t>(n, 8);; ++v) {
-    if (v % 8 == 0 && transform::HadamardTransform::Create(v).ok()) return v;
+// The smallest size >= n that is a multiple of `multiple` and, with
+// `hadamard`, a size the transform accepts.
+int64_t PaddedSize(int64_t n, bool hadamard, int64_t multiple) {
+  const int64_t first = (n + multiple - 1) / multiple * multiple;
+  if (!hadamard) return first;
+  for (int64_t v = first;; v += multiple) {
+    if (transform::HadamardTransform::Create(v).ok()) return v;
   }
 }
 
@@ -33,12 +36,19 @@ int64_t PaddedSize(int64_t n, bool hadamard) {
 // W̃ = Had_mᵀ·diag(SV)·W·diag(SU)·Had_n.
 class TwoSided {
  public:
-  static absl::StatusOr<TwoSided> Make(int64_t m, int64_t n, bool hadamard, uint64_t seed) {
+  // m × n padded to mp × np (>= m, n; sizes the transform accepts when
+  // `hadamard`, see PaddedSize).
+  static absl::StatusOr<TwoSided> Make(int64_t m, int64_t n, int64_t mp, int64_t np, bool hadamard,
+                                       uint64_t seed) {
+    if (mp < m || np < n) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("padded size ", mp, "x", np, " is smaller than ", m, "x", n));
+    }
     TwoSided t;
     t.m_ = m;
     t.n_ = n;
-    t.mp_ = PaddedSize(m, hadamard);
-    t.np_ = PaddedSize(n, hadamard);
+    t.mp_ = mp;
+    t.np_ = np;
     t.hadamard_ = hadamard;
     if (hadamard) {
       absl::StatusOr<transform::HadamardTransform> hm = transform::HadamardTransform::Create(t.mp_);
@@ -386,7 +396,14 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
 
   float g = Rms(w);
   if (!(g > 0)) g = 1.0f;
-  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, o.hadamard, o.seed);
+  // Padding only where a quantizer needs it: Q's columns come in its blocks
+  // (8 for E8P, 1 for uniform); L is quantized as Lᵀ (k × rows) and R (k ×
+  // cols), so with L·R both sides come in the factors' blocks.
+  const int64_t q_block = quant::BlockColsFor(o.q_spec);
+  const int64_t lr_block = with_lr ? quant::BlockColsFor(FactorSpec(o)) : 1;
+  absl::StatusOr<TwoSided> t =
+      TwoSided::Make(m, n, PaddedSize(m, o.hadamard, lr_block),
+                     PaddedSize(n, o.hadamard, std::lcm(q_block, lr_block)), o.hadamard, o.seed);
   if (!t.ok()) return t.status();
   const int64_t mp = t->mp(), np = t->np();
 
@@ -538,6 +555,10 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   // LDLQ's factor of ht: the same for every Q step unless the downdate
   // changes the Hessian per step.
   LdlqOptions lo;
+  // LDL blocks of 8 columns where they fit (a multiple of Q's block); a
+  // uniform Q on an unpadded odd width uses the largest power of two dividing it.
+  lo.block = 8;
+  while (np % lo.block != 0 && lo.block > q_block) lo.block /= 2;
   lo.tune_sweeps = o.tune_sweeps;
   std::optional<LdlqFactor> ht_factor;
   auto q_step = [&]() -> absl::Status {
@@ -676,11 +697,9 @@ absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
     const MatrixF l = lt->transpose();
     wt.noalias() += l * *r;
   }
-  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, c->hadamard, c->seed);
+  // The record's own padding (it depends on the quantizers that wrote it).
+  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, mp, np, c->hadamard, c->seed);
   if (!t.ok()) return t.status();
-  if (t->mp() != mp || t->np() != np) {
-    return absl::InvalidArgumentError("record padding does not match its transform");
-  }
   return MatrixF(t->Inverse(wt) * static_cast<float>(c->global_scale));
 }
 

@@ -239,6 +239,33 @@ TEST(CalderaTest, OddShapesArePaddedAndSaySo) {
   ExpectRecordReproducesError(q, *exact);
 }
 
+// Padding only where a quantizer needs it: a uniform Q has one-column blocks,
+// so LDLQ with a uniform Q on 172 = 4·43 columns (a Hadamard order, like the
+// fixture's and Llama's MLP width / 64) and 172 rows runs unpadded, with LDL
+// blocks of 4 -- the bits count 172 columns, not the 192 the E8P factors of
+// CALDERA still need. The record rebuilds the measured error; E8P Q alone pads
+// columns (its 8-vectors) but not rows.
+TEST(CalderaTest, UniformQIsNotPaddedForOtherQuantizersBlocks) {
+  Problem p = MakeProblem(172, 172, 9);
+  DecomposeOptions o = Small("ldlq");
+  o.q_spec = quant::SpecFor("uniform", 4, 128);
+  absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->padded_rows, 172);
+  EXPECT_EQ(r->padded_cols, 172);
+  EXPECT_EQ(r->transform.find("padded"), std::string::npos) << r->transform;
+  // 4 bits + two fp16 group scales per row (groups of 128 over 172 columns),
+  // the global scale and the seed.
+  EXPECT_EQ(r->storage_bits, 4 * 172 * 172 + 172 * 2 * 16 + 32 + 64);
+  ExpectRecordReproducesError(p, *r);
+  o.q_spec = quant::SpecFor("e8p", 2, 0);
+  absl::StatusOr<DecomposeResult> e8p = Decompose(p.w, p.h, o);
+  ASSERT_TRUE(e8p.ok()) << e8p.status();
+  EXPECT_EQ(e8p->padded_rows, 172);
+  EXPECT_EQ(e8p->padded_cols, 192);
+  ExpectRecordReproducesError(p, *e8p);
+}
+
 TEST(CalderaTest, QFirstOrderStartsWithPlainLdlq) {
   Problem p = MakeProblem(48, 64, 11);
   DecomposeOptions o = Small("caldera");
