@@ -18,6 +18,7 @@
 #include "core/model/llama_block.h"
 #include "core/model/model_runner.h"
 #include "core/ttlora/adapter.h"
+#include "model_io/companion_files.h"
 #include "model_io/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -254,6 +255,14 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
       }
     }
     if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
+  }
+
+  // The input's tokenizer, generation and chat-template files, unchanged, so
+  // the output loads where the input did.
+  if (absl::StatusOr<std::vector<std::string>> copied =
+          model_io::CopyCompanionFiles(spec.model, spec.out, options);
+      !copied.ok()) {
+    return Annotate(copied.status(), "copying the model's tokenizer and generation files");
   }
 
   // config.json: the input's, plus quantization_config.

@@ -97,12 +97,12 @@ absl::StatusOr<QuantizationConfig> ReadQuantizationConfig(absl::string_view conf
   return c;
 }
 
-absl::StatusOr<std::string> DenseModelConfig(absl::string_view config_json,
-                                             absl::string_view where) {
+absl::StatusOr<std::string> DenseModelConfig(absl::string_view config_json, absl::string_view where,
+                                             absl::string_view torch_dtype) {
   absl::StatusOr<Json> j = ParseConfig(config_json, where);
   if (!j.ok()) return j.status();
   j->erase("quantization_config");
-  (*j)["torch_dtype"] = "float32";
+  (*j)["torch_dtype"] = std::string(torch_dtype);
   return j->dump(2);
 }
 

@@ -51,9 +51,9 @@ absl::StatusOr<QuantizationConfig> ReadQuantizationConfig(absl::string_view conf
                                                           absl::string_view where);
 
 // The config.json of a dense export: without "quantization_config", with
-// "torch_dtype": "float32".
-absl::StatusOr<std::string> DenseModelConfig(absl::string_view config_json,
-                                             absl::string_view where);
+// "torch_dtype" set to `torch_dtype` ("float32", "float16", "bfloat16").
+absl::StatusOr<std::string> DenseModelConfig(absl::string_view config_json, absl::string_view where,
+                                             absl::string_view torch_dtype = "float32");
 
 }  // namespace caldera::format
 

@@ -154,6 +154,43 @@ TEST(CompressIntegration, EmbeddedJobProducesLoadableCheckpointAndFullReport) {
       << log;
   const double dense_ppl = Perplexity(dense);
   EXPECT_NEAR(dense_ppl, compressed, 1e-3 * compressed);
+
+  // The tokenizer file travels with the checkpoint (compress and export).
+  const std::string vocab = ReadFile(ModelDir() + "/tokenizer_vocab.json");
+  ASSERT_FALSE(vocab.empty());
+  EXPECT_EQ(ReadFile(out + "/tokenizer_vocab.json"), vocab);
+  EXPECT_EQ(ReadFile(dense + "/tokenizer_vocab.json"), vocab);
+
+  // export --format hf --dtype bf16: bf16 linears, every other tensor as in
+  // the input (float32 here), a config without quantization_config that says
+  // bfloat16; its perplexity is the compressed model's up to bf16 rounding.
+  const std::string hf = tmp.Join("hf");
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format hf --dtype bf16 --model ", out,
+                                    " --out ", hf, " 2>&1"),
+                       &log),
+            0)
+      << log;
+  nlohmann::json hf_config = nlohmann::json::parse(ReadFile(hf + "/config.json"), nullptr, false);
+  ASSERT_TRUE(hf_config.is_object());
+  EXPECT_FALSE(hf_config.contains("quantization_config"));
+  EXPECT_EQ(hf_config["torch_dtype"], "bfloat16");
+  EXPECT_EQ(ReadFile(hf + "/tokenizer_vocab.json"), vocab);
+  nlohmann::json hf_index =
+      nlohmann::json::parse(ReadFile(hf + "/model.safetensors.index.json"), nullptr, false);
+  ASSERT_TRUE(hf_index.is_object());
+  const std::string q = "model.layers.0.self_attn.q_proj.weight";
+  const std::string norm = "model.layers.0.input_layernorm.weight";
+  nlohmann::json layer0 =
+      SafetensorsHeader(hf + "/" + hf_index["weight_map"][q].get<std::string>());
+  EXPECT_EQ(layer0[q]["dtype"], "BF16") << layer0.dump();
+  EXPECT_EQ(layer0[norm]["dtype"], "F32") << layer0.dump();
+  const double hf_ppl = Perplexity(hf);
+  EXPECT_NEAR(hf_ppl, compressed, 1e-2 * compressed);
+  EXPECT_NE(RunCommand(absl::StrCat(Ctl(), " export --format hf --dtype int3 --model ", out,
+                                    " --out ", tmp.Join("bad"), " 2>&1"),
+                       &log),
+            0);
+  EXPECT_NE(log.find("--dtype int3 is unknown"), std::string::npos) << log;
 }
 
 // Qwen2 (q/k/v biases): the biases stay with the uncompressed tensors, in
