@@ -294,6 +294,27 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
 
   if (absl::Status s = shards.WriteIndex(); !s.ok()) return s;
 
+  // Read back what was written before report.json says it is done: the
+  // compressed modules of the first and last compressed layers are rebuilt
+  // through the same path eval and export use (a checkpoint whose records
+  // cannot be found or decoded must not end SUCCEEDED).
+  if (!by_layer.empty()) {
+    absl::StatusOr<std::unique_ptr<model::Checkpoint>> back =
+        model_io::OpenCheckpointAt(spec.out, options);
+    absl::Status read_back = back.status();
+    for (int64_t layer : {by_layer.begin()->first, by_layer.rbegin()->first}) {
+      for (const ModuleReport* m : by_layer[layer]) {
+        if (!read_back.ok()) break;
+        read_back = (*back)->ReadLinearWeight(m->name, m->module).status();
+      }
+    }
+    if (!read_back.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the checkpoint written to ", spec.out,
+                       " does not read back (a bug: please report it): ", read_back.message()));
+    }
+  }
+
   // report.json last.
   format::CheckpointReport report;
   report.request_id = spec.request_id;

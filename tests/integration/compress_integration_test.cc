@@ -236,6 +236,70 @@ TEST(CompressIntegration, Qwen2WithBiasesRoundTrips) {
   EXPECT_NEAR(ppl(dense), compressed, 1e-3 * compressed);
 }
 
+// Every family we accept round-trips: make-test-model -> compress -> eval ->
+// export dense and hf -> eval, with perplexities that agree (hf in the model's
+// own dtype: exact for float32, within bf16/f16 rounding otherwise).
+struct Family {
+  const char* name;
+  const char* flags;
+  double hf_tolerance;
+};
+
+class FamilyRoundTrip : public ::testing::TestWithParam<Family> {};
+
+TEST_P(FamilyRoundTrip, CompressEvalExportEval) {
+  const Family& fam = GetParam();
+  TempDir tmp;
+  const std::string model = tmp.Join("model"), tokens = tmp.Join("tokens.safetensors");
+  std::string log;
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " make-test-model --out ", model, " ", fam.flags,
+                                    " --hidden 64 --intermediate 176 --layers 2 --heads 4"
+                                    " --kv-heads 2 --vocab 300 --tokens-out ",
+                                    tokens, " --samples 8 --seq-len 48 2>&1"),
+                       &log),
+            0)
+      << log;
+  const std::string out = tmp.Join("out");
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " compress --model ", model, " --calibration ", tokens,
+                                    " --out ", out, FastFlags(), " --rank 8 2>&1"),
+                       &log),
+            0)
+      << log;
+  auto ppl = [&](const std::string& m) {
+    std::string o;
+    EXPECT_EQ(
+        RunCommand(absl::StrCat(Ctl(), " eval --json --model ", m, " --tokens ", tokens, " 2>&1"),
+                   &o),
+        0)
+        << o;
+    nlohmann::json j = nlohmann::json::parse(o, nullptr, false);
+    return j.is_object() && j["perplexity"].is_number() ? j["perplexity"].get<double>() : -1.0;
+  };
+  const double compressed = ppl(out);
+  ASSERT_GT(compressed, 1.0);
+  for (const char* format : {"dense", "hf"}) {
+    const std::string exported = tmp.Join(format);
+    ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format ", format, " --model ", out,
+                                      " --out ", exported, " 2>&1"),
+                         &log),
+              0)
+        << log;
+    const double tol = std::string(format) == "dense" ? 1e-3 : fam.hf_tolerance;
+    EXPECT_NEAR(ppl(exported), compressed, tol * compressed) << format;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, FamilyRoundTrip,
+    ::testing::Values(
+        Family{"LlamaTiedF32", "--arch LlamaForCausalLM --dtype f32", 1e-3},
+        Family{"MistralUntiedBf16TwoShards",
+               "--arch MistralForCausalLM --dtype bf16 --untied --shards 2", 2e-2},
+        Family{"Qwen2BiasF16ThreeShards",
+               "--arch Qwen2ForCausalLM --bias --dtype f16 --untied --shards 3", 1e-2},
+        Family{"Llama3RopeBf16", "--arch LlamaForCausalLM --llama3-rope --dtype bf16", 2e-2}),
+    [](const ::testing::TestParamInfo<Family>& p) { return std::string(p.param.name); });
+
 TEST(CompressIntegration, MissingModelIsInvalidInputWithMessage) {
   TempDir tmp;
   std::string log;
