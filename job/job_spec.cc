@@ -42,6 +42,11 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("--ttlora-init ", spec.ttlora_init, " is unknown; use zero or residual"));
   }
+  if (spec.calibration_mode != "original" && spec.calibration_mode != "sequential") {
+    return absl::InvalidArgumentError(absl::StrCat("--calibration-mode ",
+                                                   spec.calibration_mode.substr(0, 40),
+                                                   " is unknown; use original or sequential"));
+  }
   std::vector<std::string> known;
   for (const model::LinearModule& m : model::kLinearModules) known.push_back(m.name);
   for (const std::string& m : spec.modules) {

@@ -174,7 +174,8 @@ void Coordinator::UpdateGauges() {
       const TaskRecord& t = job->tasks[i];
       ++tasks[{t.kind, t.state}];
       if (active && t.state == v1::TASK_PENDING &&
-          TaskIsReady(job->tasks, job->calibrate_index, i)) {
+          TaskIsReady(job->tasks, job->calibrate_index, i,
+                      job->record.spec.calibration_mode() == "sequential")) {
         ++ready;
       }
     }
@@ -476,7 +477,9 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
       const int rank = LeasePriority(t.kind);
-      if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i)) continue;
+      if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i,
+                                       job->record.spec.calibration_mode() == "sequential"))
+        continue;
       best = rank;
       pick = i;
     }

@@ -40,11 +40,19 @@ std::vector<size_t> CalibrateIndex(const std::vector<TaskRecord>& tasks) {
 }
 
 bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
-                 size_t i) {
+                 size_t i, bool sequential) {
   const TaskRecord& t = tasks[i];
   switch (t.kind) {
-    case v1::CALIBRATE:
-      return t.layer == 0 || tasks[calibrate_index[t.layer - 1]].state == v1::TASK_DONE;
+    case v1::CALIBRATE: {
+      if (t.layer == 0) return true;
+      if (tasks[calibrate_index[t.layer - 1]].state != v1::TASK_DONE) return false;
+      if (!sequential) return true;
+      // The decompositions of layer - 1 sit between its calibrate and ours.
+      for (size_t j = calibrate_index[t.layer - 1] + 1; j < calibrate_index[t.layer]; ++j) {
+        if (tasks[j].kind == v1::DECOMPOSE && tasks[j].state != v1::TASK_DONE) return false;
+      }
+      return true;
+    }
     case v1::DECOMPOSE:
       return tasks[calibrate_index[t.layer]].state == v1::TASK_DONE;
     case v1::FINALIZE:
@@ -76,6 +84,15 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
               ? job.spec.calibration()
               : job::StoredHiddenStatesUri(tasks[calibrate_index[t.layer - 1]].result_uris);
       *task.mutable_calibrate() = job::MakeCalibrateTask(t.layer, num_layers, input, dir);
+      if (job.spec.calibration_mode() == "sequential") {
+        task.mutable_calibrate()->set_sequential(true);
+        for (size_t j = t.layer == 0 ? 0 : calibrate_index[t.layer - 1] + 1;
+             t.layer > 0 && j < calibrate_index[t.layer]; ++j) {
+          if (tasks[j].kind != v1::DECOMPOSE) continue;
+          task.mutable_calibrate()->add_previous_artifact_uris(
+              job::StoredArtifactUri(tasks[j].result_uris));
+        }
+      }
       break;
     }
     case v1::DECOMPOSE: {

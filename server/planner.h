@@ -29,8 +29,10 @@ std::vector<TaskRecord> PlanJob(const std::string& job_id, int num_layers,
 std::vector<size_t> CalibrateIndex(const std::vector<TaskRecord>& tasks);
 
 // True when every input of tasks[i] is committed.
+// `sequential`: calibration_mode "sequential" (calibrate(l) also waits for
+// every decompose(l-1, m)).
 bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
-                 size_t i);
+                 size_t i, bool sequential = false);
 
 // The task payload of the attempt `t.lease_attempt` of task `t` (one of
 // `tasks`, a plan of job `job` whose calibrate tasks `calibrate_index` lists).

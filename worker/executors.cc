@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/decompose/caldera.h"
+#include "core/decompose/record.h"
 #include "core/format/checkpoint_report.h"
 #include "core/format/hessians.h"
 #include "core/format/matrix_artifact.h"
@@ -43,12 +44,58 @@ int ModuleOrder(const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+// Block `layer`'s weights with the linears of `artifacts` replaced by their
+// compressed versions (rebuilt through the record reader eval uses).
+absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& checkpoint,
+                                                    int64_t layer,
+                                                    const std::vector<std::string>& artifacts,
+                                                    const storage::StorageOptions& options,
+                                                    IoCounts* io) {
+  absl::StatusOr<model::BlockWeights> w = model::LoadBlock(checkpoint, layer);
+  if (!w.ok()) return w.status();
+  for (const std::string& uri : artifacts) {
+    absl::StatusOr<ModuleReport> rep = ReadModuleReport(uri, options);
+    if (!rep.ok()) return rep.status();
+    if (rep->layer != layer) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(uri, " is an artifact of layer ", rep->layer, ", not of layer ", layer));
+    }
+    absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+        model_io::OpenSafetensorsAt(uri, options);
+    if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", uri));
+    absl::StatusOr<Tensor> t = decompose::ReconstructTensor(**reader, rep->name);
+    if (!t.ok()) return Annotate(t.status(), uri);
+    io->bytes_read += rep->storage_bits / 8;
+    model::RowMatrixF* target = rep->module == "q_proj"      ? &w->q
+                                : rep->module == "k_proj"    ? &w->k
+                                : rep->module == "v_proj"    ? &w->v
+                                : rep->module == "o_proj"    ? &w->o
+                                : rep->module == "gate_proj" ? &w->gate
+                                : rep->module == "up_proj"   ? &w->up
+                                : rep->module == "down_proj" ? &w->down
+                                                             : nullptr;
+    if (target == nullptr || t->rank() != 2 || t->dim(0) != target->rows() ||
+        t->dim(1) != target->cols()) {
+      return absl::InvalidArgumentError(absl::StrCat(uri, ": module '", rep->module.substr(0, 40),
+                                                     "' does not fit layer ", layer));
+    }
+    std::span<const float> d = t->data<float>();
+    std::copy(d.begin(), d.end(), target->data());  // both row-major [out, in]
+  }
+  return w;
+}
+
+}  // namespace
+
 absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
                                         const std::string& input_uri,
                                         const std::string& hessians_uri,
                                         const std::string& hidden_out_uri,
                                         const storage::StorageOptions& options,
-                                        const std::function<bool()>& cancelled) {
+                                        const std::function<bool()>& cancelled, bool sequential,
+                                        const std::vector<std::string>& previous_artifacts) {
   const model::ModelConfig& config = checkpoint.config();
   if (layer < 0 || layer >= config.num_layers) {
     return absl::InvalidArgumentError(
@@ -73,13 +120,35 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   } else {
     absl::StatusOr<model::HiddenStates> read = model::ReadHiddenStates(**reader, config);
     if (!read.ok()) return read.status();
-    if (read->layer != layer) {
+    const int64_t entering = sequential ? layer - 1 : layer;
+    if (read->layer != entering) {
       return absl::InvalidArgumentError(absl::StrCat(input_uri, " holds the states entering block ",
-                                                     read->layer, ", not block ", layer));
+                                                     read->layer, ", not block ", entering));
     }
     states = *std::move(read);
+    if (sequential) {
+      // The states entering `layer` through the compressed block layer-1.
+      absl::StatusOr<model::BlockWeights> prev =
+          CompressedBlock(checkpoint, layer - 1, previous_artifacts, options, &io);
+      if (!prev.ok()) return prev.status();
+      if (absl::Status s = model::RunLayer(checkpoint, *prev, states.seq_len, model::RunOptions{},
+                                           &states.values, nullptr);
+          !s.ok()) {
+        return s;
+      }
+    }
   }
   if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
+  if (sequential && !hidden_out_uri.empty()) {
+    // What calibrate(layer+1) continues from: the states entering `layer`.
+    states.layer = layer;
+    absl::StatusOr<std::string> out = model::SerializeHiddenStates(states);
+    if (!out.ok()) return out.status();
+    if (auto put = storage::WriteObject(hidden_out_uri, *out, options); !put.ok()) {
+      return Annotate(put.status(), absl::StrCat("writing ", hidden_out_uri));
+    }
+    io.bytes_written += static_cast<int64_t>(out->size());
+  }
   absl::StatusOr<model::BlockWeights> weights = model::LoadBlock(checkpoint, layer);
   if (!weights.ok()) return weights.status();
   model::BlockHessians hessians = model::BlockHessians::Zeros(config);
@@ -97,7 +166,7 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
     return Annotate(put.status(), absl::StrCat("writing ", hessians_uri));
   }
   io.bytes_written += static_cast<int64_t>(bytes->size());
-  if (!hidden_out_uri.empty()) {
+  if (!sequential && !hidden_out_uri.empty()) {
     states.layer = layer + 1;
     absl::StatusOr<std::string> out = model::SerializeHiddenStates(states);
     if (!out.ok()) return out.status();

@@ -47,12 +47,18 @@ struct IoCounts {
 // the block, writes the Hessians file to `hessians_uri` (F64 tensors q_proj,
 // o_proj, gate_proj, down_proj, each Σ xᵀx / tokens; docs/format/hessians.md) and, unless
 // `hidden_out_uri` is empty, the hidden states entering block layer+1.
-absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
-                                        const std::string& input_uri,
-                                        const std::string& hessians_uri,
-                                        const std::string& hidden_out_uri,
-                                        const storage::StorageOptions& options,
-                                        const std::function<bool()>& cancelled);
+//
+// `sequential` (calibration_mode "sequential"): for layer > 0, `input_uri`
+// holds the states entering block layer-1 and `previous_artifacts` the
+// artifacts of its decompositions; block layer-1 runs with those compressed
+// weights (rebuilt as eval rebuilds them) to make the states entering
+// `layer`, which are the ones written to `hidden_out_uri`. Layer 0 writes the
+// embedded tokens.
+absl::StatusOr<IoCounts> CalibrateLayer(
+    const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
+    const std::string& hessians_uri, const std::string& hidden_out_uri,
+    const storage::StorageOptions& options, const std::function<bool()>& cancelled,
+    bool sequential = false, const std::vector<std::string>& previous_artifacts = {});
 
 // Reads the normalised Hessian named `name` ("q_proj") from a Hessians file
 // (also the float32 files of older `calderactl calibrate`).

@@ -43,9 +43,11 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
 absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckpt,
                                                     const v1::CalibrateTask& task,
                                                     const std::function<bool()>& cancelled) {
+  const std::vector<std::string> previous(task.previous_artifact_uris().begin(),
+                                          task.previous_artifact_uris().end());
   absl::StatusOr<IoCounts> io =
       CalibrateLayer(ckpt, task.layer(), task.input_uri(), task.hessians_uri(),
-                     task.hidden_states_uri(), options_, cancelled);
+                     task.hidden_states_uri(), options_, cancelled, task.sequential(), previous);
   if (!io.ok()) return io.status();
   TaskResult result;
   result.io = *io;

@@ -36,6 +36,11 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                                d.ttlora_rank == 0 ? " = no adapter)" : ")"));
   cmd->add_option("--ttlora-init", s->ttlora_init,
                   absl::StrCat("zero | residual (default ", d.ttlora_init, ")"));
+  cmd->add_option("--calibration-mode", s->calibration_mode,
+                  absl::StrCat("original | sequential: calibrate each layer on the original "
+                               "model's activations (all layers in parallel) or on the outputs "
+                               "of the already compressed layers before it (default ",
+                               d.calibration_mode, ")"));
   std::vector<std::string> all;
   for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
   cmd->add_option("--modules", s->modules,

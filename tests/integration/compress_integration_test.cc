@@ -300,6 +300,29 @@ INSTANTIATE_TEST_SUITE_P(
         Family{"Llama3RopeBf16", "--arch LlamaForCausalLM --llama3-rope --dtype bf16", 2e-2}),
     [](const ::testing::TestParamInfo<Family>& p) { return std::string(p.param.name); });
 
+// Sequential calibration (the default) calibrates each layer on the outputs
+// of the compressed layers before it. Measured on the fixture with 2-bit E8P
+// LDLQ: perplexity 72.8 (original) -> 50.3 (sequential); if calibrate(l) did
+// not run the compressed block l-1, both would be the same.
+TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtTwoBits) {
+  TempDir tmp;
+  std::string log;
+  double ppl[2];
+  int i = 0;
+  for (const char* mode : {"original", "sequential"}) {
+    const std::string out = tmp.Join(mode);
+    ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out,
+                                     absl::StrCat(" --method ldlq --calibration-mode ", mode)),
+                         &log),
+              0)
+        << log;
+    ppl[i++] = Perplexity(out);
+  }
+  std::fprintf(stderr, "ldlq e8p 2-bit perplexity: original %.3f sequential %.3f\n", ppl[0],
+               ppl[1]);
+  EXPECT_LT(ppl[1], 0.8 * ppl[0]);
+}
+
 TEST(CompressIntegration, MissingModelIsInvalidInputWithMessage) {
   TempDir tmp;
   std::string log;

@@ -21,6 +21,7 @@ void ExpectSame(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.ttlora_rank, b.ttlora_rank);
   EXPECT_EQ(a.ttlora_init, b.ttlora_init);
   EXPECT_EQ(a.modules, b.modules);
+  EXPECT_EQ(a.calibration_mode, b.calibration_mode);
   EXPECT_EQ(a.request_id, b.request_id);
 }
 
@@ -67,6 +68,7 @@ TEST(JobSpecProtoTest, RoundTrip) {
   s.ttlora_rank = 5;
   s.ttlora_init = "residual";
   s.modules = {"q_proj", "down_proj"};
+  s.calibration_mode = "original";
   s.request_id = "rid";
   const v1::JobSpec p = JobSpecToProto(s);
   EXPECT_EQ(p.decomposition().iters(), 2);

@@ -28,6 +28,7 @@ TEST(JobSpecTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(d.ttlora_rank, 0);
   EXPECT_EQ(d.ttlora_init, "zero");
   EXPECT_TRUE(d.modules.empty());
+  EXPECT_EQ(d.calibration_mode, "sequential");
   EXPECT_TRUE(d.model.empty() && d.calibration.empty() && d.out.empty());
 }
 
@@ -90,6 +91,7 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
       {[](JobSpec* s) { s->lplr_iters = -1; }, "--lplr-iters must be >= 0"},
       {[](JobSpec* s) { s->ttlora_rank = -1; }, "--ttlora-rank must be >= 0"},
       {[](JobSpec* s) { s->ttlora_init = "svd"; }, "--ttlora-init svd is unknown"},
+      {[](JobSpec* s) { s->calibration_mode = "greedy"; }, "--calibration-mode greedy is unknown"},
       {[](JobSpec* s) {
          s->modules = {"q_proj", "lm_head"};
        },

@@ -27,6 +27,43 @@ TEST(PlannerTest, PlanOrderAndDependencies) {
   EXPECT_EQ(DescribeTask(tasks[4]), "decompose layer 1 q_proj");
 }
 
+// Sequential calibration: calibrate(l) also waits for every decompose(l-1, m),
+// and its task names their artifacts (it runs the compressed block l-1).
+TEST(PlannerTest, SequentialCalibrationWaitsForThePreviousLayersDecompositions) {
+  std::vector<TaskRecord> tasks = PlanJob("j-1", 2, {"q_proj", "down_proj"});  // c0 d d c1 d d f
+  std::vector<size_t> calib = CalibrateIndex(tasks);
+  tasks[0].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 3, /*sequential=*/false));
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 3, /*sequential=*/true));
+  tasks[1].state = v1::TASK_DONE;
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 3, /*sequential=*/true));
+  tasks[2].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 3, /*sequential=*/true));
+
+  JobRecord job;
+  job.id = "j-1";
+  job.spec.set_out("/o");
+  job.spec.set_calibration("/c.safetensors");
+  job.spec.set_calibration_mode("sequential");
+  tasks[0].result_uris = {"/s/h0.safetensors", "/s/x0.safetensors"};
+  tasks[1].result_uris = {"/s/q0.safetensors"};
+  tasks[2].result_uris = {"/s/down0.safetensors"};
+  tasks[0].lease_attempt = "j-1/calibrate-0000/a1-aa";
+  v1::Task c0 = BuildTask(job, tasks, calib, tasks[0], 0);
+  EXPECT_TRUE(c0.calibrate().sequential());
+  EXPECT_EQ(c0.calibrate().previous_artifact_uris_size(), 0);
+  tasks[3].lease_attempt = "j-1/calibrate-0001/a1-bb";
+  v1::Task c1 = BuildTask(job, tasks, calib, tasks[3], 0);
+  EXPECT_TRUE(c1.calibrate().sequential());
+  EXPECT_EQ(c1.calibrate().input_uri(), "/s/x0.safetensors");
+  ASSERT_EQ(c1.calibrate().previous_artifact_uris_size(), 2);
+  EXPECT_EQ(c1.calibrate().previous_artifact_uris(0), "/s/q0.safetensors");
+  EXPECT_EQ(c1.calibrate().previous_artifact_uris(1), "/s/down0.safetensors");
+  // A job stored before calibration_mode existed runs as "original".
+  job.spec.clear_calibration_mode();
+  EXPECT_FALSE(BuildTask(job, tasks, calib, tasks[3], 0).calibrate().sequential());
+}
+
 // BuildTask reads the committed results of a task's dependencies in the stored
 // layout (as an old state database holds them) and names them in the typed task.
 TEST(PlannerTest, BuildTaskNamesInputsFromCommittedResults) {
