@@ -267,7 +267,7 @@ TEST(ServiceIntegrationTest, DistributedOverS3MatchesEmbeddedBytes) {
     EXPECT_TRUE(*remote == ReadFile(entry.path().string())) << name << " differs";
     ++compared;
   }
-  EXPECT_EQ(compared, 8);  // 6 shards, config.json, index
+  EXPECT_EQ(compared, 9);  // 6 shards, config.json, index, the copied tokenizer file
   // report.json exists remotely with every matrix; scratch is gone.
   absl::StatusOr<std::string> report = storage::ReadObject(bucket + "/out/dist/report.json", so);
   ASSERT_TRUE(report.ok()) << report.status();
