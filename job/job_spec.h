@@ -50,7 +50,8 @@ absl::Status ValidateJobSpec(const JobSpec& spec);
 bool CompressesModule(const JobSpec& spec, absl::string_view module);
 
 // The core decomposition options for `spec` (rank 0 unless method is
-// caldera); `group_size` is the quantizers' group size.
+// caldera; an E8P Q without L·R gets per-row scales); `group_size` is the
+// quantizers' group size.
 decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec,
                                                 int64_t group_size = kQuantizerGroupSize);
 

@@ -69,6 +69,15 @@ TEST(JobSpecTest, DecomposeOptionsFollowTheSpec) {
   s.rank = 12;
   EXPECT_EQ(DecomposeOptionsFor(s).rank, 12);
   EXPECT_EQ(DecomposeOptionsFor(s).q_spec.group_size, kQuantizerGroupSize);
+  // Per-row scales for an E8P Q without L·R only (uniform has its groups).
+  s.quantizer = "e8p";
+  EXPECT_FALSE(DecomposeOptionsFor(s).q_spec.row_scales);
+  s.method = "ldlq";
+  EXPECT_TRUE(DecomposeOptionsFor(s).q_spec.row_scales);
+  s.method = "rtn";
+  EXPECT_TRUE(DecomposeOptionsFor(s).q_spec.row_scales);
+  s.quantizer = "uniform";
+  EXPECT_FALSE(DecomposeOptionsFor(s).q_spec.row_scales);
 }
 
 // Each bad setting: INVALID_ARGUMENT naming the flag (and the fix).
