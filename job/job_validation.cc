@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
+#include "core/util/bounded_quote.h"
 #include "model_io/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -35,8 +36,8 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 absl::Status CheckConfigBounds(const model::ModelConfig& c, const std::string& model) {
   if (c.num_layers > kMaxLayers) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--model ", model, ": config.json num_hidden_layers ", c.num_layers,
-                     " is above the limit of ", kMaxLayers, " layers per job"));
+        absl::StrCat("--model ", BoundedQuote(model), ": config.json num_hidden_layers ",
+                     c.num_layers, " is above the limit of ", kMaxLayers, " layers per job"));
   }
   const std::pair<const char*, int64_t> sizes[] = {{"hidden_size", c.hidden_size},
                                                    {"intermediate_size", c.intermediate_size},
@@ -46,9 +47,9 @@ absl::Status CheckConfigBounds(const model::ModelConfig& c, const std::string& m
                                                    {"vocab_size", c.vocab_size}};
   for (const auto& [key, value] : sizes) {
     if (value <= 0 || value > kMaxDimension) {
-      return absl::InvalidArgumentError(absl::StrCat("--model ", model, ": config.json ", key, " ",
-                                                     value, " is outside [1, ", kMaxDimension,
-                                                     "]"));
+      return absl::InvalidArgumentError(absl::StrCat("--model ", BoundedQuote(model),
+                                                     ": config.json ", key, " ", value,
+                                                     " is outside [1, ", kMaxDimension, "]"));
     }
   }
   return absl::OkStatus();
@@ -66,12 +67,13 @@ absl::Status CheckTensorShapes(const model::Checkpoint& ckpt, const JobSpec& spe
     const TensorInfo* t = ckpt.Find(name);
     if (t == nullptr) {
       if (!required) return absl::OkStatus();
-      return absl::InvalidArgumentError(absl::StrCat("--model ", spec.model, ": tensor ", name,
+      return absl::InvalidArgumentError(absl::StrCat("--model ", BoundedQuote(spec.model),
+                                                     ": tensor ", name,
                                                      " is missing from the checkpoint"));
     }
     if (t->shape != want) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--model ", spec.model, ": tensor ", name, " has shape ",
+          absl::StrCat("--model ", BoundedQuote(spec.model), ": tensor ", name, " has shape ",
                        ShapeText(t->shape), " but config.json implies ", ShapeText(want),
                        "; the checkpoint does not match its config.json"));
     }
@@ -116,11 +118,11 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   if (!ckpt.ok()) {
     if (ckpt.status().code() == absl::StatusCode::kNotFound) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--model ", spec.model, ": ", ckpt.status().message(),
+          absl::StrCat("--model ", BoundedQuote(spec.model), ": ", ckpt.status().message(),
                        "; --model must name a Hugging Face checkpoint directory (config.json and "
                        "*.safetensors)"));
     }
-    return AsInvalid(ckpt.status(), absl::StrCat("--model ", spec.model));
+    return AsInvalid(ckpt.status(), absl::StrCat("--model ", BoundedQuote(spec.model)));
   }
   const model::ModelConfig& config = (*ckpt)->config();
   if (absl::Status s = CheckConfigBounds(config, spec.model); !s.ok()) return s;
@@ -140,9 +142,10 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   // finalize (server/planner.cc).
   const int64_t tasks = config.num_layers * (1 + static_cast<int64_t>(shape.modules.size())) + 1;
   if (tasks > kMaxPlanTasks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--model ", spec.model, ": the plan would have ", tasks, " tasks, above the limit of ",
-        kMaxPlanTasks, " tasks per job; compress fewer modules or split the job"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model ", BoundedQuote(spec.model), ": the plan would have ", tasks,
+                     " tasks, above the limit of ", kMaxPlanTasks,
+                     " tasks per job; compress fewer modules or split the job"));
   }
   if (absl::Status s = CheckTensorShapes(**ckpt, spec); !s.ok()) return s;
   if (shape.modules.empty()) {
@@ -153,13 +156,14 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   absl::StatusOr<model::TokenSet> tokens =
       model_io::LoadTokensAt(spec.calibration, config, options);
   if (!tokens.ok()) {
-    return AsInvalid(tokens.status(), absl::StrCat("--calibration ", spec.calibration));
+    return AsInvalid(tokens.status(),
+                     absl::StrCat("--calibration ", BoundedQuote(spec.calibration)));
   }
   // The output must be writable: write and delete a probe object.
   const std::string probe = storage::JoinKey(spec.out, ".caldera-write-probe");
   if (auto put = storage::WriteObject(probe, "probe", options); !put.ok()) {
     return AsInvalid(put.status(),
-                     absl::StrCat("--out ", spec.out,
+                     absl::StrCat("--out ", BoundedQuote(spec.out),
                                   " is not writable (choose an output location the service can "
                                   "write)"));
   }
