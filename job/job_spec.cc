@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "core/model/model_config.h"
 #include "core/quant/quantizer.h"
+#include "core/util/bounded_quote.h"
 
 namespace caldera::job {
 
@@ -16,13 +17,22 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     return absl::InvalidArgumentError("--calibration is required (a token file URI)");
   }
   if (spec.out.empty()) return absl::InvalidArgumentError("--out is required (an output URI)");
+  for (const auto& [flag, uri] :
+       {std::pair{"--model", &spec.model}, std::pair{"--calibration", &spec.calibration},
+        std::pair{"--out", &spec.out}}) {
+    if (uri->size() > kMaxUriBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " is ", uri->size(),
+                                                     " bytes long, above the limit of ",
+                                                     kMaxUriBytes, " bytes for a URI"));
+    }
+  }
   if (spec.method != "caldera" && spec.method != "ldlq" && spec.method != "rtn") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--method ", spec.method, " is unknown; use caldera, ldlq or rtn"));
+    return absl::InvalidArgumentError(absl::StrCat("--method ", BoundedQuote(spec.method),
+                                                   " is unknown; use caldera, ldlq or rtn"));
   }
   if (spec.quantizer != "e8p" && spec.quantizer != "uniform") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--quantizer ", spec.quantizer, " is unknown; use e8p or uniform"));
+    return absl::InvalidArgumentError(absl::StrCat("--quantizer ", BoundedQuote(spec.quantizer),
+                                                   " is unknown; use e8p or uniform"));
   }
   if (spec.method == "caldera" && spec.rank < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " must be >= 1"));
@@ -31,16 +41,17 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
        {std::pair{"--q-bits", spec.q_bits}, std::pair{"--lr-bits", spec.lr_bits}}) {
     quant::QuantizerSpec q = quant::SpecFor(spec.quantizer, bits, kQuantizerGroupSize);
     if (absl::Status s = quant::ValidateSpec(q); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          flag, " ", bits, " is not supported by --quantizer ", spec.quantizer, ": ", s.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " ", bits, " is not supported by --quantizer ",
+                       BoundedQuote(spec.quantizer), ": ", s.message()));
     }
   }
   if (spec.iters < 1) return absl::InvalidArgumentError("--iters must be >= 1");
   if (spec.lplr_iters < 0) return absl::InvalidArgumentError("--lplr-iters must be >= 0");
   if (spec.ttlora_rank < 0) return absl::InvalidArgumentError("--ttlora-rank must be >= 0");
   if (spec.ttlora_init != "zero" && spec.ttlora_init != "residual") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--ttlora-init ", spec.ttlora_init, " is unknown; use zero or residual"));
+    return absl::InvalidArgumentError(absl::StrCat("--ttlora-init ", BoundedQuote(spec.ttlora_init),
+                                                   " is unknown; use zero or residual"));
   }
   if (spec.calibration_mode != "original" && spec.calibration_mode != "sequential") {
     return absl::InvalidArgumentError(absl::StrCat("--calibration-mode ",
@@ -51,8 +62,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   for (const model::LinearModule& m : model::kLinearModules) known.push_back(m.name);
   for (const std::string& m : spec.modules) {
     if (std::find(known.begin(), known.end(), m) == known.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--modules: '", m, "' is not a linear module; use ", absl::StrJoin(known, ",")));
+      return absl::InvalidArgumentError(absl::StrCat("--modules: '", BoundedQuote(m),
+                                                     "' is not a linear module; use ",
+                                                     absl::StrJoin(known, ",")));
     }
   }
   return absl::OkStatus();

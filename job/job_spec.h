@@ -6,6 +6,7 @@
 #ifndef CALDERA_JOB_JOB_SPEC_H_
 #define CALDERA_JOB_JOB_SPEC_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -42,8 +43,12 @@ struct JobSpec {
   std::string request_id;  // idempotency key of the create request
 };
 
+// The longest model, calibration or output URI a job accepts.
+inline constexpr size_t kMaxUriBytes = 4096;
+
 // Checks the settings that do not need the model (methods, bits, counts,
-// module names). INVALID_ARGUMENT names the flag and the fix.
+// module names, URI lengths up to kMaxUriBytes). INVALID_ARGUMENT names the
+// flag and the fix; quoted values are cut to ~200 bytes.
 absl::Status ValidateJobSpec(const JobSpec& spec);
 
 // True when `module` ("q_proj") is compressed by `spec`.

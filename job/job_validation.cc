@@ -1,7 +1,12 @@
 #include "job/job_validation.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
+#include "core/util/bounded_quote.h"
 #include "model_io/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -18,6 +23,90 @@ absl::Status AsInvalid(const absl::Status& s, absl::string_view context) {
   return absl::InvalidArgumentError(absl::StrCat(context, ": ", s.message()));
 }
 
+// A size from config.json beyond which no supported model goes; bounding every
+// dimension keeps the products below (shapes, element counts) far from overflow.
+constexpr int64_t kMaxDimension = int64_t{1} << 24;
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// The config's sizes, each positive and at most kMaxDimension, and the layer
+// count within kMaxLayers.
+absl::Status CheckConfigBounds(const model::ModelConfig& c, const std::string& model) {
+  if (c.num_layers > kMaxLayers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model ", BoundedQuote(model), ": config.json num_hidden_layers ",
+                     c.num_layers, " is above the limit of ", kMaxLayers, " layers per job"));
+  }
+  const std::pair<const char*, int64_t> sizes[] = {{"hidden_size", c.hidden_size},
+                                                   {"intermediate_size", c.intermediate_size},
+                                                   {"num_attention_heads", c.num_heads},
+                                                   {"num_key_value_heads", c.num_kv_heads},
+                                                   {"head_dim", c.head_dim},
+                                                   {"vocab_size", c.vocab_size}};
+  for (const auto& [key, value] : sizes) {
+    if (value <= 0 || value > kMaxDimension) {
+      return absl::InvalidArgumentError(absl::StrCat("--model ", BoundedQuote(model),
+                                                     ": config.json ", key, " ", value,
+                                                     " is outside [1, ", kMaxDimension, "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Every tensor the plan reads, with the shape config.json implies: the token
+// embedding (calibrate, layer 0), and per layer the two norms, the seven
+// linears (calibrate runs whole blocks; decompose reads the selected ones)
+// and the q/k/v biases when the architecture has them. A linear that is not
+// selected may be absent (stored compressed); a present one must match.
+absl::Status CheckTensorShapes(const model::Checkpoint& ckpt, const JobSpec& spec) {
+  const model::ModelConfig& c = ckpt.config();
+  auto check = [&](const std::string& name, const std::vector<int64_t>& want,
+                   bool required) -> absl::Status {
+    const TensorInfo* t = ckpt.Find(name);
+    if (t == nullptr) {
+      if (!required) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat("--model ", BoundedQuote(spec.model),
+                                                     ": tensor ", name,
+                                                     " is missing from the checkpoint"));
+    }
+    if (t->shape != want) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model ", BoundedQuote(spec.model), ": tensor ", name, " has shape ",
+                       ShapeText(t->shape), " but config.json implies ", ShapeText(want),
+                       "; the checkpoint does not match its config.json"));
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = check("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, true);
+      !s.ok()) {
+    return s;
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = c.LayerPrefix(l);
+    for (const char* norm : {"input_layernorm.weight", "post_attention_layernorm.weight"}) {
+      if (absl::Status s = check(p + norm, {c.hidden_size}, true); !s.ok()) return s;
+    }
+    for (const model::LinearModule& m : model::kLinearModules) {
+      const bool selected = CompressesModule(spec, m.name);
+      if (absl::Status s = check(p + m.suffix + ".weight", model::LinearShape(c, m.name), selected);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (c.attention_bias) {
+      const int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
+      for (const auto& [name, size] :
+           {std::pair{"self_attn.q_proj.bias", q_out}, std::pair{"self_attn.k_proj.bias", kv_out},
+            std::pair{"self_attn.v_proj.bias", kv_out}}) {
+        if (absl::Status s = check(p + name, {size}, true); !s.ok()) return s;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::StorageOptions& options) {
@@ -29,13 +118,14 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   if (!ckpt.ok()) {
     if (ckpt.status().code() == absl::StatusCode::kNotFound) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--model ", spec.model, ": ", ckpt.status().message(),
+          absl::StrCat("--model ", BoundedQuote(spec.model), ": ", ckpt.status().message(),
                        "; --model must name a Hugging Face checkpoint directory (config.json and "
                        "*.safetensors)"));
     }
-    return AsInvalid(ckpt.status(), absl::StrCat("--model ", spec.model));
+    return AsInvalid(ckpt.status(), absl::StrCat("--model ", BoundedQuote(spec.model)));
   }
   const model::ModelConfig& config = (*ckpt)->config();
+  if (absl::Status s = CheckConfigBounds(config, spec.model); !s.ok()) return s;
   JobShape shape;
   shape.num_layers = static_cast<int>(config.num_layers);
   for (const model::LinearModule& m : model::kLinearModules) {
@@ -47,14 +137,17 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
           absl::StrCat("--rank ", spec.rank, " is larger than ", m.name, " (", dims[0], "x",
                        dims[1], "); use --rank <= ", std::min(dims[0], dims[1])));
     }
-    for (int64_t l = 0; l < config.num_layers; ++l) {
-      const std::string name = config.LayerPrefix(l) + m.suffix + ".weight";
-      if ((*ckpt)->Find(name) == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat("--model ", spec.model, ": tensor ", name,
-                                                       " is missing from the checkpoint"));
-      }
-    }
   }
+  // One calibrate task per layer, one decompose task per layer and module, one
+  // finalize (server/planner.cc).
+  const int64_t tasks = config.num_layers * (1 + static_cast<int64_t>(shape.modules.size())) + 1;
+  if (tasks > kMaxPlanTasks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model ", BoundedQuote(spec.model), ": the plan would have ", tasks,
+                     " tasks, above the limit of ", kMaxPlanTasks,
+                     " tasks per job; compress fewer modules or split the job"));
+  }
+  if (absl::Status s = CheckTensorShapes(**ckpt, spec); !s.ok()) return s;
   if (shape.modules.empty()) {
     return absl::InvalidArgumentError(
         "--modules selects no linear; name at least one of "
@@ -63,13 +156,14 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   absl::StatusOr<model::TokenSet> tokens =
       model_io::LoadTokensAt(spec.calibration, config, options);
   if (!tokens.ok()) {
-    return AsInvalid(tokens.status(), absl::StrCat("--calibration ", spec.calibration));
+    return AsInvalid(tokens.status(),
+                     absl::StrCat("--calibration ", BoundedQuote(spec.calibration)));
   }
   // The output must be writable: write and delete a probe object.
   const std::string probe = storage::JoinKey(spec.out, ".caldera-write-probe");
   if (auto put = storage::WriteObject(probe, "probe", options); !put.ok()) {
     return AsInvalid(put.status(),
-                     absl::StrCat("--out ", spec.out,
+                     absl::StrCat("--out ", BoundedQuote(spec.out),
                                   " is not writable (choose an output location the service can "
                                   "write)"));
   }

@@ -5,6 +5,7 @@
 #ifndef CALDERA_JOB_JOB_VALIDATION_H_
 #define CALDERA_JOB_JOB_VALIDATION_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,11 @@
 
 namespace caldera::job {
 
+// Plan-size limits: a config.json claiming more layers, or a plan with more
+// tasks, is refused at submit with a message naming the limit.
+inline constexpr int64_t kMaxLayers = 1024;
+inline constexpr int64_t kMaxPlanTasks = 100000;
+
 // What the planner needs to know about a valid job.
 struct JobShape {
   int num_layers = 0;
@@ -22,9 +28,12 @@ struct JobShape {
 
 // INVALID_ARGUMENT (the message names the problem and the fix) for a bad
 // setting, a missing or unreadable model, an unsupported architecture, a
-// corrupt or truncated safetensors header, a missing weight, a rank larger
-// than a matrix, calibration tokens that do not fit the model, or an output
-// that cannot be written. UNAVAILABLE (retryable) when storage is down.
+// corrupt or truncated safetensors header, a missing weight or one whose shape
+// differs from what config.json implies (every tensor the plan reads: the
+// embedding, norms, linears and biases; the first bad one is named), a config
+// beyond kMaxLayers or a plan beyond kMaxPlanTasks, a rank larger than a matrix, calibration tokens
+// that do not fit the model, or an output that cannot be written. UNAVAILABLE (retryable) when
+// storage is down.
 absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::StorageOptions& options);
 
 }  // namespace caldera::job

@@ -99,12 +99,18 @@ absl::StatusOr<std::string> LocalStore::GetRange(const std::string& key, uint64_
                                                  uint64_t length) {
   absl::StatusOr<std::string> path = PathOf(key);
   if (!path.ok()) return path.status();
-  const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO at the path must not stall the reader waiting for a writer.
+  const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return ErrnoError(errno, absl::StrCat("cannot open ", *path));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
     ::close(fd);
-    return absl::NotFoundError(absl::StrCat(*path, " is not a regular file"));
+    return ErrnoError(err, absl::StrCat("cannot stat ", *path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(*path, " is not a regular file"));
   }
   if (absl::Status s = CheckRange(*path, static_cast<uint64_t>(st.st_size), offset, length);
       !s.ok()) {
@@ -151,20 +157,16 @@ absl::StatusOr<ObjectInfo> LocalStore::Put(const std::string& key, const RandomA
   };
   Sha256 sha;
   const uint64_t size = body.Size();
-  std::span<const uint8_t> mapped = body.MappedBytes();
-  if (!mapped.empty()) {
-    sha.Update(absl::string_view(reinterpret_cast<const char*>(mapped.data()), mapped.size()));
-    if (absl::Status s = WriteAll(fd, mapped.data(), mapped.size(), tmp); !s.ok()) return fail(s);
-  } else {
-    std::vector<uint8_t> buf(std::min<uint64_t>(size, 8u << 20));
-    for (uint64_t done = 0; done < size;) {
-      const uint64_t n = std::min<uint64_t>(buf.size(), size - done);
-      std::span<uint8_t> chunk(buf.data(), n);
-      if (absl::Status s = body.ReadAt(done, chunk); !s.ok()) return fail(s);
-      sha.Update(absl::string_view(reinterpret_cast<const char*>(buf.data()), n));
-      if (absl::Status s = WriteAll(fd, buf.data(), n, tmp); !s.ok()) return fail(s);
-      done += n;
-    }
+  // Always through ReadAt: a mapped local file truncated meanwhile then gives a
+  // status instead of SIGBUS.
+  std::vector<uint8_t> buf(std::min<uint64_t>(size, 8u << 20));
+  for (uint64_t done = 0; done < size;) {
+    const uint64_t n = std::min<uint64_t>(buf.size(), size - done);
+    std::span<uint8_t> chunk(buf.data(), n);
+    if (absl::Status s = body.ReadAt(done, chunk); !s.ok()) return fail(s);
+    sha.Update(absl::string_view(reinterpret_cast<const char*>(buf.data()), n));
+    if (absl::Status s = WriteAll(fd, buf.data(), n, tmp); !s.ok()) return fail(s);
+    done += n;
   }
   ObjectInfo info;
   info.key = key;

@@ -7,18 +7,6 @@
 
 namespace caldera::worker {
 
-absl::StatusOr<const model::Checkpoint*> TaskRunner::Model(const std::string& uri) {
-  if (model_ == nullptr || model_uri_ != uri) {
-    model_.reset();
-    absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt =
-        model_io::OpenCheckpointAt(uri, options_);
-    if (!ckpt.ok()) return ckpt.status();
-    model_ = *std::move(ckpt);
-    model_uri_ = uri;
-  }
-  return model_.get();
-}
-
 absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
                                            const std::function<bool()>& cancelled) {
   if (task.work_case() == v1::Task::WORK_NOT_SET) {
@@ -26,7 +14,7 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
         absl::StrCat("task ", task.task_id(), " has a kind this worker does not know; upgrade it"));
   }
   const job::JobSpec spec = job::JobSpecFromProto(task.spec(), "");
-  absl::StatusOr<const model::Checkpoint*> ckpt = Model(spec.model);
+  absl::StatusOr<const model::Checkpoint*> ckpt = models_.Get(spec.model);
   if (!ckpt.ok()) return ckpt.status();
   switch (task.work_case()) {
     case v1::Task::kCalibrate:

@@ -17,6 +17,7 @@
 #include "job/job_spec.h"
 #include "storage/storage_options.h"
 #include "worker/executors.h"
+#include "worker/model_cache.h"
 
 namespace caldera::worker {
 
@@ -31,7 +32,7 @@ class TaskRunner {
  public:
   // `search_threads`: threads for a decompose task's codeword searches.
   explicit TaskRunner(storage::StorageOptions options, int search_threads = 1)
-      : options_(std::move(options)), search_threads_(search_threads) {}
+      : options_(options), search_threads_(search_threads), models_(std::move(options)) {}
 
   // Runs `task`; `cancelled` is polled between steps (CANCELLED when it
   // fires). INVALID_ARGUMENT / NOT_FOUND mean the input is wrong (not worth a
@@ -50,13 +51,10 @@ class TaskRunner {
                                          const v1::FinalizeTask& task,
                                          const std::function<bool()>& cancelled);
 
-  // The task's model, opened once per model URI (headers only).
-  absl::StatusOr<const model::Checkpoint*> Model(const std::string& uri);
-
   storage::StorageOptions options_;
   int search_threads_;
-  std::string model_uri_;
-  std::unique_ptr<model::Checkpoint> model_;
+  // The task's model (headers only), reopened when its URI or files change.
+  ModelCache models_;
 };
 
 }  // namespace caldera::worker

@@ -70,6 +70,8 @@ class SafetensorsReader {
   // The tensor's bytes inside a memory-mapped source, without copying (valid as
   // long as this reader lives). FAILED_PRECONDITION when the source is not
   // mapped (a remote object: use Read), NOT_FOUND for an unknown name.
+  // Touching the span after the file was truncated raises SIGBUS: code that
+  // reads user-supplied files uses Read (pread; truncation is a status).
   absl::StatusOr<std::span<const uint8_t>> MappedTensorBytes(absl::string_view name) const;
 
  private:

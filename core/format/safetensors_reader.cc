@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/format/safetensors.h"
+#include "core/util/bounded_quote.h"
 #include "nlohmann/json.hpp"
 
 namespace caldera {
@@ -21,7 +22,8 @@ absl::Status Corrupt(const std::string& file, absl::string_view what) {
 
 absl::Status TensorError(const std::string& file, const std::string& tensor,
                          absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", tensor, "': ", what,
+  return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", BoundedQuote(tensor),
+                                                 "': ", what,
                                                  "; the file is corrupt or was not written "
                                                  "by a safetensors writer"));
 }
@@ -60,8 +62,11 @@ absl::StatusOr<TensorInfo> ParseEntry(const std::string& file, const std::string
   for (const Json& d : *shape_it) {
     uint64_t dim = 0;
     if (!AsNonNegativeInt(d, &dim)) {
-      return TensorError(file, name,
-                         absl::StrCat("shape entry ", d.dump(), " is not a non-negative integer"));
+      return TensorError(
+          file, name,
+          absl::StrCat("shape entry ",
+                       BoundedQuote(d.dump(-1, ' ', false, Json::error_handler_t::replace)),
+                       " is not a non-negative integer"));
     }
     info.shape.push_back(static_cast<int64_t>(dim));
   }
@@ -101,6 +106,52 @@ absl::StatusOr<TensorInfo> ParseEntry(const std::string& file, const std::string
   return info;
 }
 
+// A SAX handler that builds nothing: it remembers the first key that appears
+// twice in one object, and the top-level key (tensor) it was found under.
+class DuplicateKeyFinder final : public nlohmann::json_sax<Json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    open_objects_.emplace_back();
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (open_objects_.empty()) return true;
+    if (open_objects_.size() == 1) top_key_ = k;
+    if (!open_objects_.back().insert(k).second && duplicate_.empty()) {
+      duplicate_ = k;
+      duplicate_in_ = open_objects_.size() == 1 ? "" : top_key_;
+    }
+    return true;
+  }
+  bool end_object() override {
+    if (!open_objects_.empty()) open_objects_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;  // the DOM parse reports invalid JSON
+  }
+
+  // The first duplicated key ("" if none), and the tensor holding it ("" when
+  // the duplicate is a top-level name).
+  const std::string& duplicate() const { return duplicate_; }
+  const std::string& duplicate_in() const { return duplicate_in_; }
+
+ private:
+  std::vector<std::set<std::string>> open_objects_;
+  std::string top_key_;
+  std::string duplicate_;
+  std::string duplicate_in_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::OpenFile(
@@ -123,13 +174,15 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::Open(
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > kMaxHeaderBytes) {
-    return Corrupt(file, absl::StrCat("header length ", header_len, " exceeds the limit of ",
-                                      kMaxHeaderBytes, " bytes"));
+    // The number is the file's first 8 bytes: never quoted (a token file
+    // pointed at /etc/passwd would otherwise leak "root:x:0").
+    return Corrupt(file, absl::StrCat("header length (the first 8 bytes) exceeds the limit of ",
+                                      kMaxHeaderBytes, " bytes; this is not a safetensors file"));
   }
   if (header_len > size - 8) {
     return Corrupt(
-        file, absl::StrCat("header length ", header_len, " goes beyond the end of the file (", size,
-                           " bytes); the file is truncated"));
+        file, absl::StrCat("header length (the first 8 bytes) goes beyond the end of the file (",
+                           size, " bytes); the file is truncated or not a safetensors file"));
   }
   std::string header(header_len, '\0');
   if (absl::Status s = source->ReadAt(
@@ -138,44 +191,25 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::Open(
     return s;
   }
 
-  // Parse, remembering duplicate keys at any depth (nlohmann keeps only the
-  // last): one key set per open object; `top_key` is the tensor being parsed.
-  std::vector<std::set<std::string>> open_objects;
-  std::string top_key;
-  std::string duplicate;     // the first duplicated key
-  std::string duplicate_in;  // the tensor it was found in ("" at the top level)
-  Json::parser_callback_t cb = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case Json::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
-        break;
-      case Json::parse_event_t::key:
-        if (!open_objects.empty() && parsed.is_string()) {
-          const std::string key = parsed.get<std::string>();
-          if (open_objects.size() == 1) top_key = key;
-          if (!open_objects.back().insert(key).second && duplicate.empty()) {
-            duplicate = key;
-            duplicate_in = open_objects.size() == 1 ? "" : top_key;
-          }
-        }
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  Json root = Json::parse(header, cb, /*allow_exceptions=*/false);
+  // Duplicate keys at any depth (nlohmann keeps only the last) are found by a
+  // SAX pass, then the DOM is built without a callback: nlohmann's callback
+  // parser rescans the parent object at every nested object's end, which made
+  // a header of N entries cost O(N^2). Both passes are O(n log n).
+  DuplicateKeyFinder dups;
+  (void)Json::sax_parse(header, &dups, nlohmann::detail::input_format_t::json,
+                        /*strict=*/true);
+  const std::string& duplicate = dups.duplicate();
+  const std::string& duplicate_in = dups.duplicate_in();
+  Json root = Json::parse(header, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) return Corrupt(file, "header is not valid JSON");
   if (!root.is_object()) return Corrupt(file, "header JSON is not an object");
   if (!duplicate.empty()) {
     if (duplicate_in.empty()) {
       return TensorError(file, duplicate, "the name appears more than once in the header");
     }
-    return TensorError(file, duplicate_in,
-                       absl::StrCat("key \"", duplicate, "\" appears more than once in its entry"));
+    return TensorError(
+        file, duplicate_in,
+        absl::StrCat("key \"", BoundedQuote(duplicate), "\" appears more than once in its entry"));
   }
 
   auto reader = std::unique_ptr<SafetensorsReader>(new SafetensorsReader());
@@ -186,8 +220,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::Open(
       if (!it->is_object()) return Corrupt(file, "__metadata__ is not an object");
       for (auto m = it->begin(); m != it->end(); ++m) {
         if (!m->is_string()) {
-          return Corrupt(file,
-                         absl::StrCat("__metadata__ value for '", m.key(), "' is not a string"));
+          return Corrupt(file, absl::StrCat("__metadata__ value for '", BoundedQuote(m.key()),
+                                            "' is not a string"));
         }
         reader->metadata_[m.key()] = m->get<std::string>();
       }
@@ -229,10 +263,13 @@ absl::StatusOr<Tensor> SafetensorsReader::Read(absl::string_view name) const {
   const TensorInfo* info = Find(name);
   if (info == nullptr) {
     std::vector<std::string> names;
-    for (size_t i = 0; i < tensors_.size() && i < 8; ++i) names.push_back(tensors_[i].name);
-    return absl::NotFoundError(absl::StrCat(
-        source_->Name(), ": no tensor named '", name, "' (", tensors_.size(), " tensors, e.g. ",
-        absl::StrJoin(names, ", "), tensors_.size() > names.size() ? ", ..." : "", ")"));
+    for (size_t i = 0; i < tensors_.size() && i < 8; ++i) {
+      names.push_back(BoundedQuote(tensors_[i].name, 64));
+    }
+    return absl::NotFoundError(absl::StrCat(source_->Name(), ": no tensor named '",
+                                            BoundedQuote(name), "' (", tensors_.size(),
+                                            " tensors, e.g. ", absl::StrJoin(names, ", "),
+                                            tensors_.size() > names.size() ? ", ..." : "", ")"));
   }
   absl::StatusOr<Tensor> t = Tensor::Zeros(info->dtype, info->shape);
   if (!t.ok()) return t.status();

@@ -32,22 +32,26 @@ class RandomAccessSource {
   virtual const std::string& Name() const = 0;
 
   // If the whole content is mapped in memory, its bytes; else an empty span.
-  // Lets readers avoid a copy for local files.
+  // Lets readers avoid a copy. For a local file the span is an mmap: touching
+  // it after the file was truncated raises SIGBUS, so code that may meet files
+  // changed under it (anything reading user input) reads with ReadAt instead.
   virtual std::span<const uint8_t> MappedBytes() const { return {}; }
 };
 
-// Memory-maps a local file read-only. NOT_FOUND if it does not exist,
-// PERMISSION_DENIED / INTERNAL for other open/mmap failures (message names path).
+// Opens a local regular file read-only (and maps it for MappedBytes). NOT_FOUND
+// if it does not exist; INVALID_ARGUMENT "<path> is not a regular file" for a
+// directory, FIFO, socket or device (opened non-blocking, so a FIFO never
+// stalls the caller); PERMISSION_DENIED / INTERNAL for other open/mmap failures
+// (message names path). ReadAt uses pread: a file truncated while open gives
+// OUT_OF_RANGE, never SIGBUS.
 absl::StatusOr<std::unique_ptr<RandomAccessSource>> OpenMappedFile(const std::string& path);
 
 // A source over an owned byte buffer (tests, small downloaded objects).
-std::unique_ptr<RandomAccessSource> MakeMemorySource(std::string name,
-                                                     std::vector<uint8_t> bytes);
+std::unique_ptr<RandomAccessSource> MakeMemorySource(std::string name, std::vector<uint8_t> bytes);
 
 // Checks that [offset, offset+length) lies inside a source of `size` bytes,
 // without overflow. OUT_OF_RANGE naming `name` otherwise.
-absl::Status CheckRange(const std::string& name, uint64_t size, uint64_t offset,
-                        uint64_t length);
+absl::Status CheckRange(const std::string& name, uint64_t size, uint64_t offset, uint64_t length);
 
 }  // namespace caldera
 

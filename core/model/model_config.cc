@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/util/bounded_quote.h"
 #include "nlohmann/json.hpp"
 
 namespace caldera::model {
@@ -39,7 +40,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json, absl::strin
   bool supported = false;
   for (const char* a : kSupportedArchitectures) supported |= c.architecture == a;
   if (!supported) {
-    return Bad(name, absl::StrCat("unsupported architecture '", c.architecture,
+    return Bad(name, absl::StrCat("unsupported architecture '", BoundedQuote(c.architecture),
                                   "'; supported: ", absl::StrJoin(kSupportedArchitectures, ", ")));
   }
   struct Field {
@@ -93,7 +94,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json, absl::strin
       type = t->get<std::string>();
     }
     if (type != "llama3" && type != "linear" && type != "default") {
-      return Bad(name, absl::StrCat("unsupported rope_scaling type '", type,
+      return Bad(name, absl::StrCat("unsupported rope_scaling type '", BoundedQuote(type),
                                     "'; supported: llama3, linear, default"));
     }
     c.rope_scaling.type = type == "default" ? "" : type;

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/util/bounded_quote.h"
 
 namespace caldera {
 namespace {
@@ -54,7 +55,7 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
     if (n == name) return d;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown dtype \"", name,
+      absl::StrCat("unknown dtype \"", BoundedQuote(name, 32),
                    "\"; supported: F32, F16, BF16, F64, I32, I64, U8, I8, BOOL"));
 }
 

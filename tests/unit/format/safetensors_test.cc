@@ -1,12 +1,14 @@
 #include "core/format/safetensors.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/support/fixtures.h"
 
@@ -347,6 +349,81 @@ TEST(SafetensorsTest, AtomicWriteReplacesAndLeavesNoTempFile) {
   EXPECT_EQ((*r)->Read("x")->shape(), (std::vector<int64_t>{7}));
   EXPECT_EQ(w.WriteFile(dir.Join("missing-dir/out.safetensors")).code(),
             absl::StatusCode::kPermissionDenied);
+}
+
+// A header of `n` zero-size tensors (the O(N^2) case of #17).
+std::vector<uint8_t> ZeroSizeTensors(int n) {
+  std::string h = "{";
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&h, i == 0 ? "" : ",", "\"t", i,
+                    "\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}");
+  }
+  h += "}";
+  return RawFile(h, 0);
+}
+
+double SecondsToOpen(const std::vector<uint8_t>& bytes, int tries) {
+  double best = 1e30;
+  for (int i = 0; i < tries; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<std::unique_ptr<SafetensorsReader>> r = OpenBytes(bytes);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_TRUE(r.ok()) << r.status();
+    best = std::min(best, s);
+  }
+  return best;
+}
+
+// #17: 40k zero-size entries took 57 s (nlohmann's callback parser rescans the
+// top-level object after each entry). Ten times the entries must cost about
+// ten times as much, not a hundred.
+TEST(SafetensorsTest, HeaderParsingIsNotQuadraticInTheEntryCount) {
+  const std::vector<uint8_t> small = ZeroSizeTensors(3000);
+  const std::vector<uint8_t> large = ZeroSizeTensors(30000);
+  const double t_small = SecondsToOpen(small, 5);
+  const double t_large = SecondsToOpen(large, 2);
+  EXPECT_LT(t_large / t_small, 30.0) << "3k entries: " << t_small << " s, 30k: " << t_large << " s";
+  EXPECT_LT(t_large, 5.0);
+}
+
+// #17: a file truncated after the reader opened it: Read is an error, not SIGBUS.
+TEST(SafetensorsTest, FileTruncatedAfterOpenGivesAnErrorOnRead) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("t.safetensors");
+  SafetensorsWriter w;
+  ASSERT_TRUE(w.Add("big", Filled(DType::kF32, {1 << 18}, 1)).ok());
+  ASSERT_TRUE(w.WriteFile(path).ok());
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> r = SafetensorsReader::OpenFile(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::filesystem::resize_file(path, 4096);
+  absl::StatusOr<Tensor> t = (*r)->Read("big");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("big"), std::string::npos) << t.status();
+  EXPECT_NE(t.status().message().find("truncated"), std::string::npos) << t.status();
+}
+
+// #17/#18: the header length is the file's first 8 bytes; quoting it leaked
+// them ("root:x:0" from /etc/passwd given as a token file). Names are capped.
+TEST(SafetensorsTest, MessagesNeverQuoteFileBytesAndCapNames) {
+  std::vector<uint8_t> passwd = ToBytes("root:x:0:0:root:/root:/bin/bash\n");
+  uint64_t as_number = 0;
+  for (int i = 7; i >= 0; --i) as_number = (as_number << 8) | passwd[i];
+  absl::Status s = OpenBytes(passwd).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message().find(std::to_string(as_number)), std::string::npos) << s;
+  std::vector<uint8_t> short_header = RawFile("{}", 0);
+  short_header[0] = 200;
+  s = OpenBytes(short_header).status();
+  EXPECT_EQ(s.message().find("200"), std::string::npos) << s;
+
+  const std::string long_name(100000, 'n');
+  s = OpenBytes(RawFile("{\"" + long_name +
+                            "\":{\"dtype\":\"F8\",\"shape\":[1],"
+                            "\"data_offsets\":[0,1]}}",
+                        1))
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(s.message().size(), 1000u) << s.message().substr(0, 300);
 }
 
 }  // namespace

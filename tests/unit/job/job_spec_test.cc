@@ -1,5 +1,6 @@
 #include "job/job_spec.h"
 
+#include "absl/status/status.h"
 #include "gtest/gtest.h"
 
 namespace caldera::job {
@@ -126,6 +127,28 @@ TEST(JobSpecTest, CompressesModule) {
   s.modules = {"q_proj"};
   EXPECT_TRUE(CompressesModule(s, "q_proj"));
   EXPECT_FALSE(CompressesModule(s, "k_proj"));
+}
+
+// #17: values from clients are never echoed unbounded, and URIs are bounded.
+TEST(JobSpecTest, MessagesCapQuotedValuesAndUrisAreBounded) {
+  JobSpec s = Valid();
+  s.method = std::string(100000, 'x');
+  absl::Status st = ValidateJobSpec(s);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(st.message().size(), 1000u);
+  EXPECT_NE(st.message().find("xxx\xE2\x80\xA6"), std::string::npos);
+  s = Valid();
+  s.modules = {std::string(100000, 'q')};
+  st = ValidateJobSpec(s);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(st.message().size(), 1000u);
+  s = Valid();
+  s.model = std::string(5000, 'm');
+  st = ValidateJobSpec(s);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("--model is 5000 bytes long, above the limit of 4096"),
+            std::string::npos)
+      << st.message().substr(0, 300);
 }
 
 }  // namespace

@@ -3,12 +3,23 @@
 // and cancel are checked quickly. Validation reads the stories260K fixture.
 #include "server/coordinator.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <future>
 #include <limits>
+#include <sstream>
 #include <thread>
 
+#include "core/format/safetensors.h"
 #include "gtest/gtest.h"
 #include "job/task_plan.h"
+#include "nlohmann/json.hpp"
 #include "tests/support/fixtures.h"
 
 namespace caldera::server {
@@ -310,6 +321,102 @@ TEST(CoordinatorTest, ListPagesNewestFirst) {
   req.clear_page_token();
   req.set_state(v1::RUNNING);
   EXPECT_EQ(c->ListJobs(req)->jobs_size(), 0);
+}
+
+// CreateJob with `request`, failing the test (instead of hanging) when it does
+// not answer within 2 s; `fifo` gets a writer then, to release a blocked open.
+absl::Status CreateWithin2s(Coordinator* c, const v1::CreateJobRequest& request,
+                            const std::string& fifo) {
+  auto created = std::async(std::launch::async, [&] { return c->CreateJob(request).status(); });
+  if (created.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (w >= 0) ::close(w);
+    ADD_FAILURE() << "CreateJob blocked on the FIFO " << fifo;
+  }
+  return created.get();
+}
+
+// #17: a FIFO as config.json or calibration file blocked CreateJob forever.
+TEST(CoordinatorTest, FifoInputsAreRefusedAtOnce) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  const std::string model = tmp.Join("fifo-model");
+  std::filesystem::create_directories(model);
+  ASSERT_EQ(::mkfifo((model + "/config.json").c_str(), 0600), 0);
+  v1::CreateJobRequest r = Request(tmp.Join("out"));
+  r.mutable_spec()->set_model(model);
+  absl::Status s = CreateWithin2s(c.get(), r, model + "/config.json");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("config.json is not a regular file"), std::string::npos) << s;
+
+  const std::string calibration = tmp.Join("calibration.safetensors");
+  ASSERT_EQ(::mkfifo(calibration.c_str(), 0600), 0);
+  r = Request(tmp.Join("out"));
+  r.mutable_spec()->set_calibration(calibration);
+  s = CreateWithin2s(c.get(), r, calibration);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("calibration.safetensors is not a regular file"), std::string::npos)
+      << s;
+}
+
+// A copy of the fixture's config.json with `key` set to `value`.
+void WriteConfig(const std::string& dir, const std::string& key, int64_t value) {
+  std::ifstream in(ModelDir() + "/config.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
+  ASSERT_TRUE(j.is_object());
+  j[key] = value;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << j.dump();
+}
+
+// #17: shapes are checked against config.json for every tensor the plan reads
+// (a config claiming 5000 layers over zero-size tensors planned 40,001 tasks),
+// and the plan size is bounded.
+TEST(CoordinatorTest, TensorShapesAndPlanSizeAreCheckedAtSubmit) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> real =
+      SafetensorsReader::OpenFile(ModelDir() + "/model.safetensors");
+  ASSERT_TRUE(real.ok()) << real.status();
+
+  // Every tensor present, the layers' ones of size zero.
+  const std::string zero = tmp.Join("zero-model");
+  WriteConfig(zero, "num_hidden_layers", 5);
+  SafetensorsWriter w;
+  for (const TensorInfo& t : (*real)->tensors()) {
+    if (t.name.rfind("model.layers.", 0) == 0) {
+      absl::StatusOr<Tensor> empty = Tensor::Zeros(t.dtype, {0});
+      ASSERT_TRUE(empty.ok());
+      ASSERT_TRUE(w.Add(t.name, *std::move(empty)).ok());
+    } else {
+      absl::StatusOr<Tensor> full = (*real)->Read(t.name);
+      ASSERT_TRUE(full.ok());
+      ASSERT_TRUE(w.Add(t.name, *std::move(full)).ok());
+    }
+  }
+  ASSERT_TRUE(w.WriteFile(zero + "/model.safetensors").ok());
+  v1::CreateJobRequest r = Request(tmp.Join("out"));
+  r.mutable_spec()->set_model(zero);
+  absl::Status s = c->CreateJob(r).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("tensor model.layers.0.input_layernorm.weight has shape [0]"),
+            std::string::npos)
+      << s;
+
+  // A config claiming 5000 layers names the limit.
+  const std::string deep = tmp.Join("deep-model");
+  WriteConfig(deep, "num_hidden_layers", 5000);
+  std::filesystem::create_symlink(ModelDir() + "/model.safetensors", deep + "/model.safetensors");
+  r.mutable_spec()->set_model(deep);
+  s = c->CreateJob(r).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("num_hidden_layers 5000 is above the limit of 1024"),
+            std::string::npos)
+      << s;
 }
 
 }  // namespace
