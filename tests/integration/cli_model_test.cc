@@ -246,8 +246,11 @@ TEST(CliDecomposeTest, FixtureMatrixWithCalibratedHessian) {
   EXPECT_EQ(q_first["update_order"], "q,lr");
   EXPECT_EQ(q_first["hessian_downdate"], true);
   EXPECT_EQ(q_first["history"][0]["step"], "q");
-  EXPECT_DOUBLE_EQ(q_first["history"][0]["weighted_relative_error"].get<double>(),
-                   ldlq["weighted_relative_error"].get<double>());
+  // (LDLQ-only jobs give an E8P Q per-row scales, CALDERA keeps one scale;
+  // the core test QFirstOrderStartsWithPlainLdlq checks the equality itself.)
+  EXPECT_NEAR(q_first["history"][0]["weighted_relative_error"].get<double>(),
+              ldlq["weighted_relative_error"].get<double>(),
+              0.01 * ldlq["weighted_relative_error"].get<double>());
   // The written record rebuilds a matrix that sits at the reported errors from
   // the fixture's weight (read here row-major, as safetensors stores it) under
   // the calibrated Hessian.

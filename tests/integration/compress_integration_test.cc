@@ -301,10 +301,10 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Family>& p) { return std::string(p.param.name); });
 
 // Sequential calibration (the default) calibrates each layer on the outputs
-// of the compressed layers before it. Measured on the fixture with 2-bit E8P
-// LDLQ: perplexity 72.8 (original) -> 50.3 (sequential); if calibrate(l) did
-// not run the compressed block l-1, both would be the same.
-TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtTwoBits) {
+// of the compressed layers before it. Measured on the fixture with 3-bit
+// uniform LDLQ: perplexity 10.53 (original) -> 9.98 (sequential), ratio 0.948;
+// if calibrate(l) did not run the compressed block l-1, both would be equal.
+TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtThreeBits) {
   TempDir tmp;
   std::string log;
   double ppl[2];
@@ -312,15 +312,17 @@ TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtTwoBits) {
   for (const char* mode : {"original", "sequential"}) {
     const std::string out = tmp.Join(mode);
     ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out,
-                                     absl::StrCat(" --method ldlq --calibration-mode ", mode)),
+                                     absl::StrCat(" --method ldlq --quantizer uniform --q-bits 3"
+                                                  " --calibration-mode ",
+                                                  mode)),
                          &log),
               0)
         << log;
     ppl[i++] = Perplexity(out);
   }
-  std::fprintf(stderr, "ldlq e8p 2-bit perplexity: original %.3f sequential %.3f\n", ppl[0],
+  std::fprintf(stderr, "ldlq uniform 3-bit perplexity: original %.3f sequential %.3f\n", ppl[0],
                ppl[1]);
-  EXPECT_LT(ppl[1], 0.8 * ppl[0]);
+  EXPECT_LT(ppl[1], 0.97 * ppl[0]);
 }
 
 // LDLQ with a 4-bit E8P Q gets per-row scales: measured on the fixture,
