@@ -47,9 +47,15 @@ export CALDERA_FIXTURES_DIR="${CALDERA_FIXTURES_DIR:-/work/shared/models}"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
 # The scratch copy: the tracked files of the working tree (uncommitted edits
-# included); rsync --checksum leaves unchanged files (and their mtimes) alone.
+# included); files equal to their scratch copy (and their mtimes) are left alone.
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard) |
-  rsync -a --checksum --from0 --files-from=- "$repo/" "$src/"
+  while IFS= read -r -d '' path; do
+    [ -f "$repo/$path" ] || continue
+    if ! cmp -s "$repo/$path" "$src/$path" 2>/dev/null; then
+      mkdir -p "$(dirname "$src/$path")"
+      cp -p "$repo/$path" "$src/$path"
+    fi
+  done
 [ -e "$repo/.venv" ] && ln -sfn "$(readlink -f "$repo/.venv")" "$src/.venv"
 
 nvcc="${CUDACXX:-/usr/local/cuda/bin/nvcc}"
