@@ -253,10 +253,10 @@ TEST(CompressIntegration, SigintCancelsWithExitFourAndLeavesNothingBehind) {
     TempDir tmp;
     const std::string out = tmp.Join("out"), state = tmp.Join("tmp");
     std::filesystem::create_directories(state);
-    absl::StatusOr<Subprocess> p = Subprocess::Start(
-        {"/usr/bin/env", "TMPDIR=" + state, Ctl(), "compress", "--model", ModelDir(),
-         "--calibration", ModelDir() + "/calibration.safetensors", "--out", out, "--rank", "8",
-         "--workers", "2"});
+    absl::StatusOr<Subprocess> p =
+        Subprocess::Start({"/usr/bin/env", "TMPDIR=" + state, Ctl(), "compress", "--model",
+                           ModelDir(), "--calibration", ModelDir() + "/calibration.safetensors",
+                           "--out", out, "--rank", "8", "--workers", "2"});
     ASSERT_TRUE(p.ok()) << p.status();
     // Wait until tasks have written scratch, so there is something to clean.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
