@@ -114,6 +114,29 @@ TEST(CalderaTest, BeatsLdlqOnlyAndKeepsTheBestIterate) {
   EXPECT_NEAR(cal->weighted_relative_error, cal->history[cal->best_step].second, 1e-12);
 }
 
+// LPLR (the LR step's alternating L/R updates with quantised factors) keeps
+// the best of its iterates under the weighted error. Its first iterate is the
+// same whatever lplr_iters is, so the first LR step's error (history[0], with
+// order "lr,q") can only go down with more iterates, never up.
+TEST(CalderaTest, LplrKeepsItsBestIterate) {
+  for (uint32_t seed : {11u, 12u, 13u}) {
+    SCOPED_TRACE(seed);
+    Problem p = MakeProblem(64, 128, seed);
+    DecomposeOptions one = Small("caldera");
+    one.iters = 1;
+    one.lplr_iters = 1;
+    DecomposeOptions many = one;
+    many.lplr_iters = 6;
+    absl::StatusOr<DecomposeResult> r1 = Decompose(p.w, p.h, one);
+    absl::StatusOr<DecomposeResult> r6 = Decompose(p.w, p.h, many);
+    ASSERT_TRUE(r1.ok()) << r1.status();
+    ASSERT_TRUE(r6.ok()) << r6.status();
+    ASSERT_FALSE(r1->history.empty());
+    ASSERT_FALSE(r6->history.empty());
+    EXPECT_LE(r6->history[0].second, r1->history[0].second * (1 + 1e-6));
+  }
+}
+
 TEST(CalderaTest, FullRankFloatFactorsReconstructToFloatPrecision) {
   Problem p = MakeProblem(32, 64, 4);
   DecomposeOptions o = Small("caldera");

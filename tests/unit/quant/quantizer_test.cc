@@ -1,9 +1,12 @@
 #include "core/quant/quantizer.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <random>
 #include <utility>
 
+#include "core/tensor/half.h"
 #include "gtest/gtest.h"
 
 namespace caldera::quant {
@@ -38,6 +41,46 @@ TEST(QuantizerTest, ErrorsShrinkWithBitsAndExportRoundTrips) {
     absl::StatusOr<MatrixF> back = Dequantize(spec, 16, 64, (*q)->Export());
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ((*back - out).cwiseAbs().maxCoeff(), 0.0f) << "dequantised values differ";
+  }
+}
+
+// Uniform codes are the nearest point of their group's grid, checked by brute
+// force over every level of a grid rebuilt here from the group's values
+// (asymmetric: min + k·scale with scale = (max − min)/(levels − 1); symmetric
+// mid-rise: (k + 1/2)·scale with scale = max|x|/(levels/2); both fp16-rounded).
+TEST(QuantizerTest, UniformCodesAreTheNearestGridPoint) {
+  const MatrixF a = Gaussian(8, 64, 5);
+  for (const bool symmetric : {false, true}) {
+    for (const int bits : {2, 3, 4}) {
+      QuantizerSpec spec = SpecFor("uniform", bits, 16);
+      spec.symmetric = symmetric;
+      SCOPED_TRACE(spec.Name());
+      absl::StatusOr<std::unique_ptr<MatrixQuantizer>> q = MakeMatrixQuantizer(spec, 8, 64);
+      ASSERT_TRUE(q.ok()) << q.status();
+      const MatrixF out = QuantizeNearest(**q, a);
+      const int levels = 1 << bits;
+      for (int64_t r = 0; r < a.rows(); ++r) {
+        for (int64_t g = 0; g < 64; g += 16) {
+          const auto group = a.row(r).segment(g, 16);
+          float scale, base;
+          if (symmetric) {
+            scale = HalfToFloat(FloatToHalf(group.cwiseAbs().maxCoeff() / (levels / 2)));
+            base = (0.5f - levels / 2) * scale;
+          } else {
+            scale = HalfToFloat(FloatToHalf((group.maxCoeff() - group.minCoeff()) / (levels - 1)));
+            base = HalfToFloat(FloatToHalf(group.minCoeff()));
+          }
+          for (int64_t c = g; c < g + 16; ++c) {
+            float best = std::numeric_limits<float>::infinity();
+            for (int k = 0; k < levels; ++k) {
+              best = std::min(best, std::fabs(a(r, c) - (base + k * scale)));
+            }
+            EXPECT_LE(std::fabs(a(r, c) - out(r, c)), best + 1e-5f * scale)
+                << "row " << r << " col " << c << ": " << a(r, c) << " -> " << out(r, c);
+          }
+        }
+      }
+    }
   }
 }
 
