@@ -82,6 +82,8 @@ open(path, "w", encoding="utf-8").write(text.replace(old, new))
 PY
 }
 
+# Read a snapshot: the list may be edited while a run is going.
+cp "$list" "$work/mutations.list"
 declare -a rows=()
 caught=0 survived=0 broken=0
 while IFS=$'\t' read -r id file old new targets tests what; do
@@ -120,7 +122,7 @@ while IFS=$'\t' read -r id file old new targets tests what; do
   esac
   printf '%-28s %-24s %s\n' "$id" "$result" "$what"
   rows+=("$(printf '| %s | %s | `%s` | %s |' "$id" "$result" "$tests" "$what")")
-done <"$list"
+done <"$work/mutations.list"
 
 # Leave the scratch build matching the tree for the next run.
 echo
