@@ -262,7 +262,8 @@ TEST(CompressIntegration, SigintCancelsWithExitFourAndLeavesNothingBehind) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (!std::filesystem::exists(out + "/.caldera-scratch") &&
            std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const int early = p->Wait(std::chrono::milliseconds(20));
+      ASSERT_EQ(early, -1) << "calderactl ended before any task ran, wait status " << early;
     }
     ASSERT_TRUE(std::filesystem::exists(out + "/.caldera-scratch"));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
