@@ -1,8 +1,7 @@
-#include "core/backend/cuda/device_info.h"
-
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/backend/cuda/device_info.h"
 #include "gtest/gtest.h"
 
 namespace caldera {
