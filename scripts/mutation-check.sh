@@ -104,7 +104,7 @@ while IFS=$'\t' read -r id file old new targets tests what; do
     # shellcheck disable=SC2086
     if ! ninja -C "$build" -j"$jobs" $targets >"$log/$id.build" 2>&1; then
       result="BROKEN (build)"
-    elif ctest --test-dir "$build" -R "$tests" -j"$jobs" --timeout 900 \
+    elif ctest --test-dir "$build" -R "$tests" -j"$jobs" --timeout 900 --output-on-failure \
          >"$log/$id.test" 2>&1; then
       result="SURVIVED"
     elif grep -q "No tests were found" "$log/$id.test"; then
