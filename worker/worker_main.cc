@@ -18,7 +18,8 @@
 extern "C" void openblas_set_num_threads(int num_threads);
 
 int main(int argc, char** argv) {
-  // Before any thread starts, so that only the watcher sees the signals.
+  // Before any thread of ours starts, so that only the watcher sees the signals
+  // (OpenBLAS's threads, started before main, forward them: signal_watcher.h).
   // `agent` is the running agent (null before and after), guarded by `mu`.
   std::mutex mu;
   caldera::worker::WorkerAgent* agent = nullptr;

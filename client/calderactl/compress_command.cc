@@ -4,7 +4,7 @@
 // gRPC over an in-process channel) — the same planner, scheduler, leases and
 // task executors as caldera-coordinator + caldera-worker, so the checkpoint
 // bytes are the same as a distributed run's. SIGINT/SIGTERM cancel the job
-// (exit 4, no index written).
+// (exit 4, no index written, the job's scratch and state removed).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,10 +23,12 @@
 #include "client/calderactl/progress.h"
 #include "core/format/checkpoint_report.h"
 #include "embedded/in_process_cluster.h"
+#include "job/task_plan.h"
 #include "process/grpc_status.h"
 #include "process/signal_watcher.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
+#include "worker/executors.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 
@@ -120,6 +122,16 @@ int RunCompress(const CompressFlags& f) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!job.ok()) return ReportError("compress", job.status());
   code = ExitCodeForJob(*job);
+  if (job->state() == v1::CANCELLED) {
+    // The workers are stopped: nothing writes the job's scratch any more, and
+    // a cancelled job's scratch is of no use to anyone (a failed job keeps it).
+    const std::string id = job->name().substr(job->name().rfind('/') + 1);
+    if (absl::Status s = worker::RemovePrefix(job::ScratchPrefix(job->spec().out(), id), options);
+        !s.ok()) {
+      std::fprintf(stderr, "calderactl compress: warning: scratch of the cancelled job left: %s\n",
+                   std::string(s.message()).c_str());
+    }
+  }
   const std::string state_name = v1::JobState_Name(job->state());
   const std::string out = job->spec().out();
   if (f.output == "json") {

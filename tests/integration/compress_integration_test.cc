@@ -1,11 +1,17 @@
 // calderactl compress (embedded: executors in-process, local storage) on the
 // stories260K fixture, then eval and export of its output; bad inputs.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -17,6 +23,7 @@ namespace {
 
 using testing::FixturePath;
 using testing::RunCommand;
+using testing::Subprocess;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
@@ -373,6 +380,81 @@ TEST(CompressIntegration, TruncatedSafetensorsIsRejected) {
   const int rc = RunCommand(CompressCmd(model, tmp.Join("out")), &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("model.safetensors"), std::string::npos) << log;
+}
+
+// Ctrl-C (SIGINT) while the job runs: the job is cancelled (exit 4), and the
+// run leaves nothing behind: no scratch under <out>, no state directory in
+// TMPDIR. (The signal used to land on an OpenBLAS thread started before main
+// and kill the process outright, leaving both behind.)
+TEST(CompressIntegration, SigintCancelsWithExitFourAndLeavesNothingBehind) {
+  for (const int sig : {SIGINT, SIGTERM}) {
+    TempDir tmp;
+    const std::string out = tmp.Join("out"), state = tmp.Join("tmp");
+    std::filesystem::create_directories(state);
+    absl::StatusOr<Subprocess> p =
+        Subprocess::Start({"/usr/bin/env", "TMPDIR=" + state, Ctl(), "compress", "--model",
+                           ModelDir(), "--calibration", ModelDir() + "/calibration.safetensors",
+                           "--out", out, "--rank", "8", "--workers", "2"});
+    ASSERT_TRUE(p.ok()) << p.status();
+    // Wait until tasks have written scratch, so there is something to clean.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!std::filesystem::exists(out + "/.caldera-scratch") &&
+           std::chrono::steady_clock::now() < deadline) {
+      const int early = p->Wait(std::chrono::milliseconds(20));
+      ASSERT_EQ(early, -1) << "calderactl ended before any task ran, wait status " << early;
+    }
+    ASSERT_TRUE(std::filesystem::exists(out + "/.caldera-scratch"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    p->Signal(sig);
+    const int status = p->Wait(std::chrono::seconds(120));
+    ASSERT_TRUE(WIFEXITED(status)) << "signal " << sig << ": wait status " << status
+                                   << (WIFSIGNALED(status) ? " (killed by the signal)" : "");
+    EXPECT_EQ(WEXITSTATUS(status), 4) << "signal " << sig;
+    EXPECT_FALSE(std::filesystem::exists(out + "/.caldera-scratch")) << "signal " << sig;
+    EXPECT_FALSE(std::filesystem::exists(out + "/model.safetensors.index.json"));
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(state)) {
+      left.push_back(e.path().filename().string());
+    }
+    EXPECT_TRUE(left.empty()) << "signal " << sig << ": left in TMPDIR: " << left.front();
+  }
+}
+
+// A whole job with a TT-LoRA adapter per module (--ttlora-rank 2): the report
+// counts adapter parameters, the checkpoint evaluates (records and adapters
+// applied) and exports to a dense model with the same perplexity.
+TEST(CompressIntegration, TtLoraJobEvaluatesAndExportsDense) {
+  TempDir tmp;
+  const std::string out = tmp.Join("out");
+  std::string log;
+  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out, " --ttlora-rank 2 -o json"), &log), 0) << log;
+  nlohmann::json report = nlohmann::json::parse(ReadFile(out + "/report.json"), nullptr, false);
+  ASSERT_FALSE(report.is_discarded());
+  ASSERT_EQ(report["matrices"].size(), 35u);
+  for (const auto& m : report["matrices"]) {
+    ASSERT_TRUE(m.contains("ttlora_params")) << m.dump();
+    EXPECT_GT(m["ttlora_params"].get<int64_t>(), 0) << m.dump();
+  }
+  nlohmann::json index =
+      nlohmann::json::parse(ReadFile(out + "/model.safetensors.index.json"), nullptr, false);
+  ASSERT_TRUE(index.is_object());
+  int adapter_tensors = 0;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (tensor.find("ttlora") != std::string::npos) ++adapter_tensors;
+  }
+  EXPECT_GT(adapter_tensors, 0) << "no adapter tensor in the checkpoint";
+
+  const double base = Perplexity(ModelDir());
+  const double compressed = Perplexity(out);
+  EXPECT_GT(compressed, 0.0);
+  EXPECT_LT(compressed / base, 5.0);
+  const std::string dense = tmp.Join("dense");
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format dense --model ", out, " --out ", dense,
+                                    " 2>&1"),
+                       &log),
+            0)
+      << log;
+  EXPECT_NEAR(Perplexity(dense), compressed, 1e-3 * compressed);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -106,6 +107,15 @@ class Cluster {
     FAIL() << "the coordinator did not come up on port " << port_;
   }
 
+  // Sends `sig` to the coordinator and returns its wait status (-1: still
+  // running after 15 s).
+  int StopCoordinator(int sig) {
+    coordinator_->Signal(sig);
+    const int status = coordinator_->Wait(15000ms);
+    coordinator_.reset();
+    return status;
+  }
+
   void KillCoordinator() {
     coordinator_->Signal(SIGKILL);
     coordinator_->Wait(5000ms);
@@ -125,6 +135,8 @@ class Cluster {
   }
 
   void SignalWorker(size_t i, int sig) { workers_[i]->Signal(sig); }
+  // The worker's wait status, -1 while it still runs after `timeout`.
+  int WaitWorker(size_t i, std::chrono::milliseconds timeout) { return workers_[i]->Wait(timeout); }
   void KillWorker(size_t i) {
     workers_[i]->Signal(SIGKILL);
     workers_[i]->Wait(5000ms);
@@ -492,6 +504,137 @@ TEST(ServiceIntegrationTest, BadInputsAreRejectedWhileAnotherJobRuns) {
   std::string list;
   ASSERT_EQ(cluster.Run(" list -o json", &list), 0) << list;
   EXPECT_EQ(nlohmann::json::parse(list)["jobs"].size(), 1u) << list;
+}
+
+// ---- 9. SIGTERM: a worker drains (Kubernetes scale-down) ----------------------
+// The worker takes no new task, finishes (or hands back) the one it holds and
+// exits 0 while the job goes on; another worker completes the job.
+TEST(ServiceIntegrationTest, WorkerSigtermDrainsAndExitsZeroAndTheJobSucceeds) {
+  TempDir tmp;
+  Cluster cluster(tmp.Join("state"));
+  cluster.StartCoordinator();
+  const size_t w = cluster.StartWorker();
+  const std::string name =
+      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+                              " --iters 20 --lplr-iters 5"));
+  ASSERT_FALSE(name.empty());
+  ASSERT_TRUE(cluster.WaitFor(
+      name, [](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
+      60s));
+  cluster.SignalWorker(w, SIGTERM);
+  const int status = cluster.WaitWorker(w, 120000ms);
+  ASSERT_NE(status, -1) << "the worker did not drain and exit after SIGTERM";
+  ASSERT_TRUE(WIFEXITED(status)) << "wait status " << status
+                                 << (WIFSIGNALED(status) ? " (killed by the signal)" : "");
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // It left the job unfinished (it took no new tasks) and nothing failed.
+  nlohmann::json mid = cluster.Status(name);
+  EXPECT_FALSE(Terminal(mid)) << mid.dump(2);
+  EXPECT_TRUE(TasksIn(mid, "TASK_FAILED").empty()) << mid.dump(2);
+  cluster.StartWorker();
+  ASSERT_TRUE(cluster.WaitFor(name, Terminal, 180s));
+  nlohmann::json job = cluster.Status(name);
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump(2);
+}
+
+// ---- 10. SIGTERM: the coordinator shuts down gracefully, a restart continues -
+TEST(ServiceIntegrationTest, CoordinatorSigtermExitsZeroAndRestartContinuesTheJob) {
+  TempDir tmp;
+  Cluster cluster(tmp.Join("state"));
+  cluster.StartCoordinator();
+  cluster.StartWorker();
+  const std::string name =
+      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+                              " --iters 6 --lplr-iters 3"));
+  ASSERT_TRUE(cluster.WaitFor(
+      name, [&](const nlohmann::json& j) { return TasksIn(j, "TASK_DONE").size() >= 6; }, 120s));
+  std::set<std::string> done_before;
+  for (const nlohmann::json& t : TasksIn(cluster.Status(name), "TASK_DONE")) {
+    done_before.insert(t["taskId"]);
+  }
+  const int status = cluster.StopCoordinator(SIGTERM);
+  ASSERT_NE(status, -1) << "the coordinator did not exit within 15 s of SIGTERM";
+  ASSERT_TRUE(WIFEXITED(status)) << "wait status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  cluster.StartCoordinator();
+  ASSERT_TRUE(cluster.WaitFor(name, Terminal, 180s));
+  nlohmann::json job = cluster.Status(name);
+  ASSERT_EQ(job["state"], "SUCCEEDED") << job.dump(2);
+  for (const nlohmann::json& t : job["taskStatus"]) {
+    if (done_before.count(t["taskId"]) != 0) {
+      EXPECT_EQ(t["attempts"], 1) << "finished before the shutdown, ran again: " << t.dump();
+    }
+  }
+  EXPECT_FALSE(ReadFile(tmp.Join("out/model.safetensors.index.json")).empty());
+}
+
+// ---- 11. exit codes of submit --wait and watch: 3 failed, 4 cancelled -------
+TEST(ServiceIntegrationTest, SubmitWaitAndWatchExitThreeForFailedAndFourForCancelled) {
+  TempDir tmp;
+  Cluster cluster(tmp.Join("state"));
+  cluster.StartCoordinator();
+  // A model that passes submit's checks, then is corrupted before any worker
+  // reads it: its calibrate task fails (a corrupt input is not retried).
+  const std::string model = tmp.Join("model");
+  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", ModelDir(), "/config.json ",
+                                    ModelDir(), "/model.safetensors ", model, "/")),
+            0);
+  const std::string calib = ModelDir() + "/calibration.safetensors";
+  auto submit_wait = [&](const std::string& out) {
+    absl::StatusOr<Subprocess> p = Subprocess::Start(
+        {"/bin/sh", "-c",
+         absl::StrCat("exec ", Ctl(), " submit --wait", JobFlags(model, calib, out), " --server ",
+                      cluster.server(), " 2>&1")});
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::make_unique<Subprocess>(*std::move(p)) : nullptr;
+  };
+  auto newest_job = [&]() -> std::string {
+    std::string out;
+    if (RunCommand(absl::StrCat(Ctl(), " list -o json --server ", cluster.server()), &out) != 0) {
+      return "";
+    }
+    nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+    const nlohmann::json* jobs = &j;
+    if (j.is_object() && j.contains("jobs")) jobs = &j["jobs"];
+    if (!jobs->is_array() || jobs->empty()) return "";
+    return (*jobs)[0].value("name", "");
+  };
+
+  // Cancelled: submit --wait with no worker, cancel it.
+  std::unique_ptr<Subprocess> cancelled = submit_wait(tmp.Join("out-c"));
+  ASSERT_NE(cancelled, nullptr);
+  std::string cname;
+  for (int i = 0; i < 100 && cname.empty(); ++i) {
+    cname = newest_job();
+    if (cname.empty()) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(cname.empty());
+  std::string out;
+  ASSERT_EQ(cluster.Run(absl::StrCat(" cancel ", cname), &out), 0) << out;
+  int status = cancelled->Wait(30000ms);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 4) << "submit --wait of a cancelled job";
+  EXPECT_EQ(cluster.Run(absl::StrCat(" watch ", cname), &out), 4) << out;
+
+  // Failed: submit --wait, corrupt the model, then start a worker.
+  std::unique_ptr<Subprocess> failed = submit_wait(tmp.Join("out-f"));
+  ASSERT_NE(failed, nullptr);
+  std::string fname;
+  for (int i = 0; i < 100 && (fname.empty() || fname == cname); ++i) {
+    fname = newest_job();
+    if (fname.empty() || fname == cname) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(fname.empty());
+  ASSERT_NE(fname, cname);
+  ASSERT_EQ(RunCommand(absl::StrCat("head -c 2000 ", ModelDir(), "/model.safetensors > ", model,
+                                    "/model.safetensors")),
+            0);
+  cluster.StartWorker();
+  status = failed->Wait(120000ms);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << "submit --wait of a failed job";
+  EXPECT_EQ(cluster.Status(fname).value("state", ""), "FAILED");
+  EXPECT_EQ(cluster.Run(absl::StrCat(" watch ", fname), &out), 3) << out;
 }
 
 }  // namespace

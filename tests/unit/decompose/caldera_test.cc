@@ -1,5 +1,6 @@
 #include "core/decompose/caldera.h"
 
+#include <cstdio>
 #include <random>
 
 #include "core/decompose/ldlq.h"
@@ -112,6 +113,67 @@ TEST(CalderaTest, BeatsLdlqOnlyAndKeepsTheBestIterate) {
     EXPECT_LE(cal->weighted_relative_error, cal->history[i].second + 1e-12);
   }
   EXPECT_NEAR(cal->weighted_relative_error, cal->history[cal->best_step].second, 1e-12);
+}
+
+// LPLR (the LR step's alternating L/R updates with quantised factors) keeps
+// the best of its iterates under the weighted error. Its first iterate is the
+// same whatever lplr_iters is, so the first LR step's error (history[0], with
+// order "lr,q") can only go down with more iterates, never up.
+TEST(CalderaTest, LplrKeepsItsBestIterate) {
+  for (uint32_t seed : {11u, 12u, 13u}) {
+    SCOPED_TRACE(seed);
+    Problem p = MakeProblem(64, 128, seed);
+    DecomposeOptions one = Small("caldera");
+    one.iters = 1;
+    one.lplr_iters = 1;
+    DecomposeOptions many = one;
+    many.lplr_iters = 6;
+    absl::StatusOr<DecomposeResult> r1 = Decompose(p.w, p.h, one);
+    absl::StatusOr<DecomposeResult> r6 = Decompose(p.w, p.h, many);
+    ASSERT_TRUE(r1.ok()) << r1.status();
+    ASSERT_TRUE(r6.ok()) << r6.status();
+    ASSERT_FALSE(r1->history.empty());
+    ASSERT_FALSE(r6->history.empty());
+    EXPECT_LE(r6->history[0].second, r1->history[0].second * (1 + 1e-6));
+  }
+}
+
+// With fine (8-bit) factors, LPLR's alternating weighted least-squares updates
+// land next to the exact weighted rank-k optimum X* = [W·M]_k·M⁻¹ (computed
+// here independently in double, as in the randomized-SVD test below); the
+// 8-bit rounding of L and R costs a fraction of a percent. Measured: 1.00017 and
+// 1.00021 × the optimum on these problems; bound 1.002.
+TEST(CalderaTest, LplrWithFineFactorsReachesTheWeightedRankKOptimum) {
+  for (uint32_t seed : {31u, 32u}) {
+    SCOPED_TRACE(seed);
+    const int64_t k = 8;
+    Problem p = MakeProblem(64, 128, seed);
+    DecomposeOptions o = Small("caldera");
+    o.rank = k;
+    o.iters = 1;
+    o.lplr_iters = 4;
+    o.lr_spec = quant::SpecFor("uniform", 8, 32);
+    absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->history[0].first, "lr");
+    Eigen::MatrixXd hd = p.h / p.h.diagonal().mean();
+    hd.diagonal().array() += o.damping;
+    const Eigen::MatrixXd chol = hd.llt().matrixL();
+    const Eigen::MatrixXd w = p.w.cast<double>();
+    Eigen::BDCSVD<Eigen::MatrixXd> svd(w * chol, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const Eigen::MatrixXd best_wm = svd.matrixU().leftCols(k) *
+                                    svd.singularValues().head(k).asDiagonal() *
+                                    svd.matrixV().leftCols(k).transpose();
+    const Eigen::MatrixXd x = chol.triangularView<Eigen::Lower>().solve<Eigen::OnTheRight>(best_wm);
+    const Eigen::MatrixXd e = w - x;
+    const double optimum =
+        std::sqrt((e * p.h * e.transpose()).trace() / (w * p.h * w.transpose()).trace());
+    const double got = r->history[0].second;
+    std::fprintf(stderr, "seed %u: LPLR %.6f optimum %.6f ratio %.5f\n", seed, got, optimum,
+                 got / optimum);
+    EXPECT_GE(got, optimum * (1 - 1e-4)) << "cannot beat the exact rank-k fit";
+    EXPECT_LE(got, optimum * 1.002) << "optimum " << optimum;
+  }
 }
 
 TEST(CalderaTest, FullRankFloatFactorsReconstructToFloatPrecision) {

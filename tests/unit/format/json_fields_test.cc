@@ -78,6 +78,17 @@ TEST(JsonFieldsTest, WrongTypesAndMissingKeysAreNamedNotThrown) {
   EXPECT_TRUE(Contains(st.message(), "missing key \"rows\" (a string)")) << st;
   st = first_error([&](JsonFields& f) { f.OptionalString("f", &s); });
   EXPECT_TRUE(Contains(st.message(), "\"f\" must be a string")) << st;
+  // A number key holding a string (a record's "weighted_error": "NaN"), and a
+  // boolean key holding a number: named, the output left as it was.
+  double d = 7;
+  st = first_error([&](JsonFields& f) { f.RequireDouble("s", &d); });
+  EXPECT_TRUE(Contains(st.message(), "\"s\" must be a number")) << st;
+  st = first_error([&](JsonFields& f) { f.OptionalDouble("s", &d); });
+  EXPECT_TRUE(Contains(st.message(), "\"s\" must be a number")) << st;
+  EXPECT_EQ(d, 7);
+  bool b = false;
+  st = first_error([&](JsonFields& f) { f.RequireBool("f", &b); });
+  EXPECT_TRUE(Contains(st.message(), "\"f\" must be true or false")) << st;
   // The first error is kept.
   st = first_error([&](JsonFields& f) {
     f.RequireString("a", &s);

@@ -64,6 +64,24 @@ TEST(PlannerTest, SequentialCalibrationWaitsForThePreviousLayersDecompositions) 
   EXPECT_FALSE(BuildTask(job, tasks, calib, tasks[3], 0).calibrate().sequential());
 }
 
+// Finalize runs last: while any one other task (a decompose of any layer, or
+// a calibrate) is not done, it is not ready.
+TEST(PlannerTest, FinalizeWaitsForEveryOtherTask) {
+  std::vector<TaskRecord> tasks = PlanJob("j-1", 2, {"q_proj", "down_proj"});
+  const std::vector<size_t> calib = CalibrateIndex(tasks);
+  const size_t finalize = tasks.size() - 1;
+  ASSERT_EQ(tasks[finalize].kind, v1::FINALIZE);
+  for (size_t missing = 0; missing < finalize; ++missing) {
+    for (size_t i = 0; i < finalize; ++i) {
+      tasks[i].state = i == missing ? v1::TASK_LEASED : v1::TASK_DONE;
+    }
+    EXPECT_FALSE(TaskIsReady(tasks, calib, finalize))
+        << "ready with " << tasks[missing].id << " not done";
+  }
+  for (size_t i = 0; i < finalize; ++i) tasks[i].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, finalize));
+}
+
 // BuildTask reads the committed results of a task's dependencies in the stored
 // layout (as an old state database holds them) and names them in the typed task.
 TEST(PlannerTest, BuildTaskNamesInputsFromCommittedResults) {
