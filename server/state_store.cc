@@ -74,8 +74,8 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat("--data-dir ", data_dir,
-                                                      " cannot be created: ", ec.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--data-dir ", data_dir, " cannot be created: ", ec.message()));
   }
   const std::string path = (std::filesystem::path(data_dir) / "coordinator.db").string();
   sqlite3* db = nullptr;
