@@ -47,6 +47,25 @@ void ExpectRecordReproducesError(const Problem& p, const DecomposeResult& r) {
               1e-5);
 }
 
+// The weighted relative error of the exact rank-k fit that an unquantized LR
+// step computes, in double and independently of the code under test:
+// X* = [W·M]_k·M⁻¹ with M = chol(H/mean(diag H) + damping·I), measured under H.
+// The Hadamard transform is orthogonal, so it does not change the optimum.
+double ExactRankKOptimum(const Problem& p, int64_t k, double damping) {
+  Eigen::MatrixXd hd = p.h / p.h.diagonal().mean();
+  hd.diagonal().array() += damping;
+  const Eigen::MatrixXd chol = hd.llt().matrixL();
+  const Eigen::MatrixXd w = p.w.cast<double>();
+  Eigen::BDCSVD<Eigen::MatrixXd> svd(w * chol, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const Eigen::MatrixXd best_wm = svd.matrixU().leftCols(k) *
+                                  svd.singularValues().head(k).asDiagonal() *
+                                  svd.matrixV().leftCols(k).transpose();
+  // X·M = best_wm, solved from the right.
+  const Eigen::MatrixXd x = chol.triangularView<Eigen::Lower>().solve<Eigen::OnTheRight>(best_wm);
+  const Eigen::MatrixXd e = w - x;
+  return std::sqrt((e * p.h * e.transpose()).trace() / (w * p.h * w.transpose()).trace());
+}
+
 DecomposeOptions Small(const std::string& method) {
   DecomposeOptions o;
   o.method = method;
@@ -156,18 +175,7 @@ TEST(CalderaTest, LplrWithFineFactorsReachesTheWeightedRankKOptimum) {
     absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_EQ(r->history[0].first, "lr");
-    Eigen::MatrixXd hd = p.h / p.h.diagonal().mean();
-    hd.diagonal().array() += o.damping;
-    const Eigen::MatrixXd chol = hd.llt().matrixL();
-    const Eigen::MatrixXd w = p.w.cast<double>();
-    Eigen::BDCSVD<Eigen::MatrixXd> svd(w * chol, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const Eigen::MatrixXd best_wm = svd.matrixU().leftCols(k) *
-                                    svd.singularValues().head(k).asDiagonal() *
-                                    svd.matrixV().leftCols(k).transpose();
-    const Eigen::MatrixXd x = chol.triangularView<Eigen::Lower>().solve<Eigen::OnTheRight>(best_wm);
-    const Eigen::MatrixXd e = w - x;
-    const double optimum =
-        std::sqrt((e * p.h * e.transpose()).trace() / (w * p.h * w.transpose()).trace());
+    const double optimum = ExactRankKOptimum(p, k, o.damping);
     const double got = r->history[0].second;
     std::fprintf(stderr, "seed %u: LPLR %.6f optimum %.6f ratio %.5f\n", seed, got, optimum,
                  got / optimum);
@@ -206,19 +214,7 @@ TEST(CalderaTest, WideLayerLowRankFitThroughRandomizedSvdIsNearOptimal) {
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->history[0].first, "lr");
 
-  Eigen::MatrixXd hd = p.h / p.h.diagonal().mean();
-  hd.diagonal().array() += o.damping;
-  const Eigen::MatrixXd chol = hd.llt().matrixL();
-  const Eigen::MatrixXd w = p.w.cast<double>();
-  Eigen::BDCSVD<Eigen::MatrixXd> svd(w * chol, Eigen::ComputeThinU | Eigen::ComputeThinV);
-  const Eigen::MatrixXd best_wm = svd.matrixU().leftCols(k) *
-                                  svd.singularValues().head(k).asDiagonal() *
-                                  svd.matrixV().leftCols(k).transpose();
-  // X* = best_wm · M⁻¹ (solve from the right: X·M = best_wm).
-  const Eigen::MatrixXd x = chol.triangularView<Eigen::Lower>().solve<Eigen::OnTheRight>(best_wm);
-  const Eigen::MatrixXd e = w - x;
-  const double optimum =
-      std::sqrt((e * p.h * e.transpose()).trace() / (w * p.h * w.transpose()).trace());
+  const double optimum = ExactRankKOptimum(p, k, o.damping);
   const double got = r->history[0].second;
   EXPECT_GE(got, optimum * (1 - 1e-4)) << "cannot beat the exact rank-k fit";
   EXPECT_LE(got, optimum * 1.002) << "optimum " << optimum;
