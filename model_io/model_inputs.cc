@@ -1,6 +1,7 @@
 #include "model_io/model_inputs.h"
 
 #include "core/decompose/record.h"
+#include "core/ttlora/adapter.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -16,7 +17,18 @@ absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(
   };
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt =
       model::Checkpoint::Open(std::move(opener), uri);
-  if (ckpt.ok()) (*ckpt)->SetLinearReconstructor(decompose::CalderaReconstructor());
+  if (ckpt.ok()) {
+    // Ŵ from the CALDERA record, plus the module's TT-LoRA adapter α·ΔW when
+    // the checkpoint holds one: the weight the compressed model computes with.
+    (*ckpt)->SetLinearReconstructor(
+        [base = decompose::CalderaReconstructor()](
+            const SafetensorsReader& reader, const std::string& prefix) -> absl::StatusOr<Tensor> {
+          absl::StatusOr<Tensor> w = base(reader, prefix);
+          if (!w.ok()) return w;
+          if (absl::Status s = ttlora::AddStoredAdapter(reader, prefix, &*w); !s.ok()) return s;
+          return w;
+        });
+  }
   return ckpt;
 }
 

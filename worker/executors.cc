@@ -317,6 +317,12 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
       absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
           SafetensorsReader::Open(*std::move(src));
       if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("artifact of ", m->name));
+      // The adapter's config travels with its cores, keyed by module (a
+      // shard holds several modules' adapters).
+      if (auto c = (*reader)->metadata().find(format::kTtloraConfigKey);
+          c != (*reader)->metadata().end()) {
+        shards.SetShardMetadata(format::TtloraConfigKeyOf(m->name), c->second);
+      }
       for (const TensorInfo& info : (*reader)->tensors()) {
         absl::StatusOr<Tensor> t = (*reader)->Read(info.name);
         if (!t.ok()) return t.status();

@@ -98,7 +98,8 @@ absl::Status Export(const ExportFlags& f, const storage::StorageOptions& options
       if (absl::Status s = shards.Add(module + ".weight", *std::move(t)); !s.ok()) return s;
     }
     // Everything else of the layer (norms, biases) unchanged; records and
-    // adapters are dropped.
+    // adapter cores are dropped (the dense weight above already holds Ŵ plus
+    // the adapter's α·ΔW, see model_io::OpenCheckpointAt).
     for (const SafetensorsReader* reader : (*ckpt)->readers()) {
       for (const TensorInfo& info : reader->tensors()) {
         if (!absl::StartsWith(info.name, prefix) || shards.Contains(info.name) ||

@@ -14,6 +14,11 @@ ShardedCheckpointWriter::ShardedCheckpointWriter(int shards, Sink sink)
   current_->SetMetadata("format", "pt");
 }
 
+void ShardedCheckpointWriter::SetShardMetadata(std::string key, std::string value) {
+  if (key == "format") return;
+  current_->SetMetadata(std::move(key), std::move(value));
+}
+
 bool ShardedCheckpointWriter::Contains(absl::string_view name) const {
   return index_.weight_map.count(std::string(name)) != 0;
 }

@@ -40,6 +40,9 @@ class ShardedCheckpointWriter {
   // Adds a tensor to the current shard. INVALID_ARGUMENT when the name is
   // already in this or an earlier shard.
   absl::Status Add(std::string name, Tensor tensor);
+  // Sets a "__metadata__" entry of the current shard ("format" is reserved:
+  // always "pt").
+  void SetShardMetadata(std::string key, std::string value);
   // True when `name` was added to this or an earlier shard.
   bool Contains(absl::string_view name) const;
 

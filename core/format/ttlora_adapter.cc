@@ -97,9 +97,14 @@ absl::Status AddTtloraAdapter(absl::string_view prefix, TtloraAdapterFile adapte
   return absl::OkStatus();
 }
 
+std::string TtloraConfigKeyOf(absl::string_view prefix) {
+  return absl::StrCat(kTtloraConfigKey, ".", prefix);
+}
+
 absl::StatusOr<TtloraAdapterFile> ReadTtloraAdapter(const SafetensorsReader& reader,
                                                     absl::string_view prefix) {
-  const auto it = reader.metadata().find(kTtloraConfigKey);
+  auto it = reader.metadata().find(TtloraConfigKeyOf(prefix));
+  if (it == reader.metadata().end()) it = reader.metadata().find(kTtloraConfigKey);
   if (it == reader.metadata().end()) {
     return absl::NotFoundError(
         absl::StrCat(reader.name(), ": no \"", kTtloraConfigKey, "\" metadata (no adapter)"));

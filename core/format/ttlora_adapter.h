@@ -20,6 +20,10 @@ namespace caldera::format {
 inline constexpr char kTtloraFormat[] = "caldera.ttlora.v1";
 inline constexpr char kTtloraConfigKey[] = "ttlora_config";  // safetensors metadata key
 
+// "ttlora_config.<prefix>": the key under which a checkpoint shard, which
+// holds several modules' adapters, stores the config of `prefix`'s adapter.
+std::string TtloraConfigKeyOf(absl::string_view prefix);
+
 struct TtloraAdapterConfig {
   std::vector<std::string> base_modules;
   std::vector<int64_t> in_factors;   // m_1..m_p, product d_in
@@ -50,9 +54,10 @@ struct TtloraAdapterFile {
 absl::Status AddTtloraAdapter(absl::string_view prefix, TtloraAdapterFile adapter,
                               SafetensorsWriter* writer);
 
-// Reads the adapter of `prefix` from a file written by AddTtloraAdapter;
-// checks the config and every core's dtype and shape. NOT_FOUND when the file
-// has no "ttlora_config" metadata.
+// Reads the adapter of `prefix` from a file written by AddTtloraAdapter (its
+// config under "ttlora_config") or from a checkpoint shard (config under
+// TtloraConfigKeyOf(prefix), looked up first); checks the config and every
+// core's dtype and shape. NOT_FOUND when neither metadata entry exists.
 absl::StatusOr<TtloraAdapterFile> ReadTtloraAdapter(const SafetensorsReader& reader,
                                                     absl::string_view prefix);
 

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/ttlora/weighted_fit.h"
 #include "core/util/splitmix64.h"
 
 namespace caldera::ttlora {
@@ -207,6 +209,11 @@ absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eig
       TtSvd(Eigen::Map<const Eigen::VectorXd>(et.data(), et.size()), dims, o);
   if (!tt.ok()) return tt.status();
   tt->cores.back() /= alpha;
+  // The TT-SVD is optimal in the plain norm; refit the cores in the weighted
+  // one, starting from it.
+  absl::StatusOr<WeightedFitStats> fit =
+      FitWeighted(e, hd, result.weighted_error_before, alpha, shape.in_factors.size(), {}, &*tt);
+  if (!fit.ok()) return fit.status();
   result.adapter.tt = *std::move(tt);
   result.adapter.init = "residual";
   const Eigen::MatrixXd delta = result.adapter.Materialize();
@@ -230,6 +237,65 @@ format::TtloraAdapterFile AdapterFile(const std::vector<std::string>& base_modul
   file.config.init = a.init;
   for (auto& [name, core] : a.ExportCores()) file.cores.push_back(std::move(core));
   return file;
+}
+
+absl::StatusOr<Adapter> AdapterFromFile(const format::TtloraAdapterFile& file) {
+  const format::TtloraAdapterConfig& c = file.config;
+  Adapter a;
+  a.shape.in_factors = c.in_factors;
+  a.shape.out_factors = c.out_factors;
+  a.alpha = c.alpha;
+  a.init = c.init;
+  a.tt.shape = c.in_factors;
+  a.tt.shape.insert(a.tt.shape.end(), c.out_factors.begin(), c.out_factors.end());
+  a.tt.ranks = c.ranks;
+  if (file.cores.size() != a.tt.shape.size() || a.tt.ranks.size() != a.tt.shape.size() + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("TT-LoRA adapter has ", file.cores.size(),
+                                                   " cores for ", a.tt.shape.size(), " factors"));
+  }
+  for (size_t k = 0; k < file.cores.size(); ++k) {
+    const Tensor& t = file.cores[k];
+    const int64_t rows = a.tt.ranks[k] * a.tt.shape[k], cols = a.tt.ranks[k + 1];
+    if (t.dtype() != DType::kF32 || t.numel() != rows * cols) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TT-LoRA core ", k, " does not match its config"));
+    }
+    std::span<const float> d = t.data<float>();
+    CoreMatrix g(rows, cols);
+    for (int64_t i = 0; i < g.size(); ++i) g.data()[i] = d[i];
+    a.tt.cores.push_back(std::move(g));
+  }
+  return a;
+}
+
+absl::Status AddStoredAdapter(const SafetensorsReader& reader, absl::string_view prefix,
+                              Tensor* weight) {
+  if (reader.Find(format::TtloraCoreName(prefix, 0)) == nullptr) return absl::OkStatus();
+  absl::StatusOr<format::TtloraAdapterFile> file = format::ReadTtloraAdapter(reader, prefix);
+  if (absl::IsNotFound(file.status())) return absl::OkStatus();
+  if (!file.ok()) return file.status();
+  absl::StatusOr<Adapter> a = AdapterFromFile(*file);
+  if (!a.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(reader.name(), ": adapter of ", prefix, ": ", a.status().message()));
+  }
+  const int64_t rows = weight->shape().size() == 2 ? weight->shape()[0] : -1;
+  const int64_t cols = weight->shape().size() == 2 ? weight->shape()[1] : -1;
+  int64_t d_in = 1, d_out = 1;
+  for (int64_t v : a->shape.in_factors) d_in *= v;
+  for (int64_t v : a->shape.out_factors) d_out *= v;
+  if (weight->dtype() != DType::kF32 || rows != d_out || cols != d_in) {
+    return absl::InvalidArgumentError(absl::StrCat(reader.name(), ": the adapter of ", prefix,
+                                                   " is ", d_out, "x", d_in,
+                                                   " but its weight is not an F32 matrix of that "
+                                                   "shape"));
+  }
+  const Eigen::MatrixXd delta = a->Materialize();
+  std::span<float> w = weight->mutable_data<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) w[r * cols + c] += static_cast<float>(delta(r, c));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace caldera::ttlora

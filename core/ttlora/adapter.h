@@ -62,8 +62,11 @@ struct InitResult {
 };
 
 // `zero`: random left-orthonormal cores (seeded), last core zero, so ΔW = 0.
-// `residual`: TT-SVD of E = W − Ŵ (caps r), kept only when it lowers
-// tr(E H Eᵀ); otherwise falls back to zero. Checks ranks and shapes.
+// `residual`: TT-SVD of E = W − Ŵ (caps r), then refitted to E in the
+// weighted norm tr((E − α·ΔW)·H·(E − α·ΔW)ᵀ) by alternating least squares
+// (weighted_fit.h); kept only when it lowers tr(E H Eᵀ) (otherwise zero, which
+// the fit makes rare: any single core update can reach ΔW = 0). Checks ranks
+// and shapes.
 absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eigen::MatrixXf& w_hat,
                                              const Eigen::MatrixXf& h, const AdapterShape& shape,
                                              int64_t rank, double alpha, const std::string& mode,
@@ -73,6 +76,17 @@ absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eig
 // core/format/ttlora_adapter.h) for a set of modules.
 format::TtloraAdapterFile AdapterFile(const std::vector<std::string>& base_modules,
                                       const Adapter& a);
+
+// The inverse: an adapter from its stored form (cores widened to double).
+// INVALID_ARGUMENT when the cores do not match the config.
+absl::StatusOr<Adapter> AdapterFromFile(const format::TtloraAdapterFile& file);
+
+// Adds the stored adapter of `prefix` (α·ΔW) to `weight` (F32 [d_out, d_in])
+// when `reader` holds one (its first core "<prefix>.ttlora.core.0"); a no-op
+// otherwise, and for files that hold cores without a config (checkpoints
+// written before the config was kept with them). Errors name the file.
+absl::Status AddStoredAdapter(const SafetensorsReader& reader, absl::string_view prefix,
+                              Tensor* weight);
 
 }  // namespace caldera::ttlora
 

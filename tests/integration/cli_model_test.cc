@@ -376,9 +376,16 @@ TEST(CliTtLoraTest, DecomposeAddsTheAdapterFieldsAndChecksShapes) {
   testing::TempDir dir;
   const std::string w =
       absl::StrCat(f, "/model.safetensors:model.layers.0.self_attn.q_proj.weight");
+  std::string cal_out;
+  ASSERT_EQ(Ctl(absl::StrCat("calibrate --layers 0-0 --model ", f, " --tokens ", f,
+                             "/calibration.safetensors --out ", dir.Join("cal")),
+                &cal_out),
+            0)
+      << cal_out;
   int rc = 0;
   nlohmann::json j =
-      DecomposeJson(absl::StrCat("--weight ", w,
+      DecomposeJson(absl::StrCat("--weight ", w, " --hessian ",
+                                 dir.Join("cal/layer-0.hessians.safetensors:q_proj"),
                                  " --rank 8 --iters 2 --lplr-iters 2 --ttlora-rank 3 "
                                  "--ttlora-init residual --ttlora-shape 8,8:4,16 --out ",
                                  dir.Join("rec.safetensors")),
@@ -388,10 +395,13 @@ TEST(CliTtLoraTest, DecomposeAddsTheAdapterFieldsAndChecksShapes) {
   EXPECT_EQ(j["ttlora_shape"], "8,8:4,16");
   EXPECT_EQ(j["ttlora_ranks"], nlohmann::json::array({1, 3, 3, 3, 1}));
   EXPECT_EQ(j["ttlora_params"], 1 * 8 * 3 + 3 * 8 * 3 + 3 * 4 * 3 + 3 * 16 * 1);
-  EXPECT_TRUE(j["ttlora_init"] == "residual" || j["ttlora_init"] == "zero");
-  // Never worse than the decomposition alone (H = I here).
-  EXPECT_LE(j["ttlora_weighted_relative_error"].get<double>(),
-            j["weighted_relative_error"].get<double>() + 1e-9);
+  // The residual init is kept (no fallback) and lowers the weighted error:
+  // 0.0578 -> 0.0490 (-15 %) with the weighted fit; the plain TT-SVD of the
+  // residual reached only 0.0554 (-4 %).
+  EXPECT_EQ(j["ttlora_init"], "residual");
+  EXPECT_EQ(j["ttlora_fell_back_to_zero"], false);
+  EXPECT_LT(j["ttlora_weighted_relative_error"].get<double>(),
+            0.9 * j["weighted_relative_error"].get<double>());
   auto reader = SafetensorsReader::OpenFile(dir.Join("rec.safetensors"));
   ASSERT_TRUE(reader.ok());
   EXPECT_NE((*reader)->Find("model.layers.0.self_attn.q_proj.ttlora.core.3"), nullptr);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -373,41 +374,65 @@ TEST(CompressIntegration, SigintCancelsWithExitFourAndLeavesNothingBehind) {
   }
 }
 
-// A whole job with a TT-LoRA adapter per module (--ttlora-rank 2): the report
-// counts adapter parameters, the checkpoint evaluates (records and adapters
-// applied) and exports to a dense model with the same perplexity.
+// A whole job with a residual-initialised TT-LoRA adapter per module: the
+// report counts adapter parameters and every adapter lowers its module's
+// weighted error; the checkpoint keeps each adapter's config with its cores,
+// evaluates with the adapters applied (better than the same job without them:
+// the adapters do not change Q, L, R) and exports to a dense model with the
+// same perplexity.
 TEST(CompressIntegration, TtLoraJobEvaluatesAndExportsDense) {
   TempDir tmp;
-  const std::string out = tmp.Join("out");
+  const std::string out = tmp.Join("out"), plain = tmp.Join("plain");
   std::string log;
-  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out, " --ttlora-rank 2 -o json"), &log), 0) << log;
+  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out,
+                                   " --rank 4 --q-bits 2 --ttlora-rank 4 --ttlora-init residual"),
+                       &log),
+            0)
+      << log;
+  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), plain, " --rank 4 --q-bits 2"), &log), 0) << log;
   nlohmann::json report = nlohmann::json::parse(ReadFile(out + "/report.json"), nullptr, false);
   ASSERT_FALSE(report.is_discarded());
   ASSERT_EQ(report["matrices"].size(), 35u);
   for (const auto& m : report["matrices"]) {
     ASSERT_TRUE(m.contains("ttlora_params")) << m.dump();
     EXPECT_GT(m["ttlora_params"].get<int64_t>(), 0) << m.dump();
+    EXPECT_LT(m["ttlora_weighted_error_after"].get<double>(),
+              m["ttlora_weighted_error_before"].get<double>())
+        << m.dump();
   }
   nlohmann::json index =
       nlohmann::json::parse(ReadFile(out + "/model.safetensors.index.json"), nullptr, false);
   ASSERT_TRUE(index.is_object());
-  int adapter_tensors = 0;
+  std::set<std::string> adapters, shards;
   for (const auto& [tensor, shard] : index["weight_map"].items()) {
-    if (tensor.find("ttlora") != std::string::npos) ++adapter_tensors;
+    const size_t at = tensor.find(".ttlora.core.0");
+    if (at == std::string::npos) continue;
+    adapters.insert(tensor.substr(0, at));
+    shards.insert(shard.get<std::string>());
   }
-  EXPECT_GT(adapter_tensors, 0) << "no adapter tensor in the checkpoint";
+  EXPECT_EQ(adapters.size(), 35u);
+  size_t configs = 0;
+  for (const std::string& shard : shards) {
+    const nlohmann::json header = SafetensorsHeader(out + "/" + shard);
+    if (!header.contains("__metadata__")) continue;
+    for (const auto& [key, value] : header["__metadata__"].items()) {
+      if (key.rfind("ttlora_config.", 0) == 0 && adapters.count(key.substr(14)) == 1) ++configs;
+    }
+  }
+  EXPECT_EQ(configs, 35u) << "every adapter's config is kept in its shard";
 
-  const double base = Perplexity(ModelDir());
-  const double compressed = Perplexity(out);
-  EXPECT_GT(compressed, 0.0);
-  EXPECT_LT(compressed / base, 5.0);
+  // Measured: 11.5 with the adapters against 13.0 without at these fast
+  // settings (original 3.67).
+  const double with_adapters = Perplexity(out);
+  const double without = Perplexity(plain);
+  EXPECT_LT(with_adapters, 0.93 * without) << with_adapters << " " << without;
   const std::string dense = tmp.Join("dense");
   ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format dense --model ", out, " --out ", dense,
                                     " 2>&1"),
                        &log),
             0)
       << log;
-  EXPECT_NEAR(Perplexity(dense), compressed, 1e-3 * compressed);
+  EXPECT_NEAR(Perplexity(dense), with_adapters, 1e-3 * with_adapters);
 }
 
 }  // namespace

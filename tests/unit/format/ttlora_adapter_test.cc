@@ -1,5 +1,8 @@
 #include "core/format/ttlora_adapter.h"
 
+#include <map>
+
+#include "core/format/sharded_checkpoint.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/unit/format/format_test_util.h"
@@ -47,6 +50,47 @@ TEST(TtloraAdapterTest, CoresRoundTrip) {
   EXPECT_EQ(a->cores[3].data<float>()[0], 16.0f);
   EXPECT_EQ(ReadTtloraAdapter(**reader, "other").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A checkpoint shard holds several modules' adapters: each config is kept
+// under its own key and read back for its own module.
+TEST(TtloraAdapterTest, ShardWithTwoModulesKeepsEachConfig) {
+  std::map<std::string, std::string> files;
+  ShardedCheckpointWriter w(1, [&](const std::string& name, const std::string& bytes) {
+    files[name] = bytes;
+    return absl::OkStatus();
+  });
+  TtloraAdapterFile q = Sample();
+  TtloraAdapterFile k = Sample();
+  k.config.alpha = 2.0;
+  k.config.in_factors = {4, 16};  // cores have the same sizes, another split
+  k.config.out_factors = {8, 8};
+  k.cores.clear();
+  for (const std::vector<int64_t>& s :
+       std::vector<std::vector<int64_t>>{{1, 4, 3}, {3, 16, 3}, {3, 8, 3}, {3, 8, 1}}) {
+    k.cores.push_back(*Tensor::Zeros(DType::kF32, s));
+  }
+  for (auto& [prefix, a] : {std::pair<std::string, TtloraAdapterFile*>{"m.q_proj", &q},
+                            std::pair<std::string, TtloraAdapterFile*>{"m.k_proj", &k}}) {
+    w.SetShardMetadata(TtloraConfigKeyOf(prefix), SerializeTtloraConfig(a->config));
+    for (size_t i = 0; i < a->cores.size(); ++i) {
+      ASSERT_TRUE(w.Add(TtloraCoreName(prefix, i), std::move(a->cores[i])).ok());
+    }
+  }
+  w.SetShardMetadata("format", "not-pt");  // reserved: ignored
+  ASSERT_TRUE(w.FinishShard().ok());
+  auto reader = testing::OpenBytes(files[ShardFileName(1, 1)]);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ((*reader)->metadata().at("format"), "pt");
+  absl::StatusOr<TtloraAdapterFile> rq = ReadTtloraAdapter(**reader, "m.q_proj");
+  absl::StatusOr<TtloraAdapterFile> rk = ReadTtloraAdapter(**reader, "m.k_proj");
+  ASSERT_TRUE(rq.ok()) << rq.status();
+  ASSERT_TRUE(rk.ok()) << rk.status();
+  EXPECT_EQ(rq->config.alpha, 16.0);
+  EXPECT_EQ(rk->config.alpha, 2.0);
+  EXPECT_EQ(rk->config.in_factors, (std::vector<int64_t>{4, 16}));
+  EXPECT_EQ(rk->cores[1].shape(), (std::vector<int64_t>{3, 16, 3}));
+  EXPECT_EQ(ReadTtloraAdapter(**reader, "m.v_proj").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(TtloraAdapterTest, BadConfigsAndCoresAreRefused) {
