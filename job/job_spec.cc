@@ -26,28 +26,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                                                      kMaxUriBytes, " bytes for a URI"));
     }
   }
-  if (spec.method != "caldera" && spec.method != "ldlq" && spec.method != "rtn") {
-    return absl::InvalidArgumentError(absl::StrCat("--method ", BoundedQuote(spec.method),
-                                                   " is unknown; use caldera, ldlq or rtn"));
-  }
-  if (spec.quantizer != "e8p" && spec.quantizer != "uniform") {
-    return absl::InvalidArgumentError(absl::StrCat("--quantizer ", BoundedQuote(spec.quantizer),
-                                                   " is unknown; use e8p or uniform"));
-  }
-  if (spec.method == "caldera" && spec.rank < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " must be >= 1"));
-  }
-  for (auto [flag, bits] :
-       {std::pair{"--q-bits", spec.q_bits}, std::pair{"--lr-bits", spec.lr_bits}}) {
-    quant::QuantizerSpec q = quant::SpecFor(spec.quantizer, bits, kQuantizerGroupSize);
-    if (absl::Status s = quant::ValidateSpec(q); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(flag, " ", bits, " is not supported by --quantizer ",
-                       BoundedQuote(spec.quantizer), ": ", s.message()));
-    }
-  }
-  if (spec.iters < 1) return absl::InvalidArgumentError("--iters must be >= 1");
-  if (spec.lplr_iters < 0) return absl::InvalidArgumentError("--lplr-iters must be >= 0");
+  if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
   if (spec.ttlora_rank < 0) return absl::InvalidArgumentError("--ttlora-rank must be >= 0");
   if (spec.ttlora_init != "zero" && spec.ttlora_init != "residual") {
     return absl::InvalidArgumentError(absl::StrCat("--ttlora-init ", BoundedQuote(spec.ttlora_init),
@@ -70,12 +49,53 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
+  if (spec.method != "caldera" && spec.method != "ldlq" && spec.method != "rtn") {
+    return absl::InvalidArgumentError(absl::StrCat("--method ", BoundedQuote(spec.method),
+                                                   " is unknown; use caldera, ldlq or rtn"));
+  }
+  if (spec.quantizer != "e8p" && spec.quantizer != "uniform") {
+    return absl::InvalidArgumentError(absl::StrCat("--quantizer ", BoundedQuote(spec.quantizer),
+                                                   " is unknown; use e8p or uniform"));
+  }
+  if (spec.method == "caldera" && spec.rank < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " must be >= 1"));
+  }
+  if (spec.q_group_size < kMinQuantizerGroupSize || spec.q_group_size > kMaxQuantizerGroupSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--q-group-size ", spec.q_group_size, " is out of range; use ",
+                     kMinQuantizerGroupSize, " to ", kMaxQuantizerGroupSize, " (e.g. 32 or 128)"));
+  }
+  if (spec.incoherence != "auto" && spec.incoherence != "rht" && spec.incoherence != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("--incoherence ", BoundedQuote(spec.incoherence),
+                                                   " is unknown; use auto, rht or none"));
+  }
+  for (auto [flag, bits] :
+       {std::pair{"--q-bits", spec.q_bits}, std::pair{"--lr-bits", spec.lr_bits}}) {
+    quant::QuantizerSpec q = quant::SpecFor(spec.quantizer, bits, spec.q_group_size);
+    if (absl::Status s = quant::ValidateSpec(q); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " ", bits, " is not supported by --quantizer ",
+                       BoundedQuote(spec.quantizer), ": ", s.message()));
+    }
+  }
+  if (spec.iters < 1) return absl::InvalidArgumentError("--iters must be >= 1");
+  if (spec.lplr_iters < 0) return absl::InvalidArgumentError("--lplr-iters must be >= 0");
+  return absl::OkStatus();
+}
+
 bool CompressesModule(const JobSpec& spec, absl::string_view module) {
   return spec.modules.empty() ||
          std::find(spec.modules.begin(), spec.modules.end(), module) != spec.modules.end();
 }
 
-decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec, int64_t group_size) {
+bool UsesHadamard(const JobSpec& spec) {
+  if (spec.incoherence == "auto") return spec.quantizer != "uniform";
+  return spec.incoherence != "none";
+}
+
+decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec) {
+  const int64_t group_size = spec.q_group_size;
   decompose::DecomposeOptions o;
   o.method = spec.method;
   o.rank = spec.method == "caldera" ? spec.rank : 0;
@@ -91,6 +111,7 @@ decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec, int64_t gro
   o.iters = spec.iters;
   o.lplr_iters = spec.lplr_iters;
   o.seed = spec.seed;
+  o.hadamard = UsesHadamard(spec);
   return o;
 }
 

@@ -17,18 +17,29 @@
 
 namespace caldera::job {
 
-// Group size of the quantizers of a job (the uniform quantizer's groups).
+// The default group size of the uniform quantizer (JobSpec::q_group_size).
 inline constexpr int64_t kQuantizerGroupSize = 128;
+// Bounds of JobSpec::q_group_size.
+inline constexpr int64_t kMinQuantizerGroupSize = 8;
+inline constexpr int64_t kMaxQuantizerGroupSize = 1 << 16;
 
 struct JobSpec {
   std::string model;        // --model: Hugging Face directory URI (path, file://, s3://)
   std::string calibration;  // --calibration: safetensors URI, int32 input_ids [samples, seq_len]
   std::string out;          // --out: output checkpoint directory URI
-  std::string method = "caldera";    // caldera | ldlq | rtn
-  int64_t rank = 64;                 // rank of L and R (caldera only)
-  int q_bits = 2;                    // bits per weight of Q
-  int lr_bits = 4;                   // bits per weight of L and R (>= 16 keeps floats)
-  std::string quantizer = "e8p";     // e8p | uniform
+  std::string method = "caldera";  // caldera | ldlq | rtn
+  int64_t rank = 64;               // rank of L and R (caldera only)
+  int q_bits = 2;                  // bits per weight of Q
+  int lr_bits = 4;                 // bits per weight of L and R (>= 16 keeps floats)
+  std::string quantizer = "e8p";   // e8p | uniform
+  // Columns per fp16 scale of the uniform quantizer (at most the row: 128 is
+  // one scale per row of a 64- or 128-wide matrix). 32 is GPTQ's "g32".
+  int64_t q_group_size = kQuantizerGroupSize;
+  // auto | rht | none: the two-sided randomized Hadamard transform before
+  // the decomposition. auto = rht for E8P (the lattice needs incoherent
+  // weights) and none for uniform, where it hurt on stories260K: LDLQ 3-bit
+  // perplexity 9.95 with it, 5.68 without; CALDERA rank 4 3-bit 4.95 / 4.78.
+  std::string incoherence = "auto";
   int iters = 15;                    // outer CALDERA iterations
   int lplr_iters = 10;               // inner L/R refinements
   uint64_t seed = 42;                // seed of the random Hadamard signs
@@ -51,14 +62,21 @@ inline constexpr size_t kMaxUriBytes = 4096;
 // flag and the fix; quoted values are cut to ~200 bytes.
 absl::Status ValidateJobSpec(const JobSpec& spec);
 
+// The part of ValidateJobSpec about the decomposition alone (method,
+// quantizer, rank, bits, group size, incoherence, iterations), for tools
+// that decompose one matrix without a job.
+absl::Status ValidateDecompositionSettings(const JobSpec& spec);
+
 // True when `module` ("q_proj") is compressed by `spec`.
 bool CompressesModule(const JobSpec& spec, absl::string_view module);
 
 // The core decomposition options for `spec` (rank 0 unless method is
-// caldera; an E8P Q without L·R gets per-row scales); `group_size` is the
-// quantizers' group size.
-decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec,
-                                                int64_t group_size = kQuantizerGroupSize);
+// caldera; an E8P Q without L·R gets per-row scales; the Hadamard transform
+// as `incoherence` resolves).
+decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec);
+
+// Whether `spec` runs the randomized Hadamard transform (resolves "auto").
+bool UsesHadamard(const JobSpec& spec);
 
 }  // namespace caldera::job
 

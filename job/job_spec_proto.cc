@@ -1,5 +1,8 @@
 #include "job/job_spec_proto.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace caldera::job {
 
 JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
@@ -16,6 +19,8 @@ JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   if (d.iters() != 0) s.iters = d.iters();
   if (d.lplr_iters() != 0) s.lplr_iters = d.lplr_iters();
   if (d.has_seed()) s.seed = d.seed();
+  if (d.q_group_size() != 0) s.q_group_size = d.q_group_size();
+  if (!d.incoherence().empty()) s.incoherence = d.incoherence();
   s.ttlora_rank = p.ttlora().rank();
   if (!p.ttlora().init().empty()) s.ttlora_init = p.ttlora().init();
   s.modules.assign(p.modules().begin(), p.modules().end());
@@ -38,6 +43,9 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   d->set_iters(s.iters);
   d->set_lplr_iters(s.lplr_iters);
   d->set_seed(s.seed);
+  d->set_q_group_size(static_cast<int32_t>(
+      std::clamp<int64_t>(s.q_group_size, 0, std::numeric_limits<int32_t>::max())));
+  d->set_incoherence(s.incoherence);
   p.mutable_ttlora()->set_rank(s.ttlora_rank);
   p.mutable_ttlora()->set_init(s.ttlora_init);
   for (const std::string& m : s.modules) p.add_modules(m);

@@ -27,7 +27,6 @@ struct DecomposeFlags {
   // method, rank, q_bits, lr_bits, quantizer, iters, lplr_iters, seed,
   // ttlora_rank, ttlora_init: the job settings, with the job defaults.
   job::JobSpec job;
-  int64_t group_size = job::kQuantizerGroupSize;
   bool no_hadamard = false, json = false, hessian_downdate = false;
   std::string ttlora_shape;
   double ttlora_alpha = 16.0;
@@ -102,10 +101,14 @@ int RunDecompose(const DecomposeFlags& f) {
     h = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
         ht->data<double>().data(), n, n);
   }
-  decompose::DecomposeOptions o = job::DecomposeOptionsFor(f.job, f.group_size);
+  job::JobSpec spec = f.job;
+  if (f.no_hadamard) spec.incoherence = "none";
+  if (absl::Status s = job::ValidateDecompositionSettings(spec); !s.ok()) {
+    return ReportError("decompose", s);
+  }
+  decompose::DecomposeOptions o = job::DecomposeOptionsFor(spec);
   // The BLAS library uses every core here; so do the codeword searches.
   o.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  o.hadamard = !f.no_hadamard;
   if (f.order != "lr,q" && f.order != "q,lr") {
     return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
                                         "--order '", f.order, "' is unknown; use lr,q or q,lr")));
@@ -224,14 +227,16 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
                   absl::StrCat("bits of L and R; 16 or 32 keeps floats (default ", d.lr_bits, ")"));
   cmd->add_option("--quantizer", f->job.quantizer,
                   absl::StrCat("e8p | uniform (default ", d.quantizer, ")"));
-  cmd->add_option(
-      "--group-size", f->group_size,
-      absl::StrCat("uniform quantizer group size (default ", job::kQuantizerGroupSize, ")"));
+  cmd->add_option("--q-group-size,--group-size", f->job.q_group_size,
+                  absl::StrCat("uniform quantizer group size (default ", d.q_group_size, ")"));
+  cmd->add_option("--incoherence", f->job.incoherence,
+                  absl::StrCat("auto | rht | none (default ", d.incoherence,
+                               ": rht for e8p, none for uniform)"));
   cmd->add_option("--iters", f->job.iters,
                   absl::StrCat("outer iterations (default ", d.iters, ")"));
   cmd->add_option("--lplr-iters", f->job.lplr_iters,
                   absl::StrCat("inner L/R iterations (default ", d.lplr_iters, ")"));
-  cmd->add_flag("--no-hadamard", f->no_hadamard, "skip the randomized Hadamard transform");
+  cmd->add_flag("--no-hadamard", f->no_hadamard, "same as --incoherence none");
   cmd->add_option("--order", f->order,
                   "update order in each outer iteration: lr,q (released code, default) or q,lr "
                   "(the paper's; iteration 1 is then plain LDLQ)");

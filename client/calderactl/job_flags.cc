@@ -25,6 +25,13 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   absl::StrCat("bits of L and R (default ", d.lr_bits, "; >= 16 keeps floats)"));
   cmd->add_option("--quantizer", s->quantizer,
                   absl::StrCat("e8p | uniform (default ", d.quantizer, ")"));
+  cmd->add_option("--q-group-size", s->q_group_size,
+                  absl::StrCat("columns per fp16 scale of the uniform quantizer (default ",
+                               d.q_group_size, "; 32 = GPTQ's g32, +0.5 bits)"));
+  cmd->add_option("--incoherence", s->incoherence,
+                  absl::StrCat("auto | rht | none: randomized Hadamard transform before the "
+                               "decomposition (default ",
+                               d.incoherence, ": rht for e8p, none for uniform)"));
   cmd->add_option("--iters", s->iters,
                   absl::StrCat("outer CALDERA iterations (default ", d.iters, ")"));
   cmd->add_option("--lplr-iters", s->lplr_iters,

@@ -262,10 +262,11 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Family>& p) { return std::string(p.param.name); });
 
 // Sequential calibration (the default) calibrates each layer on the outputs
-// of the compressed layers before it. Measured on the fixture with 3-bit
-// uniform LDLQ: perplexity 10.53 (original) -> 9.98 (sequential), ratio 0.948;
+// of the compressed layers before it. Measured on the fixture with 2-bit
+// uniform LDLQ: perplexity 33.6 (original) -> 26.8 (sequential), ratio 0.80
+// (at 3 bits, since the grid search and no Hadamard, 5.71 -> 5.68 only);
 // if calibrate(l) did not run the compressed block l-1, both would be equal.
-TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtThreeBits) {
+TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtTwoBits) {
   TempDir tmp;
   std::string log;
   double ppl[2];
@@ -273,7 +274,7 @@ TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtThreeBits) {
   for (const char* mode : {"original", "sequential"}) {
     const std::string out = tmp.Join(mode);
     ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out,
-                                     absl::StrCat(" --method ldlq --quantizer uniform --q-bits 3"
+                                     absl::StrCat(" --method ldlq --quantizer uniform --q-bits 2"
                                                   " --calibration-mode ",
                                                   mode)),
                          &log),
@@ -281,9 +282,9 @@ TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtThreeBits) {
         << log;
     ppl[i++] = Perplexity(out);
   }
-  std::fprintf(stderr, "ldlq uniform 3-bit perplexity: original %.3f sequential %.3f\n", ppl[0],
+  std::fprintf(stderr, "ldlq uniform 2-bit perplexity: original %.3f sequential %.3f\n", ppl[0],
                ppl[1]);
-  EXPECT_LT(ppl[1], 0.97 * ppl[0]);
+  EXPECT_LT(ppl[1], 0.88 * ppl[0]);
 }
 
 // LDLQ with a 4-bit E8P Q gets per-row scales: measured on the fixture,

@@ -15,6 +15,8 @@ void ExpectSame(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.q_bits, b.q_bits);
   EXPECT_EQ(a.lr_bits, b.lr_bits);
   EXPECT_EQ(a.quantizer, b.quantizer);
+  EXPECT_EQ(a.q_group_size, b.q_group_size);
+  EXPECT_EQ(a.incoherence, b.incoherence);
   EXPECT_EQ(a.iters, b.iters);
   EXPECT_EQ(a.lplr_iters, b.lplr_iters);
   EXPECT_EQ(a.seed, b.seed);
@@ -54,10 +56,12 @@ TEST(JobSpecProtoTest, ExplicitZeroSeedIsKept) {
 
 TEST(JobSpecProtoTest, RoundTrip) {
   JobSpec s;
-  s.model = "m";
-  s.calibration = "c";
-  s.out = "o";
-  s.method = "ldlq";
+  s.model = std::string("m");
+  s.calibration = std::string("c");
+  s.out = std::string("o");
+  s.method = std::string("ldlq");
+  s.q_group_size = 32;
+  s.incoherence = std::string("rht");
   s.rank = 3;
   s.q_bits = 4;
   s.lr_bits = 16;

@@ -57,7 +57,8 @@ TEST(JobSpecTest, DecomposeOptionsFollowTheSpec) {
   s.iters = 2;
   s.lplr_iters = 1;
   s.seed = 7;
-  decompose::DecomposeOptions o = DecomposeOptionsFor(s, 64);
+  s.q_group_size = 64;
+  decompose::DecomposeOptions o = DecomposeOptionsFor(s);
   EXPECT_EQ(o.method, "ldlq");
   EXPECT_EQ(o.rank, 0);  // only caldera has L and R
   EXPECT_EQ(o.q_spec.kind, quant::QuantizerSpec::Kind::kUniform);
@@ -69,7 +70,7 @@ TEST(JobSpecTest, DecomposeOptionsFollowTheSpec) {
   s.method = "caldera";
   s.rank = 12;
   EXPECT_EQ(DecomposeOptionsFor(s).rank, 12);
-  EXPECT_EQ(DecomposeOptionsFor(s).q_spec.group_size, kQuantizerGroupSize);
+  EXPECT_EQ(DecomposeOptionsFor(s).lr_spec.group_size, 64);
   // Per-row scales for an E8P Q without L·R only (uniform has its groups).
   s.quantizer = "e8p";
   EXPECT_FALSE(DecomposeOptionsFor(s).q_spec.row_scales);
@@ -79,6 +80,21 @@ TEST(JobSpecTest, DecomposeOptionsFollowTheSpec) {
   EXPECT_TRUE(DecomposeOptionsFor(s).q_spec.row_scales);
   s.quantizer = "uniform";
   EXPECT_FALSE(DecomposeOptionsFor(s).q_spec.row_scales);
+}
+
+// incoherence auto: the Hadamard transform for E8P only; rht / none force it.
+TEST(JobSpecTest, IncoherenceAutoDependsOnTheQuantizer) {
+  JobSpec s = Valid();
+  EXPECT_EQ(s.incoherence, "auto");
+  s.quantizer = "e8p";
+  EXPECT_TRUE(DecomposeOptionsFor(s).hadamard);
+  s.quantizer = "uniform";
+  EXPECT_FALSE(DecomposeOptionsFor(s).hadamard);
+  s.incoherence = "rht";
+  EXPECT_TRUE(DecomposeOptionsFor(s).hadamard);
+  s.quantizer = "e8p";
+  s.incoherence = "none";
+  EXPECT_FALSE(DecomposeOptionsFor(s).hadamard);
 }
 
 // Each bad setting: INVALID_ARGUMENT naming the flag (and the fix).
@@ -97,6 +113,9 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
       {[](JobSpec* s) { s->rank = 0; }, "--rank 0 must be >= 1"},
       {[](JobSpec* s) { s->q_bits = 7; }, "--q-bits 7 is not supported by --quantizer e8p"},
       {[](JobSpec* s) { s->lr_bits = 1; }, "--lr-bits 1 is not supported by --quantizer e8p"},
+      {[](JobSpec* s) { s->q_group_size = 0; }, "--q-group-size 0 is out of range; use 8 to"},
+      {[](JobSpec* s) { s->q_group_size = 1 << 20; }, "--q-group-size 1048576 is out of range"},
+      {[](JobSpec* s) { s->incoherence = "dct"; }, "--incoherence dct is unknown; use auto, rht"},
       {[](JobSpec* s) { s->iters = 0; }, "--iters must be >= 1"},
       {[](JobSpec* s) { s->lplr_iters = -1; }, "--lplr-iters must be >= 0"},
       {[](JobSpec* s) { s->ttlora_rank = -1; }, "--ttlora-rank must be >= 0"},

@@ -46,10 +46,22 @@ TEST(QuantizerTest, ErrorsShrinkWithBitsAndExportRoundTrips) {
   }
 }
 
-// Uniform codes are the nearest point of their group's grid, checked by brute
-// force over every level of a grid rebuilt here from the group's values
-// (asymmetric: min + k·scale with scale = (max − min)/(levels − 1); symmetric
-// mid-rise: (k + 1/2)·scale with scale = max|x|/(levels/2); both fp16-rounded).
+// The grid (scale, min) of each group as stored in the export.
+std::pair<std::vector<float>, std::vector<float>> StoredGrids(const MatrixQuantizer& q,
+                                                              bool symmetric) {
+  std::vector<float> scales, mins;
+  for (const auto& [name, t] : q.Export()) {
+    if (name != "scales" && name != "mins") continue;
+    std::vector<float>& v = name == "scales" ? scales : mins;
+    for (uint16_t h : t.raw16()) v.push_back(HalfToFloat(h));
+  }
+  if (symmetric) mins.assign(scales.size(), 0.0f);
+  return {scales, mins};
+}
+
+// Uniform codes are the nearest point of their group's stored grid, checked
+// by brute force over every level (asymmetric: min + k·scale; symmetric
+// mid-rise: (k + 1/2 − levels/2)·scale).
 TEST(QuantizerTest, UniformCodesAreTheNearestGridPoint) {
   const MatrixF a = Gaussian(8, 64, 5);
   for (const bool symmetric : {false, true}) {
@@ -60,19 +72,14 @@ TEST(QuantizerTest, UniformCodesAreTheNearestGridPoint) {
       absl::StatusOr<std::unique_ptr<MatrixQuantizer>> q = MakeMatrixQuantizer(spec, 8, 64);
       ASSERT_TRUE(q.ok()) << q.status();
       const MatrixF out = QuantizeNearest(**q, a);
+      const auto [scales, mins] = StoredGrids(**q, symmetric);
+      ASSERT_EQ(scales.size(), 8u * 4u);
       const int levels = 1 << bits;
       for (int64_t r = 0; r < a.rows(); ++r) {
-        for (int64_t g = 0; g < 64; g += 16) {
-          const auto group = a.row(r).segment(g, 16);
-          float scale, base;
-          if (symmetric) {
-            scale = HalfToFloat(FloatToHalf(group.cwiseAbs().maxCoeff() / (levels / 2)));
-            base = (0.5f - levels / 2) * scale;
-          } else {
-            scale = HalfToFloat(FloatToHalf((group.maxCoeff() - group.minCoeff()) / (levels - 1)));
-            base = HalfToFloat(FloatToHalf(group.minCoeff()));
-          }
-          for (int64_t c = g; c < g + 16; ++c) {
+        for (int64_t g = 0; g < 4; ++g) {
+          const float scale = scales[r * 4 + g];
+          const float base = symmetric ? (0.5f - levels / 2) * scale : mins[r * 4 + g];
+          for (int64_t c = g * 16; c < g * 16 + 16; ++c) {
             float best = std::numeric_limits<float>::infinity();
             for (int k = 0; k < levels; ++k) {
               best = std::min(best, std::fabs(a(r, c) - (base + k * scale)));
@@ -84,6 +91,44 @@ TEST(QuantizerTest, UniformCodesAreTheNearestGridPoint) {
       }
     }
   }
+}
+
+// Each group's grid is the best of the shrunk grids p·max|x|/(levels/2),
+// p = 1, 0.99, ..., 0.60, in Σ|error|^2.4, found here by brute force over the
+// same candidates with fp16-rounded scales; clipping pays on Gaussian rows
+// even on Gaussian rows (3-bit, groups of 32: relative error 0.171 without
+// it, 0.168 with it, measured; far more on heavy-tailed LLM rows).
+TEST(QuantizerTest, UniformGridIsTheBestClippedGrid) {
+  const MatrixF a = Gaussian(16, 128, 8);
+  const int bits = 3, levels = 1 << bits;
+  const QuantizerSpec spec = SpecFor("uniform", bits, 32);
+  auto q = *MakeMatrixQuantizer(spec, 16, 128);
+  const MatrixF out = QuantizeNearest(*q, a);
+  auto rtn = [&](float v, float s) {
+    const int k = std::clamp(static_cast<int>(std::floor(v / s)) + levels / 2, 0, levels - 1);
+    return (static_cast<float>(k - levels / 2) + 0.5f) * s;
+  };
+  MatrixF unclipped(a.rows(), a.cols());
+  for (int64_t r = 0; r < a.rows(); ++r) {
+    for (int64_t g = 0; g < 4; ++g) {
+      const auto x = a.row(r).segment(g * 32, 32);
+      const float amax = x.cwiseAbs().maxCoeff();
+      double best = std::numeric_limits<double>::infinity();
+      for (int step = 0; step <= 40; ++step) {
+        const float s = HalfToFloat(FloatToHalf((1.0f - 0.01f * step) * amax / (levels / 2)));
+        double e = 0;
+        for (int64_t c = 0; c < 32; ++c) e += std::pow(std::fabs(x(c) - rtn(x(c), s)), 2.4);
+        best = std::min(best, e);
+        if (step == 0) {
+          for (int64_t c = 0; c < 32; ++c) unclipped(r, g * 32 + c) = rtn(x(c), s);
+        }
+      }
+      double got = 0;
+      for (int64_t c = 0; c < 32; ++c) got += std::pow(std::fabs(x(c) - out(r, g * 32 + c)), 2.4);
+      EXPECT_LE(got, best * (1 + 1e-4)) << "row " << r << " group " << g;
+    }
+  }
+  EXPECT_LT(RelErr(a, out), 0.99 * RelErr(a, unclipped));
 }
 
 // The 2-bit E8P quantizer's single scale is (near) the best one for Gaussian
