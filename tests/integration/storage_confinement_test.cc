@@ -227,17 +227,17 @@ TEST(StorageConfinement, CoordinatorRefusesLocationsOutsideItsRootsAtSubmit) {
   Service service(tmp.Join("state"), {root}, {root});
 
   struct Case {
-    std::string what, flags, uri;
+    std::string what, flags, flag, uri;
   };
   const std::vector<Case> cases = {
       {"output through a symlink out of the root",
-       JobFlags(root + "/model", calib, root + "/escape/out"), root + "/escape/out"},
+       JobFlags(root + "/model", calib, root + "/escape/out"), "--out", root + "/escape/out"},
       {"output escaping with ..", JobFlags(root + "/model", calib, root + "/../elsewhere/out"),
-       tmp.Join("elsewhere/out")},
-      {"model outside", JobFlags(FixtureDir(), calib, root + "/out1"), FixtureDir()},
+       "--out", tmp.Join("elsewhere/out")},
+      {"model outside", JobFlags(FixtureDir(), calib, root + "/out1"), "--model", FixtureDir()},
       {"calibration outside",
        JobFlags(root + "/model", FixtureDir() + "/calibration.safetensors", root + "/out2"),
-       FixtureDir() + "/calibration.safetensors"},
+       "--calibration", FixtureDir() + "/calibration.safetensors"},
   };
   for (const Case& c : cases) {
     std::string out;
@@ -246,6 +246,8 @@ TEST(StorageConfinement, CoordinatorRefusesLocationsOutsideItsRootsAtSubmit) {
     EXPECT_NE(out.find("outside the allowed storage roots"), std::string::npos)
         << c.what << ": " << out;
     EXPECT_NE(out.find(c.uri), std::string::npos) << c.what << ": " << out;
+    // Named by the submit-time check (not only by the storage layer below it).
+    EXPECT_NE(out.find(c.flag + " '"), std::string::npos) << c.what << ": " << out;
     EXPECT_NE(out.find(root), std::string::npos) << c.what << ": " << out;
   }
   EXPECT_TRUE(fs::is_empty(tmp.Join("elsewhere"))) << "something was written outside the root";

@@ -55,6 +55,7 @@ TEST_F(TaskConfinementTest, InputOutsideTheRootsIsRefusedBeforeAnythingIsRead) {
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
   EXPECT_NE(s.message().find("input_uri"), absl::string_view::npos) << s;
   EXPECT_NE(s.message().find("/etc/passwd"), absl::string_view::npos) << s;
+  EXPECT_NE(s.message().find("outside the allowed storage roots"), absl::string_view::npos) << s;
   // Through the task runner: refused before the model is even opened (the
   // model directory is empty, which would otherwise be the error).
   TaskRunner runner(options_);
