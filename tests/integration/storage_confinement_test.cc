@@ -118,6 +118,38 @@ TEST(OutputSafety, CompressRefusesForeignFilesUnlessOverwrite) {
   EXPECT_EQ(Compress(JobFlags(model, calib, out), &log), 0) << log;
 }
 
+TEST(OutputSafety, ErrorsNameFilesButNeverQuoteTheirContents) {
+  // /etc/passwd-like bytes as each input file in turn: refused at submit,
+  // the file named, none of its bytes in the message.
+  TempDir tmp;
+  const std::string secret = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/sbin/nologin\n";
+  const std::string model = tmp.Join("m/model");
+  CopyModel(model);
+  const std::string calib = tmp.Join("m/calibration.safetensors");
+  std::ofstream(tmp.Join("passwd")) << secret;
+  // The first 8 bytes read as a safetensors header length ("root:x:0" as a
+  // little-endian number) must not appear either.
+  uint64_t first8 = 0;
+  for (int i = 7; i >= 0; --i) first8 = (first8 << 8) | static_cast<unsigned char>(secret[i]);
+  const std::string number = std::to_string(first8);
+  std::string log;
+  EXPECT_EQ(Compress(JobFlags(model, tmp.Join("passwd"), tmp.Join("o1")), &log), kExitInvalidInput)
+      << log;
+  EXPECT_NE(log.find("passwd"), std::string::npos) << log;
+  EXPECT_EQ(log.find("root:x"), std::string::npos) << log;
+  EXPECT_EQ(log.find(number), std::string::npos) << log;
+  for (const char* file : {"model.safetensors", "config.json"}) {
+    const std::string bad = tmp.Join(absl::StrCat("bad-", file));
+    CopyModel(bad);
+    std::ofstream(bad + "/" + file, std::ios::trunc) << secret;
+    EXPECT_EQ(Compress(JobFlags(bad, calib, tmp.Join("o2")), &log), kExitInvalidInput) << log;
+    EXPECT_NE(log.find(file), std::string::npos) << log;
+    EXPECT_EQ(log.find("root:x"), std::string::npos) << file << ": " << log;
+    EXPECT_EQ(log.find("daemon"), std::string::npos) << file << ": " << log;
+    EXPECT_EQ(log.find(number), std::string::npos) << file << ": " << log;
+  }
+}
+
 TEST(OutputSafety, CompressKeepsAPreExistingEmptyOutputDirectory) {
   TempDir tmp;
   const std::string out = tmp.Join("out");
