@@ -93,6 +93,11 @@ int Run(const Flags& f) {
     return 2;
   }
   options.storage.allowed_roots = *roots;
+  if (roots->empty()) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: warning: no --allow-root: jobs may name any "
+                 "location this process can read or write (docs/security-storage.md)\n");
+  }
   auto coordinator = caldera::server::Coordinator::Open(options, metrics);
   if (!coordinator.ok()) {
     std::fprintf(stderr, "caldera-coordinator: error: %s\n",

@@ -148,7 +148,8 @@ absl::StatusOr<ObjectInfo> LocalStore::Put(const std::string& key, const RandomA
   std::string tmp =
       (target.parent_path() / absl::StrCat(".", target.filename().string(), kTempMarker, "XXXXXX"))
           .string();
-  const int fd = ::mkstemp(tmp.data());
+  // O_EXCL (mkostemp) and O_NOFOLLOW: a link planted at the name is never followed.
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return ErrnoError(errno,
                       absl::StrCat("cannot create a file in ", target.parent_path().string()));

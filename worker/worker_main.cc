@@ -89,6 +89,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.storage.allowed_roots = *roots;
+  if (roots->empty()) {
+    std::fprintf(stderr,
+                 "caldera-worker: warning: no --allow-root: tasks may name any location "
+                 "this process can read or write (docs/security-storage.md)\n");
+  }
   options.poll_seconds = poll;
   options.search_threads =
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
