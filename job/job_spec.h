@@ -52,6 +52,10 @@ struct JobSpec {
   // original keeps every layer's decompositions free to run at once.
   std::string calibration_mode = "sequential";
   std::string request_id;  // idempotency key of the create request
+  // --overwrite: write into an output location that holds files not written
+  // by caldera (job/output_safety.h). An output overlapping an input is
+  // refused even so.
+  bool overwrite = false;
 };
 
 // The longest model, calibration or output URI a job accepts.

@@ -26,6 +26,7 @@ JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   s.modules.assign(p.modules().begin(), p.modules().end());
   if (!p.calibration_mode().empty()) s.calibration_mode = p.calibration_mode();
   s.request_id = request_id;
+  s.overwrite = p.overwrite();
   return s;
 }
 
@@ -50,6 +51,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   p.mutable_ttlora()->set_init(s.ttlora_init);
   for (const std::string& m : s.modules) p.add_modules(m);
   p.set_calibration_mode(s.calibration_mode);
+  p.set_overwrite(s.overwrite);
   return p;
 }
 

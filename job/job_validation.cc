@@ -1,5 +1,6 @@
 #include "job/job_validation.h"
 
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -7,7 +8,9 @@
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
 #include "core/util/bounded_quote.h"
+#include "job/output_safety.h"
 #include "model_io/model_inputs.h"
+#include "storage/allowed_roots.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -113,6 +116,16 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   if (absl::Status s = ValidateJobSpec(spec); !s.ok()) {
     return absl::InvalidArgumentError(s.message());
   }
+  // Confinement first (nothing outside the allowed roots is read), then an
+  // output apart from the inputs.
+  const std::pair<const char*, const std::string*> uris[] = {
+      {"--model", &spec.model}, {"--calibration", &spec.calibration}, {"--out", &spec.out}};
+  for (const auto& [flag, uri] : uris) {
+    if (absl::Status s = storage::CheckUriAllowed(*uri, options.allowed_roots, flag); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = CheckOutputApartFromInputs(spec); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt =
       model_io::OpenCheckpointAt(spec.model, options);
   if (!ckpt.ok()) {
@@ -159,16 +172,13 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
     return AsInvalid(tokens.status(),
                      absl::StrCat("--calibration ", BoundedQuote(spec.calibration)));
   }
-  // The output must be writable: write and delete a probe object.
-  const std::string probe = storage::JoinKey(spec.out, ".caldera-write-probe");
-  if (auto put = storage::WriteObject(probe, "probe", options); !put.ok()) {
-    return AsInvalid(put.status(),
-                     absl::StrCat("--out ", BoundedQuote(spec.out),
-                                  " is not writable (choose an output location the service can "
-                                  "write)"));
-  }
-  if (absl::StatusOr<storage::StoreAndKey> sk = storage::OpenUri(probe, options); sk.ok()) {
-    (void)sk->store->Delete(sk->key);
+  // The output holds nothing foreign (unless --overwrite) and is writable
+  // (a probe that removes only what it created).
+  if (absl::Status s = CheckOutputLocation(spec, options); !s.ok()) {
+    if (s.code() == absl::StatusCode::kFailedPrecondition) return s;  // foreign files
+    return AsInvalid(s, absl::StrCat("--out ", BoundedQuote(spec.out),
+                                     " is not writable (choose an output location the service "
+                                     "can write)"));
   }
   return shape;
 }

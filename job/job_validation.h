@@ -32,8 +32,11 @@ struct JobShape {
 // differs from what config.json implies (every tensor the plan reads: the
 // embedding, norms, linears and biases; the first bad one is named), a config
 // beyond kMaxLayers or a plan beyond kMaxPlanTasks, a rank larger than a matrix, calibration tokens
-// that do not fit the model, or an output that cannot be written. UNAVAILABLE (retryable) when
-// storage is down.
+// that do not fit the model, an output that cannot be written or that overlaps an input
+// (job/output_safety.h). PERMISSION_DENIED when options.allowed_roots is set and a URI
+// lies outside every root (storage/allowed_roots.h). FAILED_PRECONDITION when the
+// output holds files not written by caldera and the spec lacks overwrite. UNAVAILABLE
+// (retryable) when storage is down.
 absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::StorageOptions& options);
 
 }  // namespace caldera::job

@@ -14,6 +14,7 @@
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
 #include "server/coordinator_server.h"
+#include "storage/allowed_roots.h"
 #include "storage/storage_options.h"
 
 namespace {
@@ -26,6 +27,7 @@ struct Flags {
   double lease_seconds = 30;
   double heartbeat_seconds = 5;
   int max_attempts = 3;
+  std::vector<std::string> allow_roots;  // --allow-root (storage/allowed_roots.h)
 };
 
 // Values from --config (JSON) for flags not given on the command line.
@@ -84,6 +86,18 @@ int Run(const Flags& f) {
   options.heartbeat_seconds = f.heartbeat_seconds;
   options.max_attempts = f.max_attempts;
   options.storage = caldera::storage::StorageOptions::FromEnvironment();
+  auto roots = caldera::storage::NormalizeAllowedRoots(f.allow_roots);
+  if (!roots.ok()) {
+    std::fprintf(stderr, "caldera-coordinator: error: %s\n",
+                 std::string(roots.status().message()).c_str());
+    return 2;
+  }
+  options.storage.allowed_roots = *roots;
+  if (roots->empty()) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: warning: no --allow-root: jobs may name any "
+                 "location this process can read or write (docs/security-storage.md)\n");
+  }
   auto coordinator = caldera::server::Coordinator::Open(options, metrics);
   if (!coordinator.ok()) {
     std::fprintf(stderr, "caldera-coordinator: error: %s\n",
@@ -126,6 +140,9 @@ int main(int argc, char** argv) {
                  "heartbeat interval told to workers (default 5)");
   app.add_option("--max-attempts", f.max_attempts,
                  "attempts of one task before its job fails (default 3)");
+  app.add_option("--allow-root", f.allow_roots,
+                 "storage root jobs may use (local directory or s3://bucket/prefix; repeatable); "
+                 "a job naming a location outside every root is refused. None: not confined");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

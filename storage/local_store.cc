@@ -22,6 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 constexpr char kShaXattr[] = "user.caldera.sha256";
 constexpr char kTempMarker[] = ".caldera-tmp-";
+// The directory of a job's scratch data (job/task_plan.h ScratchPrefix).
+constexpr char kScratchDir[] = ".caldera-scratch";
 
 absl::Status ErrnoError(int err, const std::string& what) {
   const std::string msg = absl::StrCat(what, ": ", std::strerror(err));
@@ -146,7 +148,8 @@ absl::StatusOr<ObjectInfo> LocalStore::Put(const std::string& key, const RandomA
   std::string tmp =
       (target.parent_path() / absl::StrCat(".", target.filename().string(), kTempMarker, "XXXXXX"))
           .string();
-  const int fd = ::mkstemp(tmp.data());
+  // O_EXCL (mkostemp) and O_NOFOLLOW: a link planted at the name is never followed.
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return ErrnoError(errno,
                       absl::StrCat("cannot create a file in ", target.parent_path().string()));
@@ -245,13 +248,19 @@ absl::Status LocalStore::Delete(const std::string& key) {
     return ErrnoError(errno, absl::StrCat("cannot delete ", *path));
   }
   // Directories are not objects (as in S3): remove the parents it leaves
-  // empty, up to the root. rmdir fails on the first non-empty one.
+  // empty inside a scratch tree (up to and including the directory named
+  // kScratchDir), never above it: a directory outside scratch may have
+  // existed before we wrote into it. rmdir fails on the first non-empty one.
   std::string dir = *path;
   for (;;) {
     const size_t slash = dir.find_last_of('/');
     if (slash == std::string::npos) break;
     dir.resize(slash);
-    if (dir.size() <= root_.size() || ::rmdir(dir.c_str()) != 0) break;
+    const size_t scratch = dir.find(absl::StrCat("/", kScratchDir));
+    if (scratch == std::string::npos || dir.size() <= root_.size()) break;
+    const size_t end = scratch + 1 + std::strlen(kScratchDir);
+    if (end != dir.size() && dir[end] != '/') break;  // ".caldera-scratchX" is not one
+    if (::rmdir(dir.c_str()) != 0) break;
   }
   return absl::OkStatus();
 }

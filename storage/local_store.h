@@ -4,6 +4,9 @@
 // (temporary file in the target directory, fsync, rename); parent directories are
 // created as needed. The SHA-256 of each written file is recorded in the xattr
 // user.caldera.sha256 when the file system supports it; Head() returns it.
+// Delete() removes the parent directories it leaves empty only inside a job's
+// scratch tree (a path component ".caldera-scratch", that directory included);
+// any other directory is left alone, since it may have existed before.
 #ifndef CALDERA_STORAGE_LOCAL_STORE_H_
 #define CALDERA_STORAGE_LOCAL_STORE_H_
 

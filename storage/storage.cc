@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "storage/allowed_roots.h"
 #include "storage/local_store.h"
 #include "storage/s3_store.h"
 
@@ -38,6 +39,9 @@ class ObjectSource final : public RandomAccessSource {
 absl::StatusOr<StoreAndKey> OpenUri(absl::string_view uri, const StorageOptions& options) {
   absl::StatusOr<StorageUri> parsed = ParseStorageUri(uri);
   if (!parsed.ok()) return parsed.status();
+  if (absl::Status s = CheckUriAllowed(uri, options.allowed_roots, "storage URI"); !s.ok()) {
+    return s;
+  }
   StoreAndKey out;
   if (parsed->scheme == StorageUri::Scheme::kS3) {
     out.store = std::make_shared<S3Store>(options, parsed->bucket);

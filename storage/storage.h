@@ -23,7 +23,9 @@ struct StoreAndKey {
 
 // "s3://b/k" -> S3Store(bucket b), key "k". "file:///a/b" or "a/b" -> LocalStore
 // rooted at options.local_root, key relative to it (PERMISSION_DENIED when the
-// path lies outside the root).
+// path lies outside the root). When options.allowed_roots is not empty, the
+// URI must resolve inside one of them (storage/allowed_roots.h), else
+// PERMISSION_DENIED: every read and write below goes through here.
 absl::StatusOr<StoreAndKey> OpenUri(absl::string_view uri, const StorageOptions& options);
 
 absl::StatusOr<std::string> ReadObject(absl::string_view uri, const StorageOptions& options);

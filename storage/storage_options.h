@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace caldera::storage {
 
@@ -41,6 +42,13 @@ struct StorageOptions {
 
   // file:// URIs and relative paths must resolve inside this directory.
   std::string local_root = "/";
+
+  // Storage confinement (storage/allowed_roots.h): when not empty, every URI
+  // opened through storage.h must resolve inside one of these roots (local
+  // directories or s3://bucket/prefix, in NormalizeAllowedRoots' form), else
+  // PERMISSION_DENIED. Empty: no confinement. Set from --allow-root by
+  // caldera-coordinator and caldera-worker; never read from the environment.
+  std::vector<std::string> allowed_roots;
 
   // Reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION
   // (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL), and

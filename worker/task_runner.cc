@@ -4,6 +4,7 @@
 #include "core/model/model_config.h"
 #include "job/job_spec_proto.h"
 #include "model_io/model_inputs.h"
+#include "worker/task_confinement.h"
 
 namespace caldera::worker {
 
@@ -14,6 +15,8 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
         absl::StrCat("task ", task.task_id(), " has a kind this worker does not know; upgrade it"));
   }
   const job::JobSpec spec = job::JobSpecFromProto(task.spec(), "");
+  // Before anything is read or written (worker/task_confinement.h).
+  if (absl::Status s = CheckTaskConfined(task, spec, options_); !s.ok()) return s;
   absl::StatusOr<const model::Checkpoint*> ckpt = models_.Get(spec.model);
   if (!ckpt.ok()) return ckpt.status();
   switch (task.work_case()) {

@@ -35,8 +35,9 @@ class TaskRunner {
       : options_(options), search_threads_(search_threads), models_(std::move(options)) {}
 
   // Runs `task`; `cancelled` is polled between steps (CANCELLED when it
-  // fires). INVALID_ARGUMENT / NOT_FOUND mean the input is wrong (not worth a
-  // retry); other errors may be transient.
+  // fires). PERMISSION_DENIED, before anything is read, for a task whose
+  // locations break worker/task_confinement.h. INVALID_ARGUMENT / NOT_FOUND mean the input is wrong
+  // (not worth a retry); other errors may be transient.
   absl::StatusOr<TaskResult> Run(const v1::Task& task, const std::function<bool()>& cancelled);
 
  private:

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
+#include "storage/allowed_roots.h"
 #include "storage/storage_options.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"caldera-worker: runs calibrate / decompose / finalize tasks for a coordinator"};
   std::string coordinator, device = "cpu", metrics_listen;
+  std::vector<std::string> allow_roots;  // --allow-root (storage/allowed_roots.h)
   int threads = 0;
   double poll = 5;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
@@ -42,6 +44,10 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics on host:port (/metrics); off when empty");
   app.add_option("--poll-seconds", poll, "long-poll wait for a task (default 5)");
+  app.add_option("--allow-root", allow_roots,
+                 "storage root tasks may read and write (local directory or s3://bucket/prefix; "
+                 "repeatable); a task naming a location outside every root is refused. None: "
+                 "not confined");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -76,6 +82,18 @@ int main(int argc, char** argv) {
   caldera::worker::WorkerAgentOptions options;
   options.hostname = host;
   options.storage = caldera::storage::StorageOptions::FromEnvironment();
+  auto roots = caldera::storage::NormalizeAllowedRoots(allow_roots);
+  if (!roots.ok()) {
+    std::fprintf(stderr, "caldera-worker: error: %s\n",
+                 std::string(roots.status().message()).c_str());
+    return 2;
+  }
+  options.storage.allowed_roots = *roots;
+  if (roots->empty()) {
+    std::fprintf(stderr,
+                 "caldera-worker: warning: no --allow-root: tasks may name any location "
+                 "this process can read or write (docs/security-storage.md)\n");
+  }
   options.poll_seconds = poll;
   options.search_threads =
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));

@@ -54,6 +54,10 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   absl::StrCat("linears to compress, comma separated (default all: ",
                                absl::StrJoin(all, ","), ")"))
       ->delimiter(',');
+  cmd->add_flag("--overwrite", s->overwrite,
+                "write into an --out that holds files not written by caldera (replacing those "
+                "with the same names); an --out overlapping --model or --calibration is refused "
+                "even so");
   cmd->add_option("--request-id", s->request_id,
                   "client request id: submitting the same id twice creates one job");
 }

@@ -70,6 +70,15 @@ def test_services_are_wired(config):
         assert _flag(services[name]["command"], "--coordinator") == f"coordinator:{grpc_port}"
 
 
+def test_storage_is_confined_to_the_bucket(config):
+    """Coordinator and workers pass --allow-root for the data bucket that
+    minio-init creates (docs/security-storage.md)."""
+    services = config["services"]
+    assert "local/caldera" in " ".join(services["minio-init"]["command"])
+    for name in ("coordinator", "worker-1", "worker-2"):
+        assert _flag(services[name]["command"], "--allow-root") == "s3://caldera", name
+
+
 def test_prometheus_scrapes_every_metrics_port(config):
     services = config["services"]
     want = set()

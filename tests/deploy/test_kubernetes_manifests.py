@@ -170,6 +170,18 @@ def test_coordinator_statefulset_probes_state_and_config():
     assert all(d["metadata"]["namespace"] == "caldera" for d in docs if d["kind"] != "Namespace")
 
 
+@pytest.mark.parametrize("name", ["overlays/cpu", "overlays/gpu"])
+def test_coordinator_and_workers_confine_storage_to_the_bucket(name):
+    """--allow-root s3://caldera on the coordinator and every worker
+    (docs/security-storage.md)."""
+    docs = rendered_sets()[name]
+    for kind, workload in (("StatefulSet", "caldera-coordinator"), ("Deployment", "caldera-worker")):
+        (container,) = pod_spec(one(docs, kind, workload))["containers"]
+        args = container["args"]
+        assert "--allow-root" in args, (name, workload)
+        assert args[args.index("--allow-root") + 1] == "s3://caldera", (name, workload)
+
+
 def test_gpu_overlay_requests_gpus_on_gpu_nodes_only():
     cpu = pod_spec(one(rendered_sets()["overlays/cpu"], "Deployment", "caldera-worker"))
     gpu = pod_spec(one(rendered_sets()["overlays/gpu"], "Deployment", "caldera-worker"))

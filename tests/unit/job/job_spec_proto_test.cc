@@ -25,6 +25,7 @@ void ExpectSame(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.modules, b.modules);
   EXPECT_EQ(a.calibration_mode, b.calibration_mode);
   EXPECT_EQ(a.request_id, b.request_id);
+  EXPECT_EQ(a.overwrite, b.overwrite);
 }
 
 // A client that sends only the URIs gets every default.
@@ -74,6 +75,7 @@ TEST(JobSpecProtoTest, RoundTrip) {
   s.modules = {"q_proj", "down_proj"};
   s.calibration_mode = "original";
   s.request_id = "rid";
+  s.overwrite = true;
   const v1::JobSpec p = JobSpecToProto(s);
   EXPECT_EQ(p.decomposition().iters(), 2);
   EXPECT_TRUE(p.decomposition().has_seed());
