@@ -1,7 +1,13 @@
 // CoordinatorServer: a gRPC server hosting JobService and WorkerService over a
-// Coordinator, with the standard grpc.health.v1 health service and server
-// reflection. Used by caldera-coordinator (TCP) and by `calderactl compress`
-// (in-process channel only).
+// Coordinator, with the standard grpc.health.v1 health service (open to
+// everyone) and, on request, server reflection. Used by caldera-coordinator
+// (TCP) and by `calderactl compress` (in-process channel only).
+//
+// Security (docs/security.md): TLS and client certificates from
+// ServerSecurity::tls, bearer tokens from ServerSecurity::auth.token_file
+// (Authorizer). Without tokens the server is in the single-user local mode,
+// and without TLS traffic is plaintext: Start() refuses either on an address
+// other than loopback unless `insecure` is set.
 #ifndef CALDERA_SERVER_COORDINATOR_SERVER_H_
 #define CALDERA_SERVER_COORDINATOR_SERVER_H_
 
@@ -11,19 +17,32 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "process/grpc_security.h"
+#include "server/authorizer.h"
 #include "server/coordinator.h"
 #include "server/job_service.h"
 #include "server/worker_service.h"
 
 namespace caldera::server {
 
+struct ServerSecurity {
+  process::ServerTls tls;  // no certificate = plaintext
+  AuthOptions auth;        // no token file = local single-user mode
+  // Allow plaintext or the local mode on a non-loopback address.
+  bool insecure = false;
+  bool reflection = false;  // register grpc.reflection.v1alpha
+};
+
 class CoordinatorServer {
  public:
   // Serves `coordinator` (not owned; must outlive the server) on `listen`
   // (host:port; port 0 picks one; empty = in-process channel only).
-  // INVALID_ARGUMENT naming the address when it cannot be bound.
-  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Coordinator* coordinator,
-                                                                  const std::string& listen);
+  // INVALID_ARGUMENT naming the address when it cannot be bound, naming the
+  // flag when a TLS or token file is unusable, and naming --insecure when
+  // `listen` is not loopback but TLS or tokens are missing.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      Coordinator* coordinator, const std::string& listen,
+      const ServerSecurity& security = ServerSecurity());
   ~CoordinatorServer();
   CoordinatorServer(const CoordinatorServer&) = delete;
   CoordinatorServer& operator=(const CoordinatorServer&) = delete;
@@ -36,9 +55,10 @@ class CoordinatorServer {
   void Shutdown(double grace_seconds);
 
  private:
-  CoordinatorServer(Coordinator* coordinator);
+  CoordinatorServer(Coordinator* coordinator, std::unique_ptr<Authorizer> authorizer);
 
   Coordinator* coordinator_;
+  std::unique_ptr<Authorizer> authorizer_;
   JobServiceImpl jobs_;
   WorkerServiceImpl workers_;
   std::unique_ptr<grpc::Server> server_;
