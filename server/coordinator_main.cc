@@ -43,7 +43,7 @@ bool ApplyConfig(const CLI::App& app, Flags* f) {
     std::fprintf(stderr,
                  "caldera-coordinator: error: --config %s is missing or not a JSON object "
                  "(keys: listen, data_dir, metrics_listen, lease_seconds, heartbeat_seconds, "
-                 "max_attempts, auth_tokens, tls_cert, tls_key, client_ca)\n",
+                 "max_attempts, auth_tokens, tls_cert, tls_key, client_ca, health_listen)\n",
                  f->config.c_str());
     return false;
   }
@@ -62,6 +62,9 @@ bool ApplyConfig(const CLI::App& app, Flags* f) {
   if (unset("--tls-cert")) fields.OptionalString("tls_cert", &f->security.tls.tls_cert);
   if (unset("--tls-key")) fields.OptionalString("tls_key", &f->security.tls.tls_key);
   if (unset("--client-ca")) fields.OptionalString("client_ca", &f->security.tls.client_ca);
+  if (unset("--health-listen")) {
+    fields.OptionalString("health_listen", &f->security.health_listen);
+  }
   if (!fields.ok()) {
     std::fprintf(stderr, "caldera-coordinator: error: %s\n",
                  std::string(fields.status().message()).c_str());
@@ -130,6 +133,9 @@ int Run(const Flags& f) {
                tls ? (f.security.tls.client_ca.empty() ? "TLS" : "TLS, mTLS workers") : "plaintext",
                tokens ? "bearer tokens" : "local mode, no auth", f.data_dir.c_str());
   if (endpoint) std::fprintf(stderr, ", metrics on port %d", endpoint->port());
+  if ((*server)->health_port() != 0) {
+    std::fprintf(stderr, ", health on port %d", (*server)->health_port());
+  }
   std::fprintf(stderr, "\n");
 
   const int sig = caldera::process::WaitForStopSignal();
@@ -170,6 +176,9 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", f.security.insecure,
                "allow a non-loopback --listen without TLS or without --auth-tokens (warns)");
   app.add_flag("--reflection", f.security.reflection, "serve gRPC server reflection");
+  app.add_option("--health-listen", f.security.health_listen,
+                 "also serve only grpc.health.v1, plaintext, on host:port (Kubernetes gRPC "
+                 "probes cannot use TLS); off when empty");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -69,6 +69,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
         "cannot listen on ", listen,
         "; give a free host:port such as 127.0.0.1:50051 (is another process using it?)"));
   }
+  if (!security.health_listen.empty()) {
+    grpc::ServerBuilder health;
+    health.AddListeningPort(security.health_listen, grpc::InsecureServerCredentials(),
+                            &s->health_port_);
+    s->health_server_ = health.BuildAndStart();
+    if (s->health_server_ == nullptr || s->health_port_ == 0) {
+      s->Shutdown(0);
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot listen on --health-listen ", security.health_listen,
+                       "; give a free host:port (is another process using it?)"));
+    }
+    s->health_server_->GetHealthCheckService()->SetServingStatus(true);
+  }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   return s;
 }
@@ -85,6 +98,11 @@ void CoordinatorServer::Shutdown(double grace_seconds) {
   if (stopped_) return;
   stopped_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);
+  if (health_server_ != nullptr) {
+    health_server_->GetHealthCheckService()->SetServingStatus(false);
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
   coordinator_->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(grace_seconds * 1000)));

@@ -31,6 +31,9 @@ struct ServerSecurity {
   // Allow plaintext or the local mode on a non-loopback address.
   bool insecure = false;
   bool reflection = false;  // register grpc.reflection.v1alpha
+  // Also serve grpc.health.v1 alone, in plaintext, on this host:port (for
+  // Kubernetes gRPC probes, which cannot speak TLS); empty = off.
+  std::string health_listen;
 };
 
 class CoordinatorServer {
@@ -48,6 +51,7 @@ class CoordinatorServer {
   CoordinatorServer& operator=(const CoordinatorServer&) = delete;
 
   int port() const { return port_; }
+  int health_port() const { return health_port_; }  // 0 without health_listen
   std::shared_ptr<grpc::Channel> InProcessChannel();
 
   // Marks the health service NOT_SERVING, wakes long polls and watches, and
@@ -62,7 +66,9 @@ class CoordinatorServer {
   JobServiceImpl jobs_;
   WorkerServiceImpl workers_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // health_listen; null when off
   int port_ = 0;
+  int health_port_ = 0;
   bool stopped_ = false;
 };
 
