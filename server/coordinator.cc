@@ -680,7 +680,7 @@ void Coordinator::FailTask(const v1::FailTaskRequest& request) {
   if (it == leases_.end()) return;  // no longer holds the lease: nothing to do
   JobEntry* job = it->second.job;
   TaskRecord& t = job->tasks[it->second.index];
-  if (t.lease_worker != request.worker_id()) {  // only the holder may fail its lease
+  if (request.worker_id() != t.lease_worker) {  // only the holder may fail its lease
     std::fprintf(stderr, "caldera-coordinator: %s tried to fail %s leased to %s; refused\n",
                  request.worker_id().substr(0, 128).c_str(), t.id.c_str(), t.lease_worker.c_str());
     return;
