@@ -157,10 +157,10 @@ int ExitCodeForJob(const v1::Job& job) {
 
 int ReportRpcError(const char* command, const grpc::Status& status) {
   if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    std::fprintf(stderr,
-                 "calderactl %s: error: not authenticated: %s (give --token-file or set "
-                 "CALDERA_TOKEN)\n",
-                 command, status.error_message().c_str());
+    const std::string& why = status.error_message();
+    const bool hinted = why.find("--token-file") != std::string::npos;
+    std::fprintf(stderr, "calderactl %s: error: not authenticated: %s%s\n", command, why.c_str(),
+                 hinted ? "" : " (check --token-file or CALDERA_TOKEN)");
     return ExitCodeFor(process::FromGrpcStatus(status));
   }
   if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
