@@ -10,14 +10,24 @@
 namespace caldera::server {
 namespace {
 
-// Server reflection for this builder only (InitProtoReflectionServerBuilderPlugin
-// would turn it on for every server of the process).
+// Server reflection on or off for this builder. Linking grpc++_reflection
+// registers its plugin for every server of the process (a static initializer
+// calls InitProtoReflectionServerBuilderPlugin), so "off" removes it here.
 class ReflectionOption : public grpc::ServerBuilderOption {
  public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
   void UpdateArguments(grpc::ChannelArguments*) override {}
   void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
-    plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+    const std::string reflection = grpc::reflection::ProtoServerReflectionPlugin().name();
+    std::erase_if(*plugins, [&](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+      return p->name() == reflection;
+    });
+    if (enabled_)
+      plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
   }
+
+ private:
+  const bool enabled_;
 };
 
 }  // namespace
@@ -57,7 +67,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer(coordinator, *std::move(authorizer)));
   grpc::ServerBuilder builder;
-  if (security.reflection) builder.SetOption(std::make_unique<ReflectionOption>());
+  builder.SetOption(std::make_unique<ReflectionOption>(security.reflection));
   if (!listen.empty()) builder.AddListeningPort(listen, *creds, &s->port_);
   builder.RegisterService(&s->jobs_);
   builder.RegisterService(&s->workers_);

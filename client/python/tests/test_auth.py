@@ -114,3 +114,49 @@ def test_calderactl_exit_codes_and_messages(secure, certs, tmp_path):
                        env={**env, "CALDERA_TOKEN": "viewer-tok"}, timeout=60)
     assert r.returncode == 2, r.stderr
     assert "permission denied" in r.stderr
+
+
+def _reflection_call(channel):
+    """One ServerReflectionInfo request (list_services) as raw bytes: no reflection
+    package is needed to see whether the service is there."""
+    call = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    return next(iter(call(iter([b"\x3a\x00"]), timeout=10)))
+
+
+def test_health_is_open_and_reflection_is_off(secure, certs):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    creds = grpc.ssl_channel_credentials(root_certificates=(certs / "ca.pem").read_bytes())
+    with grpc.secure_channel(secure.server, creds) as ch:  # no token
+        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as e:
+            _reflection_call(ch)
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def _start(args, tmp_path):
+    from caldera_cluster import free_port
+    port = free_port()
+    proc = subprocess.Popen(
+        [os.path.join(required_env("CALDERA_BIN_DIR"), "caldera-coordinator"),
+         "--data-dir", str(tmp_path / "state"), "--listen", f"{args.pop(0)}:{port}", *args],
+        stderr=subprocess.PIPE, text=True)
+    return proc, port
+
+
+def test_non_loopback_without_tls_and_tokens_needs_insecure(tmp_path):
+    proc, _ = _start(["0.0.0.0"], tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    assert "--insecure" in err and "not a loopback address" in err
+    proc, port = _start(["0.0.0.0", "--insecure", "--reflection"], tmp_path)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=30)
+            assert _reflection_call(ch)  # --reflection turns it on
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "WARNING: --insecure" in err
