@@ -151,11 +151,22 @@ def test_non_loopback_without_tls_and_tokens_needs_insecure(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, err
     assert "--insecure" in err and "not a loopback address" in err
-    proc, port = _start(["0.0.0.0", "--insecure", "--reflection"], tmp_path)
+    from caldera_cluster import free_port
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    health_port = free_port()
+    proc, port = _start(["0.0.0.0", "--insecure", "--reflection",
+                         "--health-listen", f"127.0.0.1:{health_port}"], tmp_path)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             grpc.channel_ready_future(ch).result(timeout=30)
             assert _reflection_call(ch)  # --reflection turns it on
+        # --health-listen: grpc.health.v1 alone (for kubelet probes), nothing else.
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
+                                                         timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(caldera_client.CalderaError):
+                list(caldera_client.Client(f"127.0.0.1:{health_port}", channel=ch).list())
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
