@@ -349,8 +349,7 @@ TEST(TokenFileTest, ParsesLinesAndNamesTheBrokenOne) {
         Line("t", "admin", "a") + Line("t", "viewer", "b"), Line("t", "admin", "a/b")}) {
     absl::StatusOr<std::map<std::string, Principal>> r = ParseTokenFile("\n" + bad);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_NE(r.status().message().find(bad.size() > 100 ? "line 3" : "line 2"),
-              std::string::npos)
+    EXPECT_NE(r.status().message().find(bad.size() > 100 ? "line 3" : "line 2"), std::string::npos)
         << r.status();
     EXPECT_EQ(r.status().message().find("secret-token"), std::string::npos) << r.status();
   }
