@@ -230,6 +230,7 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
   out.set_state(r.state);
   out.set_error(r.error);
   out.set_request_id(r.request_id);
+  out.set_owner(r.owner);
   *out.mutable_create_time() = ToTimestamp(r.create_time);
   *out.mutable_update_time() = ToTimestamp(r.update_time);
   v1::JobProgress* p = out.mutable_progress();
@@ -287,7 +288,8 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
 // so that stored jobs and ListJobs pages stay small.
 constexpr size_t kMaxRequestIdBytes = 256;
 
-absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& request) {
+absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& request,
+                                               const std::string& owner) {
   const std::string& rid = request.request_id();
   if (rid.size() > kMaxRequestIdBytes) {
     return absl::InvalidArgumentError(
@@ -305,7 +307,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   const std::string canonical = job::JobSpecToProto(spec).SerializeAsString();
   auto existing = [&]() -> std::optional<absl::StatusOr<v1::Job>> {
     for (const JobEntry* job : job_order_) {
-      if (job->record.request_id != rid) continue;
+      if (job->record.request_id != rid || job->record.owner != owner) continue;
       if (job::JobSpecToProto(job::JobSpecFromProto(job->record.spec, rid)).SerializeAsString() !=
           canonical) {
         return absl::AlreadyExistsError(
@@ -334,6 +336,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   r.id = absl::StrCat("j-", RandomHex(12));
   r.seq = next_seq_++;
   r.request_id = rid;
+  r.owner = owner;
   r.spec = job::JobSpecToProto(spec);
   r.state = v1::QUEUED;
   r.create_time = r.update_time = Now();
@@ -356,8 +359,8 @@ absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& name) const {
   return Snapshot(**job);
 }
 
-absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
-    const v1::ListJobsRequest& request) const {
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request,
+                                                           const std::string* only_owner) const {
   if (request.page_size() < 0 || request.page_size() > 1000) {
     return absl::InvalidArgumentError(
         absl::StrCat("page size ", request.page_size(), " is out of range; use 1..1000"));
@@ -374,6 +377,7 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
   for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
     const JobEntry* job = *it;
     if (job->record.seq >= below) continue;
+    if (only_owner != nullptr && job->record.owner != *only_owner) continue;
     if (request.state() != v1::JOB_STATE_UNSPECIFIED && job->record.state != request.state()) {
       continue;
     }
@@ -543,7 +547,9 @@ v1::HeartbeatResponse Coordinator::Heartbeat(const v1::HeartbeatRequest& request
     return out;
   }
   auto it = leases_.find(request.attempt_id());
-  if (it == leases_.end()) {
+  // Another worker's attempt is not extended (a lease belongs to its holder).
+  if (it == leases_.end() ||
+      it->second.job->tasks[it->second.index].lease_worker != request.worker_id()) {
     out.set_lease_lost(true);
     return out;
   }
@@ -674,6 +680,11 @@ void Coordinator::FailTask(const v1::FailTaskRequest& request) {
   if (it == leases_.end()) return;  // no longer holds the lease: nothing to do
   JobEntry* job = it->second.job;
   TaskRecord& t = job->tasks[it->second.index];
+  if (request.worker_id() != t.lease_worker) {  // only the holder may fail its lease
+    std::fprintf(stderr, "caldera-coordinator: %s tried to fail %s leased to %s; refused\n",
+                 request.worker_id().substr(0, 128).c_str(), t.id.c_str(), t.lease_worker.c_str());
+    return;
+  }
   leases_.erase(it);
   if (auto at = attempts_.find(request.attempt_id()); at != attempts_.end()) {
     at->second.outcome = "failed";

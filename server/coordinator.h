@@ -68,11 +68,15 @@ class Coordinator {
   bool shutting_down() const;
 
   // ---- Public API (names are "jobs/<id>") ---------------------------------
-  // Validates the job (job_validation.h) before creating it; a request_id
-  // seen before returns that job unchanged.
-  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request);
+  // Validates the job (job_validation.h) before creating it, owned by `owner`
+  // (the caller's identity; "" in the local single-user mode); a request_id
+  // this owner used before returns that job unchanged (ids are per owner).
+  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request,
+                                    const std::string& owner = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& name) const;
-  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request) const;
+  // Only jobs of `*only_owner` when it is set (a submitter's view).
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request,
+                                                const std::string* only_owner = nullptr) const;
   // FAILED_PRECONDITION when the job already ended or is writing its output.
   absl::StatusOr<v1::Job> CancelJob(const std::string& name);
   // Waits up to `timeout_seconds` for the job to change after `after_version`

@@ -1,6 +1,8 @@
 // caldera-coordinator: the public gRPC API, the worker protocol, the planner
 // and the scheduler, with state in SQLite under --data-dir. SIGTERM/SIGINT:
 // health turns NOT_SERVING, RPCs in flight get a few seconds, then exit 0.
+// Security flags (--tls-cert/--tls-key, --client-ca, --auth-tokens,
+// --insecure, --reflection): docs/security.md.
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -9,6 +11,7 @@
 #include <sstream>
 
 #include "core/format/json_fields.h"
+#include "process/grpc_security.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
 #include "server/coordinator.h"
@@ -20,7 +23,7 @@
 namespace {
 
 struct Flags {
-  std::string listen = "0.0.0.0:50051";
+  std::string listen = "127.0.0.1:50051";
   std::string data_dir;
   std::string metrics_listen;
   std::string config;
@@ -28,6 +31,7 @@ struct Flags {
   double heartbeat_seconds = 5;
   int max_attempts = 3;
   std::vector<std::string> allow_roots;  // --allow-root (storage/allowed_roots.h)
+  caldera::server::ServerSecurity security;
 };
 
 // Values from --config (JSON) for flags not given on the command line.
@@ -41,7 +45,7 @@ bool ApplyConfig(const CLI::App& app, Flags* f) {
     std::fprintf(stderr,
                  "caldera-coordinator: error: --config %s is missing or not a JSON object "
                  "(keys: listen, data_dir, metrics_listen, lease_seconds, heartbeat_seconds, "
-                 "max_attempts)\n",
+                 "max_attempts, auth_tokens, tls_cert, tls_key, client_ca, health_listen)\n",
                  f->config.c_str());
     return false;
   }
@@ -56,6 +60,13 @@ bool ApplyConfig(const CLI::App& app, Flags* f) {
     fields.OptionalDouble("heartbeat_seconds", &f->heartbeat_seconds);
   }
   if (unset("--max-attempts")) fields.OptionalInt("max_attempts", &f->max_attempts);
+  if (unset("--auth-tokens")) fields.OptionalString("auth_tokens", &f->security.auth.token_file);
+  if (unset("--tls-cert")) fields.OptionalString("tls_cert", &f->security.tls.tls_cert);
+  if (unset("--tls-key")) fields.OptionalString("tls_key", &f->security.tls.tls_key);
+  if (unset("--client-ca")) fields.OptionalString("client_ca", &f->security.tls.client_ca);
+  if (unset("--health-listen")) {
+    fields.OptionalString("health_listen", &f->security.health_listen);
+  }
   if (!fields.ok()) {
     std::fprintf(stderr, "caldera-coordinator: error: %s\n",
                  std::string(fields.status().message()).c_str());
@@ -96,7 +107,7 @@ int Run(const Flags& f) {
   if (roots->empty()) {
     std::fprintf(stderr,
                  "caldera-coordinator: warning: no --allow-root: jobs may name any "
-                 "location this process can read or write (docs/security-storage.md)\n");
+                 "location this process can read or write (docs/security.md)\n");
   }
   auto coordinator = caldera::server::Coordinator::Open(options, metrics);
   if (!coordinator.ok()) {
@@ -104,15 +115,41 @@ int Run(const Flags& f) {
                  std::string(coordinator.status().message()).c_str());
     return 2;
   }
-  auto server = caldera::server::CoordinatorServer::Start(coordinator->get(), f.listen);
+  auto server = caldera::server::CoordinatorServer::Start(coordinator->get(), f.listen, f.security);
   if (!server.ok()) {
     std::fprintf(stderr, "caldera-coordinator: error: %s\n",
                  std::string(server.status().message()).c_str());
     return 2;
   }
-  std::fprintf(stderr, "caldera-coordinator: serving on port %d, state in %s", (*server)->port(),
-               f.data_dir.c_str());
+  const bool loopback = caldera::process::IsLoopbackAddress(f.listen);
+  const bool tls = !f.security.tls.tls_cert.empty();
+  const bool tokens = !f.security.auth.token_file.empty();
+  if (!loopback && !tls) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: WARNING: --insecure: serving plaintext on %s; tokens and "
+                 "job specs cross the network unencrypted\n",
+                 f.listen.c_str());
+  }
+  if (!loopback && !tokens) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: WARNING: --insecure: no --auth-tokens on %s; anyone who "
+                 "reaches the port may submit, cancel and act as a worker\n",
+                 f.listen.c_str());
+  }
+  if (!f.metrics_listen.empty() && !caldera::process::IsLoopbackAddress(f.metrics_listen)) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: note: metrics on %s are plaintext and unauthenticated "
+                 "(docs/security.md)\n",
+                 f.metrics_listen.c_str());
+  }
+  std::fprintf(stderr, "caldera-coordinator: serving on port %d (%s, %s), state in %s",
+               (*server)->port(),
+               tls ? (f.security.tls.client_ca.empty() ? "TLS" : "TLS, mTLS workers") : "plaintext",
+               tokens ? "bearer tokens" : "local mode, no auth", f.data_dir.c_str());
   if (endpoint) std::fprintf(stderr, ", metrics on port %d", endpoint->port());
+  if ((*server)->health_port() != 0) {
+    std::fprintf(stderr, ", health on port %d", (*server)->health_port());
+  }
   std::fprintf(stderr, "\n");
 
   const int sig = caldera::process::WaitForStopSignal();
@@ -129,7 +166,9 @@ int main(int argc, char** argv) {
 
   CLI::App app{"caldera-coordinator: plans compression jobs and schedules their tasks"};
   Flags f;
-  app.add_option("--listen", f.listen, "gRPC address host:port (default 0.0.0.0:50051)");
+  app.add_option("--listen", f.listen,
+                 "gRPC address host:port (default 127.0.0.1:50051); a non-loopback address "
+                 "needs TLS and --auth-tokens, or --insecure");
   app.add_option("--data-dir", f.data_dir, "directory of the SQLite state (created if missing)");
   app.add_option("--metrics-listen", f.metrics_listen,
                  "serve Prometheus metrics on host:port (/metrics); off when empty");
@@ -143,6 +182,20 @@ int main(int argc, char** argv) {
   app.add_option("--allow-root", f.allow_roots,
                  "storage root jobs may use (local directory or s3://bucket/prefix; repeatable); "
                  "a job naming a location outside every root is refused. None: not confined");
+  app.add_option("--auth-tokens", f.security.auth.token_file,
+                 "file of hashed bearer tokens: `<sha256 hex> <viewer|submitter|admin|worker> "
+                 "<name>` per line, re-read when it changes; none = single-user local mode "
+                 "(loopback only)");
+  app.add_option("--tls-cert", f.security.tls.tls_cert, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-key", f.security.tls.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--client-ca", f.security.tls.client_ca,
+                 "PEM CA of client certificates: workers must connect with mutual TLS");
+  app.add_flag("--insecure", f.security.insecure,
+               "allow a non-loopback --listen without TLS or without --auth-tokens (warns)");
+  app.add_flag("--reflection", f.security.reflection, "serve gRPC server reflection");
+  app.add_option("--health-listen", f.security.health_listen,
+                 "also serve only grpc.health.v1, plaintext, on host:port (Kubernetes gRPC "
+                 "probes cannot use TLS); off when empty");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

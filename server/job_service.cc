@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "job/job_state.h"
 #include "process/grpc_status.h"
 
@@ -17,29 +18,59 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
 
 }  // namespace
 
-grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* request,
-                                       v1::Job* response) {
-  return Reply(coordinator_->CreateJob(*request), response);
+absl::StatusOr<v1::Job> JobServiceImpl::VisibleJob(const Principal& who,
+                                                   const std::string& name) const {
+  absl::StatusOr<v1::Job> job = coordinator_->GetJob(name);
+  if (job.ok() && !Authorizer::MaySee(who, job->owner())) {
+    return absl::NotFoundError(
+        absl::StrCat(name, " does not exist; `calderactl list` shows the known jobs"));
+  }
+  return job;
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext* context,
+                                       const v1::CreateJobRequest* request, v1::Job* response) {
+  absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kCreate);
+  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  return Reply(coordinator_->CreateJob(*request, who->name), response);
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                     v1::Job* response) {
-  return Reply(coordinator_->GetJob(request->name()), response);
+  absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kRead);
+  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  return Reply(VisibleJob(*who, request->name()), response);
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
+                                      const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  return Reply(coordinator_->ListJobs(*request), response);
+  absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kRead);
+  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  return Reply(
+      coordinator_->ListJobs(*request, Authorizer::SeesOwnJobsOnly(*who) ? &who->name : nullptr),
+      response);
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request,
-                                       v1::Job* response) {
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
+                                       const v1::CancelJobRequest* request, v1::Job* response) {
+  absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kCancel);
+  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  // A job's owner never changes, so checking it before cancelling is enough.
+  if (absl::StatusOr<v1::Job> job = VisibleJob(*who, request->name()); !job.ok()) {
+    return process::ToGrpcStatus(job.status());
+  }
   return Reply(coordinator_->CancelJob(request->name()), response);
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
                                       const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
+  absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kRead);
+  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (absl::StatusOr<v1::Job> job = VisibleJob(*who, request->name()); !job.ok()) {
+    return process::ToGrpcStatus(job.status());
+  }
   int64_t version = -1;
   while (!context->IsCancelled()) {
     absl::StatusOr<JobChange> change = coordinator_->WaitForChange(request->name(), version, 1.0);

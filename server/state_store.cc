@@ -93,10 +93,22 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
     if (absl::Status s = store->Exec(pragma); !s.ok()) return s;
   }
   if (absl::Status s = store->Exec(kSchema); !s.ok()) return s;
+  if (absl::Status s = store->MigrateJobOwner(); !s.ok()) return s;
   return store;
 }
 
 StateStore::~StateStore() { sqlite3_close(db_); }
+
+// Data dirs from before jobs had owners: add the column; their jobs get the
+// empty owner (visible to admins and to the local single-user mode only).
+absl::Status StateStore::MigrateJobOwner() {
+  Statement st(db_, "SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'owner'");
+  if (!st.ok()) return Error("reading the jobs schema");
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) return absl::OkStatus();
+  if (rc != SQLITE_DONE) return Error("reading the jobs schema");
+  return Exec("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';");
+}
 
 absl::Status StateStore::Error(const char* what) const {
   return absl::InternalError(absl::StrCat("state database: ", what, ": ", sqlite3_errmsg(db_)));
@@ -119,7 +131,7 @@ void StateStore::Rollback() { (void)Exec("ROLLBACK;"); }
 absl::Status StateStore::LoadJobs(std::vector<JobRecord>* jobs) {
   Statement st(db_,
                "SELECT id, seq, request_id, spec, state, error, create_time, update_time, "
-               "start_time, end_time FROM jobs ORDER BY seq");
+               "start_time, end_time, owner FROM jobs ORDER BY seq");
   if (!st.ok()) return Error("loading jobs");
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
@@ -136,6 +148,7 @@ absl::Status StateStore::LoadJobs(std::vector<JobRecord>* jobs) {
     j.update_time = st.ColReal(7);
     j.start_time = st.ColReal(8);
     j.end_time = st.ColReal(9);
+    j.owner = st.ColText(10);
     jobs->push_back(std::move(j));
   }
   return rc == SQLITE_DONE ? absl::OkStatus() : Error("loading jobs");
@@ -197,7 +210,10 @@ absl::Status StateStore::LoadAttempts(const std::string& task_id,
 }
 
 absl::Status StateStore::PutJob(const JobRecord& j) {
-  Statement st(db_, "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?)");
+  Statement st(db_,
+               "INSERT OR REPLACE INTO jobs (id, seq, request_id, spec, state, error, "
+               "create_time, update_time, start_time, end_time, owner) "
+               "VALUES (?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Error("writing a job");
   st.Text(1, j.id);
   st.Int(2, j.seq);
@@ -209,6 +225,7 @@ absl::Status StateStore::PutJob(const JobRecord& j) {
   st.Real(8, j.update_time);
   st.Real(9, j.start_time);
   st.Real(10, j.end_time);
+  st.Text(11, j.owner);
   return sqlite3_step(st.get()) == SQLITE_DONE ? absl::OkStatus() : Error("writing a job");
 }
 

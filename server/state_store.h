@@ -21,10 +21,11 @@ struct sqlite3_stmt;
 namespace caldera::server {
 
 struct JobRecord {
-  std::string id;   // "j-<hex>"; the API name is "jobs/<id>"
-  int64_t seq = 0;  // creation order
-  std::string request_id;
-  v1::JobSpec spec;  // as stored after defaults were applied
+  std::string id;          // "j-<hex>"; the API name is "jobs/<id>"
+  int64_t seq = 0;         // creation order
+  std::string request_id;  // unique per owner (an idempotency key)
+  std::string owner;       // name of the token that created it; "" = local mode or older data
+  v1::JobSpec spec;        // as stored after defaults were applied
   v1::JobState state = v1::QUEUED;
   std::string error;
   double create_time = 0, update_time = 0, start_time = 0, end_time = 0;  // Unix seconds
@@ -87,6 +88,7 @@ class StateStore {
  private:
   explicit StateStore(sqlite3* db) : db_(db) {}
   absl::Status Exec(const char* sql);
+  absl::Status MigrateJobOwner();  // adds jobs.owner to databases from before it
   absl::Status Error(const char* what) const;
 
   sqlite3* db_;  // owned; closed in the destructor

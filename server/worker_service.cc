@@ -56,35 +56,62 @@ absl::Status ValidateCompleteTask(const v1::CompleteTaskRequest& r) {
 
 }  // namespace
 
-grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext*,
-                                               const v1::RegisterWorkerRequest* request,
-                                               v1::RegisterWorkerResponse* response) {
-  *response = coordinator_->RegisterWorker(*request);
+grpc::Status WorkerServiceImpl::CheckCaller(const grpc::ServerContext& context,
+                                            const std::string& worker_id) {
+  absl::StatusOr<Principal> who = authorizer_->ForWorkerProtocol(context);
+  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (authorizer_->local_mode() || worker_id.size() > kMaxIdBytes) return grpc::Status::OK;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = worker_identity_.emplace(worker_id, who->name);
+  if (!inserted && it->second != who->name) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("worker id ", worker_id, " belongs to another identity"));
+  }
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::LeaseTask(grpc::ServerContext*, const v1::LeaseTaskRequest* request,
+grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
+                                               const v1::RegisterWorkerRequest* request,
+                                               v1::RegisterWorkerResponse* response) {
+  absl::StatusOr<Principal> who = authorizer_->ForWorkerProtocol(*context);
+  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  *response = coordinator_->RegisterWorker(*request);
+  if (!authorizer_->local_mode()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    worker_identity_[response->worker_id()] = who->name;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::LeaseTask(grpc::ServerContext* context,
+                                          const v1::LeaseTaskRequest* request,
                                           v1::LeaseTaskResponse* response) {
+  if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
   *response = coordinator_->LeaseTask(*request);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request,
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                          const v1::HeartbeatRequest* request,
                                           v1::HeartbeatResponse* response) {
+  if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
   *response = coordinator_->Heartbeat(*request);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::CompleteTask(grpc::ServerContext*,
+grpc::Status WorkerServiceImpl::CompleteTask(grpc::ServerContext* context,
                                              const v1::CompleteTaskRequest* request,
                                              v1::CompleteTaskResponse* response) {
+  if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
   if (absl::Status s = ValidateCompleteTask(*request); !s.ok()) return process::ToGrpcStatus(s);
   *response = coordinator_->CompleteTask(*request);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::FailTask(grpc::ServerContext*, const v1::FailTaskRequest* request,
+grpc::Status WorkerServiceImpl::FailTask(grpc::ServerContext* context,
+                                         const v1::FailTaskRequest* request,
                                          v1::FailTaskResponse*) {
+  if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
   if (absl::Status s = CheckId("worker_id", request->worker_id()); !s.ok()) {
     return process::ToGrpcStatus(s);
   }

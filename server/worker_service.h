@@ -1,16 +1,28 @@
 // WorkerService: the worker protocol (proto/caldera/v1/worker.proto) over a
-// Coordinator. Only translation; the logic lives in coordinator.h.
+// Coordinator. Translation, the Authorizer's verdict (only workers and
+// admins) and the binding of worker ids to identities: a worker id belongs to
+// the identity that registered it (or first used it, after a coordinator
+// restart), and calls naming it from another identity are PERMISSION_DENIED.
+// The coordinator checks that a lease belongs to the worker id. The logic
+// lives in coordinator.h.
 #ifndef CALDERA_SERVER_WORKER_SERVICE_H_
 #define CALDERA_SERVER_WORKER_SERVICE_H_
 
+#include <map>
+#include <mutex>
+#include <string>
+
 #include "caldera/v1/worker.grpc.pb.h"
+#include "server/authorizer.h"
 #include "server/coordinator.h"
 
 namespace caldera::server {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  explicit WorkerServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+  // Neither is owned; both must outlive the service.
+  WorkerServiceImpl(Coordinator* coordinator, Authorizer* authorizer)
+      : coordinator_(coordinator), authorizer_(authorizer) {}
 
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterWorkerRequest* request,
@@ -25,7 +37,13 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                         v1::FailTaskResponse* response) override;
 
  private:
+  // OK when the caller may act as `worker_id` (binding it on first use).
+  grpc::Status CheckCaller(const grpc::ServerContext& context, const std::string& worker_id);
+
   Coordinator* coordinator_;  // not owned
+  Authorizer* authorizer_;    // not owned
+  std::mutex mu_;
+  std::map<std::string, std::string> worker_identity_;  // worker id -> principal name
 };
 
 }  // namespace caldera::server

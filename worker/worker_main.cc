@@ -5,10 +5,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "process/grpc_security.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
 #include "storage/allowed_roots.h"
@@ -48,6 +51,17 @@ int main(int argc, char** argv) {
                  "storage root tasks may read and write (local directory or s3://bucket/prefix; "
                  "repeatable); a task naming a location outside every root is refused. None: "
                  "not confined");
+  // docs/security.md: a worker token and, with the coordinator's --client-ca,
+  // a client certificate.
+  std::string token_file;
+  caldera::process::ClientSecurity security;
+  app.add_option("--token-file", token_file,
+                 "file holding the worker's bearer token (default: $CALDERA_TOKEN, the token "
+                 "itself)");
+  app.add_option("--tls-ca", security.tls_ca, "PEM CA of the coordinator's certificate: use TLS");
+  app.add_option("--tls-cert", security.tls_cert,
+                 "PEM client certificate (mutual TLS; required by a coordinator with --client-ca)");
+  app.add_option("--tls-key", security.tls_key, "PEM private key of --tls-cert");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -65,6 +79,24 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (threads > 0) openblas_set_num_threads(threads);
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> token = caldera::process::ReadTokenFile(token_file, "--token-file");
+    if (!token.ok()) {
+      std::fprintf(stderr, "caldera-worker: error: %s\n",
+                   std::string(token.status().message()).c_str());
+      return 2;
+    }
+    security.token = *std::move(token);
+  } else if (const char* env = std::getenv("CALDERA_TOKEN"); env != nullptr) {
+    security.token = std::string(absl::StripAsciiWhitespace(env));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      caldera::process::OpenChannel(coordinator, security);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "caldera-worker: error: %s\n",
+                 std::string(channel.status().message()).c_str());
+    return 2;
+  }
 
   auto metrics = std::make_shared<caldera::worker::WorkerMetrics>();
   std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
@@ -92,7 +124,7 @@ int main(int argc, char** argv) {
   if (roots->empty()) {
     std::fprintf(stderr,
                  "caldera-worker: warning: no --allow-root: tasks may name any location "
-                 "this process can read or write (docs/security-storage.md)\n");
+                 "this process can read or write (docs/security.md)\n");
   }
   options.poll_seconds = poll;
   options.search_threads =
@@ -101,10 +133,7 @@ int main(int argc, char** argv) {
   options.log = [](const std::string& line) {
     std::fprintf(stderr, "caldera-worker: %s\n", line.c_str());
   };
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  caldera::worker::WorkerAgent worker_agent(
-      grpc::CreateCustomChannel(coordinator, grpc::InsecureChannelCredentials(), args), options);
+  caldera::worker::WorkerAgent worker_agent(*channel, options);
   {
     std::lock_guard<std::mutex> lock(mu);
     agent = &worker_agent;

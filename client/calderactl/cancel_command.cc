@@ -4,18 +4,21 @@
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
+#include "client/calderactl/model_inputs.h"
 
 namespace caldera::cli {
 namespace {
 
 struct CancelFlags {
   std::string job;
-  std::string server = DefaultServer();
+  ConnectionFlags conn;
   std::string output;
 };
 
 int RunCancel(const CancelFlags& f) {
-  auto stub = v1::JobService::NewStub(ConnectTo(f.server));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectTo(f.conn);
+  if (!channel.ok()) return ReportError("cancel", channel.status());
+  auto stub = v1::JobService::NewStub(*channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::CancelJobRequest req;
@@ -37,7 +40,7 @@ void AddCancelCommand(CLI::App& app, int* exit_code) {
   auto f = std::make_shared<CancelFlags>();
   CLI::App* cmd = app.add_subcommand("cancel", "Cancel a queued or running job");
   cmd->add_option("job", f->job, "job name (jobs/<id> or <id>)")->required();
-  cmd->add_option("--server", f->server, "coordinator host:port");
+  AddConnectionFlags(cmd, &f->conn);
   cmd->add_option("-o,--output", f->output, "json: print the job as JSON")
       ->check(CLI::IsMember({"", "json"}));
   cmd->callback([f, exit_code] { *exit_code = RunCancel(*f); });

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/calderactl/exit_codes.h"
@@ -22,10 +23,36 @@ std::string DefaultServer() {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string("localhost:50051");
 }
 
-std::shared_ptr<grpc::Channel> ConnectTo(const std::string& server) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+void AddConnectionFlags(CLI::App* cmd, ConnectionFlags* f) {
+  cmd->add_option("--server", f->server,
+                  "coordinator host:port (default $CALDERA_SERVER or localhost:50051)");
+  cmd->add_option("--token-file", f->token_file,
+                  "file holding this client's bearer token (default: $CALDERA_TOKEN, the "
+                  "token itself; none in the coordinator's local mode)");
+  cmd->add_option("--tls-ca", f->tls_ca,
+                  "PEM CA of the coordinator's certificate: connect with TLS (default "
+                  "$CALDERA_TLS_CA)");
+  cmd->add_option("--tls-cert", f->tls_cert, "PEM client certificate (mutual TLS)");
+  cmd->add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert");
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectTo(const ConnectionFlags& f) {
+  process::ClientSecurity security;
+  security.tls_ca = f.tls_ca;
+  if (security.tls_ca.empty()) {
+    const char* env = std::getenv("CALDERA_TLS_CA");
+    if (env != nullptr) security.tls_ca = env;
+  }
+  security.tls_cert = f.tls_cert;
+  security.tls_key = f.tls_key;
+  if (!f.token_file.empty()) {
+    absl::StatusOr<std::string> token = process::ReadTokenFile(f.token_file, "--token-file");
+    if (!token.ok()) return token.status();
+    security.token = *std::move(token);
+  } else if (const char* env = std::getenv("CALDERA_TOKEN"); env != nullptr) {
+    security.token = std::string(absl::StripAsciiWhitespace(env));
+  }
+  return process::OpenChannel(f.server, security);
 }
 
 v1::CreateJobRequest CreateRequestFrom(const JobFlags& f) {
@@ -129,6 +156,18 @@ int ExitCodeForJob(const v1::Job& job) {
 }
 
 int ReportRpcError(const char* command, const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    const std::string& why = status.error_message();
+    const bool hinted = why.find("--token-file") != std::string::npos;
+    std::fprintf(stderr, "calderactl %s: error: not authenticated: %s%s\n", command, why.c_str(),
+                 hinted ? "" : " (check --token-file or CALDERA_TOKEN)");
+    return ExitCodeFor(process::FromGrpcStatus(status));
+  }
+  if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    std::fprintf(stderr, "calderactl %s: error: permission denied: %s\n", command,
+                 status.error_message().c_str());
+    return ExitCodeFor(process::FromGrpcStatus(status));
+  }
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     std::fprintf(stderr,
                  "calderactl %s: error: the coordinator is unavailable (%s); check --server "

@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -13,13 +14,30 @@
 #include "absl/status/statusor.h"
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "client/calderactl/job_flags.h"
+#include "process/grpc_security.h"
 
 namespace caldera::cli {
 
 // --server default: $CALDERA_SERVER, else localhost:50051.
 std::string DefaultServer();
 
-std::shared_ptr<grpc::Channel> ConnectTo(const std::string& server);
+// How a subcommand reaches a coordinator (docs/security.md): --server,
+// --token-file (else $CALDERA_TOKEN), --tls-ca (else $CALDERA_TLS_CA) and the
+// client certificate --tls-cert/--tls-key.
+struct ConnectionFlags {
+  std::string server = DefaultServer();
+  std::string token_file;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+};
+
+// Registers the connection flags on `cmd`; values land in `*flags`.
+void AddConnectionFlags(CLI::App* cmd, ConnectionFlags* flags);
+
+// A channel per `flags`; INVALID_ARGUMENT naming the flag when a token or TLS
+// file cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectTo(const ConnectionFlags& flags);
 
 v1::CreateJobRequest CreateRequestFrom(const JobFlags& flags);
 

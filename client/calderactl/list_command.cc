@@ -5,6 +5,7 @@
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
+#include "client/calderactl/model_inputs.h"
 
 namespace caldera::cli {
 namespace {
@@ -13,7 +14,7 @@ struct ListFlags {
   std::string state;
   int page_size = 50;
   std::string page_token;
-  std::string server = DefaultServer();
+  ConnectionFlags conn;
   std::string output;
 };
 
@@ -33,7 +34,9 @@ int RunList(const ListFlags& f) {
     }
     req.set_state(state);
   }
-  auto stub = v1::JobService::NewStub(ConnectTo(f.server));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectTo(f.conn);
+  if (!channel.ok()) return ReportError("list", channel.status());
+  auto stub = v1::JobService::NewStub(*channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::ListJobsResponse resp;
@@ -68,7 +71,7 @@ void AddListCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--state", f->state, "only jobs in this state (queued, running, ...)");
   cmd->add_option("--page-size", f->page_size, "jobs per page (default 50, max 1000)");
   cmd->add_option("--page-token", f->page_token, "continue from a previous page");
-  cmd->add_option("--server", f->server, "coordinator host:port");
+  AddConnectionFlags(cmd, &f->conn);
   cmd->add_option("-o,--output", f->output, "json: print the page as JSON")
       ->check(CLI::IsMember({"", "json"}));
   cmd->callback([f, exit_code] { *exit_code = RunList(*f); });

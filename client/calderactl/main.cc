@@ -20,8 +20,9 @@ void AddVersionCommand(CLI::App& app, int* exit_code) {
 int main(int argc, char** argv) {
   CLI::App app{
       "calderactl: compress LLMs with CALDERA (W = Q + L*R) and manage compression jobs.\n"
-      "Exit codes: 0 succeeded, 2 invalid input, 3 job failed, 4 cancelled,\n"
-      "75 temporarily unavailable (retry), 1 internal error."};
+      "Exit codes: 0 succeeded, 2 invalid input (also: not authenticated, permission\n"
+      "denied), 3 job failed, 4 cancelled, 75 temporarily unavailable (retry), 1 internal\n"
+      "error. Tokens and TLS: --token-file / $CALDERA_TOKEN, --tls-ca (docs/security.md)."};
   app.require_subcommand(1);
   int exit_code = caldera::cli::kExitOk;
   caldera::cli::AddVersionCommand(app, &exit_code);

@@ -13,7 +13,7 @@ namespace {
 
 struct SubmitFlags {
   JobFlags job;
-  std::string server = DefaultServer();
+  ConnectionFlags conn;
   bool wait = false;
   std::string output;
 };
@@ -24,7 +24,9 @@ int RunSubmit(const SubmitFlags& f) {
                  f.output.c_str());
     return kExitInvalidInput;
   }
-  auto stub = v1::JobService::NewStub(ConnectTo(f.server));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectTo(f.conn);
+  if (!channel.ok()) return ReportError("submit", channel.status());
+  auto stub = v1::JobService::NewStub(*channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
   v1::Job job;
@@ -61,12 +63,13 @@ int RunSubmit(const SubmitFlags& f) {
 void AddSubmitCommand(CLI::App& app, int* exit_code) {
   auto f = std::make_shared<SubmitFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "submit", "Submit a compression job to a coordinator (prints the job name; --wait follows it)");
+      "submit",
+      "Submit a compression job to a coordinator (prints the job name; --wait follows it)");
   AddJobFlags(cmd, &f->job);
-  cmd->add_option("--server", f->server, "coordinator host:port (default $CALDERA_SERVER or "
-                                         "localhost:50051)");
-  cmd->add_flag("--wait", f->wait, "follow the job and exit by its outcome (0, 3 failed, 4 "
-                                   "cancelled)");
+  AddConnectionFlags(cmd, &f->conn);
+  cmd->add_flag("--wait", f->wait,
+                "follow the job and exit by its outcome (0, 3 failed, 4 "
+                "cancelled)");
   cmd->add_option("-o,--output", f->output, "json: print the job as JSON");
   cmd->callback([f, exit_code] { *exit_code = RunSubmit(*f); });
 }

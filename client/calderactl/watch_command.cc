@@ -12,12 +12,14 @@ namespace {
 
 struct WatchFlags {
   std::string job;
-  std::string server = DefaultServer();
+  ConnectionFlags conn;
   std::string output;
 };
 
 int RunWatch(const WatchFlags& f) {
-  auto stub = v1::JobService::NewStub(ConnectTo(f.server));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectTo(f.conn);
+  if (!channel.ok()) return ReportError("watch", channel.status());
+  auto stub = v1::JobService::NewStub(*channel);
   const std::string name = f.job.rfind("jobs/", 0) == 0 ? f.job : "jobs/" + f.job;
   absl::StatusOr<v1::Job> job = WaitForJob(stub.get(), name, [&](const v1::JobEvent& e) {
     if (f.output == "json") {
@@ -45,7 +47,7 @@ void AddWatchCommand(CLI::App& app, int* exit_code) {
   auto f = std::make_shared<WatchFlags>();
   CLI::App* cmd = app.add_subcommand("watch", "Follow a job's events until it ends");
   cmd->add_option("job", f->job, "job name (jobs/<id> or <id>)")->required();
-  cmd->add_option("--server", f->server, "coordinator host:port");
+  AddConnectionFlags(cmd, &f->conn);
   cmd->add_option("-o,--output", f->output, "json: one JSON object per event")
       ->check(CLI::IsMember({"", "json"}));
   cmd->callback([f, exit_code] { *exit_code = RunWatch(*f); });

@@ -72,7 +72,7 @@ def test_services_are_wired(config):
 
 def test_storage_is_confined_to_the_bucket(config):
     """Coordinator and workers pass --allow-root for the data bucket that
-    minio-init creates (docs/security-storage.md)."""
+    minio-init creates (docs/security.md)."""
     services = config["services"]
     assert "local/caldera" in " ".join(services["minio-init"]["command"])
     for name in ("coordinator", "worker-1", "worker-2"):

@@ -20,8 +20,9 @@ K8S_VERSION = "1.37.0"
 KUBE = REPO / "deploy" / "kubernetes"
 CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"}
-# Created by the operator (documented in base/configmap.yaml), not by the manifests.
-EXTERNAL_SECRETS = {"caldera-storage"}
+# Created by the operator or cert-manager (documented in base/configmap.yaml and
+# docs/security.md), not by the manifests.
+EXTERNAL_SECRETS = {"caldera-storage", "caldera-tls", "caldera-auth", "caldera-worker-token"}
 
 
 def _merge(base, patch):
@@ -128,6 +129,8 @@ def test_references_resolve(name):
         for v in volumes.values():
             if "configMap" in v:
                 assert v["configMap"]["name"] in config_maps, v
+            if "secret" in v:
+                assert v["secret"]["secretName"] in EXTERNAL_SECRETS, v
         for c in spec["containers"]:
             for ref in c.get("envFrom", []):
                 if "configMapRef" in ref:
@@ -156,14 +159,22 @@ def test_coordinator_statefulset_probes_state_and_config():
     docs = rendered_sets()["overlays/cpu"]
     sts = one(docs, "StatefulSet", "caldera-coordinator")
     (container,) = pod_spec(sts)["containers"]
-    grpc_port = {p["name"]: p["containerPort"] for p in container["ports"]}["grpc"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    grpc_port, health_port = ports["grpc"], ports["health"]
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["grpc"]["port"] == grpc_port, probe  # grpc.health.v1
+        # grpc.health.v1 on the plaintext health-only port (kubelet cannot speak TLS).
+        assert container[probe]["grpc"]["port"] == health_port, probe
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     config = json.loads(one(docs, "ConfigMap", "caldera-config")["data"]["coordinator.json"])
     assert mounts[claim["metadata"]["name"]] == config["data_dir"]
     assert config["listen"].endswith(f":{grpc_port}")
+    assert config["health_listen"].endswith(f":{health_port}")
+    # TLS and tokens by default, from mounted Secrets (docs/security.md).
+    for key in ("auth_tokens", "tls_cert", "tls_key"):
+        assert any(config[key].startswith(m + "/") for m in mounts.values()), key
+    worker = pod_spec(one(docs, "Deployment", "caldera-worker"))["containers"][0]
+    assert "--tls-ca" in worker["args"] and "--token-file" in worker["args"]
     service = one(docs, "Service", "caldera-coordinator")
     assert sts["spec"]["serviceName"] == service["metadata"]["name"]
     assert sts["spec"]["replicas"] == 1  # one coordinator per state volume
@@ -173,7 +184,7 @@ def test_coordinator_statefulset_probes_state_and_config():
 @pytest.mark.parametrize("name", ["overlays/cpu", "overlays/gpu"])
 def test_coordinator_and_workers_confine_storage_to_the_bucket(name):
     """--allow-root s3://caldera on the coordinator and every worker
-    (docs/security-storage.md)."""
+    (docs/security.md)."""
     docs = rendered_sets()[name]
     for kind, workload in (("StatefulSet", "caldera-coordinator"), ("Deployment", "caldera-worker")):
         (container,) = pod_spec(one(docs, kind, workload))["containers"]

@@ -41,21 +41,26 @@ def fixture_model_dir() -> str:
 class Cluster:
     """One coordinator (short leases) and one single-threaded worker."""
 
-    def __init__(self, bin_dir: str, data_dir: str):
+    def __init__(self, bin_dir: str, data_dir: str, coordinator_args=(), worker_args=(),
+                 channel_credentials=None, host: str = "127.0.0.1"):
+        """coordinator_args / worker_args: extra flags (tokens, TLS: docs/security.md);
+        channel_credentials: grpc.ssl_channel_credentials for the readiness check of a TLS
+        coordinator; host: the name clients dial (localhost matches the test certificates)."""
         self.bin_dir = bin_dir
         self.port = free_port()
         self.metrics_port = free_port()
         self.worker_metrics_port = free_port()
-        self.server = f"127.0.0.1:{self.port}"
+        self.server = f"{host}:{self.port}"
         self.procs = [subprocess.Popen([
-            os.path.join(bin_dir, "caldera-coordinator"), "--listen", self.server,
+            os.path.join(bin_dir, "caldera-coordinator"), "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", data_dir, "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-            "--lease-seconds", "5", "--heartbeat-seconds", "0.5"])]
+            "--lease-seconds", "5", "--heartbeat-seconds", "0.5", *coordinator_args])]
         self.procs.append(subprocess.Popen([
             os.path.join(bin_dir, "caldera-worker"), "--coordinator", self.server,
             "--threads", "1", "--poll-seconds", "1",
-            "--metrics-listen", f"127.0.0.1:{self.worker_metrics_port}"]))
-        channel = grpc.insecure_channel(self.server)
+            "--metrics-listen", f"127.0.0.1:{self.worker_metrics_port}", *worker_args]))
+        channel = (grpc.secure_channel(self.server, channel_credentials)
+                   if channel_credentials is not None else grpc.insecure_channel(self.server))
         try:
             grpc.channel_ready_future(channel).result(timeout=30)
         except grpc.FutureTimeoutError:

@@ -1,7 +1,7 @@
 """Python client of the Caldera Service coordinator.
 
     from caldera_client import Client
-    c = Client("localhost:50051")
+    c = Client("localhost:50051")   # token=..., tls_ca=... for a secured coordinator
     job = c.submit(model="s3://b/llama", calibration="s3://b/calib.safetensors",
                    out="s3://b/out", rank=64)
     for event in c.watch(job.name):
@@ -24,6 +24,8 @@ from caldera_client.errors import (  # noqa: E402
     JobFailedError,
     JobNotFoundError,
     JobStateError,
+    PermissionDenied,
+    Unauthenticated,
     UnavailableError,
     WaitTimeoutError,
 )
@@ -36,6 +38,8 @@ __all__ = [
     "JobFailedError",
     "JobNotFoundError",
     "JobStateError",
+    "PermissionDenied",
+    "Unauthenticated",
     "UnavailableError",
     "WaitTimeoutError",
 ]

@@ -1,4 +1,5 @@
 """A small friendly API over the JobService stubs."""
+import os
 import time
 from typing import Iterator, Optional, Sequence
 
@@ -16,6 +17,25 @@ from caldera_client.errors import (
 _TERMINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED}
 
 
+def _read(path: Optional[str]) -> Optional[bytes]:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _open_channel(server: str, tls_ca: Optional[str], tls_cert: Optional[str],
+                  tls_key: Optional[str]) -> grpc.Channel:
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("give both tls_cert and tls_key, or neither")
+    if tls_ca is None and tls_cert is None:
+        return grpc.insecure_channel(server)
+    creds = grpc.ssl_channel_credentials(root_certificates=_read(tls_ca),
+                                         private_key=_read(tls_key),
+                                         certificate_chain=_read(tls_cert))
+    return grpc.secure_channel(server, creds)
+
+
 def _name(job: str) -> str:
     return job if job.startswith("jobs/") else f"jobs/{job}"
 
@@ -24,8 +44,22 @@ class Client:
     """Talks to one coordinator. Methods raise caldera_client.errors types."""
 
     def __init__(self, server: str = "localhost:50051", timeout: float = 30.0,
-                 channel: Optional[grpc.Channel] = None):
-        self._channel = channel or grpc.insecure_channel(server)
+                 channel: Optional[grpc.Channel] = None, *, token: Optional[str] = None,
+                 tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
+                 tls_key: Optional[str] = None):
+        """`token`: bearer token sent on every call (default $CALDERA_TOKEN; none for a
+        coordinator in local mode). `tls_ca`: PEM file of the CA that signed the
+        coordinator's certificate (default $CALDERA_TLS_CA): connect with TLS.
+        `tls_cert`/`tls_key`: PEM files of a client certificate (mutual TLS).
+        docs/security.md describes the setup."""
+        if token is None:
+            token = os.environ.get("CALDERA_TOKEN", "").strip() or None
+        if tls_ca is None:
+            tls_ca = os.environ.get("CALDERA_TLS_CA") or None
+        if channel is None:
+            channel = _open_channel(server, tls_ca, tls_cert, tls_key)
+        self._channel = channel
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._timeout = timeout
 
@@ -40,7 +74,7 @@ class Client:
 
     def _call(self, method, request, timeout=None):
         try:
-            return method(request, timeout=timeout or self._timeout)
+            return method(request, timeout=timeout or self._timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
@@ -58,7 +92,7 @@ class Client:
         Settings have the names of calderactl's flags (--iters -> iters). `iterations` and
         `lplr_iterations` are the old names of `iters` and `lplr_iters`, still accepted.
         `overwrite` (calderactl --overwrite) writes into an `out` holding files not written
-        by caldera (docs/security-storage.md)."""
+        by caldera (docs/security.md)."""
         if iters is None:
             iters = iterations
         if lplr_iters is None:
@@ -98,7 +132,8 @@ class Client:
         """Events of the job: the current snapshot first, then one per change; ends after
         the terminal state."""
         try:
-            for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(name=_name(job))):
+            for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(name=_name(job)),
+                                             metadata=self._metadata):
                 yield event
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
@@ -114,7 +149,7 @@ class Client:
                 raise WaitTimeoutError(f"{_name(job)} did not end within {timeout} s")
             try:
                 stream = self._stub.WatchJob(jobs_pb2.WatchJobRequest(name=_name(job)),
-                                             timeout=remaining)
+                                             timeout=remaining, metadata=self._metadata)
                 last = None
                 for event in stream:
                     last = event.job

@@ -20,6 +20,16 @@ class JobStateError(CalderaError):
     """The job's state forbids the operation (FAILED_PRECONDITION), e.g. cancel after the end."""
 
 
+class Unauthenticated(CalderaError):
+    """No bearer token, or one the coordinator does not know (UNAUTHENTICATED); pass
+    token= or set CALDERA_TOKEN."""
+
+
+class PermissionDenied(CalderaError):
+    """The token's role may not do this (PERMISSION_DENIED), e.g. a viewer cancelling.
+    A submitter asking for another owner's job gets JobNotFoundError instead."""
+
+
 class UnavailableError(CalderaError):
     """The coordinator is unreachable or busy (UNAVAILABLE, DEADLINE_EXCEEDED); retry later."""
 
@@ -50,6 +60,8 @@ _BY_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidJobError,
     grpc.StatusCode.NOT_FOUND: JobNotFoundError,
     grpc.StatusCode.FAILED_PRECONDITION: JobStateError,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: UnavailableError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: UnavailableError,

@@ -258,6 +258,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
   EXPECT_EQ(again->name(), name);
   // The attempt leased before the restart still holds its lease and commits.
   v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");  // the lease holder (another worker's heartbeat does not count)
   hb.set_attempt_id(attempt);
   EXPECT_FALSE(c->Heartbeat(hb).lease_lost());
   v1::CompleteTaskRequest done;
