@@ -337,7 +337,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   r.spec = job::JobSpecToProto(spec);
   r.state = v1::QUEUED;
   r.create_time = r.update_time = Now();
-  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules);
+  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards);
   entry->calibrate_index = CalibrateIndex(entry->tasks);
   std::vector<const TaskRecord*> tasks;
   for (const TaskRecord& t : entry->tasks) tasks.push_back(&t);
@@ -509,8 +509,8 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
     leases_[a.id] = TaskRef{job, pick};
     *task = BuildTask(job->record, job->tasks, job->calibrate_index, t,
                       job->record.start_time > 0 ? now - job->record.start_time : 0);
-    Changed(job, absl::StrCat(DescribeTask(t), " started on ", worker_id, " (attempt ", t.attempts,
-                              ")"));
+    Changed(job, absl::StrCat(DescribeTask(t, job->record.spec.calibration_shards()),
+                              " started on ", worker_id, " (attempt ", t.attempts, ")"));
     return true;
   }
   return false;
@@ -641,7 +641,7 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   Changed(job,
           t.kind == v1::FINALIZE
               ? std::string("job SUCCEEDED")
-              : absl::StrCat(DescribeTask(t), " done",
+              : absl::StrCat(DescribeTask(t, job->record.spec.calibration_shards()), " done",
                              t.kind == v1::DECOMPOSE
                                  ? absl::StrCat(" (weighted error ", t.weighted_relative_error, ")")
                                  : std::string()));
@@ -657,14 +657,15 @@ void Coordinator::RetryOrFail(JobEntry* job, TaskRecord* t, const std::string& w
     t->lease_worker.clear();
     Persist(job, {t}, nullptr);
     if (metrics_ != nullptr) metrics_->TaskRetried();
-    Changed(job, absl::StrCat(DescribeTask(*t), " will be retried: ", why));
+    Changed(job, absl::StrCat(DescribeTask(*t, job->record.spec.calibration_shards()),
+                              " will be retried: ", why));
     return;
   }
   t->state = v1::TASK_FAILED;
   Persist(nullptr, {t}, nullptr);
   EndJob(job, v1::FAILED,
-         absl::StrCat(DescribeTask(*t), " failed (attempt ", t->attempts, " of at most ",
-                      options_.max_attempts, "): ", why));
+         absl::StrCat(DescribeTask(*t, job->record.spec.calibration_shards()), " failed (attempt ",
+                      t->attempts, " of at most ", options_.max_attempts, "): ", why));
 }
 
 void Coordinator::FailTask(const v1::FailTaskRequest& request) {

@@ -93,6 +93,15 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
     if (absl::Status s = store->Exec(pragma); !s.ok()) return s;
   }
   if (absl::Status s = store->Exec(kSchema); !s.ok()) return s;
+  // Column added with sharded calibration: databases written before it get
+  // shard 0 for every task (their plans were unsharded).
+  if (Statement probe(db, "SELECT shard FROM tasks LIMIT 0"); !probe.ok()) {
+    if (absl::Status s =
+            store->Exec("ALTER TABLE tasks ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;");
+        !s.ok()) {
+      return s;
+    }
+  }
   return store;
 }
 
@@ -145,7 +154,7 @@ absl::Status StateStore::LoadTasks(std::vector<TaskRecord>* tasks) {
   Statement st(db_,
                "SELECT t.id, t.job_id, t.ord, t.kind, t.layer, t.module, t.state, t.attempts, "
                "t.lease_attempt, t.lease_worker, t.lease_expiry, t.committed_attempt, "
-               "t.result_uris, t.last_error, t.weighted_error, t.seconds FROM tasks t "
+               "t.result_uris, t.last_error, t.weighted_error, t.seconds, t.shard FROM tasks t "
                "JOIN jobs j ON j.id = t.job_id ORDER BY j.seq, t.ord");
   if (!st.ok()) return Error("loading tasks");
   int rc;
@@ -168,6 +177,7 @@ absl::Status StateStore::LoadTasks(std::vector<TaskRecord>* tasks) {
     t.last_error = st.ColText(13);
     t.weighted_relative_error = st.ColReal(14);
     t.seconds = st.ColReal(15);
+    t.shard = static_cast<int32_t>(st.ColInt(16));
     tasks->push_back(std::move(t));
   }
   return rc == SQLITE_DONE ? absl::OkStatus() : Error("loading tasks");
@@ -213,7 +223,11 @@ absl::Status StateStore::PutJob(const JobRecord& j) {
 }
 
 absl::Status StateStore::PutTask(const TaskRecord& t) {
-  Statement st(db_, "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  Statement st(db_,
+               "INSERT OR REPLACE INTO tasks (id, job_id, ord, kind, layer, module, state, "
+               "attempts, lease_attempt, lease_worker, lease_expiry, committed_attempt, "
+               "result_uris, last_error, weighted_error, seconds, shard) "
+               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Error("writing a task");
   st.Text(1, t.id);
   st.Text(2, t.job_id);
@@ -231,6 +245,7 @@ absl::Status StateStore::PutTask(const TaskRecord& t) {
   st.Text(14, t.last_error);
   st.Real(15, t.weighted_relative_error);
   st.Real(16, t.seconds);
+  st.Int(17, t.shard);
   return sqlite3_step(st.get()) == SQLITE_DONE ? absl::OkStatus() : Error("writing a task");
 }
 
