@@ -45,7 +45,8 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   absl::StrCat("split the calibration samples into N contiguous shards, one "
                                "calibrate task per layer and shard (run in parallel on different "
                                "workers; Hessians equal up to summation order; default ",
-                               d.calibration_shards, ")"));
+                               d.calibration_shards, ")"))
+      ->check(CLI::Range(1, job::kMaxCalibrationShards));
   std::vector<std::string> all;
   for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
   cmd->add_option("--modules", s->modules,
