@@ -15,6 +15,7 @@
 #include "job/job_spec_proto.h"
 #include "job/job_state.h"
 #include "job/job_validation.h"
+#include "job/memory_estimate.h"
 #include "job/task_plan.h"
 #include "server/planner.h"
 
@@ -202,6 +203,16 @@ void Coordinator::TouchWorker(const std::string& worker_id) {
   if (!worker_id.empty()) workers_[worker_id] = Now();
 }
 
+bool Coordinator::SomeWorkerCanHold(const TaskRecord& task) const {
+  const double now = Now();
+  for (const auto& [id, seen] : workers_) {
+    if (now - seen >= 3 * options_.heartbeat_seconds + options_.max_long_poll_seconds) continue;
+    auto it = worker_memory_.find(id);
+    if (WorkerCanHold(it == worker_memory_.end() ? 0 : it->second, task)) return true;
+  }
+  return false;
+}
+
 Coordinator::JobEntry* Coordinator::FindJob(const std::string& name) const {
   absl::string_view id = name;
   if (!absl::ConsumePrefix(&id, "jobs/")) return nullptr;
@@ -230,6 +241,7 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
   out.set_state(r.state);
   out.set_error(r.error);
   out.set_request_id(r.request_id);
+  out.set_message(job.message);
   *out.mutable_create_time() = ToTimestamp(r.create_time);
   *out.mutable_update_time() = ToTimestamp(r.update_time);
   v1::JobProgress* p = out.mutable_progress();
@@ -332,12 +344,19 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   auto entry = std::make_unique<JobEntry>();
   JobRecord& r = entry->record;
   r.id = absl::StrCat("j-", RandomHex(12));
+  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards);
+  EstimateTaskMemory(shape->config, shape->samples, shape->seq_len, spec.calibration_shards,
+                     &entry->tasks);
+  if (absl::Status s = CheckTaskMemory(entry->tasks, shape->config, shape->samples, shape->seq_len,
+                                       spec.calibration_shards, options_.max_task_memory);
+      !s.ok()) {
+    return s;
+  }
   r.seq = next_seq_++;
   r.request_id = rid;
   r.spec = job::JobSpecToProto(spec);
   r.state = v1::QUEUED;
   r.create_time = r.update_time = Now();
-  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards);
   entry->calibrate_index = CalibrateIndex(entry->tasks);
   std::vector<const TaskRecord*> tasks;
   for (const TaskRecord& t : entry->tasks) tasks.push_back(&t);
@@ -463,16 +482,20 @@ v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerR
   out.set_heartbeat_interval_seconds(options_.heartbeat_seconds);
   out.set_lease_duration_seconds(options_.lease_seconds);
   TouchWorker(out.worker_id());
+  if (request.max_memory_bytes() > 0) worker_memory_[out.worker_id()] = request.max_memory_bytes();
   UpdateGauges();
   return out;
 }
 
 bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
+  const auto mem = worker_memory_.find(worker_id);
+  const int64_t worker_memory = mem == worker_memory_.end() ? 0 : mem->second;
   for (JobEntry* job : job_order_) {
     if (IsTerminal(job->record.state)) continue;
     // Ready calibrate first, then decompose, then finalize (plan order within).
     size_t pick = job->tasks.size();
     int best = kLeasePriorities;
+    bool reported = false;
     for (size_t i = 0; i < job->tasks.size() && best > 0; ++i) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
@@ -480,6 +503,19 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
       if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i,
                                        job->record.spec.calibration_mode() == "sequential"))
         continue;
+      if (!WorkerCanHold(worker_memory, t)) {
+        if (!reported && !SomeWorkerCanHold(t)) {
+          reported = true;  // the first such task in plan order
+          // Waits (a larger worker may register); the job's message says why.
+          std::string why =
+              absl::StrCat(DescribeTask(t, job->record.spec.calibration_shards()),
+                           " waits: it needs about ", job::FormatBytes(t.memory_bytes),
+                           " and no connected worker has that much --max-memory (use more "
+                           "--calibration-shards or a larger worker)");
+          if (job->message != why) Changed(job, std::move(why));
+        }
+        continue;
+      }
       best = rank;
       pick = i;
     }
@@ -521,6 +557,9 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
   const double wait = std::clamp(request.wait_seconds(), 0.0, options_.max_long_poll_seconds);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
   std::unique_lock<std::mutex> lock(mu_);
+  if (request.max_memory_bytes() > 0 && !request.worker_id().empty()) {
+    worker_memory_[request.worker_id()] = request.max_memory_bytes();
+  }
   for (;;) {
     TouchWorker(request.worker_id());
     if (shutdown_) return out;

@@ -26,6 +26,7 @@ struct Flags {
   double lease_seconds = 30;
   double heartbeat_seconds = 5;
   int max_attempts = 3;
+  int64_t max_task_memory = 0;  // bytes; 0 = no limit
 };
 
 // Values from --config (JSON) for flags not given on the command line.
@@ -83,6 +84,7 @@ int Run(const Flags& f) {
   options.lease_seconds = f.lease_seconds;
   options.heartbeat_seconds = f.heartbeat_seconds;
   options.max_attempts = f.max_attempts;
+  options.max_task_memory = f.max_task_memory;
   options.storage = caldera::storage::StorageOptions::FromEnvironment();
   auto coordinator = caldera::server::Coordinator::Open(options, metrics);
   if (!coordinator.ok()) {
@@ -126,6 +128,10 @@ int main(int argc, char** argv) {
                  "heartbeat interval told to workers (default 5)");
   app.add_option("--max-attempts", f.max_attempts,
                  "attempts of one task before its job fails (default 3)");
+  app.add_option("--max-task-memory", f.max_task_memory,
+                 "refuse at submit a job with a task estimated above this many bytes, saying "
+                 "how many calibration shards would fit (default 0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

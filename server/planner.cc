@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "job/job_spec.h"
+#include "job/memory_estimate.h"
 #include "job/task_plan.h"
 
 namespace caldera::server {
@@ -169,6 +171,58 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
       break;
   }
   return task;
+}
+
+void EstimateTaskMemory(const model::ModelConfig& config, int64_t samples, int64_t seq_len,
+                        int num_shards, std::vector<TaskRecord>* tasks) {
+  const int64_t shard_samples = job::LargestShardSamples(samples, num_shards);
+  for (TaskRecord& t : *tasks) {
+    switch (t.kind) {
+      case v1::CALIBRATE:
+        t.memory_bytes = job::EstimateCalibrateBytes(config, shard_samples, seq_len);
+        break;
+      case v1::DECOMPOSE:
+        t.memory_bytes = job::EstimateDecomposeBytes(config, t.module);
+        break;
+      default:
+        t.memory_bytes = job::EstimateFinalizeBytes(config);
+        break;
+    }
+  }
+}
+
+absl::Status CheckTaskMemory(const std::vector<TaskRecord>& tasks, const model::ModelConfig& config,
+                             int64_t samples, int64_t seq_len, int num_shards,
+                             int64_t limit_bytes) {
+  if (limit_bytes <= 0) return absl::OkStatus();
+  for (const TaskRecord& t : tasks) {
+    if (t.memory_bytes <= limit_bytes) continue;
+    std::string hint;
+    if (t.kind == v1::CALIBRATE) {
+      const int fit =
+          job::MinShardsToFit(config, samples, seq_len, limit_bytes, job::kMaxCalibrationShards);
+      hint = fit > 0 ? absl::StrCat("; ", fit,
+                                    " calibration shards would fit (use "
+                                    "--calibration-shards ",
+                                    fit, " or more)")
+                     : absl::StrCat(
+                           "; no number of calibration shards fits (even one sample "
+                           "of ",
+                           seq_len, " tokens needs ",
+                           job::FormatBytes(job::EstimateCalibrateBytes(config, 1, seq_len)), ")");
+    } else {
+      hint = "; sharding does not change it (raise --max-task-memory)";
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        DescribeTask(t, num_shards), " needs about ", job::FormatBytes(t.memory_bytes),
+        " with --calibration-shards ", num_shards, ", above the coordinator's --max-task-memory ",
+        job::FormatBytes(limit_bytes), hint));
+  }
+  return absl::OkStatus();
+}
+
+bool WorkerCanHold(int64_t worker_max_memory, const TaskRecord& task) {
+  return worker_max_memory <= 0 || task.memory_bytes <= 0 || task.memory_bytes <= worker_max_memory;
 }
 
 int LeasePriority(v1::TaskKind kind) {

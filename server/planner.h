@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "caldera/v1/worker.pb.h"
+#include "core/model/model_config.h"
 #include "server/state_store.h"
 
 namespace caldera::server {
@@ -50,6 +52,23 @@ bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>
 v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
                    const std::vector<size_t>& calibrate_index, const TaskRecord& t,
                    double job_elapsed_seconds);
+
+// Sets every task's memory_bytes (job/memory_estimate.h) for a model of
+// `config` calibrated on `samples` sequences of `seq_len` tokens split into
+// `num_shards` shards.
+void EstimateTaskMemory(const model::ModelConfig& config, int64_t samples, int64_t seq_len,
+                        int num_shards, std::vector<TaskRecord>* tasks);
+
+// The submit-time check of the coordinator's --max-task-memory
+// (`limit_bytes` > 0): INVALID_ARGUMENT when a task of `tasks` (estimated by
+// EstimateTaskMemory) needs more, saying which task, how much, and — for a
+// calibrate task — how many shards would fit (or that none would).
+absl::Status CheckTaskMemory(const std::vector<TaskRecord>& tasks, const model::ModelConfig& config,
+                             int64_t samples, int64_t seq_len, int num_shards, int64_t limit_bytes);
+
+// The leasing rule: a worker reporting `worker_max_memory` bytes (0 =
+// unknown) may run `task` when either is unknown or the task's estimate fits.
+bool WorkerCanHold(int64_t worker_max_memory, const TaskRecord& task);
 
 // Scheduling order of ready tasks within a job, lower first, in
 // [0, kLeasePriorities): calibrate (the critical path), decompose, finalize.

@@ -12,6 +12,7 @@
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
 #include "storage/storage_options.h"
+#include "worker/memory_limit.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
 
@@ -42,6 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics on host:port (/metrics); off when empty");
   app.add_option("--poll-seconds", poll, "long-poll wait for a task (default 5)");
+  int64_t max_memory = 0;
+  app.add_option("--max-memory", max_memory,
+                 "bytes of memory one task may use; the coordinator leases only tasks estimated "
+                 "to fit (default: the cgroup limit, else physical RAM)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -59,6 +64,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (threads > 0) openblas_set_num_threads(threads);
+  if (max_memory < 0) {
+    std::fprintf(stderr, "caldera-worker: error: --max-memory must be > 0 bytes\n");
+    return 2;
+  }
+  if (max_memory == 0) max_memory = caldera::worker::DefaultMaxMemoryBytes();
 
   auto metrics = std::make_shared<caldera::worker::WorkerMetrics>();
   std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
@@ -77,6 +87,7 @@ int main(int argc, char** argv) {
   options.hostname = host;
   options.storage = caldera::storage::StorageOptions::FromEnvironment();
   options.poll_seconds = poll;
+  options.max_memory_bytes = max_memory;
   options.search_threads =
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.metrics = metrics;
