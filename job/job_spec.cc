@@ -37,6 +37,11 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                                                    spec.calibration_mode.substr(0, 40),
                                                    " is unknown; use original or sequential"));
   }
+  if (spec.calibration_shards < 1 || spec.calibration_shards > kMaxCalibrationShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--calibration-shards ", spec.calibration_shards, " must be in [1, ",
+                     kMaxCalibrationShards, "] (and at most the number of calibration samples)"));
+  }
   std::vector<std::string> known;
   for (const model::LinearModule& m : model::kLinearModules) known.push_back(m.name);
   for (const std::string& m : spec.modules) {
@@ -82,6 +87,11 @@ absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
   if (spec.iters < 1) return absl::InvalidArgumentError("--iters must be >= 1");
   if (spec.lplr_iters < 0) return absl::InvalidArgumentError("--lplr-iters must be >= 0");
   return absl::OkStatus();
+}
+
+SampleRange ShardSamples(int64_t samples, int shard, int num_shards) {
+  if (num_shards < 1) num_shards = 1;
+  return SampleRange{shard * samples / num_shards, (shard + 1) * samples / num_shards};
 }
 
 bool CompressesModule(const JobSpec& spec, absl::string_view module) {

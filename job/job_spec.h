@@ -51,12 +51,29 @@ struct JobSpec {
   // (uniform 3-bit perplexity 10.53 -> 9.98, caldera rank 8 7.05 -> 6.82);
   // original keeps every layer's decompositions free to run at once.
   std::string calibration_mode = "sequential";
+  // Calibration shards per layer (proto JobSpec.calibration_shards): the
+  // samples split into this many contiguous ranges, one calibrate task each.
+  // 1 = the unsharded plan; at most kMaxCalibrationShards and the number of
+  // calibration samples (checked at submit, job_validation.h).
+  int calibration_shards = 1;
   std::string request_id;  // idempotency key of the create request
   // --overwrite: write into an output location that holds files not written
   // by caldera (job/output_safety.h). An output overlapping an input is
   // refused even so.
   bool overwrite = false;
 };
+
+// The most calibration shards a job may ask for.
+inline constexpr int kMaxCalibrationShards = 256;
+
+// The calibration samples [begin, end) of shard `shard` of `num_shards` over `samples`
+// sequences: contiguous, begin = floor(shard * samples / num_shards), so the
+// shards cover every sample once, in order, and differ in size by at most one.
+struct SampleRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+SampleRange ShardSamples(int64_t samples, int shard, int num_shards);
 
 // The longest model, calibration or output URI a job accepts.
 inline constexpr size_t kMaxUriBytes = 4096;

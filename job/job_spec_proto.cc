@@ -25,6 +25,7 @@ JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   if (!p.ttlora().init().empty()) s.ttlora_init = p.ttlora().init();
   s.modules.assign(p.modules().begin(), p.modules().end());
   if (!p.calibration_mode().empty()) s.calibration_mode = p.calibration_mode();
+  if (p.calibration_shards() != 0) s.calibration_shards = p.calibration_shards();
   s.request_id = request_id;
   s.overwrite = p.overwrite();
   return s;
@@ -52,6 +53,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   for (const std::string& m : s.modules) p.add_modules(m);
   p.set_calibration_mode(s.calibration_mode);
   p.set_overwrite(s.overwrite);
+  p.set_calibration_shards(s.calibration_shards);
   return p;
 }
 

@@ -151,9 +151,11 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
                        dims[1], "); use --rank <= ", std::min(dims[0], dims[1])));
     }
   }
-  // One calibrate task per layer, one decompose task per layer and module, one
-  // finalize (server/planner.cc).
-  const int64_t tasks = config.num_layers * (1 + static_cast<int64_t>(shape.modules.size())) + 1;
+  // One calibrate task per layer and shard, one decompose task per layer and
+  // module, one finalize (server/planner.cc).
+  const int64_t tasks =
+      config.num_layers * (spec.calibration_shards + static_cast<int64_t>(shape.modules.size())) +
+      1;
   if (tasks > kMaxPlanTasks) {
     return absl::InvalidArgumentError(
         absl::StrCat("--model ", BoundedQuote(spec.model), ": the plan would have ", tasks,
@@ -172,6 +174,15 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
     return AsInvalid(tokens.status(),
                      absl::StrCat("--calibration ", BoundedQuote(spec.calibration)));
   }
+  if (spec.calibration_shards > tokens->samples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--calibration-shards ", spec.calibration_shards, " is more than the ",
+                     tokens->samples, " samples of --calibration ", BoundedQuote(spec.calibration),
+                     "; use --calibration-shards <= ", tokens->samples));
+  }
+  shape.samples = tokens->samples;
+  shape.seq_len = tokens->seq_len;
+  shape.config = config;
   // The output holds nothing foreign (unless --overwrite) and is writable
   // (a probe that removes only what it created).
   if (absl::Status s = CheckOutputLocation(spec, options); !s.ok()) {

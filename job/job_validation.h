@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/model/model_config.h"
 #include "job/job_spec.h"
 #include "storage/storage_options.h"
 
@@ -24,6 +25,9 @@ inline constexpr int64_t kMaxPlanTasks = 100000;
 struct JobShape {
   int num_layers = 0;
   std::vector<std::string> modules;  // selected linears, kLinearModules order
+  int64_t samples = 0;               // calibration sequences
+  int64_t seq_len = 0;               // tokens per sequence
+  model::ModelConfig config;         // the model's config.json (for memory estimates)
 };
 
 // INVALID_ARGUMENT (the message names the problem and the fix) for a bad

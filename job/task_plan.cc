@@ -19,11 +19,11 @@ std::string AttemptDir(absl::string_view scratch_prefix, absl::string_view attem
 }
 
 v1::CalibrateTask MakeCalibrateTask(int layer, int num_layers, const std::string& input_uri,
-                                    absl::string_view attempt_dir) {
+                                    absl::string_view attempt_dir, int shard, int num_shards) {
   v1::CalibrateTask t;
   t.set_layer(layer);
-  t.set_shard(0);
-  t.set_num_shards(1);
+  t.set_shard(shard);
+  t.set_num_shards(num_shards);
   t.set_input_uri(input_uri);
   t.set_hessians_uri(storage::JoinKey(attempt_dir, "hessians.safetensors"));
   if (layer + 1 < num_layers) {
@@ -40,6 +40,17 @@ v1::DecomposeTask MakeDecomposeTask(int layer, const std::string& module,
   t.set_module(module);
   t.set_hessians_uri(hessians_uri);
   t.set_artifact_uri(storage::JoinKey(attempt_dir, absl::StrCat(module, ".safetensors")));
+  return t;
+}
+
+v1::DecomposeTask MakeDecomposeTask(int layer, const std::string& module,
+                                    const std::vector<std::string>& hessians_shard_uris,
+                                    absl::string_view attempt_dir) {
+  if (hessians_shard_uris.size() == 1) {
+    return MakeDecomposeTask(layer, module, hessians_shard_uris[0], attempt_dir);
+  }
+  v1::DecomposeTask t = MakeDecomposeTask(layer, module, std::string(), attempt_dir);
+  for (const std::string& u : hessians_shard_uris) t.add_hessians_shard_uris(u);
   return t;
 }
 
@@ -108,9 +119,13 @@ std::string StoredArtifactUri(const std::vector<std::string>& decompose_results)
   return decompose_results.empty() ? std::string() : decompose_results[0];
 }
 
-std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module) {
+std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module, int shard,
+                         int num_shards) {
   switch (kind) {
     case v1::CALIBRATE:
+      if (num_shards > 1) {
+        return absl::StrCat("calibrate layer ", layer, " shard ", shard + 1, "/", num_shards);
+      }
       return absl::StrCat("calibrate layer ", layer);
     case v1::DECOMPOSE:
       return absl::StrCat("decompose layer ", layer, " ", module);

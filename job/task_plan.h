@@ -33,15 +33,23 @@ std::string ScratchPrefix(absl::string_view out, absl::string_view job_id);
 // <scratch_prefix>/<task>/<attempt>.
 std::string AttemptDir(absl::string_view scratch_prefix, absl::string_view attempt_id);
 
-// calibrate(layer) of a model with `num_layers` blocks reading `input_uri`
-// (the calibration tokens for layer 0, else calibrate(layer-1)'s hidden
-// states), writing under `attempt_dir`; the last layer writes no hidden states.
+// calibrate(layer, shard) of a model with `num_layers` blocks reading
+// `input_uri` (the calibration tokens for layer 0, else calibrate(layer-1,
+// shard)'s hidden states), writing under `attempt_dir`; the last layer writes
+// no hidden states. Shard 0 of 1 is the unsharded task.
 v1::CalibrateTask MakeCalibrateTask(int layer, int num_layers, const std::string& input_uri,
-                                    absl::string_view attempt_dir);
+                                    absl::string_view attempt_dir, int shard = 0,
+                                    int num_shards = 1);
 
 // decompose(layer, module) reading `hessians_uri`, writing under `attempt_dir`.
 v1::DecomposeTask MakeDecomposeTask(int layer, const std::string& module,
                                     const std::string& hessians_uri, absl::string_view attempt_dir);
+
+// decompose(layer, module) of a sharded job: the Hessians files of the
+// shards, in shard order (one file is the unsharded task above).
+v1::DecomposeTask MakeDecomposeTask(int layer, const std::string& module,
+                                    const std::vector<std::string>& hessians_shard_uris,
+                                    absl::string_view attempt_dir);
 
 // finalize over `artifact_uris`.
 v1::FinalizeTask MakeFinalizeTask(std::vector<std::string> artifact_uris,
@@ -63,8 +71,11 @@ std::string StoredHessiansUri(const std::vector<std::string>& calibrate_results)
 std::string StoredHiddenStatesUri(const std::vector<std::string>& calibrate_results);
 std::string StoredArtifactUri(const std::vector<std::string>& decompose_results);
 
-// "decompose layer 3 q_proj" / "calibrate layer 3" / "finalize".
-std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module);
+// "decompose layer 3 q_proj" / "calibrate layer 3" / "finalize"; a calibrate
+// task of a sharded job (num_shards > 1): "calibrate layer 3 shard 2/4"
+// (1-based).
+std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module, int shard = 0,
+                         int num_shards = 1);
 
 }  // namespace caldera::job
 

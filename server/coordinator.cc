@@ -15,6 +15,7 @@
 #include "job/job_spec_proto.h"
 #include "job/job_state.h"
 #include "job/job_validation.h"
+#include "job/memory_estimate.h"
 #include "job/task_plan.h"
 #include "server/planner.h"
 
@@ -202,6 +203,16 @@ void Coordinator::TouchWorker(const std::string& worker_id) {
   if (!worker_id.empty()) workers_[worker_id] = Now();
 }
 
+bool Coordinator::SomeWorkerCanHold(const TaskRecord& task) const {
+  const double now = Now();
+  for (const auto& [id, seen] : workers_) {
+    if (now - seen >= 3 * options_.heartbeat_seconds + options_.max_long_poll_seconds) continue;
+    auto it = worker_memory_.find(id);
+    if (WorkerCanHold(it == worker_memory_.end() ? 0 : it->second, task)) return true;
+  }
+  return false;
+}
+
 Coordinator::JobEntry* Coordinator::FindJob(const std::string& name) const {
   absl::string_view id = name;
   if (!absl::ConsumePrefix(&id, "jobs/")) return nullptr;
@@ -231,6 +242,7 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
   out.set_error(r.error);
   out.set_request_id(r.request_id);
   out.set_owner(r.owner);
+  out.set_message(job.message);
   *out.mutable_create_time() = ToTimestamp(r.create_time);
   *out.mutable_update_time() = ToTimestamp(r.update_time);
   v1::JobProgress* p = out.mutable_progress();
@@ -334,13 +346,20 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   auto entry = std::make_unique<JobEntry>();
   JobRecord& r = entry->record;
   r.id = absl::StrCat("j-", RandomHex(12));
+  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards);
+  EstimateTaskMemory(shape->config, shape->samples, shape->seq_len, spec.calibration_shards,
+                     &entry->tasks);
+  if (absl::Status s = CheckTaskMemory(entry->tasks, shape->config, shape->samples, shape->seq_len,
+                                       spec.calibration_shards, options_.max_task_memory);
+      !s.ok()) {
+    return s;
+  }
   r.seq = next_seq_++;
   r.request_id = rid;
   r.owner = owner;
   r.spec = job::JobSpecToProto(spec);
   r.state = v1::QUEUED;
   r.create_time = r.update_time = Now();
-  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules);
   entry->calibrate_index = CalibrateIndex(entry->tasks);
   std::vector<const TaskRecord*> tasks;
   for (const TaskRecord& t : entry->tasks) tasks.push_back(&t);
@@ -467,16 +486,20 @@ v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerR
   out.set_heartbeat_interval_seconds(options_.heartbeat_seconds);
   out.set_lease_duration_seconds(options_.lease_seconds);
   TouchWorker(out.worker_id());
+  if (request.max_memory_bytes() > 0) worker_memory_[out.worker_id()] = request.max_memory_bytes();
   UpdateGauges();
   return out;
 }
 
 bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
+  const auto mem = worker_memory_.find(worker_id);
+  const int64_t worker_memory = mem == worker_memory_.end() ? 0 : mem->second;
   for (JobEntry* job : job_order_) {
     if (IsTerminal(job->record.state)) continue;
     // Ready calibrate first, then decompose, then finalize (plan order within).
     size_t pick = job->tasks.size();
     int best = kLeasePriorities;
+    bool reported = false;
     for (size_t i = 0; i < job->tasks.size() && best > 0; ++i) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
@@ -484,6 +507,19 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
       if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i,
                                        job->record.spec.calibration_mode() == "sequential"))
         continue;
+      if (!WorkerCanHold(worker_memory, t)) {
+        if (!reported && !SomeWorkerCanHold(t)) {
+          reported = true;  // the first such task in plan order
+          // Waits (a larger worker may register); the job's message says why.
+          std::string why =
+              absl::StrCat(DescribeTask(t, job->record.spec.calibration_shards()),
+                           " waits: it needs about ", job::FormatBytes(t.memory_bytes),
+                           " and no connected worker has that much --max-memory (use more "
+                           "--calibration-shards or a larger worker)");
+          if (job->message != why) Changed(job, std::move(why));
+        }
+        continue;
+      }
       best = rank;
       pick = i;
     }
@@ -513,8 +549,8 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
     leases_[a.id] = TaskRef{job, pick};
     *task = BuildTask(job->record, job->tasks, job->calibrate_index, t,
                       job->record.start_time > 0 ? now - job->record.start_time : 0);
-    Changed(job, absl::StrCat(DescribeTask(t), " started on ", worker_id, " (attempt ", t.attempts,
-                              ")"));
+    Changed(job, absl::StrCat(DescribeTask(t, job->record.spec.calibration_shards()),
+                              " started on ", worker_id, " (attempt ", t.attempts, ")"));
     return true;
   }
   return false;
@@ -525,6 +561,9 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
   const double wait = std::clamp(request.wait_seconds(), 0.0, options_.max_long_poll_seconds);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
   std::unique_lock<std::mutex> lock(mu_);
+  if (request.max_memory_bytes() > 0 && !request.worker_id().empty()) {
+    worker_memory_[request.worker_id()] = request.max_memory_bytes();
+  }
   for (;;) {
     TouchWorker(request.worker_id());
     if (shutdown_) return out;
@@ -647,7 +686,7 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   Changed(job,
           t.kind == v1::FINALIZE
               ? std::string("job SUCCEEDED")
-              : absl::StrCat(DescribeTask(t), " done",
+              : absl::StrCat(DescribeTask(t, job->record.spec.calibration_shards()), " done",
                              t.kind == v1::DECOMPOSE
                                  ? absl::StrCat(" (weighted error ", t.weighted_relative_error, ")")
                                  : std::string()));
@@ -663,14 +702,15 @@ void Coordinator::RetryOrFail(JobEntry* job, TaskRecord* t, const std::string& w
     t->lease_worker.clear();
     Persist(job, {t}, nullptr);
     if (metrics_ != nullptr) metrics_->TaskRetried();
-    Changed(job, absl::StrCat(DescribeTask(*t), " will be retried: ", why));
+    Changed(job, absl::StrCat(DescribeTask(*t, job->record.spec.calibration_shards()),
+                              " will be retried: ", why));
     return;
   }
   t->state = v1::TASK_FAILED;
   Persist(nullptr, {t}, nullptr);
   EndJob(job, v1::FAILED,
-         absl::StrCat(DescribeTask(*t), " failed (attempt ", t->attempts, " of at most ",
-                      options_.max_attempts, "): ", why));
+         absl::StrCat(DescribeTask(*t, job->record.spec.calibration_shards()), " failed (attempt ",
+                      t->attempts, " of at most ", options_.max_attempts, "): ", why));
 }
 
 void Coordinator::FailTask(const v1::FailTaskRequest& request) {

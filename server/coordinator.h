@@ -4,7 +4,10 @@
 //
 // Scheduling: jobs in creation order; within a job, ready calibrate tasks
 // first (they are the critical path), then decompose tasks in plan order,
-// then finalize. A lease lasts lease_seconds and is extended by heartbeats; the
+// then finalize. Memory: a task goes only to a worker whose reported
+// max_memory_bytes holds the task's estimate (WorkerCanHold, planner.h); a
+// ready task no connected worker can hold waits, and the job's message says
+// so. A lease lasts lease_seconds and is extended by heartbeats; the
 // reaper thread re-queues tasks whose lease expired, and fails the job after
 // max_attempts attempts of one task. A result is committed only from the
 // attempt that holds the lease (attempt ids are unique and name the scratch
@@ -43,6 +46,9 @@ struct CoordinatorOptions {
   int max_attempts = 3;          // attempts of one task before the job fails
   double max_long_poll_seconds = 10;
   storage::StorageOptions storage;  // for submit-time validation
+  // --max-task-memory: a job with a task estimated (job/memory_estimate.h)
+  // above this many bytes is refused at submit; 0 = no limit.
+  int64_t max_task_memory = 0;
 };
 
 // A job snapshot and the change counter it was taken at.
@@ -127,6 +133,9 @@ class Coordinator {
   void UpdateGauges();
   std::string RandomHex(int chars);
   void TouchWorker(const std::string& worker_id);
+  // True when some connected worker reports enough memory for `task` (or
+  // reports none).
+  bool SomeWorkerCanHold(const TaskRecord& task) const;
 
   const CoordinatorOptions options_;
   const std::shared_ptr<CoordinatorMetrics> metrics_;
@@ -139,6 +148,7 @@ class Coordinator {
   std::map<std::string, TaskRef> leases_;                  // current attempt id -> task
   std::map<std::string, AttemptRecord> attempts_;          // running attempts
   std::map<std::string, double> workers_;                  // worker id -> last seen (Unix s)
+  std::map<std::string, int64_t> worker_memory_;           // worker id -> max_memory_bytes
   int64_t next_seq_ = 1;
   bool shutdown_ = false;
   std::mt19937_64 rng_;

@@ -32,6 +32,7 @@ struct Flags {
   int max_attempts = 3;
   std::vector<std::string> allow_roots;  // --allow-root (storage/allowed_roots.h)
   caldera::server::ServerSecurity security;
+  int64_t max_task_memory = 0;  // bytes; 0 = no limit
 };
 
 // Values from --config (JSON) for flags not given on the command line.
@@ -96,6 +97,7 @@ int Run(const Flags& f) {
   options.lease_seconds = f.lease_seconds;
   options.heartbeat_seconds = f.heartbeat_seconds;
   options.max_attempts = f.max_attempts;
+  options.max_task_memory = f.max_task_memory;
   options.storage = caldera::storage::StorageOptions::FromEnvironment();
   auto roots = caldera::storage::NormalizeAllowedRoots(f.allow_roots);
   if (!roots.ok()) {
@@ -196,6 +198,10 @@ int main(int argc, char** argv) {
   app.add_option("--health-listen", f.security.health_listen,
                  "also serve only grpc.health.v1, plaintext, on host:port (Kubernetes gRPC "
                  "probes cannot use TLS); off when empty");
+  app.add_option("--max-task-memory", f.max_task_memory,
+                 "refuse at submit a job with a task estimated above this many bytes, saying "
+                 "how many calibration shards would fit (default 0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,42 +2,89 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "job/job_spec.h"
+#include "job/memory_estimate.h"
 #include "job/task_plan.h"
 
 namespace caldera::server {
 
 std::vector<TaskRecord> PlanJob(const std::string& job_id, int num_layers,
-                                const std::vector<std::string>& modules) {
+                                const std::vector<std::string>& modules, int num_shards) {
   std::vector<TaskRecord> tasks;
-  auto add = [&](v1::TaskKind kind, int layer, const std::string& module, std::string id) {
+  auto add = [&](v1::TaskKind kind, int layer, int shard, const std::string& module,
+                 std::string id) {
     TaskRecord t;
     t.id = absl::StrCat(job_id, "/", id);
     t.job_id = job_id;
     t.ord = static_cast<int32_t>(tasks.size());
     t.kind = kind;
     t.layer = layer;
+    t.shard = shard;
     t.module = module;
     tasks.push_back(std::move(t));
   };
   for (int l = 0; l < num_layers; ++l) {
-    add(v1::CALIBRATE, l, "", absl::StrFormat("calibrate-%04d", l));
+    if (num_shards <= 1) {
+      add(v1::CALIBRATE, l, 0, "", absl::StrFormat("calibrate-%04d", l));
+    } else {
+      for (int s = 0; s < num_shards; ++s) {
+        add(v1::CALIBRATE, l, s, "", absl::StrFormat("calibrate-%04d-s%03d", l, s));
+      }
+    }
     for (const std::string& m : modules) {
-      add(v1::DECOMPOSE, l, m, absl::StrFormat("decompose-%04d-%s", l, m));
+      add(v1::DECOMPOSE, l, 0, m, absl::StrFormat("decompose-%04d-%s", l, m));
     }
   }
-  add(v1::FINALIZE, -1, "", "finalize");
+  add(v1::FINALIZE, -1, 0, "", "finalize");
   return tasks;
 }
 
 std::vector<size_t> CalibrateIndex(const std::vector<TaskRecord>& tasks) {
   std::vector<size_t> index;
+  std::vector<bool> seen;
   for (size_t i = 0; i < tasks.size(); ++i) {
-    if (tasks[i].kind != v1::CALIBRATE) continue;
-    if (static_cast<size_t>(tasks[i].layer) >= index.size()) index.resize(tasks[i].layer + 1);
-    index[tasks[i].layer] = i;
+    if (tasks[i].kind != v1::CALIBRATE || tasks[i].layer < 0) continue;
+    const size_t layer = static_cast<size_t>(tasks[i].layer);
+    if (layer >= index.size()) {
+      index.resize(layer + 1);
+      seen.resize(layer + 1, false);
+    }
+    if (seen[layer]) continue;
+    index[layer] = i;
+    seen[layer] = true;
   }
   return index;
 }
+
+int ShardsOfLayer(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
+                  int layer) {
+  int n = 0;
+  for (size_t j = calibrate_index[layer];
+       j < tasks.size() && tasks[j].kind == v1::CALIBRATE && tasks[j].layer == layer; ++j) {
+    ++n;
+  }
+  return n;
+}
+
+namespace {
+
+bool AllShardsDone(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
+                   int layer) {
+  for (size_t j = calibrate_index[layer];
+       j < tasks.size() && tasks[j].kind == v1::CALIBRATE && tasks[j].layer == layer; ++j) {
+    if (tasks[j].state != v1::TASK_DONE) return false;
+  }
+  return true;
+}
+
+// calibrate(layer, shard), or calibrate(layer, 0) when the layer has fewer shards.
+size_t ShardTask(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
+                 int layer, int shard) {
+  const int n = ShardsOfLayer(tasks, calibrate_index, layer);
+  return calibrate_index[layer] + static_cast<size_t>(shard < n ? shard : 0);
+}
+
+}  // namespace
 
 bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
                  size_t i, bool sequential) {
@@ -45,16 +92,19 @@ bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>
   switch (t.kind) {
     case v1::CALIBRATE: {
       if (t.layer == 0) return true;
-      if (tasks[calibrate_index[t.layer - 1]].state != v1::TASK_DONE) return false;
+      // Shard s continues from shard s of the layer before (its samples' states).
+      if (tasks[ShardTask(tasks, calibrate_index, t.layer - 1, t.shard)].state != v1::TASK_DONE) {
+        return false;
+      }
       if (!sequential) return true;
-      // The decompositions of layer - 1 sit between its calibrate and ours.
+      // The decompositions of layer - 1 sit between its calibrate tasks and ours.
       for (size_t j = calibrate_index[t.layer - 1] + 1; j < calibrate_index[t.layer]; ++j) {
         if (tasks[j].kind == v1::DECOMPOSE && tasks[j].state != v1::TASK_DONE) return false;
       }
       return true;
     }
     case v1::DECOMPOSE:
-      return tasks[calibrate_index[t.layer]].state == v1::TASK_DONE;
+      return AllShardsDone(tasks, calibrate_index, t.layer);
     case v1::FINALIZE:
       for (size_t j = 0; j < tasks.size(); ++j) {
         if (j != i && tasks[j].state != v1::TASK_DONE) return false;
@@ -82,8 +132,10 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
       const std::string input =
           t.layer == 0
               ? job.spec.calibration()
-              : job::StoredHiddenStatesUri(tasks[calibrate_index[t.layer - 1]].result_uris);
-      *task.mutable_calibrate() = job::MakeCalibrateTask(t.layer, num_layers, input, dir);
+              : job::StoredHiddenStatesUri(
+                    tasks[ShardTask(tasks, calibrate_index, t.layer - 1, t.shard)].result_uris);
+      *task.mutable_calibrate() = job::MakeCalibrateTask(
+          t.layer, num_layers, input, dir, t.shard, ShardsOfLayer(tasks, calibrate_index, t.layer));
       if (job.spec.calibration_mode() == "sequential") {
         task.mutable_calibrate()->set_sequential(true);
         for (size_t j = t.layer == 0 ? 0 : calibrate_index[t.layer - 1] + 1;
@@ -96,8 +148,11 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
       break;
     }
     case v1::DECOMPOSE: {
-      const std::string hessians =
-          job::StoredHessiansUri(tasks[calibrate_index[t.layer]].result_uris);
+      std::vector<std::string> hessians;  // in shard order
+      for (size_t j = calibrate_index[t.layer];
+           j < tasks.size() && tasks[j].kind == v1::CALIBRATE && tasks[j].layer == t.layer; ++j) {
+        hessians.push_back(job::StoredHessiansUri(tasks[j].result_uris));
+      }
       *task.mutable_decompose() = job::MakeDecomposeTask(t.layer, t.module, hessians, dir);
       break;
     }
@@ -118,6 +173,58 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
   return task;
 }
 
+void EstimateTaskMemory(const model::ModelConfig& config, int64_t samples, int64_t seq_len,
+                        int num_shards, std::vector<TaskRecord>* tasks) {
+  const int64_t shard_samples = job::LargestShardSamples(samples, num_shards);
+  for (TaskRecord& t : *tasks) {
+    switch (t.kind) {
+      case v1::CALIBRATE:
+        t.memory_bytes = job::EstimateCalibrateBytes(config, shard_samples, seq_len);
+        break;
+      case v1::DECOMPOSE:
+        t.memory_bytes = job::EstimateDecomposeBytes(config, t.module);
+        break;
+      default:
+        t.memory_bytes = job::EstimateFinalizeBytes(config);
+        break;
+    }
+  }
+}
+
+absl::Status CheckTaskMemory(const std::vector<TaskRecord>& tasks, const model::ModelConfig& config,
+                             int64_t samples, int64_t seq_len, int num_shards,
+                             int64_t limit_bytes) {
+  if (limit_bytes <= 0) return absl::OkStatus();
+  for (const TaskRecord& t : tasks) {
+    if (t.memory_bytes <= limit_bytes) continue;
+    std::string hint;
+    if (t.kind == v1::CALIBRATE) {
+      const int fit =
+          job::MinShardsToFit(config, samples, seq_len, limit_bytes, job::kMaxCalibrationShards);
+      hint = fit > 0 ? absl::StrCat("; ", fit,
+                                    " calibration shards would fit (use "
+                                    "--calibration-shards ",
+                                    fit, " or more)")
+                     : absl::StrCat(
+                           "; no number of calibration shards fits (even one sample "
+                           "of ",
+                           seq_len, " tokens needs ",
+                           job::FormatBytes(job::EstimateCalibrateBytes(config, 1, seq_len)), ")");
+    } else {
+      hint = "; sharding does not change it (raise --max-task-memory)";
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        DescribeTask(t, num_shards), " needs about ", job::FormatBytes(t.memory_bytes),
+        " with --calibration-shards ", num_shards, ", above the coordinator's --max-task-memory ",
+        job::FormatBytes(limit_bytes), hint));
+  }
+  return absl::OkStatus();
+}
+
+bool WorkerCanHold(int64_t worker_max_memory, const TaskRecord& task) {
+  return worker_max_memory <= 0 || task.memory_bytes <= 0 || task.memory_bytes <= worker_max_memory;
+}
+
 int LeasePriority(v1::TaskKind kind) {
   switch (kind) {
     case v1::CALIBRATE:
@@ -129,8 +236,8 @@ int LeasePriority(v1::TaskKind kind) {
   }
 }
 
-std::string DescribeTask(const TaskRecord& t) {
-  return job::DescribeTask(t.kind, t.layer, t.module);
+std::string DescribeTask(const TaskRecord& t, int num_shards) {
+  return job::DescribeTask(t.kind, t.layer, t.module, t.shard, num_shards);
 }
 
 }  // namespace caldera::server

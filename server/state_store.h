@@ -37,6 +37,10 @@ struct TaskRecord {
   int32_t ord = 0;  // position in the plan
   v1::TaskKind kind = v1::CALIBRATE;
   int32_t layer = -1;
+  int32_t shard = 0;  // calibrate: the sample shard (column `shard`, 0 in older databases)
+  // Estimated peak memory of one attempt (job/memory_estimate.h); 0 = unknown
+  // (older databases): any worker may run it.
+  int64_t memory_bytes = 0;
   std::string module;
   v1::TaskState state = v1::TASK_PENDING;
   int32_t attempts = 0;

@@ -89,14 +89,16 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
 
 }  // namespace
 
-absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
-                                        const std::string& input_uri,
-                                        const std::string& hessians_uri,
-                                        const std::string& hidden_out_uri,
-                                        const storage::StorageOptions& options,
-                                        const std::function<bool()>& cancelled, bool sequential,
-                                        const std::vector<std::string>& previous_artifacts) {
+absl::StatusOr<IoCounts> CalibrateLayer(
+    const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
+    const std::string& hessians_uri, const std::string& hidden_out_uri,
+    const storage::StorageOptions& options, const std::function<bool()>& cancelled, bool sequential,
+    const std::vector<std::string>& previous_artifacts, int shard, int num_shards) {
   const model::ModelConfig& config = checkpoint.config();
+  if (num_shards < 1 || shard < 0 || shard >= num_shards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibrate: shard ", shard, " is outside [0, ", num_shards, ")"));
+  }
   if (layer < 0 || layer >= config.num_layers) {
     return absl::InvalidArgumentError(
         absl::StrCat("calibrate: layer ", layer, " is outside [0, ", config.num_layers, ")"));
@@ -112,6 +114,18 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   if (layer == 0) {
     absl::StatusOr<model::TokenSet> tokens = model::LoadTokens(**reader, config);
     if (!tokens.ok()) return tokens.status();
+    if (num_shards > 1) {
+      const job::SampleRange r = job::ShardSamples(tokens->samples, shard, num_shards);
+      if (r.end <= r.begin) {
+        return absl::InvalidArgumentError(absl::StrCat("calibrate: shard ", shard, " of ",
+                                                       num_shards, " holds none of the ",
+                                                       tokens->samples, " samples of ", input_uri));
+      }
+      std::vector<int32_t> ids(tokens->ids.begin() + r.begin * tokens->seq_len,
+                               tokens->ids.begin() + r.end * tokens->seq_len);
+      tokens->ids = std::move(ids);
+      tokens->samples = r.end - r.begin;
+    }
     absl::StatusOr<model::RowMatrixF> embedded = model::EmbedTokens(checkpoint, *tokens);
     if (!embedded.ok()) return embedded.status();
     states.samples = tokens->samples;
@@ -190,6 +204,47 @@ absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
   std::span<const double> d = t->data<double>();
   std::copy(d.begin(), d.end(), h.data());  // symmetric: storage order does not matter
   return h;
+}
+
+absl::StatusOr<Eigen::MatrixXd> ReadShardedHessian(const std::vector<std::string>& hessians_uris,
+                                                   const std::string& name,
+                                                   const storage::StorageOptions& options,
+                                                   int64_t* bytes_read) {
+  if (hessians_uris.empty()) return absl::InvalidArgumentError("no Hessians file to read");
+  auto count = [&](const Eigen::MatrixXd& h) {
+    if (bytes_read != nullptr) *bytes_read += h.size() * static_cast<int64_t>(sizeof(double));
+  };
+  if (hessians_uris.size() == 1) {
+    absl::StatusOr<Eigen::MatrixXd> h = ReadHessian(hessians_uris[0], name, options);
+    if (h.ok()) count(*h);
+    return h;
+  }
+  Eigen::MatrixXd sum;
+  int64_t total_tokens = 0;
+  for (const std::string& uri : hessians_uris) {  // shard order: the summation order
+    absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+        model_io::OpenSafetensorsAt(uri, options);
+    if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", uri));
+    absl::StatusOr<int64_t> tokens = format::ReadHessiansTokens(**reader);
+    if (!tokens.ok()) return tokens.status();
+    absl::StatusOr<Tensor> t = format::ReadHessian(**reader, name);
+    if (!t.ok()) return t.status();
+    if (sum.size() == 0) {
+      sum = Eigen::MatrixXd::Zero(t->dim(0), t->dim(1));
+    } else if (t->dim(0) != sum.rows()) {
+      return absl::InvalidArgumentError(absl::StrCat(uri, ": Hessian ", name, " is ", t->dim(0),
+                                                     "x", t->dim(1), ", other shards' are ",
+                                                     sum.rows(), "x", sum.cols()));
+    }
+    std::span<const double> d = t->data<double>();
+    const double w = static_cast<double>(*tokens);
+    double* out = sum.data();  // symmetric: storage order does not matter
+    for (size_t k = 0; k < d.size(); ++k) out[k] += w * d[k];
+    total_tokens += *tokens;
+    count(sum);
+  }
+  sum /= static_cast<double>(total_tokens);
+  return sum;
 }
 
 absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,

@@ -54,17 +54,34 @@ struct IoCounts {
 // weights (rebuilt as eval rebuilds them) to make the states entering
 // `layer`, which are the ones written to `hidden_out_uri`. Layer 0 writes the
 // embedded tokens.
+//
+// Sharded calibration (`num_shards` > 1): layer 0 calibrates the samples of
+// shard `shard` only (job::ShardSamples); later layers read that shard's
+// hidden states, so nothing else changes. The Hessians file then holds the
+// shard's moments normalised by its own token count.
 absl::StatusOr<IoCounts> CalibrateLayer(
     const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
     const std::string& hessians_uri, const std::string& hidden_out_uri,
     const storage::StorageOptions& options, const std::function<bool()>& cancelled,
-    bool sequential = false, const std::vector<std::string>& previous_artifacts = {});
+    bool sequential = false, const std::vector<std::string>& previous_artifacts = {}, int shard = 0,
+    int num_shards = 1);
 
 // Reads the normalised Hessian named `name` ("q_proj") from a Hessians file
 // (also the float32 files of older `calderactl calibrate`).
 absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
                                             const std::string& name,
                                             const storage::StorageOptions& options);
+
+// The Hessian named `name` of a sharded calibration: the files of shards
+// 0 .. N-1 (`hessians_uris`, in shard order) combined as
+//   H = (Σ_s tokens_s · H_s) / Σ_s tokens_s,
+// summed in shard order (docs/format/hessians.md, "Shards"). One file is
+// read exactly as ReadHessian reads it. `bytes_read` (may be null) gains the
+// bytes of the matrices read.
+absl::StatusOr<Eigen::MatrixXd> ReadShardedHessian(const std::vector<std::string>& hessians_uris,
+                                                   const std::string& name,
+                                                   const storage::StorageOptions& options,
+                                                   int64_t* bytes_read = nullptr);
 
 // The ModuleReport stored in the metadata of the artifact at `artifact_uri`.
 absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,

@@ -38,7 +38,8 @@ absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckp
                                           task.previous_artifact_uris().end());
   absl::StatusOr<IoCounts> io =
       CalibrateLayer(ckpt, task.layer(), task.input_uri(), task.hessians_uri(),
-                     task.hidden_states_uri(), options_, cancelled, task.sequential(), previous);
+                     task.hidden_states_uri(), options_, cancelled, task.sequential(), previous,
+                     task.shard(), task.num_shards() < 1 ? 1 : task.num_shards());
   if (!io.ok()) return io.status();
   TaskResult result;
   result.io = *io;
@@ -60,9 +61,14 @@ absl::StatusOr<TaskResult> TaskRunner::RunDecompose(const model::Checkpoint& ckp
     return absl::InvalidArgumentError(absl::StrCat("unknown module ", task.module()));
   }
   TaskResult result;
-  absl::StatusOr<Eigen::MatrixXd> h = ReadHessian(task.hessians_uri(), module->hessian, options_);
+  const std::vector<std::string> hessians =
+      task.hessians_shard_uris().empty()
+          ? std::vector<std::string>{task.hessians_uri()}
+          : std::vector<std::string>(task.hessians_shard_uris().begin(),
+                                     task.hessians_shard_uris().end());
+  absl::StatusOr<Eigen::MatrixXd> h =
+      ReadShardedHessian(hessians, module->hessian, options_, &result.io.bytes_read);
   if (!h.ok()) return h.status();
-  result.io.bytes_read += h->size() * static_cast<int64_t>(sizeof(double));
   absl::StatusOr<ModuleReport> rep =
       DecomposeModule(ckpt, task.layer(), *module, *h, spec, task.artifact_uri(), options_,
                       search_threads_, cancelled);

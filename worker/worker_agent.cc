@@ -51,6 +51,7 @@ bool WorkerAgent::Register() {
     v1::RegisterWorkerRequest req;
     req.set_hostname(options_.hostname);
     req.set_slots(1);
+    req.set_max_memory_bytes(options_.max_memory_bytes);
     v1::RegisterWorkerResponse resp;
     auto ctx = ContextWithDeadline(10);
     grpc::Status s = stub_->RegisterWorker(ctx.get(), req, &resp);
@@ -75,6 +76,7 @@ void WorkerAgent::Run() {
     v1::LeaseTaskRequest req;
     req.set_worker_id(worker_id_);
     req.set_wait_seconds(options_.poll_seconds);
+    req.set_max_memory_bytes(options_.max_memory_bytes);
     v1::LeaseTaskResponse resp;
     auto ctx = ContextWithDeadline(options_.poll_seconds + 10);
     grpc::Status s = stub_->LeaseTask(ctx.get(), req, &resp);

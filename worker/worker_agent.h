@@ -25,7 +25,11 @@ namespace caldera::worker {
 struct WorkerAgentOptions {
   std::string hostname = "worker";
   storage::StorageOptions storage;
-  double poll_seconds = 5;                      // long-poll wait per LeaseTask
+  double poll_seconds = 5;  // long-poll wait per LeaseTask
+  // Memory offered for one task, reported at registration and with every
+  // lease request (the coordinator leases only tasks estimated to fit); 0 =
+  // unknown (any task).
+  int64_t max_memory_bytes = 0;
   int search_threads = 1;                       // threads for a decompose task's codeword searches
   std::shared_ptr<WorkerMetrics> metrics;       // may be null
   std::function<void(const std::string&)> log;  // may be empty

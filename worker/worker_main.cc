@@ -16,6 +16,7 @@
 #include "process/signal_watcher.h"
 #include "storage/allowed_roots.h"
 #include "storage/storage_options.h"
+#include "worker/memory_limit.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
 
@@ -62,6 +63,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", security.tls_cert,
                  "PEM client certificate (mutual TLS; required by a coordinator with --client-ca)");
   app.add_option("--tls-key", security.tls_key, "PEM private key of --tls-cert");
+  int64_t max_memory = 0;
+  app.add_option("--max-memory", max_memory,
+                 "bytes of memory one task may use; the coordinator leases only tasks estimated "
+                 "to fit (default: the cgroup limit, else physical RAM)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -97,6 +102,11 @@ int main(int argc, char** argv) {
                  std::string(channel.status().message()).c_str());
     return 2;
   }
+  if (max_memory < 0) {
+    std::fprintf(stderr, "caldera-worker: error: --max-memory must be > 0 bytes\n");
+    return 2;
+  }
+  if (max_memory == 0) max_memory = caldera::worker::DefaultMaxMemoryBytes();
 
   auto metrics = std::make_shared<caldera::worker::WorkerMetrics>();
   std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
@@ -127,6 +137,7 @@ int main(int argc, char** argv) {
                  "this process can read or write (docs/security.md)\n");
   }
   options.poll_seconds = poll;
+  options.max_memory_bytes = max_memory;
   options.search_threads =
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.metrics = metrics;

@@ -48,6 +48,12 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                                "model's activations (all layers in parallel) or on the outputs "
                                "of the already compressed layers before it (default ",
                                d.calibration_mode, ")"));
+  cmd->add_option("--calibration-shards", s->calibration_shards,
+                  absl::StrCat("split the calibration samples into N contiguous shards, one "
+                               "calibrate task per layer and shard (run in parallel on different "
+                               "workers; Hessians equal up to summation order; default ",
+                               d.calibration_shards, ")"))
+      ->check(CLI::Range(1, job::kMaxCalibrationShards));
   std::vector<std::string> all;
   for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
   cmd->add_option("--modules", s->modules,

@@ -98,6 +98,11 @@ absl::StatusOr<Tensor> ReadHessian(const SafetensorsReader& reader, absl::string
   return reader.ReadAs(name, DType::kF64);
 }
 
+absl::StatusOr<int64_t> ReadHessiansTokens(const SafetensorsReader& reader) {
+  if (absl::Status s = CheckFormatTag(reader); !s.ok()) return s;
+  return Tokens(reader);
+}
+
 absl::StatusOr<Hessians> ReadHessians(const SafetensorsReader& reader) {
   if (absl::Status s = CheckFormatTag(reader); !s.ok()) return s;
   Hessians h;

@@ -51,6 +51,11 @@ absl::StatusOr<Hessians> ReadHessians(const SafetensorsReader& reader);
 // tag and that tensor only (a remote file is read as three ranged reads).
 absl::StatusOr<Tensor> ReadHessian(const SafetensorsReader& reader, absl::string_view name);
 
+// The token count of the file (metadata "tokens", or the I64 tensor of older
+// files), checking the format tag; what a sharded job weights each shard's
+// matrices by when it sums them (docs/format/hessians.md, "Shards").
+absl::StatusOr<int64_t> ReadHessiansTokens(const SafetensorsReader& reader);
+
 }  // namespace caldera::format
 
 #endif  // CALDERA_CORE_FORMAT_HESSIANS_H_

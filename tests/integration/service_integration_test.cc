@@ -352,6 +352,62 @@ TEST(ServiceIntegrationTest, WorkerKilledMidDecomposeIsRetriedAndCommittedOnce) 
   EXPECT_FALSE(std::filesystem::exists(tmp.Join("out/.caldera-scratch")));
 }
 
+// A job with 2 calibration shards whose only worker is killed inside a
+// calibrate(l, s) task: the task is retried on a new worker, and every task —
+// each shard's calibrate included — is committed exactly once.
+TEST(ServiceIntegrationTest, WorkerKilledMidCalibrateShardIsRetriedAndEachShardCommittedOnce) {
+  TempDir tmp;
+  Cluster cluster(tmp.Join("state"));
+  cluster.StartCoordinator(/*lease_seconds=*/2);
+  const size_t first = cluster.StartWorker();
+  const std::string name =
+      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+                              " --calibration-shards 2"));
+  ASSERT_FALSE(name.empty());
+  std::string victim;
+  for (int tries = 0; victim.empty() && tries < 50; ++tries) {
+    ASSERT_TRUE(cluster.WaitFor(
+        name,
+        [&](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "CALIBRATE").empty(); },
+        60s));
+    cluster.SignalWorker(first, SIGSTOP);
+    std::this_thread::sleep_for(300ms);  // let a completion already sent land
+    auto leased = TasksIn(cluster.Status(name), "TASK_LEASED", "CALIBRATE");
+    if (!leased.empty()) {
+      victim = leased[0]["taskId"];
+    } else {
+      cluster.SignalWorker(first, SIGCONT);
+    }
+  }
+  ASSERT_FALSE(victim.empty());
+  EXPECT_NE(victim.find("-s00"), std::string::npos) << victim;  // a shard's task
+  cluster.KillWorker(first);
+  cluster.StartWorker();
+  ASSERT_TRUE(cluster.WaitFor(name, Terminal, 180s));
+  nlohmann::json job = cluster.Status(name);
+  ASSERT_EQ(job["state"], "SUCCEEDED") << job.dump(2);
+  int commits_expected = 0, calibrate_tasks = 0;
+  bool found = false;
+  for (const nlohmann::json& t : job["taskStatus"]) {
+    ++commits_expected;
+    if (t.value("kind", "") == "CALIBRATE") ++calibrate_tasks;
+    EXPECT_EQ(t["state"], "TASK_DONE");
+    EXPECT_FALSE(t["committedAttempt"].get<std::string>().empty());
+    if (t["taskId"] == victim) {
+      found = true;
+      EXPECT_EQ(t["attempts"], 2) << t.dump();
+      EXPECT_NE(t["committedAttempt"].get<std::string>().find("/a2-"), std::string::npos)
+          << t.dump();
+    }
+  }
+  EXPECT_TRUE(found) << victim;
+  EXPECT_EQ(calibrate_tasks, 2 * 5);  // 5 layers x 2 shards
+  const std::string scrape = Scrape(cluster.metrics_port());
+  EXPECT_EQ(MetricSum(scrape, "caldera_task_commits_total"), commits_expected) << scrape;
+  EXPECT_GE(MetricSum(scrape, "caldera_task_retries_total"), 1.0);
+  EXPECT_FALSE(std::filesystem::exists(tmp.Join("out/.caldera-scratch")));
+}
+
 // ---- 4. the coordinator killed and restarted --------------------------------
 TEST(ServiceIntegrationTest, CoordinatorKilledAndRestartedContinuesTheJob) {
   TempDir tmp;

@@ -30,6 +30,7 @@ TEST(JobSpecTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(d.ttlora_init, "zero");
   EXPECT_TRUE(d.modules.empty());
   EXPECT_EQ(d.calibration_mode, "sequential");
+  EXPECT_EQ(d.calibration_shards, 1);
   EXPECT_TRUE(d.model.empty() && d.calibration.empty() && d.out.empty());
 }
 
@@ -121,6 +122,9 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
       {[](JobSpec* s) { s->ttlora_rank = -1; }, "--ttlora-rank must be >= 0"},
       {[](JobSpec* s) { s->ttlora_init = "svd"; }, "--ttlora-init svd is unknown"},
       {[](JobSpec* s) { s->calibration_mode = "greedy"; }, "--calibration-mode greedy is unknown"},
+      {[](JobSpec* s) { s->calibration_shards = 0; }, "--calibration-shards 0 must be in [1, 256]"},
+      {[](JobSpec* s) { s->calibration_shards = 257; },
+       "--calibration-shards 257 must be in [1, 256]"},
       {[](JobSpec* s) {
          s->modules = {"q_proj", "lm_head"};
        },

@@ -17,7 +17,9 @@
 #include <thread>
 
 #include "core/format/safetensors.h"
+#include "core/model/model_config.h"
 #include "gtest/gtest.h"
+#include "job/memory_estimate.h"
 #include "job/task_plan.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/fixtures.h"
@@ -418,6 +420,99 @@ TEST(CoordinatorTest, TensorShapesAndPlanSizeAreCheckedAtSubmit) {
   EXPECT_NE(s.message().find("num_hidden_layers 5000 is above the limit of 1024"),
             std::string::npos)
       << s;
+}
+
+// Memory-aware leasing: a worker reporting less memory than a task's
+// estimate is not given it; while no connected worker can hold the ready
+// task, it waits and the job's message says why; a worker that can (or one
+// that reports nothing) gets it.
+TEST(CoordinatorTest, TasksLeaseOnlyToWorkersThatCanHoldThem) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  v1::CreateJobRequest request = Request(tmp.Join("out"));
+  request.mutable_spec()->set_calibration_shards(2);
+  absl::StatusOr<v1::Job> job = c->CreateJob(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+
+  auto register_worker = [&](int64_t bytes) {
+    v1::RegisterWorkerRequest r;
+    r.set_hostname("w");
+    r.set_max_memory_bytes(bytes);
+    return c->RegisterWorker(r).worker_id();
+  };
+  const std::string small = register_worker(int64_t{1} << 20);  // 1 MiB: below any estimate
+  EXPECT_TRUE(Lease(c.get(), small).task_id().empty());
+  absl::StatusOr<v1::Job> waiting = c->GetJob(job->name());
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_NE(waiting->message().find("calibrate layer 0 shard 1/2 waits: it needs about"),
+            std::string::npos)
+      << waiting->message();
+  EXPECT_NE(waiting->message().find("no connected worker has that much --max-memory"),
+            std::string::npos)
+      << waiting->message();
+
+  const std::string large = register_worker(int64_t{64} << 30);
+  const v1::Task t = Lease(c.get(), large);
+  ASSERT_EQ(job::KindOf(t), v1::CALIBRATE);
+  EXPECT_EQ(t.calibrate().num_shards(), 2);
+  EXPECT_TRUE(Lease(c.get(), small).task_id().empty());  // shard 2 still does not fit it
+  // A worker that reports no limit (older workers) may run anything.
+  const v1::Task other = Lease(c.get(), "legacy-worker");
+  ASSERT_EQ(job::KindOf(other), v1::CALIBRATE);
+  EXPECT_NE(other.calibrate().shard(), t.calibrate().shard());
+}
+
+// --max-task-memory: a job whose calibrate task would not fit is refused at
+// submit with the number of shards that would; a decompose too large for it
+// is refused saying sharding does not help.
+TEST(CoordinatorTest, MaxTaskMemorySaysHowManyShardsWouldFit) {
+  TempDir tmp;
+  absl::StatusOr<std::string> text = [] {
+    std::ifstream in(ModelDir() + "/config.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return absl::StatusOr<std::string>(ss.str());
+  }();
+  absl::StatusOr<model::ModelConfig> config = model::ParseModelConfig(*text, "config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> tokens =
+      SafetensorsReader::OpenFile(ModelDir() + "/calibration.safetensors");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  const TensorInfo* ids = (*tokens)->Find("input_ids");
+  ASSERT_NE(ids, nullptr);
+  const int64_t samples = ids->shape[0], seq_len = ids->shape[1];
+  // Exactly what 4 shards need: 1 to 3 do not fit.
+  const int64_t limit =
+      job::EstimateCalibrateBytes(*config, job::LargestShardSamples(samples, 4), seq_len);
+  ASSERT_LT(job::EstimateDecomposeBytes(*config, "q_proj"), limit);
+
+  CoordinatorOptions o;
+  o.data_dir = tmp.Join("state");
+  o.max_task_memory = limit;
+  absl::StatusOr<std::unique_ptr<Coordinator>> c =
+      Coordinator::Open(o, std::make_shared<CoordinatorMetrics>());
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::Status refused = (*c)->CreateJob(Request(tmp.Join("out"))).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_NE(refused.message().find("calibrate layer 0 needs about"), std::string::npos) << refused;
+  EXPECT_NE(refused.message().find("4 calibration shards would fit (use --calibration-shards 4"),
+            std::string::npos)
+      << refused;
+  v1::CreateJobRequest four = Request(tmp.Join("out"));
+  four.mutable_spec()->set_calibration_shards(4);
+  EXPECT_TRUE((*c)->CreateJob(four).ok());
+
+  // Below the decompose estimate: no shard count helps.
+  CoordinatorOptions tiny = o;
+  tiny.data_dir = tmp.Join("state2");
+  tiny.max_task_memory = job::kTaskBaseBytes;
+  absl::StatusOr<std::unique_ptr<Coordinator>> c2 =
+      Coordinator::Open(tiny, std::make_shared<CoordinatorMetrics>());
+  ASSERT_TRUE(c2.ok());
+  refused = (*c2)->CreateJob(Request(tmp.Join("out"))).status();
+  EXPECT_NE(refused.message().find("no number of calibration shards fits"), std::string::npos)
+      << refused;
 }
 
 }  // namespace

@@ -129,5 +129,59 @@ TEST(PlannerTest, BuildTaskNamesInputsFromCommittedResults) {
   EXPECT_EQ(f.finalize().scratch_prefix(), "/o/.caldera-scratch/j-1");
 }
 
+// Sharded calibration: calibrate(l, s) per shard, shard s of layer l waiting
+// for shard s of layer l-1 only (its own samples' states) and, in sequential
+// mode, for decompose(l-1, *); decompose(l, m) waits for every shard and
+// reads their Hessians in shard order.
+TEST(PlannerTest, ShardedPlanDependenciesAndInputs) {
+  std::vector<TaskRecord> tasks = PlanJob("j-1", 2, {"q_proj"}, 2);  // c00 c01 d0 c10 c11 d1 f
+  ASSERT_EQ(tasks.size(), 7u);
+  EXPECT_EQ(tasks[0].id, "j-1/calibrate-0000-s000");
+  EXPECT_EQ(tasks[1].id, "j-1/calibrate-0000-s001");
+  EXPECT_EQ(tasks[1].shard, 1);
+  EXPECT_EQ(tasks[2].id, "j-1/decompose-0000-q_proj");
+  EXPECT_EQ(tasks[4].id, "j-1/calibrate-0001-s001");
+  const std::vector<size_t> calib = CalibrateIndex(tasks);
+  ASSERT_EQ(calib, (std::vector<size_t>{0, 3}));
+  EXPECT_EQ(ShardsOfLayer(tasks, calib, 1), 2);
+  EXPECT_EQ(DescribeTask(tasks[4], 2), "calibrate layer 1 shard 2/2");
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 0));
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 1));
+  tasks[1].state = v1::TASK_DONE;              // shard 1 of layer 0 only
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 2));  // decompose needs both shards
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 3));  // shard 0 of layer 1 needs shard 0 of layer 0
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 4, /*sequential=*/false));
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 4, /*sequential=*/true));  // needs decompose(0)
+  tasks[0].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 2));
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 3));
+  tasks[2].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 4, /*sequential=*/true));
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 5));
+
+  JobRecord job;
+  job.id = "j-1";
+  job.spec.set_out("/o");
+  job.spec.set_calibration("/c.safetensors");
+  job.spec.set_calibration_shards(2);
+  tasks[0].result_uris = {"/s/h00", "/s/x00"};
+  tasks[1].result_uris = {"/s/h01", "/s/x01"};
+  tasks[1].lease_attempt = "j-1/calibrate-0000-s001/a1-aa";
+  const v1::Task c01 = BuildTask(job, tasks, calib, tasks[1], 0);
+  EXPECT_EQ(c01.calibrate().input_uri(), "/c.safetensors");
+  EXPECT_EQ(c01.calibrate().shard(), 1);
+  EXPECT_EQ(c01.calibrate().num_shards(), 2);
+  tasks[4].lease_attempt = "j-1/calibrate-0001-s001/a1-bb";
+  const v1::Task c11 = BuildTask(job, tasks, calib, tasks[4], 0);
+  EXPECT_EQ(c11.calibrate().input_uri(), "/s/x01");
+  EXPECT_EQ(c11.calibrate().shard(), 1);
+  tasks[2].lease_attempt = "j-1/decompose-0000-q_proj/a1-cc";
+  const v1::Task d0 = BuildTask(job, tasks, calib, tasks[2], 0);
+  EXPECT_EQ(d0.decompose().hessians_uri(), "");
+  ASSERT_EQ(d0.decompose().hessians_shard_uris_size(), 2);
+  EXPECT_EQ(d0.decompose().hessians_shard_uris(0), "/s/h00");
+  EXPECT_EQ(d0.decompose().hessians_shard_uris(1), "/s/h01");
+}
+
 }  // namespace
 }  // namespace caldera::server
