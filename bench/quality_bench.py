@@ -31,11 +31,14 @@ SETTINGS = {
     "caldera-r4-q2": "--rank 4",
     "caldera-r8-q2": "--rank 8",
     "ldlq-uniform3": "--method ldlq --quantizer uniform --q-bits 3",
+    "ldlq-uniform3-g32": "--method ldlq --quantizer uniform --q-bits 3 --q-group-size 32",
+    "caldera-r4-uniform3": "--rank 4 --quantizer uniform --q-bits 3",
     "caldera-r16-q2": "--rank 16",
     "caldera-r4-q3": "--rank 4 --q-bits 3",
     "ldlq-e8p3": "--method ldlq --q-bits 3",
     "caldera-r8-q3": "--rank 8 --q-bits 3",
     "ldlq-uniform4": "--method ldlq --quantizer uniform --q-bits 4",
+    "ldlq-uniform4-g32": "--method ldlq --quantizer uniform --q-bits 4 --q-group-size 32",
     "ldlq-e8p4": "--method ldlq --q-bits 4",
 }
 

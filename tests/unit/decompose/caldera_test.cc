@@ -119,6 +119,36 @@ TEST(LdlqTest, FactoredErrorEqualsTheDirectError) {
   }
 }
 
+// Act order (columns by decreasing diag(H)) with a uniform Q: the codes stay
+// in the original column order (the export decodes to the returned Q), the
+// error from the residuals equals the direct one (so the permuted factor and
+// the permuted columns agree), and on problems with outlier channels it
+// beats the natural order (measured over 4 seeds: 3-bit, mean weighted error
+// 0.85x the natural order's).
+TEST(LdlqTest, ActOrderKeepsCodesInPlaceAndLowersTheError) {
+  double ratio_sum = 0;
+  for (uint32_t seed = 20; seed < 24; ++seed) {
+    Problem p = MakeProblem(32, 96, seed);
+    const quant::QuantizerSpec spec = quant::SpecFor("uniform", 3, 32);
+    double error[2];
+    for (const bool act : {false, true}) {
+      LdlqOptions o;
+      o.act_order = act;
+      auto qz = *quant::MakeMatrixQuantizer(spec, 32, 96);
+      absl::StatusOr<LdlqResult> r = Ldlq(p.w, p.h, *qz, o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      absl::StatusOr<MatrixF> decoded = quant::Dequantize(spec, 32, 96, qz->Export());
+      ASSERT_TRUE(decoded.ok()) << decoded.status();
+      EXPECT_EQ((*decoded - r->q).cwiseAbs().maxCoeff(), 0.0f) << act;
+      const Eigen::MatrixXd e = (p.w - r->q).cast<double>();
+      error[act] = (e * p.h).cwiseProduct(e).sum();
+      EXPECT_NEAR(r->factored_error, error[act], 1e-4 * error[act]) << act;
+    }
+    ratio_sum += error[1] / error[0];
+  }
+  EXPECT_LT(ratio_sum / 4, 0.9);
+}
+
 TEST(CalderaTest, BeatsLdlqOnlyAndKeepsTheBestIterate) {
   Problem p = MakeProblem(64, 128, 3);
   absl::StatusOr<DecomposeResult> cal = Decompose(p.w, p.h, Small("caldera"));

@@ -91,6 +91,7 @@ TEST(JobSpecTest, IncoherenceAutoDependsOnTheQuantizer) {
   EXPECT_TRUE(DecomposeOptionsFor(s).hadamard);
   s.quantizer = "uniform";
   EXPECT_FALSE(DecomposeOptionsFor(s).hadamard);
+  EXPECT_TRUE(DecomposeOptionsFor(s).act_order);
   s.incoherence = "rht";
   EXPECT_TRUE(DecomposeOptionsFor(s).hadamard);
   s.quantizer = "e8p";
