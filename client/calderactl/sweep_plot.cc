@@ -43,8 +43,14 @@ std::string Escape(const std::string& s) {
 std::string Num(double v) { return absl::StrFormat("%.2f", v); }
 
 std::string TickLabel(double v, double step) {
-  const int decimals = step >= 1 ? 0 : static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
-  return absl::StrFormat("%.*f", std::min(decimals, 6), v);
+  // The fewest decimals that write the step exactly (0.25 needs two).
+  int decimals = 0;
+  while (decimals < 6) {
+    const double scale = std::pow(10.0, decimals);
+    if (std::abs(std::round(step * scale) - step * scale) < 1e-6) break;
+    ++decimals;
+  }
+  return absl::StrFormat("%.*f", decimals, v);
 }
 
 // One panel at horizontal offset `x0`: y = value(point), curve y = f(bits).
