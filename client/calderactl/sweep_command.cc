@@ -6,6 +6,7 @@
 // compression law of sweep_fit.h and writes sweep.json and sweep.svg into
 // --out (checkpoints under --out/runs/<setting>/). --target-loss X prints the
 // smallest budget the law predicts for loss <= X and the candidate for it.
+// With --submit the compress jobs go to a coordinator (--server ...) instead.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -75,6 +76,10 @@ struct SweepFlags {
   int workers = 2;
   int threads = 0;
   int64_t eval_batch = 1;
+  // --submit: the compress jobs go to the coordinator of `conn` instead of an
+  // in-process cluster; the checkpoints are read back by URI for the eval.
+  bool submit = false;
+  ConnectionFlags conn;
 };
 
 struct RunResult {
@@ -230,21 +235,34 @@ int RunSweep(SweepFlags f) {
   if (!original.ok()) return ReportError("sweep", original.status());
   const double original_seconds = SecondsSince(orig_start);
 
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int per_worker = f.threads > 0 ? f.threads : std::max(1, cores / f.workers);
-  openblas_set_num_threads(per_worker);
-  embedded::InProcessClusterOptions co;
-  co.lease_seconds = 120;
-  co.heartbeat_seconds = 2;
-  co.max_attempts = 2;
-  co.storage = options;
-  co.workers = f.workers;
-  co.worker_poll_seconds = 0.5;
-  co.search_threads = per_worker;
-  absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> cluster =
-      embedded::InProcessCluster::Start(co);
-  if (!cluster.ok()) return ReportError("sweep", cluster.status());
-  auto stub = v1::JobService::NewStub((*cluster)->channel());
+  std::unique_ptr<embedded::InProcessCluster> cluster;
+  std::shared_ptr<grpc::Channel> channel;
+  if (f.submit) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> c = ConnectTo(f.conn);
+    if (!c.ok()) return ReportError("sweep", c.status());
+    channel = *std::move(c);
+  } else {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int per_worker = f.threads > 0 ? f.threads : std::max(1, cores / f.workers);
+    openblas_set_num_threads(per_worker);
+    embedded::InProcessClusterOptions co;
+    co.lease_seconds = 120;
+    co.heartbeat_seconds = 2;
+    co.max_attempts = 2;
+    co.storage = options;
+    co.workers = f.workers;
+    co.worker_poll_seconds = 0.5;
+    co.search_threads = per_worker;
+    absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> started =
+        embedded::InProcessCluster::Start(co);
+    if (!started.ok()) return ReportError("sweep", started.status());
+    cluster = *std::move(started);
+    channel = cluster->channel();
+  }
+  auto shutdown = [&cluster] {
+    if (cluster != nullptr) cluster->Shutdown();
+  };
+  auto stub = v1::JobService::NewStub(channel);
   Sweeper sweeper(f, options, stub.get());
 
   // Per budget: the largest candidate expected to fit that does not measure
@@ -257,7 +275,7 @@ int RunSweep(SweepFlags f) {
       if (kCandidates[i].expected_bits > budget + 1e-9) continue;
       absl::StatusOr<RunResult*> r = sweeper.Run(i);
       if (!r.ok()) {
-        (*cluster)->Shutdown();
+        shutdown();
         return ReportError("sweep", r.status());
       }
       if ((*r)->bits <= budget + 1e-9) {
@@ -271,7 +289,7 @@ int RunSweep(SweepFlags f) {
       unmet.push_back(budget);
     }
   }
-  (*cluster)->Shutdown();
+  shutdown();
 
   // Points by bits, the fit, the report.
   std::vector<const RunResult*> points;
@@ -437,6 +455,11 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--workers", f->workers, "in-process workers (default 2)");
   cmd->add_option("--threads", f->threads, "BLAS threads per worker (default cores / workers)");
   cmd->add_option("--eval-batch", f->eval_batch, "sequences per eval forward batch (default 1)");
+  cmd->add_flag("--submit", f->submit,
+                "submit the compress jobs to the coordinator at --server (with --token-file, "
+                "--tls-ca, ...) instead of an in-process cluster; --out must then be a URI both "
+                "the workers and this machine reach (e.g. s3://)");
+  AddConnectionFlags(cmd, &f->conn);
   cmd->callback([f, exit_code] { *exit_code = RunSweep(*f); });
 }
 
