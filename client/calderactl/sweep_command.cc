@@ -385,9 +385,10 @@ int RunSweep(SweepFlags f) {
   }
   if (law.ok()) {
     std::printf(
-        "fit: loss = %.6f + %.6g*(r-1) + %.6g*(r-1)^2 with r = 16/bits; RMSE %.4g, max |residual| "
-        "%.4g, R^2 %.4f\n",
-        law->l0, law->b, law->c, law->rmse, law->max_abs_residual, law->r_squared);
+        "fit: loss = %.6f %c %.6g*(r-1) %c %.6g*(r-1)^2 with r = 16/bits; RMSE %.4g, max "
+        "|residual| %.4g, R^2 %.4f\n",
+        law->l0, law->b < 0 ? '-' : '+', std::abs(law->b), law->c < 0 ? '-' : '+', std::abs(law->c),
+        law->rmse, law->max_abs_residual, law->r_squared);
   }
   if (f.target_loss.has_value()) {
     if (!law.ok()) {

@@ -53,11 +53,35 @@ std::string TickLabel(double v, double step) {
   return absl::StrFormat("%.*f", decimals, v);
 }
 
+// 1-2-5 ticks v (v = m·10^k, m in {1, 2, 5}) from the largest <= lo to the
+// smallest >= hi (lo > 0).
+std::vector<double> LogTicks(double lo, double hi) {
+  std::vector<double> ticks;
+  for (double decade = std::pow(10.0, std::floor(std::log10(lo))); ticks.size() < 60;
+       decade *= 10) {
+    for (double m : {1.0, 2.0, 5.0}) {
+      const double v = m * decade;
+      if (v <= lo * (1 + 1e-12)) ticks.clear();  // keep only the last one <= lo
+      ticks.push_back(v);
+      if (v >= hi * (1 - 1e-12)) return ticks;
+    }
+  }
+  return ticks;
+}
+
 // One panel at horizontal offset `x0`: y = value(point), curve y = f(bits).
+// With `log_y` the values are positive and the y axis is logarithmic.
 std::string Panel(double x0, const std::string& y_title, const std::vector<SweepPlotPoint>& points,
-                  const std::function<double(const SweepPlotPoint&)>& value,
-                  const std::function<double(double)>* curve, double original,
-                  const std::string& color) {
+                  const std::function<double(const SweepPlotPoint&)>& raw_value,
+                  const std::function<double(double)>* raw_curve, double raw_original,
+                  const std::string& color, bool log_y) {
+  // Everything below works on t = log(v) when log_y.
+  auto T = [log_y](double v) { return log_y ? std::log(v) : v; };
+  auto value = [&](const SweepPlotPoint& p) { return T(raw_value(p)); };
+  const double original = T(raw_original);
+  std::function<double(double)> curve_fn;
+  if (raw_curve != nullptr) curve_fn = [&](double bits) { return T((*raw_curve)(bits)); };
+  const std::function<double(double)>* curve = raw_curve != nullptr ? &curve_fn : nullptr;
   double bmin = 1e300, bmax = -1e300, ymin = original, ymax = original;
   for (const SweepPlotPoint& p : points) {
     bmin = std::min(bmin, p.bits);
@@ -79,15 +103,28 @@ std::string Panel(double x0, const std::string& y_title, const std::vector<Sweep
       samples.emplace_back(bits, y);
     }
     // The curve may run far off at the left edge: widen the y range by at
-    // most half the data's span.
+    // most a fifth of the data's span (the rest is clipped).
     const double span = std::max(ymax - ymin, 1e-9);
+    const double lo = ymin - 0.2 * span, hi = ymax + 0.2 * span;
     for (const auto& [b, y] : samples) {
-      ymin = std::min(ymin, std::max(y, ymin - 0.5 * span));
-      ymax = std::max(ymax, std::min(y, ymax + 0.5 * span));
+      ymin = std::min(ymin, std::max(y, lo));
+      ymax = std::max(ymax, std::min(y, hi));
     }
   }
   if (ymax - ymin < 1e-9) ymax = ymin + 1;
-  const std::vector<double> yt = NiceTicks(ymin, ymax, 6);
+  // Tick positions (in t) and their labels.
+  std::vector<double> yt;
+  std::vector<std::string> ylabels;
+  if (log_y) {
+    for (double v : LogTicks(std::exp(ymin), std::exp(ymax))) {
+      yt.push_back(std::log(v));
+      ylabels.push_back(absl::StrFormat("%g", v));
+    }
+  } else {
+    yt = NiceTicks(ymin, ymax, 6);
+    const double step = yt.size() > 1 ? yt[1] - yt[0] : 1;
+    for (double t : yt) ylabels.push_back(TickLabel(t, step));
+  }
   const double ylo = yt.front(), yhi = yt.back();
   const double px0 = x0 + kLeft, px1 = x0 + kPanelWidth - kRight;
   const double py0 = kHeight - kBottom, py1 = kTop;  // py0: bottom
@@ -99,7 +136,6 @@ std::string Panel(double x0, const std::string& y_title, const std::vector<Sweep
                   "\" y=\"", Num(py1), "\" width=\"", Num(px1 - px0), "\" height=\"",
                   Num(py0 - py1), "\"/></clipPath>\n");
   const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1;
-  const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
   for (double t : xt) {
     absl::StrAppend(&s, "<line class=\"grid\" x1=\"", Num(X(t)), "\" y1=\"", Num(py0), "\" x2=\"",
                     Num(X(t)), "\" y2=\"", Num(py1),
@@ -108,13 +144,14 @@ std::string Panel(double x0, const std::string& y_title, const std::vector<Sweep
                     "\" stroke=\"black\"/>\n<text class=\"tick-label\" x=\"", Num(X(t)), "\" y=\"",
                     Num(py0 + 18), "\" text-anchor=\"middle\">", TickLabel(t, xstep), "</text>\n");
   }
-  for (double t : yt) {
-    absl::StrAppend(
-        &s, "<line class=\"grid\" x1=\"", Num(px0), "\" y1=\"", Num(Y(t)), "\" x2=\"", Num(px1),
-        "\" y2=\"", Num(Y(t)), "\" stroke=\"#e5e5e5\"/>\n<line class=\"tick\" x1=\"", Num(px0 - 5),
-        "\" y1=\"", Num(Y(t)), "\" x2=\"", Num(px0), "\" y2=\"", Num(Y(t)),
-        "\" stroke=\"black\"/>\n<text class=\"tick-label\" x=\"", Num(px0 - 8), "\" y=\"",
-        Num(Y(t) + 4), "\" text-anchor=\"end\">", TickLabel(t, ystep), "</text>\n");
+  for (size_t i = 0; i < yt.size(); ++i) {
+    const double t = yt[i];
+    absl::StrAppend(&s, "<line class=\"grid\" x1=\"", Num(px0), "\" y1=\"", Num(Y(t)), "\" x2=\"",
+                    Num(px1), "\" y2=\"", Num(Y(t)),
+                    "\" stroke=\"#e5e5e5\"/>\n<line class=\"tick\" x1=\"", Num(px0 - 5), "\" y1=\"",
+                    Num(Y(t)), "\" x2=\"", Num(px0), "\" y2=\"", Num(Y(t)),
+                    "\" stroke=\"black\"/>\n<text class=\"tick-label\" x=\"", Num(px0 - 8),
+                    "\" y=\"", Num(Y(t) + 4), "\" text-anchor=\"end\">", ylabels[i], "</text>\n");
   }
   absl::StrAppend(&s, "<line class=\"axis\" x1=\"", Num(px0), "\" y1=\"", Num(py0), "\" x2=\"",
                   Num(px1), "\" y2=\"", Num(py0), "\" stroke=\"black\"/>\n");
@@ -132,7 +169,7 @@ std::string Panel(double x0, const std::string& y_title, const std::vector<Sweep
                   "x=\"",
                   Num(px1 - 4), "\" y=\"", Num(Y(original) - 5),
                   "\" text-anchor=\"end\" fill=\"#666\">original (16 bit) ",
-                  absl::StrFormat("%.4g", original), "</text>\n");
+                  absl::StrFormat("%.4g", raw_original), "</text>\n");
   if (!samples.empty()) {
     std::string pts;
     for (const auto& [b, y] : samples) absl::StrAppend(&pts, Num(X(b)), ",", Num(Y(y)), " ");
@@ -145,7 +182,8 @@ std::string Panel(double x0, const std::string& y_title, const std::vector<Sweep
     absl::StrAppend(&s, "<circle class=\"point\" cx=\"", Num(X(p.bits)), "\" cy=\"",
                     Num(Y(value(p))), "\" r=\"4.5\" fill=\"white\" stroke=\"", color,
                     "\" stroke-width=\"2\"><title>", Escape(p.label),
-                    absl::StrFormat(": %.3f bits, %.5g", p.bits, value(p)), "</title></circle>\n");
+                    absl::StrFormat(": %.3f bits, %.5g", p.bits, raw_value(p)),
+                    "</title></circle>\n");
   }
   absl::StrAppend(&s, "</g>\n");
   return s;
@@ -185,13 +223,14 @@ std::string RenderSweepSvg(const std::vector<SweepPlotPoint>& points, const Comp
       Num(kPanelWidth), "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">", Escape(title),
       "</text>\n");
   if (law != nullptr) {
-    absl::StrAppend(
-        &s, "<text class=\"subtitle\" x=\"", Num(kPanelWidth),
-        "\" y=\"40\" text-anchor=\"middle\" fill=\"#444\">",
-        Escape(absl::StrFormat("fit: L = %.4f + %.4g·(r−1) + %.4g·(r−1)², r = 16/bits; "
-                               "RMSE %.3g, max |residual| %.3g",
-                               law->l0, law->b, law->c, law->rmse, law->max_abs_residual)),
-        "</text>\n");
+    absl::StrAppend(&s, "<text class=\"subtitle\" x=\"", Num(kPanelWidth),
+                    "\" y=\"40\" text-anchor=\"middle\" fill=\"#444\">",
+                    Escape(absl::StrFormat(
+                        "fit: L = %.4f %s %.4g·(r−1) %s %.4g·(r−1)², r = 16/bits; "
+                        "RMSE %.3g, max |residual| %.3g",
+                        law->l0, law->b < 0 ? "−" : "+", std::abs(law->b), law->c < 0 ? "−" : "+",
+                        std::abs(law->c), law->rmse, law->max_abs_residual)),
+                    "</text>\n");
   }
   std::function<double(double)> loss_curve, ppl_curve;
   if (law != nullptr) {
@@ -201,12 +240,13 @@ std::string RenderSweepSvg(const std::vector<SweepPlotPoint>& points, const Comp
   absl::StrAppend(&s, Panel(
                           0, "cross-entropy loss (nats/token)", points,
                           [](const SweepPlotPoint& p) { return p.loss; },
-                          law != nullptr ? &loss_curve : nullptr, original_loss, "#1f77b4"));
-  absl::StrAppend(
-      &s,
-      Panel(
-          kPanelWidth, "perplexity", points, [](const SweepPlotPoint& p) { return p.perplexity; },
-          law != nullptr ? &ppl_curve : nullptr, std::exp(original_loss), "#d62728"));
+                          law != nullptr ? &loss_curve : nullptr, original_loss, "#1f77b4",
+                          /*log_y=*/false));
+  absl::StrAppend(&s, Panel(
+                          kPanelWidth, "perplexity (log scale)", points,
+                          [](const SweepPlotPoint& p) { return p.perplexity; },
+                          law != nullptr ? &ppl_curve : nullptr, std::exp(original_loss), "#d62728",
+                          /*log_y=*/true));
   absl::StrAppend(&s, "</svg>\n");
   return s;
 }

@@ -2,8 +2,8 @@
 // with two panels, cross-entropy loss and perplexity against bits per
 // parameter. Each panel has the measured points, the fitted compression law
 // (sweep_fit.h; perplexity = exp(loss)) as a curve, the original model's value
-// as a dashed line, axes with ticks, tick labels and axis titles. Pure text:
-// no I/O.
+// as a dashed line, axes with ticks, tick labels and axis titles (perplexity
+// on a logarithmic axis, 1-2-5 ticks). Pure text: no I/O.
 #ifndef CALDERA_CLIENT_CALDERACTL_SWEEP_PLOT_H_
 #define CALDERA_CLIENT_CALDERACTL_SWEEP_PLOT_H_
 

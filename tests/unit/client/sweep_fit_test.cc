@@ -144,7 +144,7 @@ TEST(RenderSweepSvgTest, HasPanelsPointsCurvesAndEscapedText) {
   EXPECT_EQ(count("<polyline class=\"fit\""), 2u);
   EXPECT_EQ(count("<line class=\"original\""), 2u);
   EXPECT_EQ(count(">bits per parameter</text>"), 2u);
-  EXPECT_NE(svg.find(">perplexity</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">perplexity (log scale)</text>"), std::string::npos);
   EXPECT_NE(svg.find("t&lt;1&gt;"), std::string::npos);
   EXPECT_NE(svg.find("--x &lt;y&gt; &amp; &quot;z&quot;"), std::string::npos);
   EXPECT_EQ(svg.find("<y>"), std::string::npos);
