@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   caldera::cli::AddListCommand(app, &exit_code);
   caldera::cli::AddWatchCommand(app, &exit_code);
   caldera::cli::AddCancelCommand(app, &exit_code);
+  caldera::cli::AddSweepCommand(app, &exit_code);
 #endif
   try {
     app.parse(argc, argv);
