@@ -247,11 +247,38 @@ absl::Status LocalStore::Delete(const std::string& key) {
   if (::unlink(path->c_str()) != 0 && errno != ENOENT) {
     return ErrnoError(errno, absl::StrCat("cannot delete ", *path));
   }
+  PruneEmptyScratchParents(*path);
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::RemoveAbandonedWrites(const std::string& prefix) {
+  absl::StatusOr<std::string> path = PathOf(prefix);
+  if (!path.ok()) return path.status();
+  std::error_code ec;
+  if (!fs::is_directory(*path, ec)) return absl::OkStatus();
+  std::vector<std::string> temps;
+  for (auto it = fs::recursive_directory_iterator(*path, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec) &&
+        it->path().filename().string().find(kTempMarker) != std::string::npos) {
+      temps.push_back(it->path().string());
+    }
+  }
+  for (const std::string& t : temps) {
+    if (::unlink(t.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError(errno, absl::StrCat("cannot delete ", t));
+    }
+    PruneEmptyScratchParents(t);
+  }
+  return absl::OkStatus();
+}
+
+void LocalStore::PruneEmptyScratchParents(const std::string& removed_path) const {
   // Directories are not objects (as in S3): remove the parents it leaves
   // empty inside a scratch tree (up to and including the directory named
   // kScratchDir), never above it: a directory outside scratch may have
   // existed before we wrote into it. rmdir fails on the first non-empty one.
-  std::string dir = *path;
+  std::string dir = removed_path;
   for (;;) {
     const size_t slash = dir.find_last_of('/');
     if (slash == std::string::npos) break;
@@ -262,7 +289,6 @@ absl::Status LocalStore::Delete(const std::string& key) {
     if (end != dir.size() && dir[end] != '/') break;  // ".caldera-scratchX" is not one
     if (::rmdir(dir.c_str()) != 0) break;
   }
-  return absl::OkStatus();
 }
 
 absl::Status LocalStore::Copy(const std::string& from_key, const std::string& to_key) {

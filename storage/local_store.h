@@ -29,6 +29,9 @@ class LocalStore final : public ObjectStore {
   absl::StatusOr<ListPage> List(const std::string& prefix, const std::string& page_token,
                                 int page_size) override;
   absl::Status Delete(const std::string& key) override;
+  // Unlinks the temporary files of interrupted writes under `prefix` and
+  // the scratch directories that leaves empty (as Delete does).
+  absl::Status RemoveAbandonedWrites(const std::string& prefix) override;
   absl::Status Copy(const std::string& from_key, const std::string& to_key) override;
   std::string UriOf(const std::string& key) const override;
 
@@ -36,6 +39,10 @@ class LocalStore final : public ObjectStore {
   absl::StatusOr<std::string> PathOf(const std::string& key) const;
 
  private:
+  // After `removed_path` was unlinked: rmdir its parents that are left empty,
+  // inside a scratch tree only.
+  void PruneEmptyScratchParents(const std::string& removed_path) const;
+
   std::string root_;
 };
 

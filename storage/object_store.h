@@ -57,6 +57,10 @@ class ObjectStore {
   // Deleting an absent key succeeds (as in S3).
   virtual absl::Status Delete(const std::string& key) = 0;
   virtual absl::Status Copy(const std::string& from_key, const std::string& to_key) = 0;
+  // Removes what interrupted writes under `prefix` left behind and List does
+  // not show (a local store's temporary files of a writer killed mid-write);
+  // called after deleting a scratch tree's objects. Default: nothing to do.
+  virtual absl::Status RemoveAbandonedWrites(const std::string& prefix) { return absl::OkStatus(); }
 
   // The URI of `key` in this store ("s3://bucket/key", "file:///abs/path").
   virtual std::string UriOf(const std::string& key) const = 0;

@@ -472,7 +472,9 @@ absl::Status RemovePrefix(const std::string& prefix_uri, const storage::StorageO
     }
     token = page->next_page_token;
   } while (!token.empty());
-  return absl::OkStatus();
+  // A writer killed mid-write (a worker lost with its lease) leaves a
+  // temporary file that List does not show.
+  return sk->store->RemoveAbandonedWrites(prefix);
 }
 
 }  // namespace caldera::worker

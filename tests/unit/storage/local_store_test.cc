@@ -48,6 +48,31 @@ TEST(LocalStoreTest, PutReplacesAtomicallyAndLeavesNoTempFiles) {
   EXPECT_EQ(entries, 1);
 }
 
+// A worker killed mid-write leaves a temporary file that List does not show:
+// removing a scratch tree's objects and then its abandoned writes leaves no
+// scratch directory behind, and touches nothing outside the prefix.
+TEST(LocalStoreTest, AbandonedWritesUnderAScratchTreeAreRemoved) {
+  testing::TempDir dir;
+  LocalStore store(dir.path());
+  const std::string scratch = ".caldera-scratch/job1/";
+  ASSERT_TRUE(store.PutBytes(scratch + "calibrate-l0/a1/hidden.safetensors", "h").ok());
+  const std::filesystem::path killed =
+      std::filesystem::path(dir.path()) / ".caldera-scratch/job1/calibrate-l0/a2";
+  std::filesystem::create_directories(killed);
+  std::ofstream(killed / ".hidden.safetensors.caldera-tmp-Ab12Cd") << "partial";
+  std::ofstream(std::filesystem::path(dir.path()) / ".other.caldera-tmp-Zz99Zz") << "not ours";
+  absl::StatusOr<ListPage> page = store.List(scratch, "", 1000);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->objects.size(), 1u);  // the temporary file is not an object
+  ASSERT_TRUE(store.Delete(page->objects[0].key).ok());
+  EXPECT_TRUE(std::filesystem::exists(killed));
+  ASSERT_TRUE(store.RemoveAbandonedWrites(scratch).ok());
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(dir.path()) / ".caldera-scratch"));
+  EXPECT_TRUE(
+      std::filesystem::exists(std::filesystem::path(dir.path()) / ".other.caldera-tmp-Zz99Zz"));
+  EXPECT_TRUE(store.RemoveAbandonedWrites("absent/").ok());
+}
+
 TEST(LocalStoreTest, KeysCannotEscapeTheRoot) {
   testing::TempDir dir;
   std::filesystem::create_directories(dir.Join("root"));
