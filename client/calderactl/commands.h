@@ -20,6 +20,7 @@ void AddListCommand(CLI::App& app, int* exit_code);
 void AddWatchCommand(CLI::App& app, int* exit_code);
 void AddCancelCommand(CLI::App& app, int* exit_code);
 void AddExportCommand(CLI::App& app, int* exit_code);
+void AddTokenizeCommand(CLI::App& app, int* exit_code);
 
 }  // namespace caldera::cli
 
