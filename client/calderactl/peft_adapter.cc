@@ -1,5 +1,6 @@
 #include "client/calderactl/peft_adapter.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"

@@ -1,5 +1,6 @@
 #include "core/model/vocab_tokenizer.h"
 
+#include <algorithm>
 #include <queue>
 #include <utility>
 
@@ -43,7 +44,7 @@ absl::StatusOr<VocabTokenizer> VocabTokenizer::FromJson(absl::string_view json,
         where, ": a tokenizer vocabulary is a non-empty JSON array of {\"piece\", \"score\"}"));
   }
   VocabTokenizer t;
-  for (int& b : t.byte_piece_) b = -1;
+  t.byte_piece_.fill(-1);
   for (size_t i = 0; i < j.size(); ++i) {
     const nlohmann::json& e = j[i];
     const auto piece = e.is_object() ? e.find("piece") : e.end();

@@ -18,6 +18,7 @@
 #ifndef CALDERA_CORE_MODEL_VOCAB_TOKENIZER_H_
 #define CALDERA_CORE_MODEL_VOCAB_TOKENIZER_H_
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -54,8 +55,8 @@ class VocabTokenizer {
 
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
-  std::vector<int> byte_of_;  // byte value of a byte piece, else -1
-  int32_t byte_piece_[256];   // id of "<0xNN>", or -1
+  std::vector<int> byte_of_;               // byte value of a byte piece, else -1
+  std::array<int32_t, 256> byte_piece_{};  // id of "<0xNN>", or -1
   // Pieces that text may produce (not byte or special pieces) -> id.
   std::unordered_map<std::string, int32_t> id_of_;
   int32_t bos_id_ = -1, eos_id_ = -1, unk_id_ = -1;
