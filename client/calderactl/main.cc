@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   caldera::cli::AddMakeTestModelCommand(app, &exit_code);
   caldera::cli::AddDecomposeCommand(app, &exit_code);
   caldera::cli::AddExportCommand(app, &exit_code);
+  caldera::cli::AddTokenizeCommand(app, &exit_code);
 #ifdef CALDERA_HAS_SERVICE
   caldera::cli::AddCompressCommand(app, &exit_code);
   caldera::cli::AddSubmitCommand(app, &exit_code);

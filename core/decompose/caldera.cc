@@ -100,6 +100,27 @@ class TwoSided {
     return out;
   }
 
+  // The left and right halves of Inverse for a product: Inverse(lt·rt) ==
+  // InverseLeft(lt)·InverseRight(rt) (lt mp × k, rt k × np; m × k and k × n).
+  MatrixF InverseLeft(const MatrixF& lt) const {
+    if (!hadamard_) return lt.topRows(m_);
+    MatrixF x = lt;
+    hm_->ApplyToColumns(&x, /*transpose=*/false);
+    MatrixF out = x.topRows(m_);
+    for (int64_t c = 0; c < out.cols(); ++c) {
+      out.col(c) = out.col(c).cwiseProduct(Eigen::Map<const Eigen::VectorXf>(sv_.data(), m_));
+    }
+    return out;
+  }
+  MatrixF InverseRight(const MatrixF& rt) const {
+    if (!hadamard_) return rt.leftCols(n_);
+    MatrixF x = rt;
+    hn_->ApplyToRows(&x, /*transpose=*/false);
+    MatrixF out = x.leftCols(n_);
+    for (int64_t c = 0; c < n_; ++c) out.col(c) *= su_[c];
+    return out;
+  }
+
   // Had_nᵀ·diag(SU)·H·diag(SU)·Had_n of an np × np matrix.
   Eigen::MatrixXd ForwardHessian(Eigen::MatrixXd h) const {
     if (!hadamard_) return h;
@@ -702,6 +723,45 @@ absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
   absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, mp, np, c->hadamard, c->seed);
   if (!t.ok()) return t.status();
   return MatrixF(t->Inverse(wt) * static_cast<float>(c->global_scale));
+}
+
+absl::StatusOr<RecordFactors> ReconstructFactors(const Exports& record) {
+  const Tensor* config_t = nullptr;
+  Exports qe, le, re;
+  for (const auto& [name, t] : record) {
+    if (name == "caldera.config") config_t = &t;
+    if (name.rfind("caldera.q.", 0) == 0) qe.emplace_back(name.substr(10), t.Clone());
+    if (name.rfind("caldera.l.", 0) == 0) le.emplace_back(name.substr(10), t.Clone());
+    if (name.rfind("caldera.r.", 0) == 0) re.emplace_back(name.substr(10), t.Clone());
+  }
+  if (config_t == nullptr) return absl::InvalidArgumentError("record has no caldera.config");
+  absl::StatusOr<format::MatrixRecordConfig> c = format::RecordConfigFromTensor(*config_t, "");
+  if (!c.ok()) return c.status();
+  const int64_t m = c->rows, n = c->cols, mp = c->padded_rows, np = c->padded_cols, k = c->rank;
+  absl::StatusOr<QuantizerSpec> q_spec = SpecFromRecord(c->q);
+  if (!q_spec.ok()) return q_spec.status();
+  absl::StatusOr<MatrixF> q = quant::Dequantize(*q_spec, mp, np, qe);
+  if (!q.ok()) return q.status();
+  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, mp, np, c->hadamard, c->seed);
+  if (!t.ok()) return t.status();
+  const float g = static_cast<float>(c->global_scale);
+  RecordFactors out;
+  out.method = c->method;
+  out.q = MatrixF(t->Inverse(*q) * g);
+  if (k > 0) {
+    absl::StatusOr<QuantizerSpec> lr_spec = SpecFromRecord(c->lr);
+    if (!lr_spec.ok()) return lr_spec.status();
+    absl::StatusOr<MatrixF> lt = quant::Dequantize(*lr_spec, k, mp, le);
+    absl::StatusOr<MatrixF> r = quant::Dequantize(*lr_spec, k, np, re);
+    if (!lt.ok()) return lt.status();
+    if (!r.ok()) return r.status();
+    out.l = MatrixF(t->InverseLeft(lt->transpose()) * g);
+    out.r = t->InverseRight(*r);
+  } else {
+    out.l = MatrixF(m, 0);
+    out.r = MatrixF(0, n);
+  }
+  return out;
 }
 
 }  // namespace caldera::decompose

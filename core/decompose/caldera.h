@@ -91,6 +91,17 @@ double WeightedRelativeError(const quant::MatrixF& w, const quant::MatrixF& w_ha
 absl::StatusOr<quant::MatrixF> Reconstruct(
     const std::vector<std::pair<std::string, Tensor>>& record);
 
+// A record's parts apart, in the original basis (Hadamard transform and
+// padding undone, global scale applied): Ŵ == q + l·r up to float rounding,
+// q m × n, l m × k, r k × n with k the record's rank (0 for ldlq / rtn
+// records, which have no factors). For exporting L and R as a LoRA adapter.
+struct RecordFactors {
+  std::string method;  // the record's method: caldera | ldlq | rtn
+  quant::MatrixF q, l, r;
+};
+absl::StatusOr<RecordFactors> ReconstructFactors(
+    const std::vector<std::pair<std::string, Tensor>>& record);
+
 }  // namespace caldera::decompose
 
 #endif  // CALDERA_CORE_DECOMPOSE_CALDERA_H_

@@ -23,6 +23,18 @@ absl::StatusOr<Tensor> ReconstructTensor(const SafetensorsReader& reader,
   return t;
 }
 
+absl::StatusOr<RecordFactors> ReadRecordFactors(const SafetensorsReader& reader,
+                                                const std::string& prefix) {
+  absl::StatusOr<RecordTensors> record = format::ReadRecord(reader, prefix);
+  if (!record.ok()) return record.status();
+  absl::StatusOr<RecordFactors> f = ReconstructFactors(*record);
+  if (!f.ok()) {
+    return absl::Status(f.status().code(), absl::StrCat(reader.name(), ": record '", prefix,
+                                                        "': ", f.status().message()));
+  }
+  return f;
+}
+
 model::Checkpoint::LinearReconstructor CalderaReconstructor() {
   return [](const SafetensorsReader& reader, const std::string& prefix) {
     return ReconstructTensor(reader, prefix);

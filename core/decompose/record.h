@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/decompose/caldera.h"
 #include "core/format/matrix_record.h"
 #include "core/format/safetensors.h"
 #include "core/model/checkpoint.h"
@@ -22,6 +23,11 @@ using RecordTensors = format::RecordTensors;
 // Ŵ of the record under `prefix` as an F32 [rows, cols] tensor.
 absl::StatusOr<Tensor> ReconstructTensor(const SafetensorsReader& reader,
                                          const std::string& prefix);
+
+// Q, L and R of the record under `prefix` apart, in the original basis (see
+// ReconstructFactors); NOT_FOUND when `reader` holds no such record.
+absl::StatusOr<RecordFactors> ReadRecordFactors(const SafetensorsReader& reader,
+                                                const std::string& prefix);
 
 // A Checkpoint::LinearReconstructor that dequantises CALDERA records, so
 // compressed checkpoints load like dense ones.

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <random>
+#include <tuple>
 
 #include "core/decompose/ldlq.h"
 #include "gtest/gtest.h"
@@ -325,6 +326,39 @@ TEST(CalderaTest, OddShapesArePaddedAndSaySo) {
   EXPECT_EQ(exact->transform.find("padded"), std::string::npos) << exact->transform;
   EXPECT_NE(exact->transform.find("x172"), std::string::npos) << exact->transform;
   ExpectRecordReproducesError(q, *exact);
+}
+
+// ReconstructFactors splits a record into Q and L·R in the original basis
+// (what export --format peft writes): Q + L·R is Reconstruct's Ŵ, with and
+// without the Hadamard transform, padded rows and columns included; L·R is
+// not empty; ldlq records have no factors and Q is all of Ŵ.
+TEST(CalderaTest, ReconstructFactorsSplitsTheRecordInTheOriginalBasis) {
+  for (const auto& [m, n, hadamard, method] :
+       {std::make_tuple(64, 170, true, "caldera"), std::make_tuple(60, 64, true, "caldera"),
+        std::make_tuple(64, 170, false, "caldera"), std::make_tuple(64, 96, true, "ldlq")}) {
+    Problem p = MakeProblem(m, n, 11);
+    DecomposeOptions o = Small(method);
+    o.hadamard = hadamard;
+    absl::StatusOr<DecomposeResult> r = Decompose(p.w, p.h, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    absl::StatusOr<MatrixF> rebuilt = Reconstruct(r->record);
+    absl::StatusOr<RecordFactors> f = ReconstructFactors(r->record);
+    ASSERT_TRUE(rebuilt.ok() && f.ok()) << f.status();
+    EXPECT_EQ(f->method, method);
+    ASSERT_EQ(f->q.rows(), m);
+    ASSERT_EQ(f->q.cols(), n);
+    const int64_t k = std::string(method) == "caldera" ? 8 : 0;
+    ASSERT_EQ(f->l.rows(), m);
+    ASSERT_EQ(f->l.cols(), k);
+    ASSERT_EQ(f->r.rows(), k);
+    ASSERT_EQ(f->r.cols(), n);
+    const MatrixF sum = f->q + f->l * f->r;
+    EXPECT_LT((sum - *rebuilt).cwiseAbs().maxCoeff(), 1e-5f * rebuilt->cwiseAbs().maxCoeff())
+        << m << "x" << n << " " << hadamard << " " << method;
+    if (k > 0) {
+      EXPECT_GT((f->l * f->r).norm(), 0.05f * rebuilt->norm());
+    }
+  }
 }
 
 // Padding only where a quantizer needs it: a uniform Q has one-column blocks,

@@ -1,0 +1,126 @@
+// calderactl tokenize on the stories260K vocabulary: known ids, sample /
+// seq-len shaping, --decode back to the text, the file eval takes, and clear
+// errors for a missing vocabulary, empty text and too few tokens.
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/format/safetensors.h"
+#include "core/format/tokens.h"
+#include "gtest/gtest.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/subprocess.h"
+
+namespace caldera {
+namespace {
+
+using testing::FixturePath;
+using testing::RunCommand;
+using testing::TempDir;
+
+std::string Ctl() { return CALDERACTL_PATH; }
+
+std::string ModelDir() {
+  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? p->substr(0, p->rfind('/')) : "";
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+format::TokenFile ReadTokens(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> r = SafetensorsReader::OpenFile(path);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return {};
+  absl::StatusOr<format::TokenFile> t = format::ReadTokenFile(**r, 512, 512);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *std::move(t) : format::TokenFile{};
+}
+
+std::string Tokenize(const std::string& flags, int* rc) {
+  std::string out;
+  *rc = RunCommand(absl::StrCat(Ctl(), " tokenize --tokenizer ", ModelDir(), " ", flags, " 2>&1"),
+                   &out);
+  return out;
+}
+
+TEST(TokenizeCli, KnownIdsShapingDecodeAndEval) {
+  TempDir tmp;
+  const std::string text = tmp.Join("t.txt"), tokens = tmp.Join("t.safetensors");
+  // BOS 1, ' Lily' 317, ' was' 286, ' happy' 393, '.' 426 (read off the
+  // vocabulary by hand); 10 copies -> 1 + 40 tokens.
+  std::string story;
+  for (int i = 0; i < 10; ++i) story += i == 0 ? "Lily was happy." : " Lily was happy.";
+  WriteFile(text, story);
+  int rc = 0;
+  std::string log = Tokenize(absl::StrCat("--text ", text, " --out ", tokens, " --seq-len 8"), &rc);
+  ASSERT_EQ(rc, 0) << log;
+  format::TokenFile t = ReadTokens(tokens);
+  EXPECT_EQ(t.samples, 5);  // 41 tokens: five full windows of 8
+  EXPECT_EQ(t.seq_len, 8);
+  ASSERT_EQ(t.ids.size(), 40u);
+  EXPECT_EQ(std::vector<int32_t>(t.ids.begin(), t.ids.begin() + 9),
+            (std::vector<int32_t>{1, 317, 286, 393, 426, 317, 286, 393, 426}));
+
+  log = Tokenize(absl::StrCat("--text ", text, " --out ", tokens, " --seq-len 4 --samples 3"), &rc);
+  ASSERT_EQ(rc, 0) << log;
+  t = ReadTokens(tokens);
+  EXPECT_EQ(t.samples, 3);
+  EXPECT_EQ(t.seq_len, 4);
+
+  // --decode gives the text back (up to the dropped partial window).
+  const std::string unicode = tmp.Join("u.txt"), utok = tmp.Join("u.safetensors");
+  const std::string utext =
+      "Once upon a time, Lily said “héllo” to 漢字 🙂.\n\tTabs and  two spaces.\n";
+  WriteFile(unicode, utext);
+  log = Tokenize(absl::StrCat("--text ", unicode, " --out ", utok, " --seq-len 2"), &rc);
+  ASSERT_EQ(rc, 0) << log;
+  std::string decoded;
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " tokenize --tokenizer ", ModelDir(), " --decode ", utok,
+                                    " 2>/dev/null"),
+                       &decoded),
+            0);
+  EXPECT_FALSE(decoded.empty());
+  EXPECT_EQ(utext.substr(0, decoded.size()), decoded);
+  EXPECT_GE(decoded.size() + 4, utext.size()) << decoded;
+
+  // eval takes the file.
+  std::string out;
+  EXPECT_EQ(
+      RunCommand(absl::StrCat(Ctl(), " eval --model ", ModelDir(), " --tokens ", tokens, " 2>&1"),
+                 &out),
+      0)
+      << out;
+}
+
+TEST(TokenizeCli, ClearErrors) {
+  TempDir tmp;
+  const std::string text = tmp.Join("t.txt"), empty = tmp.Join("e.txt");
+  WriteFile(text, "Lily was happy.");
+  WriteFile(empty, "");
+  int rc = 0;
+  std::string log =
+      Tokenize(absl::StrCat("--text ", empty, " --out ", tmp.Join("x"), " --seq-len 4"), &rc);
+  EXPECT_EQ(rc, 2) << log;
+  EXPECT_NE(log.find("is empty"), std::string::npos) << log;
+  log = Tokenize(absl::StrCat("--text ", text, " --out ", tmp.Join("x"), " --seq-len 64"), &rc);
+  EXPECT_EQ(rc, 2) << log;
+  EXPECT_NE(log.find("fewer than one window of --seq-len 64"), std::string::npos) << log;
+  log = Tokenize(
+      absl::StrCat("--text ", text, " --out ", tmp.Join("x"), " --seq-len 2 --samples 9"), &rc);
+  EXPECT_EQ(rc, 2) << log;
+  EXPECT_NE(log.find("fewer than --samples 9"), std::string::npos) << log;
+  std::string out;
+  rc = RunCommand(absl::StrCat(Ctl(), " tokenize --tokenizer ", tmp.Join(""), " --text ", text,
+                               " --out ", tmp.Join("x"), " --seq-len 2 2>&1"),
+                  &out);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("has no tokenizer_vocab.json"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace caldera
