@@ -71,26 +71,39 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
   if (absl::StatusOr<v1::Job> job = VisibleJob(*who, request->name()); !job.ok()) {
     return process::ToGrpcStatus(job.status());
   }
+  // The watch blocks until its job changes and sends one snapshot per change;
+  // an unchanged job costs no snapshot. It wakes every kCancelCheck to notice
+  // a cancelled stream, and resends the current snapshot (same sequence) after
+  // kHeartbeat without a change so that a dead client is noticed.
+  constexpr double kCancelCheck = 0.25;
+  constexpr auto kHeartbeat = std::chrono::seconds(30);
   int64_t version = -1;
+  auto last_sent = std::chrono::steady_clock::now();
   while (!context->IsCancelled()) {
-    absl::StatusOr<JobChange> change = coordinator_->WaitForChange(request->name(), version, 1.0);
+    absl::StatusOr<JobChange> change =
+        coordinator_->WaitForChange(request->name(), version, kCancelCheck);
     if (!change.ok()) return process::ToGrpcStatus(change.status());
-    if (change->changed) {
-      version = change->version;
-      v1::JobEvent event;
-      event.set_sequence(change->version);
-      const auto now = std::chrono::system_clock::now().time_since_epoch();
-      event.mutable_time()->set_seconds(
-          std::chrono::duration_cast<std::chrono::seconds>(now).count());
-      *event.mutable_job() = std::move(change->job);
-      event.set_message(change->message);
-      const bool terminal = job::IsTerminal(event.job().state());
-      if (!writer->Write(event)) return grpc::Status::OK;  // the client went away
-      if (terminal) return grpc::Status::OK;
-    } else if (coordinator_->shutting_down()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "the coordinator is shutting down; watch again after it restarts");
+    if (!change->changed) {
+      if (coordinator_->shutting_down()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "the coordinator is shutting down; watch again after it restarts");
+      }
+      if (std::chrono::steady_clock::now() - last_sent < kHeartbeat) continue;
+      change = coordinator_->WaitForChange(request->name(), -1, 0);  // heartbeat
+      if (!change.ok()) return process::ToGrpcStatus(change.status());
     }
+    version = change->version;
+    v1::JobEvent event;
+    event.set_sequence(change->version);
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    event.mutable_time()->set_seconds(
+        std::chrono::duration_cast<std::chrono::seconds>(now).count());
+    *event.mutable_job() = change->snapshot->Current();  // copied outside the coordinator's lock
+    event.set_message(change->message);
+    const bool terminal = job::IsTerminal(event.job().state());
+    if (!writer->Write(event)) return grpc::Status::OK;  // the client went away
+    if (terminal) return grpc::Status::OK;
+    last_sent = std::chrono::steady_clock::now();
   }
   return grpc::Status::OK;
 }
