@@ -253,5 +253,6 @@ int main(int argc, char** argv) {
                  "task completions per second on the big job in the last phase (default 2; 0 "
                  "skips it)");
   CLI11_PARSE(app, argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // figures appear as they are measured
   return Run(jobs, watchers, idle_seconds, changes);
 }
