@@ -13,6 +13,19 @@ if(CALDERA_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+# libFuzzer targets (tests/fuzz, scripts/fuzz.sh): clang only; every library is
+# built with coverage instrumentation and ASan/UBSan so the fuzzers see into it.
+option(CALDERA_FUZZ "Build the libFuzzer targets of tests/fuzz (clang)" OFF)
+if(CALDERA_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "CALDERA_FUZZ=ON needs clang: -DCMAKE_CXX_COMPILER=clang++ "
+                        "-DCMAKE_C_COMPILER=clang (scripts/fuzz.sh does this)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # Release builds use the native-ish baseline every x86-64 server has (AVX2/FMA
 # would exclude old CI hosts; keep the default generic and let benchmarks opt in).
 option(CALDERA_NATIVE "Compile with -march=native" OFF)

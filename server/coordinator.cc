@@ -36,12 +36,33 @@ google::protobuf::Timestamp ToTimestamp(double unix_seconds) {
 
 using job::IsTerminal;
 
+// Elapsed and estimated remaining seconds of a job, as of now.
+void SetTimes(double start_time, double end_time, bool terminal, int done, int total,
+              v1::JobProgress* p) {
+  double elapsed = 0;
+  if (start_time > 0) elapsed = (end_time > 0 ? end_time : Now()) - start_time;
+  p->set_elapsed_seconds(elapsed);
+  double eta = -1;
+  if (terminal) {
+    eta = 0;
+  } else if (done > 0 && elapsed > 0) {
+    eta = elapsed * (total - done) / done;
+  }
+  p->set_estimated_remaining_seconds(eta);
+}
+
 // "j-abc/decompose-0001-q_proj/a2-ff01" -> "j-abc".
 std::string JobIdOfAttempt(const std::string& attempt_id) {
   return attempt_id.substr(0, attempt_id.find('/'));
 }
 
 }  // namespace
+
+v1::Job JobSnapshot::Current() const {
+  v1::Job out = job;
+  SetTimes(start_time, end_time, terminal, done, total, out.mutable_progress());
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(
     CoordinatorOptions options, std::shared_ptr<CoordinatorMetrics> metrics) {
@@ -80,6 +101,7 @@ void Coordinator::Shutdown() {
   std::lock_guard<std::mutex> lock(mu_);
   shutdown_ = true;
   changed_.notify_all();
+  for (const JobEntry* job : job_order_) job->watch.notify_all();
 }
 
 bool Coordinator::shutting_down() const {
@@ -161,6 +183,7 @@ void Coordinator::Changed(JobEntry* job, std::string message) {
   job->message = std::move(message);
   UpdateGauges();
   changed_.notify_all();
+  job->watch.notify_all();
 }
 
 void Coordinator::UpdateGauges() {
@@ -282,18 +305,23 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
     tc->set_total(c.second);
   }
   p->set_current_layer(current_layer);
-  double elapsed = 0;
-  if (r.start_time > 0) elapsed = (r.end_time > 0 ? r.end_time : Now()) - r.start_time;
-  p->set_elapsed_seconds(elapsed);
-  const int total = static_cast<int>(job.tasks.size());
-  double eta = -1;
-  if (IsTerminal(r.state)) {
-    eta = 0;
-  } else if (done > 0 && elapsed > 0) {
-    eta = elapsed * (total - done) / done;
-  }
-  p->set_estimated_remaining_seconds(eta);
+  SetTimes(r.start_time, r.end_time, IsTerminal(r.state), done, static_cast<int>(job.tasks.size()),
+           p);
   return out;
+}
+
+std::shared_ptr<const JobSnapshot> Coordinator::SharedSnapshot(const JobEntry& job) const {
+  if (job.cache != nullptr && job.cache->version == job.version) return job.cache;
+  auto snapshot = std::make_shared<JobSnapshot>();
+  snapshot->job = Snapshot(job);
+  snapshot->version = job.version;
+  snapshot->start_time = job.record.start_time;
+  snapshot->end_time = job.record.end_time;
+  snapshot->terminal = IsTerminal(job.record.state);
+  snapshot->total = static_cast<int>(job.tasks.size());
+  for (const TaskRecord& t : job.tasks) snapshot->done += t.state == v1::TASK_DONE ? 1 : 0;
+  job.cache = snapshot;
+  return snapshot;
 }
 
 // Request ids are client idempotency keys (UUIDs, pipeline run ids): bounded
@@ -372,10 +400,14 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  absl::StatusOr<JobEntry*> job = FindJobOrError(name);
-  if (!job.ok()) return job.status();
-  return Snapshot(**job);
+  std::shared_ptr<const JobSnapshot> snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<JobEntry*> job = FindJobOrError(name);
+    if (!job.ok()) return job.status();
+    snapshot = SharedSnapshot(**job);
+  }
+  return snapshot->Current();  // the copy is made outside the lock
 }
 
 absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request,
@@ -469,12 +501,12 @@ absl::StatusOr<JobChange> Coordinator::WaitForChange(const std::string& name, in
   const JobEntry* job = *found;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  changed_.wait_until(lock, deadline, [&] { return shutdown_ || job->version > after_version; });
+  job->watch.wait_until(lock, deadline, [&] { return shutdown_ || job->version > after_version; });
   JobChange out;
   out.changed = job->version > after_version;
   out.version = job->version;
   out.message = job->message;
-  out.job = Snapshot(*job);
+  if (out.changed) out.snapshot = SharedSnapshot(*job);
   return out;
 }
 

@@ -51,9 +51,24 @@ struct CoordinatorOptions {
   int64_t max_task_memory = 0;
 };
 
-// A job snapshot and the change counter it was taken at.
+// A job snapshot built once per change of the job and shared, read-only, by
+// GetJob and every watcher of that change (copied outside the coordinator's
+// lock). Current() is the snapshot with elapsed and remaining time as of now.
+struct JobSnapshot {
+  v1::Job job;  // elapsed/remaining as of the build
+  int64_t version = 0;
+  double start_time = 0;  // Unix s; 0 = not started
+  double end_time = 0;    // Unix s; 0 = not ended
+  int done = 0;           // tasks done
+  int total = 0;          // tasks in the plan
+  bool terminal = false;
+
+  v1::Job Current() const;
+};
+
+// A job's change counter and, when it changed, the snapshot at that counter.
 struct JobChange {
-  v1::Job job;
+  std::shared_ptr<const JobSnapshot> snapshot;  // null when !changed
   int64_t version = 0;
   std::string message;   // what changed last ("decompose layer 3 q_proj done")
   bool changed = false;  // false: timed out or shutting down with no change
@@ -86,7 +101,9 @@ class Coordinator {
   // FAILED_PRECONDITION when the job already ended or is writing its output.
   absl::StatusOr<v1::Job> CancelJob(const std::string& name);
   // Waits up to `timeout_seconds` for the job to change after `after_version`
-  // (-1: return the current snapshot at once).
+  // (-1: return the current snapshot at once). Wakes only for changes of this
+  // job (or Shutdown); the snapshot is built at most once per change and
+  // shared by all callers, so an idle watch costs no snapshot.
   absl::StatusOr<JobChange> WaitForChange(const std::string& name, int64_t after_version,
                                           double timeout_seconds) const;
 
@@ -103,8 +120,12 @@ class Coordinator {
     JobRecord record;
     std::vector<TaskRecord> tasks;
     std::vector<size_t> calibrate_index;
-    int64_t version = 0;
+    int64_t version = 0;  // +1 on every change visible in a snapshot (Changed())
     std::string message;
+    // Watchers of this job wait here (with mu_); Changed() and Shutdown() notify.
+    mutable std::condition_variable watch;
+    // The last snapshot built; current while its version == version.
+    mutable std::shared_ptr<const JobSnapshot> cache;
   };
   struct TaskRef {
     JobEntry* job;
@@ -120,6 +141,8 @@ class Coordinator {
   JobEntry* FindJob(const std::string& name) const;
   absl::StatusOr<JobEntry*> FindJobOrError(const std::string& name) const;
   v1::Job Snapshot(const JobEntry& job) const;
+  // The cached snapshot of the job's current version (built when stale).
+  std::shared_ptr<const JobSnapshot> SharedSnapshot(const JobEntry& job) const;
   bool TryLease(const std::string& worker_id, v1::Task* task);
   // Ends `job` in `state` with `error`; unfinished tasks become CANCELLED.
   void EndJob(JobEntry* job, v1::JobState state, const std::string& error);

@@ -1,6 +1,7 @@
 #include "server/job_service.h"
 
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "job/job_state.h"
@@ -71,26 +72,58 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
   if (absl::StatusOr<v1::Job> job = VisibleJob(*who, request->name()); !job.ok()) {
     return process::ToGrpcStatus(job.status());
   }
+  // The watch blocks until its job changes and sends one snapshot per change;
+  // an unchanged job costs no snapshot. Changes closer than kMinInterval are
+  // coalesced (the next event carries the latest snapshot), so a busy job with
+  // many watchers is not re-sent faster than clients can use it. The watch
+  // wakes every kCancelCheck to notice a cancelled stream, and resends the
+  // current snapshot (same sequence) after kHeartbeat without a change so that
+  // a dead client is noticed.
+  constexpr double kCancelCheck = 0.25;
+  constexpr auto kMinInterval = std::chrono::milliseconds(500);
+  constexpr auto kHeartbeat = std::chrono::seconds(30);
   int64_t version = -1;
+  auto last_sent = std::chrono::steady_clock::now() - kMinInterval;
   while (!context->IsCancelled()) {
-    absl::StatusOr<JobChange> change = coordinator_->WaitForChange(request->name(), version, 1.0);
+    std::this_thread::sleep_until(last_sent + kMinInterval);
+    if (context->IsCancelled()) break;
+    absl::StatusOr<JobChange> change =
+        coordinator_->WaitForChange(request->name(), version, kCancelCheck);
     if (!change.ok()) return process::ToGrpcStatus(change.status());
-    if (change->changed) {
-      version = change->version;
-      v1::JobEvent event;
-      event.set_sequence(change->version);
-      const auto now = std::chrono::system_clock::now().time_since_epoch();
-      event.mutable_time()->set_seconds(
-          std::chrono::duration_cast<std::chrono::seconds>(now).count());
-      *event.mutable_job() = std::move(change->job);
-      event.set_message(change->message);
-      const bool terminal = job::IsTerminal(event.job().state());
-      if (!writer->Write(event)) return grpc::Status::OK;  // the client went away
-      if (terminal) return grpc::Status::OK;
-    } else if (coordinator_->shutting_down()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "the coordinator is shutting down; watch again after it restarts");
+    bool heartbeat = false;
+    if (!change->changed) {
+      if (coordinator_->shutting_down()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "the coordinator is shutting down; watch again after it restarts");
+      }
+      if (std::chrono::steady_clock::now() - last_sent < kHeartbeat) continue;
+      change = coordinator_->WaitForChange(request->name(), -1, 0);
+      if (!change.ok()) return process::ToGrpcStatus(change.status());
+      heartbeat = true;
     }
+    version = change->version;
+    v1::JobEvent event;
+    event.set_sequence(change->version);
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    event.mutable_time()->set_seconds(
+        std::chrono::duration_cast<std::chrono::seconds>(now).count());
+    event.set_message(change->message);
+    const v1::Job& job = change->snapshot->job;
+    const bool terminal = job::IsTerminal(job.state());
+    bool written = false;
+    if (heartbeat) {
+      *event.mutable_job() = change->snapshot->Current();  // elapsed time as of now
+      written = writer->Write(event);
+    } else {
+      // The shared snapshot (taken at this change) goes out without a copy: the
+      // event borrows it and gives it back before it is destroyed.
+      event.unsafe_arena_set_allocated_job(const_cast<v1::Job*>(&job));
+      written = writer->Write(event);
+      event.unsafe_arena_release_job();
+    }
+    if (!written) return grpc::Status::OK;  // the client went away
+    if (terminal) return grpc::Status::OK;
+    last_sent = std::chrono::steady_clock::now();
   }
   return grpc::Status::OK;
 }

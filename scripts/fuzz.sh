@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of tests/fuzz with clang (-DCALDERA_FUZZ=ON, in
+# build-fuzz/, ASan + UBSan) and runs each for SECONDS (default 30), starting
+# from the checked-in seed corpus tests/fuzz/corpus/<target>/ (read-only; new
+# inputs go to build-fuzz/corpus/<target>/). A crash leaves its reproducer in
+# build-fuzz/crashes/<target>/ and makes the script exit 1 after all targets
+# ran; replay one with build-fuzz/fuzz/<target>_fuzzer FILE.
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# Needs clang (Debian package `clang`); CALDERA_FUZZ_BUILD overrides the build
+# directory, CALDERA_FUZZ_JOBS the ninja parallelism (default 2).
+set -uo pipefail
+seconds=${1:-30}
+shift || true
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${CALDERA_FUZZ_BUILD:-$root/build-fuzz}
+all=(safetensors_header model_config matrix_record_config matrix_artifact hessians tokens s3_xml
+     quantization_config ttlora_config checkpoint_index)
+targets=("$@")
+[[ ${#targets[@]} -eq 0 ]] && targets=("${all[@]}")
+
+command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get install clang)" >&2; exit 2; }
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCALDERA_FUZZ=ON -DCALDERA_WERROR=OFF \
+  -DCALDERA_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null || exit 2
+ninja -C "$build" -j "${CALDERA_FUZZ_JOBS:-2}" $(printf '%s_fuzzer ' "${targets[@]}") || exit 2
+
+failed=()
+for t in "${targets[@]}"; do
+  work=$build/corpus/$t
+  crashes=$build/crashes/$t
+  mkdir -p "$work" "$crashes"
+  echo "== $t: ${seconds} s"
+  if ! "$build/fuzz/${t}_fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+       -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes/" \
+       "$work" "$root/tests/fuzz/corpus/$t" 2>"$build/$t.log"; then
+    failed+=("$t")
+    tail -40 "$build/$t.log"
+  fi
+  grep -E "^stat::number_of_executed_units|^stat::new_units_added|^#[0-9]+.*DONE" "$build/$t.log" | tr '\n' ' '
+  echo
+done
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "fuzz.sh: crashes in: ${failed[*]} (reproducers under $build/crashes/)" >&2
+  exit 1
+fi
+echo "fuzz.sh: ${#targets[@]} targets, ${seconds} s each, no crashes"
