@@ -23,5 +23,6 @@ if [ "${CALDERA_SANITIZE_TESTS:-${CI:-0}}" != "0" ] && [ "${CALDERA_SANITIZE_TES
   cmake --build "$ASAN_DIR" --target unit_tests -j "$(nproc)"
   echo "[test] running the unit tests under AddressSanitizer + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt:print_suppressions=0" \
     ctest --test-dir "$ASAN_DIR" -L unit --output-on-failure --no-tests=error -j "$(nproc)"
 fi
