@@ -691,7 +691,18 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   return result;
 }
 
-absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
+namespace {
+
+// A record decoded in its own (padded, transformed) basis: Q (mp × np) and,
+// when the rank is > 0, Lᵀ (k × mp) and R (k × np), plus the transform that
+// maps back to the original basis.
+struct DecodedRecord {
+  format::MatrixRecordConfig config;
+  MatrixF q, lt, r;
+  std::optional<TwoSided> transform;
+};
+
+absl::StatusOr<DecodedRecord> DecodeRecord(const Exports& record) {
   const Tensor* config_t = nullptr;
   Exports qe, le, re;
   for (const auto& [name, t] : record) {
@@ -703,63 +714,58 @@ absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
   if (config_t == nullptr) return absl::InvalidArgumentError("record has no caldera.config");
   absl::StatusOr<format::MatrixRecordConfig> c = format::RecordConfigFromTensor(*config_t, "");
   if (!c.ok()) return c.status();
-  const int64_t m = c->rows, n = c->cols, mp = c->padded_rows, np = c->padded_cols, k = c->rank;
-  absl::StatusOr<QuantizerSpec> q_spec = SpecFromRecord(c->q);
+  DecodedRecord out;
+  out.config = *std::move(c);
+  const format::MatrixRecordConfig& cf = out.config;
+  const int64_t mp = cf.padded_rows, np = cf.padded_cols, k = cf.rank;
+  absl::StatusOr<QuantizerSpec> q_spec = SpecFromRecord(cf.q);
   if (!q_spec.ok()) return q_spec.status();
   absl::StatusOr<MatrixF> q = quant::Dequantize(*q_spec, mp, np, qe);
   if (!q.ok()) return q.status();
-  MatrixF wt = *std::move(q);
+  out.q = *std::move(q);
   if (k > 0) {
-    absl::StatusOr<QuantizerSpec> lr_spec = SpecFromRecord(c->lr);
+    absl::StatusOr<QuantizerSpec> lr_spec = SpecFromRecord(cf.lr);
     if (!lr_spec.ok()) return lr_spec.status();
     absl::StatusOr<MatrixF> lt = quant::Dequantize(*lr_spec, k, mp, le);
     absl::StatusOr<MatrixF> r = quant::Dequantize(*lr_spec, k, np, re);
     if (!lt.ok()) return lt.status();
     if (!r.ok()) return r.status();
-    const MatrixF l = lt->transpose();
-    wt.noalias() += l * *r;
+    out.lt = *std::move(lt);
+    out.r = *std::move(r);
   }
   // The record's own padding (it depends on the quantizers that wrote it).
-  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, mp, np, c->hadamard, c->seed);
+  absl::StatusOr<TwoSided> t = TwoSided::Make(cf.rows, cf.cols, mp, np, cf.hadamard, cf.seed);
   if (!t.ok()) return t.status();
-  return MatrixF(t->Inverse(wt) * static_cast<float>(c->global_scale));
+  out.transform.emplace(*std::move(t));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
+  absl::StatusOr<DecodedRecord> d = DecodeRecord(record);
+  if (!d.ok()) return d.status();
+  MatrixF wt = std::move(d->q);
+  if (d->config.rank > 0) {
+    const MatrixF l = d->lt.transpose();
+    wt.noalias() += l * d->r;
+  }
+  return MatrixF(d->transform->Inverse(wt) * static_cast<float>(d->config.global_scale));
 }
 
 absl::StatusOr<RecordFactors> ReconstructFactors(const Exports& record) {
-  const Tensor* config_t = nullptr;
-  Exports qe, le, re;
-  for (const auto& [name, t] : record) {
-    if (name == "caldera.config") config_t = &t;
-    if (name.rfind("caldera.q.", 0) == 0) qe.emplace_back(name.substr(10), t.Clone());
-    if (name.rfind("caldera.l.", 0) == 0) le.emplace_back(name.substr(10), t.Clone());
-    if (name.rfind("caldera.r.", 0) == 0) re.emplace_back(name.substr(10), t.Clone());
-  }
-  if (config_t == nullptr) return absl::InvalidArgumentError("record has no caldera.config");
-  absl::StatusOr<format::MatrixRecordConfig> c = format::RecordConfigFromTensor(*config_t, "");
-  if (!c.ok()) return c.status();
-  const int64_t m = c->rows, n = c->cols, mp = c->padded_rows, np = c->padded_cols, k = c->rank;
-  absl::StatusOr<QuantizerSpec> q_spec = SpecFromRecord(c->q);
-  if (!q_spec.ok()) return q_spec.status();
-  absl::StatusOr<MatrixF> q = quant::Dequantize(*q_spec, mp, np, qe);
-  if (!q.ok()) return q.status();
-  absl::StatusOr<TwoSided> t = TwoSided::Make(m, n, mp, np, c->hadamard, c->seed);
-  if (!t.ok()) return t.status();
-  const float g = static_cast<float>(c->global_scale);
+  absl::StatusOr<DecodedRecord> d = DecodeRecord(record);
+  if (!d.ok()) return d.status();
+  const float g = static_cast<float>(d->config.global_scale);
   RecordFactors out;
-  out.method = c->method;
-  out.q = MatrixF(t->Inverse(*q) * g);
-  if (k > 0) {
-    absl::StatusOr<QuantizerSpec> lr_spec = SpecFromRecord(c->lr);
-    if (!lr_spec.ok()) return lr_spec.status();
-    absl::StatusOr<MatrixF> lt = quant::Dequantize(*lr_spec, k, mp, le);
-    absl::StatusOr<MatrixF> r = quant::Dequantize(*lr_spec, k, np, re);
-    if (!lt.ok()) return lt.status();
-    if (!r.ok()) return r.status();
-    out.l = MatrixF(t->InverseLeft(lt->transpose()) * g);
-    out.r = t->InverseRight(*r);
+  out.method = d->config.method;
+  out.q = MatrixF(d->transform->Inverse(d->q) * g);
+  if (d->config.rank > 0) {
+    out.l = MatrixF(d->transform->InverseLeft(d->lt.transpose()) * g);
+    out.r = d->transform->InverseRight(d->r);
   } else {
-    out.l = MatrixF(m, 0);
-    out.r = MatrixF(0, n);
+    out.l = MatrixF(d->config.rows, 0);
+    out.r = MatrixF(0, d->config.cols);
   }
   return out;
 }
