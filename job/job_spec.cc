@@ -8,6 +8,7 @@
 #include "core/model/model_config.h"
 #include "core/quant/quantizer.h"
 #include "core/util/bounded_quote.h"
+#include "job/bit_budget.h"
 
 namespace caldera::job {
 
@@ -27,6 +28,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     }
   }
   if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
+  if (absl::Status s = ValidateTargetBits(spec.target_bits); !s.ok()) return s;
   if (spec.ttlora_rank < 0) return absl::InvalidArgumentError("--ttlora-rank must be >= 0");
   if (spec.ttlora_init != "zero" && spec.ttlora_init != "residual") {
     return absl::InvalidArgumentError(absl::StrCat("--ttlora-init ", BoundedQuote(spec.ttlora_init),

@@ -88,7 +88,8 @@ class Client:
                lplr_iterations: Optional[int] = None, overwrite: bool = False,
                q_group_size: Optional[int] = None, incoherence: Optional[str] = None,
                calibration_shards: Optional[int] = None,
-               calibration_mode: Optional[str] = None) -> jobs_pb2.Job:
+               calibration_mode: Optional[str] = None,
+               target_bits: Optional[float] = None) -> jobs_pb2.Job:
         """Creates a job (validated by the coordinator first); unset settings take the
         documented defaults. The same request_id twice returns the same job.
 
@@ -98,7 +99,8 @@ class Client:
         by caldera (docs/security.md). `q_group_size` (uniform Q: weights per scale group),
         `incoherence` ("auto" | "rht" | "none"), `calibration_shards` and `calibration_mode`
         ("sequential" | "original") are calderactl's --q-group-size, --incoherence,
-        --calibration-shards and --calibration-mode."""
+        --calibration-shards and --calibration-mode. `target_bits` (--target-bits) picks each
+        matrix's setting within that many stored bits per parameter."""
         if iters is None:
             iters = iterations
         if lplr_iters is None:
@@ -114,7 +116,7 @@ class Client:
             ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or ""),
             modules=list(modules or []), overwrite=overwrite,
             calibration_shards=calibration_shards or 0,
-            calibration_mode=calibration_mode or "")
+            calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0)
         return self._call(self._stub.CreateJob,
                           jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
                           timeout=max(self._timeout, 300))

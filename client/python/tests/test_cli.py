@@ -23,7 +23,8 @@ def test_submit_wait_json_carries_every_setting(cluster, model_dir, tmp_path):
              "--out", str(tmp_path / "out"), "--method", "ldlq", "--quantizer", "uniform",
              "--q-bits", "4", "--q-group-size", "32", "--incoherence", "none",
              "--calibration-mode", "original", "--calibration-shards", "2",
-             "--seed", "5", "--modules", "q_proj,k_proj", "--wait", "--json")
+             "--seed", "5", "--modules", "q_proj,k_proj", "--target-bits", "4.3",
+             "--wait", "--json")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     created, last = lines[0], lines[-1]["job"]
@@ -34,9 +35,11 @@ def test_submit_wait_json_carries_every_setting(cluster, model_dir, tmp_path):
             d["seed"]) == ("ldlq", "uniform", 4, 32, "none", "5")
     assert last["spec"]["calibration_mode"] == "original"
     assert last["spec"]["calibration_shards"] == 2
+    assert last["spec"]["target_bits"] == 4.3
     assert sorted(last["spec"]["modules"]) == ["k_proj", "q_proj"]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert {m["name"].rsplit(".", 1)[-1] for m in report["matrices"]} == {"q_proj", "k_proj"}
+    assert all(m["bits_per_param"] <= 4.3 and m["setting"] for m in report["matrices"])
 
     s = _cli("status", "--server", cluster.server, created["name"])
     assert s.returncode == 0, s.stderr
