@@ -20,12 +20,14 @@ struct Template {
 };
 
 constexpr Template kTemplates[] = {
-    {"ldlq", "e8p", 2, 128, 0.0},         {"caldera", "e8p", 2, 128, 0.5},
-    {"caldera", "e8p", 2, 128, 1.0},      {"ldlq", "uniform", 3, 128, 0.0},
-    {"ldlq", "uniform", 3, 64, 0.0},      {"ldlq", "uniform", 3, 32, 0.0},
-    {"caldera", "uniform", 3, 128, 0.25}, {"caldera", "uniform", 3, 128, 0.5},
-    {"ldlq", "uniform", 4, 128, 0.0},     {"ldlq", "uniform", 4, 64, 0.0},
-    {"ldlq", "uniform", 4, 32, 0.0},      {"caldera", "uniform", 4, 128, 0.25},
+    {"ldlq", "e8p", 2, 128, 0.0},        {"caldera", "e8p", 2, 128, 0.25},
+    {"caldera", "e8p", 2, 128, 0.5},     {"caldera", "e8p", 2, 128, 0.75},
+    {"caldera", "e8p", 2, 128, 1.0},     {"caldera", "e8p", 2, 128, 1.5},
+    {"ldlq", "uniform", 3, 128, 0.0},    {"ldlq", "uniform", 3, 64, 0.0},
+    {"ldlq", "uniform", 3, 32, 0.0},     {"caldera", "uniform", 3, 128, 0.25},
+    {"caldera", "uniform", 3, 128, 0.5}, {"caldera", "uniform", 3, 128, 0.75},
+    {"ldlq", "uniform", 4, 128, 0.0},    {"ldlq", "uniform", 4, 64, 0.0},
+    {"ldlq", "uniform", 4, 32, 0.0},     {"caldera", "uniform", 4, 128, 0.25},
 };
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
