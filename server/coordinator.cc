@@ -129,22 +129,7 @@ absl::Status Coordinator::Load() {
   }
   const double now = Now();
   for (JobEntry* job : job_order_) {
-    job->calibrate_index = CalibrateIndex(job->tasks);
-    for (size_t i = 0; i < job->tasks.size(); ++i) {
-      TaskRecord& t = job->tasks[i];
-      if (t.state != v1::TASK_LEASED) continue;
-      // The worker may still be running: give it a fresh lease to reconnect.
-      t.lease_expiry = now + options_.lease_seconds;
-      leases_[t.lease_attempt] = TaskRef{job, i};
-      AttemptRecord a;
-      a.id = t.lease_attempt;
-      a.task_id = t.id;
-      a.worker_id = t.lease_worker;
-      a.number = t.attempts;
-      a.start_time = now;
-      a.outcome = "running";
-      attempts_[a.id] = a;
-    }
+    AdoptTasks(job, now);
     job->message = "coordinator restarted";
   }
   UpdateGauges();
@@ -160,6 +145,9 @@ std::string Coordinator::RandomHex(int chars) {
 
 void Coordinator::Persist(const JobEntry* job, const std::vector<const TaskRecord*>& tasks,
                           const AttemptRecord* attempt) {
+  // After a failed write in this call, nothing more is written: the database
+  // keeps the last committed state and FinishWrites() reverts memory to it.
+  if (!write_error_.ok()) return;
   StateTransaction tx(store_.get());
   absl::Status s = tx.status();
   if (s.ok() && job != nullptr) s = store_->PutJob(job->record);
@@ -170,10 +158,97 @@ void Coordinator::Persist(const JobEntry* job, const std::vector<const TaskRecor
   if (s.ok()) s = tx.Commit();
   if (!s.ok()) {
     std::fprintf(stderr,
-                 "caldera-coordinator: FATAL: cannot write the state database (%s); exiting so "
-                 "that a restart recovers the last committed state\n",
+                 "caldera-coordinator: cannot write the state database (%s); refusing writes "
+                 "until it can be written again, reads go on\n",
                  std::string(s.message()).c_str());
-    std::abort();
+    write_error_ = s;
+  }
+}
+
+absl::Status Coordinator::SetStateMaxPagesForTest(int64_t pages) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return store_->SetMaxPageCountForTest(pages);
+}
+
+absl::Status Coordinator::CheckWritable() {
+  if (degraded_.empty()) return absl::OkStatus();
+  // Probe at most once a second while the disk stays full.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_probe_ >= std::chrono::seconds(1)) {
+    last_probe_ = now;
+    if (store_->ProbeWrite().ok()) {
+      std::fprintf(stderr, "caldera-coordinator: the state database can be written again\n");
+      degraded_.clear();
+      return absl::OkStatus();
+    }
+  }
+  return absl::UnavailableError(degraded_);
+}
+
+absl::Status Coordinator::FinishWrites() {
+  if (write_error_.ok()) return absl::OkStatus();
+  degraded_ =
+      absl::StrCat("the coordinator cannot write its state database in --data-dir ",
+                   options_.data_dir, " (", write_error_.message(),
+                   "); the disk is probably full: free space there; until then changes are refused "
+                   "(retry later) and reads go on");
+  write_error_ = absl::OkStatus();
+  last_probe_ = std::chrono::steady_clock::now();
+  if (absl::Status s = RevertToStore(); !s.ok()) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: cannot re-read the state database either (%s); "
+                 "serving the state in memory read-only\n",
+                 std::string(s.message()).c_str());
+  }
+  return absl::UnavailableError(degraded_);
+}
+
+absl::Status Coordinator::RevertToStore() {
+  std::vector<JobRecord> jobs;
+  std::vector<TaskRecord> tasks;
+  if (absl::Status s = store_->LoadJobs(&jobs); !s.ok()) return s;
+  if (absl::Status s = store_->LoadTasks(&tasks); !s.ok()) return s;
+  // Entries are updated in place: watchers hold pointers to them.
+  for (JobEntry* job : job_order_) job->tasks.clear();
+  for (JobRecord& j : jobs) {
+    auto it = jobs_.find(j.id);
+    if (it == jobs_.end()) {
+      auto entry = std::make_unique<JobEntry>();
+      job_order_.push_back(entry.get());
+      it = jobs_.emplace(j.id, std::move(entry)).first;
+    }
+    it->second->record = std::move(j);
+  }
+  for (TaskRecord& t : tasks) {
+    auto it = jobs_.find(t.job_id);
+    if (it != jobs_.end()) it->second->tasks.push_back(std::move(t));
+  }
+  leases_.clear();
+  attempts_.clear();
+  const double now = Now();
+  for (JobEntry* job : job_order_) {
+    AdoptTasks(job, now);
+    Changed(job, "a state write failed: back to the last committed state");
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::AdoptTasks(JobEntry* job, double now) {
+  job->calibrate_index = CalibrateIndex(job->tasks);
+  for (size_t i = 0; i < job->tasks.size(); ++i) {
+    TaskRecord& t = job->tasks[i];
+    if (t.state != v1::TASK_LEASED) continue;
+    // The worker may still be running: give it a fresh lease to reconnect.
+    t.lease_expiry = now + options_.lease_seconds;
+    leases_[t.lease_attempt] = TaskRef{job, i};
+    AttemptRecord a;
+    a.id = t.lease_attempt;
+    a.task_id = t.id;
+    a.worker_id = t.lease_worker;
+    a.number = t.attempts;
+    a.start_time = now;
+    a.outcome = "running";
+    attempts_[a.id] = a;
   }
 }
 
@@ -371,6 +446,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   if (!rid.empty()) {  // a concurrent create with the same id may have won
     if (auto found = existing()) return *std::move(found);
   }
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
   auto entry = std::make_unique<JobEntry>();
   JobRecord& r = entry->record;
   r.id = absl::StrCat("j-", RandomHex(12));
@@ -392,6 +468,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   std::vector<const TaskRecord*> tasks;
   for (const TaskRecord& t : entry->tasks) tasks.push_back(&t);
   Persist(entry.get(), tasks, nullptr);
+  if (absl::Status s = FinishWrites(); !s.ok()) return s;
   JobEntry* job = entry.get();
   job_order_.push_back(job);
   jobs_[r.id] = std::move(entry);
@@ -460,7 +537,9 @@ absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& name) {
           name, " is writing its output checkpoint and can no longer be cancelled; wait for it"));
     }
   }
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
   EndJob(job, v1::CANCELLED, "");
+  if (absl::Status s = FinishWrites(); !s.ok()) return s;
   return Snapshot(*job);
 }
 
@@ -588,7 +667,8 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
   return false;
 }
 
-v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request) {
+v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request,
+                                             absl::Status* status) {
   v1::LeaseTaskResponse out;
   const double wait = std::clamp(request.wait_seconds(), 0.0, options_.max_long_poll_seconds);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
@@ -596,13 +676,25 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
   if (request.max_memory_bytes() > 0 && !request.worker_id().empty()) {
     worker_memory_[request.worker_id()] = request.max_memory_bytes();
   }
+  // While the state cannot be written no task is leased (the poll returns
+  // empty and the worker polls again); a lease whose write fails is UNAVAILABLE.
+  auto try_lease = [&]() -> bool {
+    if (!CheckWritable().ok()) return false;
+    const bool leased = TryLease(request.worker_id(), out.mutable_task());
+    if (absl::Status s = FinishWrites(); !s.ok()) {
+      if (status != nullptr) *status = s;
+      out.clear_task();
+      return true;
+    }
+    if (!leased) out.clear_task();
+    return leased;
+  };
   for (;;) {
     TouchWorker(request.worker_id());
     if (shutdown_) return out;
-    if (TryLease(request.worker_id(), out.mutable_task())) return out;
-    out.clear_task();
+    if (try_lease()) return out;
     if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      if (!TryLease(request.worker_id(), out.mutable_task())) out.clear_task();
+      try_lease();
       return out;
     }
   }
@@ -628,7 +720,8 @@ v1::HeartbeatResponse Coordinator::Heartbeat(const v1::HeartbeatRequest& request
   return out;
 }
 
-v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest& request) {
+v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest& request,
+                                                   absl::Status* status) {
   std::lock_guard<std::mutex> lock(mu_);
   TouchWorker(request.worker_id());
   v1::CompleteTaskResponse out;
@@ -637,6 +730,10 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
     metrics_->WorkerIo(counted(static_cast<double>(request.bytes_read())),
                        counted(static_cast<double>(request.bytes_written())),
                        counted(request.busy_seconds()));
+  }
+  if (absl::Status s = CheckWritable(); !s.ok()) {
+    if (status != nullptr) *status = s;  // the worker retries the report
+    return out;
   }
   auto it = leases_.find(request.attempt_id());
   if (it == leases_.end()) {
@@ -708,6 +805,10 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
     job->record.end_time = now;
   }
   Persist(job, {&t}, &a);
+  if (absl::Status s = FinishWrites(); !s.ok()) {
+    if (status != nullptr) *status = s;
+    return v1::CompleteTaskResponse();
+  }
   if (metrics_ != nullptr) {
     metrics_->TaskCommitted(t.kind, t.seconds);
     if (t.kind == v1::DECOMPOSE && t.weighted_relative_error >= 0) {
@@ -745,9 +846,13 @@ void Coordinator::RetryOrFail(JobEntry* job, TaskRecord* t, const std::string& w
                       t->attempts, " of at most ", options_.max_attempts, "): ", why));
 }
 
-void Coordinator::FailTask(const v1::FailTaskRequest& request) {
+void Coordinator::FailTask(const v1::FailTaskRequest& request, absl::Status* status) {
   std::lock_guard<std::mutex> lock(mu_);
   TouchWorker(request.worker_id());
+  if (absl::Status s = CheckWritable(); !s.ok()) {
+    if (status != nullptr) *status = s;
+    return;
+  }
   auto it = leases_.find(request.attempt_id());
   if (it == leases_.end()) return;  // no longer holds the lease: nothing to do
   JobEntry* job = it->second.job;
@@ -766,6 +871,7 @@ void Coordinator::FailTask(const v1::FailTaskRequest& request) {
     attempts_.erase(at);
   }
   RetryOrFail(job, &t, request.error(), request.retryable());
+  if (absl::Status s = FinishWrites(); !s.ok() && status != nullptr) *status = s;
 }
 
 void Coordinator::ReaperLoop() {
@@ -773,6 +879,9 @@ void Coordinator::ReaperLoop() {
   while (!shutdown_) {
     changed_.wait_for(lock, std::chrono::milliseconds(200));
     if (shutdown_) break;
+    // While the state cannot be written, leases are not expired (the
+    // workers' heartbeats still extend them).
+    if (!CheckWritable().ok()) continue;
     const double now = Now();
     std::vector<std::string> expired;
     for (const auto& [attempt, ref] : leases_) {
@@ -794,6 +903,7 @@ void Coordinator::ReaperLoop() {
                                options_.lease_seconds, " s expired)"),
                   /*retryable=*/true);
     }
+    (void)FinishWrites();
     UpdateGauges();
   }
 }

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS attempts(
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, worker_id TEXT NOT NULL, number INTEGER NOT NULL,
   start_time REAL NOT NULL, end_time REAL NOT NULL, outcome TEXT NOT NULL, error TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS attempts_task ON attempts(task_id);
+CREATE TABLE IF NOT EXISTS write_probe(id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 )sql";
 
 // A prepared statement, finalized on scope exit.
@@ -130,9 +131,23 @@ absl::Status StateStore::Exec(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err != nullptr ? err : "unknown error";
     sqlite3_free(err);
+    // A failed statement inside an open transaction (a probe's INSERT) must
+    // not leave it open.
+    if (sqlite3_get_autocommit(db_) == 0) sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
     return absl::InternalError(absl::StrCat("state database: ", msg));
   }
   return absl::OkStatus();
+}
+
+absl::Status StateStore::ProbeWrite() {
+  // A row with a blob that needs pages of its own, replaced on every probe.
+  return Exec(
+      "BEGIN IMMEDIATE; INSERT OR REPLACE INTO write_probe(id, body) VALUES "
+      "(1, randomblob(16384)); COMMIT;");
+}
+
+absl::Status StateStore::SetMaxPageCountForTest(int64_t pages) {
+  return Exec(absl::StrCat("PRAGMA max_page_count = ", pages, ";").c_str());
 }
 
 absl::Status StateStore::Begin() { return Exec("BEGIN IMMEDIATE;"); }

@@ -80,6 +80,13 @@ class StateStore {
   absl::Status LoadTasks(std::vector<TaskRecord>* tasks);  // ordered by job seq, ord
   absl::Status LoadAttempts(const std::string& task_id, std::vector<AttemptRecord>* attempts);
 
+  // Writes (and replaces) a 16 KiB probe row in its own transaction: OK when
+  // the database can take a write again after a failed one (disk full).
+  absl::Status ProbeWrite();
+  // PRAGMA max_page_count on this connection: tests make the database "full"
+  // with it (SQLITE_FULL, as on a full disk) and raise it to "free space".
+  absl::Status SetMaxPageCountForTest(int64_t pages);
+
   absl::Status Begin();
   absl::Status Commit();
   void Rollback();
