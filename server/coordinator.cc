@@ -18,6 +18,7 @@
 #include "job/memory_estimate.h"
 #include "job/task_plan.h"
 #include "server/planner.h"
+#include "server/state_check.h"
 
 namespace caldera::server {
 namespace {
@@ -130,7 +131,7 @@ absl::Status Coordinator::Load() {
   const double now = Now();
   for (JobEntry* job : job_order_) {
     AdoptTasks(job, now);
-    job->message = "coordinator restarted";
+    if (job->message.empty()) job->message = "coordinator restarted";
   }
   UpdateGauges();
   return absl::OkStatus();
@@ -234,6 +235,23 @@ absl::Status Coordinator::RevertToStore() {
 }
 
 void Coordinator::AdoptTasks(JobEntry* job, double now) {
+  if (absl::Status bad = CheckStoredJob(job->record, job->tasks); !bad.ok()) {
+    // Quarantined: FAILED in memory with the reason, nothing scheduled; its
+    // rows stay in the database as they are (a restart finds the same).
+    std::fprintf(stderr, "caldera-coordinator: %s; the job is quarantined (FAILED)\n",
+                 std::string(bad.message()).c_str());
+    job->tasks.clear();
+    job->record.state = v1::FAILED;
+    job->record.error = absl::StrCat(bad.message(),
+                                     "; the job is quarantined: its rows are kept in the state "
+                                     "database for inspection, resubmit it to run it again");
+    if (job->record.request_id.size() > kMaxRequestIdBytes) job->record.request_id.clear();
+    if (job->record.start_time <= 0) job->record.start_time = now;
+    if (job->record.end_time <= 0) job->record.end_time = now;
+    job->calibrate_index.clear();
+    job->message = "quarantined: a corrupt row in the state database";
+    return;
+  }
   job->calibrate_index = CalibrateIndex(job->tasks);
   for (size_t i = 0; i < job->tasks.size(); ++i) {
     TaskRecord& t = job->tasks[i];
@@ -400,8 +418,8 @@ std::shared_ptr<const JobSnapshot> Coordinator::SharedSnapshot(const JobEntry& j
 }
 
 // Request ids are client idempotency keys (UUIDs, pipeline run ids): bounded
-// so that stored jobs and ListJobs pages stay small.
-constexpr size_t kMaxRequestIdBytes = 256;
+// (kMaxRequestIdBytes, state_check.h) so that stored jobs and ListJobs pages
+// stay small.
 
 absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& request,
                                                const std::string& owner) {

@@ -166,7 +166,8 @@ absl::Status StateStore::LoadJobs(std::vector<JobRecord>* jobs) {
     j.seq = st.ColInt(1);
     j.request_id = st.ColText(2);
     if (!j.spec.ParseFromString(st.ColBlob(3))) {
-      return absl::DataLossError(absl::StrCat("state database: job ", j.id, " has a corrupt spec"));
+      j.spec.Clear();
+      j.corrupt = "has a spec that does not decode";
     }
     j.state = static_cast<v1::JobState>(st.ColInt(4));
     j.error = st.ColText(5);
