@@ -65,6 +65,12 @@ v1::Job JobSnapshot::Current() const {
   return out;
 }
 
+v1::Job JobSnapshot::CurrentListing() const {
+  v1::Job out = listing;
+  SetTimes(start_time, end_time, terminal, done, total, out.mutable_progress());
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(
     CoordinatorOptions options, std::shared_ptr<CoordinatorMetrics> metrics) {
   if (options.lease_seconds <= 0 || options.heartbeat_seconds <= 0 ||
@@ -349,7 +355,7 @@ absl::StatusOr<Coordinator::JobEntry*> Coordinator::FindJobOrError(const std::st
   return job;
 }
 
-v1::Job Coordinator::Snapshot(const JobEntry& job) const {
+v1::Job Coordinator::Snapshot(const JobEntry& job, bool with_tasks) const {
   const JobRecord& r = job.record;
   v1::Job out;
   out.set_name(absl::StrCat("jobs/", r.id));
@@ -374,6 +380,7 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
     } else if (current_layer < 0 && t.layer >= 0) {
       current_layer = t.layer;
     }
+    if (!with_tasks) continue;
     v1::TaskStatus* ts = out.add_task_status();
     ts->set_task_id(t.id);
     ts->set_kind(t.kind);
@@ -407,6 +414,7 @@ std::shared_ptr<const JobSnapshot> Coordinator::SharedSnapshot(const JobEntry& j
   if (job.cache != nullptr && job.cache->version == job.version) return job.cache;
   auto snapshot = std::make_shared<JobSnapshot>();
   snapshot->job = Snapshot(job);
+  snapshot->listing = Snapshot(job, /*with_tasks=*/false);
   snapshot->version = job.version;
   snapshot->start_time = job.record.start_time;
   snapshot->end_time = job.record.end_time;
@@ -438,7 +446,8 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   // The spec as stored (defaults filled in): a repeated request must carry the
   // same one, else it is another job under a reused id.
   const std::string canonical = job::JobSpecToProto(spec).SerializeAsString();
-  auto existing = [&]() -> std::optional<absl::StatusOr<v1::Job>> {
+  // The job this request id names (its snapshot: copied outside the lock).
+  auto existing = [&]() -> std::optional<absl::StatusOr<std::shared_ptr<const JobSnapshot>>> {
     for (const JobEntry* job : job_order_) {
       if (job->record.request_id != rid || job->record.owner != owner) continue;
       if (job::JobSpecToProto(job::JobSpecFromProto(job->record.spec, rid)).SerializeAsString() !=
@@ -447,22 +456,34 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
             absl::StrCat("request_id '", rid, "' was used for jobs/", job->record.id,
                          " with a different spec; use a new request_id for a new job"));
       }
-      return Snapshot(*job);
+      return SharedSnapshot(*job);
     }
     return std::nullopt;
   };
+  auto current = [](const absl::StatusOr<std::shared_ptr<const JobSnapshot>>& found)
+      -> absl::StatusOr<v1::Job> {
+    if (!found.ok()) return found.status();
+    return (*found)->Current();
+  };
   if (!rid.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto found = existing()) return *std::move(found);
+    std::optional<absl::StatusOr<std::shared_ptr<const JobSnapshot>>> found;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      found = existing();
+    }
+    if (found) return current(*found);
   }
   // Validation reads storage: outside the lock, so other RPCs go on.
   absl::StatusOr<job::JobShape> shape = job::ValidateJob(spec, options_.storage);
   if (!shape.ok()) return shape.status();
 
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (shutdown_) return absl::UnavailableError("the coordinator is shutting down; retry");
   if (!rid.empty()) {  // a concurrent create with the same id may have won
-    if (auto found = existing()) return *std::move(found);
+    if (auto found = existing()) {
+      lock.unlock();
+      return current(*found);
+    }
   }
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   auto entry = std::make_unique<JobEntry>();
@@ -491,7 +512,9 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   job_order_.push_back(job);
   jobs_[r.id] = std::move(entry);
   Changed(job, absl::StrCat("queued: ", job->tasks.size(), " tasks"));
-  return Snapshot(*job);
+  std::shared_ptr<const JobSnapshot> snapshot = SharedSnapshot(*job);
+  lock.unlock();
+  return snapshot->Current();  // the copy is made outside the lock
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& name) const {
@@ -517,31 +540,36 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
     return absl::InvalidArgumentError(
         "page token is malformed; pass the next_page_token of the previous page");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  // The page's shared snapshots under the lock; their copies (summaries only:
+  // no task list, no matrix errors) outside it.
+  std::vector<std::shared_ptr<const JobSnapshot>> page;
   v1::ListJobsResponse out;
-  int64_t last_seq = 0;
-  for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
-    const JobEntry* job = *it;
-    if (job->record.seq >= below) continue;
-    if (only_owner != nullptr && job->record.owner != *only_owner) continue;
-    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job->record.state != request.state()) {
-      continue;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t last_seq = 0;
+    for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
+      const JobEntry* job = *it;
+      if (job->record.seq >= below) continue;
+      if (only_owner != nullptr && job->record.owner != *only_owner) continue;
+      if (request.state() != v1::JOB_STATE_UNSPECIFIED && job->record.state != request.state()) {
+        continue;
+      }
+      if (static_cast<int>(page.size()) == page_size) {
+        out.set_next_page_token(absl::StrCat(last_seq));
+        break;
+      }
+      page.push_back(SharedSnapshot(*job));
+      last_seq = job->record.seq;
     }
-    if (out.jobs_size() == page_size) {
-      out.set_next_page_token(absl::StrCat(last_seq));
-      break;
-    }
-    v1::Job j = Snapshot(*job);
-    j.clear_task_status();  // listing: summaries only
-    j.mutable_progress()->clear_matrix_errors();
-    *out.add_jobs() = std::move(j);
-    last_seq = job->record.seq;
+  }
+  for (const std::shared_ptr<const JobSnapshot>& snapshot : page) {
+    *out.add_jobs() = snapshot->CurrentListing();
   }
   return out;
 }
 
 absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& name) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   absl::StatusOr<JobEntry*> found = FindJobOrError(name);
   if (!found.ok()) return found.status();
   JobEntry* job = *found;
@@ -558,7 +586,9 @@ absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& name) {
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   EndJob(job, v1::CANCELLED, "");
   if (absl::Status s = FinishWrites(); !s.ok()) return s;
-  return Snapshot(*job);
+  std::shared_ptr<const JobSnapshot> snapshot = SharedSnapshot(*job);
+  lock.unlock();
+  return snapshot->Current();
 }
 
 void Coordinator::EndJob(JobEntry* job, v1::JobState state, const std::string& error) {

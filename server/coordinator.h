@@ -61,10 +61,12 @@ struct CoordinatorOptions {
 };
 
 // A job snapshot built once per change of the job and shared, read-only, by
-// GetJob and every watcher of that change (copied outside the coordinator's
-// lock). Current() is the snapshot with elapsed and remaining time as of now.
+// GetJob, ListJobs, CreateJob, CancelJob and every watcher of that change
+// (copied outside the coordinator's lock). Current() is the snapshot with elapsed and remaining
+// time as of now.
 struct JobSnapshot {
-  v1::Job job;  // elapsed/remaining as of the build
+  v1::Job job;      // elapsed/remaining as of the build
+  v1::Job listing;  // `job` without task_status and matrix errors (ListJobs)
   int64_t version = 0;
   double start_time = 0;  // Unix s; 0 = not started
   double end_time = 0;    // Unix s; 0 = not ended
@@ -73,6 +75,7 @@ struct JobSnapshot {
   bool terminal = false;
 
   v1::Job Current() const;
+  v1::Job CurrentListing() const;  // `listing` as of now
 };
 
 // A job's change counter and, when it changed, the snapshot at that counter.
@@ -159,7 +162,9 @@ class Coordinator {
   // All below: mu_ held.
   JobEntry* FindJob(const std::string& name) const;
   absl::StatusOr<JobEntry*> FindJobOrError(const std::string& name) const;
-  v1::Job Snapshot(const JobEntry& job) const;
+  // The job as the API shows it; `with_tasks` false: without the per-task
+  // lists (task_status, progress.matrix_errors).
+  v1::Job Snapshot(const JobEntry& job, bool with_tasks = true) const;
   // The cached snapshot of the job's current version (built when stale).
   std::shared_ptr<const JobSnapshot> SharedSnapshot(const JobEntry& job) const;
   bool TryLease(const std::string& worker_id, v1::Task* task);
