@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS attempts(
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, worker_id TEXT NOT NULL, number INTEGER NOT NULL,
   start_time REAL NOT NULL, end_time REAL NOT NULL, outcome TEXT NOT NULL, error TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS attempts_task ON attempts(task_id);
-CREATE TABLE IF NOT EXISTS write_probe(id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 )sql";
 
 // A prepared statement, finalized on scope exit.
@@ -141,7 +140,10 @@ absl::Status StateStore::Exec(const char* sql) {
 
 absl::Status StateStore::ProbeWrite() {
   // A row with a blob that needs pages of its own, replaced on every probe.
+  // The table is made by the first probe, not at Open: an existing database
+  // must open without a write (its disk may be full).
   return Exec(
+      "CREATE TABLE IF NOT EXISTS write_probe(id INTEGER PRIMARY KEY, body BLOB NOT NULL); "
       "BEGIN IMMEDIATE; INSERT OR REPLACE INTO write_probe(id, body) VALUES "
       "(1, randomblob(16384)); COMMIT;");
 }
