@@ -184,6 +184,12 @@ def check(ctl, tmp, name, tok, config, lines):
     run(ctl, "tokenize", "--model", model, "--input", txt, "--seq-len", "2", "--out", out)
     ids = read_input_ids(out).reshape(-1)
     compare(name + " (txt)", tok.encode(text).ids, ids, [text])
+    # Bytes that are not UTF-8 are read, not crashed on.
+    junk = os.path.join(tmp, name + ".junk.txt")
+    with open(junk, "wb") as f:
+        f.write(bytes(random.Random(3).randrange(256) for _ in range(20000)))
+    run(ctl, "tokenize", "--model", model, "--input", junk, "--seq-len", "2", "--out",
+        os.path.join(tmp, "junk.safetensors"))
     decoded = subprocess.run([ctl, "tokenize", "--model", model, "--decode", out],
                              capture_output=True).stdout.decode("utf-8")
     want = tok.decode(ids.tolist())
