@@ -22,6 +22,9 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr char kMetaspace[] = "\xE2\x96\x81";  // U+2581 "▁"
+// Token ids above this are refused (the largest vocabularies have ~256k; the
+// id table is dense, so a file naming id 10^9 must not allocate for it).
+constexpr int64_t kMaxTokenId = int64_t{1} << 22;
 // GPT-2's pre-tokenizer pattern (ByteLevel with use_regex).
 constexpr char kGpt2Pattern[] =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -196,7 +199,7 @@ absl::Status BpeTokenizer::Impl::ParseModel(const Json& model, absl::string_view
         absl::StrCat(where, ": model needs a \"vocab\" object and a \"merges\" array"));
   }
   for (const auto& [token, id] : v->items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (1 << 30)) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxTokenId) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": vocab entry ", Json(token).dump(), " has no valid id"));
     }
@@ -594,7 +597,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
       const Json* id = Member(t, "id");
       const std::string content = StringMember(t, "content");
       if (id == nullptr || !id->is_number_integer() || id->get<int64_t>() < 0 ||
-          id->get<int64_t>() >= (1 << 30) || content.empty()) {
+          id->get<int64_t>() >= kMaxTokenId || content.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat(where, ": added token ", t.dump(), " lacks an id or content"));
       }

@@ -1,7 +1,9 @@
 #include "core/model/sentencepiece_tokenizer.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -218,9 +220,10 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
                      " is not supported (only BPE, as Llama 2 and Mistral ship)"));
   }
   if (m.has_charsmap || (m.normalizer != "identity" && !m.normalizer.empty())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": SentencePiece normalizer ", nlohmann::json(m.normalizer).dump(),
-                     " is not supported (only identity, as Llama 2 and Mistral ship)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": SentencePiece normalizer ",
+        nlohmann::json(m.normalizer).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+        " is not supported (only identity, as Llama 2 and Mistral ship)"));
   }
   if (!m.add_dummy_prefix) {
     return absl::InvalidArgumentError(
@@ -228,7 +231,8 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   }
   // The pieces as VocabTokenizer reads them: spaces as ' ', the unknown
   // piece as "<unk>", control and unused pieces never produced from text.
-  nlohmann::json vocab = nlohmann::json::array();
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
   int32_t bos = -1, eos = -1;
   for (size_t i = 0; i < m.pieces.size(); ++i) {
     const Piece& p = m.pieces[i];
@@ -243,9 +247,12 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
       if (p.text == m.eos_piece) eos = static_cast<int32_t>(i);
       if (static_cast<int32_t>(i) != bos && static_cast<int32_t>(i) != eos) text.clear();
     }
-    vocab.push_back({{"piece", text}, {"score", p.score}});
+    const float score = std::isfinite(p.score) ? p.score : std::numeric_limits<float>::lowest();
+    pieces.push_back(std::move(text));
+    scores.push_back(score);
   }
-  absl::StatusOr<VocabTokenizer> v = VocabTokenizer::FromJson(vocab.dump(), where, bos, eos);
+  absl::StatusOr<VocabTokenizer> v =
+      VocabTokenizer::FromPieces(std::move(pieces), std::move(scores), where, bos, eos);
   if (!v.ok()) return v.status();
   return std::unique_ptr<SentencePieceTokenizer>(
       new SentencePieceTokenizer(*std::move(v), add_bos, add_eos, m.remove_extra_whitespaces));

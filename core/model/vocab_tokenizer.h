@@ -40,6 +40,13 @@ class VocabTokenizer : public Tokenizer {
   static absl::StatusOr<VocabTokenizer> FromJson(absl::string_view json, absl::string_view where,
                                                  int32_t bos_id, int32_t eos_id);
 
+  // The same from the pieces and scores themselves (index = id), e.g. read
+  // from a SentencePiece model; the same errors but malformed JSON.
+  static absl::StatusOr<VocabTokenizer> FromPieces(std::vector<std::string> pieces,
+                                                   std::vector<float> scores,
+                                                   absl::string_view where, int32_t bos_id,
+                                                   int32_t eos_id);
+
   int64_t size() const { return static_cast<int64_t>(pieces_.size()); }
   int64_t vocab_size() const override { return size(); }
   int32_t bos_id() const { return bos_id_; }
