@@ -10,7 +10,8 @@ space) with the `tokenizers` package (PyPI) and with `calderactl tokenize`:
   - llama3:    Split(Llama 3 regex) + ByteLevel, TemplateProcessing BOS,
                ignore_merges, special added tokens
   - qwen2:     NFC + Split(Qwen2 regex, single digits) + ByteLevel, no BOS
-  - gpt2:      ByteLevel(add_prefix_space, use_regex), no post-processor
+  - gpt2:      ByteLevel(add_prefix_space, use_regex), no post-processor, merges
+               written as "a b" strings
   - spm_bpe:   Llama 2 / Mistral-style tokenizer.json (Prepend/Replace "▁",
                byte_fallback <0xNN> tokens in the vocabulary, add_bos_token
                from tokenizer_config.json)
@@ -161,7 +162,13 @@ def compare(name, expected, got, lines):
 def check(ctl, tmp, name, tok, config, lines):
     model = os.path.join(tmp, name)
     os.makedirs(model)
-    tok.save(os.path.join(model, "tokenizer.json"))
+    spec = json.loads(tok.to_str())
+    if name == "gpt2":  # merges as "a b" strings, the older form many hub files still have
+        spec["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m
+                                   for m in spec["model"]["merges"]]
+        tok = Tokenizer.from_str(json.dumps(spec))
+    with open(os.path.join(model, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(spec, f, ensure_ascii=False)
     if config is not None:
         with open(os.path.join(model, "tokenizer_config.json"), "w") as f:
             json.dump(config, f)
