@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "caldera/v1/jobs.grpc.pb.h"
+#include "client/calderactl/calibration_text.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
@@ -42,7 +43,7 @@ struct CompressFlags {
   std::string output;  // "" | json
 };
 
-int RunCompress(const CompressFlags& f) {
+int RunCompress(CompressFlags f) {
   if (f.output != "" && f.output != "json") {
     std::fprintf(stderr, "calderactl compress: error: -o %s is unknown; use -o json\n",
                  f.output.c_str());
@@ -53,6 +54,10 @@ int RunCompress(const CompressFlags& f) {
     return kExitInvalidInput;
   }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
+  if (absl::Status s = ResolveCalibrationText(f.job.calibration_text, &f.job.spec, options);
+      !s.ok()) {
+    return ReportError("compress", s);
+  }
   // A signal cancels the job once it exists. The watcher starts before any
   // other thread, so that it is the only thread that sees the signals.
   std::mutex mu;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/calderactl/calibration_text.h"
 #include "core/model/model_config.h"
 
 namespace caldera::cli {
@@ -13,8 +14,9 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   "Input model: Hugging Face directory URI (path, file://, s3://)")
       ->required();
   cmd->add_option("--calibration", s->calibration,
-                  "Calibration tokens URI (safetensors, int32 input_ids [samples, seq_len])")
-      ->required();
+                  "Calibration tokens URI (safetensors, int32 input_ids [samples, seq_len]); "
+                  "required unless --calibration-text is given");
+  AddCalibrationTextFlags(cmd, &f->calibration_text);
   cmd->add_option("--out", s->out, "Output checkpoint directory URI")->required();
   cmd->add_option("--method", s->method,
                   absl::StrCat("caldera | ldlq | rtn (default ", d.method, ")"));

@@ -6,12 +6,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include "client/calderactl/calibration_text.h"
 #include "job/job_spec.h"
 
 namespace caldera::cli {
 
 struct JobFlags {
   job::JobSpec spec;  // starts at the defaults; flags overwrite what they name
+  // --calibration-text: resolved into spec.calibration by
+  // ResolveCalibrationText before the job is created.
+  CalibrationTextFlags calibration_text;
 };
 
 // Registers the job flags on `cmd`; values land in `*flags` (must outlive cmd).

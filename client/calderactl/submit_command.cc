@@ -2,11 +2,13 @@
 // with a progress bar and exits by its outcome (0/3/4).
 #include <cstdio>
 
+#include "client/calderactl/calibration_text.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/model_inputs.h"
 #include "client/calderactl/progress.h"
+#include "storage/storage_options.h"
 
 namespace caldera::cli {
 namespace {
@@ -18,11 +20,16 @@ struct SubmitFlags {
   std::string output;
 };
 
-int RunSubmit(const SubmitFlags& f) {
+int RunSubmit(SubmitFlags f) {
   if (f.output != "" && f.output != "json") {
     std::fprintf(stderr, "calderactl submit: error: -o %s is unknown; use -o json\n",
                  f.output.c_str());
     return kExitInvalidInput;
+  }
+  if (absl::Status s = ResolveCalibrationText(f.job.calibration_text, &f.job.spec,
+                                              storage::StorageOptions::FromEnvironment());
+      !s.ok()) {
+    return ReportError("submit", s);
   }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectTo(f.conn);
   if (!channel.ok()) return ReportError("submit", channel.status());

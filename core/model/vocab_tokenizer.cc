@@ -43,8 +43,8 @@ absl::StatusOr<VocabTokenizer> VocabTokenizer::FromJson(absl::string_view json,
     return absl::InvalidArgumentError(absl::StrCat(
         where, ": a tokenizer vocabulary is a non-empty JSON array of {\"piece\", \"score\"}"));
   }
-  VocabTokenizer t;
-  t.byte_piece_.fill(-1);
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
   for (size_t i = 0; i < j.size(); ++i) {
     const nlohmann::json& e = j[i];
     const auto piece = e.is_object() ? e.find("piece") : e.end();
@@ -54,9 +54,24 @@ absl::StatusOr<VocabTokenizer> VocabTokenizer::FromJson(absl::string_view json,
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": entry ", i, " is not {\"piece\": string, \"score\": number}"));
     }
-    t.pieces_.push_back(piece->get<std::string>());
-    t.scores_.push_back(score->get<float>());
+    pieces.push_back(piece->get<std::string>());
+    scores.push_back(score->get<float>());
   }
+  return FromPieces(std::move(pieces), std::move(scores), where, bos_id, eos_id);
+}
+
+absl::StatusOr<VocabTokenizer> VocabTokenizer::FromPieces(std::vector<std::string> pieces,
+                                                          std::vector<float> scores,
+                                                          absl::string_view where, int32_t bos_id,
+                                                          int32_t eos_id) {
+  if (pieces.empty() || pieces.size() != scores.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": a tokenizer vocabulary needs one score per piece, at least one"));
+  }
+  VocabTokenizer t;
+  t.byte_piece_.fill(-1);
+  t.pieces_ = std::move(pieces);
+  t.scores_ = std::move(scores);
   const int32_t n = static_cast<int32_t>(t.pieces_.size());
   for (const int32_t id : {bos_id, eos_id}) {
     if (id < -1 || id >= n) {
@@ -81,8 +96,10 @@ absl::StatusOr<VocabTokenizer> VocabTokenizer::FromJson(absl::string_view json,
     }
     if (id == bos_id || id == eos_id || p.empty()) continue;
     if (!t.id_of_.emplace(p, id).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": piece ", nlohmann::json(p).dump(), " appears twice"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": piece ",
+          nlohmann::json(p).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+          " appears twice"));
     }
   }
   return t;

@@ -27,10 +27,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/model/tokenizer.h"
 
 namespace caldera::model {
 
-class VocabTokenizer {
+class VocabTokenizer : public Tokenizer {
  public:
   // Parses the vocabulary JSON (`where` names it in messages). `bos_id` /
   // `eos_id` (from config.json; -1 when none) must be ids of the vocabulary.
@@ -39,16 +40,24 @@ class VocabTokenizer {
   static absl::StatusOr<VocabTokenizer> FromJson(absl::string_view json, absl::string_view where,
                                                  int32_t bos_id, int32_t eos_id);
 
+  // The same from the pieces and scores themselves (index = id), e.g. read
+  // from a SentencePiece model; the same errors but malformed JSON.
+  static absl::StatusOr<VocabTokenizer> FromPieces(std::vector<std::string> pieces,
+                                                   std::vector<float> scores,
+                                                   absl::string_view where, int32_t bos_id,
+                                                   int32_t eos_id);
+
   int64_t size() const { return static_cast<int64_t>(pieces_.size()); }
+  int64_t vocab_size() const override { return size(); }
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }
   const std::string& piece(int32_t id) const { return pieces_[id]; }
 
   // Token ids of `text` (BOS first when `add_bos` and the vocabulary has one).
-  std::vector<int32_t> Encode(absl::string_view text, bool add_bos) const;
+  std::vector<int32_t> Encode(absl::string_view text, bool add_bos) const override;
 
   // The text of `ids`; INVALID_ARGUMENT for an id outside the vocabulary.
-  absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
+  absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const override;
 
  private:
   VocabTokenizer() = default;

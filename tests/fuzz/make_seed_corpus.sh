@@ -156,4 +156,6 @@ garbled("s3_xml", "listing.xml", listing)
 put("s3_xml", "unclosed.xml", "<Contents><Key>a</Key><Contents><Size>1")
 put("s3_xml", "entities.xml", "<Contents><Key>&amp;&#65;&#x42;&#xFFFFFFFF;&bogus;&</Key></Contents>")
 PY
+# Tokenizer files (tokenizer.json, tokenizer.model), trained with the reference packages.
+"$here/../../.venv/bin/python" "$here/make_tokenizer_seeds.py" "$corpus"
 find "$corpus" -type f | wc -l

@@ -1,6 +1,7 @@
 // calderactl tokenize on the stories260K vocabulary: known ids, sample /
 // seq-len shaping, --decode back to the text, the file eval takes, and clear
 // errors for a missing vocabulary, empty text and too few tokens.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -120,6 +121,98 @@ TEST(TokenizeCli, ClearErrors) {
                   &out);
   EXPECT_EQ(rc, 2) << out;
   EXPECT_NE(out.find("has no tokenizer_vocab.json"), std::string::npos) << out;
+}
+
+// --input/--model (the names), .jsonl with --field, --seed drawing
+// windows, Parquet refused with the conversion to use.
+TEST(TokenizeCli, JsonlFieldSeedAndParquet) {
+  TempDir tmp;
+  const std::string jsonl = tmp.Join("d.jsonl"), txt = tmp.Join("d.txt");
+  std::string lines, text;
+  for (int i = 0; i < 40; ++i) {
+    lines += absl::StrCat("{\"body\": \"Lily was happy ", i, " times.\"}\n");
+  }
+  WriteFile(jsonl, lines);
+  int rc = 0;
+  std::string out;
+  const std::string base =
+      absl::StrCat(Ctl(), " tokenize --model ", ModelDir(), " --input ", jsonl, " --field body");
+  rc = RunCommand(absl::StrCat(base, " --seq-len 8 --out ", tmp.Join("a.safetensors"), " 2>&1"),
+                  &out);
+  ASSERT_EQ(rc, 0) << out;
+  const format::TokenFile all = ReadTokens(tmp.Join("a.safetensors"));
+  ASSERT_GT(all.samples, 8);
+  // Every document starts with BOS (1).
+  EXPECT_EQ(all.ids[0], 1);
+  EXPECT_GT(std::count(all.ids.begin(), all.ids.end(), 1), 30);
+  // --seed: 4 windows drawn from the same stream, in text order; same seed, same file.
+  for (const char* name : {"s1.safetensors", "s2.safetensors"}) {
+    rc = RunCommand(
+        absl::StrCat(base, " --seq-len 8 --samples 4 --seed 11 --out ", tmp.Join(name), " 2>&1"),
+        &out);
+    ASSERT_EQ(rc, 0) << out;
+  }
+  const format::TokenFile s1 = ReadTokens(tmp.Join("s1.safetensors"));
+  const format::TokenFile s2 = ReadTokens(tmp.Join("s2.safetensors"));
+  EXPECT_EQ(s1.samples, 4);
+  EXPECT_EQ(s1.ids, s2.ids);
+  int64_t last = -1;
+  for (int64_t w = 0; w < s1.samples; ++w) {
+    const std::vector<int32_t> window(s1.ids.begin() + w * 8, s1.ids.begin() + (w + 1) * 8);
+    int64_t found = -1;
+    for (int64_t a = 0; a < all.samples && found < 0; ++a) {
+      if (std::equal(window.begin(), window.end(), all.ids.begin() + a * 8)) found = a;
+    }
+    EXPECT_GT(found, last) << "window " << w;
+    last = found;
+  }
+  // A line without the field, and Parquet.
+  WriteFile(jsonl, "{\"body\": \"x\"}\n{\"text\": \"y\"}\n");
+  rc = RunCommand(absl::StrCat(base, " --seq-len 2 --out ", tmp.Join("b"), " 2>&1"), &out);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("line 2"), std::string::npos) << out;
+  WriteFile(tmp.Join("d.parquet"), "PAR1");
+  rc =
+      RunCommand(absl::StrCat(Ctl(), " tokenize --model ", ModelDir(), " --input ",
+                              tmp.Join("d.parquet"), " --seq-len 2 --out ", tmp.Join("b"), " 2>&1"),
+                 &out);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("convert it to JSON lines"), std::string::npos) << out;
+}
+
+// compress --calibration-text, then eval --text (WikiText-2 windows) with the
+// original model as the baseline.
+TEST(TokenizeCli, CompressCalibrationTextAndEvalText) {
+  TempDir tmp;
+  const std::string text = tmp.Join("s.txt"), out = tmp.Join("out");
+  std::string story;
+  for (int i = 0; i < 60; ++i)
+    story += "Once upon a time, Lily saw a big red ball. She was happy.\n";
+  WriteFile(text, story);
+  std::string log;
+  int rc =
+      RunCommand(absl::StrCat(Ctl(), " compress --model ", ModelDir(), " --calibration-text ", text,
+                              " --calibration-seq-len 32 --calibration-samples 8", " --out ", out,
+                              " --rank 4 --iters 1 --lplr-iters 1", " --workers 1 2>&1"),
+                 &log);
+  ASSERT_EQ(rc, 0) << log;
+  const format::TokenFile calib = ReadTokens(out + ".calibration.safetensors");
+  EXPECT_EQ(calib.samples, 8);
+  EXPECT_EQ(calib.seq_len, 32);
+  std::string json;
+  rc = RunCommand(absl::StrCat(Ctl(), " eval --model ", out, " --text ", text,
+                               " --seq-len 64 --baseline-model ", ModelDir(), " --json 2>&1"),
+                  &json);
+  ASSERT_EQ(rc, 0) << json;
+  for (const char* key : {"\"perplexity\"", "\"windows\"", "\"baseline\"", "\"seq_len\":64"}) {
+    EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
+  }
+  // Neither --calibration nor --calibration-text.
+  rc = RunCommand(
+      absl::StrCat(Ctl(), " compress --model ", ModelDir(), " --out ", tmp.Join("o2"), " 2>&1"),
+      &log);
+  EXPECT_EQ(rc, 2) << log;
+  EXPECT_NE(log.find("--calibration-text"), std::string::npos) << log;
 }
 
 }  // namespace
