@@ -4,6 +4,7 @@
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
+#include "core/model/head_sharing_plan.h"
 #include "nlohmann/json.hpp"
 
 namespace caldera::cli {
@@ -13,12 +14,25 @@ struct EvalFlags {
   std::string model, tokens;
   bool json = false;
   int64_t batch = 1;
+  double share_heads = 0;
 };
 
 int RunEval(const EvalFlags& f) {
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = OpenCheckpointAt(f.model, options);
   if (!ckpt.ok()) return ReportError("eval", ckpt.status());
+  if (f.share_heads != 0) {
+    // DirectShare alone: the model with its most similar head groups aliased,
+    // no quantization (the weights stay as stored).
+    absl::StatusOr<model::HeadSharing> plan =
+        model::PlanCheckpointHeadSharing(**ckpt, f.share_heads);
+    if (!plan.ok()) return ReportError("eval", plan.status());
+    if (!f.json) {
+      std::fprintf(stderr, "eval: --share-heads %g aliases %zu head groups\n", f.share_heads,
+                   plan->shares.size());
+    }
+    (*ckpt)->SetHeadSharing(std::make_shared<const model::HeadSharing>(*std::move(plan)));
+  }
   absl::StatusOr<model::TokenSet> tokens = LoadTokensAt(f.tokens, (*ckpt)->config(), options);
   if (!tokens.ok()) return ReportError("eval", tokens.status());
   model::RunOptions run;
@@ -56,6 +70,10 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_flag("--json", flags->json, "Print {\"perplexity\": P, \"tokens\": N}");
   cmd->add_option("--batch", flags->batch, "Sequences per forward batch (default 1)");
+  cmd->add_option("--share-heads", flags->share_heads,
+                  "DirectShare alone: evaluate the model with this fraction in [0, 1] of its "
+                  "attention head groups aliased to the most similar group of an earlier layer "
+                  "(default 0 = as stored; a checkpoint's own head_sharing.json always applies)");
   cmd->callback([flags, exit_code] { *exit_code = RunEval(*flags); });
 }
 

@@ -85,14 +85,17 @@ class Client:
                seed: Optional[int] = None, ttlora_rank: Optional[int] = None,
                ttlora_init: Optional[str] = None, modules: Optional[Sequence[str]] = None,
                request_id: str = "", iterations: Optional[int] = None,
-               lplr_iterations: Optional[int] = None, overwrite: bool = False) -> jobs_pb2.Job:
+               lplr_iterations: Optional[int] = None, overwrite: bool = False,
+               share_heads: float = 0.0) -> jobs_pb2.Job:
         """Creates a job (validated by the coordinator first); unset settings take the
         documented defaults. The same request_id twice returns the same job.
 
         Settings have the names of calderactl's flags (--iters -> iters). `iterations` and
         `lplr_iterations` are the old names of `iters` and `lplr_iters`, still accepted.
         `overwrite` (calderactl --overwrite) writes into an `out` holding files not written
-        by caldera (docs/security.md)."""
+        by caldera (docs/security.md). `share_heads` (calderactl --share-heads) is the
+        DirectShare fraction in [0, 1] of attention KV groups aliased to an earlier layer's
+        (docs/format/head-sharing.md)."""
         if iters is None:
             iters = iterations
         if lplr_iters is None:
@@ -105,7 +108,7 @@ class Client:
         spec = jobs_pb2.JobSpec(
             model=model, calibration=calibration, out=out, decomposition=d,
             ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or ""),
-            modules=list(modules or []), overwrite=overwrite)
+            modules=list(modules or []), overwrite=overwrite, share_heads=share_heads)
         return self._call(self._stub.CreateJob,
                           jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
                           timeout=max(self._timeout, 300))
