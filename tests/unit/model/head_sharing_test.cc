@@ -163,7 +163,7 @@ TEST(HeadSharing, PlanFindsDuplicateGroupsInGqaWeights) {
   }
   auto source = [&](int64_t layer, absl::string_view m) -> absl::StatusOr<Tensor> {
     const int k = m == "q_proj" ? 0 : m == "k_proj" ? 1 : m == "v_proj" ? 2 : 3;
-    return w[static_cast<size_t>(layer)][static_cast<size_t>(k)];
+    return w[static_cast<size_t>(layer)][static_cast<size_t>(k)].Clone();
   };
   absl::StatusOr<HeadSharing> plan = PlanHeadSharing(c, 1.0 / 6.0, source);  // 1 of 6 groups
   ASSERT_TRUE(plan.ok()) << plan.status();
