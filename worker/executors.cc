@@ -517,6 +517,15 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
   report.request_id = spec.request_id;
   report.matrices = modules;
   report.totals = format::ComputeTotals(modules, seconds);
+  if (const model::HeadSharing* hs = checkpoint.head_sharing(); hs != nullptr && !hs->empty()) {
+    report.head_sharing.shared_groups = static_cast<int64_t>(hs->shares.size());
+    for (const ModuleReport& m : modules) {
+      for (const model::AliasedSlice& s : model::AliasedSlices(*hs, m.layer, m.module)) {
+        report.head_sharing.aliased_params +=
+            static_cast<double>(s.size * (model::SharesColumns(m.module) ? m.rows : m.cols));
+      }
+    }
+  }
   if (auto put = storage::WriteObject(storage::JoinKey(spec.out, "report.json"),
                                       format::SerializeCheckpointReport(report), options);
       !put.ok()) {

@@ -89,6 +89,10 @@ TEST(HeadSharingIntegration, CompressEvalExportRoundTrip) {
   EXPECT_EQ(StorageBits(rs, target, "down_proj"), StorageBits(rp, target, "down_proj"));
   EXPECT_LT(rs["totals"]["bits_per_param"].get<double>(),
             rp["totals"]["bits_per_param"].get<double>());
+  // 6 groups x (q 16 + k 8 + v 8 rows of 64, o 16 columns of 64) = 6 x 3072.
+  EXPECT_EQ(rs["head_sharing"]["shared_groups"], 6);
+  EXPECT_EQ(rs["head_sharing"]["aliased_params"].get<double>(), 6 * 3072);
+  EXPECT_FALSE(rp.contains("head_sharing"));
 
   // eval reads the shared checkpoint; export (dense, hf) materialises the
   // aliases, so the exported models compute the same perplexity.
