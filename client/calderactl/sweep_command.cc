@@ -309,6 +309,7 @@ int RunSweep(SweepFlags f) {
   j["model"] = f.model;
   j["eval"] = f.eval;
   j["budgets"] = f.budgets;
+  j["share_heads"] = f.share_heads;  // --share-heads of every point's job (0 = off)
   j["unmet_budgets"] = unmet;
   j["original"] = {{"bits_per_param", 16.0},
                    {"compression_ratio", 1.0},
