@@ -40,6 +40,12 @@ SETTINGS = {
     "ldlq-uniform4": "--method ldlq --quantizer uniform --q-bits 4",
     "ldlq-uniform4-g32": "--method ldlq --quantizer uniform --q-bits 4 --q-group-size 32",
     "ldlq-e8p4": "--method ldlq --q-bits 4",
+    # --target-bits: per matrix the lowest-error setting within the budget
+    "budget-2.6": "--target-bits 2.6",
+    "budget-3": "--target-bits 3",
+    "budget-3.5": "--target-bits 3.5",
+    "budget-4": "--target-bits 4",
+    "budget-4.5": "--target-bits 4.5",
 }
 
 

@@ -3,8 +3,10 @@
 add_library(caldera_warnings INTERFACE)
 add_library(caldera::warnings ALIAS caldera_warnings)
 target_compile_options(caldera_warnings INTERFACE
-  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor
-                            -Wno-unused-parameter>
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic>
+  # GCC's -Wshadow for locals only; clang (the fuzz build) has no such option.
+  $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU>>:-Wshadow=local>
+  $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor -Wno-unused-parameter>
   $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${CALDERA_WERROR}>>:-Werror>)
 
 if(CALDERA_SANITIZE)

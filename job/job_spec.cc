@@ -9,6 +9,7 @@
 #include "core/model/model_config.h"
 #include "core/quant/quantizer.h"
 #include "core/util/bounded_quote.h"
+#include "job/bit_budget.h"
 
 namespace caldera::job {
 
@@ -28,6 +29,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     }
   }
   if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
+  if (absl::Status s = ValidateTargetBits(spec.target_bits); !s.ok()) return s;
   if (absl::Status s = model::ValidateShareRatio(spec.share_heads, "--share-heads"); !s.ok()) {
     return s;
   }

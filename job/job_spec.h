@@ -65,6 +65,12 @@ struct JobSpec {
   // by caldera (job/output_safety.h). An output overlapping an input is
   // refused even so.
   bool overwrite = false;
+  // --target-bits B (proto JobSpec.target_bits): 0 = off. Otherwise each
+  // matrix gets the setting with the lowest Hessian-weighted error among the
+  // budget's candidates whose stored bits per parameter are within B
+  // (job/bit_budget.h); method, quantizer, q_bits, rank and q_group_size above
+  // are then ignored, lr_bits, iters, lplr_iters, seed and incoherence apply.
+  double target_bits = 0;
 };
 
 // The most calibration shards a job may ask for.

@@ -15,7 +15,7 @@ shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${CALDERA_FUZZ_BUILD:-$root/build-fuzz}
 all=(safetensors_header model_config matrix_record_config matrix_artifact hessians tokens s3_xml
-     quantization_config ttlora_config checkpoint_index)
+     quantization_config ttlora_config checkpoint_index coordinator_requests)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all[@]}")
 

@@ -26,3 +26,12 @@ if [ "${CALDERA_SANITIZE_TESTS:-${CI:-0}}" != "0" ] && [ "${CALDERA_SANITIZE_TES
     LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt:print_suppressions=0" \
     ctest --test-dir "$ASAN_DIR" -L unit --output-on-failure --no-tests=error -j "$(nproc)"
 fi
+
+# Every libFuzzer target (tests/fuzz, clang) for CALDERA_FUZZ_SECONDS (default
+# 30) each, from the checked-in corpus. On by default in CI;
+# CALDERA_FUZZ_TESTS=1/0 forces it on/off. A crash fails the run and leaves its
+# reproducer under build-fuzz/crashes/.
+if [ "${CALDERA_FUZZ_TESTS:-${CI:-0}}" != "0" ] && [ "${CALDERA_FUZZ_TESTS:-}" != "0" ]; then
+  echo "[test] fuzzing each target for ${CALDERA_FUZZ_SECONDS:-30} s (clang, libFuzzer)"
+  CALDERA_FUZZ_JOBS=${CALDERA_FUZZ_JOBS:-$(nproc)} scripts/fuzz.sh "${CALDERA_FUZZ_SECONDS:-30}"
+fi

@@ -18,6 +18,7 @@
 #include "job/memory_estimate.h"
 #include "job/task_plan.h"
 #include "server/planner.h"
+#include "server/state_check.h"
 
 namespace caldera::server {
 namespace {
@@ -60,6 +61,12 @@ std::string JobIdOfAttempt(const std::string& attempt_id) {
 
 v1::Job JobSnapshot::Current() const {
   v1::Job out = job;
+  SetTimes(start_time, end_time, terminal, done, total, out.mutable_progress());
+  return out;
+}
+
+v1::Job JobSnapshot::CurrentListing() const {
+  v1::Job out = listing;
   SetTimes(start_time, end_time, terminal, done, total, out.mutable_progress());
   return out;
 }
@@ -129,23 +136,8 @@ absl::Status Coordinator::Load() {
   }
   const double now = Now();
   for (JobEntry* job : job_order_) {
-    job->calibrate_index = CalibrateIndex(job->tasks);
-    for (size_t i = 0; i < job->tasks.size(); ++i) {
-      TaskRecord& t = job->tasks[i];
-      if (t.state != v1::TASK_LEASED) continue;
-      // The worker may still be running: give it a fresh lease to reconnect.
-      t.lease_expiry = now + options_.lease_seconds;
-      leases_[t.lease_attempt] = TaskRef{job, i};
-      AttemptRecord a;
-      a.id = t.lease_attempt;
-      a.task_id = t.id;
-      a.worker_id = t.lease_worker;
-      a.number = t.attempts;
-      a.start_time = now;
-      a.outcome = "running";
-      attempts_[a.id] = a;
-    }
-    job->message = "coordinator restarted";
+    AdoptTasks(job, now);
+    if (job->message.empty()) job->message = "coordinator restarted";
   }
   UpdateGauges();
   return absl::OkStatus();
@@ -160,6 +152,9 @@ std::string Coordinator::RandomHex(int chars) {
 
 void Coordinator::Persist(const JobEntry* job, const std::vector<const TaskRecord*>& tasks,
                           const AttemptRecord* attempt) {
+  // After a failed write in this call, nothing more is written: the database
+  // keeps the last committed state and FinishWrites() reverts memory to it.
+  if (!write_error_.ok()) return;
   StateTransaction tx(store_.get());
   absl::Status s = tx.status();
   if (s.ok() && job != nullptr) s = store_->PutJob(job->record);
@@ -170,10 +165,114 @@ void Coordinator::Persist(const JobEntry* job, const std::vector<const TaskRecor
   if (s.ok()) s = tx.Commit();
   if (!s.ok()) {
     std::fprintf(stderr,
-                 "caldera-coordinator: FATAL: cannot write the state database (%s); exiting so "
-                 "that a restart recovers the last committed state\n",
+                 "caldera-coordinator: cannot write the state database (%s); refusing writes "
+                 "until it can be written again, reads go on\n",
                  std::string(s.message()).c_str());
-    std::abort();
+    write_error_ = s;
+  }
+}
+
+absl::Status Coordinator::SetStateMaxPagesForTest(int64_t pages) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return store_->SetMaxPageCountForTest(pages);
+}
+
+absl::Status Coordinator::CheckWritable() {
+  if (degraded_.empty()) return absl::OkStatus();
+  // Probe at most once a second while the disk stays full.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_probe_ >= std::chrono::seconds(1)) {
+    last_probe_ = now;
+    if (store_->ProbeWrite().ok()) {
+      std::fprintf(stderr, "caldera-coordinator: the state database can be written again\n");
+      degraded_.clear();
+      return absl::OkStatus();
+    }
+  }
+  return absl::UnavailableError(degraded_);
+}
+
+absl::Status Coordinator::FinishWrites() {
+  if (write_error_.ok()) return absl::OkStatus();
+  degraded_ =
+      absl::StrCat("the coordinator cannot write its state database in --data-dir ",
+                   options_.data_dir, " (", write_error_.message(),
+                   "); the disk is probably full: free space there; until then changes are refused "
+                   "(retry later) and reads go on");
+  write_error_ = absl::OkStatus();
+  last_probe_ = std::chrono::steady_clock::now();
+  if (absl::Status s = RevertToStore(); !s.ok()) {
+    std::fprintf(stderr,
+                 "caldera-coordinator: cannot re-read the state database either (%s); "
+                 "serving the state in memory read-only\n",
+                 std::string(s.message()).c_str());
+  }
+  return absl::UnavailableError(degraded_);
+}
+
+absl::Status Coordinator::RevertToStore() {
+  std::vector<JobRecord> jobs;
+  std::vector<TaskRecord> tasks;
+  if (absl::Status s = store_->LoadJobs(&jobs); !s.ok()) return s;
+  if (absl::Status s = store_->LoadTasks(&tasks); !s.ok()) return s;
+  // Entries are updated in place: watchers hold pointers to them.
+  for (JobEntry* job : job_order_) job->tasks.clear();
+  for (JobRecord& j : jobs) {
+    auto it = jobs_.find(j.id);
+    if (it == jobs_.end()) {
+      auto entry = std::make_unique<JobEntry>();
+      job_order_.push_back(entry.get());
+      it = jobs_.emplace(j.id, std::move(entry)).first;
+    }
+    it->second->record = std::move(j);
+  }
+  for (TaskRecord& t : tasks) {
+    auto it = jobs_.find(t.job_id);
+    if (it != jobs_.end()) it->second->tasks.push_back(std::move(t));
+  }
+  leases_.clear();
+  attempts_.clear();
+  const double now = Now();
+  for (JobEntry* job : job_order_) {
+    AdoptTasks(job, now);
+    Changed(job, "a state write failed: back to the last committed state");
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::AdoptTasks(JobEntry* job, double now) {
+  if (absl::Status bad = CheckStoredJob(job->record, job->tasks); !bad.ok()) {
+    // Quarantined: FAILED in memory with the reason, nothing scheduled; its
+    // rows stay in the database as they are (a restart finds the same).
+    std::fprintf(stderr, "caldera-coordinator: %s; the job is quarantined (FAILED)\n",
+                 std::string(bad.message()).c_str());
+    job->tasks.clear();
+    job->record.state = v1::FAILED;
+    job->record.error = absl::StrCat(bad.message(),
+                                     "; the job is quarantined: its rows are kept in the state "
+                                     "database for inspection, resubmit it to run it again");
+    if (job->record.request_id.size() > kMaxRequestIdBytes) job->record.request_id.clear();
+    if (job->record.start_time <= 0) job->record.start_time = now;
+    if (job->record.end_time <= 0) job->record.end_time = now;
+    job->calibrate_index.clear();
+    job->message = "quarantined: a corrupt row in the state database";
+    return;
+  }
+  job->calibrate_index = CalibrateIndex(job->tasks);
+  for (size_t i = 0; i < job->tasks.size(); ++i) {
+    TaskRecord& t = job->tasks[i];
+    if (t.state != v1::TASK_LEASED) continue;
+    // The worker may still be running: give it a fresh lease to reconnect.
+    t.lease_expiry = now + options_.lease_seconds;
+    leases_[t.lease_attempt] = TaskRef{job, i};
+    AttemptRecord a;
+    a.id = t.lease_attempt;
+    a.task_id = t.id;
+    a.worker_id = t.lease_worker;
+    a.number = t.attempts;
+    a.start_time = now;
+    a.outcome = "running";
+    attempts_[a.id] = a;
   }
 }
 
@@ -256,7 +355,7 @@ absl::StatusOr<Coordinator::JobEntry*> Coordinator::FindJobOrError(const std::st
   return job;
 }
 
-v1::Job Coordinator::Snapshot(const JobEntry& job) const {
+v1::Job Coordinator::Snapshot(const JobEntry& job, bool with_tasks) const {
   const JobRecord& r = job.record;
   v1::Job out;
   out.set_name(absl::StrCat("jobs/", r.id));
@@ -281,6 +380,7 @@ v1::Job Coordinator::Snapshot(const JobEntry& job) const {
     } else if (current_layer < 0 && t.layer >= 0) {
       current_layer = t.layer;
     }
+    if (!with_tasks) continue;
     v1::TaskStatus* ts = out.add_task_status();
     ts->set_task_id(t.id);
     ts->set_kind(t.kind);
@@ -314,6 +414,7 @@ std::shared_ptr<const JobSnapshot> Coordinator::SharedSnapshot(const JobEntry& j
   if (job.cache != nullptr && job.cache->version == job.version) return job.cache;
   auto snapshot = std::make_shared<JobSnapshot>();
   snapshot->job = Snapshot(job);
+  snapshot->listing = Snapshot(job, /*with_tasks=*/false);
   snapshot->version = job.version;
   snapshot->start_time = job.record.start_time;
   snapshot->end_time = job.record.end_time;
@@ -325,8 +426,8 @@ std::shared_ptr<const JobSnapshot> Coordinator::SharedSnapshot(const JobEntry& j
 }
 
 // Request ids are client idempotency keys (UUIDs, pipeline run ids): bounded
-// so that stored jobs and ListJobs pages stay small.
-constexpr size_t kMaxRequestIdBytes = 256;
+// (kMaxRequestIdBytes, state_check.h) so that stored jobs and ListJobs pages
+// stay small.
 
 absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& request,
                                                const std::string& owner) {
@@ -345,7 +446,8 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   // The spec as stored (defaults filled in): a repeated request must carry the
   // same one, else it is another job under a reused id.
   const std::string canonical = job::JobSpecToProto(spec).SerializeAsString();
-  auto existing = [&]() -> std::optional<absl::StatusOr<v1::Job>> {
+  // The job this request id names (its snapshot: copied outside the lock).
+  auto existing = [&]() -> std::optional<absl::StatusOr<std::shared_ptr<const JobSnapshot>>> {
     for (const JobEntry* job : job_order_) {
       if (job->record.request_id != rid || job->record.owner != owner) continue;
       if (job::JobSpecToProto(job::JobSpecFromProto(job->record.spec, rid)).SerializeAsString() !=
@@ -354,23 +456,36 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
             absl::StrCat("request_id '", rid, "' was used for jobs/", job->record.id,
                          " with a different spec; use a new request_id for a new job"));
       }
-      return Snapshot(*job);
+      return SharedSnapshot(*job);
     }
     return std::nullopt;
   };
+  auto current = [](const absl::StatusOr<std::shared_ptr<const JobSnapshot>>& found)
+      -> absl::StatusOr<v1::Job> {
+    if (!found.ok()) return found.status();
+    return (*found)->Current();
+  };
   if (!rid.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto found = existing()) return *std::move(found);
+    std::optional<absl::StatusOr<std::shared_ptr<const JobSnapshot>>> found;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      found = existing();
+    }
+    if (found) return current(*found);
   }
   // Validation reads storage: outside the lock, so other RPCs go on.
   absl::StatusOr<job::JobShape> shape = job::ValidateJob(spec, options_.storage);
   if (!shape.ok()) return shape.status();
 
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (shutdown_) return absl::UnavailableError("the coordinator is shutting down; retry");
   if (!rid.empty()) {  // a concurrent create with the same id may have won
-    if (auto found = existing()) return *std::move(found);
+    if (auto found = existing()) {
+      lock.unlock();
+      return current(*found);
+    }
   }
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
   auto entry = std::make_unique<JobEntry>();
   JobRecord& r = entry->record;
   r.id = absl::StrCat("j-", RandomHex(12));
@@ -392,11 +507,14 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   std::vector<const TaskRecord*> tasks;
   for (const TaskRecord& t : entry->tasks) tasks.push_back(&t);
   Persist(entry.get(), tasks, nullptr);
+  if (absl::Status s = FinishWrites(); !s.ok()) return s;
   JobEntry* job = entry.get();
   job_order_.push_back(job);
   jobs_[r.id] = std::move(entry);
   Changed(job, absl::StrCat("queued: ", job->tasks.size(), " tasks"));
-  return Snapshot(*job);
+  std::shared_ptr<const JobSnapshot> snapshot = SharedSnapshot(*job);
+  lock.unlock();
+  return snapshot->Current();  // the copy is made outside the lock
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& name) const {
@@ -422,31 +540,36 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
     return absl::InvalidArgumentError(
         "page token is malformed; pass the next_page_token of the previous page");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  // The page's shared snapshots under the lock; their copies (summaries only:
+  // no task list, no matrix errors) outside it.
+  std::vector<std::shared_ptr<const JobSnapshot>> page;
   v1::ListJobsResponse out;
-  int64_t last_seq = 0;
-  for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
-    const JobEntry* job = *it;
-    if (job->record.seq >= below) continue;
-    if (only_owner != nullptr && job->record.owner != *only_owner) continue;
-    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job->record.state != request.state()) {
-      continue;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t last_seq = 0;
+    for (auto it = job_order_.rbegin(); it != job_order_.rend(); ++it) {
+      const JobEntry* job = *it;
+      if (job->record.seq >= below) continue;
+      if (only_owner != nullptr && job->record.owner != *only_owner) continue;
+      if (request.state() != v1::JOB_STATE_UNSPECIFIED && job->record.state != request.state()) {
+        continue;
+      }
+      if (static_cast<int>(page.size()) == page_size) {
+        out.set_next_page_token(absl::StrCat(last_seq));
+        break;
+      }
+      page.push_back(SharedSnapshot(*job));
+      last_seq = job->record.seq;
     }
-    if (out.jobs_size() == page_size) {
-      out.set_next_page_token(absl::StrCat(last_seq));
-      break;
-    }
-    v1::Job j = Snapshot(*job);
-    j.clear_task_status();  // listing: summaries only
-    j.mutable_progress()->clear_matrix_errors();
-    *out.add_jobs() = std::move(j);
-    last_seq = job->record.seq;
+  }
+  for (const std::shared_ptr<const JobSnapshot>& snapshot : page) {
+    *out.add_jobs() = snapshot->CurrentListing();
   }
   return out;
 }
 
 absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& name) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   absl::StatusOr<JobEntry*> found = FindJobOrError(name);
   if (!found.ok()) return found.status();
   JobEntry* job = *found;
@@ -460,8 +583,12 @@ absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& name) {
           name, " is writing its output checkpoint and can no longer be cancelled; wait for it"));
     }
   }
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
   EndJob(job, v1::CANCELLED, "");
-  return Snapshot(*job);
+  if (absl::Status s = FinishWrites(); !s.ok()) return s;
+  std::shared_ptr<const JobSnapshot> snapshot = SharedSnapshot(*job);
+  lock.unlock();
+  return snapshot->Current();
 }
 
 void Coordinator::EndJob(JobEntry* job, v1::JobState state, const std::string& error) {
@@ -588,7 +715,8 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
   return false;
 }
 
-v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request) {
+v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request,
+                                             absl::Status* status) {
   v1::LeaseTaskResponse out;
   const double wait = std::clamp(request.wait_seconds(), 0.0, options_.max_long_poll_seconds);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
@@ -596,13 +724,25 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
   if (request.max_memory_bytes() > 0 && !request.worker_id().empty()) {
     worker_memory_[request.worker_id()] = request.max_memory_bytes();
   }
+  // While the state cannot be written no task is leased (the poll returns
+  // empty and the worker polls again); a lease whose write fails is UNAVAILABLE.
+  auto try_lease = [&]() -> bool {
+    if (!CheckWritable().ok()) return false;
+    const bool leased = TryLease(request.worker_id(), out.mutable_task());
+    if (absl::Status s = FinishWrites(); !s.ok()) {
+      if (status != nullptr) *status = s;
+      out.clear_task();
+      return true;
+    }
+    if (!leased) out.clear_task();
+    return leased;
+  };
   for (;;) {
     TouchWorker(request.worker_id());
     if (shutdown_) return out;
-    if (TryLease(request.worker_id(), out.mutable_task())) return out;
-    out.clear_task();
+    if (try_lease()) return out;
     if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      if (!TryLease(request.worker_id(), out.mutable_task())) out.clear_task();
+      try_lease();
       return out;
     }
   }
@@ -628,7 +768,8 @@ v1::HeartbeatResponse Coordinator::Heartbeat(const v1::HeartbeatRequest& request
   return out;
 }
 
-v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest& request) {
+v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest& request,
+                                                   absl::Status* status) {
   std::lock_guard<std::mutex> lock(mu_);
   TouchWorker(request.worker_id());
   v1::CompleteTaskResponse out;
@@ -637,6 +778,10 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
     metrics_->WorkerIo(counted(static_cast<double>(request.bytes_read())),
                        counted(static_cast<double>(request.bytes_written())),
                        counted(request.busy_seconds()));
+  }
+  if (absl::Status s = CheckWritable(); !s.ok()) {
+    if (status != nullptr) *status = s;  // the worker retries the report
+    return out;
   }
   auto it = leases_.find(request.attempt_id());
   if (it == leases_.end()) {
@@ -708,6 +853,10 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
     job->record.end_time = now;
   }
   Persist(job, {&t}, &a);
+  if (absl::Status s = FinishWrites(); !s.ok()) {
+    if (status != nullptr) *status = s;
+    return v1::CompleteTaskResponse();
+  }
   if (metrics_ != nullptr) {
     metrics_->TaskCommitted(t.kind, t.seconds);
     if (t.kind == v1::DECOMPOSE && t.weighted_relative_error >= 0) {
@@ -745,9 +894,13 @@ void Coordinator::RetryOrFail(JobEntry* job, TaskRecord* t, const std::string& w
                       t->attempts, " of at most ", options_.max_attempts, "): ", why));
 }
 
-void Coordinator::FailTask(const v1::FailTaskRequest& request) {
+void Coordinator::FailTask(const v1::FailTaskRequest& request, absl::Status* status) {
   std::lock_guard<std::mutex> lock(mu_);
   TouchWorker(request.worker_id());
+  if (absl::Status s = CheckWritable(); !s.ok()) {
+    if (status != nullptr) *status = s;
+    return;
+  }
   auto it = leases_.find(request.attempt_id());
   if (it == leases_.end()) return;  // no longer holds the lease: nothing to do
   JobEntry* job = it->second.job;
@@ -766,6 +919,7 @@ void Coordinator::FailTask(const v1::FailTaskRequest& request) {
     attempts_.erase(at);
   }
   RetryOrFail(job, &t, request.error(), request.retryable());
+  if (absl::Status s = FinishWrites(); !s.ok() && status != nullptr) *status = s;
 }
 
 void Coordinator::ReaperLoop() {
@@ -773,6 +927,9 @@ void Coordinator::ReaperLoop() {
   while (!shutdown_) {
     changed_.wait_for(lock, std::chrono::milliseconds(200));
     if (shutdown_) break;
+    // While the state cannot be written, leases are not expired (the
+    // workers' heartbeats still extend them).
+    if (!CheckWritable().ok()) continue;
     const double now = Now();
     std::vector<std::string> expired;
     for (const auto& [attempt, ref] : leases_) {
@@ -794,6 +951,7 @@ void Coordinator::ReaperLoop() {
                                options_.lease_seconds, " s expired)"),
                   /*retryable=*/true);
     }
+    (void)FinishWrites();
     UpdateGauges();
   }
 }

@@ -17,10 +17,19 @@
 // returns; Open() reloads it, gives every held lease a fresh lease period (its
 // worker may still be running and will heartbeat again), and goes on.
 //
+// Disk full: when a write to the StateStore fails (SQLITE_FULL, an I/O
+// error), the call that made the change returns UNAVAILABLE, memory goes back
+// to the last committed state (as after a restart, without one), and every
+// later change (CreateJob, CancelJob, leasing, CompleteTask, FailTask, lease
+// expiry) is refused with UNAVAILABLE naming the data directory, while reads
+// (GetJob, ListJobs, WatchJob) and heartbeats go on. A probe write at most
+// once a second ends the degraded mode when space returns. Never aborts.
+//
 // Thread-safe.
 #ifndef CALDERA_SERVER_COORDINATOR_H_
 #define CALDERA_SERVER_COORDINATOR_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -52,10 +61,12 @@ struct CoordinatorOptions {
 };
 
 // A job snapshot built once per change of the job and shared, read-only, by
-// GetJob and every watcher of that change (copied outside the coordinator's
-// lock). Current() is the snapshot with elapsed and remaining time as of now.
+// GetJob, ListJobs, CreateJob, CancelJob and every watcher of that change
+// (copied outside the coordinator's lock). Current() is the snapshot with elapsed and remaining
+// time as of now.
 struct JobSnapshot {
-  v1::Job job;  // elapsed/remaining as of the build
+  v1::Job job;      // elapsed/remaining as of the build
+  v1::Job listing;  // `job` without task_status and matrix errors (ListJobs)
   int64_t version = 0;
   double start_time = 0;  // Unix s; 0 = not started
   double end_time = 0;    // Unix s; 0 = not ended
@@ -64,6 +75,7 @@ struct JobSnapshot {
   bool terminal = false;
 
   v1::Job Current() const;
+  v1::Job CurrentListing() const;  // `listing` as of now
 };
 
 // A job's change counter and, when it changed, the snapshot at that counter.
@@ -107,13 +119,23 @@ class Coordinator {
   absl::StatusOr<JobChange> WaitForChange(const std::string& name, int64_t after_version,
                                           double timeout_seconds) const;
 
+  // Tests: PRAGMA max_page_count of the state database (StateStore), to make
+  // it full and to free space again.
+  absl::Status SetStateMaxPagesForTest(int64_t pages);
+
   // ---- Worker protocol --------------------------------------------------------
+  // `status` (optional): set to UNAVAILABLE when the call's change could not
+  // be written to the state database (the change is then undone; see
+  // "Disk full" above); the caller should retry later.
   v1::RegisterWorkerResponse RegisterWorker(const v1::RegisterWorkerRequest& request);
-  // Long poll: waits up to min(wait_seconds, max_long_poll_seconds).
-  v1::LeaseTaskResponse LeaseTask(const v1::LeaseTaskRequest& request);
+  // Long poll: waits up to min(wait_seconds, max_long_poll_seconds). While the
+  // state cannot be written, returns no task.
+  v1::LeaseTaskResponse LeaseTask(const v1::LeaseTaskRequest& request,
+                                  absl::Status* status = nullptr);
   v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
-  v1::CompleteTaskResponse CompleteTask(const v1::CompleteTaskRequest& request);
-  void FailTask(const v1::FailTaskRequest& request);
+  v1::CompleteTaskResponse CompleteTask(const v1::CompleteTaskRequest& request,
+                                        absl::Status* status = nullptr);
+  void FailTask(const v1::FailTaskRequest& request, absl::Status* status = nullptr);
 
  private:
   struct JobEntry {
@@ -140,7 +162,9 @@ class Coordinator {
   // All below: mu_ held.
   JobEntry* FindJob(const std::string& name) const;
   absl::StatusOr<JobEntry*> FindJobOrError(const std::string& name) const;
-  v1::Job Snapshot(const JobEntry& job) const;
+  // The job as the API shows it; `with_tasks` false: without the per-task
+  // lists (task_status, progress.matrix_errors).
+  v1::Job Snapshot(const JobEntry& job, bool with_tasks = true) const;
   // The cached snapshot of the job's current version (built when stale).
   std::shared_ptr<const JobSnapshot> SharedSnapshot(const JobEntry& job) const;
   bool TryLease(const std::string& worker_id, v1::Task* task);
@@ -149,10 +173,26 @@ class Coordinator {
   // Re-queues or fails the task after a failed or expired attempt.
   void RetryOrFail(JobEntry* job, TaskRecord* task, const std::string& why, bool retryable);
   void Changed(JobEntry* job, std::string message);
-  // Writes the records; aborts the process if the database fails (the state
-  // on disk stays consistent and a restart recovers it).
+  // Writes the records in one transaction. On failure (the transaction rolls
+  // back) records it in write_error_ and writes nothing more until
+  // FinishWrites(); every write entry point calls CheckWritable() before its
+  // first change and FinishWrites() after its last Persist.
   void Persist(const JobEntry* job, const std::vector<const TaskRecord*>& tasks,
                const AttemptRecord* attempt);
+  // UNAVAILABLE while degraded, unless a probe write (at most once a second)
+  // succeeds, which ends the degraded mode.
+  absl::Status CheckWritable();
+  // OK when every Persist since the last call succeeded; else enters the
+  // degraded mode, reverts memory to the database (RevertToStore) and returns
+  // UNAVAILABLE. Holds no pointer into jobs_ across the revert: call it where
+  // the caller holds none either.
+  absl::Status FinishWrites();
+  // Reloads jobs and tasks from the database into the existing entries (in
+  // place: watchers hold pointers to them) and rebuilds leases.
+  absl::Status RevertToStore();
+  // Rebuilds the calibrate index and the leases of job's tasks (loaded from
+  // the database), each lease with a fresh period from `now`.
+  void AdoptTasks(JobEntry* job, double now);
   void UpdateGauges();
   std::string RandomHex(int chars);
   void TouchWorker(const std::string& worker_id);
@@ -174,6 +214,9 @@ class Coordinator {
   std::map<std::string, int64_t> worker_memory_;           // worker id -> max_memory_bytes
   int64_t next_seq_ = 1;
   bool shutdown_ = false;
+  absl::Status write_error_;  // the failed Persist of the current call
+  std::string degraded_;      // why writes are refused; empty = writable
+  std::chrono::steady_clock::time_point last_probe_;
   std::mt19937_64 rng_;
   std::thread reaper_;
 };

@@ -130,9 +130,26 @@ absl::Status StateStore::Exec(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err != nullptr ? err : "unknown error";
     sqlite3_free(err);
+    // A failed statement inside an open transaction (a probe's INSERT) must
+    // not leave it open.
+    if (sqlite3_get_autocommit(db_) == 0) sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
     return absl::InternalError(absl::StrCat("state database: ", msg));
   }
   return absl::OkStatus();
+}
+
+absl::Status StateStore::ProbeWrite() {
+  // A row with a blob that needs pages of its own, replaced on every probe.
+  // The table is made by the first probe, not at Open: an existing database
+  // must open without a write (its disk may be full).
+  return Exec(
+      "CREATE TABLE IF NOT EXISTS write_probe(id INTEGER PRIMARY KEY, body BLOB NOT NULL); "
+      "BEGIN IMMEDIATE; INSERT OR REPLACE INTO write_probe(id, body) VALUES "
+      "(1, randomblob(16384)); COMMIT;");
+}
+
+absl::Status StateStore::SetMaxPageCountForTest(int64_t pages) {
+  return Exec(absl::StrCat("PRAGMA max_page_count = ", pages, ";").c_str());
 }
 
 absl::Status StateStore::Begin() { return Exec("BEGIN IMMEDIATE;"); }
@@ -151,7 +168,8 @@ absl::Status StateStore::LoadJobs(std::vector<JobRecord>* jobs) {
     j.seq = st.ColInt(1);
     j.request_id = st.ColText(2);
     if (!j.spec.ParseFromString(st.ColBlob(3))) {
-      return absl::DataLossError(absl::StrCat("state database: job ", j.id, " has a corrupt spec"));
+      j.spec.Clear();
+      j.corrupt = "has a spec that does not decode";
     }
     j.state = static_cast<v1::JobState>(st.ColInt(4));
     j.error = st.ColText(5);

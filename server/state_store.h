@@ -29,6 +29,9 @@ struct JobRecord {
   v1::JobState state = v1::QUEUED;
   std::string error;
   double create_time = 0, update_time = 0, start_time = 0, end_time = 0;  // Unix seconds
+  // Set by LoadJobs for a row it could not decode ("has a spec that does not
+  // decode"); the coordinator quarantines such a job (state_check.h).
+  std::string corrupt;
 };
 
 struct TaskRecord {
@@ -76,9 +79,17 @@ class StateStore {
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
 
+  // Every row; one that does not decode comes back with `corrupt` set.
   absl::Status LoadJobs(std::vector<JobRecord>* jobs);
   absl::Status LoadTasks(std::vector<TaskRecord>* tasks);  // ordered by job seq, ord
   absl::Status LoadAttempts(const std::string& task_id, std::vector<AttemptRecord>* attempts);
+
+  // Writes (and replaces) a 16 KiB probe row in its own transaction: OK when
+  // the database can take a write again after a failed one (disk full).
+  absl::Status ProbeWrite();
+  // PRAGMA max_page_count on this connection: tests make the database "full"
+  // with it (SQLITE_FULL, as on a full disk) and raise it to "free space".
+  absl::Status SetMaxPageCountForTest(int64_t pages);
 
   absl::Status Begin();
   absl::Status Commit();

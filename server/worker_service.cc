@@ -87,8 +87,9 @@ grpc::Status WorkerServiceImpl::LeaseTask(grpc::ServerContext* context,
                                           const v1::LeaseTaskRequest* request,
                                           v1::LeaseTaskResponse* response) {
   if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
-  *response = coordinator_->LeaseTask(*request);
-  return grpc::Status::OK;
+  absl::Status written;
+  *response = coordinator_->LeaseTask(*request, &written);
+  return process::ToGrpcStatus(written);
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
@@ -104,8 +105,9 @@ grpc::Status WorkerServiceImpl::CompleteTask(grpc::ServerContext* context,
                                              v1::CompleteTaskResponse* response) {
   if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
   if (absl::Status s = ValidateCompleteTask(*request); !s.ok()) return process::ToGrpcStatus(s);
-  *response = coordinator_->CompleteTask(*request);
-  return grpc::Status::OK;
+  absl::Status written;
+  *response = coordinator_->CompleteTask(*request, &written);
+  return process::ToGrpcStatus(written);
 }
 
 grpc::Status WorkerServiceImpl::FailTask(grpc::ServerContext* context,
@@ -122,8 +124,9 @@ grpc::Status WorkerServiceImpl::FailTask(grpc::ServerContext* context,
     return process::ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("error is ", request->error().size(), " bytes; at most ", kMaxErrorBytes)));
   }
-  coordinator_->FailTask(*request);
-  return grpc::Status::OK;
+  absl::Status written;
+  coordinator_->FailTask(*request, &written);
+  return process::ToGrpcStatus(written);
 }
 
 }  // namespace caldera::server

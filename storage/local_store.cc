@@ -256,11 +256,13 @@ absl::Status LocalStore::RemoveAbandonedWrites(const std::string& prefix) {
   if (!path.ok()) return path.status();
   std::error_code ec;
   if (!fs::is_directory(*path, ec)) return absl::OkStatus();
-  std::vector<std::string> temps;
+  std::vector<std::string> temps, dirs;
   for (auto it = fs::recursive_directory_iterator(*path, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file(ec) &&
-        it->path().filename().string().find(kTempMarker) != std::string::npos) {
+    if (it->is_directory(ec) && !it->is_symlink(ec)) {
+      dirs.push_back(it->path().string());
+    } else if (it->is_regular_file(ec) &&
+               it->path().filename().string().find(kTempMarker) != std::string::npos) {
       temps.push_back(it->path().string());
     }
   }
@@ -270,6 +272,15 @@ absl::Status LocalStore::RemoveAbandonedWrites(const std::string& prefix) {
     }
     PruneEmptyScratchParents(t);
   }
+  // A remover killed between unlinking a scratch tree's last object and
+  // pruning its directory leaves that directory empty; the next removal lists
+  // no object there to prune from. Deepest first, so parents empty in turn.
+  std::sort(dirs.begin(), dirs.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const std::string& d : dirs) PruneEmptyScratchParents(d + "/-");
+  std::string top = *path;
+  while (top.size() > 1 && top.back() == '/') top.pop_back();
+  PruneEmptyScratchParents(top + "/-");
   return absl::OkStatus();
 }
 

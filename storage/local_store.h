@@ -30,7 +30,9 @@ class LocalStore final : public ObjectStore {
                                 int page_size) override;
   absl::Status Delete(const std::string& key) override;
   // Unlinks the temporary files of interrupted writes under `prefix` and
-  // the scratch directories that leaves empty (as Delete does).
+  // removes every empty scratch directory under it (and the parents that
+  // leaves empty, as Delete does), also those an earlier removal killed
+  // midway left behind.
   absl::Status RemoveAbandonedWrites(const std::string& prefix) override;
   absl::Status Copy(const std::string& from_key, const std::string& to_key) override;
   std::string UriOf(const std::string& key) const override;

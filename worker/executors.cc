@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,7 @@
 #include "core/model/llama_block.h"
 #include "core/model/model_runner.h"
 #include "core/ttlora/adapter.h"
+#include "job/bit_budget.h"
 #include "model_io/companion_files.h"
 #include "model_io/model_inputs.h"
 #include "storage/storage.h"
@@ -29,6 +31,12 @@ namespace caldera::worker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using job::BudgetCandidate;
+using job::BudgetCandidates;
+using job::kBudgetCandidatesPerMatrix;
+using job::kMaxBudgetCandidatesTried;
+using job::SmallestEstimatedBits;
+using job::WithCandidate;
 
 absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
@@ -293,7 +301,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
                                                    hessian.cols(), " but the weight has ", n,
                                                    " columns"));
   }
-  if (spec.method == "caldera" && spec.rank > std::min(m, n)) {
+  if (spec.target_bits == 0 && spec.method == "caldera" && spec.rank > std::min(m, n)) {
     return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " is larger than ", prefix,
                                                    " (", m, "x", n,
                                                    "); use --rank <= ", std::min(m, n)));
@@ -329,14 +337,55 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
   for (int64_t r = 0; r < sm; ++r) {
     for (int64_t c = 0; c < sn; ++c) w(r, c) = wd[r * sn + c];
   }
-  decompose::DecomposeOptions o = DecomposeOptionsFor(spec);
-  o.threads = search_threads;
-  o.cancelled = cancelled;
-  // A module without its aliased heads may be thinner than --rank.
-  if (o.rank > std::min(sm, sn)) o.rank = std::min(sm, sn);
-  absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h_used, o);
-  if (!r.ok()) return Annotate(r.status(), prefix);
+  // One setting, or under --target-bits the best of the budget's candidates
+  // (lowest weighted error among those whose measured bits fit).
+  std::vector<JobSpec> settings;
+  std::vector<std::string> labels;
+  if (spec.target_bits == 0) {
+    settings.push_back(spec);
+    labels.push_back("");
+  } else {
+    for (const BudgetCandidate& c :
+         BudgetCandidates(spec.target_bits, spec.lr_bits, sm, sn, kMaxBudgetCandidatesTried)) {
+      settings.push_back(WithCandidate(spec, c));
+      labels.push_back(c.Label());
+    }
+    if (settings.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--target-bits ", spec.target_bits, " is below the smallest setting for ", prefix, " (",
+          m, "x", n, ": about ", absl::SixDigits(SmallestEstimatedBits(spec.lr_bits, m, n)),
+          " bits per parameter); raise --target-bits"));
+    }
+  }
+  std::optional<decompose::DecomposeResult> best;
+  decompose::DecomposeOptions o;
+  std::string setting;
+  int fitting = 0;
+  for (size_t i = 0; i < settings.size() && fitting < kBudgetCandidatesPerMatrix; ++i) {
+    decompose::DecomposeOptions oi = DecomposeOptionsFor(settings[i]);
+    oi.threads = search_threads;
+    oi.cancelled = cancelled;
+    // A module without its aliased heads (--share-heads) may be thinner than --rank.
+    if (oi.rank > std::min(sm, sn)) oi.rank = std::min(sm, sn);
+    absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h_used, oi);
+    if (!r.ok()) return Annotate(r.status(), prefix);
+    const bool fits = spec.target_bits == 0 || r->bits_per_param <= spec.target_bits + 1e-9;
+    if (!fits) continue;
+    ++fitting;
+    if (!best || r->weighted_relative_error < best->weighted_relative_error) {
+      best = *std::move(r);
+      o = oi;
+      setting = labels[i];
+    }
+  }
+  if (!best) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--target-bits ", spec.target_bits, ": no setting for ", prefix, " (", m, "x", n,
+        ") stays within the budget once its scales are counted; raise --target-bits"));
+  }
+  decompose::DecomposeResult* r = &*best;
   ModuleReport rep;
+  rep.setting = setting;
   rep.name = prefix;
   rep.artifact = artifact_uri;
   rep.layer = layer;
@@ -477,6 +526,12 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
   qc.seed = spec.seed;
   qc.ttlora_rank = spec.ttlora_rank;
   qc.ttlora_init = spec.ttlora_init;
+  if (spec.target_bits > 0) {
+    qc.method = qc.quantizer = "mixed";
+    qc.rank = 0;
+    qc.q_bits = 0;
+    qc.target_bits = spec.target_bits;
+  }
   for (const ModuleReport& m : modules) {
     qc.modules[m.name] =
         format::QuantizedModule{m.rows, m.cols, m.rank, m.bits_per_param, m.ttlora_params > 0};

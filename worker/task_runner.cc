@@ -1,9 +1,12 @@
 #include "worker/task_runner.h"
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/format/checkpoint_report.h"
 #include "core/model/model_config.h"
 #include "job/job_spec_proto.h"
 #include "model_io/model_inputs.h"
+#include "storage/storage.h"
 #include "worker/task_confinement.h"
 
 namespace caldera::worker {
@@ -25,10 +28,37 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
     case v1::Task::kDecompose:
       return RunDecompose(**ckpt, spec, task.decompose(), cancelled);
     case v1::Task::kFinalize:
+      if (task.attempt_number() > 1 && EarlierFinalizeFinished(spec, task.finalize())) {
+        // Its checkpoint is complete; only the scratch removal it began is left.
+        (void)RemovePrefix(task.finalize().scratch_prefix(), options_);
+        TaskResult done;
+        done.report.mutable_finalize();
+        return done;
+      }
       return RunFinalize(**ckpt, spec, task.finalize(), cancelled);
     default:
       return absl::InvalidArgumentError("unreachable: task without work");
   }
+}
+
+bool TaskRunner::EarlierFinalizeFinished(const job::JobSpec& spec,
+                                         const v1::FinalizeTask& task) const {
+  absl::StatusOr<std::string> text =
+      storage::ReadObject(storage::JoinKey(spec.out, "report.json"), options_);
+  if (!text.ok()) return false;
+  absl::StatusOr<format::CheckpointReport> report =
+      format::ParseCheckpointReport(*text, "report.json");
+  if (!report.ok() || report->request_id != spec.request_id ||
+      report->matrices.size() != static_cast<size_t>(task.artifact_uris_size())) {
+    return false;
+  }
+  for (const std::string& uri : task.artifact_uris()) {
+    absl::StatusOr<storage::StoreAndKey> sk = storage::OpenUri(uri, options_);
+    if (!sk.ok()) return false;
+    absl::StatusOr<storage::ObjectInfo> head = sk->store->Head(sk->key);
+    if (!head.ok() && absl::IsNotFound(head.status())) return true;  // removed by that attempt
+  }
+  return false;  // every input is still there: finalizing again is safe and exact
 }
 
 absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckpt,

@@ -48,6 +48,12 @@ class TaskRunner {
   absl::StatusOr<TaskResult> RunDecompose(const model::Checkpoint& ckpt, const job::JobSpec& spec,
                                           const v1::DecomposeTask& task,
                                           const std::function<bool()>& cancelled);
+  // A retried finalize (attempt > 1) whose earlier attempt already wrote
+  // this job's report.json (same request id and matrix count) and then began
+  // removing scratch, so that some input artifact is gone: that attempt
+  // finished the checkpoint and was lost before its completion reached the
+  // coordinator. Finalize is otherwise re-run from its inputs.
+  bool EarlierFinalizeFinished(const job::JobSpec& spec, const v1::FinalizeTask& task) const;
   absl::StatusOr<TaskResult> RunFinalize(const model::Checkpoint& ckpt, const job::JobSpec& spec,
                                          const v1::FinalizeTask& task,
                                          const std::function<bool()>& cancelled);

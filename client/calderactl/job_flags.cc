@@ -54,6 +54,10 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                                "workers; Hessians equal up to summation order; default ",
                                d.calibration_shards, ")"))
       ->check(CLI::Range(1, job::kMaxCalibrationShards));
+  cmd->add_option("--target-bits", s->target_bits,
+                  "bits per parameter each matrix may use (2 to 8; default 0 = off): picks per "
+                  "matrix the LDLQ/CALDERA setting with the lowest weighted error that fits, "
+                  "instead of --method/--quantizer/--q-bits/--rank/--q-group-size");
   std::vector<std::string> all;
   for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
   cmd->add_option("--modules", s->modules,

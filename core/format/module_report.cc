@@ -5,20 +5,22 @@
 namespace caldera::format {
 
 nlohmann::json ModuleReportToJson(const ModuleReport& m) {
-  return {{"name", m.name},
-          {"layer", m.layer},
-          {"module", m.module},
-          {"rows", m.rows},
-          {"cols", m.cols},
-          {"rank", m.rank},
-          {"relative_error", m.relative_error},
-          {"weighted_relative_error", m.weighted_relative_error},
-          {"bits_per_param", m.bits_per_param},
-          {"storage_bits", m.storage_bits},
-          {"seconds", m.seconds},
-          {"ttlora_params", m.ttlora_params},
-          {"ttlora_weighted_error_before", m.ttlora_weighted_error_before},
-          {"ttlora_weighted_error_after", m.ttlora_weighted_error_after}};
+  nlohmann::json j = {{"name", m.name},
+                      {"layer", m.layer},
+                      {"module", m.module},
+                      {"rows", m.rows},
+                      {"cols", m.cols},
+                      {"rank", m.rank},
+                      {"relative_error", m.relative_error},
+                      {"weighted_relative_error", m.weighted_relative_error},
+                      {"bits_per_param", m.bits_per_param},
+                      {"storage_bits", m.storage_bits},
+                      {"seconds", m.seconds},
+                      {"ttlora_params", m.ttlora_params},
+                      {"ttlora_weighted_error_before", m.ttlora_weighted_error_before},
+                      {"ttlora_weighted_error_after", m.ttlora_weighted_error_after}};
+  if (!m.setting.empty()) j["setting"] = m.setting;
+  return j;
 }
 
 std::string SerializeModuleReport(const ModuleReport& report) {
@@ -43,6 +45,7 @@ absl::StatusOr<ModuleReport> ModuleReportFromJson(const nlohmann::json& j,
   f.OptionalInt("ttlora_params", &m.ttlora_params);
   f.OptionalDouble("ttlora_weighted_error_before", &m.ttlora_weighted_error_before);
   f.OptionalDouble("ttlora_weighted_error_after", &m.ttlora_weighted_error_after);
+  f.OptionalString("setting", &m.setting);
   if (f.ok() && (m.layer < 0 || m.rows < 0 || m.cols < 0 || m.rank < 0)) {
     f.Fail("layer, rows, cols and rank must not be negative");
   }

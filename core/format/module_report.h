@@ -26,6 +26,9 @@ struct ModuleReport {
   double seconds = 0;
   int64_t ttlora_params = 0;
   double ttlora_weighted_error_before = 0, ttlora_weighted_error_after = 0;
+  // The setting --target-bits chose ("caldera r8 e8p2", "ldlq uniform3 g32");
+  // empty (and absent from the JSON) when the job's own settings applied.
+  std::string setting;
 };
 
 // The JSON object (keys sorted, as nlohmann::json orders them).
@@ -33,7 +36,7 @@ nlohmann::json ModuleReportToJson(const ModuleReport& report);
 // Compact JSON text (the artifact's "report" metadata).
 std::string SerializeModuleReport(const ModuleReport& report);
 
-// Checked reading: every key but the ttlora_* ones is required and must have
+// Checked reading: every key but the ttlora_* ones and setting is required and must have
 // its type. `where` names the file and part for messages. `artifact` is left
 // empty.
 absl::StatusOr<ModuleReport> ModuleReportFromJson(const nlohmann::json& j, absl::string_view where);

@@ -30,6 +30,7 @@ Json ToJson(const QuantizationConfig& c) {
   qc["seed"] = c.seed;
   qc["ttlora_rank"] = c.ttlora_rank;
   qc["ttlora_init"] = c.ttlora_init;
+  if (c.target_bits > 0) qc["target_bits"] = c.target_bits;
   Json per_module = Json::object();
   for (const auto& [name, m] : c.modules) {
     per_module[name] = {{"rows", m.rows},
@@ -80,6 +81,7 @@ absl::StatusOr<QuantizationConfig> ReadQuantizationConfig(absl::string_view conf
   f.RequireUint("seed", &c.seed);
   f.RequireInt("ttlora_rank", &c.ttlora_rank);
   f.RequireString("ttlora_init", &c.ttlora_init);
+  f.OptionalDouble("target_bits", &c.target_bits);
   if (const Json* modules = f.RequireObject("modules"); modules != nullptr) {
     for (auto m = modules->begin(); m != modules->end() && f.ok(); ++m) {
       QuantizedModule q;

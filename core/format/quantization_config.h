@@ -25,7 +25,7 @@ struct QuantizedModule {
 
 struct QuantizationConfig {
   int format_version = kCheckpointFormatVersion;
-  std::string method;  // caldera | ldlq | rtn
+  std::string method;  // caldera | ldlq | rtn | mixed (--target-bits: see target_bits)
   int64_t rank = 0;    // 0 for ldlq / rtn
   int q_bits = 0, lr_bits = 0;
   std::string quantizer;  // e8p | uniform
@@ -33,6 +33,10 @@ struct QuantizationConfig {
   uint64_t seed = 0;
   int64_t ttlora_rank = 0;
   std::string ttlora_init;
+  // --target-bits of the job (0 = off, key absent). With it, method and
+  // quantizer are "mixed", rank and q_bits 0: each matrix's setting is in its
+  // record and in report.json's "setting".
+  double target_bits = 0;
   std::map<std::string, QuantizedModule> modules;  // by module name
 };
 

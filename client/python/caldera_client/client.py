@@ -86,6 +86,10 @@ class Client:
                ttlora_init: Optional[str] = None, modules: Optional[Sequence[str]] = None,
                request_id: str = "", iterations: Optional[int] = None,
                lplr_iterations: Optional[int] = None, overwrite: bool = False,
+               q_group_size: Optional[int] = None, incoherence: Optional[str] = None,
+               calibration_shards: Optional[int] = None,
+               calibration_mode: Optional[str] = None,
+               target_bits: Optional[float] = None,
                share_heads: float = 0.0) -> jobs_pb2.Job:
         """Creates a job (validated by the coordinator first); unset settings take the
         documented defaults. The same request_id twice returns the same job.
@@ -93,7 +97,11 @@ class Client:
         Settings have the names of calderactl's flags (--iters -> iters). `iterations` and
         `lplr_iterations` are the old names of `iters` and `lplr_iters`, still accepted.
         `overwrite` (calderactl --overwrite) writes into an `out` holding files not written
-        by caldera (docs/security.md). `share_heads` (calderactl --share-heads) is the
+        by caldera (docs/security.md). `q_group_size` (uniform Q: weights per scale group),
+        `incoherence` ("auto" | "rht" | "none"), `calibration_shards` and `calibration_mode`
+        ("sequential" | "original") are calderactl's --q-group-size, --incoherence,
+        --calibration-shards and --calibration-mode. `target_bits` (--target-bits) picks each
+        matrix's setting within that many stored bits per parameter. `share_heads` (--share-heads) is the
         DirectShare fraction in [0, 1] of attention KV groups aliased to an earlier layer's
         (docs/format/head-sharing.md)."""
         if iters is None:
@@ -102,13 +110,17 @@ class Client:
             lplr_iters = lplr_iterations
         d = jobs_pb2.DecompositionSettings(
             method=method or "", rank=rank or 0, q_bits=q_bits or 0, lr_bits=lr_bits or 0,
-            quantizer=quantizer or "", iters=iters or 0, lplr_iters=lplr_iters or 0)
+            quantizer=quantizer or "", iters=iters or 0, lplr_iters=lplr_iters or 0,
+            q_group_size=q_group_size or 0, incoherence=incoherence or "")
         if seed is not None:
             d.seed = seed
         spec = jobs_pb2.JobSpec(
             model=model, calibration=calibration, out=out, decomposition=d,
             ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or ""),
-            modules=list(modules or []), overwrite=overwrite, share_heads=share_heads)
+            modules=list(modules or []), overwrite=overwrite,
+            calibration_shards=calibration_shards or 0,
+            calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0,
+            share_heads=share_heads)
         return self._call(self._stub.CreateJob,
                           jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
                           timeout=max(self._timeout, 300))

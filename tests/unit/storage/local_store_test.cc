@@ -73,6 +73,26 @@ TEST(LocalStoreTest, AbandonedWritesUnderAScratchTreeAreRemoved) {
   EXPECT_TRUE(store.RemoveAbandonedWrites("absent/").ok());
 }
 
+// A finalize killed between unlinking a scratch object and pruning its
+// directory leaves an empty directory that no object names any more (found by
+// tests/integration/chaos_test.py): the next removal prunes it too, and keeps
+// directories outside scratch.
+TEST(LocalStoreTest, EmptyScratchDirectoriesLeftByAKilledRemovalAreRemoved) {
+  testing::TempDir dir;
+  LocalStore store(dir.path());
+  const std::filesystem::path root(dir.path());
+  std::filesystem::create_directories(root / "out/.caldera-scratch/job1/calibrate-0000/a2-ff");
+  std::filesystem::create_directories(root / "out/.caldera-scratch/job1/decompose-0001/a1-ee");
+  std::filesystem::create_directories(root / "out/keep");
+  ASSERT_TRUE(store.RemoveAbandonedWrites("out/.caldera-scratch/job1/").ok());
+  EXPECT_FALSE(std::filesystem::exists(root / "out/.caldera-scratch"));
+  EXPECT_TRUE(std::filesystem::exists(root / "out/keep"));
+  // Outside a scratch tree, empty directories are not ours to remove.
+  std::filesystem::create_directories(root / "plain/empty");
+  ASSERT_TRUE(store.RemoveAbandonedWrites("plain/").ok());
+  EXPECT_TRUE(std::filesystem::exists(root / "plain/empty"));
+}
+
 TEST(LocalStoreTest, KeysCannotEscapeTheRoot) {
   testing::TempDir dir;
   std::filesystem::create_directories(dir.Join("root"));

@@ -1,0 +1,153 @@
+#include "job/bit_budget.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "core/transform/hadamard.h"
+
+namespace caldera::job {
+namespace {
+
+// A candidate before its shape is known: the L·R share in bits per parameter
+// (0 = no L·R).
+struct Template {
+  const char* method;
+  const char* quantizer;
+  int q_bits;
+  int64_t q_group_size;
+  double lr_share;
+};
+
+constexpr Template kTemplates[] = {
+    {"ldlq", "e8p", 2, 128, 0.0},        {"caldera", "e8p", 2, 128, 0.25},
+    {"caldera", "e8p", 2, 128, 0.5},     {"caldera", "e8p", 2, 128, 0.75},
+    {"caldera", "e8p", 2, 128, 1.0},     {"caldera", "e8p", 2, 128, 1.5},
+    {"ldlq", "uniform", 3, 128, 0.0},    {"ldlq", "uniform", 3, 64, 0.0},
+    {"ldlq", "uniform", 3, 32, 0.0},     {"caldera", "uniform", 3, 128, 0.25},
+    {"caldera", "uniform", 3, 128, 0.5}, {"caldera", "uniform", 3, 128, 0.75},
+    {"ldlq", "uniform", 4, 128, 0.0},    {"ldlq", "uniform", 4, 64, 0.0},
+    {"ldlq", "uniform", 4, 32, 0.0},     {"caldera", "uniform", 4, 128, 0.25},
+};
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The size a dimension is padded to: a multiple of `block` (the E8P blocks
+// along it: 8 for Q's columns and for both sides of E8P factors, else 1) and,
+// with the Hadamard transform (E8P: incoherence auto), a size the transform
+// accepts -- the rule core/decompose applies.
+int64_t PaddedDim(int64_t n, bool e8p, int64_t block) {
+  if (!e8p) return n;
+  for (int64_t v = CeilDiv(n, block) * block;; v += block) {
+    if (transform::HadamardTransform::Create(v).ok()) return v;
+  }
+}
+
+// Stored bits of one candidate on a rows x cols matrix, as the decomposition
+// counts them (checked against it in bit_budget_test): Q's codes over the
+// padded shape; its fp16 scales (uniform: one per group of a row; E8P without
+// L·R: one per row); a float32 global scale; the 64-bit Hadamard seed (E8P);
+// and per rank component of L·R its codes plus fp16 scales (uniform: one per
+// group along each factor; E8P: one per component in each factor) and, for
+// E8P, the factors' own float32 scale.
+double StoredBits(const Template& t, int64_t rank, int lr_bits, int64_t rows, int64_t cols) {
+  const bool uniform = std::string(t.quantizer) == "uniform";
+  const double mp = static_cast<double>(PaddedDim(rows, !uniform, rank > 0 ? 8 : 1));
+  const double np = static_cast<double>(PaddedDim(cols, !uniform, 8));
+  double bits = t.q_bits * mp * np + 32;
+  if (uniform) {
+    bits += 16.0 * mp * static_cast<double>(CeilDiv(cols, t.q_group_size));
+  } else {
+    bits += 64;                    // Hadamard seed
+    bits += rank == 0 ? 16.0 * mp  // row scales of Q
+                      : 32;        // L·R's global scale
+  }
+  const double per_rank =
+      lr_bits * (mp + np) + (uniform ? 16.0 * static_cast<double>(CeilDiv(rows, t.q_group_size) +
+                                                                  CeilDiv(cols, t.q_group_size))
+                                     : 32.0);
+  return bits + static_cast<double>(rank) * per_rank;
+}
+
+BudgetCandidate Instantiate(const Template& t, int lr_bits, int64_t rows, int64_t cols) {
+  BudgetCandidate c;
+  c.method = t.method;
+  c.quantizer = t.quantizer;
+  c.q_bits = t.q_bits;
+  c.q_group_size = t.q_group_size;
+  const double mn = static_cast<double>(rows) * static_cast<double>(cols);
+  if (t.lr_share > 0) {
+    // The rank whose L·R codes take lr_share bits per parameter.
+    const double per_rank = static_cast<double>(rows + cols) * lr_bits / mn;
+    c.rank = std::max<int64_t>(
+        1, std::min<int64_t>(std::min(rows, cols),
+                             static_cast<int64_t>(std::floor(t.lr_share / per_rank + 1e-9))));
+  }
+  c.estimated_bits = StoredBits(t, c.rank, lr_bits, rows, cols) / mn;
+  return c;
+}
+
+}  // namespace
+
+std::string BudgetCandidate::Label() const {
+  std::string q = absl::StrCat(quantizer, q_bits);
+  if (quantizer == "uniform") absl::StrAppend(&q, " g", q_group_size);
+  return method == "caldera" ? absl::StrCat("caldera r", rank, " ", q)
+                             : absl::StrCat(method, " ", q);
+}
+
+absl::Status ValidateTargetBits(double target_bits) {
+  if (target_bits == 0) return absl::OkStatus();
+  if (!std::isfinite(target_bits) || target_bits < kMinTargetBits || target_bits > kMaxTargetBits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--target-bits ", target_bits, " is out of range; use 0 (off) or ",
+                     kMinTargetBits, " to ", kMaxTargetBits, " bits per parameter (e.g. 3 or 4)"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
+                                              int64_t cols, int max_count) {
+  std::vector<BudgetCandidate> out;
+  if (rows < 1 || cols < 1 || lr_bits < 1) return out;
+  for (const Template& t : kTemplates) {
+    BudgetCandidate c = Instantiate(t, lr_bits, rows, cols);
+    // Without L·R, group sizes >= the row length are one setting (one scale
+    // per row): run it once. (With L·R the group size also splits the
+    // factors, so they differ.)
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const BudgetCandidate& o) {
+      return o.method == c.method && o.quantizer == c.quantizer && o.q_bits == c.q_bits &&
+             o.rank == c.rank &&
+             (c.quantizer != "uniform" || o.q_group_size == c.q_group_size ||
+              (c.rank == 0 && std::min(o.q_group_size, cols) == std::min(c.q_group_size, cols)));
+    });
+    if (!seen && c.estimated_bits <= budget + 1e-9) out.push_back(std::move(c));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const BudgetCandidate& a, const BudgetCandidate& b) {
+    return a.estimated_bits > b.estimated_bits;
+  });
+  if (out.size() > static_cast<size_t>(std::max(0, max_count))) out.resize(std::max(0, max_count));
+  return out;
+}
+
+double SmallestEstimatedBits(int lr_bits, int64_t rows, int64_t cols) {
+  double best = kMaxTargetBits * 2;
+  for (const Template& t : kTemplates) {
+    best = std::min(best, Instantiate(t, std::max(1, lr_bits), std::max<int64_t>(1, rows),
+                                      std::max<int64_t>(1, cols))
+                              .estimated_bits);
+  }
+  return best;
+}
+
+JobSpec WithCandidate(const JobSpec& spec, const BudgetCandidate& c) {
+  JobSpec s = spec;
+  s.method = c.method;
+  s.quantizer = c.quantizer;
+  s.q_bits = c.q_bits;
+  s.q_group_size = c.q_group_size;
+  if (c.method == "caldera") s.rank = c.rank;
+  return s;
+}
+
+}  // namespace caldera::job

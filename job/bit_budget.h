@@ -1,0 +1,67 @@
+// Bit budgets (--target-bits B): the settings a matrix may get so that its
+// stored bits per parameter stay within B, and the spec that runs one of them.
+//
+// The candidates are the settings of the measured quality frontier
+// (bench/quality_bench.py on stories260K): LDLQ with E8P 2-bit Q, LDLQ with
+// uniform 3/4-bit Q at group sizes 128/64/32, CALDERA with E8P 2-bit or
+// uniform 3-bit Q plus an L·R worth a fixed share of bits. The L·R rank is
+// derived from the shape (rank = share · rows · cols / ((rows + cols) ·
+// lr_bits)), so the same candidate costs the same bits on a 64-wide toy and a
+// 4096-wide matrix. The decompose task runs the few candidates whose estimate
+// is closest below B, keeps those whose measured bits are within B, and stores
+// the one with the lowest Hessian-weighted error (worker/executors.cc).
+#ifndef CALDERA_JOB_BIT_BUDGET_H_
+#define CALDERA_JOB_BIT_BUDGET_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "job/job_spec.h"
+
+namespace caldera::job {
+
+// --target-bits is 0 (off) or in [kMinTargetBits, kMaxTargetBits].
+inline constexpr double kMinTargetBits = 2.0;
+inline constexpr double kMaxTargetBits = 8.0;
+
+// Candidates run per matrix: the best `kBudgetCandidatesPerMatrix` estimates
+// within the budget (more finds slightly better mixes and costs that many
+// decompositions per matrix).
+inline constexpr int kBudgetCandidatesPerMatrix = 3;
+// Candidates tried at most per matrix (those whose measured bits exceed the
+// budget do not count towards the ones above).
+inline constexpr int kMaxBudgetCandidatesTried = 6;
+
+struct BudgetCandidate {
+  std::string method;     // ldlq | caldera
+  std::string quantizer;  // e8p | uniform (Q; L and R use the same kind)
+  int q_bits = 2;
+  int64_t q_group_size = 128;
+  int64_t rank = 0;             // L·R rank for this shape (caldera), else 0
+  double estimated_bits = 0.0;  // bits per parameter before running it
+  // "ldlq uniform3 g32", "caldera r8 e8p2", as report.json's "setting".
+  std::string Label() const;
+};
+
+// Checks --target-bits alone: 0, or finite and within the range above.
+absl::Status ValidateTargetBits(double target_bits);
+
+// The candidates for a rows x cols matrix whose estimate is within `budget`,
+// best (largest estimate) first, at most `max_count`. Empty when even the
+// smallest setting's estimate exceeds the budget.
+std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
+                                              int64_t cols, int max_count);
+
+// The smallest estimate of any candidate for this shape (for the message
+// when nothing fits).
+double SmallestEstimatedBits(int lr_bits, int64_t rows, int64_t cols);
+
+// `spec` with the candidate's method, quantizer, Q bits, group size and rank;
+// everything else (lr_bits, iters, seed, incoherence, ...) kept.
+JobSpec WithCandidate(const JobSpec& spec, const BudgetCandidate& c);
+
+}  // namespace caldera::job
+
+#endif  // CALDERA_JOB_BIT_BUDGET_H_

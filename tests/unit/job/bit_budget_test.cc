@@ -1,0 +1,110 @@
+#include "job/bit_budget.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "core/decompose/caldera.h"
+#include "gtest/gtest.h"
+
+namespace caldera::job {
+namespace {
+
+TEST(BitBudgetTest, TargetBitsRange) {
+  EXPECT_TRUE(ValidateTargetBits(0).ok());
+  EXPECT_TRUE(ValidateTargetBits(3.5).ok());
+  for (double bad : {1.9, 8.5, -1.0, std::numeric_limits<double>::quiet_NaN(),
+                     std::numeric_limits<double>::infinity()}) {
+    absl::Status s = ValidateTargetBits(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("--target-bits"), std::string::npos) << s.message();
+  }
+}
+
+TEST(BitBudgetTest, CandidatesFitTheBudgetBestFirst) {
+  for (double budget : {2.3, 3.0, 3.6, 4.3, 8.0}) {
+    const std::vector<BudgetCandidate> c = BudgetCandidates(budget, 4, 64, 64, 100);
+    ASSERT_FALSE(c.empty()) << budget;
+    for (size_t i = 0; i < c.size(); ++i) {
+      EXPECT_LE(c[i].estimated_bits, budget + 1e-9) << c[i].Label();
+      if (i > 0) {
+        EXPECT_GE(c[i - 1].estimated_bits, c[i].estimated_bits);
+      }
+    }
+  }
+  EXPECT_EQ(BudgetCandidates(8.0, 4, 64, 64, 2).size(), 2u);
+  // stories260K's 64-wide matrices: E8P 2-bit needs 2 + 16/64 bits (row scales).
+  EXPECT_TRUE(BudgetCandidates(2.2, 4, 64, 64, 10).empty());
+  EXPECT_DOUBLE_EQ(SmallestEstimatedBits(4, 64, 64), 2.25 + 96.0 / 4096);
+  // At 4.3 bits the best estimate is uniform 4-bit with one scale per row.
+  EXPECT_EQ(BudgetCandidates(4.3, 4, 64, 64, 1)[0].Label(), "ldlq uniform4 g128");
+  // g64 and g128 are one setting on a 64-wide matrix: listed once.
+  EXPECT_EQ(BudgetCandidates(3.3, 4, 64, 64, 100).size(), 6u);
+}
+
+TEST(BitBudgetTest, LowRankShareScalesWithTheShape) {
+  auto rank_of = [](int64_t rows, int64_t cols) {  // the E8P CALDERA with most L·R
+    int64_t rank = -1;
+    for (const BudgetCandidate& c : BudgetCandidates(8.0, 4, rows, cols, 100)) {
+      if (c.method == "caldera" && c.quantizer == "e8p") rank = std::max(rank, c.rank);
+    }
+    return rank;
+  };
+  // 1.5 bits per parameter of 4-bit L·R: rank · (rows + cols) · 4 = 1.5 · rows · cols.
+  EXPECT_EQ(rank_of(64, 64), 12);
+  EXPECT_EQ(rank_of(4096, 4096), 768);
+  EXPECT_EQ(rank_of(172, 64), 17);  // floor(1.5 · 172 · 64 / (236 · 4))
+}
+
+TEST(BitBudgetTest, WithCandidateKeepsTheRest) {
+  JobSpec s;
+  s.lr_bits = 3;
+  s.iters = 2;
+  s.seed = 9;
+  BudgetCandidate c;
+  c.method = "caldera";
+  c.quantizer = "uniform";
+  c.q_bits = 3;
+  c.q_group_size = 32;
+  c.rank = 5;
+  const JobSpec t = WithCandidate(s, c);
+  EXPECT_EQ(t.method, "caldera");
+  EXPECT_EQ(t.quantizer, "uniform");
+  EXPECT_EQ(t.q_bits, 3);
+  EXPECT_EQ(t.q_group_size, 32);
+  EXPECT_EQ(t.rank, 5);
+  EXPECT_EQ(t.lr_bits, 3);
+  EXPECT_EQ(t.iters, 2);
+  EXPECT_EQ(t.seed, 9u);
+  EXPECT_EQ(c.Label(), "caldera r5 uniform3 g32");
+}
+
+// The estimates against the bits the decomposition really stores, for every
+// candidate on two shapes: the budget search relies on them to choose what to
+// run.
+TEST(BitBudgetTest, EstimatesMatchStoredBits) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g;
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{64, 64}, {128, 256}, {172, 64}, {64, 172}}) {
+    Eigen::MatrixXf w(rows, cols);
+    for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = g(rng);
+    Eigen::MatrixXd x(cols, 4 * cols);
+    for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = g(rng);
+    const Eigen::MatrixXd h = x * x.transpose() / static_cast<double>(x.cols());
+    for (const BudgetCandidate& c : BudgetCandidates(8.0, 4, rows, cols, 100)) {
+      JobSpec s = WithCandidate(JobSpec{}, c);
+      s.iters = 1;
+      s.lplr_iters = 1;
+      absl::StatusOr<decompose::DecomposeResult> r =
+          decompose::Decompose(w, h, DecomposeOptionsFor(s));
+      ASSERT_TRUE(r.ok()) << c.Label() << ": " << r.status();
+      EXPECT_NEAR(r->bits_per_param, c.estimated_bits, 1e-9)
+          << c.Label() << " on " << rows << "x" << cols;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace caldera::job
