@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/model/head_sharing.h"
 #include "core/model/model_config.h"
 #include "core/quant/quantizer.h"
 #include "core/util/bounded_quote.h"
@@ -29,6 +30,14 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   }
   if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
   if (absl::Status s = ValidateTargetBits(spec.target_bits); !s.ok()) return s;
+  if (absl::Status s = model::ValidateShareRatio(spec.share_heads, "--share-heads"); !s.ok()) {
+    return s;
+  }
+  if (spec.share_heads > 0 && spec.ttlora_rank > 0) {
+    return absl::InvalidArgumentError(
+        "--share-heads and --ttlora-rank cannot be combined yet (an adapter of a module with "
+        "aliased heads has no defined shape); drop one of them");
+  }
   if (spec.ttlora_rank < 0) return absl::InvalidArgumentError("--ttlora-rank must be >= 0");
   if (spec.ttlora_init != "zero" && spec.ttlora_init != "residual") {
     return absl::InvalidArgumentError(absl::StrCat("--ttlora-init ", BoundedQuote(spec.ttlora_init),

@@ -56,6 +56,10 @@ struct JobSpec {
   // 1 = the unsharded plan; at most kMaxCalibrationShards and the number of
   // calibration samples (checked at submit, job_validation.h).
   int calibration_shards = 1;
+  // --share-heads: the fraction in [0, 1] of attention KV groups that reuse
+  // the weights of a similar group of an earlier layer (DirectShare,
+  // core/model/head_sharing.h), chosen before calibration; 0 = off.
+  double share_heads = 0;
   std::string request_id;  // idempotency key of the create request
   // --overwrite: write into an output location that holds files not written
   // by caldera (job/output_safety.h). An output overlapping an input is

@@ -29,6 +29,7 @@ JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   s.request_id = request_id;
   s.overwrite = p.overwrite();
   s.target_bits = p.target_bits();
+  s.share_heads = p.share_heads();
   return s;
 }
 
@@ -56,6 +57,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   p.set_overwrite(s.overwrite);
   p.set_calibration_shards(s.calibration_shards);
   p.set_target_bits(s.target_bits);
+  p.set_share_heads(s.share_heads);
   return p;
 }
 

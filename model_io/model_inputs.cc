@@ -1,6 +1,7 @@
 #include "model_io/model_inputs.h"
 
 #include "core/decompose/record.h"
+#include "core/model/head_sharing.h"
 #include "core/ttlora/adapter.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -28,6 +29,18 @@ absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(
           if (absl::Status s = ttlora::AddStoredAdapter(reader, prefix, &*w); !s.ok()) return s;
           return w;
         });
+    // A checkpoint written with --share-heads: its attention records hold only
+    // the unaliased heads; the map says where the others come from.
+    absl::StatusOr<std::string> sharing =
+        storage::ReadObject(JoinKey(uri, model::kHeadSharingFile), options);
+    if (sharing.ok()) {
+      absl::StatusOr<model::HeadSharing> map = model::ParseHeadSharing(
+          *sharing, JoinKey(uri, model::kHeadSharingFile), (*ckpt)->config());
+      if (!map.ok()) return map.status();
+      (*ckpt)->SetHeadSharing(std::make_shared<const model::HeadSharing>(*std::move(map)));
+    } else if (sharing.status().code() != absl::StatusCode::kNotFound) {
+      return sharing.status();
+    }
   }
   return ckpt;
 }

@@ -19,7 +19,10 @@ namespace caldera::model_io {
 
 // A checkpoint directory at `uri` read through object storage: config.json and
 // safetensors headers at open, tensors on request. Compressed checkpoints
-// (CALDERA records instead of dense weights) are reconstructed on read.
+// (CALDERA records instead of dense weights) are reconstructed on read; a
+// head_sharing.json beside config.json (docs/format/head-sharing.md) is
+// parsed and installed (Checkpoint::SetHeadSharing), so aliased attention
+// heads read as their sources'.
 absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(
     const std::string& uri, const storage::StorageOptions& options);
 

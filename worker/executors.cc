@@ -15,6 +15,7 @@
 #include "core/format/quantization_config.h"
 #include "core/format/safetensors.h"
 #include "core/format/sharded_checkpoint.h"
+#include "core/model/head_sharing.h"
 #include "core/model/hessians_file.h"
 #include "core/model/hidden_states.h"
 #include "core/model/llama_block.h"
@@ -84,6 +85,24 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
                                 : rep->module == "up_proj"   ? &w->up
                                 : rep->module == "down_proj" ? &w->down
                                                              : nullptr;
+    if (target != nullptr && checkpoint.head_sharing() != nullptr && t->rank() == 2 &&
+        (t->dim(0) != target->rows() || t->dim(1) != target->cols())) {
+      // A record without its aliased heads (--share-heads): those come from
+      // the source layer's weights as this checkpoint reads them (the input,
+      // shared), not from the source's record, which this task does not see.
+      const std::vector<model::AliasedSlice> slices =
+          model::AliasedSlices(*checkpoint.head_sharing(), layer, rep->module);
+      std::string suffix;
+      for (const model::LinearModule& lm : model::kLinearModules) {
+        if (rep->module == lm.name) suffix = lm.suffix;
+      }
+      t = model::ExpandAliased(*t, {target->rows(), target->cols()}, slices,
+                               model::SharesColumns(rep->module), [&](int64_t source) {
+                                 return checkpoint.ReadLinearWeight(
+                                     checkpoint.config().LayerPrefix(source) + suffix, rep->module);
+                               });
+      if (!t.ok()) return Annotate(t.status(), uri);
+    }
     if (target == nullptr || t->rank() != 2 || t->dim(0) != target->rows() ||
         t->dim(1) != target->cols()) {
       return absl::InvalidArgumentError(absl::StrCat(uri, ": module '", rep->module.substr(0, 40),
@@ -287,10 +306,36 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
                                                    " (", m, "x", n,
                                                    "); use --rank <= ", std::min(m, n)));
   }
-  quant::MatrixF w(m, n);
+  // With --share-heads, the aliased heads' rows (q/k/v) or columns (o) are
+  // not stored here: they are the source layer's (docs/format/head-sharing.md).
+  // The record holds the rest; o_proj's Hessian loses the same rows and columns.
+  const std::vector<model::AliasedSlice> aliased =
+      checkpoint.head_sharing() == nullptr
+          ? std::vector<model::AliasedSlice>{}
+          : model::AliasedSlices(*checkpoint.head_sharing(), layer, module.name);
+  Eigen::MatrixXd reduced_hessian;
+  if (!aliased.empty()) {
+    const bool columns = model::SharesColumns(module.name);
+    absl::StatusOr<Tensor> kept = model::RemoveAliased(*wt, aliased, columns);
+    if (!kept.ok()) return Annotate(kept.status(), prefix);
+    if (columns) {
+      const std::vector<int64_t> ki = model::KeptIndices(n, aliased);
+      const int64_t k = static_cast<int64_t>(ki.size());
+      reduced_hessian.resize(k, k);
+      for (int64_t i = 0; i < k; ++i) {
+        for (int64_t j = 0; j < k; ++j) {
+          reduced_hessian(i, j) = hessian(ki[static_cast<size_t>(i)], ki[static_cast<size_t>(j)]);
+        }
+      }
+    }
+    wt = *std::move(kept);
+  }
+  const Eigen::MatrixXd& h_used = reduced_hessian.size() > 0 ? reduced_hessian : hessian;
+  const int64_t sm = wt->dim(0), sn = wt->dim(1);  // the stored part
+  quant::MatrixF w(sm, sn);
   std::span<const float> wd = wt->data<float>();
-  for (int64_t r = 0; r < m; ++r) {
-    for (int64_t c = 0; c < n; ++c) w(r, c) = wd[r * n + c];
+  for (int64_t r = 0; r < sm; ++r) {
+    for (int64_t c = 0; c < sn; ++c) w(r, c) = wd[r * sn + c];
   }
   // One setting, or under --target-bits the best of the budget's candidates
   // (lowest weighted error among those whose measured bits fit).
@@ -301,7 +346,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
     labels.push_back("");
   } else {
     for (const BudgetCandidate& c :
-         BudgetCandidates(spec.target_bits, spec.lr_bits, m, n, kMaxBudgetCandidatesTried)) {
+         BudgetCandidates(spec.target_bits, spec.lr_bits, sm, sn, kMaxBudgetCandidatesTried)) {
       settings.push_back(WithCandidate(spec, c));
       labels.push_back(c.Label());
     }
@@ -320,7 +365,9 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
     decompose::DecomposeOptions oi = DecomposeOptionsFor(settings[i]);
     oi.threads = search_threads;
     oi.cancelled = cancelled;
-    absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, hessian, oi);
+    // A module without its aliased heads (--share-heads) may be thinner than --rank.
+    if (oi.rank > std::min(sm, sn)) oi.rank = std::min(sm, sn);
+    absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h_used, oi);
     if (!r.ok()) return Annotate(r.status(), prefix);
     const bool fits = spec.target_bits == 0 || r->bits_per_param <= spec.target_bits + 1e-9;
     if (!fits) continue;
@@ -350,12 +397,21 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
   rep.weighted_relative_error = r->weighted_relative_error;
   rep.bits_per_param = r->bits_per_param;
   rep.storage_bits = r->storage_bits;
+  if (!aliased.empty()) {
+    // Stored bits over the module's parameters: aliased heads count once,
+    // at their source.
+    rep.bits_per_param = static_cast<double>(r->storage_bits) / static_cast<double>(m * n);
+  }
 
   format::MatrixArtifact artifact;
   artifact.prefix = prefix;
   if (spec.ttlora_rank > 0) {
     absl::StatusOr<ttlora::AdapterShape> shape = ttlora::DefaultShape(m, n);
     if (!shape.ok()) return Annotate(shape.status(), prefix);
+    if (!aliased.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, ": --share-heads cannot be combined with --ttlora-rank"));
+    }
     absl::StatusOr<ttlora::InitResult> init =
         ttlora::InitializeAdapter(w, r->w_hat, hessian.cast<float>(), *shape, spec.ttlora_rank,
                                   16.0, spec.ttlora_init, spec.seed);
@@ -436,6 +492,17 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
     if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
   }
 
+  // The head sharing map, when the records leave heads out: before the read
+  // back below, which needs it (docs/format/head-sharing.md).
+  if (checkpoint.head_sharing() != nullptr && !checkpoint.head_sharing()->empty()) {
+    const std::string uri = storage::JoinKey(spec.out, model::kHeadSharingFile);
+    if (auto put = storage::WriteObject(
+            uri, model::SerializeHeadSharing(*checkpoint.head_sharing()), options);
+        !put.ok()) {
+      return Annotate(put.status(), absl::StrCat("writing ", uri));
+    }
+  }
+
   // The input's tokenizer, generation and chat-template files, unchanged, so
   // the output loads where the input did.
   if (absl::StatusOr<std::vector<std::string>> copied =
@@ -505,6 +572,15 @@ absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSp
   report.request_id = spec.request_id;
   report.matrices = modules;
   report.totals = format::ComputeTotals(modules, seconds);
+  if (const model::HeadSharing* hs = checkpoint.head_sharing(); hs != nullptr && !hs->empty()) {
+    report.head_sharing.shared_groups = static_cast<int64_t>(hs->shares.size());
+    for (const ModuleReport& m : modules) {
+      for (const model::AliasedSlice& s : model::AliasedSlices(*hs, m.layer, m.module)) {
+        report.head_sharing.aliased_params +=
+            static_cast<double>(s.size * (model::SharesColumns(m.module) ? m.rows : m.cols));
+      }
+    }
+  }
   if (auto put = storage::WriteObject(storage::JoinKey(spec.out, "report.json"),
                                       format::SerializeCheckpointReport(report), options);
       !put.ok()) {

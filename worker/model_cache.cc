@@ -1,6 +1,7 @@
 #include "worker/model_cache.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/model/head_sharing_plan.h"
 #include "model_io/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -27,11 +28,30 @@ absl::StatusOr<std::string> ModelFingerprint(const std::string& uri,
   return out;
 }
 
-absl::StatusOr<const model::Checkpoint*> ModelCache::Get(const std::string& uri) {
+absl::StatusOr<const model::Checkpoint*> ModelCache::Get(const std::string& uri,
+                                                         double share_heads) {
+  absl::StatusOr<const model::Checkpoint*> ckpt = Open(uri);
+  if (!ckpt.ok() || share_heads == installed_share_heads_) return ckpt;
+  if (share_heads == 0) {
+    model_->SetHeadSharing(own_sharing_);
+  } else {
+    model_->SetHeadSharing(own_sharing_);
+    absl::StatusOr<model::HeadSharing> plan =
+        model::PlanCheckpointHeadSharing(*model_, share_heads);
+    if (!plan.ok()) return plan.status();
+    model_->SetHeadSharing(std::make_shared<const model::HeadSharing>(*std::move(plan)));
+  }
+  installed_share_heads_ = share_heads;
+  return ckpt;
+}
+
+absl::StatusOr<const model::Checkpoint*> ModelCache::Open(const std::string& uri) {
   if (model_ != nullptr && uri_ == uri && !fingerprint_.empty()) {
     absl::StatusOr<std::string> now = ModelFingerprint(uri, shard_files_, options_);
     if (now.ok() && *now == fingerprint_) return model_.get();
   }
+  own_sharing_.reset();
+  installed_share_heads_ = 0;
   model_.reset();
   uri_.clear();
   fingerprint_.clear();
@@ -50,6 +70,9 @@ absl::StatusOr<const model::Checkpoint*> ModelCache::Get(const std::string& uri)
   absl::StatusOr<std::string> fp = ModelFingerprint(uri, shard_files_, options_);
   if (fp.ok()) fingerprint_ = *std::move(fp);
   model_ = *std::move(ckpt);
+  if (model_->head_sharing() != nullptr) {
+    own_sharing_ = std::make_shared<const model::HeadSharing>(*model_->head_sharing());
+  }
   uri_ = uri;
   return model_.get();
 }

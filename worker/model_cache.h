@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/model/checkpoint.h"
+#include "core/model/head_sharing.h"
 #include "storage/storage_options.h"
 
 namespace caldera::worker {
@@ -33,17 +34,30 @@ class ModelCache {
   // The model at `uri`: the cached one when the URI and the fingerprint match,
   // else freshly opened (the previous one is released first). The pointer is
   // valid until the next Get.
-  absl::StatusOr<const model::Checkpoint*> Get(const std::string& uri);
+  absl::StatusOr<const model::Checkpoint*> Get(const std::string& uri) { return Get(uri, 0); }
+  // The same, with the DirectShare plan for `share_heads` (a job's
+  // --share-heads) installed on it: planned from the model's attention
+  // weights once per (model, ratio) and kept while the model is cached, so
+  // every task of a job (on every worker) reads the same shared weights.
+  // With 0, the model reads as its files say.
+  absl::StatusOr<const model::Checkpoint*> Get(const std::string& uri, double share_heads);
 
   // How many times Get opened a model (tests).
   int opens() const { return opens_; }
 
  private:
+  // Get without the sharing step.
+  absl::StatusOr<const model::Checkpoint*> Open(const std::string& uri);
+
   storage::StorageOptions options_;
   std::string uri_;
   std::string fingerprint_;  // empty: unknown, never matches
   std::vector<std::string> shard_files_;
   std::unique_ptr<model::Checkpoint> model_;
+  // The head sharing the files brought (head_sharing.json), and the ratio
+  // whose plan is installed now (0: the files' own).
+  std::shared_ptr<const model::HeadSharing> own_sharing_;
+  double installed_share_heads_ = 0;
   int opens_ = 0;
 };
 

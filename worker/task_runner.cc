@@ -20,7 +20,7 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
   const job::JobSpec spec = job::JobSpecFromProto(task.spec(), "");
   // Before anything is read or written (worker/task_confinement.h).
   if (absl::Status s = CheckTaskConfined(task, spec, options_); !s.ok()) return s;
-  absl::StatusOr<const model::Checkpoint*> ckpt = models_.Get(spec.model);
+  absl::StatusOr<const model::Checkpoint*> ckpt = models_.Get(spec.model, spec.share_heads);
   if (!ckpt.ok()) return ckpt.status();
   switch (task.work_case()) {
     case v1::Task::kCalibrate:

@@ -11,6 +11,7 @@
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
+#include "core/model/head_sharing_plan.h"
 #include "model_io/text_tokens.h"
 #include "nlohmann/json.hpp"
 
@@ -24,6 +25,7 @@ struct EvalFlags {
   int64_t seq_len = 0, samples = 0;
   bool json = false;
   int64_t batch = 1;
+  double share_heads = 0;
 };
 
 // The windows of --text, tokenized with the tokenizer of --model (or of
@@ -61,6 +63,18 @@ int RunEval(const EvalFlags& f) {
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = OpenCheckpointAt(f.model, options);
   if (!ckpt.ok()) return ReportError("eval", ckpt.status());
+  if (f.share_heads != 0) {
+    // DirectShare alone: the model with its most similar head groups aliased,
+    // no quantization (the weights stay as stored).
+    absl::StatusOr<model::HeadSharing> plan =
+        model::PlanCheckpointHeadSharing(**ckpt, f.share_heads);
+    if (!plan.ok()) return ReportError("eval", plan.status());
+    if (!f.json) {
+      std::fprintf(stderr, "eval: --share-heads %g aliases %zu head groups\n", f.share_heads,
+                   plan->shares.size());
+    }
+    (*ckpt)->SetHeadSharing(std::make_shared<const model::HeadSharing>(*std::move(plan)));
+  }
   absl::StatusOr<model::TokenSet> tokens = f.text.empty()
                                                ? LoadTokensAt(f.tokens, (*ckpt)->config(), options)
                                                : TextTokens(f, (*ckpt)->config(), options);
@@ -134,6 +148,10 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
                 "Print {\"perplexity\": P, \"tokens\": N, \"mean_nll\", \"windows\", "
                 "\"seq_len\"[, \"baseline\": {...}]}");
   cmd->add_option("--batch", flags->batch, "Sequences per forward batch (default 1)");
+  cmd->add_option("--share-heads", flags->share_heads,
+                  "DirectShare alone: evaluate the model with this fraction in [0, 1] of its "
+                  "attention head groups aliased to the most similar group of an earlier layer "
+                  "(default 0 = as stored; a checkpoint's own head_sharing.json always applies)");
   cmd->callback([flags, exit_code] { *exit_code = RunEval(*flags); });
 }
 

@@ -66,6 +66,11 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   absl::StrCat("linears to compress, comma separated (default all: ",
                                absl::StrJoin(all, ","), ")"))
       ->delimiter(',');
+  cmd->add_option("--share-heads", s->share_heads,
+                  absl::StrCat("DirectShare: the fraction in [0, 1] of attention KV groups that "
+                               "reuse the weights of the most similar group of an earlier layer, "
+                               "stored and decomposed once (default ",
+                               d.share_heads, " = off)"));
   cmd->add_flag("--overwrite", s->overwrite,
                 "write into an --out that holds files not written by caldera (replacing those "
                 "with the same names); an --out overlapping --model or --calibration is refused "

@@ -1,11 +1,15 @@
 #include "client/calderactl/peft_adapter.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/decompose/record.h"
 #include "core/format/matrix_record.h"
+#include "core/model/head_sharing.h"
+#include "core/model/model_config.h"
 #include "nlohmann/json.hpp"
 
 namespace caldera::cli {
@@ -38,6 +42,34 @@ absl::StatusOr<Tensor> PeftAdapterBuilder::Split(const model::Checkpoint& ckpt,
     return absl::FailedPreconditionError(absl::StrCat(
         "--format peft needs L and R, but module '", module, "' was compressed with method '",
         f->method, "' (no low-rank factors); use --format hf or dense for ldlq / rtn checkpoints"));
+  }
+  if (ckpt.head_sharing() != nullptr && w.rank() == 2 &&
+      (f->l.rows() != w.dim(0) || f->r.cols() != w.dim(1))) {
+    // A record without its aliased heads (docs/format/head-sharing.md): the
+    // adapter covers the stored heads; the aliased rows of L (q/k/v) or
+    // columns of R (o) are zero, so those slices stay whole in the base.
+    for (const model::LinearModule& lm : model::kLinearModules) {
+      if (!absl::EndsWith(module, absl::StrCat(".", lm.suffix))) continue;
+      const std::string layer_prefix = module.substr(0, module.size() - std::strlen(lm.suffix));
+      for (int64_t layer = 0; layer < ckpt.config().num_layers; ++layer) {
+        if (ckpt.config().LayerPrefix(layer) != layer_prefix) continue;
+        const std::vector<model::AliasedSlice> slices =
+            model::AliasedSlices(*ckpt.head_sharing(), layer, lm.name);
+        const bool columns = model::SharesColumns(lm.name);
+        const std::vector<int64_t> kept = model::KeptIndices(columns ? w.dim(1) : w.dim(0), slices);
+        if (!columns && static_cast<int64_t>(kept.size()) == f->l.rows()) {
+          quant::MatrixF l = quant::MatrixF::Zero(w.dim(0), f->l.cols());
+          for (size_t i = 0; i < kept.size(); ++i)
+            l.row(kept[i]) = f->l.row(static_cast<int64_t>(i));
+          f->l = std::move(l);
+        } else if (columns && static_cast<int64_t>(kept.size()) == f->r.cols()) {
+          quant::MatrixF r = quant::MatrixF::Zero(f->r.rows(), w.dim(1));
+          for (size_t i = 0; i < kept.size(); ++i)
+            r.col(kept[i]) = f->r.col(static_cast<int64_t>(i));
+          f->r = std::move(r);
+        }
+      }
+    }
   }
   const int64_t rows = f->l.rows(), cols = f->r.cols();
   if (w.dtype() != DType::kF32 || w.shape() != std::vector<int64_t>{rows, cols}) {

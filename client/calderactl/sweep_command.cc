@@ -70,6 +70,7 @@ struct SweepFlags {
   std::optional<double> target_loss;
   // Passed through to every compress job.
   int iters = 15, lplr_iters = 10, lr_bits = 4, calibration_shards = 1;
+  double share_heads = 0;  // --share-heads of every job (DirectShare before CALDERA)
   uint64_t seed = 42;
   std::string calibration_mode = "sequential", incoherence = "auto";
   std::vector<std::string> modules;
@@ -133,6 +134,7 @@ class Sweeper {
     s.calibration_mode = f_.calibration_mode;
     s.calibration_shards = f_.calibration_shards;
     s.modules = f_.modules;
+    s.share_heads = f_.share_heads;
     s.overwrite = true;  // a sweep re-run replaces its own earlier runs
     std::fprintf(stderr, "sweep: compressing with %s\n", c.flags);
     const auto start = std::chrono::steady_clock::now();
@@ -307,6 +309,7 @@ int RunSweep(SweepFlags f) {
   j["model"] = f.model;
   j["eval"] = f.eval;
   j["budgets"] = f.budgets;
+  j["share_heads"] = f.share_heads;  // --share-heads of every point's job (0 = off)
   j["unmet_budgets"] = unmet;
   j["original"] = {{"bits_per_param", 16.0},
                    {"compression_ratio", 1.0},
@@ -453,6 +456,9 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, job::kMaxCalibrationShards));
   cmd->add_option("--modules", f->modules, "linears to compress, comma separated (default all)")
       ->delimiter(',');
+  cmd->add_option("--share-heads", f->share_heads,
+                  "DirectShare fraction in [0, 1] for every job (default 0 = off); settings are "
+                  "still chosen by their unshared bits, the points carry the measured ones");
   cmd->add_option("--workers", f->workers, "in-process workers (default 2)");
   cmd->add_option("--threads", f->threads, "BLAS threads per worker (default cores / workers)");
   cmd->add_option("--eval-batch", f->eval_batch, "sequences per eval forward batch (default 1)");

@@ -45,6 +45,11 @@ std::string SerializeCheckpointReport(const CheckpointReport& r) {
   report["request_id"] = r.request_id;
   report["matrices"] = mats;
   report["totals"] = ReportTotalsToJson(r.totals);
+  if (r.head_sharing.shared_groups > 0) {
+    report["head_sharing"] = {{"file", "head_sharing.json"},
+                              {"shared_groups", r.head_sharing.shared_groups},
+                              {"aliased_params", r.head_sharing.aliased_params}};
+  }
   return report.dump(2);
 }
 
@@ -91,6 +96,12 @@ absl::StatusOr<CheckpointReport> ParseCheckpointReport(absl::string_view json,
     tf.RequireDouble("decompose_seconds", &t.decompose_seconds);
     tf.RequireDouble("seconds", &t.seconds);
     f.Merge(tf.status());
+  }
+  if (const nlohmann::json* hs = f.OptionalObject("head_sharing"); hs != nullptr) {
+    JsonFields hf(*hs, absl::StrCat(where, ": head_sharing"));
+    hf.RequireInt("shared_groups", &r.head_sharing.shared_groups);
+    hf.RequireDouble("aliased_params", &r.head_sharing.aliased_params);
+    f.Merge(hf.status());
   }
   if (!f.ok()) return f.status();
   return r;

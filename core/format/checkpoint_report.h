@@ -26,11 +26,20 @@ struct ReportTotals {
   double seconds = 0;            // the job's wall time up to finalization
 };
 
+// DirectShare summary (docs/format/head-sharing.md), written only when
+// groups are shared: how many KV groups are aliases and how many parameters
+// of the compressed matrices they cover (stored once, at their sources).
+struct ReportHeadSharing {
+  int64_t shared_groups = 0;
+  double aliased_params = 0;
+};
+
 struct CheckpointReport {
   int format_version = kCheckpointFormatVersion;
   std::string request_id;
   std::vector<ModuleReport> matrices;  // in the order written
   ReportTotals totals;
+  ReportHeadSharing head_sharing;  // optional key "head_sharing"
 };
 
 // The totals of `matrices` (see the doc), with `seconds` the job's wall time.

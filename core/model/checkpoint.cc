@@ -120,27 +120,48 @@ absl::StatusOr<Tensor> Checkpoint::ReadF32(absl::string_view tensor) const {
   return r->ReadAs(tensor, DType::kF32);
 }
 
+absl::StatusOr<Tensor> Checkpoint::ReadStoredLinear(const std::string& module_prefix) const {
+  const std::string weight = module_prefix + ".weight";
+  if (ReaderFor(weight) != nullptr || !reconstructor_) return ReadF32(weight);
+  // A compressed module: find the shard holding its record tensors. The
+  // module's bias (Qwen2's q/k/v) shares the prefix but stays with the
+  // uncompressed tensors, often in another shard: skip it.
+  auto it = by_tensor_.lower_bound(module_prefix + ".");
+  while (it != by_tensor_.end() && it->first == module_prefix + ".bias") ++it;
+  if (it == by_tensor_.end() || !absl::StartsWith(it->first, module_prefix + ".")) {
+    return absl::NotFoundError(absl::StrCat("model ", name_, ": neither '", weight,
+                                            "' nor a compressed record of ", module_prefix,
+                                            " is in the checkpoint"));
+  }
+  return reconstructor_(*it->second, module_prefix);
+}
+
 absl::StatusOr<Tensor> Checkpoint::ReadLinearWeight(const std::string& module_prefix,
                                                     absl::string_view module) const {
   const std::string weight = module_prefix + ".weight";
-  absl::StatusOr<Tensor> t;
-  if (ReaderFor(weight) != nullptr || !reconstructor_) {
-    t = ReadF32(weight);
-  } else {
-    // A compressed module: find the shard holding its record tensors. The
-    // module's bias (Qwen2's q/k/v) shares the prefix but stays with the
-    // uncompressed tensors, often in another shard: skip it.
-    auto it = by_tensor_.lower_bound(module_prefix + ".");
-    while (it != by_tensor_.end() && it->first == module_prefix + ".bias") ++it;
-    if (it == by_tensor_.end() || !absl::StartsWith(it->first, module_prefix + ".")) {
-      return absl::NotFoundError(absl::StrCat("model ", name_, ": neither '", weight,
-                                              "' nor a compressed record of ", module_prefix,
-                                              " is in the checkpoint"));
-    }
-    t = reconstructor_(*it->second, module_prefix);
-  }
+  absl::StatusOr<Tensor> t = ReadStoredLinear(module_prefix);
   if (!t.ok()) return t;
   const std::vector<int64_t> want = LinearShape(config_, module);
+  if (head_sharing_ != nullptr && !head_sharing_->empty()) {
+    // The layer and suffix of the module, when it is a decoder block's.
+    for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+      const std::string prefix = config_.LayerPrefix(layer);
+      if (!absl::StartsWith(module_prefix, prefix)) continue;
+      const std::string suffix = module_prefix.substr(prefix.size());
+      std::vector<AliasedSlice> slices = AliasedSlices(*head_sharing_, layer, module);
+      if (slices.empty()) break;
+      t = ExpandAliased(*t, want, slices, SharesColumns(module),
+                        [&](int64_t source) -> absl::StatusOr<Tensor> {
+                          // source < layer: the recursion ends at layer 0.
+                          return ReadLinearWeight(config_.LayerPrefix(source) + suffix, module);
+                        });
+      if (!t.ok()) {
+        return absl::Status(t.status().code(), absl::StrCat("model ", name_, ": ", module_prefix,
+                                                            ": ", t.status().message()));
+      }
+      break;
+    }
+  }
   if (t->shape() != want) {
     return absl::InvalidArgumentError(absl::StrCat("model ", name_, ": '", weight, "' has shape ",
                                                    ShapeString(t->shape()),

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "core/format/safetensors.h"
 #include "core/io/random_access_source.h"
+#include "core/model/head_sharing.h"
 #include "core/model/model_config.h"
 #include "core/tensor/tensor.h"
 
@@ -61,6 +62,19 @@ class Checkpoint {
   absl::StatusOr<Tensor> ReadLinearWeight(const std::string& module_prefix,
                                           absl::string_view module) const;
 
+  // Head sharing (head_sharing.h): once installed, ReadLinearWeight returns
+  // the attention linears of layers with aliased groups through
+  // ExpandAliased: a stored weight of the full shape has its aliased slices
+  // overwritten by the source layer's (an input model that is being
+  // shared), one of the reduced shape has them inserted (a checkpoint whose
+  // records hold only the unaliased heads). Not thread-safe against
+  // concurrent reads; install before reading. nullptr removes it.
+  void SetHeadSharing(std::shared_ptr<const HeadSharing> sharing) {
+    head_sharing_ = std::move(sharing);
+  }
+  // The installed map, or nullptr.
+  const HeadSharing* head_sharing() const { return head_sharing_.get(); }
+
  private:
   Checkpoint() = default;
 
@@ -69,6 +83,11 @@ class Checkpoint {
   std::vector<std::unique_ptr<SafetensorsReader>> shards_;
   std::map<std::string, const SafetensorsReader*, std::less<>> by_tensor_;
   LinearReconstructor reconstructor_;
+  std::shared_ptr<const HeadSharing> head_sharing_;
+
+  // The module's stored weight: dense, or rebuilt from its record (shape
+  // not checked; with head sharing it may lack the aliased slices).
+  absl::StatusOr<Tensor> ReadStoredLinear(const std::string& module_prefix) const;
 };
 
 }  // namespace caldera::model

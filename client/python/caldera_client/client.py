@@ -89,7 +89,8 @@ class Client:
                q_group_size: Optional[int] = None, incoherence: Optional[str] = None,
                calibration_shards: Optional[int] = None,
                calibration_mode: Optional[str] = None,
-               target_bits: Optional[float] = None) -> jobs_pb2.Job:
+               target_bits: Optional[float] = None,
+               share_heads: float = 0.0) -> jobs_pb2.Job:
         """Creates a job (validated by the coordinator first); unset settings take the
         documented defaults. The same request_id twice returns the same job.
 
@@ -100,7 +101,9 @@ class Client:
         `incoherence` ("auto" | "rht" | "none"), `calibration_shards` and `calibration_mode`
         ("sequential" | "original") are calderactl's --q-group-size, --incoherence,
         --calibration-shards and --calibration-mode. `target_bits` (--target-bits) picks each
-        matrix's setting within that many stored bits per parameter."""
+        matrix's setting within that many stored bits per parameter. `share_heads`
+        (--share-heads) is the DirectShare fraction in [0, 1] of attention KV groups aliased to
+        an earlier layer's (docs/format/head-sharing.md)."""
         if iters is None:
             iters = iterations
         if lplr_iters is None:
@@ -116,7 +119,8 @@ class Client:
             ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or ""),
             modules=list(modules or []), overwrite=overwrite,
             calibration_shards=calibration_shards or 0,
-            calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0)
+            calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0,
+            share_heads=share_heads)
         return self._call(self._stub.CreateJob,
                           jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
                           timeout=max(self._timeout, 300))
