@@ -67,6 +67,9 @@ class ComputeBackend {
   virtual absl::StatusOr<MatrixD> CholeskyLowerD(const MatrixD& h) = 0;
   // s⁻¹·b for a small symmetric positive (semi)definite s (k × k), by LDLᵀ.
   virtual absl::StatusOr<MatrixF> SpdSolve(const MatrixF& s, const MatrixF& b) = 0;
+  // (s⁻¹·bᵀ)ᵀ = b·s⁻¹ for b m × k (the solve runs on the transposed,
+  // row-major right-hand side, as Eigen evaluates it).
+  virtual absl::StatusOr<MatrixF> SpdSolveTransposed(const MatrixF& s, const MatrixF& b) = 0;
   // The unit block-lower-triangular L of H = L·D·Lᵀ (blocks of `block`) and
   // the lower Cholesky factors of D's blocks stacked in d_chol (n × block)
   // when given; FAILED_PRECONDITION when H is not positive definite.

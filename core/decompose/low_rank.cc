@@ -157,9 +157,9 @@ absl::StatusOr<LrState> LowRankUpdate(backend::ComputeBackend& be, const MatrixF
       if (absl::Status st = be.Gemm(Op::kN, Op::kT, 1.0f, rh, r, Accumulate::kAssign, kk); !st.ok())
         return st;
       kk.diagonal().array() += 1e-7f * std::max(1e-30f, kk.trace() / k);
-      absl::StatusOr<MatrixF> lt = be.SpdSolve(kk, grt.transpose());
-      if (!lt.ok()) return lt.status();
-      l = lt->transpose();
+      absl::StatusOr<MatrixF> ls = be.SpdSolveTransposed(kk, grt);
+      if (!ls.ok()) return ls.status();
+      l = *std::move(ls);
     }
     absl::StatusOr<std::unique_ptr<MatrixQuantizer>> ql =
         NewQuantizer(FactorSpec(o), k, mp, o.threads);

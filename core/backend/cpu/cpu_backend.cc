@@ -88,6 +88,13 @@ absl::StatusOr<MatrixF> CpuBackend::SpdSolve(const MatrixF& s, const MatrixF& b)
   return MatrixF(s.ldlt().solve(b));
 }
 
+absl::StatusOr<MatrixF> CpuBackend::SpdSolveTransposed(const MatrixF& s, const MatrixF& b) {
+  // Solve<> under a transpose evaluates into its own plain object, which for
+  // bᵀ is row-major: the triangular solves then run on rows (their rounding
+  // is what the decomposition's results were made with).
+  return MatrixF(s.ldlt().solve(b.transpose()).transpose());
+}
+
 absl::StatusOr<MatrixD> CpuBackend::BlockLdlD(const MatrixD& h, int64_t block, MatrixD* d_chol) {
   const int64_t n = h.rows();
   // In place: the lower Cholesky factor C overwrites the copy, then each block

@@ -28,6 +28,7 @@ class CpuBackend final : public ComputeBackend {
   absl::Status TrsmRightLower(const MatrixF& l, MatrixF* x) override;
   absl::StatusOr<MatrixD> CholeskyLowerD(const MatrixD& h) override;
   absl::StatusOr<MatrixF> SpdSolve(const MatrixF& s, const MatrixF& b) override;
+  absl::StatusOr<MatrixF> SpdSolveTransposed(const MatrixF& s, const MatrixF& b) override;
   absl::StatusOr<MatrixD> BlockLdlD(const MatrixD& h, int64_t block, MatrixD* d_chol) override;
   absl::Status ThinSvd(const MatrixF& y, MatrixF* u, Eigen::VectorXf* s, MatrixF* v) override;
   absl::StatusOr<MatrixF> OrthonormalBasis(const MatrixF& z, int64_t cols) override;
