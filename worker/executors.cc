@@ -263,7 +263,8 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
                                              const Eigen::MatrixXd& hessian, const JobSpec& spec,
                                              const std::string& artifact_uri,
                                              const storage::StorageOptions& options,
-                                             int search_threads, std::function<bool()> cancelled) {
+                                             int search_threads, std::function<bool()> cancelled,
+                                             backend::ComputeBackend* backend) {
   const auto start = Clock::now();
   const std::string prefix = checkpoint.config().LayerPrefix(layer) + module.suffix;
   absl::StatusOr<Tensor> wt = checkpoint.ReadLinearWeight(prefix, module.name);
@@ -287,6 +288,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
   decompose::DecomposeOptions o = DecomposeOptionsFor(spec);
   o.threads = search_threads;
   o.cancelled = cancelled;
+  o.backend = backend;
   absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, hessian, o);
   if (!r.ok()) return Annotate(r.status(), prefix);
   ModuleReport rep;

@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "core/backend/device.h"
 #include "process/grpc_security.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   double poll = 5;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
-  app.add_option("--device", device, "cpu | cuda:N (default cpu)");
+  app.add_option("--device", device, caldera::backend::DeviceFlagHelp());
   app.add_option("--threads", threads,
                  "BLAS threads, also used by the codeword searches (default: all cores)");
   app.add_option("--metrics-listen", metrics_listen,
@@ -72,12 +73,28 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (device != "cpu") {
-    std::fprintf(stderr,
-                 "caldera-worker: error: --device %s: this build runs tasks on the CPU only "
-                 "(the CUDA task backend is not built yet); use --device cpu\n",
-                 device.c_str());
-    return 2;
+  // --device: cuda:N without such a device is an error (exit 2); auto falls
+  // back to the CPU with one line. The backend lives as long as main.
+  std::unique_ptr<caldera::backend::ComputeBackend> compute;
+  {
+    absl::StatusOr<caldera::backend::DeviceChoice> choice = caldera::backend::ParseDevice(device);
+    absl::StatusOr<caldera::backend::ResolvedDevice> resolved =
+        choice.ok() ? caldera::backend::ResolveDevice(*choice)
+                    : absl::StatusOr<caldera::backend::ResolvedDevice>(choice.status());
+    if (resolved.ok() && resolved->name != "cpu") {
+      absl::StatusOr<std::unique_ptr<caldera::backend::ComputeBackend>> be =
+          caldera::backend::CreateBackend(resolved->name);
+      if (be.ok()) compute = *std::move(be);
+      if (!be.ok()) resolved = be.status();
+    }
+    if (!resolved.ok()) {
+      std::fprintf(stderr, "caldera-worker: error: %s\n",
+                   std::string(resolved.status().message()).c_str());
+      return 2;
+    }
+    if (!resolved->note.empty())
+      std::fprintf(stderr, "caldera-worker: %s\n", resolved->note.c_str());
+    device = resolved->name;
   }
   if (threads < 0) {
     std::fprintf(stderr, "caldera-worker: error: --threads must be >= 1 (or 0 for all cores)\n");
@@ -108,7 +125,7 @@ int main(int argc, char** argv) {
   }
   if (max_memory == 0) max_memory = caldera::worker::DefaultMaxMemoryBytes();
 
-  auto metrics = std::make_shared<caldera::worker::WorkerMetrics>();
+  auto metrics = std::make_shared<caldera::worker::WorkerMetrics>(device);
   std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
   if (!metrics_listen.empty()) {
     auto e = caldera::process::MetricsEndpoint::Start(metrics_listen, metrics->registry());
@@ -141,6 +158,8 @@ int main(int argc, char** argv) {
   options.search_threads =
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.metrics = metrics;
+  options.backend = compute.get();
+  options.device = device;
   options.log = [](const std::string& line) {
     std::fprintf(stderr, "caldera-worker: %s\n", line.c_str());
   };
