@@ -11,7 +11,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "core/backend/device.h"
 #include "process/grpc_security.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
@@ -43,7 +42,9 @@ int main(int argc, char** argv) {
   int threads = 0;
   double poll = 5;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
-  app.add_option("--device", device, caldera::backend::DeviceFlagHelp());
+  app.add_option("--device", device,
+                 "cpu | auto (default cpu; cuda is experimental: not yet run on a GPU, and not "
+                 "linked into the worker yet)");
   app.add_option("--threads", threads,
                  "BLAS threads, also used by the codeword searches (default: all cores)");
   app.add_option("--metrics-listen", metrics_listen,
@@ -73,28 +74,22 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  // --device: cuda:N without such a device is an error (exit 2); auto falls
-  // back to the CPU with one line. The backend lives as long as main.
-  std::unique_ptr<caldera::backend::ComputeBackend> compute;
-  {
-    absl::StatusOr<caldera::backend::DeviceChoice> choice = caldera::backend::ParseDevice(device);
-    absl::StatusOr<caldera::backend::ResolvedDevice> resolved =
-        choice.ok() ? caldera::backend::ResolveDevice(*choice)
-                    : absl::StatusOr<caldera::backend::ResolvedDevice>(choice.status());
-    if (resolved.ok() && resolved->name != "cpu") {
-      absl::StatusOr<std::unique_ptr<caldera::backend::ComputeBackend>> be =
-          caldera::backend::CreateBackend(resolved->name);
-      if (be.ok()) compute = *std::move(be);
-      if (!be.ok()) resolved = be.status();
-    }
-    if (!resolved.ok()) {
-      std::fprintf(stderr, "caldera-worker: error: %s\n",
-                   std::string(resolved.status().message()).c_str());
-      return 2;
-    }
-    if (!resolved->note.empty())
-      std::fprintf(stderr, "caldera-worker: %s\n", resolved->note.c_str());
-    device = resolved->name;
+  // --device: cpu, or auto (the CPU, with one line). The CUDA backend is not
+  // linked into the worker yet: loading libcublas into this process breaks
+  // the civetweb metrics endpoint (seen with CUDA 13), so cuda:N is refused
+  // (exit 2) until the backend loads cuBLAS lazily.
+  if (device == "auto") {
+    std::fprintf(stderr,
+                 "caldera-worker: --device auto: this worker has no CUDA backend; using the CPU\n");
+    device = "cpu";
+  }
+  if (device != "cpu") {
+    std::fprintf(stderr,
+                 "caldera-worker: error: --device %s: this worker runs tasks on the CPU only "
+                 "(the CUDA backend is experimental and not linked into the worker); use "
+                 "--device cpu\n",
+                 device.c_str());
+    return 2;
   }
   if (threads < 0) {
     std::fprintf(stderr, "caldera-worker: error: --threads must be >= 1 (or 0 for all cores)\n");
@@ -158,7 +153,6 @@ int main(int argc, char** argv) {
   options.search_threads =
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.metrics = metrics;
-  options.backend = compute.get();
   options.device = device;
   options.log = [](const std::string& line) {
     std::fprintf(stderr, "caldera-worker: %s\n", line.c_str());
