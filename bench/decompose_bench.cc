@@ -5,7 +5,12 @@
 // the heavy phases: products, factorizations, transforms and their glue).
 //
 //   decompose_bench [--size MxN]... [--iters N] [--lplr-iters N] [--fixture DIR HESSIAN_DIR]
-//                   [--methods rtn,ldlq,caldera,caldera-dd] [--threads N]
+//                   [--methods rtn,ldlq,caldera,caldera-dd] [--threads N] [--device D]
+//
+// --device cuda:N (or auto): every configuration runs twice, on the CPU
+// backend and on the device, one row each (the device's row labelled
+// "@cuda:N", its %SGEMM still against the CPU's SGEMM). The CUDA backend is
+// experimental: not yet run on a GPU.
 //
 // --threads: threads for the codeword searches (DecomposeOptions::threads);
 // the dense work uses the BLAS library's threads (OPENBLAS_NUM_THREADS), and
@@ -32,6 +37,7 @@
 #include <vector>
 
 #include "bench/sgemm_rate.h"
+#include "core/backend/device.h"
 #include "core/decompose/caldera.h"
 #include "core/format/safetensors.h"
 
@@ -119,7 +125,7 @@ bool ResetPeakRss() {
 int main(int argc, char** argv) {
   std::vector<std::pair<int64_t, int64_t>> sizes;
   int iters = 15, lplr = 10, threads = 1;
-  std::string fixture, fixture_h, methods = "rtn,ldlq,caldera";
+  std::string fixture, fixture_h, methods = "rtn,ldlq,caldera", device = "cpu";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--size") && i + 1 < argc) {
       int64_t m = 0, n = 0;
@@ -133,12 +139,37 @@ int main(int argc, char** argv) {
       lplr = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) {
+      device = argv[++i];
     } else if (!std::strcmp(argv[i], "--fixture") && i + 2 < argc) {
       fixture = argv[++i];
       fixture_h = argv[++i];
     }
   }
   if (sizes.empty() && fixture.empty()) sizes.emplace_back(1024, 1024);
+  // The second backend of every configuration (none with --device cpu).
+  std::unique_ptr<caldera::backend::ComputeBackend> other;
+  {
+    absl::StatusOr<caldera::backend::DeviceChoice> choice = caldera::backend::ParseDevice(device);
+    absl::StatusOr<caldera::backend::ResolvedDevice> resolved =
+        choice.ok() ? caldera::backend::ResolveDevice(*choice)
+                    : absl::StatusOr<caldera::backend::ResolvedDevice>(choice.status());
+    if (!resolved.ok()) {
+      std::fprintf(stderr, "decompose_bench: %s\n",
+                   std::string(resolved.status().message()).c_str());
+      return 2;
+    }
+    if (!resolved->note.empty())
+      std::fprintf(stderr, "decompose_bench: %s\n", resolved->note.c_str());
+    if (resolved->name != "cpu") {
+      auto be = caldera::backend::CreateBackend(resolved->name);
+      if (!be.ok()) {
+        std::fprintf(stderr, "decompose_bench: %s\n", std::string(be.status().message()).c_str());
+        return 2;
+      }
+      other = *std::move(be);
+    }
+  }
   const double sgemm = caldera::bench::MeasureSgemmGflops();
   std::printf("machine SGEMM (2048^3): %.1f GFLOP/s; search threads %d, iters %d, lplr-iters %d\n",
               sgemm, threads, iters, lplr);
@@ -179,28 +210,35 @@ int main(int argc, char** argv) {
       o.iters = iters;
       o.lplr_iters = lplr;
       o.threads = threads;
-      const bool peak_ok = ResetPeakRss();
-      const int64_t rss0 = StatusBytes("VmRSS");
-      const auto t0 = Clock::now();
-      auto r = caldera::decompose::Decompose(p.w, p.h, o);
-      const double secs = Seconds(t0);
-      const double peak = peak_ok ? static_cast<double>(StatusBytes("VmHWM") - rss0) : -1;
-      if (!r.ok()) {
-        std::printf("%-28s %-8s failed: %s\n", p.name.c_str(), c.method,
-                    std::string(r.status().message()).c_str());
-        continue;
+      std::vector<caldera::backend::ComputeBackend*> backends = {nullptr};  // the CPU
+      if (other != nullptr) backends.push_back(other.get());
+      for (caldera::backend::ComputeBackend* be : backends) {
+        o.backend = be;
+        const std::string label = be == nullptr ? c.label : std::string(c.label) + "@" + be->Name();
+        const bool peak_ok = ResetPeakRss();
+        const int64_t rss0 = StatusBytes("VmRSS");
+        const auto t0 = Clock::now();
+        auto r = caldera::decompose::Decompose(p.w, p.h, o);
+        const double secs = Seconds(t0);
+        const double peak = peak_ok ? static_cast<double>(StatusBytes("VmHWM") - rss0) : -1;
+        if (!r.ok()) {
+          std::printf("%-28s %-8s failed: %s\n", p.name.c_str(), c.method,
+                      std::string(r.status().message()).c_str());
+          continue;
+        }
+        // The dense products and factorizations the run performed, as counted
+        // by Decompose itself (DecomposeResult::blas3_flops).
+        const double flops = r->blas3_flops;
+        const double unit = (m * n + n * n) * 4.0;
+        const double dense_secs = std::max(1e-9, secs - r->search_seconds);
+        std::printf(
+            "%-28s %-10s %-8s %5d %4ld %10.5f %9.4f %8.2f %8.2f %9.1f %9.2f %8.1f %5.0f%% "
+            "%6.0f%%\n",
+            p.name.c_str(), label.c_str(), c.quantizer, c.q_bits, static_cast<long>(o.rank),
+            r->weighted_relative_error, r->bits_per_param, secs, r->search_seconds,
+            peak / 1048576.0, peak / unit, flops / secs / 1e9, 100 * flops / secs / 1e9 / sgemm,
+            100 * flops / dense_secs / 1e9 / sgemm);
       }
-      // The dense products and factorizations the run performed, as counted
-      // by Decompose itself (DecomposeResult::blas3_flops).
-      const double flops = r->blas3_flops;
-      const double unit = (m * n + n * n) * 4.0;
-      const double dense_secs = std::max(1e-9, secs - r->search_seconds);
-      std::printf(
-          "%-28s %-10s %-8s %5d %4ld %10.5f %9.4f %8.2f %8.2f %9.1f %9.2f %8.1f %5.0f%% %6.0f%%\n",
-          p.name.c_str(), c.label, c.quantizer, c.q_bits, static_cast<long>(o.rank),
-          r->weighted_relative_error, r->bits_per_param, secs, r->search_seconds, peak / 1048576.0,
-          peak / unit, flops / secs / 1e9, 100 * flops / secs / 1e9 / sgemm,
-          100 * flops / dense_secs / 1e9 / sgemm);
     }
   }
   std::printf(

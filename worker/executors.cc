@@ -290,7 +290,8 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
                                              const Eigen::MatrixXd& hessian, const JobSpec& spec,
                                              const std::string& artifact_uri,
                                              const storage::StorageOptions& options,
-                                             int search_threads, std::function<bool()> cancelled) {
+                                             int search_threads, std::function<bool()> cancelled,
+                                             backend::ComputeBackend* backend) {
   const auto start = Clock::now();
   const std::string prefix = checkpoint.config().LayerPrefix(layer) + module.suffix;
   absl::StatusOr<Tensor> wt = checkpoint.ReadLinearWeight(prefix, module.name);
@@ -365,6 +366,7 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
     decompose::DecomposeOptions oi = DecomposeOptionsFor(settings[i]);
     oi.threads = search_threads;
     oi.cancelled = cancelled;
+    oi.backend = backend;
     // A module without its aliased heads (--share-heads) may be thinner than --rank.
     if (oi.rank > std::min(sm, sn)) oi.rank = std::min(sm, sn);
     absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h_used, oi);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/backend/backend.h"
 #include "core/format/module_report.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
@@ -92,12 +93,14 @@ absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
 // `artifact_uri`. `cancelled` (may be empty) is polled between steps; when it
 // returns true the result is CANCELLED and nothing is written.
 // `search_threads`: threads for the codeword searches (DecomposeOptions::threads).
+// `backend`: where the dense kernels run (not owned; null: the CPU).
 absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint, int64_t layer,
                                              const model::LinearModule& module,
                                              const Eigen::MatrixXd& hessian, const JobSpec& spec,
                                              const std::string& artifact_uri,
                                              const storage::StorageOptions& options,
-                                             int search_threads, std::function<bool()> cancelled);
+                                             int search_threads, std::function<bool()> cancelled,
+                                             backend::ComputeBackend* backend = nullptr);
 
 // Writes the output checkpoint at spec.out from the artifacts of `modules`
 // (sorted here by layer and module, so the bytes do not depend on the order

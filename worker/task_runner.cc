@@ -101,7 +101,7 @@ absl::StatusOr<TaskResult> TaskRunner::RunDecompose(const model::Checkpoint& ckp
   if (!h.ok()) return h.status();
   absl::StatusOr<ModuleReport> rep =
       DecomposeModule(ckpt, task.layer(), *module, *h, spec, task.artifact_uri(), options_,
-                      search_threads_, cancelled);
+                      search_threads_, cancelled, backend_);
   if (!rep.ok()) return rep.status();
   result.io.bytes_read += rep->rows * rep->cols * 4;
   result.io.bytes_written += rep->storage_bits / 8;

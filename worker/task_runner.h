@@ -31,8 +31,14 @@ struct TaskResult {
 class TaskRunner {
  public:
   // `search_threads`: threads for a decompose task's codeword searches.
-  explicit TaskRunner(storage::StorageOptions options, int search_threads = 1)
-      : options_(options), search_threads_(search_threads), models_(std::move(options)) {}
+  // `backend`: where decompose tasks run their dense kernels (not owned;
+  // must outlive the runner; null: the CPU).
+  explicit TaskRunner(storage::StorageOptions options, int search_threads = 1,
+                      backend::ComputeBackend* backend = nullptr)
+      : options_(options),
+        search_threads_(search_threads),
+        backend_(backend),
+        models_(std::move(options)) {}
 
   // Runs `task`; `cancelled` is polled between steps (CANCELLED when it
   // fires). PERMISSION_DENIED, before anything is read, for a task whose
@@ -60,6 +66,7 @@ class TaskRunner {
 
   storage::StorageOptions options_;
   int search_threads_;
+  backend::ComputeBackend* backend_;
   // The task's model (headers only), reopened when its URI or files change.
   ModelCache models_;
 };

@@ -38,7 +38,7 @@ storage::Backoff RpcBackoff() {
 WorkerAgent::WorkerAgent(std::shared_ptr<grpc::Channel> channel, WorkerAgentOptions options)
     : stub_(v1::WorkerService::NewStub(std::move(channel))),
       options_(std::move(options)),
-      runner_(options_.storage, options_.search_threads) {}
+      runner_(options_.storage, options_.search_threads, options_.backend) {}
 
 void WorkerAgent::Log(const std::string& line) const {
   if (options_.log) options_.log(line);
@@ -51,6 +51,7 @@ bool WorkerAgent::Register() {
     v1::RegisterWorkerRequest req;
     req.set_hostname(options_.hostname);
     req.set_slots(1);
+    req.set_has_gpu(options_.device != "cpu");
     req.set_max_memory_bytes(options_.max_memory_bytes);
     v1::RegisterWorkerResponse resp;
     auto ctx = ContextWithDeadline(10);
@@ -59,7 +60,7 @@ bool WorkerAgent::Register() {
       worker_id_ = resp.worker_id();
       heartbeat_seconds_ = resp.heartbeat_interval_seconds() > 0 ? resp.heartbeat_interval_seconds()
                                                                  : heartbeat_seconds_;
-      Log(absl::StrCat("registered as ", worker_id_));
+      Log(absl::StrCat("registered as ", worker_id_, " (device ", options_.device, ")"));
       return true;
     }
     Log(absl::StrCat("cannot register (", s.error_message(), "); retrying"));

@@ -30,7 +30,11 @@ struct WorkerAgentOptions {
   // lease request (the coordinator leases only tasks estimated to fit); 0 =
   // unknown (any task).
   int64_t max_memory_bytes = 0;
-  int search_threads = 1;                       // threads for a decompose task's codeword searches
+  int search_threads = 1;  // threads for a decompose task's codeword searches
+  // Where decompose tasks run their dense kernels (not owned; must outlive
+  // the agent; null: the CPU). `device` names it in logs ("cpu", "cuda:0").
+  backend::ComputeBackend* backend = nullptr;
+  std::string device = "cpu";
   std::shared_ptr<WorkerMetrics> metrics;       // may be null
   std::function<void(const std::string&)> log;  // may be empty
 };

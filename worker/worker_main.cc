@@ -42,7 +42,9 @@ int main(int argc, char** argv) {
   int threads = 0;
   double poll = 5;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
-  app.add_option("--device", device, "cpu | cuda:N (default cpu)");
+  app.add_option("--device", device,
+                 "cpu | auto (default cpu; cuda is experimental: not yet run on a GPU, and not "
+                 "linked into the worker yet)");
   app.add_option("--threads", threads,
                  "BLAS threads, also used by the codeword searches (default: all cores)");
   app.add_option("--metrics-listen", metrics_listen,
@@ -72,10 +74,20 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // --device: cpu, or auto (the CPU, with one line). The CUDA backend is not
+  // linked into the worker yet: loading libcublas into this process breaks
+  // the civetweb metrics endpoint (seen with CUDA 13), so cuda:N is refused
+  // (exit 2) until the backend loads cuBLAS lazily.
+  if (device == "auto") {
+    std::fprintf(stderr,
+                 "caldera-worker: --device auto: this worker has no CUDA backend; using the CPU\n");
+    device = "cpu";
+  }
   if (device != "cpu") {
     std::fprintf(stderr,
-                 "caldera-worker: error: --device %s: this build runs tasks on the CPU only "
-                 "(the CUDA task backend is not built yet); use --device cpu\n",
+                 "caldera-worker: error: --device %s: this worker runs tasks on the CPU only "
+                 "(the CUDA backend is experimental and not linked into the worker); use "
+                 "--device cpu\n",
                  device.c_str());
     return 2;
   }
@@ -108,7 +120,7 @@ int main(int argc, char** argv) {
   }
   if (max_memory == 0) max_memory = caldera::worker::DefaultMaxMemoryBytes();
 
-  auto metrics = std::make_shared<caldera::worker::WorkerMetrics>();
+  auto metrics = std::make_shared<caldera::worker::WorkerMetrics>(device);
   std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
   if (!metrics_listen.empty()) {
     auto e = caldera::process::MetricsEndpoint::Start(metrics_listen, metrics->registry());
@@ -141,6 +153,7 @@ int main(int argc, char** argv) {
   options.search_threads =
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.metrics = metrics;
+  options.device = device;
   options.log = [](const std::string& line) {
     std::fprintf(stderr, "caldera-worker: %s\n", line.c_str());
   };

@@ -2,7 +2,14 @@
 
 namespace caldera::worker {
 
-WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+WorkerMetrics::WorkerMetrics(const std::string& device)
+    : registry_(std::make_shared<prometheus::Registry>()) {
+  prometheus::BuildGauge()
+      .Name("caldera_worker_info")
+      .Help("This worker's settings as labels (device: cpu or cuda:N); always 1")
+      .Register(*registry_)
+      .Add({{"device", device}})
+      .Set(1);
   tasks_ = &prometheus::BuildCounter()
                 .Name("caldera_worker_tasks_total")
                 .Help("Tasks this worker ran, by kind and outcome")

@@ -1,5 +1,6 @@
 // A worker's Prometheus metrics (caldera_worker_*): tasks by kind and outcome,
-// run time by kind, busy seconds, object-storage bytes, tasks in progress.
+// run time by kind, busy seconds, object-storage bytes, tasks in progress,
+// and caldera_worker_info{device} = 1.
 // Thread-safe.
 #ifndef CALDERA_WORKER_WORKER_METRICS_H_
 #define CALDERA_WORKER_WORKER_METRICS_H_
@@ -16,7 +17,9 @@ namespace caldera::worker {
 
 class WorkerMetrics {
  public:
-  WorkerMetrics();
+  // `device`: where tasks run ("cpu", "cuda:0"), the label of
+  // caldera_worker_info (value 1).
+  explicit WorkerMetrics(const std::string& device = "cpu");
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
   void TaskStarted() { running_->Increment(); }

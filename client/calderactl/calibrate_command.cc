@@ -6,8 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/calderactl/commands.h"
+#include "client/calderactl/device_flag.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
+#include "core/backend/device.h"
 #include "core/format/hessians.h"
 #include "core/model/hessians_file.h"
 #include "storage/storage.h"
@@ -16,7 +18,7 @@ namespace caldera::cli {
 namespace {
 
 struct CalibrateFlags {
-  std::string model, tokens, out, layers;
+  std::string model, tokens, out, layers, device = "cpu";
   int64_t batch = 1;
 };
 
@@ -36,6 +38,13 @@ absl::Status ParseLayers(const std::string& spec, int64_t num_layers, int64_t* f
 }
 
 int RunCalibrate(const CalibrateFlags& f) {
+  std::unique_ptr<backend::ComputeBackend> compute;
+  if (int rc = OpenDevice("calibrate", f.device, &compute); rc != kExitOk) return rc;
+  if (compute != nullptr) {
+    std::fprintf(stderr,
+                 "calderactl calibrate: note: the calibration forward pass does not go through "
+                 "the compute backend yet; it runs on the CPU\n");
+  }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = OpenCheckpointAt(f.model, options);
   if (!ckpt.ok()) return ReportError("calibrate", ckpt.status());
@@ -93,6 +102,7 @@ void AddCalibrateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--out", flags->out, "Output directory URI")->required();
   cmd->add_option("--layers", flags->layers, "Layer range A-B (default: all)");
   cmd->add_option("--batch", flags->batch, "Sequences per forward batch (default 1)");
+  cmd->add_option("--device", flags->device, backend::DeviceFlagHelp());
   cmd->callback([flags, exit_code] { *exit_code = RunCalibrate(*flags); });
 }
 

@@ -17,11 +17,13 @@
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "client/calderactl/calibration_text.h"
 #include "client/calderactl/commands.h"
+#include "client/calderactl/device_flag.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/job_flags.h"
 #include "client/calderactl/model_inputs.h"
 #include "client/calderactl/progress.h"
+#include "core/backend/device.h"
 #include "core/format/checkpoint_report.h"
 #include "embedded/in_process_cluster.h"
 #include "job/task_plan.h"
@@ -41,6 +43,7 @@ struct CompressFlags {
   int workers = 2;
   int threads = 0;     // BLAS threads per worker; 0 = cores / workers
   std::string output;  // "" | json
+  std::string device = "cpu";
 };
 
 int RunCompress(CompressFlags f) {
@@ -52,6 +55,13 @@ int RunCompress(CompressFlags f) {
   if (f.workers < 1) {
     std::fprintf(stderr, "calderactl compress: error: --workers must be >= 1\n");
     return kExitInvalidInput;
+  }
+  std::unique_ptr<backend::ComputeBackend> compute;
+  if (int rc = OpenDevice("compress", f.device, &compute); rc != kExitOk) return rc;
+  if (compute != nullptr) {
+    std::fprintf(stderr,
+                 "calderactl compress: note: the in-process workers do not take a device yet; "
+                 "tasks run on the CPU (caldera-worker --device runs decompose tasks on it)\n");
   }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   if (absl::Status s = ResolveCalibrationText(f.job.calibration_text, &f.job.spec, options);
@@ -181,6 +191,7 @@ void AddCompressCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", f->threads,
                   "BLAS threads per worker (default: cores / workers, at least 1)");
   cmd->add_option("-o,--output", f->output, "json: print the result as JSON on stdout");
+  cmd->add_option("--device", f->device, backend::DeviceFlagHelp());
   cmd->callback([f, exit_code] { *exit_code = RunCompress(*f); });
 }
 

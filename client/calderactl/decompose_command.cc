@@ -10,8 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/calderactl/commands.h"
+#include "client/calderactl/device_flag.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
+#include "core/backend/device.h"
 #include "core/decompose/caldera.h"
 #include "core/format/matrix_artifact.h"
 #include "core/ttlora/adapter.h"
@@ -23,7 +25,7 @@ namespace caldera::cli {
 namespace {
 
 struct DecomposeFlags {
-  std::string weight, hessian, out, order = "lr,q";
+  std::string weight, hessian, out, order = "lr,q", device = "cpu";
   // method, rank, q_bits, lr_bits, quantizer, iters, lplr_iters, seed,
   // ttlora_rank, ttlora_init: the job settings, with the job defaults.
   job::JobSpec job;
@@ -120,6 +122,9 @@ int RunDecompose(const DecomposeFlags& f) {
       std::fprintf(stderr, "decompose: %3.0f%% %s\n", 100 * frac, step.c_str());
     };
   }
+  std::unique_ptr<backend::ComputeBackend> compute;
+  if (int rc = OpenDevice("decompose", f.device, &compute); rc != kExitOk) return rc;
+  o.backend = compute.get();
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h, o);
   if (!r.ok()) return ReportError("decompose", r.status());
@@ -246,6 +251,7 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
                   absl::StrCat("seed of the Hadamard signs (default ", d.seed, ")"));
   cmd->add_option("--out", f->out, "write the compressed record (safetensors) here");
   cmd->add_flag("--json", f->json, "print one JSON object");
+  cmd->add_option("--device", f->device, backend::DeviceFlagHelp());
   cmd->add_option(
       "--ttlora-rank", f->job.ttlora_rank,
       absl::StrCat("TT-LoRA bond rank r (default ", d.ttlora_rank, "; 0 = no adapter)"));

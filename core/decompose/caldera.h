@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/backend/backend.h"
 #include "core/quant/quantizer.h"
 #include "core/tensor/tensor.h"
 
@@ -50,6 +51,9 @@ struct DecomposeOptions {
   std::function<void(const std::string&, double)> progress;
   // Polled between steps; true stops with CANCELLED.
   std::function<bool()> cancelled;
+  // Where the dense kernels run (not owned; must outlive the call). Null:
+  // the CPU backend, the reference (results do not depend on anything else).
+  backend::ComputeBackend* backend = nullptr;
 };
 
 struct DecomposeResult {
@@ -80,6 +84,7 @@ struct DecomposeResult {
 
 // Validates (shapes, finiteness, symmetry, rank, bits) with INVALID_ARGUMENT
 // messages that name the problem; `h` is n × n (identity when none given).
+// Runs a CalderaSolver (caldera_solver.h) on options.backend.
 absl::StatusOr<DecomposeResult> Decompose(const quant::MatrixF& w, const Eigen::MatrixXd& h,
                                           const DecomposeOptions& options);
 

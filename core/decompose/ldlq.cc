@@ -4,30 +4,14 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "core/backend/cpu/cpu_backend.h"
 
 namespace caldera::decompose {
 
 absl::StatusOr<Eigen::MatrixXd> BlockLdl(const Eigen::MatrixXd& h, int64_t block,
                                          Eigen::MatrixXd* d_chol) {
-  const int64_t n = h.rows();
-  // In place: the lower Cholesky factor C overwrites the copy, then each block
-  // column becomes C[:, J] · DL⁻¹ (DL its diagonal block), so only one n × n
-  // double matrix is alive besides h.
-  Eigen::MatrixXd l = h;
-  Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(l);
-  if (llt.info() != Eigen::Success) {
-    return absl::FailedPreconditionError("Hessian is not positive definite");
-  }
-  l.triangularView<Eigen::StrictlyUpper>().setZero();
-  if (!l.allFinite()) return absl::FailedPreconditionError("Hessian is not positive definite");
-  if (d_chol != nullptr) *d_chol = Eigen::MatrixXd::Zero(n, block);
-  for (int64_t j0 = 0; j0 < n; j0 += block) {
-    const int64_t b = std::min(block, n - j0);
-    const Eigen::MatrixXd dl = l.block(j0, j0, b, b);
-    if (d_chol != nullptr) d_chol->block(j0, 0, b, b) = dl;
-    dl.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(l.block(j0, j0, n - j0, b));
-  }
-  return l;
+  backend::CpuBackend cpu;
+  return cpu.BlockLdlD(h, block, d_chol);
 }
 
 namespace {
@@ -45,6 +29,8 @@ Eigen::MatrixXd Permuted(const Eigen::MatrixXd& h, const std::vector<int64_t>& o
 }  // namespace
 
 absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h_in, const LdlqOptions& options) {
+  backend::CpuBackend cpu;
+  backend::ComputeBackend& be = options.backend != nullptr ? *options.backend : cpu;
   LdlqFactor factor;
   Eigen::MatrixXd permuted;
   if (options.act_order) {
@@ -56,13 +42,13 @@ absl::StatusOr<LdlqFactor> FactorForLdlq(const Eigen::MatrixXd& h_in, const Ldlq
   }
   const Eigen::MatrixXd& h = options.act_order ? permuted : h_in;
   Eigen::MatrixXd d_chol;
-  absl::StatusOr<Eigen::MatrixXd> l = BlockLdl(h, options.block, &d_chol);
+  absl::StatusOr<Eigen::MatrixXd> l = be.BlockLdlD(h, options.block, &d_chol);
   const double mean_diag = h.diagonal().mean();
   double extra = options.retry_damping;
   for (int attempt = 0; !l.ok() && attempt < 6; ++attempt, extra *= 10) {
     Eigen::MatrixXd damped = h;
     damped.diagonal().array() += extra * mean_diag;
-    l = BlockLdl(damped, options.block, &d_chol);
+    l = be.BlockLdlD(damped, options.block, &d_chol);
     if (l.ok()) {
       factor.extra_damping = extra;
       factor.added_diagonal = extra * mean_diag;
@@ -88,6 +74,8 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a, const Eigen::MatrixXd& 
 absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a_in, const Eigen::MatrixXd& h_in,
                                 const LdlqFactor& factor, quant::MatrixQuantizer& quantizer,
                                 const LdlqOptions& options) {
+  backend::CpuBackend cpu;
+  backend::ComputeBackend& be = options.backend != nullptr ? *options.backend : cpu;
   const int64_t m = a_in.rows(), n = a_in.cols(), b = options.block;
   const std::vector<int64_t>& order = factor.order;
   if (!order.empty() && (static_cast<int64_t>(order.size()) != n || quantizer.block_cols() != 1)) {
@@ -121,13 +109,15 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a_in, const Eigen::MatrixX
   quantizer.Prepare(a_in);
   quant::MatrixF q = a;  // see below
   quant::MatrixF t;      // one block's targets
+  absl::Status status;   // the first backend error; the passes stop at it
   auto quantize_block = [&](int64_t j0, const quant::MatrixF& target) {
     const auto t0 = std::chrono::steady_clock::now();
     if (order.empty()) {
-      quantizer.QuantizeBlock(j0, target, q.middleCols(j0, b));
+      status.Update(be.LdlqBlockStep(quantizer, j0, target, q.middleCols(j0, b)));
     } else {
       for (int64_t j = 0; j < b; ++j) {
-        quantizer.QuantizeBlock(order[static_cast<size_t>(j0 + j)], target.col(j), q.col(j0 + j));
+        status.Update(be.LdlqBlockStep(quantizer, order[static_cast<size_t>(j0 + j)], target.col(j),
+                                       q.col(j0 + j)));
       }
     }
     result.search_seconds +=
@@ -142,6 +132,7 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a_in, const Eigen::MatrixX
   // operands add up to O(m·n·log n), where a fixed-width buffer repacks an
   // m × (columns done) panel per buffer.
   const auto quantize_range = [&](const auto& self, int64_t c0, int64_t c1) -> void {
+    if (!status.ok()) return;
     if (c1 - c0 <= b) {
       t = q.middleCols(c0, b);
       quantize_block(c0, t);
@@ -154,11 +145,13 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a_in, const Eigen::MatrixX
     }
     const int64_t mid = c0 + (c1 - c0) / (2 * b) * b;  // a block boundary inside
     self(self, mid, c1);
-    q.middleCols(c0, mid - c0).noalias() +=
-        e.middleCols(mid, c1 - mid) * lf.block(mid, c0, c1 - mid, mid - c0);
+    status.Update(be.Gemm(backend::Op::kN, backend::Op::kN, 1.0f, e.middleCols(mid, c1 - mid),
+                          lf.block(mid, c0, c1 - mid, mid - c0), backend::Accumulate::kAdd,
+                          q.middleCols(c0, mid - c0)));
     self(self, c0, mid);
   };
   quantize_range(quantize_range, 0, n);
+  if (!status.ok()) return status;
   result.factored_error = factored_error;
   // Optional block Gauss-Seidel sweeps: move each block to the quantised
   // point nearest its unconstrained optimum given all other blocks.
@@ -171,6 +164,7 @@ absl::StatusOr<LdlqResult> Ldlq(const quant::MatrixF& a_in, const Eigen::MatrixX
             hf.block(j0, j0, b, b).cast<double>().inverse().cast<float>();
         t = q.middleCols(j0, b) + (e * hf.middleCols(j0, b)) * hjj_inv;
         quantize_block(j0, t);
+        if (!status.ok()) return status;
         e.middleCols(j0, b) = a.middleCols(j0, b) - q.middleCols(j0, b);
       }
     }

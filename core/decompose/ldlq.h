@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/backend/backend.h"
 #include "core/quant/quantizer.h"
 
 namespace caldera::decompose {
@@ -26,6 +27,10 @@ struct LdlqOptions {
   // Added to the diagonal, relative to its mean, if Cholesky fails; multiplied
   // by 10 on each further failure (at most 6 tries).
   double retry_damping = 0.01;
+  // Where the factorization, the feedback products and the block steps run
+  // (not owned; must outlive the call). Null: the CPU backend. The tune
+  // sweeps run on the CPU.
+  backend::ComputeBackend* backend = nullptr;
 };
 
 struct LdlqResult {

@@ -1,0 +1,461 @@
+#include "core/backend/cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cusolverDn.h>
+
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cuda/device_buffer.h"
+#include "core/backend/cuda/kernels.h"
+#include "core/backend/kernels/e8p_tables.h"
+
+namespace caldera::cuda {
+namespace {
+
+using backend::Accumulate;
+using backend::ConstRefF;
+using backend::MatrixD;
+using backend::MatrixF;
+using backend::Op;
+using backend::RefF;
+
+absl::Status BlasStatus(cublasStatus_t s, const char* call) {
+  if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat(call, ": ", cublasGetStatusName(s), " (", cublasGetStatusString(s), ")"));
+}
+
+absl::Status SolverStatus(cusolverStatus_t s, const char* call) {
+  if (s == CUSOLVER_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(call, ": cusolverStatus_t ", static_cast<int>(s)));
+}
+
+cublasOperation_t BlasOp(Op op) { return op == Op::kN ? CUBLAS_OP_N : CUBLAS_OP_T; }
+
+struct StreamDeleter {
+  void operator()(CUstream_st* s) const { cudaStreamDestroy(s); }
+};
+struct BlasDeleter {
+  void operator()(cublasContext* h) const { cublasDestroy(h); }
+};
+struct SolverDeleter {
+  void operator()(cusolverDnContext* h) const { cusolverDnDestroy(h); }
+};
+
+class CudaBackend final : public backend::ComputeBackend {
+ public:
+  static absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> Create(int device) {
+    int count = 0;
+    if (absl::Status s = CudaStatus(cudaGetDeviceCount(&count), "cudaGetDeviceCount"); !s.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--device cuda:", device, ": no CUDA device (", s.message(), ")"));
+    }
+    if (device < 0 || device >= count) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--device cuda:", device, ": ", count, " CUDA device(s) visible"));
+    }
+    std::unique_ptr<CudaBackend> b(new CudaBackend(device));
+    if (absl::Status s = CudaStatus(cudaSetDevice(device), "cudaSetDevice"); !s.ok()) return s;
+    cudaStream_t stream = nullptr;
+    if (absl::Status s = CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+                                    "cudaStreamCreateWithFlags");
+        !s.ok())
+      return s;
+    b->stream_.reset(stream);
+    cublasHandle_t blas = nullptr;
+    if (absl::Status s = BlasStatus(cublasCreate(&blas), "cublasCreate"); !s.ok()) return s;
+    b->blas_.reset(blas);
+    if (absl::Status s = BlasStatus(cublasSetStream(blas, stream), "cublasSetStream"); !s.ok())
+      return s;
+    // Products in full float precision (no TF32): checked against the CPU.
+    if (absl::Status s =
+            BlasStatus(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+        !s.ok())
+      return s;
+    cusolverDnHandle_t solver = nullptr;
+    if (absl::Status s = SolverStatus(cusolverDnCreate(&solver), "cusolverDnCreate"); !s.ok())
+      return s;
+    b->solver_.reset(solver);
+    if (absl::Status s = SolverStatus(cusolverDnSetStream(solver, stream), "cusolverDnSetStream");
+        !s.ok())
+      return s;
+    return std::unique_ptr<backend::ComputeBackend>(std::move(b));
+  }
+
+  std::string Name() const override { return absl::StrCat("cuda:", device_); }
+
+  absl::Status Gemm(Op op_a, Op op_b, float alpha, ConstRefF a, ConstRefF b, Accumulate acc,
+                    RefF c) override {
+    const int64_t m = c.rows(), n = c.cols();
+    const int64_t k = op_a == Op::kN ? a.cols() : a.rows();
+    const int64_t am = op_a == Op::kN ? a.rows() : a.cols();
+    const int64_t bk = op_b == Op::kN ? b.rows() : b.cols();
+    const int64_t bn = op_b == Op::kN ? b.cols() : b.rows();
+    if (am != m || bk != k || bn != n) {
+      return absl::InvalidArgumentError(absl::StrCat("Gemm: shapes ", am, "x", k, " · ", bk, "x",
+                                                     bn, " do not give ", m, "x", n));
+    }
+    if (m == 0 || n == 0) return absl::OkStatus();
+    if (k == 0) {
+      if (acc == Accumulate::kAssign) c.setZero();
+      return absl::OkStatus();
+    }
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    absl::StatusOr<DeviceBuffer<float>> da = Upload(a.data(), a.rows(), a.cols(), a.outerStride());
+    if (!da.ok()) return da.status();
+    absl::StatusOr<DeviceBuffer<float>> db = Upload(b.data(), b.rows(), b.cols(), b.outerStride());
+    if (!db.ok()) return db.status();
+    absl::StatusOr<DeviceBuffer<float>> dc = acc == Accumulate::kAdd
+                                                 ? Upload(c.data(), m, n, c.outerStride())
+                                                 : DeviceBuffer<float>::Create(m * n);
+    if (!dc.ok()) return dc.status();
+    const float beta = acc == Accumulate::kAdd ? 1.0f : 0.0f;
+    if (absl::Status s = BlasStatus(
+            cublasSgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
+                        static_cast<int>(n), static_cast<int>(k), &alpha, da->data(),
+                        static_cast<int>(a.rows()), db->data(), static_cast<int>(b.rows()), &beta,
+                        dc->data(), static_cast<int>(m)),
+            "cublasSgemm");
+        !s.ok())
+      return s;
+    return Download(*dc, m, n, c.data(), c.outerStride());
+  }
+
+  absl::Status GemmD(Op op_a, Op op_b, const Eigen::Ref<const MatrixD>& a,
+                     const Eigen::Ref<const MatrixD>& b, MatrixD* c) override {
+    const int64_t m = op_a == Op::kN ? a.rows() : a.cols();
+    const int64_t k = op_a == Op::kN ? a.cols() : a.rows();
+    const int64_t bk = op_b == Op::kN ? b.rows() : b.cols();
+    const int64_t n = op_b == Op::kN ? b.cols() : b.rows();
+    if (bk != k) return absl::InvalidArgumentError("GemmD: inner dimensions differ");
+    c->resize(m, n);
+    if (m == 0 || n == 0) return absl::OkStatus();
+    if (k == 0) {
+      c->setZero();
+      return absl::OkStatus();
+    }
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    absl::StatusOr<DeviceBuffer<double>> da = Upload(a.data(), a.rows(), a.cols(), a.outerStride());
+    if (!da.ok()) return da.status();
+    absl::StatusOr<DeviceBuffer<double>> db = Upload(b.data(), b.rows(), b.cols(), b.outerStride());
+    if (!db.ok()) return db.status();
+    absl::StatusOr<DeviceBuffer<double>> dc = DeviceBuffer<double>::Create(m * n);
+    if (!dc.ok()) return dc.status();
+    const double one = 1.0, zero = 0.0;
+    if (absl::Status s = BlasStatus(
+            cublasDgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
+                        static_cast<int>(n), static_cast<int>(k), &one, da->data(),
+                        static_cast<int>(a.rows()), db->data(), static_cast<int>(b.rows()), &zero,
+                        dc->data(), static_cast<int>(m)),
+            "cublasDgemm");
+        !s.ok())
+      return s;
+    return Download(*dc, m, n, c->data(), m);
+  }
+
+  absl::Status SyrkLowerD(double alpha, const MatrixD& a, MatrixD* c) override {
+    const int64_t n = c->rows(), k = a.cols();
+    if (c->cols() != n || a.rows() != n) {
+      return absl::InvalidArgumentError("SyrkLowerD: c must be n x n and a n x k");
+    }
+    if (n == 0 || k == 0) return absl::OkStatus();
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    absl::StatusOr<DeviceBuffer<double>> da = Upload(a.data(), n, k, n);
+    if (!da.ok()) return da.status();
+    absl::StatusOr<DeviceBuffer<double>> dc = Upload(c->data(), n, n, n);
+    if (!dc.ok()) return dc.status();
+    const double one = 1.0;
+    if (absl::Status s =
+            BlasStatus(cublasDsyrk(blas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                                   static_cast<int>(n), static_cast<int>(k), &alpha, da->data(),
+                                   static_cast<int>(n), &one, dc->data(), static_cast<int>(n)),
+                       "cublasDsyrk");
+        !s.ok())
+      return s;
+    return Download(*dc, n, n, c->data(), n);
+  }
+
+  absl::Status TrmmRightLower(const MatrixF& a, const MatrixF& l, MatrixF* y) override {
+    const int64_t m = a.rows(), n = a.cols();
+    if (l.rows() != n || l.cols() != n) {
+      return absl::InvalidArgumentError("TrmmRightLower: l must be square with a's columns");
+    }
+    y->resize(m, n);
+    if (m == 0 || n == 0) return absl::OkStatus();
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    absl::StatusOr<DeviceBuffer<float>> da = Upload(a.data(), m, n, m);
+    if (!da.ok()) return da.status();
+    absl::StatusOr<DeviceBuffer<float>> dl = Upload(l.data(), n, n, n);
+    if (!dl.ok()) return dl.status();
+    absl::StatusOr<DeviceBuffer<float>> dy = DeviceBuffer<float>::Create(m * n);
+    if (!dy.ok()) return dy.status();
+    const float one = 1.0f;
+    if (absl::Status s = BlasStatus(
+            cublasStrmm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                        CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
+                        dl->data(), static_cast<int>(n), da->data(), static_cast<int>(m),
+                        dy->data(), static_cast<int>(m)),
+            "cublasStrmm");
+        !s.ok())
+      return s;
+    return Download(*dy, m, n, y->data(), m);
+  }
+
+  absl::Status TrsmRightLower(const MatrixF& l, MatrixF* x) override {
+    const int64_t m = x->rows(), n = x->cols();
+    if (l.rows() != n || l.cols() != n) {
+      return absl::InvalidArgumentError("TrsmRightLower: l must be square with x's columns");
+    }
+    if (m == 0 || n == 0) return absl::OkStatus();
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    absl::StatusOr<DeviceBuffer<float>> dl = Upload(l.data(), n, n, n);
+    if (!dl.ok()) return dl.status();
+    absl::StatusOr<DeviceBuffer<float>> dx = Upload(x->data(), m, n, m);
+    if (!dx.ok()) return dx.status();
+    const float one = 1.0f;
+    if (absl::Status s = BlasStatus(
+            cublasStrsm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                        CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
+                        dl->data(), static_cast<int>(n), dx->data(), static_cast<int>(m)),
+            "cublasStrsm");
+        !s.ok())
+      return s;
+    return Download(*dx, m, n, x->data(), m);
+  }
+
+  absl::StatusOr<MatrixD> CholeskyLowerD(const MatrixD& h) override {
+    const int64_t n = h.rows();
+    if (h.cols() != n) return absl::InvalidArgumentError("CholeskyLowerD: h must be square");
+    if (n == 0) return MatrixD(0, 0);
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    absl::StatusOr<DeviceBuffer<double>> da = Upload(h.data(), n, n, n);
+    if (!da.ok()) return da.status();
+    int lwork = 0;
+    if (absl::Status s = SolverStatus(
+            cusolverDnDpotrf_bufferSize(solver_.get(), CUBLAS_FILL_MODE_LOWER, static_cast<int>(n),
+                                        da->data(), static_cast<int>(n), &lwork),
+            "cusolverDnDpotrf_bufferSize");
+        !s.ok())
+      return s;
+    absl::StatusOr<DeviceBuffer<double>> work = DeviceBuffer<double>::Create(lwork);
+    if (!work.ok()) return work.status();
+    absl::StatusOr<DeviceBuffer<int>> info = DeviceBuffer<int>::Create(1);
+    if (!info.ok()) return info.status();
+    if (absl::Status s = SolverStatus(
+            cusolverDnDpotrf(solver_.get(), CUBLAS_FILL_MODE_LOWER, static_cast<int>(n), da->data(),
+                             static_cast<int>(n), work->data(), lwork, info->data()),
+            "cusolverDnDpotrf");
+        !s.ok())
+      return s;
+    MatrixD l(n, n);
+    if (absl::Status s = Download(*da, n, n, l.data(), n); !s.ok()) return s;
+    int host_info = 0;
+    if (absl::Status s = Download(*info, 1, 1, &host_info, 1); !s.ok()) return s;
+    if (host_info > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the matrix is not positive definite (cusolverDnDpotrf: leading minor ", host_info, ")"));
+    }
+    if (host_info < 0) {
+      return absl::InternalError(absl::StrCat("cusolverDnDpotrf: bad argument ", -host_info));
+    }
+    l.triangularView<Eigen::StrictlyUpper>().setZero();
+    return l;
+  }
+
+  // ---- On the CPU backend (see cuda_backend.h).
+  absl::StatusOr<MatrixF> SpdSolve(const MatrixF& s, const MatrixF& b) override {
+    return cpu_.SpdSolve(s, b);
+  }
+  absl::StatusOr<MatrixF> SpdSolveTransposed(const MatrixF& s, const MatrixF& b) override {
+    return cpu_.SpdSolveTransposed(s, b);
+  }
+  absl::StatusOr<MatrixD> BlockLdlD(const MatrixD& h, int64_t block, MatrixD* d_chol) override {
+    return cpu_.BlockLdlD(h, block, d_chol);
+  }
+  absl::Status ThinSvd(const MatrixF& y, MatrixF* u, Eigen::VectorXf* s, MatrixF* v) override {
+    return cpu_.ThinSvd(y, u, s, v);
+  }
+  absl::StatusOr<MatrixF> OrthonormalBasis(const MatrixF& z, int64_t cols) override {
+    return cpu_.OrthonormalBasis(z, cols);
+  }
+  absl::StatusOr<MatrixD> QrUpperD(const MatrixD& a) override { return cpu_.QrUpperD(a); }
+  absl::Status RightSingularD(const MatrixD& z, Eigen::VectorXd* s, MatrixD* v) override {
+    return cpu_.RightSingularD(z, s, v);
+  }
+  absl::StatusOr<MatrixF> QuantizeNearest(quant::MatrixQuantizer& q, const MatrixF& a) override {
+    return cpu_.QuantizeNearest(q, a);
+  }
+  absl::Status LdlqBlockStep(quant::MatrixQuantizer& q, int64_t c0, ConstRefF target,
+                             RefF out) override {
+    return cpu_.LdlqBlockStep(q, c0, target, out);
+  }
+
+  // ---- Own kernels.
+  absl::Status HadamardColumns(const transform::HadamardTransform& t, bool transpose,
+                               MatrixF* x) override {
+    return Hadamard(t, transpose, /*rows=*/false, x);
+  }
+  absl::Status HadamardRows(const transform::HadamardTransform& t, bool transpose,
+                            MatrixF* x) override {
+    return Hadamard(t, transpose, /*rows=*/true, x);
+  }
+  absl::Status HadamardColumnsD(const transform::HadamardTransform& t, bool transpose,
+                                MatrixD* x) override {
+    return Hadamard(t, transpose, /*rows=*/false, x);
+  }
+  absl::Status HadamardRowsD(const transform::HadamardTransform& t, bool transpose,
+                             MatrixD* x) override {
+    return Hadamard(t, transpose, /*rows=*/true, x);
+  }
+
+  absl::Status E8pNearest(const float* x, int64_t count, uint16_t* codes, float* out) override {
+    if (count == 0) return absl::OkStatus();
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    if (!e8p_.has_value()) {
+      const backend::kernels::E8pTables host =
+          backend::kernels::BuildE8pTables(quant::E8PCodebook());
+      E8pDevice dev;
+      absl::StatusOr<DeviceBuffer<float>> abs_aos =
+          Upload(host.abs_aos.data(), 1, static_cast<int64_t>(host.abs_aos.size()), 1);
+      absl::StatusOr<DeviceBuffer<float>> norm2 =
+          Upload(host.norm2.data(), 1, static_cast<int64_t>(host.norm2.size()), 1);
+      absl::StatusOr<DeviceBuffer<int>> parity =
+          Upload(host.parity.data(), 1, static_cast<int64_t>(host.parity.size()), 1);
+      absl::StatusOr<DeviceBuffer<int16_t>> digits = Upload(
+          host.pattern_of_digits.data(), 1, static_cast<int64_t>(host.pattern_of_digits.size()), 1);
+      if (!abs_aos.ok()) return abs_aos.status();
+      if (!norm2.ok()) return norm2.status();
+      if (!parity.ok()) return parity.status();
+      if (!digits.ok()) return digits.status();
+      // The uploads must finish before `host` goes away.
+      if (absl::Status s =
+              CudaStatus(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
+          !s.ok())
+        return s;
+      dev.abs_aos = *std::move(abs_aos);
+      dev.norm2 = *std::move(norm2);
+      dev.parity = *std::move(parity);
+      dev.pattern_of_digits = *std::move(digits);
+      e8p_ = std::move(dev);
+    }
+    const backend::kernels::E8pTablesView view{e8p_->abs_aos.data(), e8p_->norm2.data(),
+                                               e8p_->parity.data(), e8p_->pattern_of_digits.data()};
+    absl::StatusOr<DeviceBuffer<float>> dx = Upload(x, 8, count, 8);
+    if (!dx.ok()) return dx.status();
+    absl::StatusOr<DeviceBuffer<uint16_t>> dcodes = DeviceBuffer<uint16_t>::Create(count);
+    if (!dcodes.ok()) return dcodes.status();
+    absl::StatusOr<DeviceBuffer<float>> dout = DeviceBuffer<float>::Create(8 * count);
+    if (!dout.ok()) return dout.status();
+    if (absl::Status s = CudaStatus(
+            LaunchE8pNearest(view, dx->data(), count, dcodes->data(), dout->data(), stream_.get()),
+            "E8pKernel launch");
+        !s.ok())
+      return s;
+    if (absl::Status s = Download(*dcodes, 1, count, codes, 1); !s.ok()) return s;
+    return Download(*dout, 8, count, out, 8);
+  }
+
+ private:
+  struct E8pDevice {
+    DeviceBuffer<float> abs_aos, norm2;
+    DeviceBuffer<int> parity;
+    DeviceBuffer<int16_t> pattern_of_digits;
+  };
+
+  explicit CudaBackend(int device) : device_(device) {}
+
+  absl::Status Activate() const { return CudaStatus(cudaSetDevice(device_), "cudaSetDevice"); }
+
+  // A rows × cols column-major host matrix with leading dimension ld, copied
+  // to a new, densely packed device buffer (enqueued on the stream).
+  template <typename T>
+  absl::StatusOr<DeviceBuffer<T>> Upload(const T* host, int64_t rows, int64_t cols, int64_t ld) {
+    absl::StatusOr<DeviceBuffer<T>> d = DeviceBuffer<T>::Create(rows * cols);
+    if (!d.ok() || rows * cols == 0) return d;
+    if (absl::Status s = CudaStatus(
+            cudaMemcpy2DAsync(d->data(), rows * sizeof(T), host, ld * sizeof(T), rows * sizeof(T),
+                              cols, cudaMemcpyHostToDevice, stream_.get()),
+            "cudaMemcpy2DAsync(host to device)");
+        !s.ok())
+      return s;
+    return d;
+  }
+
+  // The reverse, then waits for the stream (every operation ends here).
+  template <typename T>
+  absl::Status Download(const DeviceBuffer<T>& d, int64_t rows, int64_t cols, T* host, int64_t ld) {
+    if (rows * cols > 0) {
+      if (absl::Status s = CudaStatus(
+              cudaMemcpy2DAsync(host, ld * sizeof(T), d.data(), rows * sizeof(T), rows * sizeof(T),
+                                cols, cudaMemcpyDeviceToHost, stream_.get()),
+              "cudaMemcpy2DAsync(device to host)");
+          !s.ok())
+        return s;
+    }
+    return CudaStatus(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
+  }
+
+  template <typename Matrix>
+  absl::Status Hadamard(const transform::HadamardTransform& t, bool transpose, bool rows,
+                        Matrix* x) {
+    using T = typename Matrix::Scalar;
+    const int64_t n = t.size(), len = rows ? x->cols() : x->rows();
+    const int64_t count = rows ? x->rows() : x->cols();
+    if (len != n) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Hadamard: vectors of ", len, " for a transform of size ", n));
+    }
+    if (count == 0 || n == 0) return absl::OkStatus();
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    const int k = t.order();
+    std::vector<T> hk;
+    if (k > 1) {
+      absl::StatusOr<Eigen::MatrixXf> h = transform::HadamardMatrix(k);
+      if (!h.ok()) return h.status();
+      hk.resize(static_cast<size_t>(k) * k);
+      // Row-major h with h = H_K (transpose) or H_Kᵀ, as HadamardTransform mixes.
+      for (int a = 0; a < k; ++a) {
+        for (int b = 0; b < k; ++b) {
+          hk[static_cast<size_t>(a * k + b)] = static_cast<T>(transpose ? (*h)(a, b) : (*h)(b, a));
+        }
+      }
+    }
+    const int64_t r = x->rows(), c = x->cols();
+    absl::StatusOr<DeviceBuffer<T>> dx = Upload(x->data(), r, c, r);
+    if (!dx.ok()) return dx.status();
+    absl::StatusOr<DeviceBuffer<T>> dh = Upload(hk.data(), 1, static_cast<int64_t>(hk.size()), 1);
+    if (!dh.ok()) return dh.status();
+    absl::StatusOr<DeviceBuffer<T>> scratch = DeviceBuffer<T>::Create(k > 1 ? count * n : 0);
+    if (!scratch.ok()) return scratch.status();
+    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(n)));
+    if (absl::Status s =
+            CudaStatus(LaunchHadamard(dx->data(), count, n, rows ? 1 : r, rows ? r : 1, k,
+                                      dh->data(), scratch->data(), scale, stream_.get()),
+                       "Hadamard kernel launch");
+        !s.ok())
+      return s;
+    return Download(*dx, r, c, x->data(), r);
+  }
+
+  int device_;
+  // Destroyed in reverse order: the handles before their stream.
+  std::unique_ptr<CUstream_st, StreamDeleter> stream_;
+  std::unique_ptr<cublasContext, BlasDeleter> blas_;
+  std::unique_ptr<cusolverDnContext, SolverDeleter> solver_;
+  std::optional<E8pDevice> e8p_;
+  backend::CpuBackend cpu_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> CreateCudaBackend(int device) {
+  return CudaBackend::Create(device);
+}
+
+}  // namespace caldera::cuda

@@ -1,0 +1,30 @@
+// The CUDA backend (experimental: compiled and host-tested, not yet run on a
+// GPU). One object per device: it owns one stream, one cuBLAS and one
+// cuSOLVER handle bound to that stream, and the E8P tables on the device.
+// Operations copy their host operands in, compute on the stream, copy the
+// results out and synchronize; every CUDA, cuBLAS and cuSOLVER error comes
+// back as a Status naming the call.
+//
+// On the device: GEMM (cublasSgemm), GemmD (cublasDgemm), SyrkLowerD
+// (cublasDsyrk), TRMM/TRSM (cublasStrmm/Strsm), CholeskyLowerD
+// (cusolverDnDpotrf), the Hadamard transforms (own kernels) and E8pNearest
+// (own kernel, the CPU's codes). Everything else (SpdSolve, BlockLdlD, the
+// small SVDs and QRs, QuantizeNearest and the LDLQ block step, which run
+// inside the quantizer objects) runs on the CPU backend this object holds.
+#ifndef CALDERA_CORE_BACKEND_CUDA_CUDA_BACKEND_H_
+#define CALDERA_CORE_BACKEND_CUDA_CUDA_BACKEND_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "core/backend/backend.h"
+
+namespace caldera::cuda {
+
+// FAILED_PRECONDITION when the device does not exist; the failing call's
+// error otherwise.
+absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> CreateCudaBackend(int device);
+
+}  // namespace caldera::cuda
+
+#endif  // CALDERA_CORE_BACKEND_CUDA_CUDA_BACKEND_H_
