@@ -5,7 +5,8 @@
 //                       [--kv-heads 32] [--seqs 8] [--seq-len 2048] [--calibrate 1]
 //
 // Defaults are the Llama-2-7B block with 8 x 2048 tokens. With --calibrate 1 the
-// four Hessians are accumulated too (float64 SYRK), as a calibration task does.
+// four Hessians are accumulated too (float32 SSYRK/SGEMM per batch, summed in float64), as a
+// calibration task does.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -104,13 +105,13 @@ int main(int argc, char** argv) {
               static_cast<long long>(hidden), static_cast<long long>(inter),
               static_cast<long long>(heads), static_cast<long long>(kv_heads),
               static_cast<long long>(seqs), static_cast<long long>(seq_len),
-              calibrate ? "on (float64)" : "off");
+              calibrate ? "on (float32, summed in float64)" : "off");
   std::printf("  time %.2f s, %.0f tokens/s\n", secs, tokens / secs);
   std::printf(
       "  float32 GFLOP/s %.1f (linear %.2f TFLOP + attention %.2f TFLOP) = %.0f%% of SGEMM\n",
       gflops, linear / 1e12, attention / 1e12, 100.0 * gflops / sgemm);
   if (calibrate) {
-    std::printf("  plus float64 Hessian SYRK work %.2f TFLOP (counted separately)\n", syrk / 1e12);
+    std::printf("  plus Hessian SYRK work %.2f TFLOP (counted separately)\n", syrk / 1e12);
   }
   std::printf(
       "  peak RSS %.2f GiB (weights %.2f GiB, hidden states %.2f GiB)\n", ru.ru_maxrss / 1048576.0,
