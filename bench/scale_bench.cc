@@ -51,24 +51,6 @@ std::vector<int64_t> ParseList(const char* text) {
   return out;
 }
 
-// SGEMM GFLOP per CPU-second (2048^3, best of 3): on a shared machine the
-// CPU time a computation got is a steadier yardstick than its wall time.
-double SgemmGflopsPerCpuSecond() {
-  const int n = 2048;
-  Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
-  c.noalias() = a * b;  // warm-up
-  double best = 1e30;
-  for (int i = 0; i < 3; ++i) {
-    timespec t0{}, t1{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
-    c.noalias() = a * b;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
-    best = std::min(best, static_cast<double>(t1.tv_sec - t0.tv_sec) +
-                              1e-9 * static_cast<double>(t1.tv_nsec - t0.tv_nsec));
-  }
-  return 2.0 * n * n * n / best / 1e9;
-}
-
 struct TaskRun {
   double seconds = 0;
   double cpu_seconds = 0;  // user + system
@@ -158,7 +140,7 @@ int main(int argc, char** argv) {
   ckpt->reset();
 
   const double sgemm = caldera::bench::MeasureSgemmGflops();
-  const double sgemm_cpu = SgemmGflopsPerCpuSecond();
+  const double sgemm_cpu = caldera::bench::SgemmGflopsPerCpuSecond();
   std::printf("SGEMM rate (2048^3, this run): %.1f GFLOP/s, %.1f GFLOP per CPU-second\n", sgemm,
               sgemm_cpu);
   const double a = static_cast<double>(heads * (hidden / heads));

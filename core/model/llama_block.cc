@@ -217,10 +217,17 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
   const int64_t tokens = hidden->rows();
   const int64_t d = c.head_dim;
   const int64_t group = c.num_heads / c.num_kv_heads;
+  auto Accumulate = [hessians](const RowMatrixF& in, Eigen::MatrixXd* h) {
+    if (hessians->float64_reference) {
+      AccumulateLowerF64(in, h);
+    } else {
+      AccumulateLower(in, h);
+    }
+  };
   RowMatrixF x;
   RmsNorm(*hidden, w.input_norm, c.rms_norm_eps, &x);
   if (hessians != nullptr) {
-    AccumulateLower(x, &hessians->q_proj);
+    Accumulate(x, &hessians->q_proj);
     hessians->tokens += tokens;
   }
   RowMatrixF q = x * w.q.transpose();
@@ -260,18 +267,18 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
       attn.block(s0, h * d, seq_len, d).noalias() = scores * vh;
     }
   }
-  if (hessians != nullptr) AccumulateLower(attn, &hessians->o_proj);
+  if (hessians != nullptr) Accumulate(attn, &hessians->o_proj);
   hidden->noalias() += attn * w.o.transpose();
 
   RmsNorm(*hidden, w.post_norm, c.rms_norm_eps, &x);
-  if (hessians != nullptr) AccumulateLower(x, &hessians->gate_proj);
+  if (hessians != nullptr) Accumulate(x, &hessians->gate_proj);
   RowMatrixF gate = x * w.gate.transpose();
   RowMatrixF up = x * w.up.transpose();
   for (int64_t i = 0; i < gate.size(); ++i) {
     const float g = gate.data()[i];
     gate.data()[i] = g / (1.0f + std::exp(-g)) * up.data()[i];
   }
-  if (hessians != nullptr) AccumulateLower(gate, &hessians->down_proj);
+  if (hessians != nullptr) Accumulate(gate, &hessians->down_proj);
   hidden->noalias() += gate * w.down.transpose();
 }
 

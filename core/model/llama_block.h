@@ -42,6 +42,9 @@ RopeTable MakeRopeTable(const ModelConfig& config, int64_t seq_len);
 struct BlockHessians {
   Eigen::MatrixXd q_proj, o_proj, gate_proj, down_proj;  // q/k/v share; gate/up share
   int64_t tokens = 0;
+  // Accumulate with AccumulateLowerF64 instead (the float64 reference, half
+  // the speed): for benchmarks and accuracy comparisons only.
+  bool float64_reference = false;
 
   static BlockHessians Zeros(const ModelConfig& config);
   // Adds another (e.g. a shard's) sums.
