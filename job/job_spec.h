@@ -56,6 +56,9 @@ struct JobSpec {
   // 1 = the unsharded plan; at most kMaxCalibrationShards and the number of
   // calibration samples (checked at submit, job_validation.h).
   int calibration_shards = 1;
+  // f32 | bf16: how calibrate tasks store the hidden states between layers
+  // (proto JobSpec.hidden_dtype). bf16 halves the scratch bytes and I/O.
+  std::string hidden_dtype = "f32";
   std::string request_id;  // idempotency key of the create request
   // --overwrite: write into an output location that holds files not written
   // by caldera (job/output_safety.h). An output overlapping an input is

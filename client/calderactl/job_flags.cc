@@ -54,6 +54,10 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                                "workers; Hessians equal up to summation order; default ",
                                d.calibration_shards, ")"))
       ->check(CLI::Range(1, job::kMaxCalibrationShards));
+  cmd->add_option("--hidden-dtype", s->hidden_dtype,
+                  absl::StrCat("f32 | bf16: how calibrate tasks store the hidden states handed "
+                               "between layers (bf16: half the scratch bytes; default ",
+                               d.hidden_dtype, ")"));
   std::vector<std::string> all;
   for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
   cmd->add_option("--modules", s->modules,
