@@ -5,7 +5,11 @@
 //                       [--kv-heads 32] [--seqs 8] [--seq-len 2048] [--calibrate 1]
 //
 // Defaults are the Llama-2-7B block with 8 x 2048 tokens. With --calibrate 1 the
-// four Hessians are accumulated too (float64 SYRK), as a calibration task does.
+// four Hessians are accumulated too (float32 SSYRK/SGEMM per sequence, summed
+// in float64), as a calibration task does; --calibrate 2 uses the float64
+// reference products instead (the path before float32 accumulation). The last
+// line counts all work (forward and Hessians) per CPU-second against SGEMM's
+// per CPU-second, a ratio that stays steady on a loaded machine.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -80,6 +84,9 @@ int main(int argc, char** argv) {
   const caldera::model::RopeTable rope = caldera::model::MakeRopeTable(c, seq_len);
   caldera::model::BlockHessians h;
   if (calibrate) h = caldera::model::BlockHessians::Zeros(c);
+  h.float64_reference = calibrate == 2;
+  const double sgemm_cpu = caldera::bench::SgemmGflopsPerCpuSecond();
+  const double cpu0 = caldera::bench::ProcessCpuSeconds();
 
   const auto t0 = Clock::now();
   RowMatrixF chunk;
@@ -89,6 +96,7 @@ int main(int argc, char** argv) {
     hidden_states.middleRows(s * seq_len, seq_len) = chunk;
   }
   const double secs = Seconds(t0);
+  const double cpu_secs = caldera::bench::ProcessCpuSeconds() - cpu0;
   const double tokens = static_cast<double>(seqs * seq_len);
   const double linear = 2.0 * tokens *
                         (static_cast<double>(hidden) * (q_out + 2 * kv_out) +
@@ -104,14 +112,21 @@ int main(int argc, char** argv) {
               static_cast<long long>(hidden), static_cast<long long>(inter),
               static_cast<long long>(heads), static_cast<long long>(kv_heads),
               static_cast<long long>(seqs), static_cast<long long>(seq_len),
-              calibrate ? "on (float64)" : "off");
+              calibrate == 2   ? "on (float64 reference: cast + DSYRK)"
+              : calibrate == 1 ? "on (float32 SSYRK/SGEMM, summed in float64)"
+                               : "off");
   std::printf("  time %.2f s, %.0f tokens/s\n", secs, tokens / secs);
   std::printf(
       "  float32 GFLOP/s %.1f (linear %.2f TFLOP + attention %.2f TFLOP) = %.0f%% of SGEMM\n",
       gflops, linear / 1e12, attention / 1e12, 100.0 * gflops / sgemm);
   if (calibrate) {
-    std::printf("  plus float64 Hessian SYRK work %.2f TFLOP (counted separately)\n", syrk / 1e12);
+    std::printf("  plus Hessian SYRK work %.2f TFLOP (counted separately)\n", syrk / 1e12);
   }
+  const double all = (linear + attention + syrk) / cpu_secs / 1e9;
+  std::printf(
+      "  all work (forward + Hessians) per CPU-second: %.1f GFLOP over %.1f CPU-s = %.0f%% "
+      "of SGEMM's %.1f GFLOP per CPU-second\n",
+      all, cpu_secs, 100.0 * all / sgemm_cpu, sgemm_cpu);
   std::printf(
       "  peak RSS %.2f GiB (weights %.2f GiB, hidden states %.2f GiB)\n", ru.ru_maxrss / 1048576.0,
       4.0 * (static_cast<double>(hidden) * (2 * q_out + 2 * kv_out) + 3.0 * hidden * inter) /

@@ -5,22 +5,27 @@
 //
 //   scale_bench [--dir DIR] [--hidden 4096] [--intermediate 11008] [--heads 32]
 //               [--kv-heads 32] [--vocab 32000] [--samples 4,8] [--seq-len 512]
-//               [--shards 1,2,4]
+//               [--shards 1,2,4] [--parallel 0|1]
 //
 // Prints, per token count and shard count: each shard task's wall time and
 // peak RSS, the wall time of the layer with one worker (shards one after
 // another: their sum) and with N workers (the slowest shard), the tasks'
 // GFLOP/s (block linears + causal attention + the four Hessian SYRKs) against
-// the SGEMM rate measured in the same run, and the per-task memory estimate
-// (job/memory_estimate.h) beside the measured peak.
+// the SGEMM rate measured in the same run (and per CPU-second against SGEMM's
+// per CPU-second, steadier on a shared machine), and the per-task memory
+// estimate (job/memory_estimate.h) beside the measured peak. With --parallel 1
+// the shards of a layer run at once and the layer's wall time is measured.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <Eigen/Dense>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -50,15 +55,14 @@ std::vector<int64_t> ParseList(const char* text) {
 
 struct TaskRun {
   double seconds = 0;
-  int64_t peak_rss = 0;  // bytes
+  double cpu_seconds = 0;  // user + system
+  int64_t peak_rss = 0;    // bytes
   bool ok = false;
 };
 
-// calibrate(0, shard) of `num_shards` in a child process.
-TaskRun RunShard(const std::string& model, const std::string& tokens, const std::string& out_dir,
+// Starts calibrate(0, shard) of `num_shards` in a child process; its pid.
+pid_t StartShard(const std::string& model, const std::string& tokens, const std::string& out_dir,
                  int shard, int num_shards) {
-  TaskRun run;
-  const auto t0 = Clock::now();
   const pid_t pid = fork();
   if (pid == 0) {
     caldera::storage::StorageOptions options;
@@ -78,11 +82,19 @@ TaskRun RunShard(const std::string& model, const std::string& tokens, const std:
     }
     _exit(0);
   }
+  return pid;
+}
+
+// Waits for a child StartShard started at `t0`.
+TaskRun WaitShard(pid_t pid, Clock::time_point t0) {
+  TaskRun run;
   int status = 0;
   struct rusage usage {};
   if (pid < 0 || wait4(pid, &status, 0, &usage) != pid) return run;
   run.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   run.peak_rss = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  run.cpu_seconds = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                    1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
   run.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   return run;
 }
@@ -93,6 +105,7 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp/caldera-scale-bench";
   int64_t hidden = 4096, inter = 11008, heads = 32, kv_heads = 32, vocab = 32000, seq_len = 512;
   std::vector<int64_t> samples_list = {4, 8}, shards_list = {1, 2, 4};
+  bool parallel = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const int64_t v = std::strtoll(argv[i + 1], nullptr, 10);
     if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
@@ -104,6 +117,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--seq-len")) seq_len = v;
     if (!std::strcmp(argv[i], "--samples")) samples_list = ParseList(argv[i + 1]);
     if (!std::strcmp(argv[i], "--shards")) shards_list = ParseList(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--parallel")) parallel = v != 0;
   }
   const std::string model = dir + "/model";
   caldera::model::TestModelOptions o;
@@ -134,7 +148,9 @@ int main(int argc, char** argv) {
   ckpt->reset();
 
   const double sgemm = caldera::bench::MeasureSgemmGflops();
-  std::printf("SGEMM rate (2048^3, this run): %.1f GFLOP/s\n", sgemm);
+  const double sgemm_cpu = caldera::bench::SgemmGflopsPerCpuSecond();
+  std::printf("SGEMM rate (2048^3, this run): %.1f GFLOP/s, %.1f GFLOP per CPU-second\n", sgemm,
+              sgemm_cpu);
   const double a = static_cast<double>(heads * (hidden / heads));
   const double k = static_cast<double>(kv_heads * (hidden / heads));
   const double h = static_cast<double>(hidden), i = static_cast<double>(inter);
@@ -151,10 +167,27 @@ int main(int argc, char** argv) {
       if (n > samples) continue;
       const std::string out = absl::StrCat(dir, "/out-", samples, "-", n);
       std::filesystem::create_directories(out);
-      double sum = 0, slowest = 0;
+      double sum = 0, slowest = 0, cpu = 0;
       int64_t peak = 0;
+      // --parallel 1: all shards at once (N workers on this machine), the
+      // layer's wall time measured rather than taken from the slowest shard.
+      std::vector<TaskRun> runs(n);
+      const auto layer_t0 = Clock::now();
+      if (parallel) {
+        std::vector<pid_t> pids;
+        for (int s = 0; s < n; ++s) {
+          pids.push_back(StartShard(model, tokens, out, s, static_cast<int>(n)));
+        }
+        for (int s = 0; s < n; ++s) runs[s] = WaitShard(pids[s], layer_t0);
+      } else {
+        for (int s = 0; s < n; ++s) {
+          const auto t0 = Clock::now();
+          runs[s] = WaitShard(StartShard(model, tokens, out, s, static_cast<int>(n)), t0);
+        }
+      }
+      const double layer_wall = std::chrono::duration<double>(Clock::now() - layer_t0).count();
       for (int s = 0; s < n; ++s) {
-        const TaskRun r = RunShard(model, tokens, out, s, static_cast<int>(n));
+        const TaskRun& r = runs[s];
         if (!r.ok) {
           std::fprintf(stderr, "scale_bench: shard %d of %lld failed\n", s,
                        static_cast<long long>(n));
@@ -164,6 +197,7 @@ int main(int argc, char** argv) {
                     static_cast<long long>(samples), static_cast<long long>(seq_len), s + 1,
                     static_cast<long long>(n), r.seconds, r.peak_rss / double(1 << 30));
         sum += r.seconds;
+        cpu += r.cpu_seconds;
         slowest = std::max(slowest, r.seconds);
         peak = std::max(peak, r.peak_rss);
       }
@@ -182,6 +216,13 @@ int main(int argc, char** argv) {
           static_cast<long long>(n), sum, slowest, static_cast<long long>(n), sum / slowest,
           flops / sum / 1e9, 100 * flops / sum / 1e9 / sgemm, peak / double(1 << 30),
           estimate / double(1 << 30));
+      if (parallel) {
+        std::printf("  measured with the %lld shards running at once: layer wall %.1f s\n",
+                    static_cast<long long>(n), layer_wall);
+      }
+      std::printf(
+          "  CPU time %.1f s: %.1f GFLOP per CPU-second = %.0f%% of SGEMM's per CPU-second\n", cpu,
+          flops / cpu / 1e9, 100 * flops / cpu / 1e9 / sgemm_cpu);
       std::fflush(stdout);
     }
   }

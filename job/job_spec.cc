@@ -53,6 +53,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
         absl::StrCat("--calibration-shards ", spec.calibration_shards, " must be in [1, ",
                      kMaxCalibrationShards, "] (and at most the number of calibration samples)"));
   }
+  if (spec.hidden_dtype != "f32" && spec.hidden_dtype != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--hidden-dtype ", BoundedQuote(spec.hidden_dtype), " is unknown; use f32 or bf16"));
+  }
   std::vector<std::string> known;
   for (const model::LinearModule& m : model::kLinearModules) known.push_back(m.name);
   for (const std::string& m : spec.modules) {

@@ -60,6 +60,9 @@ struct JobSpec {
   // the weights of a similar group of an earlier layer (DirectShare,
   // core/model/head_sharing.h), chosen before calibration; 0 = off.
   double share_heads = 0;
+  // f32 | bf16: how calibrate tasks store the hidden states between layers
+  // (proto JobSpec.hidden_dtype). bf16 halves the scratch bytes and I/O.
+  std::string hidden_dtype = "f32";
   std::string request_id;  // idempotency key of the create request
   // --overwrite: write into an output location that holds files not written
   // by caldera (job/output_safety.h). An output overlapping an input is

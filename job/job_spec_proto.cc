@@ -26,6 +26,7 @@ JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   s.modules.assign(p.modules().begin(), p.modules().end());
   if (!p.calibration_mode().empty()) s.calibration_mode = p.calibration_mode();
   if (p.calibration_shards() != 0) s.calibration_shards = p.calibration_shards();
+  if (!p.hidden_dtype().empty()) s.hidden_dtype = p.hidden_dtype();
   s.request_id = request_id;
   s.overwrite = p.overwrite();
   s.target_bits = p.target_bits();
@@ -58,6 +59,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   p.set_calibration_shards(s.calibration_shards);
   p.set_target_bits(s.target_bits);
   p.set_share_heads(s.share_heads);
+  p.set_hidden_dtype(s.hidden_dtype);
   return p;
 }
 

@@ -1,10 +1,16 @@
 #include "worker/executors.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "core/decompose/caldera.h"
@@ -23,6 +29,7 @@
 #include "core/ttlora/adapter.h"
 #include "job/bit_budget.h"
 #include "model_io/companion_files.h"
+#include "model_io/hidden_states_stream.h"
 #include "model_io/model_inputs.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -40,6 +47,32 @@ using job::WithCandidate;
 
 absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+}
+
+// Writes an object through a local temporary file ($TMPDIR): `write(path)`
+// fills it, then it is uploaded streamed from the file (S3 multipart for large
+// objects). Returns the object's size.
+absl::StatusOr<int64_t> WriteThroughLocalFile(
+    const std::string& uri, const storage::StorageOptions& options,
+    const std::function<absl::Status(const std::string&)>& write) {
+  absl::StatusOr<storage::StoreAndKey> where = storage::OpenUri(uri, options);
+  if (!where.ok()) return where.status();
+  std::error_code ec;
+  std::string path =
+      (std::filesystem::temp_directory_path(ec) / "caldera-hessians-XXXXXX").string();
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot create a temporary file ", path, ": ",
+                                            std::strerror(errno),
+                                            " (set TMPDIR to a writable directory)"));
+  }
+  ::close(fd);
+  absl::Status s = write(path);
+  absl::StatusOr<storage::ObjectInfo> put =
+      s.ok() ? where->store->PutFile(where->key, path) : absl::StatusOr<storage::ObjectInfo>(s);
+  ::unlink(path.c_str());
+  if (!put.ok()) return put.status();
+  return static_cast<int64_t>(put->size);
 }
 
 int ModuleOrder(const std::string& name) {
@@ -116,11 +149,14 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
 
 }  // namespace
 
-absl::StatusOr<IoCounts> CalibrateLayer(
-    const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
-    const std::string& hessians_uri, const std::string& hidden_out_uri,
-    const storage::StorageOptions& options, const std::function<bool()>& cancelled, bool sequential,
-    const std::vector<std::string>& previous_artifacts, int shard, int num_shards) {
+absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
+                                        const std::string& input_uri,
+                                        const std::string& hessians_uri,
+                                        const std::string& hidden_out_uri,
+                                        const storage::StorageOptions& options,
+                                        const std::function<bool()>& cancelled, bool sequential,
+                                        const std::vector<std::string>& previous_artifacts,
+                                        int shard, int num_shards, DType hidden_dtype) {
   const model::ModelConfig& config = checkpoint.config();
   if (num_shards < 1 || shard < 0 || shard >= num_shards) {
     return absl::InvalidArgumentError(
@@ -131,90 +167,135 @@ absl::StatusOr<IoCounts> CalibrateLayer(
         absl::StrCat("calibrate: layer ", layer, " is outside [0, ", config.num_layers, ")"));
   }
   IoCounts io;
-  model::HiddenStates states;
-  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
-      model_io::OpenSafetensorsAt(input_uri, options);
-  if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", input_uri));
-  for (const TensorInfo& info : (*reader)->tensors()) {
-    io.bytes_read += static_cast<int64_t>(info.end - info.begin);
-  }
+  // The input: token ids (layer 0, small) and the embedding table, or a
+  // hidden-states file read chunk by chunk.
+  int64_t samples = 0, seq_len = 0;
+  model::TokenSet tokens;
+  model::RowMatrixF embedding_table;
+  std::unique_ptr<model_io::HiddenStatesSource> source;
   if (layer == 0) {
-    absl::StatusOr<model::TokenSet> tokens = model::LoadTokens(**reader, config);
-    if (!tokens.ok()) return tokens.status();
+    absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+        model_io::OpenSafetensorsAt(input_uri, options);
+    if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", input_uri));
+    for (const TensorInfo& info : (*reader)->tensors()) {
+      io.bytes_read += static_cast<int64_t>(info.end - info.begin);
+    }
+    absl::StatusOr<model::TokenSet> loaded = model::LoadTokens(**reader, config);
+    if (!loaded.ok()) return loaded.status();
+    tokens = *std::move(loaded);
     if (num_shards > 1) {
-      const job::SampleRange r = job::ShardSamples(tokens->samples, shard, num_shards);
+      const job::SampleRange r = job::ShardSamples(tokens.samples, shard, num_shards);
       if (r.end <= r.begin) {
         return absl::InvalidArgumentError(absl::StrCat("calibrate: shard ", shard, " of ",
                                                        num_shards, " holds none of the ",
-                                                       tokens->samples, " samples of ", input_uri));
+                                                       tokens.samples, " samples of ", input_uri));
       }
-      std::vector<int32_t> ids(tokens->ids.begin() + r.begin * tokens->seq_len,
-                               tokens->ids.begin() + r.end * tokens->seq_len);
-      tokens->ids = std::move(ids);
-      tokens->samples = r.end - r.begin;
+      std::vector<int32_t> ids(tokens.ids.begin() + r.begin * tokens.seq_len,
+                               tokens.ids.begin() + r.end * tokens.seq_len);
+      tokens.ids = std::move(ids);
+      tokens.samples = r.end - r.begin;
     }
-    absl::StatusOr<model::RowMatrixF> embedded = model::EmbedTokens(checkpoint, *tokens);
-    if (!embedded.ok()) return embedded.status();
-    states.samples = tokens->samples;
-    states.seq_len = tokens->seq_len;
-    states.values = *std::move(embedded);
+    absl::StatusOr<model::RowMatrixF> table = model::ReadEmbeddingTable(checkpoint);
+    if (!table.ok()) return table.status();
+    embedding_table = *std::move(table);
+    samples = tokens.samples;
+    seq_len = tokens.seq_len;
   } else {
-    absl::StatusOr<model::HiddenStates> read = model::ReadHiddenStates(**reader, config);
-    if (!read.ok()) return read.status();
+    absl::StatusOr<std::unique_ptr<model_io::HiddenStatesSource>> opened =
+        model_io::HiddenStatesSource::Open(input_uri, options, config);
+    if (!opened.ok()) return opened.status();
+    source = *std::move(opened);
     const int64_t entering = sequential ? layer - 1 : layer;
-    if (read->layer != entering) {
+    if (source->layout().layer != entering) {
       return absl::InvalidArgumentError(absl::StrCat(input_uri, " holds the states entering block ",
-                                                     read->layer, ", not block ", entering));
+                                                     source->layout().layer, ", not block ",
+                                                     entering));
     }
-    states = *std::move(read);
-    if (sequential) {
-      // The states entering `layer` through the compressed block layer-1.
-      absl::StatusOr<model::BlockWeights> prev =
-          CompressedBlock(checkpoint, layer - 1, previous_artifacts, options, &io);
-      if (!prev.ok()) return prev.status();
-      if (absl::Status s = model::RunLayer(checkpoint, *prev, states.seq_len, model::RunOptions{},
-                                           &states.values, nullptr);
-          !s.ok()) {
-        return s;
-      }
-    }
+    io.bytes_read += static_cast<int64_t>(source->FileBytes());
+    samples = source->layout().samples;
+    seq_len = source->layout().seq_len;
+  }
+  // Sequential mode: the states entering `layer` come through the compressed
+  // block layer-1; they are what calibrate(layer+1) continues from.
+  std::optional<model::BlockWeights> previous;
+  if (sequential && layer > 0) {
+    absl::StatusOr<model::BlockWeights> prev =
+        CompressedBlock(checkpoint, layer - 1, previous_artifacts, options, &io);
+    if (!prev.ok()) return prev.status();
+    previous = *std::move(prev);
   }
   if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
-  if (sequential && !hidden_out_uri.empty()) {
-    // What calibrate(layer+1) continues from: the states entering `layer`.
-    states.layer = layer;
-    absl::StatusOr<std::string> out = model::SerializeHiddenStates(states);
-    if (!out.ok()) return out.status();
-    if (auto put = storage::WriteObject(hidden_out_uri, *out, options); !put.ok()) {
-      return Annotate(put.status(), absl::StrCat("writing ", hidden_out_uri));
-    }
-    io.bytes_written += static_cast<int64_t>(out->size());
+  std::unique_ptr<model_io::HiddenStatesSink> sink;
+  if (!hidden_out_uri.empty()) {
+    format::HiddenStatesLayout out_layout;
+    out_layout.layer = sequential ? layer : layer + 1;
+    out_layout.samples = samples;
+    out_layout.seq_len = seq_len;
+    out_layout.hidden_size = config.hidden_size;
+    out_layout.dtype = hidden_dtype;
+    absl::StatusOr<std::unique_ptr<model_io::HiddenStatesSink>> created =
+        model_io::HiddenStatesSink::Create(hidden_out_uri, options, out_layout);
+    if (!created.ok()) return Annotate(created.status(), absl::StrCat("writing ", hidden_out_uri));
+    sink = *std::move(created);
   }
   absl::StatusOr<model::BlockWeights> weights = model::LoadBlock(checkpoint, layer);
   if (!weights.ok()) return weights.status();
   model::BlockHessians hessians = model::BlockHessians::Zeros(config);
-  if (absl::Status s = model::RunLayer(checkpoint, *weights, states.seq_len, model::RunOptions{},
-                                       &states.values, &hessians);
-      !s.ok()) {
-    return s;
-  }
-  if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
-  absl::StatusOr<format::Hessians> normalised = model::NormalisedHessians(hessians, layer);
-  if (!normalised.ok()) return normalised.status();
-  absl::StatusOr<std::string> bytes = format::SerializeHessians(*std::move(normalised));
-  if (!bytes.ok()) return bytes.status();
-  if (auto put = storage::WriteObject(hessians_uri, *bytes, options); !put.ok()) {
-    return Annotate(put.status(), absl::StrCat("writing ", hessians_uri));
-  }
-  io.bytes_written += static_cast<int64_t>(bytes->size());
-  if (!sequential && !hidden_out_uri.empty()) {
-    states.layer = layer + 1;
-    absl::StatusOr<std::string> out = model::SerializeHiddenStates(states);
-    if (!out.ok()) return out.status();
-    if (auto put = storage::WriteObject(hidden_out_uri, *out, options); !put.ok()) {
-      return Annotate(put.status(), absl::StrCat("writing ", hidden_out_uri));
+  const model::RopeTable rope = model::MakeRopeTable(config, seq_len);
+  const int64_t sequence_bytes = seq_len * config.hidden_size * static_cast<int64_t>(sizeof(float));
+  const int64_t chunk = std::clamp<int64_t>(kCalibrateChunkBytes / sequence_bytes, 1, samples);
+  model::RowMatrixF states, sequence;
+  // One sequence per forward (as RunLayer with batch_sequences = 1), so a
+  // sequence's activations do not depend on the chunking or the sharding.
+  auto run_block = [&](const model::BlockWeights& w, model::BlockHessians* h) {
+    for (int64_t r0 = 0; r0 < states.rows(); r0 += seq_len) {
+      sequence = states.middleRows(r0, seq_len);
+      model::BlockForward(config, w, rope, seq_len, &sequence, h);
+      states.middleRows(r0, seq_len) = sequence;
     }
-    io.bytes_written += static_cast<int64_t>(out->size());
+  };
+  for (int64_t s0 = 0; s0 < samples; s0 += chunk) {
+    const int64_t n = std::min(chunk, samples - s0);
+    if (layer == 0) {
+      model::EmbedIds(embedding_table,
+                      std::span<const int32_t>(tokens.ids).subspan(s0 * seq_len, n * seq_len),
+                      &states);
+    } else if (absl::Status s = source->Read(s0, n, &states); !s.ok()) {
+      return Annotate(s, absl::StrCat("reading ", input_uri));
+    }
+    if (previous.has_value()) run_block(*previous, nullptr);
+    if (sequential && sink != nullptr) {
+      if (absl::Status s = sink->Append(states); !s.ok()) return s;
+    }
+    run_block(*weights, &hessians);
+    if (!sequential && sink != nullptr) {
+      if (absl::Status s = sink->Append(states); !s.ok()) return s;
+    }
+    if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
+  }
+  // Only the Hessians are needed from here: free the rest before converting them.
+  model::RowMatrixF().swap(states);
+  model::RowMatrixF().swap(sequence);
+  model::RowMatrixF().swap(embedding_table);
+  weights = model::BlockWeights();
+  previous.reset();
+  for (Eigen::MatrixXd* h :
+       {&hessians.q_proj, &hessians.o_proj, &hessians.gate_proj, &hessians.down_proj}) {
+    model::Symmetrize(h);
+  }
+  absl::StatusOr<format::Hessians> normalised =
+      model::NormalisedHessians(std::move(hessians), layer);
+  if (!normalised.ok()) return normalised.status();
+  absl::StatusOr<int64_t> written =
+      WriteThroughLocalFile(hessians_uri, options, [&](const std::string& path) {
+        return format::WriteHessiansFile(*std::move(normalised), path);
+      });
+  if (!written.ok()) return Annotate(written.status(), absl::StrCat("writing ", hessians_uri));
+  io.bytes_written += *written;
+  if (sink != nullptr) {
+    absl::StatusOr<int64_t> streamed = sink->Finish();
+    if (!streamed.ok()) return streamed.status();
+    io.bytes_written += *streamed;
   }
   return io;
 }

@@ -26,6 +26,7 @@
 #include "core/format/module_report.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
+#include "core/tensor/dtype.h"
 #include "job/job_spec.h"
 #include "storage/storage_options.h"
 
@@ -60,12 +61,21 @@ struct IoCounts {
 // shard `shard` only (job::ShardSamples); later layers read that shard's
 // hidden states, so nothing else changes. The Hessians file then holds the
 // shard's moments normalised by its own token count.
+//
+// Streaming: hidden states are read (ranged reads) and written (a local
+// temporary file, uploaded at the end; model_io/hidden_states_stream.h) in
+// chunks of whole sequences of about kCalibrateChunkBytes, and the block runs
+// one sequence at a time, so the task's memory is the block's weights, its
+// Hessians and one chunk, whatever the number of tokens. `hidden_dtype` (F32
+// or BF16) is how the states written to `hidden_out_uri` are stored; either
+// is read back.
+inline constexpr int64_t kCalibrateChunkBytes = 16 << 20;
 absl::StatusOr<IoCounts> CalibrateLayer(
     const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
     const std::string& hessians_uri, const std::string& hidden_out_uri,
     const storage::StorageOptions& options, const std::function<bool()>& cancelled,
     bool sequential = false, const std::vector<std::string>& previous_artifacts = {}, int shard = 0,
-    int num_shards = 1);
+    int num_shards = 1, DType hidden_dtype = DType::kF32);
 
 // Reads the normalised Hessian named `name` ("q_proj") from a Hessians file
 // (also the float32 files of older `calderactl calibrate`).

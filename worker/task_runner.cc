@@ -24,7 +24,7 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
   if (!ckpt.ok()) return ckpt.status();
   switch (task.work_case()) {
     case v1::Task::kCalibrate:
-      return RunCalibrate(**ckpt, task.calibrate(), cancelled);
+      return RunCalibrate(**ckpt, spec, task.calibrate(), cancelled);
     case v1::Task::kDecompose:
       return RunDecompose(**ckpt, spec, task.decompose(), cancelled);
     case v1::Task::kFinalize:
@@ -62,6 +62,7 @@ bool TaskRunner::EarlierFinalizeFinished(const job::JobSpec& spec,
 }
 
 absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckpt,
+                                                    const job::JobSpec& spec,
                                                     const v1::CalibrateTask& task,
                                                     const std::function<bool()>& cancelled) {
   const std::vector<std::string> previous(task.previous_artifact_uris().begin(),
@@ -69,7 +70,8 @@ absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckp
   absl::StatusOr<IoCounts> io =
       CalibrateLayer(ckpt, task.layer(), task.input_uri(), task.hessians_uri(),
                      task.hidden_states_uri(), options_, cancelled, task.sequential(), previous,
-                     task.shard(), task.num_shards() < 1 ? 1 : task.num_shards());
+                     task.shard(), task.num_shards() < 1 ? 1 : task.num_shards(),
+                     spec.hidden_dtype == "bf16" ? DType::kBF16 : DType::kF32);
   if (!io.ok()) return io.status();
   TaskResult result;
   result.io = *io;

@@ -48,7 +48,7 @@ class TaskRunner {
 
  private:
   // One per task kind.
-  absl::StatusOr<TaskResult> RunCalibrate(const model::Checkpoint& ckpt,
+  absl::StatusOr<TaskResult> RunCalibrate(const model::Checkpoint& ckpt, const job::JobSpec& spec,
                                           const v1::CalibrateTask& task,
                                           const std::function<bool()>& cancelled);
   absl::StatusOr<TaskResult> RunDecompose(const model::Checkpoint& ckpt, const job::JobSpec& spec,

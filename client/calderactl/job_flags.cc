@@ -60,6 +60,10 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   "bits per parameter each matrix may use (2 to 8; default 0 = off): picks per "
                   "matrix the LDLQ/CALDERA setting with the lowest weighted error that fits, "
                   "instead of --method/--quantizer/--q-bits/--rank/--q-group-size");
+  cmd->add_option("--hidden-dtype", s->hidden_dtype,
+                  absl::StrCat("f32 | bf16: how calibrate tasks store the hidden states handed "
+                               "between layers (bf16: half the scratch bytes; default ",
+                               d.hidden_dtype, ")"));
   std::vector<std::string> all;
   for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
   cmd->add_option("--modules", s->modules,

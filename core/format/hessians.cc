@@ -60,12 +60,14 @@ absl::StatusOr<int64_t> Tokens(const SafetensorsReader& reader) {
 
 }  // namespace
 
-absl::StatusOr<std::string> SerializeHessians(Hessians h) {
+namespace {
+
+// The writer of both forms; consumes the matrices.
+absl::Status FillWriter(Hessians& h, SafetensorsWriter& writer) {
   if (h.layer < 0 || h.tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat("Hessians: layer ", h.layer, " and tokens ",
                                                    h.tokens, " must be >= 0 and >= 1"));
   }
-  SafetensorsWriter writer;
   writer.SetMetadata("format", kHessiansFormat);
   writer.SetMetadata("layer", absl::StrCat(h.layer));
   writer.SetMetadata("tokens", absl::StrCat(h.tokens));
@@ -78,7 +80,21 @@ absl::StatusOr<std::string> SerializeHessians(Hessians h) {
     }
     if (absl::Status s = writer.Add(kHessianNames[i], std::move(t)); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SerializeHessians(Hessians h) {
+  SafetensorsWriter writer;
+  if (absl::Status s = FillWriter(h, writer); !s.ok()) return s;
   return writer.Serialize();
+}
+
+absl::Status WriteHessiansFile(Hessians h, const std::string& path) {
+  SafetensorsWriter writer;
+  if (absl::Status s = FillWriter(h, writer); !s.ok()) return s;
+  return writer.WriteFile(path);
 }
 
 absl::StatusOr<Tensor> ReadHessian(const SafetensorsReader& reader, absl::string_view name) {

@@ -41,6 +41,9 @@ struct Hessians {
 // held twice). INVALID_ARGUMENT when a matrix is not F64 square, or layer < 0
 // or tokens < 1.
 absl::StatusOr<std::string> SerializeHessians(Hessians hessians);
+// The same bytes written to a local file (atomically, SafetensorsWriter::
+// WriteFile), never held whole in memory.
+absl::Status WriteHessiansFile(Hessians hessians, const std::string& path);
 
 // Reads and validates the whole file: all four matrices square and F64 (F32
 // in older files, converted), the format tag, layer and tokens. Messages name

@@ -65,6 +65,12 @@ class SafetensorsReader {
 
   // Reads one tensor (only its byte range). NOT_FOUND names the file and the tensor.
   absl::StatusOr<Tensor> Read(absl::string_view name) const;
+  // Bytes [offset, offset + out.size()) of tensor `info` (one of tensors()),
+  // offset relative to the tensor's first byte: a ranged read (pread, or a
+  // ranged GET for a remote object), for reading a large tensor in chunks.
+  // OUT_OF_RANGE when the range does not lie inside the tensor.
+  absl::Status ReadTensorRange(const TensorInfo& info, uint64_t offset,
+                               std::span<uint8_t> out) const;
   // Reads one tensor and converts it (e.g. BF16 -> F32).
   absl::StatusOr<Tensor> ReadAs(absl::string_view name, DType dtype) const;
   // The tensor's bytes inside a memory-mapped source, without copying (valid as

@@ -282,6 +282,20 @@ absl::StatusOr<Tensor> SafetensorsReader::Read(absl::string_view name) const {
   return t;
 }
 
+absl::Status SafetensorsReader::ReadTensorRange(const TensorInfo& info, uint64_t offset,
+                                                std::span<uint8_t> out) const {
+  if (absl::Status s = CheckRange(absl::StrCat(source_->Name(), " tensor '", info.name, "'"),
+                                  info.end - info.begin, offset, out.size());
+      !s.ok()) {
+    return s;
+  }
+  if (out.empty()) return absl::OkStatus();
+  if (absl::Status s = source_->ReadAt(data_offset_ + info.begin + offset, out); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("reading tensor '", info.name, "': ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::span<const uint8_t>> SafetensorsReader::MappedTensorBytes(
     absl::string_view name) const {
   const TensorInfo* info = Find(name);

@@ -16,6 +16,9 @@ namespace caldera::model {
 // F64 tensors H · (1 / tokens) of block `layer`'s symmetrised moments.
 // INVALID_ARGUMENT when h.tokens < 1.
 absl::StatusOr<format::Hessians> NormalisedHessians(const BlockHessians& h, int64_t layer);
+// The same, consuming `h`: each accumulator is scaled in place and freed once
+// converted, so at most one matrix is held twice.
+absl::StatusOr<format::Hessians> NormalisedHessians(BlockHessians&& h, int64_t layer);
 
 }  // namespace caldera::model
 

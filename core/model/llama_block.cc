@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -118,7 +119,38 @@ void BlockHessians::Add(const BlockHessians& other) {
 }
 
 void AccumulateLower(const RowMatrixF& x, Eigen::MatrixXd* h) {
-  // Chunks of rows bound the float64 copy.
+  // One float32 product over all rows of x, added into float64 in column panels:
+  // the diagonal block of a panel by SSYRK, the block below it by SGEMM, then
+  // the panel's lower part is added into h. Float32 error is that of one
+  // chunk's dot products (|error| <~ sqrt(rows)·2^-24·(|x|^T|x|) in practice,
+  // rows·2^-24 at worst); the float64 sum across calls adds next to none.
+  const int64_t n = x.cols();
+  const int64_t rows = x.rows();
+  if (rows == 0 || n == 0) return;
+  const int64_t panel = std::min<int64_t>(n, kAccumulatePanel);
+  std::vector<float> scratch(static_cast<size_t>(n * panel));
+  const float* a = x.data();  // column-major view: A = x^T, n x rows, lda n
+  const int lda = static_cast<int>(n);
+  for (int64_t j0 = 0; j0 < n; j0 += panel) {
+    const int64_t b = std::min(panel, n - j0);
+    const int64_t below = n - j0 - b;
+    const int ld = static_cast<int>(n - j0);  // scratch: (n-j0) x b, column-major
+    cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, static_cast<int>(b),
+                static_cast<int>(rows), 1.0f, a + j0, lda, 0.0f, scratch.data(), ld);
+    if (below > 0) {
+      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, static_cast<int>(below),
+                  static_cast<int>(b), static_cast<int>(rows), 1.0f, a + j0 + b, lda, a + j0, lda,
+                  0.0f, scratch.data() + b, ld);
+    }
+    for (int64_t c = 0; c < b; ++c) {
+      const float* src = scratch.data() + c * ld;
+      double* dst = h->data() + (j0 + c) * h->rows() + j0;
+      for (int64_t r = c; r < n - j0; ++r) dst[r] += static_cast<double>(src[r]);
+    }
+  }
+}
+
+void AccumulateLowerF64(const RowMatrixF& x, Eigen::MatrixXd* h) {
   constexpr int64_t kChunk = 2048;
   const int64_t n = x.cols();
   Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> xd;
@@ -132,7 +164,21 @@ void AccumulateLower(const RowMatrixF& x, Eigen::MatrixXd* h) {
   }
 }
 
-void Symmetrize(Eigen::MatrixXd* h) { *h = h->selfadjointView<Eigen::Lower>(); }
+void Symmetrize(Eigen::MatrixXd* h) {
+  // In place, in tiles so that both the read and the transposed write stay in cache.
+  constexpr int64_t kTile = 64;
+  const int64_t n = h->rows();
+  double* d = h->data();
+  for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+    for (int64_t i0 = j0; i0 < n; i0 += kTile) {
+      for (int64_t j = j0; j < std::min(j0 + kTile, n); ++j) {
+        for (int64_t i = std::max(i0, j + 1); i < std::min(i0 + kTile, n); ++i) {
+          d[i * n + j] = d[j * n + i];  // (j, i) = (i, j)
+        }
+      }
+    }
+  }
+}
 
 void RmsNorm(const RowMatrixF& x, const VectorF& weight, double eps, RowMatrixF* out) {
   out->resize(x.rows(), x.cols());
@@ -171,10 +217,17 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
   const int64_t tokens = hidden->rows();
   const int64_t d = c.head_dim;
   const int64_t group = c.num_heads / c.num_kv_heads;
+  auto Accumulate = [hessians](const RowMatrixF& in, Eigen::MatrixXd* h) {
+    if (hessians->float64_reference) {
+      AccumulateLowerF64(in, h);
+    } else {
+      AccumulateLower(in, h);
+    }
+  };
   RowMatrixF x;
   RmsNorm(*hidden, w.input_norm, c.rms_norm_eps, &x);
   if (hessians != nullptr) {
-    AccumulateLower(x, &hessians->q_proj);
+    Accumulate(x, &hessians->q_proj);
     hessians->tokens += tokens;
   }
   RowMatrixF q = x * w.q.transpose();
@@ -214,18 +267,18 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
       attn.block(s0, h * d, seq_len, d).noalias() = scores * vh;
     }
   }
-  if (hessians != nullptr) AccumulateLower(attn, &hessians->o_proj);
+  if (hessians != nullptr) Accumulate(attn, &hessians->o_proj);
   hidden->noalias() += attn * w.o.transpose();
 
   RmsNorm(*hidden, w.post_norm, c.rms_norm_eps, &x);
-  if (hessians != nullptr) AccumulateLower(x, &hessians->gate_proj);
+  if (hessians != nullptr) Accumulate(x, &hessians->gate_proj);
   RowMatrixF gate = x * w.gate.transpose();
   RowMatrixF up = x * w.up.transpose();
   for (int64_t i = 0; i < gate.size(); ++i) {
     const float g = gate.data()[i];
     gate.data()[i] = g / (1.0f + std::exp(-g)) * up.data()[i];
   }
-  if (hessians != nullptr) AccumulateLower(gate, &hessians->down_proj);
+  if (hessians != nullptr) Accumulate(gate, &hessians->down_proj);
   hidden->noalias() += gate * w.down.transpose();
 }
 

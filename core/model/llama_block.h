@@ -3,12 +3,14 @@
 // optional q/k/v biases (Qwen2). Hidden states are row-major float32 matrices
 // with one row per token; a batch is several sequences of equal length stacked.
 //
-// Matrix work is done by GEMMs over all tokens of the batch (Eigen on OpenBLAS);
+// Matrix work is done by GEMMs over all tokens of the batch (Eigen on OpenBLAS),
+// the Hessians by float32 SSYRK/SGEMM per batch accumulated in float64;
 // attention materialises the scores of one head of one sequence at a time.
 #ifndef CALDERA_CORE_MODEL_LLAMA_BLOCK_H_
 #define CALDERA_CORE_MODEL_LLAMA_BLOCK_H_
 
 #include <Eigen/Dense>
+#include <cstdint>
 
 #include "absl/status/statusor.h"
 #include "core/model/checkpoint.h"
@@ -36,10 +38,13 @@ struct RopeTable {
 RopeTable MakeRopeTable(const ModelConfig& config, int64_t seq_len);
 
 // Second moments of the inputs of the block's linear layers, summed over tokens
-// in float64: H = sum over tokens of x^T x.
+// (float32 products per forward batch, summed in float64): H = sum of x^T x.
 struct BlockHessians {
   Eigen::MatrixXd q_proj, o_proj, gate_proj, down_proj;  // q/k/v share; gate/up share
   int64_t tokens = 0;
+  // Accumulate with AccumulateLowerF64 instead (the float64 reference, half
+  // the speed): for benchmarks and accuracy comparisons only.
+  bool float64_reference = false;
 
   static BlockHessians Zeros(const ModelConfig& config);
   // Adds another (e.g. a shard's) sums.
@@ -47,8 +52,18 @@ struct BlockHessians {
 };
 
 // Adds x^T x (x: tokens x n, float32) into the lower triangle of h (n x n,
-// float64) with DSYRK; call Symmetrize() when done.
+// float64); call Symmetrize() when done. The product over x's rows is one
+// float32 SSYRK/SGEMM (column panels of kAccumulatePanel, so the float32 scratch
+// is n x kAccumulatePanel), added into float64: the float32 rounding is that of
+// one call's dot products, and sums across calls are exact to float64. Callers
+// pass chunks of whole sequences (a forward batch), so the error of a Hessian
+// does not grow with the number of chunks (tests/unit/model/hessian_accuracy_test).
+inline constexpr int64_t kAccumulatePanel = 1024;
 void AccumulateLower(const RowMatrixF& x, Eigen::MatrixXd* h);
+// The float64 reference of AccumulateLower (x cast to double, DSYRK): half the
+// speed; for tests and benchmarks.
+void AccumulateLowerF64(const RowMatrixF& x, Eigen::MatrixXd* h);
+// Copies the lower triangle onto the upper one, in place.
 void Symmetrize(Eigen::MatrixXd* h);
 
 // Runs the block over `hidden` ([batch*seq_len, hidden_size], sequences stacked)

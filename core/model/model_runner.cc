@@ -76,13 +76,21 @@ absl::StatusOr<TokenSet> LoadTokens(const SafetensorsReader& reader, const Model
   return format::ReadTokenFile(reader, config.vocab_size, config.max_position_embeddings);
 }
 
-absl::StatusOr<RowMatrixF> EmbedTokens(const Checkpoint& ckpt, const TokenSet& tokens) {
+absl::StatusOr<RowMatrixF> ReadEmbeddingTable(const Checkpoint& ckpt) {
   const ModelConfig& c = ckpt.config();
-  absl::StatusOr<RowMatrixF> table =
-      ReadMatrix(ckpt, "model.embed_tokens.weight", c.vocab_size, c.hidden_size);
+  return ReadMatrix(ckpt, "model.embed_tokens.weight", c.vocab_size, c.hidden_size);
+}
+
+void EmbedIds(const RowMatrixF& table, std::span<const int32_t> ids, RowMatrixF* out) {
+  out->resize(static_cast<int64_t>(ids.size()), table.cols());
+  for (size_t i = 0; i < ids.size(); ++i) out->row(static_cast<int64_t>(i)) = table.row(ids[i]);
+}
+
+absl::StatusOr<RowMatrixF> EmbedTokens(const Checkpoint& ckpt, const TokenSet& tokens) {
+  absl::StatusOr<RowMatrixF> table = ReadEmbeddingTable(ckpt);
   if (!table.ok()) return table.status();
-  RowMatrixF out(static_cast<int64_t>(tokens.ids.size()), c.hidden_size);
-  for (size_t i = 0; i < tokens.ids.size(); ++i) out.row(i) = table->row(tokens.ids[i]);
+  RowMatrixF out;
+  EmbedIds(*table, tokens.ids, &out);
   return out;
 }
 

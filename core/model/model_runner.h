@@ -5,6 +5,7 @@
 #define CALDERA_CORE_MODEL_MODEL_RUNNER_H_
 
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -38,6 +39,13 @@ struct RunOptions {
 
 // Embeddings of every token: [samples*seq_len, hidden_size].
 absl::StatusOr<RowMatrixF> EmbedTokens(const Checkpoint& checkpoint, const TokenSet& tokens);
+
+// The embedding table [vocab, hidden_size] in float32, and the rows of `ids`
+// gathered from it into `out` ([ids.size(), hidden_size]): EmbedTokens in
+// pieces, for embedding a token set chunk by chunk. Ids must be in range
+// (LoadTokens checks them).
+absl::StatusOr<RowMatrixF> ReadEmbeddingTable(const Checkpoint& checkpoint);
+void EmbedIds(const RowMatrixF& table, std::span<const int32_t> ids, RowMatrixF* out);
 
 // Runs block `layer` over all of `hidden` (in place), in batches of sequences,
 // accumulating Hessians when `hessians` is not null (symmetrised on return).

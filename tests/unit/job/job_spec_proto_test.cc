@@ -25,6 +25,7 @@ void ExpectSame(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.modules, b.modules);
   EXPECT_EQ(a.calibration_mode, b.calibration_mode);
   EXPECT_EQ(a.calibration_shards, b.calibration_shards);
+  EXPECT_EQ(a.hidden_dtype, b.hidden_dtype);
   EXPECT_EQ(a.request_id, b.request_id);
   EXPECT_EQ(a.overwrite, b.overwrite);
 }
@@ -76,6 +77,7 @@ TEST(JobSpecProtoTest, RoundTrip) {
   s.modules = {"q_proj", "down_proj"};
   s.calibration_mode = "original";
   s.calibration_shards = 3;
+  s.hidden_dtype = "bf16";
   s.request_id = "rid";
   s.overwrite = true;
   const v1::JobSpec p = JobSpecToProto(s);

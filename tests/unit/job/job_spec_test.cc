@@ -31,6 +31,7 @@ TEST(JobSpecTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_TRUE(d.modules.empty());
   EXPECT_EQ(d.calibration_mode, "sequential");
   EXPECT_EQ(d.calibration_shards, 1);
+  EXPECT_EQ(d.hidden_dtype, "f32");
   EXPECT_TRUE(d.model.empty() && d.calibration.empty() && d.out.empty());
 }
 
@@ -124,6 +125,8 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
       {[](JobSpec* s) { s->ttlora_init = "svd"; }, "--ttlora-init svd is unknown"},
       {[](JobSpec* s) { s->calibration_mode = "greedy"; }, "--calibration-mode greedy is unknown"},
       {[](JobSpec* s) { s->calibration_shards = 0; }, "--calibration-shards 0 must be in [1, 256]"},
+      {[](JobSpec* s) { s->hidden_dtype = "f16"; },
+       "--hidden-dtype f16 is unknown; use f32 or bf16"},
       {[](JobSpec* s) { s->calibration_shards = 257; },
        "--calibration-shards 257 must be in [1, 256]"},
       {[](JobSpec* s) {
