@@ -936,8 +936,12 @@ void Coordinator::ReaperLoop() {
       if (ref.job->tasks[ref.index].lease_expiry < now) expired.push_back(attempt);
     }
     for (const std::string& attempt : expired) {
-      TaskRef ref = leases_[attempt];
-      leases_.erase(attempt);
+      // An earlier expiry in this loop may have failed the job and dropped its
+      // other leases (found by the coordinator_requests fuzzer): skip those.
+      auto lease = leases_.find(attempt);
+      if (lease == leases_.end()) continue;
+      TaskRef ref = lease->second;
+      leases_.erase(lease);
       TaskRecord& t = ref.job->tasks[ref.index];
       if (auto at = attempts_.find(attempt); at != attempts_.end()) {
         at->second.outcome = "expired";

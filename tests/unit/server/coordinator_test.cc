@@ -147,6 +147,38 @@ TEST(CoordinatorTest, ExpiredLeaseIsRequeuedAndTheStaleResultRejected) {
       << list->jobs(0).error();
 }
 
+// Two leases of one job expire in the same reaper pass and the first expiry
+// fails the job (out of attempts), which drops the job's other lease: the
+// reaper must skip it, not look it up afresh (found by the
+// coordinator_requests fuzzer: a null job dereferenced in the reaper).
+TEST(CoordinatorTest, LeasesDroppedByAnEarlierExpiryInTheSamePassAreSkipped) {
+  TempDir tmp;
+  CoordinatorOptions o;
+  o.data_dir = tmp.Join("state");
+  o.lease_seconds = 0.4;
+  o.heartbeat_seconds = 0.1;
+  o.max_attempts = 1;
+  absl::StatusOr<std::unique_ptr<Coordinator>> c = Coordinator::Open(o, nullptr);
+  ASSERT_TRUE(c.ok()) << c.status();
+  v1::CreateJobRequest r = Request(tmp.Join("out"));
+  r.mutable_spec()->set_calibration_shards(2);  // two calibrate tasks leasable at once
+  ASSERT_TRUE((*c)->CreateJob(r).ok());
+  const v1::Task a = Lease(c->get(), "w1");
+  const v1::Task b = Lease(c->get(), "w2");
+  ASSERT_FALSE(a.task_id().empty());
+  ASSERT_FALSE(b.task_id().empty());
+  ASSERT_NE(a.task_id(), b.task_id());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // both expire, no heartbeat
+  absl::StatusOr<v1::ListJobsResponse> list = (*c)->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->jobs_size(), 1);
+  EXPECT_EQ(list->jobs(0).state(), v1::FAILED);
+  v1::HeartbeatRequest hb;
+  hb.set_attempt_id(b.attempt_id());
+  const v1::HeartbeatResponse resp = (*c)->Heartbeat(hb);
+  EXPECT_TRUE(resp.cancel() || resp.lease_lost());  // the worker stops either way
+}
+
 // A hostile or confused worker: completing a lease it does not hold, or
 // reporting keys it was not given (the next task would read them), is
 // refused and the lease stays with its holder; numbers that SQLite cannot
