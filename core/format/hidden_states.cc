@@ -26,27 +26,12 @@ absl::StatusOr<std::string> SerializeHiddenStatesFile(HiddenStatesFile file) {
 
 absl::StatusOr<HiddenStatesFile> ReadHiddenStatesFile(const SafetensorsReader& reader,
                                                       int64_t hidden_size, int64_t max_layer) {
-  const TensorInfo* info = reader.Find("hidden_states");
-  if (info == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        reader.name(), ": no 'hidden_states' tensor; hidden-state files hold an F32 ",
-        "hidden_states [samples, seq_len, hidden_size] (written by SerializeHiddenStates)"));
-  }
-  if ((info->dtype != DType::kF32 && info->dtype != DType::kBF16) || info->shape.size() != 3 ||
-      info->shape[2] != hidden_size || info->shape[0] <= 0 || info->shape[1] <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(reader.name(), ": hidden_states is ", DTypeName(info->dtype),
-                     ShapeString(info->shape), "; expected F32 or BF16 [samples, seq_len, ",
-                     hidden_size, "] for this model (were they made with another model?)"));
-  }
+  // The same checks as a streamed read (tensor, dtype, shape, layer).
+  absl::StatusOr<HiddenStatesLayout> layout =
+      ReadHiddenStatesLayout(reader, hidden_size, max_layer);
+  if (!layout.ok()) return layout.status();
   HiddenStatesFile out;
-  const auto it = reader.metadata().find("layer");
-  if (it == reader.metadata().end() || !absl::SimpleAtoi(it->second, &out.layer) || out.layer < 0 ||
-      out.layer > max_layer) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(reader.name(), ": metadata 'layer' is missing or not in [0, ", max_layer,
-                     "]; write the file with SerializeHiddenStates"));
-  }
+  out.layer = layout->layer;
   absl::StatusOr<Tensor> t = reader.ReadAs("hidden_states", DType::kF32);
   if (!t.ok()) return t.status();
   out.values = *std::move(t);
