@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/util/xml_escape.h"
 #include "storage/s3_xml.h"
 #include "storage/sha256.h"
 
@@ -220,7 +221,7 @@ absl::StatusOr<ObjectInfo> S3Store::PutMultipart(const std::string& key,
       return abort_upload(ErrorFor(*pr, absl::StrCat(uri, " (part ", part, ")")));
     }
     absl::StrAppend(&complete, "<Part><PartNumber>", part, "</PartNumber><ETag>",
-                    XmlEscape(pr->headers["etag"]), "</ETag></Part>");
+                    caldera::XmlEscape(pr->headers["etag"]), "</ETag></Part>");
   }
   complete += "</CompleteMultipartUpload>";
   ByteViewSource complete_body("complete", complete);

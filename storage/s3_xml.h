@@ -21,9 +21,6 @@ std::string XmlFirst(absl::string_view xml, absl::string_view tag);
 // Replaces &amp; &lt; &gt; &quot; &apos; and numeric character references.
 std::string XmlUnescape(absl::string_view text);
 
-// Escapes text for use inside an element.
-std::string XmlEscape(absl::string_view text);
-
 }  // namespace caldera::storage
 
 #endif  // CALDERA_STORAGE_S3_XML_H_

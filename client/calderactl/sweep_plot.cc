@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/util/xml_escape.h"
 
 namespace caldera::cli {
 namespace {
@@ -13,32 +14,6 @@ namespace {
 constexpr double kPanelWidth = 480;
 constexpr double kHeight = 430;
 constexpr double kLeft = 72, kRight = 24, kTop = 56, kBottom = 60;
-
-std::string Escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
-}
 
 std::string Num(double v) { return absl::StrFormat("%.2f", v); }
 
@@ -161,7 +136,8 @@ std::string Panel(double x0, const std::string& y_title, const std::vector<Sweep
                   Num(kHeight - 18), "\" text-anchor=\"middle\">bits per parameter</text>\n");
   absl::StrAppend(&s, "<text class=\"axis-label\" x=\"", Num(x0 + 18), "\" y=\"",
                   Num(0.5 * (py0 + py1)), "\" text-anchor=\"middle\" transform=\"rotate(-90 ",
-                  Num(x0 + 18), " ", Num(0.5 * (py0 + py1)), ")\">", Escape(y_title), "</text>\n");
+                  Num(x0 + 18), " ", Num(0.5 * (py0 + py1)), ")\">", XmlEscape(y_title),
+                  "</text>\n");
   // The original model (16 bits) as a dashed horizontal line.
   absl::StrAppend(&s, "<line class=\"original\" x1=\"", Num(px0), "\" y1=\"", Num(Y(original)),
                   "\" x2=\"", Num(px1), "\" y2=\"", Num(Y(original)),
@@ -181,7 +157,7 @@ std::string Panel(double x0, const std::string& y_title, const std::vector<Sweep
   for (const SweepPlotPoint& p : points) {
     absl::StrAppend(&s, "<circle class=\"point\" cx=\"", Num(X(p.bits)), "\" cy=\"",
                     Num(Y(value(p))), "\" r=\"4.5\" fill=\"white\" stroke=\"", color,
-                    "\" stroke-width=\"2\"><title>", Escape(p.label),
+                    "\" stroke-width=\"2\"><title>", XmlEscape(p.label),
                     absl::StrFormat(": %.3f bits, %.5g", p.bits, raw_value(p)),
                     "</title></circle>\n");
   }
@@ -220,12 +196,12 @@ std::string RenderSweepSvg(const std::vector<SweepPlotPoint>& points, const Comp
       "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text class=\"title\" x=\"",
-      Num(kPanelWidth), "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">", Escape(title),
+      Num(kPanelWidth), "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">", XmlEscape(title),
       "</text>\n");
   if (law != nullptr) {
     absl::StrAppend(&s, "<text class=\"subtitle\" x=\"", Num(kPanelWidth),
                     "\" y=\"40\" text-anchor=\"middle\" fill=\"#444\">",
-                    Escape(absl::StrFormat(
+                    XmlEscape(absl::StrFormat(
                         "fit: L = %.4f %s %.4g·(r−1) %s %.4g·(r−1)², r = 16/bits; "
                         "RMSE %.3g, max |residual| %.3g",
                         law->l0, law->b < 0 ? "−" : "+", std::abs(law->b), law->c < 0 ? "−" : "+",

@@ -1,6 +1,7 @@
 // Fuzz target: an S3 ListObjectsV2 reply, walked as S3Store::List walks it.
 #include <string>
 
+#include "core/util/xml_escape.h"
 #include "storage/s3_xml.h"
 #include "tests/fuzz/fuzz_input.h"
 
@@ -15,6 +16,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)s::XmlFirst(body, "IsTruncated");
   (void)s::XmlFirst(body, "NextContinuationToken");
   const std::string text = s::XmlUnescape(body);
-  (void)s::XmlEscape(text);
+  (void)caldera::XmlEscape(text);
   return 0;
 }

@@ -1,3 +1,4 @@
+#include "core/util/xml_escape.h"
 #include "gtest/gtest.h"
 #include "storage/http_client.h"
 #include "storage/s3_xml.h"
