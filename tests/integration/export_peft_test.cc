@@ -22,6 +22,7 @@ namespace {
 
 using testing::FixturePath;
 using testing::RunCommand;
+using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
@@ -33,20 +34,15 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
 std::string Compress(const TempDir& tmp, const std::string& name, const std::string& extra) {
   const std::string out = tmp.Join(name);
   std::string log;
-  EXPECT_EQ(RunCommand(absl::StrCat(Ctl(), " compress --model ", ModelDir(), " --calibration ",
-                                    ModelDir(), "/calibration.safetensors --out ", out,
-                                    " --iters 1 --lplr-iters 1 --workers 2", extra, " 2>&1"),
-                       &log),
-            0)
+  EXPECT_EQ(
+      RunCommand(absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --calibration ",
+                              StoriesModelDir(), "/calibration.safetensors --out ", out,
+                              " --iters 1 --lplr-iters 1 --workers 2", extra, " 2>&1"),
+                 &log),
+      0)
       << log;
   return out;
 }
@@ -88,7 +84,7 @@ void ExpectPeftRebuildsDense(const std::string& dir, const std::string& dense_di
   ASSERT_TRUE(base_cfg.is_object());
   EXPECT_FALSE(base_cfg.contains("quantization_config"));
   EXPECT_EQ(ReadFile(dir + "/base/tokenizer_vocab.json"),
-            ReadFile(ModelDir() + "/tokenizer_vocab.json"));
+            ReadFile(StoriesModelDir() + "/tokenizer_vocab.json"));
 
   const model::ModelConfig& config = dense->config();
   double worst = 0;

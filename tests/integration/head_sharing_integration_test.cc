@@ -17,6 +17,7 @@ namespace {
 
 using testing::FixturePath;
 using testing::RunCommand;
+using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
@@ -28,23 +29,18 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
 std::string CompressCmd(const std::string& out, const std::string& extra) {
-  return absl::StrCat(Ctl(), " compress --model ", ModelDir(), " --calibration ", ModelDir(),
-                      "/calibration.safetensors --out ", out,
+  return absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --calibration ",
+                      StoriesModelDir(), "/calibration.safetensors --out ", out,
                       " --iters 1 --lplr-iters 1 --workers 2 --rank 8", extra, " 2>&1");
 }
 
 double Perplexity(const std::string& model, const std::string& extra = "") {
   std::string out;
-  const int rc = RunCommand(absl::StrCat(Ctl(), " eval --json --model ", model, " --tokens ",
-                                         ModelDir(), "/eval.safetensors", extra, " 2>/dev/null"),
-                            &out);
+  const int rc =
+      RunCommand(absl::StrCat(Ctl(), " eval --json --model ", model, " --tokens ",
+                              StoriesModelDir(), "/eval.safetensors", extra, " 2>/dev/null"),
+                 &out);
   EXPECT_EQ(rc, 0) << out;
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
   EXPECT_TRUE(j.is_object() && j["perplexity"].is_number()) << out;
@@ -96,7 +92,7 @@ TEST(HeadSharingIntegration, CompressEvalExportRoundTrip) {
 
   // eval reads the shared checkpoint; export (dense, hf) materialises the
   // aliases, so the exported models compute the same perplexity.
-  const double base = Perplexity(ModelDir());
+  const double base = Perplexity(StoriesModelDir());
   const double ppl = Perplexity(shared);
   std::fprintf(stderr, "perplexity: original %.4f caldera %.4f caldera+share0.3 %.4f\n", base,
                Perplexity(plain), ppl);
@@ -114,9 +110,9 @@ TEST(HeadSharingIntegration, CompressEvalExportRoundTrip) {
 
   // DirectShare alone: eval of the original with the heads aliased; 0 is
   // the original.
-  const double alone = Perplexity(ModelDir(), " --share-heads 0.3");
+  const double alone = Perplexity(StoriesModelDir(), " --share-heads 0.3");
   EXPECT_GT(alone, base);
-  EXPECT_DOUBLE_EQ(Perplexity(ModelDir(), " --share-heads 0"), base);
+  EXPECT_DOUBLE_EQ(Perplexity(StoriesModelDir(), " --share-heads 0"), base);
 }
 
 TEST(HeadSharingIntegration, BadRatiosAreRefusedWithTheFlagNamed) {
@@ -125,9 +121,10 @@ TEST(HeadSharingIntegration, BadRatiosAreRefusedWithTheFlagNamed) {
     std::string log;
     EXPECT_NE(RunCommand(CompressCmd(tmp.Join("out"), " --share-heads " + bad), &log), 0) << bad;
     EXPECT_NE(log.find("--share-heads"), std::string::npos) << log;
-    EXPECT_NE(RunCommand(absl::StrCat(Ctl(), " eval --model ", ModelDir(), " --tokens ", ModelDir(),
-                                      "/eval.safetensors --share-heads ", bad, " 2>&1"),
-                         &log),
+    EXPECT_NE(RunCommand(
+                  absl::StrCat(Ctl(), " eval --model ", StoriesModelDir(), " --tokens ",
+                               StoriesModelDir(), "/eval.safetensors --share-heads ", bad, " 2>&1"),
+                  &log),
               0)
         << bad;
     EXPECT_NE(log.find("--share-heads"), std::string::npos) << log;

@@ -17,6 +17,7 @@ namespace {
 
 using testing::FixturePath;
 using testing::RunCommand;
+using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string ReadFile(const std::string& path) {
@@ -26,14 +27,8 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
 std::string SweepCmd(const std::string& out, const std::string& extra) {
-  const std::string m = ModelDir();
+  const std::string m = StoriesModelDir();
   return absl::StrCat(CALDERACTL_PATH, " sweep --model ", m, " --calibration ", m,
                       "/calibration.safetensors --eval ", m, "/eval.safetensors --out ", out,
                       " --iters 1 --lplr-iters 1 --workers 2", extra);

@@ -19,15 +19,10 @@ namespace {
 
 using testing::FixturePath;
 using testing::RunCommand;
+using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
-
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -44,8 +39,8 @@ format::TokenFile ReadTokens(const std::string& path) {
 
 std::string Tokenize(const std::string& flags, int* rc) {
   std::string out;
-  *rc = RunCommand(absl::StrCat(Ctl(), " tokenize --tokenizer ", ModelDir(), " ", flags, " 2>&1"),
-                   &out);
+  *rc = RunCommand(
+      absl::StrCat(Ctl(), " tokenize --tokenizer ", StoriesModelDir(), " ", flags, " 2>&1"), &out);
   return out;
 }
 
@@ -81,8 +76,8 @@ TEST(TokenizeCli, KnownIdsShapingDecodeAndEval) {
   log = Tokenize(absl::StrCat("--text ", unicode, " --out ", utok, " --seq-len 2"), &rc);
   ASSERT_EQ(rc, 0) << log;
   std::string decoded;
-  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " tokenize --tokenizer ", ModelDir(), " --decode ", utok,
-                                    " 2>/dev/null"),
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " tokenize --tokenizer ", StoriesModelDir(),
+                                    " --decode ", utok, " 2>/dev/null"),
                        &decoded),
             0);
   EXPECT_FALSE(decoded.empty());
@@ -91,10 +86,10 @@ TEST(TokenizeCli, KnownIdsShapingDecodeAndEval) {
 
   // eval takes the file.
   std::string out;
-  EXPECT_EQ(
-      RunCommand(absl::StrCat(Ctl(), " eval --model ", ModelDir(), " --tokens ", tokens, " 2>&1"),
-                 &out),
-      0)
+  EXPECT_EQ(RunCommand(absl::StrCat(Ctl(), " eval --model ", StoriesModelDir(), " --tokens ",
+                                    tokens, " 2>&1"),
+                       &out),
+            0)
       << out;
 }
 
@@ -135,8 +130,8 @@ TEST(TokenizeCli, JsonlFieldSeedAndParquet) {
   WriteFile(jsonl, lines);
   int rc = 0;
   std::string out;
-  const std::string base =
-      absl::StrCat(Ctl(), " tokenize --model ", ModelDir(), " --input ", jsonl, " --field body");
+  const std::string base = absl::StrCat(Ctl(), " tokenize --model ", StoriesModelDir(), " --input ",
+                                        jsonl, " --field body");
   rc = RunCommand(absl::StrCat(base, " --seq-len 8 --out ", tmp.Join("a.safetensors"), " 2>&1"),
                   &out);
   ASSERT_EQ(rc, 0) << out;
@@ -173,7 +168,7 @@ TEST(TokenizeCli, JsonlFieldSeedAndParquet) {
   EXPECT_NE(out.find("line 2"), std::string::npos) << out;
   WriteFile(tmp.Join("d.parquet"), "PAR1");
   rc =
-      RunCommand(absl::StrCat(Ctl(), " tokenize --model ", ModelDir(), " --input ",
+      RunCommand(absl::StrCat(Ctl(), " tokenize --model ", StoriesModelDir(), " --input ",
                               tmp.Join("d.parquet"), " --seq-len 2 --out ", tmp.Join("b"), " 2>&1"),
                  &out);
   EXPECT_EQ(rc, 2) << out;
@@ -190,27 +185,28 @@ TEST(TokenizeCli, CompressCalibrationTextAndEvalText) {
     story += "Once upon a time, Lily saw a big red ball. She was happy.\n";
   WriteFile(text, story);
   std::string log;
-  int rc =
-      RunCommand(absl::StrCat(Ctl(), " compress --model ", ModelDir(), " --calibration-text ", text,
-                              " --calibration-seq-len 32 --calibration-samples 8", " --out ", out,
-                              " --rank 4 --iters 1 --lplr-iters 1", " --workers 1 2>&1"),
-                 &log);
+  int rc = RunCommand(
+      absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --calibration-text ", text,
+                   " --calibration-seq-len 32 --calibration-samples 8", " --out ", out,
+                   " --rank 4 --iters 1 --lplr-iters 1", " --workers 1 2>&1"),
+      &log);
   ASSERT_EQ(rc, 0) << log;
   const format::TokenFile calib = ReadTokens(out + ".calibration.safetensors");
   EXPECT_EQ(calib.samples, 8);
   EXPECT_EQ(calib.seq_len, 32);
   std::string json;
-  rc = RunCommand(absl::StrCat(Ctl(), " eval --model ", out, " --text ", text,
-                               " --seq-len 64 --baseline-model ", ModelDir(), " --json 2>&1"),
-                  &json);
+  rc =
+      RunCommand(absl::StrCat(Ctl(), " eval --model ", out, " --text ", text,
+                              " --seq-len 64 --baseline-model ", StoriesModelDir(), " --json 2>&1"),
+                 &json);
   ASSERT_EQ(rc, 0) << json;
   for (const char* key : {"\"perplexity\"", "\"windows\"", "\"baseline\"", "\"seq_len\":64"}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
   }
   // Neither --calibration nor --calibration-text.
-  rc = RunCommand(
-      absl::StrCat(Ctl(), " compress --model ", ModelDir(), " --out ", tmp.Join("o2"), " 2>&1"),
-      &log);
+  rc = RunCommand(absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --out ",
+                               tmp.Join("o2"), " 2>&1"),
+                  &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("--calibration-text"), std::string::npos) << log;
 }

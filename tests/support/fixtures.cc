@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 
 namespace caldera::testing {
 
@@ -28,6 +29,12 @@ absl::StatusOr<std::string> FixturePath(absl::string_view relative) {
                      "(the shared/models folder beside the checkout)"));
   }
   return p.string();
+}
+
+std::string StoriesModelDir() {
+  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? p->substr(0, p->rfind('/')) : "";
 }
 
 std::string SourcePath(absl::string_view relative) {

@@ -18,6 +18,11 @@ std::string FixturesDir();
 // treat that as a failure, never a skip.
 absl::StatusOr<std::string> FixturePath(absl::string_view relative);
 
+// The directory of the bundled stories260K model (model.safetensors,
+// config.json, calibration/eval tokens); records a test failure and returns ""
+// when the fixtures are missing.
+std::string StoriesModelDir();
+
 // Absolute path of a file in the source tree (e.g. "tests/tools/s3_server.py").
 std::string SourcePath(absl::string_view relative);
 

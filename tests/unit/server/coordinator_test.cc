@@ -23,28 +23,13 @@
 #include "job/task_plan.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/fixtures.h"
+#include "tests/unit/server/job_requests.h"
 
 namespace caldera::server {
 namespace {
 
+using testing::StoriesModelDir;
 using testing::TempDir;
-
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = testing::FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
-v1::CreateJobRequest Request(const std::string& out, const std::string& request_id = "") {
-  v1::CreateJobRequest r;
-  r.mutable_spec()->set_model(ModelDir());
-  r.mutable_spec()->set_calibration(ModelDir() + "/calibration.safetensors");
-  r.mutable_spec()->set_out(out);
-  r.mutable_spec()->add_modules("q_proj");
-  r.mutable_spec()->mutable_decomposition()->set_rank(8);
-  r.set_request_id(request_id);
-  return r;
-}
 
 std::unique_ptr<Coordinator> Open(const std::string& dir, double lease = 30) {
   CoordinatorOptions o;
@@ -77,7 +62,7 @@ TEST(CoordinatorTest, RunsAPlanInDependencyOrderAndCommitsOnce) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  absl::StatusOr<v1::Job> job = c->CreateJob(Request(tmp.Join("out")));
+  absl::StatusOr<v1::Job> job = c->CreateJob(SmallJobRequest(tmp.Join("out")));
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->state(), v1::QUEUED);
   ASSERT_EQ(job->task_status_size(), 5 * 2 + 1);  // 5 layers x (calibrate + q_proj) + finalize
@@ -86,7 +71,7 @@ TEST(CoordinatorTest, RunsAPlanInDependencyOrderAndCommitsOnce) {
   v1::Task t = Lease(c.get());
   ASSERT_EQ(job::KindOf(t), v1::CALIBRATE);
   EXPECT_EQ(t.calibrate().layer(), 0);
-  EXPECT_EQ(t.calibrate().input_uri(), ModelDir() + "/calibration.safetensors");
+  EXPECT_EQ(t.calibrate().input_uri(), StoriesModelDir() + "/calibration.safetensors");
   EXPECT_TRUE(Lease(c.get()).task_id().empty());
   ASSERT_TRUE(Complete(c.get(), t));
   // A second report of the committed attempt is accepted, not committed again.
@@ -119,7 +104,7 @@ TEST(CoordinatorTest, ExpiredLeaseIsRequeuedAndTheStaleResultRejected) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"), /*lease=*/0.4);
   ASSERT_NE(c, nullptr);
-  ASSERT_TRUE(c->CreateJob(Request(tmp.Join("out"))).ok());
+  ASSERT_TRUE(c->CreateJob(SmallJobRequest(tmp.Join("out"))).ok());
   v1::Task first = Lease(c.get());
   ASSERT_FALSE(first.task_id().empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(900));  // no heartbeat
@@ -160,7 +145,7 @@ TEST(CoordinatorTest, LeasesDroppedByAnEarlierExpiryInTheSamePassAreSkipped) {
   o.max_attempts = 1;
   absl::StatusOr<std::unique_ptr<Coordinator>> c = Coordinator::Open(o, nullptr);
   ASSERT_TRUE(c.ok()) << c.status();
-  v1::CreateJobRequest r = Request(tmp.Join("out"));
+  v1::CreateJobRequest r = SmallJobRequest(tmp.Join("out"));
   r.mutable_spec()->set_calibration_shards(2);  // two calibrate tasks leasable at once
   ASSERT_TRUE((*c)->CreateJob(r).ok());
   const v1::Task a = Lease(c->get(), "w1");
@@ -188,7 +173,7 @@ TEST(CoordinatorTest, CompleteTaskChecksTheLeaseHolderKeysAndNumbers) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  ASSERT_TRUE(c->CreateJob(Request(tmp.Join("out"))).ok());
+  ASSERT_TRUE(c->CreateJob(SmallJobRequest(tmp.Join("out"))).ok());
   v1::Task t = Lease(c.get(), "w1");
   ASSERT_EQ(job::KindOf(t), v1::CALIBRATE);
   EXPECT_FALSE(Complete(c.get(), t, "intruder"));
@@ -240,24 +225,24 @@ TEST(CoordinatorTest, RequestIdsAreIdempotentBoundedAndBoundToTheirSpec) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  absl::StatusOr<v1::Job> a = c->CreateJob(Request(tmp.Join("out"), "run-1"));
+  absl::StatusOr<v1::Job> a = c->CreateJob(SmallJobRequest(tmp.Join("out"), "run-1"));
   ASSERT_TRUE(a.ok()) << a.status();
-  absl::StatusOr<v1::Job> again = c->CreateJob(Request(tmp.Join("out"), "run-1"));
+  absl::StatusOr<v1::Job> again = c->CreateJob(SmallJobRequest(tmp.Join("out"), "run-1"));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->name(), a->name());
-  v1::CreateJobRequest other = Request(tmp.Join("out"), "run-1");
+  v1::CreateJobRequest other = SmallJobRequest(tmp.Join("out"), "run-1");
   other.mutable_spec()->mutable_decomposition()->set_rank(4);
   absl::StatusOr<v1::Job> clash = c->CreateJob(other);
   EXPECT_EQ(clash.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_NE(clash.status().message().find(a->name()), std::string::npos) << clash.status();
-  EXPECT_EQ(c->CreateJob(Request(tmp.Join("out"), std::string(300, 'x'))).status().code(),
+  EXPECT_EQ(c->CreateJob(SmallJobRequest(tmp.Join("out"), std::string(300, 'x'))).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(c->CreateJob(Request(tmp.Join("out"), "a\nb")).status().code(),
+  EXPECT_EQ(c->CreateJob(SmallJobRequest(tmp.Join("out"), "a\nb")).status().code(),
             absl::StatusCode::kInvalidArgument);
   c.reset();
   c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  absl::StatusOr<v1::Job> after = c->CreateJob(Request(tmp.Join("out"), "run-1"));
+  absl::StatusOr<v1::Job> after = c->CreateJob(SmallJobRequest(tmp.Join("out"), "run-1"));
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->name(), a->name());
   absl::StatusOr<v1::ListJobsResponse> list = c->ListJobs(v1::ListJobsRequest());
@@ -273,7 +258,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
   {
     std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
     ASSERT_NE(c, nullptr);
-    absl::StatusOr<v1::Job> job = c->CreateJob(Request(tmp.Join("out"), "req-1"));
+    absl::StatusOr<v1::Job> job = c->CreateJob(SmallJobRequest(tmp.Join("out"), "req-1"));
     ASSERT_TRUE(job.ok());
     name = job->name();
     ASSERT_TRUE(Complete(c.get(), Lease(c.get())));  // calibrate(0) committed
@@ -287,7 +272,7 @@ TEST(CoordinatorTest, StateSurvivesARestart) {
   EXPECT_EQ(job->state(), v1::RUNNING);
   EXPECT_EQ(job->task_status(0).state(), v1::TASK_DONE);
   // The same request id still maps to the same job.
-  absl::StatusOr<v1::Job> again = c->CreateJob(Request(tmp.Join("out"), "req-1"));
+  absl::StatusOr<v1::Job> again = c->CreateJob(SmallJobRequest(tmp.Join("out"), "req-1"));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->name(), name);
   // The attempt leased before the restart still holds its lease and commits.
@@ -306,7 +291,7 @@ TEST(CoordinatorTest, CancelAndBadRequests) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  absl::StatusOr<v1::Job> job = c->CreateJob(Request(tmp.Join("out")));
+  absl::StatusOr<v1::Job> job = c->CreateJob(SmallJobRequest(tmp.Join("out")));
   ASSERT_TRUE(job.ok());
   v1::Task t = Lease(c.get());
   absl::StatusOr<v1::Job> cancelled = c->CancelJob(job->name());
@@ -320,7 +305,7 @@ TEST(CoordinatorTest, CancelAndBadRequests) {
   EXPECT_EQ(c->CancelJob(job->name()).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(c->GetJob("jobs/j-nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(c->GetJob("nope").status().code(), absl::StatusCode::kInvalidArgument);
-  v1::CreateJobRequest bad = Request(tmp.Join("out2"));
+  v1::CreateJobRequest bad = SmallJobRequest(tmp.Join("out2"));
   bad.mutable_spec()->mutable_decomposition()->set_q_bits(7);
   absl::Status s = c->CreateJob(bad).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -336,7 +321,7 @@ TEST(CoordinatorTest, ListPagesNewestFirst) {
   ASSERT_NE(c, nullptr);
   std::vector<std::string> names;
   for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<v1::Job> j = c->CreateJob(Request(tmp.Join("out" + std::to_string(i))));
+    absl::StatusOr<v1::Job> j = c->CreateJob(SmallJobRequest(tmp.Join("out" + std::to_string(i))));
     ASSERT_TRUE(j.ok());
     names.push_back(j->name());
   }
@@ -379,7 +364,7 @@ TEST(CoordinatorTest, FifoInputsAreRefusedAtOnce) {
   const std::string model = tmp.Join("fifo-model");
   std::filesystem::create_directories(model);
   ASSERT_EQ(::mkfifo((model + "/config.json").c_str(), 0600), 0);
-  v1::CreateJobRequest r = Request(tmp.Join("out"));
+  v1::CreateJobRequest r = SmallJobRequest(tmp.Join("out"));
   r.mutable_spec()->set_model(model);
   absl::Status s = CreateWithin2s(c.get(), r, model + "/config.json");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -387,7 +372,7 @@ TEST(CoordinatorTest, FifoInputsAreRefusedAtOnce) {
 
   const std::string calibration = tmp.Join("calibration.safetensors");
   ASSERT_EQ(::mkfifo(calibration.c_str(), 0600), 0);
-  r = Request(tmp.Join("out"));
+  r = SmallJobRequest(tmp.Join("out"));
   r.mutable_spec()->set_calibration(calibration);
   s = CreateWithin2s(c.get(), r, calibration);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -397,7 +382,7 @@ TEST(CoordinatorTest, FifoInputsAreRefusedAtOnce) {
 
 // A copy of the fixture's config.json with `key` set to `value`.
 void WriteConfig(const std::string& dir, const std::string& key, int64_t value) {
-  std::ifstream in(ModelDir() + "/config.json");
+  std::ifstream in(StoriesModelDir() + "/config.json");
   std::stringstream text;
   text << in.rdbuf();
   nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
@@ -415,7 +400,7 @@ TEST(CoordinatorTest, TensorShapesAndPlanSizeAreCheckedAtSubmit) {
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> real =
-      SafetensorsReader::OpenFile(ModelDir() + "/model.safetensors");
+      SafetensorsReader::OpenFile(StoriesModelDir() + "/model.safetensors");
   ASSERT_TRUE(real.ok()) << real.status();
 
   // Every tensor present, the layers' ones of size zero.
@@ -434,7 +419,7 @@ TEST(CoordinatorTest, TensorShapesAndPlanSizeAreCheckedAtSubmit) {
     }
   }
   ASSERT_TRUE(w.WriteFile(zero + "/model.safetensors").ok());
-  v1::CreateJobRequest r = Request(tmp.Join("out"));
+  v1::CreateJobRequest r = SmallJobRequest(tmp.Join("out"));
   r.mutable_spec()->set_model(zero);
   absl::Status s = c->CreateJob(r).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -445,7 +430,8 @@ TEST(CoordinatorTest, TensorShapesAndPlanSizeAreCheckedAtSubmit) {
   // A config claiming 5000 layers names the limit.
   const std::string deep = tmp.Join("deep-model");
   WriteConfig(deep, "num_hidden_layers", 5000);
-  std::filesystem::create_symlink(ModelDir() + "/model.safetensors", deep + "/model.safetensors");
+  std::filesystem::create_symlink(StoriesModelDir() + "/model.safetensors",
+                                  deep + "/model.safetensors");
   r.mutable_spec()->set_model(deep);
   s = c->CreateJob(r).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -462,7 +448,7 @@ TEST(CoordinatorTest, TasksLeaseOnlyToWorkersThatCanHoldThem) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  v1::CreateJobRequest request = Request(tmp.Join("out"));
+  v1::CreateJobRequest request = SmallJobRequest(tmp.Join("out"));
   request.mutable_spec()->set_calibration_shards(2);
   absl::StatusOr<v1::Job> job = c->CreateJob(request);
   ASSERT_TRUE(job.ok()) << job.status();
@@ -501,7 +487,7 @@ TEST(CoordinatorTest, TasksLeaseOnlyToWorkersThatCanHoldThem) {
 TEST(CoordinatorTest, MaxTaskMemorySaysHowManyShardsWouldFit) {
   TempDir tmp;
   absl::StatusOr<std::string> text = [] {
-    std::ifstream in(ModelDir() + "/config.json");
+    std::ifstream in(StoriesModelDir() + "/config.json");
     std::stringstream ss;
     ss << in.rdbuf();
     return absl::StatusOr<std::string>(ss.str());
@@ -509,7 +495,7 @@ TEST(CoordinatorTest, MaxTaskMemorySaysHowManyShardsWouldFit) {
   absl::StatusOr<model::ModelConfig> config = model::ParseModelConfig(*text, "config.json");
   ASSERT_TRUE(config.ok()) << config.status();
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> tokens =
-      SafetensorsReader::OpenFile(ModelDir() + "/calibration.safetensors");
+      SafetensorsReader::OpenFile(StoriesModelDir() + "/calibration.safetensors");
   ASSERT_TRUE(tokens.ok()) << tokens.status();
   const TensorInfo* ids = (*tokens)->Find("input_ids");
   ASSERT_NE(ids, nullptr);
@@ -525,13 +511,13 @@ TEST(CoordinatorTest, MaxTaskMemorySaysHowManyShardsWouldFit) {
   absl::StatusOr<std::unique_ptr<Coordinator>> c =
       Coordinator::Open(o, std::make_shared<CoordinatorMetrics>());
   ASSERT_TRUE(c.ok()) << c.status();
-  absl::Status refused = (*c)->CreateJob(Request(tmp.Join("out"))).status();
+  absl::Status refused = (*c)->CreateJob(SmallJobRequest(tmp.Join("out"))).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
   EXPECT_NE(refused.message().find("calibrate layer 0 needs about"), std::string::npos) << refused;
   EXPECT_NE(refused.message().find("4 calibration shards would fit (use --calibration-shards 4"),
             std::string::npos)
       << refused;
-  v1::CreateJobRequest four = Request(tmp.Join("out"));
+  v1::CreateJobRequest four = SmallJobRequest(tmp.Join("out"));
   four.mutable_spec()->set_calibration_shards(4);
   EXPECT_TRUE((*c)->CreateJob(four).ok());
 
@@ -542,7 +528,7 @@ TEST(CoordinatorTest, MaxTaskMemorySaysHowManyShardsWouldFit) {
   absl::StatusOr<std::unique_ptr<Coordinator>> c2 =
       Coordinator::Open(tiny, std::make_shared<CoordinatorMetrics>());
   ASSERT_TRUE(c2.ok());
-  refused = (*c2)->CreateJob(Request(tmp.Join("out"))).status();
+  refused = (*c2)->CreateJob(SmallJobRequest(tmp.Join("out"))).status();
   EXPECT_NE(refused.message().find("no number of calibration shards fits"), std::string::npos)
       << refused;
 }

@@ -15,27 +15,12 @@
 #include "server/planner.h"
 #include "server/state_check.h"
 #include "tests/support/fixtures.h"
+#include "tests/unit/server/job_requests.h"
 
 namespace caldera::server {
 namespace {
 
 using testing::TempDir;
-
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = testing::FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
-v1::CreateJobRequest Request(const std::string& out) {
-  v1::CreateJobRequest r;
-  r.mutable_spec()->set_model(ModelDir());
-  r.mutable_spec()->set_calibration(ModelDir() + "/calibration.safetensors");
-  r.mutable_spec()->set_out(out);
-  r.mutable_spec()->add_modules("q_proj");
-  r.mutable_spec()->mutable_decomposition()->set_rank(8);
-  return r;
-}
 
 std::unique_ptr<Coordinator> Open(const std::string& dir) {
   CoordinatorOptions o;
@@ -73,8 +58,8 @@ TEST_P(CorruptStateTest, BadJobIsQuarantinedAndTheOtherRuns) {
   {
     std::unique_ptr<Coordinator> c = Open(dir);
     ASSERT_NE(c, nullptr);
-    absl::StatusOr<v1::Job> bad = c->CreateJob(Request(tmp.Join("out-bad")));
-    absl::StatusOr<v1::Job> good = c->CreateJob(Request(tmp.Join("out-good")));
+    absl::StatusOr<v1::Job> bad = c->CreateJob(SmallJobRequest(tmp.Join("out-bad")));
+    absl::StatusOr<v1::Job> good = c->CreateJob(SmallJobRequest(tmp.Join("out-good")));
     ASSERT_TRUE(bad.ok() && good.ok());
     bad_name = bad->name();
     good_name = good->name();

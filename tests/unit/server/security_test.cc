@@ -19,28 +19,12 @@
 #include "server/token_file.h"
 #include "storage/sha256.h"
 #include "tests/support/fixtures.h"
+#include "tests/unit/server/job_requests.h"
 
 namespace caldera::server {
 namespace {
 
 using testing::TempDir;
-
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = testing::FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
-v1::CreateJobRequest Request(const std::string& out, const std::string& request_id = "") {
-  v1::CreateJobRequest r;
-  r.mutable_spec()->set_model(ModelDir());
-  r.mutable_spec()->set_calibration(ModelDir() + "/calibration.safetensors");
-  r.mutable_spec()->set_out(out);
-  r.mutable_spec()->add_modules("q_proj");
-  r.mutable_spec()->mutable_decomposition()->set_rank(8);
-  r.set_request_id(request_id);
-  return r;
-}
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -179,7 +163,7 @@ TEST_F(SecurityTest, CallsWithoutAKnownTokenAreUnauthenticated) {
     EXPECT_EQ(Get(s.Jobs(token).get(), "jobs/j-000000000000").error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
     v1::Job job;
-    EXPECT_EQ(Create(s.Jobs(token).get(), Request(s.Out("o")), &job).error_code(),
+    EXPECT_EQ(Create(s.Jobs(token).get(), SmallJobRequest(s.Out("o")), &job).error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
     EXPECT_EQ(Register(s.Workers(token).get()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
     EXPECT_EQ(Lease(s.Workers(token).get(), "w").error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -191,7 +175,7 @@ TEST_F(SecurityTest, ViewerReadsButMayNotCreateOrCancel) {
   Served s(WithTokens(TokenPath()));
   ASSERT_TRUE(s.status().ok()) << s.status();
   v1::Job job;
-  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), Request(s.Out("a")), &job).ok());
+  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), SmallJobRequest(s.Out("a")), &job).ok());
   auto viewer = s.Jobs("viewer-token");
   EXPECT_TRUE(Get(viewer.get(), job.name()).ok());
   EXPECT_TRUE(WatchFirst(viewer.get(), job.name()).ok());
@@ -200,7 +184,7 @@ TEST_F(SecurityTest, ViewerReadsButMayNotCreateOrCancel) {
   EXPECT_EQ(list.jobs_size(), 1);
   EXPECT_EQ(Cancel(viewer.get(), job.name()).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   v1::Job other;
-  EXPECT_EQ(Create(viewer.get(), Request(s.Out("v")), &other).error_code(),
+  EXPECT_EQ(Create(viewer.get(), SmallJobRequest(s.Out("v")), &other).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(job.owner(), "alice");
 }
@@ -213,8 +197,8 @@ TEST_F(SecurityTest, SubmitterSeesAndCancelsOnlyItsOwnJobs) {
   auto alice = s.Jobs("alice-token");
   auto bob = s.Jobs("bob-token");
   v1::Job a, b;
-  ASSERT_TRUE(Create(alice.get(), Request(s.Out("a")), &a).ok());
-  ASSERT_TRUE(Create(bob.get(), Request(s.Out("b")), &b).ok());
+  ASSERT_TRUE(Create(alice.get(), SmallJobRequest(s.Out("a")), &a).ok());
+  ASSERT_TRUE(Create(bob.get(), SmallJobRequest(s.Out("b")), &b).ok());
   EXPECT_EQ(Get(bob.get(), a.name()).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(WatchFirst(bob.get(), a.name()).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Cancel(bob.get(), a.name()).error_code(), grpc::StatusCode::NOT_FOUND);
@@ -238,11 +222,11 @@ TEST_F(SecurityTest, RequestIdsAreScopedToTheOwner) {
   Served s(WithTokens(TokenPath()));
   ASSERT_TRUE(s.status().ok()) << s.status();
   v1::Job a, a2, b;
-  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), Request(s.Out("a"), "run-1"), &a).ok());
-  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), Request(s.Out("a"), "run-1"), &a2).ok());
+  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), SmallJobRequest(s.Out("a"), "run-1"), &a).ok());
+  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), SmallJobRequest(s.Out("a"), "run-1"), &a2).ok());
   EXPECT_EQ(a.name(), a2.name());
   // Bob's "run-1" is another job, even with another spec (not ALREADY_EXISTS).
-  ASSERT_TRUE(Create(s.Jobs("bob-token").get(), Request(s.Out("b"), "run-1"), &b).ok());
+  ASSERT_TRUE(Create(s.Jobs("bob-token").get(), SmallJobRequest(s.Out("b"), "run-1"), &b).ok());
   EXPECT_NE(b.name(), a.name());
   EXPECT_EQ(b.owner(), "bob");
 }
@@ -253,7 +237,7 @@ TEST_F(SecurityTest, OnlyWorkersUseTheWorkerProtocol) {
   Served s(WithTokens(TokenPath()));
   ASSERT_TRUE(s.status().ok()) << s.status();
   v1::Job job;
-  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), Request(s.Out("a")), &job).ok());
+  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), SmallJobRequest(s.Out("a")), &job).ok());
   for (const char* token : {"viewer-token", "alice-token"}) {
     EXPECT_EQ(Register(s.Workers(token).get()).error_code(), grpc::StatusCode::PERMISSION_DENIED)
         << token;
@@ -265,7 +249,7 @@ TEST_F(SecurityTest, OnlyWorkersUseTheWorkerProtocol) {
   }
   auto jobs_as_worker = s.Jobs("worker-token");
   v1::Job other;
-  EXPECT_EQ(Create(jobs_as_worker.get(), Request(s.Out("w")), &other).error_code(),
+  EXPECT_EQ(Create(jobs_as_worker.get(), SmallJobRequest(s.Out("w")), &other).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Get(jobs_as_worker.get(), job.name()).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
@@ -285,7 +269,7 @@ TEST_F(SecurityTest, AWorkerCannotActUnderAnotherWorkersId) {
   Served s(WithTokens(TokenPath()));
   ASSERT_TRUE(s.status().ok()) << s.status();
   v1::Job job;
-  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), Request(s.Out("a")), &job).ok());
+  ASSERT_TRUE(Create(s.Jobs("alice-token").get(), SmallJobRequest(s.Out("a")), &job).ok());
   std::string id;
   auto owner = s.Workers("worker-token");
   ASSERT_TRUE(Register(owner.get(), &id).ok());

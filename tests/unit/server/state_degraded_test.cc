@@ -13,26 +13,12 @@
 #include "job/task_plan.h"
 #include "server/coordinator.h"
 #include "tests/support/fixtures.h"
+#include "tests/unit/server/job_requests.h"
 
 namespace caldera::server {
 namespace {
 
 using testing::TempDir;
-
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = testing::FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
-v1::CreateJobRequest Request(const std::string& out) {
-  v1::CreateJobRequest r;
-  r.mutable_spec()->set_model(ModelDir());
-  r.mutable_spec()->set_calibration(ModelDir() + "/calibration.safetensors");
-  r.mutable_spec()->set_out(out);
-  r.mutable_spec()->mutable_decomposition()->set_rank(8);
-  return r;
-}
 
 std::unique_ptr<Coordinator> Open(const std::string& dir) {
   CoordinatorOptions o;
@@ -73,7 +59,8 @@ TEST(StateDegradedTest, FullDatabaseRefusesWritesKeepsReadsAndRecovers) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  absl::StatusOr<v1::Job> first = c->CreateJob(Request(tmp.Join("out0")));
+  absl::StatusOr<v1::Job> first =
+      c->CreateJob(SmallJobRequest(tmp.Join("out0"), "", /*all_modules=*/true));
   ASSERT_TRUE(first.ok()) << first.status();
   const v1::Task held = Lease(c.get());  // calibrate(0), leased before the disk fills
   ASSERT_FALSE(held.task_id().empty());
@@ -81,7 +68,8 @@ TEST(StateDegradedTest, FullDatabaseRefusesWritesKeepsReadsAndRecovers) {
   // The database is full at its current size (max_page_count below the page
   // count clamps to it): the next job's plan cannot be written.
   ASSERT_TRUE(c->SetStateMaxPagesForTest(1).ok());
-  absl::StatusOr<v1::Job> refused = c->CreateJob(Request(tmp.Join("out1")));
+  absl::StatusOr<v1::Job> refused =
+      c->CreateJob(SmallJobRequest(tmp.Join("out1"), "", /*all_modules=*/true));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
   EXPECT_TRUE(absl::StrContains(refused.status().message(), tmp.Join("state"))) << refused.status();
@@ -97,8 +85,9 @@ TEST(StateDegradedTest, FullDatabaseRefusesWritesKeepsReadsAndRecovers) {
 
   // Every write is refused while full: a new job, a cancel, a report; no
   // task is leased; the held lease survives (heartbeats still work).
-  EXPECT_EQ(c->CreateJob(Request(tmp.Join("out2"))).status().code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(
+      c->CreateJob(SmallJobRequest(tmp.Join("out2"), "", /*all_modules=*/true)).status().code(),
+      absl::StatusCode::kUnavailable);
   EXPECT_EQ(c->CancelJob(first->name()).status().code(), absl::StatusCode::kUnavailable);
   absl::Status lease_status;
   EXPECT_TRUE(Lease(c.get(), &lease_status).task_id().empty());
@@ -120,7 +109,8 @@ TEST(StateDegradedTest, FullDatabaseRefusesWritesKeepsReadsAndRecovers) {
   absl::Status retried;
   EXPECT_TRUE(c->CompleteTask(Report(held), &retried).accepted()) << retried;
   EXPECT_TRUE(retried.ok()) << retried;
-  absl::StatusOr<v1::Job> second = c->CreateJob(Request(tmp.Join("out1")));
+  absl::StatusOr<v1::Job> second =
+      c->CreateJob(SmallJobRequest(tmp.Join("out1"), "", /*all_modules=*/true));
   ASSERT_TRUE(second.ok()) << second.status();
 
   // What a restart reads back is what the API said.
@@ -140,7 +130,8 @@ TEST(StateDegradedTest, AFailedWriteMidCallIsUndone) {
   TempDir tmp;
   std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
   ASSERT_NE(c, nullptr);
-  absl::StatusOr<v1::Job> job = c->CreateJob(Request(tmp.Join("out")));
+  absl::StatusOr<v1::Job> job =
+      c->CreateJob(SmallJobRequest(tmp.Join("out"), "", /*all_modules=*/true));
   ASSERT_TRUE(job.ok()) << job.status();
   // Full at the current size: lease and report until a write fails.
   ASSERT_TRUE(c->SetStateMaxPagesForTest(1).ok());

@@ -17,28 +17,13 @@
 #include "server/coordinator.h"
 #include "server/coordinator_server.h"
 #include "tests/support/fixtures.h"
+#include "tests/unit/server/job_requests.h"
 
 namespace caldera::server {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using testing::TempDir;
-
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = testing::FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
-v1::CreateJobRequest Request(const std::string& out) {
-  v1::CreateJobRequest r;
-  r.mutable_spec()->set_model(ModelDir());
-  r.mutable_spec()->set_calibration(ModelDir() + "/calibration.safetensors");
-  r.mutable_spec()->set_out(out);
-  r.mutable_spec()->add_modules("q_proj");
-  r.mutable_spec()->mutable_decomposition()->set_rank(8);
-  return r;
-}
 
 v1::Task Lease(Coordinator* c) {
   v1::LeaseTaskRequest req;
@@ -140,7 +125,7 @@ class Watcher {
 };
 
 TEST_F(WatchTest, AWatcherGetsACompletionWithinASecond) {
-  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(Request(tmp_.Join("out")));
+  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(SmallJobRequest(tmp_.Join("out")));
   ASSERT_TRUE(job.ok()) << job.status();
   Watcher w(stub_.get(), job->name());
   ASSERT_TRUE(w.WaitFor(1, 5));  // the current snapshot first
@@ -165,8 +150,8 @@ TEST_F(WatchTest, AWatcherGetsACompletionWithinASecond) {
 }
 
 TEST_F(WatchTest, AnIdleWatchSendsNothingAndEndsPromptlyWhenCancelled) {
-  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(Request(tmp_.Join("out")));
-  absl::StatusOr<v1::Job> other = coordinator_->CreateJob(Request(tmp_.Join("out2")));
+  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(SmallJobRequest(tmp_.Join("out")));
+  absl::StatusOr<v1::Job> other = coordinator_->CreateJob(SmallJobRequest(tmp_.Join("out2")));
   ASSERT_TRUE(job.ok() && other.ok());
   Watcher w(stub_.get(), job->name());
   ASSERT_TRUE(w.WaitFor(1, 5));
@@ -178,7 +163,7 @@ TEST_F(WatchTest, AnIdleWatchSendsNothingAndEndsPromptlyWhenCancelled) {
 }
 
 TEST_F(WatchTest, CancellingTheJobEndsTheWatchWithTheTerminalState) {
-  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(Request(tmp_.Join("out")));
+  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(SmallJobRequest(tmp_.Join("out")));
   ASSERT_TRUE(job.ok());
   Watcher w(stub_.get(), job->name());
   ASSERT_TRUE(w.WaitFor(1, 5));
@@ -188,7 +173,7 @@ TEST_F(WatchTest, CancellingTheJobEndsTheWatchWithTheTerminalState) {
 }
 
 TEST_F(WatchTest, OneSnapshotPerChangeIsSharedAndAnUnchangedJobBuildsNone) {
-  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(Request(tmp_.Join("out")));
+  absl::StatusOr<v1::Job> job = coordinator_->CreateJob(SmallJobRequest(tmp_.Join("out")));
   ASSERT_TRUE(job.ok());
   absl::StatusOr<JobChange> a = coordinator_->WaitForChange(job->name(), -1, 0);
   absl::StatusOr<JobChange> b = coordinator_->WaitForChange(job->name(), -1, 0);
