@@ -8,7 +8,10 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Needs clang (Debian package `clang`); CALDERA_FUZZ_BUILD overrides the build
-# directory, CALDERA_FUZZ_JOBS the ninja parallelism (default 2).
+# directory, CALDERA_FUZZ_JOBS the ninja parallelism (default 2),
+# CALDERA_FUZZ_TIMEOUT the per-input limit in wall-clock seconds (default 10;
+# raise it when the fuzzers run niced beside other work: a starved process
+# trips the wall clock without any slow input).
 set -uo pipefail
 seconds=${1:-30}
 shift || true
@@ -34,7 +37,7 @@ for t in "${targets[@]}"; do
   crashes=$build/crashes/$t
   mkdir -p "$work" "$crashes"
   echo "== $t: ${seconds} s"
-  if ! "$build/fuzz/${t}_fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+  if ! "$build/fuzz/${t}_fuzzer" -max_total_time="$seconds" -timeout="${CALDERA_FUZZ_TIMEOUT:-10}" -rss_limit_mb=4096 \
        -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes/" \
        "$work" "$root/tests/fuzz/corpus/$t" 2>"$build/$t.log"; then
     failed+=("$t")
