@@ -5,8 +5,10 @@
 #include "core/format/checkpoint_report.h"
 #include "core/model/model_config.h"
 #include "job/job_spec_proto.h"
+#include "job/memory_estimate.h"
 #include "model_io/model_inputs.h"
 #include "storage/storage.h"
+#include "worker/device_memory_check.h"
 #include "worker/task_confinement.h"
 
 namespace caldera::worker {
@@ -22,6 +24,21 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
   if (absl::Status s = CheckTaskConfined(task, spec, options_); !s.ok()) return s;
   absl::StatusOr<const model::Checkpoint*> ckpt = models_.Get(spec.model, spec.share_heads);
   if (!ckpt.ok()) return ckpt.status();
+  // A task that runs on a GPU must fit in its free memory (only decompose
+  // runs on the device backend; calibrate and finalize run on the CPU).
+  if (task.work_case() == v1::Task::kDecompose && backend_ != nullptr) {
+    absl::StatusOr<backend::DeviceMemoryInfo> mem = backend_->DeviceMemory();
+    if (mem.ok()) {
+      const int64_t need =
+          job::EstimateDecomposeBytes((*ckpt)->config(), task.decompose().module());
+      if (absl::Status s =
+              CheckDeviceMemoryFits(task.task_id(), backend_->Name(), need, mem->free_bytes);
+          !s.ok())
+        return s;
+    } else if (!absl::IsUnimplemented(mem.status())) {  // UNIMPLEMENTED: host memory
+      return mem.status();
+    }
+  }
   switch (task.work_case()) {
     case v1::Task::kCalibrate:
       return RunCalibrate(**ckpt, spec, task.calibrate(), cancelled);

@@ -52,6 +52,7 @@ bool WorkerAgent::Register() {
     req.set_hostname(options_.hostname);
     req.set_slots(1);
     req.set_has_gpu(options_.device != "cpu");
+    req.set_device(options_.device);
     req.set_max_memory_bytes(options_.max_memory_bytes);
     v1::RegisterWorkerResponse resp;
     auto ctx = ContextWithDeadline(10);

@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "core/backend/device.h"
 #include "process/grpc_security.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
@@ -43,8 +44,9 @@ int main(int argc, char** argv) {
   double poll = 5;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
   app.add_option("--device", device,
-                 "cpu | auto (default cpu; cuda is experimental: not yet run on a GPU, and not "
-                 "linked into the worker yet)");
+                 "where decompose tasks run: " + caldera::backend::DeviceFlagHelp() +
+                     ". cuda:N with no such device exits 2; auto with none uses the CPU and "
+                     "says so once. Calibrate and finalize tasks run on the CPU");
   app.add_option("--threads", threads,
                  "BLAS threads, also used by the codeword searches (default: all cores)");
   app.add_option("--metrics-listen", metrics_listen,
@@ -74,23 +76,47 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  // --device: cpu, or auto (the CPU, with one line). The CUDA backend is not
-  // linked into the worker yet: loading libcublas into this process breaks
-  // the civetweb metrics endpoint (seen with CUDA 13), so cuda:N is refused
-  // (exit 2) until the backend loads cuBLAS lazily.
-  if (device == "auto") {
-    std::fprintf(stderr,
-                 "caldera-worker: --device auto: this worker has no CUDA backend; using the CPU\n");
-    device = "cpu";
-  }
-  if (device != "cpu") {
-    std::fprintf(stderr,
-                 "caldera-worker: error: --device %s: this worker runs tasks on the CPU only "
-                 "(the CUDA backend is experimental and not linked into the worker); use "
-                 "--device cpu\n",
-                 device.c_str());
+  // --device (core/backend/device.h): cuda:N with no such device (or no
+  // CUDA libraries) exits 2; auto falls back to the CPU with one line. The
+  // CUDA libraries are loaded with dlopen here, before any thread of the
+  // metrics endpoint exists (core/backend/cuda/cuda_libraries.h: linked, they
+  // broke civetweb).
+  absl::StatusOr<caldera::backend::DeviceChoice> choice = caldera::backend::ParseDevice(device);
+  if (!choice.ok()) {
+    std::fprintf(stderr, "caldera-worker: error: %s\n",
+                 std::string(choice.status().message()).c_str());
     return 2;
   }
+  absl::StatusOr<caldera::backend::ResolvedDevice> resolved =
+      caldera::backend::ResolveDevice(*choice);
+  if (!resolved.ok()) {
+    std::fprintf(stderr, "caldera-worker: error: %s\n",
+                 std::string(resolved.status().message()).c_str());
+    return 2;
+  }
+  if (!resolved->note.empty()) std::fprintf(stderr, "caldera-worker: %s\n", resolved->note.c_str());
+  std::unique_ptr<caldera::backend::ComputeBackend> compute;  // null: the CPU
+  if (resolved->name != "cpu") {
+    absl::StatusOr<std::unique_ptr<caldera::backend::ComputeBackend>> be =
+        caldera::backend::CreateBackend(resolved->name);
+    if (!be.ok() && choice->kind != caldera::backend::DeviceChoice::Kind::kAuto) {
+      std::fprintf(stderr, "caldera-worker: error: --device %s: %s\n", device.c_str(),
+                   std::string(be.status().message()).c_str());
+      return 2;
+    }
+    if (!be.ok()) {
+      std::fprintf(stderr, "caldera-worker: --device auto: %s cannot be used (%s); using the CPU\n",
+                   resolved->name.c_str(), std::string(be.status().message()).c_str());
+      resolved->name = "cpu";
+    } else {
+      compute = *std::move(be);
+      std::fprintf(stderr,
+                   "caldera-worker: decompose tasks run on %s (experimental: not yet run on a "
+                   "GPU)\n",
+                   resolved->name.c_str());
+    }
+  }
+  device = resolved->name;
   if (threads < 0) {
     std::fprintf(stderr, "caldera-worker: error: --threads must be >= 1 (or 0 for all cores)\n");
     return 2;
@@ -154,6 +180,7 @@ int main(int argc, char** argv) {
       threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.metrics = metrics;
   options.device = device;
+  options.backend = compute.get();
   options.log = [](const std::string& line) {
     std::fprintf(stderr, "caldera-worker: %s\n", line.c_str());
   };

@@ -38,6 +38,12 @@ enum class Op { kN, kT };
 // c += α·op(a)·op(b) (kAdd).
 enum class Accumulate { kAssign, kAdd };
 
+// A device's memory (bytes), as the device reports it now.
+struct DeviceMemoryInfo {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+
 class ComputeBackend {
  public:
   ComputeBackend() = default;
@@ -47,6 +53,12 @@ class ComputeBackend {
 
   // "cpu", "cuda:0", ... (what --device names).
   virtual std::string Name() const = 0;
+
+  // Free and total memory of the device this backend computes on;
+  // UNIMPLEMENTED for a backend that computes in host memory (the CPU).
+  virtual absl::StatusOr<DeviceMemoryInfo> DeviceMemory() {
+    return absl::UnimplementedError(Name() + " computes in host memory");
+  }
 
   // ---- Dense algebra (float unless the name says D). Shapes must agree; c
   // is sized by the caller. Errors: the device call that failed, by name.

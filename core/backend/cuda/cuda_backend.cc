@@ -1,9 +1,5 @@
 #include "core/backend/cuda/cuda_backend.h"
 
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-#include <cusolverDn.h>
-
 #include <cmath>
 #include <optional>
 #include <string>
@@ -11,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cuda/cuda_libraries.h"
 #include "core/backend/cuda/device_buffer.h"
 #include "core/backend/cuda/kernels.h"
 #include "core/backend/kernels/e8p_tables.h"
@@ -25,10 +22,10 @@ using backend::MatrixF;
 using backend::Op;
 using backend::RefF;
 
-absl::Status BlasStatus(cublasStatus_t s, const char* call) {
+absl::Status BlasStatus(const CudaLibraries& lib, cublasStatus_t s, const char* call) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat(call, ": ", cublasGetStatusName(s), " (", cublasGetStatusString(s), ")"));
+  return absl::InternalError(absl::StrCat(call, ": ", lib.cublasGetStatusName(s), " (",
+                                          lib.cublasGetStatusString(s), ")"));
 }
 
 absl::Status SolverStatus(cusolverStatus_t s, const char* call) {
@@ -39,20 +36,28 @@ absl::Status SolverStatus(cusolverStatus_t s, const char* call) {
 cublasOperation_t BlasOp(Op op) { return op == Op::kN ? CUBLAS_OP_N : CUBLAS_OP_T; }
 
 struct StreamDeleter {
-  void operator()(CUstream_st* s) const { cudaStreamDestroy(s); }
+  const CudaLibraries* lib = nullptr;
+  void operator()(CUstream_st* s) const { lib->cudaStreamDestroy(s); }
 };
 struct BlasDeleter {
-  void operator()(cublasContext* h) const { cublasDestroy(h); }
+  const CudaLibraries* lib = nullptr;
+  void operator()(cublasContext* h) const { lib->cublasDestroy(h); }
 };
 struct SolverDeleter {
-  void operator()(cusolverDnContext* h) const { cusolverDnDestroy(h); }
+  const CudaLibraries* lib = nullptr;
+  void operator()(cusolverDnContext* h) const { lib->cusolverDnDestroy(h); }
 };
 
 class CudaBackend final : public backend::ComputeBackend {
  public:
   static absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> Create(int device) {
+    // cuBLAS and cuSOLVER are loaded here, not linked (cuda_libraries.h).
+    absl::StatusOr<std::unique_ptr<CudaLibraries>> libs = CudaLibraries::Load();
+    if (!libs.ok()) return libs.status();
+    const CudaLibraries& lib = **libs;
     int count = 0;
-    if (absl::Status s = CudaStatus(cudaGetDeviceCount(&count), "cudaGetDeviceCount"); !s.ok()) {
+    if (absl::Status s = CudaStatus(lib, lib.cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+        !s.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("--device cuda:", device, ": no CUDA device (", s.message(), ")"));
     }
@@ -60,32 +65,52 @@ class CudaBackend final : public backend::ComputeBackend {
       return absl::FailedPreconditionError(
           absl::StrCat("--device cuda:", device, ": ", count, " CUDA device(s) visible"));
     }
-    std::unique_ptr<CudaBackend> b(new CudaBackend(device));
-    if (absl::Status s = CudaStatus(cudaSetDevice(device), "cudaSetDevice"); !s.ok()) return s;
+    std::unique_ptr<CudaBackend> b(new CudaBackend(device, *std::move(libs)));
+    if (absl::Status s = CudaStatus(lib, lib.cudaSetDevice(device), "cudaSetDevice"); !s.ok())
+      return s;
     cudaStream_t stream = nullptr;
-    if (absl::Status s = CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
-                                    "cudaStreamCreateWithFlags");
+    if (absl::Status s =
+            CudaStatus(lib, lib.cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+                       "cudaStreamCreateWithFlags");
         !s.ok())
       return s;
-    b->stream_.reset(stream);
+    b->stream_ = StreamPtr(stream, StreamDeleter{&lib});
     cublasHandle_t blas = nullptr;
-    if (absl::Status s = BlasStatus(cublasCreate(&blas), "cublasCreate"); !s.ok()) return s;
-    b->blas_.reset(blas);
-    if (absl::Status s = BlasStatus(cublasSetStream(blas, stream), "cublasSetStream"); !s.ok())
+    if (absl::Status s = BlasStatus(lib, lib.cublasCreate(&blas), "cublasCreate"); !s.ok())
+      return s;
+    b->blas_ = BlasPtr(blas, BlasDeleter{&lib});
+    if (absl::Status s = BlasStatus(lib, lib.cublasSetStream(blas, stream), "cublasSetStream");
+        !s.ok())
       return s;
     // Products in full float precision (no TF32): checked against the CPU.
     if (absl::Status s =
-            BlasStatus(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+            BlasStatus(lib, lib.cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
         !s.ok())
       return s;
     cusolverDnHandle_t solver = nullptr;
-    if (absl::Status s = SolverStatus(cusolverDnCreate(&solver), "cusolverDnCreate"); !s.ok())
+    if (absl::Status s = SolverStatus(lib.cusolverDnCreate(&solver), "cusolverDnCreate"); !s.ok())
       return s;
-    b->solver_.reset(solver);
-    if (absl::Status s = SolverStatus(cusolverDnSetStream(solver, stream), "cusolverDnSetStream");
+    b->solver_ = SolverPtr(solver, SolverDeleter{&lib});
+    if (absl::Status s =
+            SolverStatus(lib.cusolverDnSetStream(solver, stream), "cusolverDnSetStream");
         !s.ok())
       return s;
+    absl::StatusOr<std::unique_ptr<KernelModule>> kernels = KernelModule::Load(lib);
+    if (!kernels.ok()) return kernels.status();
+    b->kernels_ = *std::move(kernels);
     return std::unique_ptr<backend::ComputeBackend>(std::move(b));
+  }
+
+  // Free and total memory of this backend's device (cudaMemGetInfo).
+  absl::StatusOr<backend::DeviceMemoryInfo> DeviceMemory() override {
+    if (absl::Status s = Activate(); !s.ok()) return s;
+    size_t free_bytes = 0, total_bytes = 0;
+    if (absl::Status s =
+            CudaStatus(*lib_, lib_->cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+        !s.ok())
+      return s;
+    return backend::DeviceMemoryInfo{static_cast<int64_t>(free_bytes),
+                                     static_cast<int64_t>(total_bytes)};
   }
 
   std::string Name() const override { return absl::StrCat("cuda:", device_); }
@@ -113,14 +138,15 @@ class CudaBackend final : public backend::ComputeBackend {
     if (!db.ok()) return db.status();
     absl::StatusOr<DeviceBuffer<float>> dc = acc == Accumulate::kAdd
                                                  ? Upload(c.data(), m, n, c.outerStride())
-                                                 : DeviceBuffer<float>::Create(m * n);
+                                                 : DeviceBuffer<float>::Create(*lib_, m * n);
     if (!dc.ok()) return dc.status();
     const float beta = acc == Accumulate::kAdd ? 1.0f : 0.0f;
     if (absl::Status s = BlasStatus(
-            cublasSgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
-                        static_cast<int>(n), static_cast<int>(k), &alpha, da->data(),
-                        static_cast<int>(a.rows()), db->data(), static_cast<int>(b.rows()), &beta,
-                        dc->data(), static_cast<int>(m)),
+            *lib_,
+            lib_->cublasSgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
+                              static_cast<int>(n), static_cast<int>(k), &alpha, da->data(),
+                              static_cast<int>(a.rows()), db->data(), static_cast<int>(b.rows()),
+                              &beta, dc->data(), static_cast<int>(m)),
             "cublasSgemm");
         !s.ok())
       return s;
@@ -145,14 +171,15 @@ class CudaBackend final : public backend::ComputeBackend {
     if (!da.ok()) return da.status();
     absl::StatusOr<DeviceBuffer<double>> db = Upload(b.data(), b.rows(), b.cols(), b.outerStride());
     if (!db.ok()) return db.status();
-    absl::StatusOr<DeviceBuffer<double>> dc = DeviceBuffer<double>::Create(m * n);
+    absl::StatusOr<DeviceBuffer<double>> dc = DeviceBuffer<double>::Create(*lib_, m * n);
     if (!dc.ok()) return dc.status();
     const double one = 1.0, zero = 0.0;
     if (absl::Status s = BlasStatus(
-            cublasDgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
-                        static_cast<int>(n), static_cast<int>(k), &one, da->data(),
-                        static_cast<int>(a.rows()), db->data(), static_cast<int>(b.rows()), &zero,
-                        dc->data(), static_cast<int>(m)),
+            *lib_,
+            lib_->cublasDgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
+                              static_cast<int>(n), static_cast<int>(k), &one, da->data(),
+                              static_cast<int>(a.rows()), db->data(), static_cast<int>(b.rows()),
+                              &zero, dc->data(), static_cast<int>(m)),
             "cublasDgemm");
         !s.ok())
       return s;
@@ -171,11 +198,12 @@ class CudaBackend final : public backend::ComputeBackend {
     absl::StatusOr<DeviceBuffer<double>> dc = Upload(c->data(), n, n, n);
     if (!dc.ok()) return dc.status();
     const double one = 1.0;
-    if (absl::Status s =
-            BlasStatus(cublasDsyrk(blas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
-                                   static_cast<int>(n), static_cast<int>(k), &alpha, da->data(),
-                                   static_cast<int>(n), &one, dc->data(), static_cast<int>(n)),
-                       "cublasDsyrk");
+    if (absl::Status s = BlasStatus(
+            *lib_,
+            lib_->cublasDsyrk(blas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(n),
+                              static_cast<int>(k), &alpha, da->data(), static_cast<int>(n), &one,
+                              dc->data(), static_cast<int>(n)),
+            "cublasDsyrk");
         !s.ok())
       return s;
     return Download(*dc, n, n, c->data(), n);
@@ -193,14 +221,15 @@ class CudaBackend final : public backend::ComputeBackend {
     if (!da.ok()) return da.status();
     absl::StatusOr<DeviceBuffer<float>> dl = Upload(l.data(), n, n, n);
     if (!dl.ok()) return dl.status();
-    absl::StatusOr<DeviceBuffer<float>> dy = DeviceBuffer<float>::Create(m * n);
+    absl::StatusOr<DeviceBuffer<float>> dy = DeviceBuffer<float>::Create(*lib_, m * n);
     if (!dy.ok()) return dy.status();
     const float one = 1.0f;
     if (absl::Status s = BlasStatus(
-            cublasStrmm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
-                        CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
-                        dl->data(), static_cast<int>(n), da->data(), static_cast<int>(m),
-                        dy->data(), static_cast<int>(m)),
+            *lib_,
+            lib_->cublasStrmm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                              CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
+                              dl->data(), static_cast<int>(n), da->data(), static_cast<int>(m),
+                              dy->data(), static_cast<int>(m)),
             "cublasStrmm");
         !s.ok())
       return s;
@@ -220,9 +249,10 @@ class CudaBackend final : public backend::ComputeBackend {
     if (!dx.ok()) return dx.status();
     const float one = 1.0f;
     if (absl::Status s = BlasStatus(
-            cublasStrsm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
-                        CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
-                        dl->data(), static_cast<int>(n), dx->data(), static_cast<int>(m)),
+            *lib_,
+            lib_->cublasStrsm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                              CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
+                              dl->data(), static_cast<int>(n), dx->data(), static_cast<int>(m)),
             "cublasStrsm");
         !s.ok())
       return s;
@@ -237,20 +267,22 @@ class CudaBackend final : public backend::ComputeBackend {
     absl::StatusOr<DeviceBuffer<double>> da = Upload(h.data(), n, n, n);
     if (!da.ok()) return da.status();
     int lwork = 0;
-    if (absl::Status s = SolverStatus(
-            cusolverDnDpotrf_bufferSize(solver_.get(), CUBLAS_FILL_MODE_LOWER, static_cast<int>(n),
-                                        da->data(), static_cast<int>(n), &lwork),
-            "cusolverDnDpotrf_bufferSize");
+    if (absl::Status s =
+            SolverStatus(lib_->cusolverDnDpotrf_bufferSize(solver_.get(), CUBLAS_FILL_MODE_LOWER,
+                                                           static_cast<int>(n), da->data(),
+                                                           static_cast<int>(n), &lwork),
+                         "cusolverDnDpotrf_bufferSize");
         !s.ok())
       return s;
-    absl::StatusOr<DeviceBuffer<double>> work = DeviceBuffer<double>::Create(lwork);
+    absl::StatusOr<DeviceBuffer<double>> work = DeviceBuffer<double>::Create(*lib_, lwork);
     if (!work.ok()) return work.status();
-    absl::StatusOr<DeviceBuffer<int>> info = DeviceBuffer<int>::Create(1);
+    absl::StatusOr<DeviceBuffer<int>> info = DeviceBuffer<int>::Create(*lib_, 1);
     if (!info.ok()) return info.status();
-    if (absl::Status s = SolverStatus(
-            cusolverDnDpotrf(solver_.get(), CUBLAS_FILL_MODE_LOWER, static_cast<int>(n), da->data(),
+    if (absl::Status s =
+            SolverStatus(lib_->cusolverDnDpotrf(
+                             solver_.get(), CUBLAS_FILL_MODE_LOWER, static_cast<int>(n), da->data(),
                              static_cast<int>(n), work->data(), lwork, info->data()),
-            "cusolverDnDpotrf");
+                         "cusolverDnDpotrf");
         !s.ok())
       return s;
     MatrixD l(n, n);
@@ -334,8 +366,8 @@ class CudaBackend final : public backend::ComputeBackend {
       if (!parity.ok()) return parity.status();
       if (!digits.ok()) return digits.status();
       // The uploads must finish before `host` goes away.
-      if (absl::Status s =
-              CudaStatus(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
+      if (absl::Status s = CudaStatus(*lib_, lib_->cudaStreamSynchronize(stream_.get()),
+                                      "cudaStreamSynchronize");
           !s.ok())
         return s;
       dev.abs_aos = *std::move(abs_aos);
@@ -348,13 +380,14 @@ class CudaBackend final : public backend::ComputeBackend {
                                                e8p_->parity.data(), e8p_->pattern_of_digits.data()};
     absl::StatusOr<DeviceBuffer<float>> dx = Upload(x, 8, count, 8);
     if (!dx.ok()) return dx.status();
-    absl::StatusOr<DeviceBuffer<uint16_t>> dcodes = DeviceBuffer<uint16_t>::Create(count);
+    absl::StatusOr<DeviceBuffer<uint16_t>> dcodes = DeviceBuffer<uint16_t>::Create(*lib_, count);
     if (!dcodes.ok()) return dcodes.status();
-    absl::StatusOr<DeviceBuffer<float>> dout = DeviceBuffer<float>::Create(8 * count);
+    absl::StatusOr<DeviceBuffer<float>> dout = DeviceBuffer<float>::Create(*lib_, 8 * count);
     if (!dout.ok()) return dout.status();
-    if (absl::Status s = CudaStatus(
-            LaunchE8pNearest(view, dx->data(), count, dcodes->data(), dout->data(), stream_.get()),
-            "E8pKernel launch");
+    if (absl::Status s = CudaStatus(*lib_,
+                                    kernels_->E8pNearest(view, dx->data(), count, dcodes->data(),
+                                                         dout->data(), stream_.get()),
+                                    "E8pKernel launch");
         !s.ok())
       return s;
     if (absl::Status s = Download(*dcodes, 1, count, codes, 1); !s.ok()) return s;
@@ -368,19 +401,27 @@ class CudaBackend final : public backend::ComputeBackend {
     DeviceBuffer<int16_t> pattern_of_digits;
   };
 
-  explicit CudaBackend(int device) : device_(device) {}
+  using StreamPtr = std::unique_ptr<CUstream_st, StreamDeleter>;
+  using BlasPtr = std::unique_ptr<cublasContext, BlasDeleter>;
+  using SolverPtr = std::unique_ptr<cusolverDnContext, SolverDeleter>;
 
-  absl::Status Activate() const { return CudaStatus(cudaSetDevice(device_), "cudaSetDevice"); }
+  CudaBackend(int device, std::unique_ptr<CudaLibraries> lib)
+      : device_(device), lib_(std::move(lib)) {}
+
+  absl::Status Activate() const {
+    return CudaStatus(*lib_, lib_->cudaSetDevice(device_), "cudaSetDevice");
+  }
 
   // A rows × cols column-major host matrix with leading dimension ld, copied
   // to a new, densely packed device buffer (enqueued on the stream).
   template <typename T>
   absl::StatusOr<DeviceBuffer<T>> Upload(const T* host, int64_t rows, int64_t cols, int64_t ld) {
-    absl::StatusOr<DeviceBuffer<T>> d = DeviceBuffer<T>::Create(rows * cols);
+    absl::StatusOr<DeviceBuffer<T>> d = DeviceBuffer<T>::Create(*lib_, rows * cols);
     if (!d.ok() || rows * cols == 0) return d;
     if (absl::Status s = CudaStatus(
-            cudaMemcpy2DAsync(d->data(), rows * sizeof(T), host, ld * sizeof(T), rows * sizeof(T),
-                              cols, cudaMemcpyHostToDevice, stream_.get()),
+            *lib_,
+            lib_->cudaMemcpy2DAsync(d->data(), rows * sizeof(T), host, ld * sizeof(T),
+                                    rows * sizeof(T), cols, cudaMemcpyHostToDevice, stream_.get()),
             "cudaMemcpy2DAsync(host to device)");
         !s.ok())
       return s;
@@ -391,14 +432,16 @@ class CudaBackend final : public backend::ComputeBackend {
   template <typename T>
   absl::Status Download(const DeviceBuffer<T>& d, int64_t rows, int64_t cols, T* host, int64_t ld) {
     if (rows * cols > 0) {
-      if (absl::Status s = CudaStatus(
-              cudaMemcpy2DAsync(host, ld * sizeof(T), d.data(), rows * sizeof(T), rows * sizeof(T),
-                                cols, cudaMemcpyDeviceToHost, stream_.get()),
-              "cudaMemcpy2DAsync(device to host)");
+      if (absl::Status s =
+              CudaStatus(*lib_,
+                         lib_->cudaMemcpy2DAsync(host, ld * sizeof(T), d.data(), rows * sizeof(T),
+                                                 rows * sizeof(T), cols, cudaMemcpyDeviceToHost,
+                                                 stream_.get()),
+                         "cudaMemcpy2DAsync(device to host)");
           !s.ok())
         return s;
     }
-    return CudaStatus(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
+    return CudaStatus(*lib_, lib_->cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
   }
 
   template <typename Matrix>
@@ -431,12 +474,13 @@ class CudaBackend final : public backend::ComputeBackend {
     if (!dx.ok()) return dx.status();
     absl::StatusOr<DeviceBuffer<T>> dh = Upload(hk.data(), 1, static_cast<int64_t>(hk.size()), 1);
     if (!dh.ok()) return dh.status();
-    absl::StatusOr<DeviceBuffer<T>> scratch = DeviceBuffer<T>::Create(k > 1 ? count * n : 0);
+    absl::StatusOr<DeviceBuffer<T>> scratch = DeviceBuffer<T>::Create(*lib_, k > 1 ? count * n : 0);
     if (!scratch.ok()) return scratch.status();
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(n)));
     if (absl::Status s =
-            CudaStatus(LaunchHadamard(dx->data(), count, n, rows ? 1 : r, rows ? r : 1, k,
-                                      dh->data(), scratch->data(), scale, stream_.get()),
+            CudaStatus(*lib_,
+                       kernels_->Hadamard(dx->data(), count, n, rows ? 1 : r, rows ? r : 1, k,
+                                          dh->data(), scratch->data(), scale, stream_.get()),
                        "Hadamard kernel launch");
         !s.ok())
       return s;
@@ -444,10 +488,13 @@ class CudaBackend final : public backend::ComputeBackend {
   }
 
   int device_;
-  // Destroyed in reverse order: the handles before their stream.
-  std::unique_ptr<CUstream_st, StreamDeleter> stream_;
-  std::unique_ptr<cublasContext, BlasDeleter> blas_;
-  std::unique_ptr<cusolverDnContext, SolverDeleter> solver_;
+  // Destroyed in reverse order: the buffers, the kernels, the handles, their
+  // stream, and last the libraries every one of them calls.
+  std::unique_ptr<CudaLibraries> lib_;
+  StreamPtr stream_;
+  BlasPtr blas_;
+  SolverPtr solver_;
+  std::unique_ptr<KernelModule> kernels_;
   std::optional<E8pDevice> e8p_;
   backend::CpuBackend cpu_;
 };

@@ -11,6 +11,10 @@
 // (own kernel, the CPU's codes). Everything else (SpdSolve, BlockLdlD, the
 // small SVDs and QRs, QuantizeNearest and the LDLQ block step, which run
 // inside the quantizer objects) runs on the CPU backend this object holds.
+//
+// Nothing CUDA is linked: creating the backend loads the runtime, cuBLAS and
+// cuSOLVER with dlopen (cuda_libraries.h, which says why) and the kernels
+// from an embedded fat binary (kernels.h); the backend owns them.
 #ifndef CALDERA_CORE_BACKEND_CUDA_CUDA_BACKEND_H_
 #define CALDERA_CORE_BACKEND_CUDA_CUDA_BACKEND_H_
 
@@ -21,8 +25,9 @@
 
 namespace caldera::cuda {
 
-// FAILED_PRECONDITION when the device does not exist; the failing call's
-// error otherwise.
+// FAILED_PRECONDITION when a CUDA library or symbol is missing (naming it
+// and the fix) or the device does not exist; the failing call's error
+// otherwise.
 absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> CreateCudaBackend(int device);
 
 }  // namespace caldera::cuda

@@ -1,42 +1,33 @@
 // RAII device memory: a DeviceBuffer<T> owns `size` elements allocated with
 // cudaMalloc (never managed memory) and frees them when destroyed. Move-only.
-// Plain C++ (the CUDA runtime's C API), so g++-compiled code uses it.
+// The runtime is called through the CudaLibraries tables (cuda_libraries.h),
+// which must outlive the buffer.
 #ifndef CALDERA_CORE_BACKEND_CUDA_DEVICE_BUFFER_H_
 #define CALDERA_CORE_BACKEND_CUDA_DEVICE_BUFFER_H_
-
-#include <cuda_runtime_api.h>
 
 #include <cstdint>
 #include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "core/backend/cuda/cuda_libraries.h"
 
 namespace caldera::cuda {
-
-// OK, or an error naming the call and the runtime's reason (RESOURCE_EXHAUSTED
-// for out-of-memory, so a scheduler can retry elsewhere; INTERNAL otherwise).
-inline absl::Status CudaStatus(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  const std::string msg =
-      absl::StrCat(call, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
-  if (e == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(msg);
-  return absl::InternalError(msg);
-}
 
 template <typename T>
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  static absl::StatusOr<DeviceBuffer> Create(int64_t size) {
+  // RESOURCE_EXHAUSTED naming the bytes when the device is out of memory.
+  static absl::StatusOr<DeviceBuffer> Create(const CudaLibraries& lib, int64_t size) {
     DeviceBuffer b;
+    b.lib_ = &lib;
     if (size > 0) {
       void* p = nullptr;
-      const cudaError_t e = cudaMalloc(&p, static_cast<size_t>(size) * sizeof(T));
+      const cudaError_t e = lib.cudaMalloc(&p, static_cast<size_t>(size) * sizeof(T));
       if (e != cudaSuccess) {
         return CudaStatus(
-            e,
-            absl::StrCat("cudaMalloc(", size * static_cast<int64_t>(sizeof(T)), " bytes)").c_str());
+            lib, e, absl::StrCat("cudaMalloc(", size * static_cast<int64_t>(sizeof(T)), " bytes)"));
       }
       b.data_ = static_cast<T*>(p);
     }
@@ -44,10 +35,11 @@ class DeviceBuffer {
     return b;
   }
   DeviceBuffer(DeviceBuffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+      : lib_(o.lib_), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
       Reset();
+      lib_ = o.lib_;
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
     }
@@ -62,10 +54,11 @@ class DeviceBuffer {
 
  private:
   void Reset() {
-    if (data_ != nullptr) cudaFree(data_);  // errors here have no one to report to
+    if (data_ != nullptr) lib_->cudaFree(data_);  // errors here have no one to report to
     data_ = nullptr;
     size_ = 0;
   }
+  const CudaLibraries* lib_ = nullptr;
   T* data_ = nullptr;
   int64_t size_ = 0;
 };

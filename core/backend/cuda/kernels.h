@@ -1,34 +1,63 @@
-// Launchers of the CUDA backend's own kernels (kernels.cu), plain C++ over
-// device pointers so that g++-compiled code calls them. Each enqueues on
-// `stream` and returns the launch's error (cudaGetLastError), never
-// synchronizes. The per-element bodies are core/backend/kernels/*.h.
+// The CUDA backend's own kernels (kernels.cu, embedded as a fat binary):
+// a KernelModule loads them with cudaLibraryLoadData through the runtime
+// table (cuda_libraries.h) and unloads them when destroyed; the launchers
+// enqueue on `stream` and return the launch's error, never synchronize.
+// Plain C++ over device pointers. The per-element bodies are
+// core/backend/kernels/*.h.
 #ifndef CALDERA_CORE_BACKEND_CUDA_KERNELS_H_
 #define CALDERA_CORE_BACKEND_CUDA_KERNELS_H_
 
-#include <cuda_runtime_api.h>
-
 #include <cstdint>
+#include <memory>
 
+#include "absl/status/statusor.h"
+#include "core/backend/cuda/cuda_libraries.h"
 #include "core/backend/kernels/e8p_search.h"
 
 namespace caldera::cuda {
 
-// The Hadamard transform of `count` vectors of length n = k·p held in x
-// (vector v element i at x[v·vec_stride + i·elem_stride]): log2(p) butterfly
-// stages per block, then (k > 1) the mix with hk (k × k row-major, H_K or
-// its transpose, on the device) through `scratch` (count·n values), then the
-// scale. float and double.
-cudaError_t LaunchHadamard(float* x, int64_t count, int64_t n, int64_t vec_stride,
-                           int64_t elem_stride, int k, const float* hk, float* scratch, float scale,
-                           cudaStream_t stream);
-cudaError_t LaunchHadamard(double* x, int64_t count, int64_t n, int64_t vec_stride,
-                           int64_t elem_stride, int k, const double* hk, double* scratch,
-                           double scale, cudaStream_t stream);
+class KernelModule {
+ public:
+  // The module on the current device; the error of the failing runtime call
+  // (naming the kernel when one is missing). `lib` must outlive the module.
+  static absl::StatusOr<std::unique_ptr<KernelModule>> Load(const CudaLibraries& lib);
+  KernelModule(const KernelModule&) = delete;
+  KernelModule& operator=(const KernelModule&) = delete;
+  ~KernelModule();
 
-// E8P nearest points of `count` 8-vectors (x, out: count × 8 row-major; one
-// thread per vector; the tables on the device).
-cudaError_t LaunchE8pNearest(backend::kernels::E8pTablesView tables, const float* x, int64_t count,
-                             uint16_t* codes, float* out, cudaStream_t stream);
+  // The Hadamard transform of `count` vectors of length n = k·p held in x
+  // (vector v element i at x[v·vec_stride + i·elem_stride]): log2(p)
+  // butterfly stages per block, then (k > 1) the mix with hk (k × k
+  // row-major, H_K or its transpose, on the device) through `scratch`
+  // (count·n values), then the scale. float and double.
+  cudaError_t Hadamard(float* x, int64_t count, int64_t n, int64_t vec_stride, int64_t elem_stride,
+                       int k, const float* hk, float* scratch, float scale,
+                       cudaStream_t stream) const;
+  cudaError_t Hadamard(double* x, int64_t count, int64_t n, int64_t vec_stride, int64_t elem_stride,
+                       int k, const double* hk, double* scratch, double scale,
+                       cudaStream_t stream) const;
+
+  // E8P nearest points of `count` 8-vectors (x, out: count × 8 row-major;
+  // one thread per vector; the tables on the device).
+  cudaError_t E8pNearest(backend::kernels::E8pTablesView tables, const float* x, int64_t count,
+                         uint16_t* codes, float* out, cudaStream_t stream) const;
+
+ private:
+  struct Kernels {
+    cudaKernel_t stage_f = nullptr, stage_d = nullptr, mix_f = nullptr, mix_d = nullptr,
+                 scale_f = nullptr, scale_d = nullptr, e8p = nullptr;
+  };
+  KernelModule(const CudaLibraries& lib, cudaLibrary_t library) : lib_(lib), library_(library) {}
+  template <typename T>
+  cudaError_t HadamardT(T* x, int64_t count, int64_t n, int64_t vec_stride, int64_t elem_stride,
+                        int k, const T* hk, T* scratch, T scale, cudaKernel_t stage,
+                        cudaKernel_t mix, cudaKernel_t scale_kernel, cudaStream_t stream) const;
+  cudaError_t Launch(cudaKernel_t kernel, int64_t work, void** args, cudaStream_t stream) const;
+
+  const CudaLibraries& lib_;
+  cudaLibrary_t library_;
+  Kernels k_;
+};
 
 }  // namespace caldera::cuda
 
