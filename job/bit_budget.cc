@@ -179,6 +179,12 @@ std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t ro
   }
   LargestFirst(&below);
   LargestFirst(&above);
+  if (below.empty() && !above.empty()) {
+    // None fits alone (a padded shape such as E8P on 172 columns): the
+    // cheapest, which the block's other matrices may pay for.
+    below.push_back(std::move(above.back()));
+    above.pop_back();
+  }
   if (below.size() > static_cast<size_t>(kBudgetWindowCountBelow)) {
     below.resize(kBudgetWindowCountBelow);
   }

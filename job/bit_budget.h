@@ -68,9 +68,9 @@ std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_
                                               int64_t cols, int max_count);
 
 // The window's candidates for a rows x cols matrix: those above the budget
-// (largest estimate first), then those within it (largest first). Holds no
-// candidate within the budget when even the smallest estimate exceeds it
-// (the caller refuses the budget then).
+// (largest estimate first), then those within it (largest first). When none
+// is within the budget, the cheapest takes their place (the block's other
+// matrices may pay for it; AllocateBits refuses when they cannot).
 std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t rows, int64_t cols);
 
 // The decomposition options of a candidate: DecomposeOptionsFor(WithCandidate)
