@@ -198,7 +198,14 @@ absl::Status ResolveBudgetChoices(std::vector<ModuleReport>* reports,
       target_bits = l->target_bits;
       job::AllocationItem item;
       item.params = l->params;
-      for (const ModuleReport& c : l->candidates) {
+      for (size_t k = 0; k < l->candidates.size(); ++k) {
+        const ModuleReport& c = l->candidates[k];
+        // Only the task's own candidates, beside its artifact (the list is
+        // scratch data: it must not point reads elsewhere).
+        if (c.artifact != CandidateArtifactUri((*reports)[i].artifact, static_cast<int>(k))) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(uri, ": candidate ", k, " is not beside its artifact"));
+        }
         item.options.push_back({c.storage_bits, AllocationError(*l, c)});
       }
       items.push_back(std::move(item));
