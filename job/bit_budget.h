@@ -28,14 +28,6 @@ namespace caldera::job {
 inline constexpr double kMinTargetBits = 2.0;
 inline constexpr double kMaxTargetBits = 8.0;
 
-// Candidates run per matrix: the best `kBudgetCandidatesPerMatrix` estimates
-// within the budget (more finds slightly better mixes and costs that many
-// decompositions per matrix).
-inline constexpr int kBudgetCandidatesPerMatrix = 3;
-// Candidates tried at most per matrix (those whose measured bits exceed the
-// budget do not count towards the ones above).
-inline constexpr int kMaxBudgetCandidatesTried = 6;
-
 struct BudgetCandidate {
   std::string method;     // ldlq | caldera
   std::string quantizer;  // e8p | uniform (Q; L and R use the same kind)
