@@ -40,7 +40,16 @@ SETTINGS = {
     "ldlq-uniform4": "--method ldlq --quantizer uniform --q-bits 4",
     "ldlq-uniform4-g32": "--method ldlq --quantizer uniform --q-bits 4 --q-group-size 32",
     "ldlq-e8p4": "--method ldlq --q-bits 4",
-    # --target-bits: per matrix the lowest-error setting within the budget
+    # --target-bits: per block, the candidates with the lowest total weighted
+    # error whose average stays within the budget (job/bit_allocation.h).
+    # The budgets of llm-compressor GPTQ's points on stories260K (W2/W3/W4,
+    # per channel and g32), then round ones.
+    "budget-2.21": "--target-bits 2.21",
+    "budget-2.47": "--target-bits 2.47",
+    "budget-3.21": "--target-bits 3.21",
+    "budget-3.47": "--target-bits 3.47",
+    "budget-4.21": "--target-bits 4.21",
+    "budget-4.47": "--target-bits 4.47",
     "budget-2.6": "--target-bits 2.6",
     "budget-3": "--target-bits 3",
     "budget-3.5": "--target-bits 3.5",

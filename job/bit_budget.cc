@@ -15,19 +15,36 @@ struct Template {
   const char* method;
   const char* quantizer;
   int q_bits;
-  int64_t q_group_size;
+  int64_t q_group_size;  // 0: one group per row (per channel)
   double lr_share;
+  bool row_scales = true;  // E8P without L·R: fp16 row scales, else one global scale
 };
 
 constexpr Template kTemplates[] = {
-    {"ldlq", "e8p", 2, 128, 0.0},        {"caldera", "e8p", 2, 128, 0.25},
-    {"caldera", "e8p", 2, 128, 0.5},     {"caldera", "e8p", 2, 128, 0.75},
-    {"caldera", "e8p", 2, 128, 1.0},     {"caldera", "e8p", 2, 128, 1.5},
-    {"ldlq", "uniform", 3, 128, 0.0},    {"ldlq", "uniform", 3, 64, 0.0},
-    {"ldlq", "uniform", 3, 32, 0.0},     {"caldera", "uniform", 3, 128, 0.25},
-    {"caldera", "uniform", 3, 128, 0.5}, {"caldera", "uniform", 3, 128, 0.75},
-    {"ldlq", "uniform", 4, 128, 0.0},    {"ldlq", "uniform", 4, 64, 0.0},
-    {"ldlq", "uniform", 4, 32, 0.0},     {"caldera", "uniform", 4, 128, 0.25},
+    {"ldlq", "e8p", 2, 128, 0.0},
+    {"caldera", "e8p", 2, 128, 0.25},
+    {"caldera", "e8p", 2, 128, 0.5},
+    {"caldera", "e8p", 2, 128, 0.75},
+    {"caldera", "e8p", 2, 128, 1.0},
+    {"caldera", "e8p", 2, 128, 1.5},
+    {"ldlq", "uniform", 3, 128, 0.0},
+    {"ldlq", "uniform", 3, 64, 0.0},
+    {"ldlq", "uniform", 3, 32, 0.0},
+    {"caldera", "uniform", 3, 128, 0.25},
+    {"caldera", "uniform", 3, 128, 0.5},
+    {"caldera", "uniform", 3, 128, 0.75},
+    {"ldlq", "uniform", 4, 128, 0.0},
+    {"ldlq", "uniform", 4, 64, 0.0},
+    {"ldlq", "uniform", 4, 32, 0.0},
+    {"caldera", "uniform", 4, 128, 0.25},
+    // Lower-bit points for the block allocation (bit_allocation.h): E8P with
+    // one global scale (2 + ~0.02 bits), uniform per channel (one group per
+    // row, also on rows longer than 128), and uniform 5-bit.
+    {"ldlq", "e8p", 2, 128, 0.0, false},
+    {"ldlq", "uniform", 3, 0, 0.0},
+    {"ldlq", "uniform", 4, 0, 0.0},
+    {"ldlq", "uniform", 5, 128, 0.0},
+    {"ldlq", "uniform", 5, 0, 0.0},
 };
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -58,9 +75,9 @@ double StoredBits(const Template& t, int64_t rank, int lr_bits, int64_t rows, in
   if (uniform) {
     bits += 16.0 * mp * static_cast<double>(CeilDiv(cols, t.q_group_size));
   } else {
-    bits += 64;                    // Hadamard seed
-    bits += rank == 0 ? 16.0 * mp  // row scales of Q
-                      : 32;        // L·R's global scale
+    bits += 64;                                    // Hadamard seed
+    bits += rank == 0 && t.row_scales ? 16.0 * mp  // row scales of Q
+                                      : 32;        // Q's or L·R's global scale
   }
   const double per_rank =
       lr_bits * (mp + np) + (uniform ? 16.0 * static_cast<double>(CeilDiv(rows, t.q_group_size) +
@@ -74,7 +91,8 @@ BudgetCandidate Instantiate(const Template& t, int lr_bits, int64_t rows, int64_
   c.method = t.method;
   c.quantizer = t.quantizer;
   c.q_bits = t.q_bits;
-  c.q_group_size = t.q_group_size;
+  c.q_group_size = t.q_group_size == 0 ? cols : t.q_group_size;
+  c.row_scales = t.row_scales;
   const double mn = static_cast<double>(rows) * static_cast<double>(cols);
   if (t.lr_share > 0) {
     // The rank whose L·R codes take lr_share bits per parameter.
@@ -83,7 +101,9 @@ BudgetCandidate Instantiate(const Template& t, int lr_bits, int64_t rows, int64_
         1, std::min<int64_t>(std::min(rows, cols),
                              static_cast<int64_t>(std::floor(t.lr_share / per_rank + 1e-9))));
   }
-  c.estimated_bits = StoredBits(t, c.rank, lr_bits, rows, cols) / mn;
+  Template sized = t;
+  sized.q_group_size = c.q_group_size;
+  c.estimated_bits = StoredBits(sized, c.rank, lr_bits, rows, cols) / mn;
   return c;
 }
 
@@ -92,6 +112,7 @@ BudgetCandidate Instantiate(const Template& t, int lr_bits, int64_t rows, int64_
 std::string BudgetCandidate::Label() const {
   std::string q = absl::StrCat(quantizer, q_bits);
   if (quantizer == "uniform") absl::StrAppend(&q, " g", q_group_size);
+  if (quantizer == "e8p" && method != "caldera" && !row_scales) absl::StrAppend(&q, " global");
   return method == "caldera" ? absl::StrCat("caldera r", rank, " ", q)
                              : absl::StrCat(method, " ", q);
 }
@@ -106,8 +127,10 @@ absl::Status ValidateTargetBits(double target_bits) {
   return absl::OkStatus();
 }
 
-std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
-                                              int64_t cols, int max_count) {
+namespace {
+
+// Every template instantiated for the shape, each setting once, in template order.
+std::vector<BudgetCandidate> AllCandidates(int lr_bits, int64_t rows, int64_t cols) {
   std::vector<BudgetCandidate> out;
   if (rows < 1 || cols < 1 || lr_bits < 1) return out;
   for (const Template& t : kTemplates) {
@@ -117,17 +140,67 @@ std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_
     // factors, so they differ.)
     const bool seen = std::any_of(out.begin(), out.end(), [&](const BudgetCandidate& o) {
       return o.method == c.method && o.quantizer == c.quantizer && o.q_bits == c.q_bits &&
-             o.rank == c.rank &&
+             o.rank == c.rank && o.row_scales == c.row_scales &&
              (c.quantizer != "uniform" || o.q_group_size == c.q_group_size ||
               (c.rank == 0 && std::min(o.q_group_size, cols) == std::min(c.q_group_size, cols)));
     });
-    if (!seen && c.estimated_bits <= budget + 1e-9) out.push_back(std::move(c));
+    if (!seen) out.push_back(std::move(c));
   }
-  std::stable_sort(out.begin(), out.end(), [](const BudgetCandidate& a, const BudgetCandidate& b) {
+  return out;
+}
+
+void LargestFirst(std::vector<BudgetCandidate>* v) {
+  std::stable_sort(v->begin(), v->end(), [](const BudgetCandidate& a, const BudgetCandidate& b) {
     return a.estimated_bits > b.estimated_bits;
   });
+}
+
+}  // namespace
+
+std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
+                                              int64_t cols, int max_count) {
+  std::vector<BudgetCandidate> out;
+  for (BudgetCandidate& c : AllCandidates(lr_bits, rows, cols)) {
+    if (c.estimated_bits <= budget + 1e-9) out.push_back(std::move(c));
+  }
+  LargestFirst(&out);
   if (out.size() > static_cast<size_t>(std::max(0, max_count))) out.resize(std::max(0, max_count));
   return out;
+}
+
+std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t rows, int64_t cols) {
+  std::vector<BudgetCandidate> above, below;
+  for (BudgetCandidate& c : AllCandidates(lr_bits, rows, cols)) {
+    if (c.estimated_bits <= budget + 1e-9) {
+      below.push_back(std::move(c));
+    } else if (c.estimated_bits <= budget + kBudgetWindowAbove) {
+      above.push_back(std::move(c));
+    }
+  }
+  LargestFirst(&below);
+  LargestFirst(&above);
+  if (below.empty() && !above.empty()) {
+    // None fits alone (a padded shape such as E8P on 172 columns): the
+    // cheapest, which the block's other matrices may pay for.
+    below.push_back(std::move(above.back()));
+    above.pop_back();
+  }
+  if (below.size() > static_cast<size_t>(kBudgetWindowCountBelow)) {
+    below.resize(kBudgetWindowCountBelow);
+  }
+  // The cheapest ones above the budget, so the ones nearest it.
+  if (above.size() > static_cast<size_t>(kBudgetWindowCountAbove)) {
+    above.erase(above.begin(), above.end() - kBudgetWindowCountAbove);
+  }
+  above.insert(above.end(), std::make_move_iterator(below.begin()),
+               std::make_move_iterator(below.end()));
+  return above;
+}
+
+decompose::DecomposeOptions CandidateOptions(const JobSpec& spec, const BudgetCandidate& c) {
+  decompose::DecomposeOptions o = DecomposeOptionsFor(WithCandidate(spec, c));
+  if (c.method != "caldera" && c.quantizer == "e8p" && !c.row_scales) o.q_spec.row_scales = false;
+  return o;
 }
 
 double SmallestEstimatedBits(int lr_bits, int64_t rows, int64_t cols) {

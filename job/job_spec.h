@@ -69,9 +69,10 @@ struct JobSpec {
   // refused even so.
   bool overwrite = false;
   // --target-bits B (proto JobSpec.target_bits): 0 = off. Otherwise each
-  // matrix gets the setting with the lowest Hessian-weighted error among the
-  // budget's candidates whose stored bits per parameter are within B
-  // (job/bit_budget.h); method, quantizer, q_bits, rank and q_group_size above
+  // matrix is decomposed with a window of candidates around B
+  // (job/bit_budget.h) and each block gets the choice with the lowest total
+  // Hessian-weighted error whose stored bits average within B
+  // (job/bit_allocation.h); method, quantizer, q_bits, rank and q_group_size above
   // are then ignored, lr_bits, iters, lplr_iters, seed and incoherence apply.
   double target_bits = 0;
 };

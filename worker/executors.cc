@@ -12,11 +12,13 @@
 #include <set>
 #include <span>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/decompose/caldera.h"
 #include "core/decompose/record.h"
 #include "core/format/checkpoint_report.h"
 #include "core/format/hessians.h"
+#include "core/format/json_fields.h"
 #include "core/format/matrix_artifact.h"
 #include "core/format/quantization_config.h"
 #include "core/format/safetensors.h"
@@ -27,10 +29,12 @@
 #include "core/model/llama_block.h"
 #include "core/model/model_runner.h"
 #include "core/ttlora/adapter.h"
+#include "job/bit_allocation.h"
 #include "job/bit_budget.h"
 #include "model_io/companion_files.h"
 #include "model_io/hidden_states_stream.h"
 #include "model_io/model_inputs.h"
+#include "nlohmann/json.hpp"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -39,11 +43,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using job::BudgetCandidate;
-using job::BudgetCandidates;
-using job::kBudgetCandidatesPerMatrix;
-using job::kMaxBudgetCandidatesTried;
-using job::SmallestEstimatedBits;
-using job::WithCandidate;
+using job::BudgetWindow;
+using job::CandidateOptions;
 
 absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
@@ -84,6 +85,147 @@ int ModuleOrder(const std::string& name) {
   return i;
 }
 
+// --target-bits: the candidates a decompose task stored for one matrix
+// (<artifact>.candidates.json beside its artifact <artifact>.safetensors).
+struct BudgetCandidateList {
+  double target_bits = 0;
+  int64_t params = 0;                    // the module's rows x cols
+  double weight_norm2 = 0;               // tr(W H Wᵀ) of the stored part
+  std::vector<ModuleReport> candidates;  // uri (artifact), setting, bits, errors
+};
+
+std::string CandidateStem(const std::string& artifact_uri) {
+  constexpr absl::string_view kExt = ".safetensors";
+  if (absl::EndsWith(artifact_uri, kExt)) {
+    return artifact_uri.substr(0, artifact_uri.size() - kExt.size());
+  }
+  return artifact_uri;
+}
+
+std::string CandidateArtifactUri(const std::string& artifact_uri, int i) {
+  return absl::StrCat(CandidateStem(artifact_uri), ".c", i, ".safetensors");
+}
+
+std::string CandidateListUri(const std::string& artifact_uri) {
+  return absl::StrCat(CandidateStem(artifact_uri), ".candidates.json");
+}
+
+std::string SerializeCandidateList(const BudgetCandidateList& l) {
+  nlohmann::json j;
+  j["target_bits"] = l.target_bits;
+  j["params"] = l.params;
+  j["weight_norm2"] = l.weight_norm2;
+  nlohmann::json cands = nlohmann::json::array();
+  for (const ModuleReport& c : l.candidates) {
+    nlohmann::json e;
+    e["artifact"] = c.artifact;
+    e["setting"] = c.setting;
+    e["storage_bits"] = c.storage_bits;
+    e["bits_per_param"] = c.bits_per_param;
+    e["weighted_relative_error"] = c.weighted_relative_error;
+    cands.push_back(std::move(e));
+  }
+  j["candidates"] = std::move(cands);
+  return j.dump(1);
+}
+
+absl::StatusOr<BudgetCandidateList> ParseCandidateList(absl::string_view text,
+                                                       const std::string& where) {
+  absl::StatusOr<nlohmann::json> j = format::ParseJsonObject(text, where);
+  if (!j.ok()) return j.status();
+  BudgetCandidateList l;
+  format::JsonFields f(*j, where);
+  f.RequireDouble("target_bits", &l.target_bits);
+  f.RequireInt("params", &l.params);
+  f.RequireDouble("weight_norm2", &l.weight_norm2);
+  if (!f.ok()) return f.status();
+  auto it = j->find("candidates");
+  if (it == j->end() || !it->is_array() || it->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": \"candidates\" must be a non-empty array"));
+  }
+  for (const nlohmann::json& e : *it) {
+    ModuleReport c;
+    format::JsonFields g(e, absl::StrCat(where, ": candidate"));
+    g.RequireString("artifact", &c.artifact);
+    g.RequireString("setting", &c.setting);
+    g.RequireInt("storage_bits", &c.storage_bits);
+    g.RequireDouble("bits_per_param", &c.bits_per_param);
+    g.RequireDouble("weighted_relative_error", &c.weighted_relative_error);
+    if (!g.ok()) return g.status();
+    l.candidates.push_back(std::move(c));
+  }
+  return l;
+}
+
+// What the block allocation minimises the sum of for one candidate: its
+// Hessian-weighted squared error tr(E H Eᵀ) = wre² · tr(W H Wᵀ) (the
+// module's share of the block's output error; see README "Quality").
+double AllocationError(const BudgetCandidateList& l, const ModuleReport& c) {
+  return c.weighted_relative_error * c.weighted_relative_error * l.weight_norm2;
+}
+
+// --target-bits: replaces each report of `reports` that carries a budget
+// setting by the candidate the allocation of its block chooses
+// (job/bit_allocation.h), read from that candidate's artifact. Blocks are
+// allocated on their own, their modules in model order, so the sequential
+// calibration (which builds the compressed block) and finalize choose the same.
+absl::Status ResolveBudgetChoices(std::vector<ModuleReport>* reports,
+                                  const storage::StorageOptions& options) {
+  std::map<int64_t, std::vector<size_t>> layers;
+  for (size_t i = 0; i < reports->size(); ++i) {
+    if (!(*reports)[i].setting.empty()) layers[(*reports)[i].layer].push_back(i);
+  }
+  for (auto& [layer, idx] : layers) {
+    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+      const ModuleReport &x = (*reports)[a], &y = (*reports)[b];
+      return std::make_pair(ModuleOrder(x.module), x.name) <
+             std::make_pair(ModuleOrder(y.module), y.name);
+    });
+    std::vector<BudgetCandidateList> lists;
+    std::vector<job::AllocationItem> items;
+    double target_bits = 0;
+    for (size_t i : idx) {
+      const std::string uri = CandidateListUri((*reports)[i].artifact);
+      absl::StatusOr<std::string> text = storage::ReadObject(uri, options);
+      if (!text.ok()) return Annotate(text.status(), absl::StrCat("reading ", uri));
+      absl::StatusOr<BudgetCandidateList> l = ParseCandidateList(*text, uri);
+      if (!l.ok()) return l.status();
+      if (!lists.empty() && l->target_bits != target_bits) {
+        return absl::InvalidArgumentError(absl::StrCat(uri, ": target bits ", l->target_bits,
+                                                       ", the block's others ", target_bits));
+      }
+      target_bits = l->target_bits;
+      job::AllocationItem item;
+      item.params = l->params;
+      for (size_t k = 0; k < l->candidates.size(); ++k) {
+        const ModuleReport& c = l->candidates[k];
+        // Only the task's own candidates, beside its artifact (the list is
+        // scratch data: it must not point reads elsewhere).
+        if (c.artifact != CandidateArtifactUri((*reports)[i].artifact, static_cast<int>(k))) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(uri, ": candidate ", k, " is not beside its artifact"));
+        }
+        item.options.push_back({c.storage_bits, AllocationError(*l, c)});
+      }
+      items.push_back(std::move(item));
+      lists.push_back(*std::move(l));
+    }
+    absl::StatusOr<std::vector<int>> choice = job::AllocateBits(items, target_bits);
+    if (!choice.ok()) {
+      return Annotate(choice.status(),
+                      absl::StrCat("--target-bits ", target_bits, ", block ", layer));
+    }
+    for (size_t k = 0; k < idx.size(); ++k) {
+      const ModuleReport& c = lists[k].candidates[static_cast<size_t>((*choice)[k])];
+      absl::StatusOr<ModuleReport> rep = ReadModuleReport(c.artifact, options);
+      if (!rep.ok()) return rep.status();
+      (*reports)[idx[k]] = *std::move(rep);
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 namespace {
@@ -97,9 +239,17 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
                                                     IoCounts* io) {
   absl::StatusOr<model::BlockWeights> w = model::LoadBlock(checkpoint, layer);
   if (!w.ok()) return w.status();
+  std::vector<ModuleReport> reports;
   for (const std::string& uri : artifacts) {
     absl::StatusOr<ModuleReport> rep = ReadModuleReport(uri, options);
     if (!rep.ok()) return rep.status();
+    reports.push_back(*std::move(rep));
+  }
+  // --target-bits: the candidates the block's allocation chooses, as finalize will.
+  if (absl::Status s = ResolveBudgetChoices(&reports, options); !s.ok()) return s;
+  for (const ModuleReport& report : reports) {
+    const std::string& uri = report.artifact;
+    const ModuleReport* rep = &report;
     if (rep->layer != layer) {
       return absl::InvalidArgumentError(
           absl::StrCat(uri, " is an artifact of layer ", rep->layer, ", not of layer ", layer));
@@ -419,107 +569,143 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
   for (int64_t r = 0; r < sm; ++r) {
     for (int64_t c = 0; c < sn; ++c) w(r, c) = wd[r * sn + c];
   }
-  // One setting, or under --target-bits the best of the budget's candidates
-  // (lowest weighted error among those whose measured bits fit).
-  std::vector<JobSpec> settings;
+  // One setting, or under --target-bits the window of the budget's
+  // candidates (job/bit_budget.h), each stored; the block's allocation picks
+  // one of them later (ResolveBudgetChoices).
+  std::vector<decompose::DecomposeOptions> settings;
   std::vector<std::string> labels;
   if (spec.target_bits == 0) {
-    settings.push_back(spec);
+    settings.push_back(DecomposeOptionsFor(spec));
     labels.push_back("");
   } else {
-    for (const BudgetCandidate& c :
-         BudgetCandidates(spec.target_bits, spec.lr_bits, sm, sn, kMaxBudgetCandidatesTried)) {
-      settings.push_back(WithCandidate(spec, c));
+    for (const BudgetCandidate& c : BudgetWindow(spec.target_bits, spec.lr_bits, sm, sn)) {
+      settings.push_back(CandidateOptions(spec, c));
       labels.push_back(c.Label());
     }
     if (settings.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--target-bits ", spec.target_bits, " is below the smallest setting for ", prefix, " (",
-          m, "x", n, ": about ", absl::SixDigits(SmallestEstimatedBits(spec.lr_bits, m, n)),
-          " bits per parameter); raise --target-bits"));
+      return absl::InvalidArgumentError(absl::StrCat("--target-bits ", spec.target_bits,
+                                                     ": no setting for ", prefix, " (", m, "x", n,
+                                                     "); raise --target-bits"));
     }
   }
-  std::optional<decompose::DecomposeResult> best;
-  decompose::DecomposeOptions o;
-  std::string setting;
-  int fitting = 0;
-  for (size_t i = 0; i < settings.size() && fitting < kBudgetCandidatesPerMatrix; ++i) {
-    decompose::DecomposeOptions oi = DecomposeOptionsFor(settings[i]);
+  // Serializes one decomposition's artifact (record, report, adapter).
+  auto make_artifact = [&](decompose::DecomposeResult* r, const decompose::DecomposeOptions& o,
+                           const std::string& setting,
+                           const std::string& uri) -> absl::StatusOr<ModuleReport> {
+    ModuleReport rep;
+    rep.setting = setting;
+    rep.name = prefix;
+    rep.artifact = uri;
+    rep.layer = layer;
+    rep.module = module.name;
+    rep.rows = m;
+    rep.cols = n;
+    rep.rank = o.rank;
+    rep.relative_error = r->relative_error;
+    rep.weighted_relative_error = r->weighted_relative_error;
+    rep.bits_per_param = r->bits_per_param;
+    rep.storage_bits = r->storage_bits;
+    if (!aliased.empty()) {
+      // Stored bits over the module's parameters: aliased heads count once,
+      // at their source.
+      rep.bits_per_param = static_cast<double>(r->storage_bits) / static_cast<double>(m * n);
+    }
+    format::MatrixArtifact artifact;
+    artifact.prefix = prefix;
+    if (spec.ttlora_rank > 0) {
+      absl::StatusOr<ttlora::AdapterShape> shape = ttlora::DefaultShape(m, n);
+      if (!shape.ok()) return Annotate(shape.status(), prefix);
+      if (!aliased.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(prefix, ": --share-heads cannot be combined with --ttlora-rank"));
+      }
+      absl::StatusOr<ttlora::InitResult> init =
+          ttlora::InitializeAdapter(w, r->w_hat, hessian.cast<float>(), *shape, spec.ttlora_rank,
+                                    16.0, spec.ttlora_init, spec.seed);
+      if (!init.ok()) return Annotate(init.status(), prefix);
+      rep.ttlora_params = init->adapter.Params();
+      rep.ttlora_weighted_error_before = init->weighted_error_before;
+      rep.ttlora_weighted_error_after = init->weighted_error_after;
+      artifact.adapter = ttlora::AdapterFile({prefix}, init->adapter);
+    }
+    if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
+    rep.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    artifact.report = rep;
+    artifact.record = std::move(r->record);
+    absl::StatusOr<std::string> bytes = format::SerializeMatrixArtifact(std::move(artifact));
+    if (!bytes.ok()) return bytes.status();
+    if (auto put = storage::WriteObject(uri, *bytes, options); !put.ok()) {
+      return Annotate(put.status(), absl::StrCat("writing ", uri));
+    }
+    return rep;
+  };
+  auto run = [&](const decompose::DecomposeOptions& base)
+      -> std::pair<absl::StatusOr<decompose::DecomposeResult>, decompose::DecomposeOptions> {
+    decompose::DecomposeOptions oi = base;
     oi.threads = search_threads;
     oi.cancelled = cancelled;
     oi.backend = backend;
     // A module without its aliased heads (--share-heads) may be thinner than --rank.
     if (oi.rank > std::min(sm, sn)) oi.rank = std::min(sm, sn);
-    absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h_used, oi);
+    return {decompose::Decompose(w, h_used, oi), oi};
+  };
+  if (spec.target_bits == 0) {
+    auto [r, oi] = run(settings[0]);
     if (!r.ok()) return Annotate(r.status(), prefix);
-    const bool fits = spec.target_bits == 0 || r->bits_per_param <= spec.target_bits + 1e-9;
-    if (!fits) continue;
-    ++fitting;
-    if (!best || r->weighted_relative_error < best->weighted_relative_error) {
-      best = *std::move(r);
-      o = oi;
-      setting = labels[i];
+    return make_artifact(&*r, oi, "", artifact_uri);
+  }
+  // Every candidate's artifact next to the primary one (attempt-unique like
+  // it), then the list, then the primary: the candidate that fits alone with
+  // the lowest weighted error (or the cheapest when none does), which is what
+  // a reader that does not allocate (the task's reported error) sees.
+  BudgetCandidateList list;
+  list.target_bits = spec.target_bits;
+  list.params = m * n;
+  {
+    Eigen::MatrixXf hw = h_used.cast<float>();
+    list.weight_norm2 = static_cast<double>((w * hw).cwiseProduct(w).sum());
+  }
+  std::optional<ModuleReport> primary;
+  std::string primary_bytes_uri;
+  for (size_t i = 0; i < settings.size(); ++i) {
+    auto [r, oi] = run(settings[i]);
+    if (!r.ok()) return Annotate(r.status(), prefix);
+    const std::string uri = CandidateArtifactUri(artifact_uri, static_cast<int>(i));
+    absl::StatusOr<ModuleReport> rep = make_artifact(&*r, oi, labels[i], uri);
+    if (!rep.ok()) return rep.status();
+    list.candidates.push_back(*rep);
+    const bool fits = rep->bits_per_param <= spec.target_bits + 1e-9;
+    const bool primary_fits =
+        primary.has_value() && primary->bits_per_param <= spec.target_bits + 1e-9;
+    if (!primary.has_value() || (fits && !primary_fits) ||
+        (fits == primary_fits &&
+         (fits ? rep->weighted_relative_error < primary->weighted_relative_error
+               : rep->storage_bits < primary->storage_bits))) {
+      primary = *rep;
     }
   }
-  if (!best) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--target-bits ", spec.target_bits, ": no setting for ", prefix, " (", m, "x", n,
-        ") stays within the budget once its scales are counted; raise --target-bits"));
+  const std::string list_uri = CandidateListUri(artifact_uri);
+  if (auto put = storage::WriteObject(list_uri, SerializeCandidateList(list), options); !put.ok()) {
+    return Annotate(put.status(), absl::StrCat("writing ", list_uri));
   }
-  decompose::DecomposeResult* r = &*best;
-  ModuleReport rep;
-  rep.setting = setting;
-  rep.name = prefix;
-  rep.artifact = artifact_uri;
-  rep.layer = layer;
-  rep.module = module.name;
-  rep.rows = m;
-  rep.cols = n;
-  rep.rank = o.rank;
-  rep.relative_error = r->relative_error;
-  rep.weighted_relative_error = r->weighted_relative_error;
-  rep.bits_per_param = r->bits_per_param;
-  rep.storage_bits = r->storage_bits;
-  if (!aliased.empty()) {
-    // Stored bits over the module's parameters: aliased heads count once,
-    // at their source.
-    rep.bits_per_param = static_cast<double>(r->storage_bits) / static_cast<double>(m * n);
-  }
-
-  format::MatrixArtifact artifact;
-  artifact.prefix = prefix;
-  if (spec.ttlora_rank > 0) {
-    absl::StatusOr<ttlora::AdapterShape> shape = ttlora::DefaultShape(m, n);
-    if (!shape.ok()) return Annotate(shape.status(), prefix);
-    if (!aliased.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(prefix, ": --share-heads cannot be combined with --ttlora-rank"));
-    }
-    absl::StatusOr<ttlora::InitResult> init =
-        ttlora::InitializeAdapter(w, r->w_hat, hessian.cast<float>(), *shape, spec.ttlora_rank,
-                                  16.0, spec.ttlora_init, spec.seed);
-    if (!init.ok()) return Annotate(init.status(), prefix);
-    rep.ttlora_params = init->adapter.Params();
-    rep.ttlora_weighted_error_before = init->weighted_error_before;
-    rep.ttlora_weighted_error_after = init->weighted_error_after;
-    artifact.adapter = ttlora::AdapterFile({prefix}, init->adapter);
-  }
-  if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
-  rep.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  artifact.report = rep;
-  artifact.record = std::move(r->record);
-  absl::StatusOr<std::string> bytes = format::SerializeMatrixArtifact(std::move(artifact));
-  if (!bytes.ok()) return bytes.status();
+  absl::StatusOr<std::string> bytes = storage::ReadObject(primary->artifact, options);
+  if (!bytes.ok()) return Annotate(bytes.status(), absl::StrCat("reading ", primary->artifact));
   if (auto put = storage::WriteObject(artifact_uri, *bytes, options); !put.ok()) {
     return Annotate(put.status(), absl::StrCat("writing ", artifact_uri));
   }
-  return rep;
+  primary->artifact = artifact_uri;
+  return *primary;
 }
 
 absl::Status FinalizeCheckpoint(const model::Checkpoint& checkpoint, const JobSpec& spec,
                                 const std::vector<ModuleReport>& unsorted, double seconds,
                                 const storage::StorageOptions& options) {
   std::vector<ModuleReport> modules = unsorted;
+  // --target-bits: each block's allocated candidates (as the sequential
+  // calibration of the next block chose them).
+  if (spec.target_bits > 0) {
+    if (absl::Status s = ResolveBudgetChoices(&modules, options); !s.ok()) return s;
+  }
   std::sort(modules.begin(), modules.end(), [](const ModuleReport& a, const ModuleReport& b) {
     return std::make_pair(a.layer, ModuleOrder(a.module)) <
            std::make_pair(b.layer, ModuleOrder(b.module));

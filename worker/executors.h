@@ -53,7 +53,8 @@ struct IoCounts {
 // `sequential` (calibration_mode "sequential"): for layer > 0, `input_uri`
 // holds the states entering block layer-1 and `previous_artifacts` the
 // artifacts of its decompositions; block layer-1 runs with those compressed
-// weights (rebuilt as eval rebuilds them) to make the states entering
+// weights (rebuilt as eval rebuilds them; with --target-bits the candidates
+// the block's allocation chooses, as FinalizeCheckpoint will) to make the states entering
 // `layer`, which are the ones written to `hidden_out_uri`. Layer 0 writes the
 // embedded tokens.
 //
@@ -100,8 +101,13 @@ absl::StatusOr<ModuleReport> ReadModuleReport(const std::string& artifact_uri,
 
 // Decomposes module `module` of block `layer`. `hessian` is the normalised
 // (Σ xᵀx / tokens) n × n Hessian of the module's input. Writes the artifact to
-// `artifact_uri`. `cancelled` (may be empty) is polled between steps; when it
-// returns true the result is CANCELLED and nothing is written.
+// `artifact_uri`. With spec.target_bits > 0 it decomposes the window of
+// budget candidates (job::BudgetWindow) and writes each one's artifact beside
+// it (<stem>.c<i>.safetensors, same attempt directory) plus their list
+// (<stem>.candidates.json); the artifact at `artifact_uri` is a copy of the
+// candidate that fits B alone with the lowest weighted error. The block's
+// choice among them is made later, by the readers below. `cancelled` (may be empty) is polled
+// between steps; when it returns true the result is CANCELLED and nothing is written.
 // `search_threads`: threads for the codeword searches (DecomposeOptions::threads).
 // `backend`: where the dense kernels run (not owned; null: the CPU).
 absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint, int64_t layer,
@@ -113,6 +119,8 @@ absl::StatusOr<ModuleReport> DecomposeModule(const model::Checkpoint& checkpoint
                                              backend::ComputeBackend* backend = nullptr);
 
 // Writes the output checkpoint at spec.out from the artifacts of `modules`
+// (with spec.target_bits > 0: per block, the candidates job::AllocateBits
+// chooses from the lists beside them)
 // (sorted here by layer and module, so the bytes do not depend on the order
 // the decompositions finished in):
 // one shard of uncompressed tensors (copied unchanged) and one shard per

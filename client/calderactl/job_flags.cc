@@ -57,9 +57,10 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                                d.calibration_shards, ")"))
       ->check(CLI::Range(1, job::kMaxCalibrationShards));
   cmd->add_option("--target-bits", s->target_bits,
-                  "bits per parameter each matrix may use (2 to 8; default 0 = off): picks per "
-                  "matrix the LDLQ/CALDERA setting with the lowest weighted error that fits, "
-                  "instead of --method/--quantizer/--q-bits/--rank/--q-group-size");
+                  "bits per parameter each block's matrices may use on average (2 to 8; default "
+                  "0 = off): picks per matrix the LDLQ/CALDERA settings with the lowest total "
+                  "weighted error that fit, instead of --method/--quantizer/--q-bits/--rank/"
+                  "--q-group-size");
   cmd->add_option("--hidden-dtype", s->hidden_dtype,
                   absl::StrCat("f32 | bf16: how calibrate tasks store the hidden states handed "
                                "between layers (bf16: half the scratch bytes; default ",

@@ -101,7 +101,7 @@ class Client:
         `incoherence` ("auto" | "rht" | "none"), `calibration_shards` and `calibration_mode`
         ("sequential" | "original") are calderactl's --q-group-size, --incoherence,
         --calibration-shards and --calibration-mode. `target_bits` (--target-bits) picks each
-        matrix's setting within that many stored bits per parameter. `share_heads`
+        matrix's setting so that each block averages within that many stored bits per parameter. `share_heads`
         (--share-heads) is the DirectShare fraction in [0, 1] of attention KV groups aliased to
         an earlier layer's (docs/format/head-sharing.md)."""
         if iters is None:

@@ -39,7 +39,14 @@ def test_submit_wait_json_carries_every_setting(cluster, model_dir, tmp_path):
     assert sorted(last["spec"]["modules"]) == ["k_proj", "q_proj"]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert {m["name"].rsplit(".", 1)[-1] for m in report["matrices"]} == {"q_proj", "k_proj"}
-    assert all(m["bits_per_param"] <= 4.3 and m["setting"] for m in report["matrices"])
+    # --target-bits is a per-block average (a matrix may sit above it).
+    assert all(m["setting"] for m in report["matrices"])
+    blocks = {}
+    for m in report["matrices"]:
+        b = blocks.setdefault(m["layer"], [0.0, 0.0])
+        b[0] += m["bits_per_param"] * m["rows"] * m["cols"]
+        b[1] += m["rows"] * m["cols"]
+    assert all(bits / params <= 4.3 + 1e-9 for bits, params in blocks.values()), blocks
 
     s = _cli("status", "--server", cluster.server, created["name"])
     assert s.returncode == 0, s.stderr

@@ -34,13 +34,48 @@ TEST(BitBudgetTest, CandidatesFitTheBudgetBestFirst) {
     }
   }
   EXPECT_EQ(BudgetCandidates(8.0, 4, 64, 64, 2).size(), 2u);
-  // stories260K's 64-wide matrices: E8P 2-bit needs 2 + 16/64 bits (row scales).
-  EXPECT_TRUE(BudgetCandidates(2.2, 4, 64, 64, 10).empty());
-  EXPECT_DOUBLE_EQ(SmallestEstimatedBits(4, 64, 64), 2.25 + 96.0 / 4096);
+  // stories260K's 64-wide matrices: E8P 2-bit needs 2 + 16/64 bits with row
+  // scales; with one global scale 2 + 128/4096 (the only setting below 2.2).
+  EXPECT_TRUE(BudgetCandidates(2.0, 4, 64, 64, 10).empty());
+  ASSERT_EQ(BudgetCandidates(2.2, 4, 64, 64, 10).size(), 1u);
+  EXPECT_EQ(BudgetCandidates(2.2, 4, 64, 64, 10)[0].Label(), "ldlq e8p2 global");
+  EXPECT_DOUBLE_EQ(SmallestEstimatedBits(4, 64, 64), 2.0 + 128.0 / 4096);
   // At 4.3 bits the best estimate is uniform 4-bit with one scale per row.
   EXPECT_EQ(BudgetCandidates(4.3, 4, 64, 64, 1)[0].Label(), "ldlq uniform4 g128");
-  // g64 and g128 are one setting on a 64-wide matrix: listed once.
-  EXPECT_EQ(BudgetCandidates(3.3, 4, 64, 64, 100).size(), 6u);
+  // g64, g128 and per channel are one setting on a 64-wide matrix: listed once.
+  EXPECT_EQ(BudgetCandidates(3.3, 4, 64, 64, 100).size(), 7u);
+  // On a 172-wide row, per channel (one group) is a setting of its own.
+  bool per_channel = false;
+  for (const BudgetCandidate& c : BudgetCandidates(8.0, 4, 64, 172, 100)) {
+    per_channel |= c.Label() == "ldlq uniform4 g172";
+  }
+  EXPECT_TRUE(per_channel);
+}
+
+TEST(BitBudgetTest, WindowReachesAboveTheBudget) {
+  for (double budget : {2.21, 3.21, 4.21, 4.47}) {
+    const std::vector<BudgetCandidate> w = BudgetWindow(budget, 4, 64, 64);
+    int above = 0, below = 0;
+    for (const BudgetCandidate& c : w) {
+      EXPECT_LE(c.estimated_bits, budget + kBudgetWindowAbove) << c.Label();
+      (c.estimated_bits > budget + 1e-9 ? above : below)++;
+    }
+    EXPECT_GE(below, 1) << budget;
+    EXPECT_LE(below, kBudgetWindowCountBelow) << budget;
+    EXPECT_GE(above, 1) << budget;
+    EXPECT_LE(above, kBudgetWindowCountAbove) << budget;
+    // Above first, then within, each largest first.
+    for (size_t i = 1; i < w.size(); ++i) {
+      EXPECT_GE(w[i - 1].estimated_bits, w[i].estimated_bits) << budget;
+    }
+  }
+  // 4.21 on a 64-wide matrix: uniform 4-bit per row (4.25) is above, so the
+  // allocation can still give it to some matrices.
+  bool u4 = false;
+  for (const BudgetCandidate& c : BudgetWindow(4.21, 4, 64, 64)) {
+    u4 |= c.Label() == "ldlq uniform4 g128";
+  }
+  EXPECT_TRUE(u4);
 }
 
 TEST(BitBudgetTest, LowRankShareScalesWithTheShape) {
@@ -94,11 +129,11 @@ TEST(BitBudgetTest, EstimatesMatchStoredBits) {
     for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = g(rng);
     const Eigen::MatrixXd h = x * x.transpose() / static_cast<double>(x.cols());
     for (const BudgetCandidate& c : BudgetCandidates(8.0, 4, rows, cols, 100)) {
-      JobSpec s = WithCandidate(JobSpec{}, c);
+      JobSpec s;
       s.iters = 1;
       s.lplr_iters = 1;
       absl::StatusOr<decompose::DecomposeResult> r =
-          decompose::Decompose(w, h, DecomposeOptionsFor(s));
+          decompose::Decompose(w, h, CandidateOptions(s, c));
       ASSERT_TRUE(r.ok()) << c.Label() << ": " << r.status();
       EXPECT_NEAR(r->bits_per_param, c.estimated_bits, 1e-9)
           << c.Label() << " on " << rows << "x" << cols;
