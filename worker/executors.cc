@@ -28,6 +28,7 @@
 #include "core/model/model_runner.h"
 #include "core/ttlora/adapter.h"
 #include "job/bit_budget.h"
+#include "job/memory_estimate.h"
 #include "model_io/companion_files.h"
 #include "model_io/hidden_states_stream.h"
 #include "model_io/model_inputs.h"
@@ -242,8 +243,8 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   if (!weights.ok()) return weights.status();
   model::BlockHessians hessians = model::BlockHessians::Zeros(config);
   const model::RopeTable rope = model::MakeRopeTable(config, seq_len);
-  const int64_t sequence_bytes = seq_len * config.hidden_size * static_cast<int64_t>(sizeof(float));
-  const int64_t chunk = std::clamp<int64_t>(kCalibrateChunkBytes / sequence_bytes, 1, samples);
+  // Sequences per chunk: as job/memory_estimate.h sizes the task.
+  const int64_t chunk = job::CalibrateChunkSamples(config, samples, seq_len);
   model::RowMatrixF states, sequence;
   // One sequence per forward (as RunLayer with batch_sequences = 1), so a
   // sequence's activations do not depend on the chunking or the sharding.
