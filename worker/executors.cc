@@ -50,32 +50,6 @@ absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
 }
 
-// Writes an object through a local temporary file ($TMPDIR): `write(path)`
-// fills it, then it is uploaded streamed from the file (S3 multipart for large
-// objects). Returns the object's size.
-absl::StatusOr<int64_t> WriteThroughLocalFile(
-    const std::string& uri, const storage::StorageOptions& options,
-    const std::function<absl::Status(const std::string&)>& write) {
-  absl::StatusOr<storage::StoreAndKey> where = storage::OpenUri(uri, options);
-  if (!where.ok()) return where.status();
-  std::error_code ec;
-  std::string path =
-      (std::filesystem::temp_directory_path(ec) / "caldera-hessians-XXXXXX").string();
-  const int fd = ::mkstemp(path.data());
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create a temporary file ", path, ": ",
-                                            std::strerror(errno),
-                                            " (set TMPDIR to a writable directory)"));
-  }
-  ::close(fd);
-  absl::Status s = write(path);
-  absl::StatusOr<storage::ObjectInfo> put =
-      s.ok() ? where->store->PutFile(where->key, path) : absl::StatusOr<storage::ObjectInfo>(s);
-  ::unlink(path.c_str());
-  if (!put.ok()) return put.status();
-  return static_cast<int64_t>(put->size);
-}
-
 int ModuleOrder(const std::string& name) {
   int i = 0;
   for (const model::LinearModule& m : model::kLinearModules) {
@@ -287,12 +261,16 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   absl::StatusOr<format::Hessians> normalised =
       model::NormalisedHessians(std::move(hessians), layer);
   if (!normalised.ok()) return normalised.status();
-  absl::StatusOr<int64_t> written =
-      WriteThroughLocalFile(hessians_uri, options, [&](const std::string& path) {
-        return format::WriteHessiansFile(*std::move(normalised), path);
-      });
-  if (!written.ok()) return Annotate(written.status(), absl::StrCat("writing ", hessians_uri));
-  io.bytes_written += *written;
+  // Streamed from the matrices to the store (S3: multipart), with neither a
+  // serialised copy nor a local file: one write of the file's bytes.
+  absl::StatusOr<storage::StoreAndKey> where = storage::OpenUri(hessians_uri, options);
+  if (!where.ok()) return Annotate(where.status(), absl::StrCat("writing ", hessians_uri));
+  absl::StatusOr<std::unique_ptr<RandomAccessSource>> body =
+      format::HessiansSource(*std::move(normalised), hessians_uri);
+  if (!body.ok()) return body.status();
+  absl::StatusOr<storage::ObjectInfo> put = where->store->Put(where->key, **body);
+  if (!put.ok()) return Annotate(put.status(), absl::StrCat("writing ", hessians_uri));
+  io.bytes_written += static_cast<int64_t>(put->size);
   if (sink != nullptr) {
     absl::StatusOr<int64_t> streamed = sink->Finish();
     if (!streamed.ok()) return streamed.status();
