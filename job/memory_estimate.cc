@@ -4,18 +4,56 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "core/model/llama_block.h"
 
 namespace caldera::job {
 
+namespace {
+
+struct CalibrateTerms {
+  int64_t weights = 0;      // W: the block's linears in float32
+  int64_t hessians = 0;     // S: the four float64 Hessians
+  int64_t embedding = 0;    // E: the embedding table in float32
+  int64_t chunk = 0;        // C: one chunk of float32 states
+  int64_t activations = 0;  // A: one sequence through the block
+  int64_t panel = 0;        // F: the float32 accumulation panel
+  int64_t largest = 0;      // 8·n*²: the largest Hessian, copied when written
+};
+
+CalibrateTerms Terms(const model::ModelConfig& c, int64_t shard_samples, int64_t seq_len) {
+  const int64_t h = c.hidden_size, a = c.num_heads * c.head_dim, k = c.num_kv_heads * c.head_dim,
+                i = c.intermediate_size, L = seq_len;
+  const int64_t widest = std::max({h, a, i});
+  CalibrateTerms t;
+  t.weights = 4 * (2 * h * a + 2 * h * k + 3 * h * i);
+  t.hessians = 8 * (2 * h * h + a * a + i * i);
+  t.embedding = 4 * c.vocab_size * h;
+  t.chunk = 4 * CalibrateChunkSamples(c, shard_samples, seq_len) * L * h;
+  t.activations = 4 * L * (6 * h + 3 * i + 2 * a + 2 * k) + 4 * L * L;
+  t.panel = 4 * widest * std::min<int64_t>(widest, model::kAccumulatePanel);
+  t.largest = 8 * widest * widest;
+  return t;
+}
+
+}  // namespace
+
+int64_t CalibrateChunkSamples(const model::ModelConfig& c, int64_t shard_samples, int64_t seq_len) {
+  const int64_t sequence = std::max<int64_t>(1, 4 * seq_len * c.hidden_size);
+  return std::max<int64_t>(1, std::min(shard_samples, kCalibrateChunkBytes / sequence));
+}
+
 int64_t EstimateCalibrateBytes(const model::ModelConfig& c, int64_t shard_samples,
                                int64_t seq_len) {
-  const int64_t h = c.hidden_size, a = c.num_heads * c.head_dim, k = c.num_kv_heads * c.head_dim,
-                i = c.intermediate_size, L = seq_len, T = shard_samples * seq_len;
-  const int64_t w = 4 * (2 * h * a + 2 * h * k + 3 * h * i);
-  const int64_t s = 8 * (2 * h * h + a * a + i * i);
-  const int64_t x = 4 * T * h;
-  const int64_t act = 4 * L * (6 * h + 3 * i + 2 * a + 2 * k) + 4 * c.num_heads * L * L;
-  return kTaskBaseBytes + 2 * w + 3 * s + 3 * x + act;
+  const CalibrateTerms t = Terms(c, shard_samples, seq_len);
+  const int64_t forward =
+      t.weights + t.embedding + t.hessians + 2 * t.chunk + t.activations + t.panel;
+  const int64_t write = t.hessians + t.largest;
+  return kTaskBaseBytes + std::max(forward, write);
+}
+
+int64_t CalibrateTargetBytes(const model::ModelConfig& c, int64_t shard_samples, int64_t seq_len) {
+  const CalibrateTerms t = Terms(c, shard_samples, seq_len);
+  return (t.weights + t.hessians + t.chunk) * 3 / 2;
 }
 
 int64_t EstimateDecomposeBytes(const model::ModelConfig& config, absl::string_view module) {

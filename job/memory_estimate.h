@@ -3,26 +3,42 @@
 // coordinator leases a task only to a worker that can hold it and refuses at
 // submit a job whose tasks exceed --max-task-memory. One formula per task
 // kind, in bytes (h = hidden_size, a = num_heads·head_dim, k = num_kv_heads·
-// head_dim, i = intermediate_size, L = seq_len, T = samples of the shard · L,
-// H = num_heads, V = vocab_size, B = kTaskBaseBytes):
+// head_dim, i = intermediate_size, n* = max(h, a, i), L = seq_len, V =
+// vocab_size, B = kTaskBaseBytes):
 //
-//   calibrate  B + 2·W + 3·S + 3·X + A, where
+//   calibrate  the larger of its two phases (worker/executors.h CalibrateLayer):
+//     forward  B + W + E + S + 2·C + A + F   while the chunks run
+//     write    B + S + 8·n*²                 normalising and writing the Hessians
 //              W = 4·(2·h·a + 2·h·k + 3·h·i)   the block's linears in float32
+//              E = 4·V·h                       the embedding table in float32
+//                                              (layer 0 only; the estimate is
+//                                              the largest layer's)
 //              S = 8·(2·h² + a² + i²)          the four float64 Hessians
-//                  (accumulators, normalised copies, serialised bytes)
-//              X = 4·T·h                       the shard's hidden states in float32
-//                  (held, serialised for the next layer, and the input read)
-//              A = 4·L·(6·h + 3·i + 2·a + 2·k) + 4·H·L²
-//                  one sequence's activations and attention scores
+//              C = 4·c·L·h                     one chunk of states in float32,
+//                                              c = CalibrateChunkSamples(): the
+//                                              chunk and its encoding for the
+//                                              next layer (or the bytes read)
+//              A = 4·L·(6·h + 3·i + 2·a + 2·k) + 4·L²
+//                                              one sequence's activations and
+//                                              one head's attention scores
+//              F = 4·n*·min(n*, kAccumulatePanel)
+//                                              the float32 accumulation panel
+//              8·n*²                           the largest Hessian, copied into
+//                                              the file's tensor
+//     The shard's token count enters only through c: past one chunk a task's
+//     memory does not grow with its tokens, and sharding does not shrink it.
+//     Measured (README, sizing): the forward phase holds less than this (a
+//     Hessian's pages are touched as its lower triangle fills), so the write
+//     phase is the measured peak and the estimate is 1.2-1.3x it.
 //   decompose  B + 4·m·n + 4·8·n² + 6·8·m·n   for an [m, n] weight: the float32
 //              weight, four n×n float64 Hessian-sized work matrices, six
 //              m×n float64 ones (W, Q, L·R, residual, reconstruction, record)
 //   finalize   B + 3·4·V·h                   the largest tensor (the embedding)
 //              read, converted and written
 //
-// An estimate, not a bound: it follows the executors as they are written
-// (the whole shard's hidden states in memory); measured peaks are in the
-// README's sizing section.
+// An estimate of the peak RSS, not a bound: it follows the executors as they
+// are written; bench/scale_bench prints it beside the measured peak, and the
+// README's sizing section has the figures.
 #ifndef CALDERA_JOB_MEMORY_ESTIMATE_H_
 #define CALDERA_JOB_MEMORY_ESTIMATE_H_
 
@@ -37,9 +53,24 @@ namespace caldera::job {
 // Process overhead of any task (code, allocator, I/O buffers).
 inline constexpr int64_t kTaskBaseBytes = int64_t{64} << 20;
 
+// The bytes of hidden states a calibrate task reads, runs and writes at a
+// time: whole sequences, at least one (worker/executors.h CalibrateLayer).
+inline constexpr int64_t kCalibrateChunkBytes = int64_t{16} << 20;
+
+// The sequences of `seq_len` tokens in one chunk of a calibrate task over
+// `shard_samples` sequences: kCalibrateChunkBytes of float32 states, at least
+// 1, at most the shard.
+int64_t CalibrateChunkSamples(const model::ModelConfig& config, int64_t shard_samples,
+                              int64_t seq_len);
+
 // calibrate(l, s) over `shard_samples` sequences of `seq_len` tokens.
 int64_t EstimateCalibrateBytes(const model::ModelConfig& config, int64_t shard_samples,
                                int64_t seq_len);
+
+// Issue #20's target for a calibrate task's peak RSS: (the block's linears in
+// float32 + its four float64 Hessians + one chunk of float32 states) × 1.5.
+int64_t CalibrateTargetBytes(const model::ModelConfig& config, int64_t shard_samples,
+                             int64_t seq_len);
 
 // decompose(l, module) of the linear `module` ("q_proj"); 0-sized for an
 // unknown module name.

@@ -31,6 +31,7 @@
 #include "core/ttlora/adapter.h"
 #include "job/bit_allocation.h"
 #include "job/bit_budget.h"
+#include "job/memory_estimate.h"
 #include "model_io/companion_files.h"
 #include "model_io/hidden_states_stream.h"
 #include "model_io/model_inputs.h"
@@ -48,32 +49,6 @@ using job::CandidateOptions;
 
 absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
-}
-
-// Writes an object through a local temporary file ($TMPDIR): `write(path)`
-// fills it, then it is uploaded streamed from the file (S3 multipart for large
-// objects). Returns the object's size.
-absl::StatusOr<int64_t> WriteThroughLocalFile(
-    const std::string& uri, const storage::StorageOptions& options,
-    const std::function<absl::Status(const std::string&)>& write) {
-  absl::StatusOr<storage::StoreAndKey> where = storage::OpenUri(uri, options);
-  if (!where.ok()) return where.status();
-  std::error_code ec;
-  std::string path =
-      (std::filesystem::temp_directory_path(ec) / "caldera-hessians-XXXXXX").string();
-  const int fd = ::mkstemp(path.data());
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create a temporary file ", path, ": ",
-                                            std::strerror(errno),
-                                            " (set TMPDIR to a writable directory)"));
-  }
-  ::close(fd);
-  absl::Status s = write(path);
-  absl::StatusOr<storage::ObjectInfo> put =
-      s.ok() ? where->store->PutFile(where->key, path) : absl::StatusOr<storage::ObjectInfo>(s);
-  ::unlink(path.c_str());
-  if (!put.ok()) return put.status();
-  return static_cast<int64_t>(put->size);
 }
 
 int ModuleOrder(const std::string& name) {
@@ -392,8 +367,8 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   if (!weights.ok()) return weights.status();
   model::BlockHessians hessians = model::BlockHessians::Zeros(config);
   const model::RopeTable rope = model::MakeRopeTable(config, seq_len);
-  const int64_t sequence_bytes = seq_len * config.hidden_size * static_cast<int64_t>(sizeof(float));
-  const int64_t chunk = std::clamp<int64_t>(kCalibrateChunkBytes / sequence_bytes, 1, samples);
+  // Sequences per chunk: as job/memory_estimate.h sizes the task.
+  const int64_t chunk = job::CalibrateChunkSamples(config, samples, seq_len);
   model::RowMatrixF states, sequence;
   // One sequence per forward (as RunLayer with batch_sequences = 1), so a
   // sequence's activations do not depend on the chunking or the sharding.
@@ -436,12 +411,16 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   absl::StatusOr<format::Hessians> normalised =
       model::NormalisedHessians(std::move(hessians), layer);
   if (!normalised.ok()) return normalised.status();
-  absl::StatusOr<int64_t> written =
-      WriteThroughLocalFile(hessians_uri, options, [&](const std::string& path) {
-        return format::WriteHessiansFile(*std::move(normalised), path);
-      });
-  if (!written.ok()) return Annotate(written.status(), absl::StrCat("writing ", hessians_uri));
-  io.bytes_written += *written;
+  // Streamed from the matrices to the store (S3: multipart), with neither a
+  // serialised copy nor a local file: one write of the file's bytes.
+  absl::StatusOr<storage::StoreAndKey> where = storage::OpenUri(hessians_uri, options);
+  if (!where.ok()) return Annotate(where.status(), absl::StrCat("writing ", hessians_uri));
+  absl::StatusOr<std::unique_ptr<RandomAccessSource>> body =
+      format::HessiansSource(*std::move(normalised), hessians_uri);
+  if (!body.ok()) return body.status();
+  absl::StatusOr<storage::ObjectInfo> put = where->store->Put(where->key, **body);
+  if (!put.ok()) return Annotate(put.status(), absl::StrCat("writing ", hessians_uri));
+  io.bytes_written += static_cast<int64_t>(put->size);
   if (sink != nullptr) {
     absl::StatusOr<int64_t> streamed = sink->Finish();
     if (!streamed.ok()) return streamed.status();

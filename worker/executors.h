@@ -28,6 +28,7 @@
 #include "core/model/model_config.h"
 #include "core/tensor/dtype.h"
 #include "job/job_spec.h"
+#include "job/memory_estimate.h"
 #include "storage/storage_options.h"
 
 namespace caldera::worker {
@@ -70,7 +71,8 @@ struct IoCounts {
 // Hessians and one chunk, whatever the number of tokens. `hidden_dtype` (F32
 // or BF16) is how the states written to `hidden_out_uri` are stored; either
 // is read back.
-inline constexpr int64_t kCalibrateChunkBytes = 16 << 20;
+// (job::kCalibrateChunkBytes: job/memory_estimate.h sizes tasks with it).
+using job::kCalibrateChunkBytes;
 absl::StatusOr<IoCounts> CalibrateLayer(
     const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
     const std::string& hessians_uri, const std::string& hidden_out_uri,

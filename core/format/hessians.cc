@@ -97,6 +97,12 @@ absl::Status WriteHessiansFile(Hessians h, const std::string& path) {
   return writer.WriteFile(path);
 }
 
+absl::StatusOr<std::unique_ptr<RandomAccessSource>> HessiansSource(Hessians h, std::string name) {
+  SafetensorsWriter writer;
+  if (absl::Status s = FillWriter(h, writer); !s.ok()) return s;
+  return std::move(writer).ToSource(std::move(name));
+}
+
 absl::StatusOr<Tensor> ReadHessian(const SafetensorsReader& reader, absl::string_view name) {
   if (!IsHessianName(name)) {
     return absl::InvalidArgumentError(

@@ -16,6 +16,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -44,6 +45,10 @@ absl::StatusOr<std::string> SerializeHessians(Hessians hessians);
 // The same bytes written to a local file (atomically, SafetensorsWriter::
 // WriteFile), never held whole in memory.
 absl::Status WriteHessiansFile(Hessians hessians, const std::string& path);
+// The same bytes as a source named `name` that owns the matrices, to stream
+// to object storage without a local file (SafetensorsWriter::ToSource).
+absl::StatusOr<std::unique_ptr<RandomAccessSource>> HessiansSource(Hessians hessians,
+                                                                   std::string name);
 
 // Reads and validates the whole file: all four matrices square and F64 (F32
 // in older files, converted), the format tag, layer and tokens. Messages name

@@ -111,6 +111,10 @@ class SafetensorsWriter {
   absl::StatusOr<std::string> Serialize() const;
   // Writes atomically: a temporary file in the same directory, fsync, rename.
   absl::Status WriteFile(const std::string& path) const;
+  // The same bytes as a source named `name` that owns the tensors (this
+  // writer is left empty), for streaming them to object storage (ObjectStore::
+  // Put) with neither a copy in memory nor a local file.
+  std::unique_ptr<RandomAccessSource> ToSource(std::string name) &&;
 
  private:
   struct Entry {

@@ -38,6 +38,46 @@ absl::Status WriteAll(int fd, const uint8_t* data, size_t size, const std::strin
   return absl::OkStatus();
 }
 
+// The bytes of a file: a prefix (length and header) then tensors, in order.
+class WriterSource : public RandomAccessSource {
+ public:
+  WriterSource(std::string name, std::string prefix, std::vector<Tensor> tensors)
+      : name_(std::move(name)), prefix_(std::move(prefix)), tensors_(std::move(tensors)) {
+    size_ = prefix_.size();
+    for (const Tensor& t : tensors_) size_ += t.nbytes();
+  }
+  uint64_t Size() const override { return size_; }
+  const std::string& Name() const override { return name_; }
+  absl::Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override {
+    if (absl::Status s = CheckRange(name_, size_, offset, out.size()); !s.ok()) return s;
+    uint64_t start = 0;  // of the current part
+    size_t done = 0;
+    auto copy = [&](const uint8_t* part, uint64_t part_size) {
+      const uint64_t end = start + part_size;
+      const uint64_t at = offset + done;
+      if (done < out.size() && at < end && at >= start) {
+        const uint64_t n = std::min<uint64_t>(end - at, out.size() - done);
+        std::memcpy(out.data() + done, part + (at - start), n);
+        done += n;
+      }
+      start = end;
+    };
+    copy(reinterpret_cast<const uint8_t*>(prefix_.data()), prefix_.size());
+    for (const Tensor& t : tensors_) {
+      if (done == out.size()) break;
+      std::span<const uint8_t> b = t.bytes();
+      copy(b.data(), b.size());
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string name_;
+  std::string prefix_;
+  std::vector<Tensor> tensors_;
+  uint64_t size_ = 0;
+};
+
 }  // namespace
 
 absl::Status SafetensorsWriter::Add(std::string name, Tensor tensor) {
@@ -141,6 +181,21 @@ absl::Status SafetensorsWriter::WriteFile(const std::string& path) const {
         absl::StrCat("renaming ", tmpl, " to ", path, ": ", std::strerror(err)));
   }
   return absl::OkStatus();
+}
+
+std::unique_ptr<RandomAccessSource> SafetensorsWriter::ToSource(std::string name) && {
+  const std::string header = HeaderJson();
+  std::string prefix;
+  const uint64_t len = header.size();
+  for (int i = 0; i < 8; ++i) prefix.push_back(static_cast<char>((len >> (8 * i)) & 0xFF));
+  prefix += header;
+  std::vector<size_t> sizes;
+  for (const Entry& e : entries_) sizes.push_back(DTypeSize(e.tensor.dtype()));
+  std::vector<Tensor> tensors;
+  for (size_t i : LayoutOrder(sizes)) tensors.push_back(std::move(entries_[i].tensor));
+  entries_.clear();
+  metadata_.clear();
+  return std::make_unique<WriterSource>(std::move(name), std::move(prefix), std::move(tensors));
 }
 
 }  // namespace caldera

@@ -54,6 +54,37 @@ TEST(HessiansTest, RoundTrip) {
   EXPECT_EQ(one->shape(), (std::vector<int64_t>{5, 5}));
 }
 
+// HessiansSource serves SerializeHessians' bytes: whole, and in reads of every
+// length from every offset (reads that start in the header and end in a matrix,
+// that span two matrices, that end at the last byte); past the end OUT_OF_RANGE.
+TEST(HessiansTest, SourceServesTheSerialisedBytes) {
+  absl::StatusOr<std::string> bytes = SerializeHessians(Sample());
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  absl::StatusOr<std::unique_ptr<RandomAccessSource>> source =
+      HessiansSource(Sample(), "mem://hessians");
+  ASSERT_TRUE(source.ok()) << source.status();
+  ASSERT_EQ((*source)->Size(), bytes->size());
+  EXPECT_EQ((*source)->Name(), "mem://hessians");
+  std::vector<uint8_t> all(bytes->size());
+  ASSERT_TRUE((*source)->ReadAt(0, all).ok());
+  EXPECT_EQ(std::string(all.begin(), all.end()), *bytes);
+  const size_t n = bytes->size();
+  for (size_t len : {size_t{1}, size_t{7}, size_t{33}, size_t{129}, n / 2}) {
+    for (size_t off = 0; off + len <= n; off += (len > 8 ? 5 : 1)) {
+      std::vector<uint8_t> part(len);
+      ASSERT_TRUE((*source)->ReadAt(off, part).ok()) << off << "+" << len;
+      ASSERT_EQ(std::string(part.begin(), part.end()), bytes->substr(off, len))
+          << off << "+" << len;
+    }
+  }
+  std::vector<uint8_t> past(2);
+  EXPECT_EQ((*source)->ReadAt(n - 1, past).code(), absl::StatusCode::kOutOfRange);
+  Hessians bad = Sample();
+  bad.tokens = 0;
+  EXPECT_EQ(HessiansSource(std::move(bad), "x").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // What `calderactl calibrate` wrote before the format had one writer.
 std::string OldCalibrateFile() {
   SafetensorsWriter w;
