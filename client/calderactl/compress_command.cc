@@ -18,6 +18,7 @@
 #include "client/calderactl/calibration_text.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/device_flag.h"
+#include "client/calderactl/embedded_cluster.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/job_flags.h"
@@ -32,8 +33,6 @@
 #include "storage/storage.h"
 #include "storage/uri.h"
 #include "worker/executors.h"
-
-extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace caldera::cli {
 namespace {
@@ -90,20 +89,8 @@ int RunCompress(CompressFlags f) {
     cancel_locked();
   });
 
-  // Split the cores between the workers' BLAS.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int per_worker = f.threads > 0 ? f.threads : std::max(1, cores / f.workers);
-  openblas_set_num_threads(per_worker);
-  embedded::InProcessClusterOptions co;
-  co.lease_seconds = 120;
-  co.heartbeat_seconds = 2;
-  co.max_attempts = 2;
-  co.storage = options;
-  co.workers = f.workers;
-  co.worker_poll_seconds = 0.5;
-  co.search_threads = per_worker;
   absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> cluster =
-      embedded::InProcessCluster::Start(co);
+      StartEmbeddedCluster(options, f.workers, f.threads);
   if (!cluster.ok()) return ReportError("compress", cluster.status());
   auto stub = v1::JobService::NewStub((*cluster)->channel());
 

@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "client/calderactl/commands.h"
+#include "client/calderactl/embedded_cluster.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/job_flags.h"
@@ -31,8 +32,6 @@
 #include "process/grpc_status.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
-
-extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace caldera::cli {
 namespace {
@@ -244,19 +243,8 @@ int RunSweep(SweepFlags f) {
     if (!c.ok()) return ReportError("sweep", c.status());
     channel = *std::move(c);
   } else {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int per_worker = f.threads > 0 ? f.threads : std::max(1, cores / f.workers);
-    openblas_set_num_threads(per_worker);
-    embedded::InProcessClusterOptions co;
-    co.lease_seconds = 120;
-    co.heartbeat_seconds = 2;
-    co.max_attempts = 2;
-    co.storage = options;
-    co.workers = f.workers;
-    co.worker_poll_seconds = 0.5;
-    co.search_threads = per_worker;
     absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> started =
-        embedded::InProcessCluster::Start(co);
+        StartEmbeddedCluster(options, f.workers, f.threads);
     if (!started.ok()) return ReportError("sweep", started.status());
     cluster = *std::move(started);
     channel = cluster->channel();

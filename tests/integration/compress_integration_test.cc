@@ -26,6 +26,7 @@ namespace {
 using testing::FixturePath;
 using testing::RunCommand;
 using testing::Subprocess;
+using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
@@ -37,18 +38,12 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
-}
-
 // Small settings so the whole job runs in seconds on the fixture.
 std::string FastFlags() { return " --iters 1 --lplr-iters 1 --workers 2"; }
 
 std::string CompressCmd(const std::string& model, const std::string& out,
                         const std::string& extra = "") {
-  return absl::StrCat(Ctl(), " compress --model ", model, " --calibration ", ModelDir(),
+  return absl::StrCat(Ctl(), " compress --model ", model, " --calibration ", StoriesModelDir(),
                       "/calibration.safetensors --out ", out, FastFlags(),
                       extra.find("--rank") == std::string::npos ? " --rank 8" : "", extra, " 2>&1");
 }
@@ -112,7 +107,7 @@ double Perplexity(const std::string& model, const std::string& tokens = "") {
   std::string out;
   const int rc = RunCommand(
       absl::StrCat(Ctl(), " eval --json --model ", model, " --tokens ",
-                   tokens.empty() ? ModelDir() + "/eval.safetensors" : tokens, " 2>/dev/null"),
+                   tokens.empty() ? StoriesModelDir() + "/eval.safetensors" : tokens, " 2>/dev/null"),
       &out);
   EXPECT_EQ(rc, 0) << out;
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
@@ -124,7 +119,7 @@ TEST(CompressIntegration, EmbeddedJobProducesLoadableCheckpointAndFullReport) {
   TempDir tmp;
   const std::string out = tmp.Join("out");
   std::string log;
-  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out, " -o json"), &log), 0) << log;
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), out, " -o json"), &log), 0) << log;
 
   // report.json: every linear of every block (5 layers x 7).
   nlohmann::json report = nlohmann::json::parse(ReadFile(out + "/report.json"), nullptr, false);
@@ -150,7 +145,7 @@ TEST(CompressIntegration, EmbeddedJobProducesLoadableCheckpointAndFullReport) {
   // original's. Measured (2 bits Q, 4 bits L/R, rank 8, 1 iteration, ~3.06
   // bits/param on a 260K-parameter model): original 3.667, compressed 15.85,
   // ratio 4.32. Bound: ratio < 5.
-  const double base = Perplexity(ModelDir());
+  const double base = Perplexity(StoriesModelDir());
   const double compressed = Perplexity(out);
   std::fprintf(stderr, "perplexity: original %.4f compressed %.4f ratio %.4f\n", base, compressed,
                compressed / base);
@@ -168,7 +163,7 @@ TEST(CompressIntegration, EmbeddedJobProducesLoadableCheckpointAndFullReport) {
   EXPECT_NEAR(dense_ppl, compressed, 1e-3 * compressed);
 
   // The tokenizer file travels with the checkpoint (compress and export).
-  const std::string vocab = ReadFile(ModelDir() + "/tokenizer_vocab.json");
+  const std::string vocab = ReadFile(StoriesModelDir() + "/tokenizer_vocab.json");
   ASSERT_FALSE(vocab.empty());
   EXPECT_EQ(ReadFile(out + "/tokenizer_vocab.json"), vocab);
   EXPECT_EQ(ReadFile(dense + "/tokenizer_vocab.json"), vocab);
@@ -275,7 +270,7 @@ TEST(CompressIntegration, SequentialCalibrationBeatsOriginalAtTwoBits) {
   int i = 0;
   for (const char* mode : {"original", "sequential"}) {
     const std::string out = tmp.Join(mode);
-    ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out,
+    ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), out,
                                      absl::StrCat(" --method ldlq --quantizer uniform --q-bits 2"
                                                   " --calibration-mode ",
                                                   mode)),
@@ -300,7 +295,7 @@ TEST(CompressIntegration, ShardedCalibrationGivesTheUnshardedPerplexity) {
   for (int n = 1; n <= 3; ++n) {
     const std::string out = tmp.Join(absl::StrCat("n", n));
     ASSERT_EQ(
-        RunCommand(CompressCmd(ModelDir(), out, absl::StrCat(" --calibration-shards ", n)), &log),
+        RunCommand(CompressCmd(StoriesModelDir(), out, absl::StrCat(" --calibration-shards ", n)), &log),
         0)
         << log;
     ppl[n - 1] = Perplexity(out);
@@ -314,11 +309,11 @@ TEST(CompressIntegration, ShardedCalibrationGivesTheUnshardedPerplexity) {
 TEST(CompressIntegration, MoreShardsThanSamplesIsRejected) {
   TempDir tmp;
   std::string log;
-  int rc = RunCommand(CompressCmd(ModelDir(), tmp.Join("out"), " --calibration-shards 200"), &log);
+  int rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("out"), " --calibration-shards 200"), &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("--calibration-shards 200 is more than the 128 samples"), std::string::npos)
       << log;
-  rc = RunCommand(CompressCmd(ModelDir(), tmp.Join("out"), " --calibration-shards 0"), &log);
+  rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("out"), " --calibration-shards 0"), &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("--calibration-shards: Value 0 not in range 1 to 256"), std::string::npos)
       << log;
@@ -330,7 +325,7 @@ TEST(CompressIntegration, FourBitE8PLdlqWithRowScalesIsCloseToTheOriginal) {
   TempDir tmp;
   std::string log;
   const std::string out = tmp.Join("out");
-  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out, " --method ldlq --q-bits 4"), &log), 0) << log;
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), out, " --method ldlq --q-bits 4"), &log), 0) << log;
   const double ppl = Perplexity(out);
   std::fprintf(stderr, "ldlq e8p 4-bit perplexity %.3f\n", ppl);
   EXPECT_LT(ppl, 4.6);
@@ -345,7 +340,7 @@ TEST(CompressIntegration, TargetBitsAllocatesPerBlockWithinTheBudget) {
   TempDir tmp;
   std::string log;
   const std::string out = tmp.Join("budget");
-  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out, " --target-bits 3.5"), &log), 0) << log;
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), out, " --target-bits 3.5"), &log), 0) << log;
   const nlohmann::json report =
       nlohmann::json::parse(ReadFile(out + "/report.json"), nullptr, false);
   ASSERT_TRUE(report.is_object() && report["matrices"].is_array()) << report.dump();
@@ -384,7 +379,7 @@ TEST(CompressIntegration, TargetBitsAllocatesPerBlockWithinTheBudget) {
 
   const std::string plain = tmp.Join("uniform3");
   ASSERT_EQ(
-      RunCommand(CompressCmd(ModelDir(), plain, " --method ldlq --quantizer uniform --q-bits 3"),
+      RunCommand(CompressCmd(StoriesModelDir(), plain, " --method ldlq --quantizer uniform --q-bits 3"),
                  &log),
       0)
       << log;
@@ -394,10 +389,10 @@ TEST(CompressIntegration, TargetBitsAllocatesPerBlockWithinTheBudget) {
   EXPECT_LT(ppl_budget, 0.995 * ppl_plain);
 
   // 2.0: every candidate stores more (E8P's scales and padding).
-  int rc = RunCommand(CompressCmd(ModelDir(), tmp.Join("low"), " --target-bits 2"), &log);
+  int rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("low"), " --target-bits 2"), &log);
   EXPECT_NE(rc, 0) << log;
   EXPECT_NE(log.find("raise --target-bits"), std::string::npos) << log;
-  rc = RunCommand(CompressCmd(ModelDir(), tmp.Join("nan"), " --target-bits 9"), &log);
+  rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("nan"), " --target-bits 9"), &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("--target-bits 9 is out of range"), std::string::npos) << log;
 }
@@ -414,7 +409,7 @@ TEST(CompressIntegration, MissingModelIsInvalidInputWithMessage) {
 TEST(CompressIntegration, RankLargerThanMatrixIsRejected) {
   TempDir tmp;
   std::string log;
-  const int rc = RunCommand(CompressCmd(ModelDir(), tmp.Join("out"), " --rank 100"), &log);
+  const int rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("out"), " --rank 100"), &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("--rank 100 is larger than"), std::string::npos) << log;
 }
@@ -422,7 +417,7 @@ TEST(CompressIntegration, RankLargerThanMatrixIsRejected) {
 TEST(CompressIntegration, UnknownBitsAreRejected) {
   TempDir tmp;
   std::string log;
-  const int rc = RunCommand(CompressCmd(ModelDir(), tmp.Join("out"), " --q-bits 7"), &log);
+  const int rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("out"), " --q-bits 7"), &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("--q-bits 7"), std::string::npos) << log;
 }
@@ -430,8 +425,8 @@ TEST(CompressIntegration, UnknownBitsAreRejected) {
 TEST(CompressIntegration, TruncatedSafetensorsIsRejected) {
   TempDir tmp;
   const std::string model = tmp.Join("model");
-  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", ModelDir(), "/config.json ",
-                                    model, "/ && head -c 1000 ", ModelDir(),
+  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", StoriesModelDir(), "/config.json ",
+                                    model, "/ && head -c 1000 ", StoriesModelDir(),
                                     "/model.safetensors > ", model, "/model.safetensors")),
             0);
   std::string log;
@@ -451,7 +446,7 @@ TEST(CompressIntegration, SigintCancelsWithExitFourAndLeavesNothingBehind) {
     std::filesystem::create_directories(state);
     absl::StatusOr<Subprocess> p =
         Subprocess::Start({"/usr/bin/env", "TMPDIR=" + state, Ctl(), "compress", "--model",
-                           ModelDir(), "--calibration", ModelDir() + "/calibration.safetensors",
+                           StoriesModelDir(), "--calibration", StoriesModelDir() + "/calibration.safetensors",
                            "--out", out, "--rank", "8", "--workers", "2"});
     ASSERT_TRUE(p.ok()) << p.status();
     // Wait until tasks have written scratch, so there is something to clean.
@@ -488,12 +483,12 @@ TEST(CompressIntegration, TtLoraJobEvaluatesAndExportsDense) {
   TempDir tmp;
   const std::string out = tmp.Join("out"), plain = tmp.Join("plain");
   std::string log;
-  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), out,
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), out,
                                    " --rank 4 --q-bits 2 --ttlora-rank 4 --ttlora-init residual"),
                        &log),
             0)
       << log;
-  ASSERT_EQ(RunCommand(CompressCmd(ModelDir(), plain, " --rank 4 --q-bits 2"), &log), 0) << log;
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), plain, " --rank 4 --q-bits 2"), &log), 0) << log;
   nlohmann::json report = nlohmann::json::parse(ReadFile(out + "/report.json"), nullptr, false);
   ASSERT_FALSE(report.is_discarded());
   ASSERT_EQ(report["matrices"].size(), 35u);

@@ -40,6 +40,7 @@ namespace {
 using testing::FixturePath;
 using testing::RunCommand;
 using testing::Subprocess;
+using testing::StoriesModelDir;
 using testing::TempDir;
 using namespace std::chrono_literals;
 
@@ -50,12 +51,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string ModelDir() {
-  absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->substr(0, p->rfind('/')) : "";
 }
 
 int FreePort() {
@@ -238,7 +233,7 @@ TEST(ServiceIntegrationTest, DistributedOverS3MatchesEmbeddedBytes) {
   setenv("AWS_ENDPOINT_URL", s3->endpoint().c_str(), 1);
   const std::string bucket = absl::StrCat("s3://", s3->bucket());
   // Upload the fixture model and its calibration tokens.
-  for (const auto& entry : std::filesystem::directory_iterator(ModelDir())) {
+  for (const auto& entry : std::filesystem::directory_iterator(StoriesModelDir())) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_regular_file()) continue;
     ASSERT_TRUE(storage::WriteObject(absl::StrCat(bucket, "/models/stories260K/", name),
@@ -264,7 +259,7 @@ TEST(ServiceIntegrationTest, DistributedOverS3MatchesEmbeddedBytes) {
   const std::string local = tmp.Join("embedded");
   ASSERT_EQ(
       RunCommand(absl::StrCat(Ctl(), " compress",
-                              JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", local),
+                              JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", local),
                               " --workers 2 2>&1"),
                  &log),
       0)
@@ -302,7 +297,7 @@ TEST(ServiceIntegrationTest, WorkerKilledMidDecomposeIsRetriedAndCommittedOnce) 
   const size_t first = cluster.StartWorker();
   // Slower decompositions so the kill lands inside one.
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
                               " --iters 20 --lplr-iters 5"));
   ASSERT_FALSE(name.empty());
   // Freeze the only worker while it holds a decompose lease (SIGSTOP, then
@@ -361,7 +356,7 @@ TEST(ServiceIntegrationTest, WorkerKilledMidCalibrateShardIsRetriedAndEachShardC
   cluster.StartCoordinator(/*lease_seconds=*/2);
   const size_t first = cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
                               " --calibration-shards 2"));
   ASSERT_FALSE(name.empty());
   std::string victim;
@@ -416,7 +411,7 @@ TEST(ServiceIntegrationTest, CoordinatorKilledAndRestartedContinuesTheJob) {
   cluster.StartWorker();
   cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
                               " --iters 6 --lplr-iters 3"));
   std::set<std::string> done_before;
   ASSERT_TRUE(cluster.WaitFor(
@@ -446,7 +441,7 @@ TEST(ServiceIntegrationTest, CancelStopsWorkersAndWritesNoIndex) {
   cluster.StartCoordinator();
   const size_t w = cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
                               " --iters 400 --lplr-iters 20"));
   ASSERT_TRUE(cluster.WaitFor(
       name, [](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
@@ -478,32 +473,32 @@ TEST(ServiceIntegrationTest, BadInputsAreRejectedWhileAnotherJobRuns) {
   Cluster cluster(tmp.Join("state"));
   cluster.StartCoordinator();
   const size_t w = cluster.StartWorker();
-  const std::string calib = ModelDir() + "/calibration.safetensors";
+  const std::string calib = StoriesModelDir() + "/calibration.safetensors";
   const std::string good = cluster.Submit(
-      JobFlags(ModelDir(), calib, tmp.Join("good"), " --iters 8 --lplr-iters 4 --request-id r1"));
+      JobFlags(StoriesModelDir(), calib, tmp.Join("good"), " --iters 8 --lplr-iters 4 --request-id r1"));
   ASSERT_FALSE(good.empty());
   const std::string scrape_start = Scrape(cluster.metrics_port());
 
   // 7. Idempotent submit: the same request id gives the same job.
-  EXPECT_EQ(cluster.Submit(JobFlags(ModelDir(), calib, tmp.Join("good"),
+  EXPECT_EQ(cluster.Submit(JobFlags(StoriesModelDir(), calib, tmp.Join("good"),
                                     " --iters 8 --lplr-iters 4 --request-id r1")),
             good);
 
   // Inputs for the bad cases.
   const std::string arch = tmp.Join("arch");
   std::filesystem::create_directories(arch);
-  std::filesystem::copy(ModelDir() + "/model.safetensors", arch + "/model.safetensors");
+  std::filesystem::copy(StoriesModelDir() + "/model.safetensors", arch + "/model.safetensors");
   {
-    nlohmann::json config = nlohmann::json::parse(ReadFile(ModelDir() + "/config.json"));
+    nlohmann::json config = nlohmann::json::parse(ReadFile(StoriesModelDir() + "/config.json"));
     config["architectures"] = {"GPTNeoXForCausalLM"};
     config["model_type"] = "gpt_neox";
     std::ofstream(arch + "/config.json") << config.dump();
   }
   const std::string truncated = tmp.Join("truncated");
   std::filesystem::create_directories(truncated);
-  std::filesystem::copy(ModelDir() + "/config.json", truncated + "/config.json");
+  std::filesystem::copy(StoriesModelDir() + "/config.json", truncated + "/config.json");
   {
-    const std::string bytes = ReadFile(ModelDir() + "/model.safetensors");
+    const std::string bytes = ReadFile(StoriesModelDir() + "/model.safetensors");
     std::ofstream(truncated + "/model.safetensors", std::ios::binary)
         << bytes.substr(0, bytes.size() / 2);
   }
@@ -530,11 +525,11 @@ TEST(ServiceIntegrationTest, BadInputsAreRejectedWhileAnotherJobRuns) {
        "no-such-model"},
       {"unsupported architecture", JobFlags(arch, calib, tmp.Join("o2")), "GPTNeoXForCausalLM"},
       {"truncated safetensors", JobFlags(truncated, calib, tmp.Join("o3")), "model.safetensors"},
-      {"token ids out of range", JobFlags(ModelDir(), bad_tokens, tmp.Join("o4")), "99999"},
-      {"rank too large", JobFlags(ModelDir(), calib, tmp.Join("o5"), " --rank 100"),
+      {"token ids out of range", JobFlags(StoriesModelDir(), bad_tokens, tmp.Join("o4")), "99999"},
+      {"rank too large", JobFlags(StoriesModelDir(), calib, tmp.Join("o5"), " --rank 100"),
        "--rank 100 is larger than"},
-      {"unknown bits", JobFlags(ModelDir(), calib, tmp.Join("o6"), " --q-bits 7"), "--q-bits 7"},
-      {"output not writable", JobFlags(ModelDir(), calib, tmp.Join("a-file/out")),
+      {"unknown bits", JobFlags(StoriesModelDir(), calib, tmp.Join("o6"), " --q-bits 7"), "--q-bits 7"},
+      {"output not writable", JobFlags(StoriesModelDir(), calib, tmp.Join("a-file/out")),
        "is not writable"},
   };
   for (const Case& c : cases) {
@@ -571,7 +566,7 @@ TEST(ServiceIntegrationTest, WorkerSigtermDrainsAndExitsZeroAndTheJobSucceeds) {
   cluster.StartCoordinator();
   const size_t w = cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
                               " --iters 20 --lplr-iters 5"));
   ASSERT_FALSE(name.empty());
   ASSERT_TRUE(cluster.WaitFor(
@@ -600,7 +595,7 @@ TEST(ServiceIntegrationTest, CoordinatorSigtermExitsZeroAndRestartContinuesTheJo
   cluster.StartCoordinator();
   cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(ModelDir(), ModelDir() + "/calibration.safetensors", tmp.Join("out"),
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
                               " --iters 6 --lplr-iters 3"));
   ASSERT_TRUE(cluster.WaitFor(
       name, [&](const nlohmann::json& j) { return TasksIn(j, "TASK_DONE").size() >= 6; }, 120s));
@@ -632,10 +627,10 @@ TEST(ServiceIntegrationTest, SubmitWaitAndWatchExitThreeForFailedAndFourForCance
   // A model that passes submit's checks, then is corrupted before any worker
   // reads it: its calibrate task fails (a corrupt input is not retried).
   const std::string model = tmp.Join("model");
-  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", ModelDir(), "/config.json ",
-                                    ModelDir(), "/model.safetensors ", model, "/")),
+  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", StoriesModelDir(), "/config.json ",
+                                    StoriesModelDir(), "/model.safetensors ", model, "/")),
             0);
-  const std::string calib = ModelDir() + "/calibration.safetensors";
+  const std::string calib = StoriesModelDir() + "/calibration.safetensors";
   auto submit_wait = [&](const std::string& out) {
     absl::StatusOr<Subprocess> p = Subprocess::Start(
         {"/bin/sh", "-c",
@@ -682,7 +677,7 @@ TEST(ServiceIntegrationTest, SubmitWaitAndWatchExitThreeForFailedAndFourForCance
   }
   ASSERT_FALSE(fname.empty());
   ASSERT_NE(fname, cname);
-  ASSERT_EQ(RunCommand(absl::StrCat("head -c 2000 ", ModelDir(), "/model.safetensors > ", model,
+  ASSERT_EQ(RunCommand(absl::StrCat("head -c 2000 ", StoriesModelDir(), "/model.safetensors > ", model,
                                     "/model.safetensors")),
             0);
   cluster.StartWorker();

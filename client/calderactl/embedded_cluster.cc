@@ -1,0 +1,27 @@
+#include "client/calderactl/embedded_cluster.h"
+
+#include <algorithm>
+#include <thread>
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace caldera::cli {
+
+absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> StartEmbeddedCluster(
+    const storage::StorageOptions& storage, int workers, int threads_per_worker) {
+  workers = std::max(1, workers);
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int per_worker = threads_per_worker > 0 ? threads_per_worker : std::max(1, cores / workers);
+  openblas_set_num_threads(per_worker);
+  embedded::InProcessClusterOptions co;
+  co.lease_seconds = 120;
+  co.heartbeat_seconds = 2;
+  co.max_attempts = 2;
+  co.storage = storage;
+  co.workers = workers;
+  co.worker_poll_seconds = 0.5;
+  co.search_threads = per_worker;
+  return embedded::InProcessCluster::Start(co);
+}
+
+}  // namespace caldera::cli

@@ -1,0 +1,24 @@
+// The in-process service that `compress` and `sweep` run their jobs on when no
+// coordinator is given (the README's first command: no server to start).
+#ifndef CALDERA_CLIENT_CALDERACTL_EMBEDDED_CLUSTER_H_
+#define CALDERA_CLIENT_CALDERACTL_EMBEDDED_CLUSTER_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "embedded/in_process_cluster.h"
+#include "storage/storage.h"
+
+namespace caldera::cli {
+
+// Starts a coordinator and `workers` (>= 1) workers in this process, with
+// short leases and polls suited to one machine. The machine's cores are split
+// between the workers: `threads_per_worker` BLAS/search threads each, or
+// cores / workers (at least 1) when it is 0. Sets OpenBLAS's thread count for
+// the whole process.
+absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> StartEmbeddedCluster(
+    const storage::StorageOptions& storage, int workers, int threads_per_worker);
+
+}  // namespace caldera::cli
+
+#endif  // CALDERA_CLIENT_CALDERACTL_EMBEDDED_CLUSTER_H_
