@@ -20,26 +20,15 @@ import argparse
 import errno
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from service_test_support import fixture_model_dir, free_port
+
 SKIP = 77
 INNER = "CALDERA_DISK_FULL_INNER"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fixture_model_dir() -> str:
-    root = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "models")
-    return os.path.normpath(os.path.join(root, "stories260K"))
 
 
 def log(msg: str) -> None:
