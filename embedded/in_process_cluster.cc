@@ -56,6 +56,10 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     wo.storage = options.storage;
     wo.poll_seconds = options.worker_poll_seconds;
     wo.search_threads = options.search_threads;
+    if (i == 0 && options.worker0_backend != nullptr) {
+      wo.backend = options.worker0_backend;
+      wo.device = options.worker0_backend->Name();
+    }
     c->agents_.push_back(std::make_unique<worker::WorkerAgent>(c->channel_, wo));
   }
   for (auto& agent : c->agents_) {

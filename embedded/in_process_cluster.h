@@ -23,6 +23,10 @@
 #include "absl/status/statusor.h"
 #include "storage/storage_options.h"
 
+namespace caldera::backend {
+class ComputeBackend;  // core/backend/backend.h
+}  // namespace caldera::backend
+
 namespace caldera::server {
 class Coordinator;
 class CoordinatorServer;
@@ -46,6 +50,10 @@ struct InProcessClusterOptions {
   int workers = 2;                  // in-process workers (0: bring your own)
   double worker_poll_seconds = 0.5;
   int search_threads = 1;  // per worker: threads of a decompose task's codeword searches
+  // When set (not owned; must outlive the cluster), worker 0 runs its tasks'
+  // dense work on this compute backend (a GPU); a backend serves one thread
+  // at a time, so the other workers stay on the CPU.
+  backend::ComputeBackend* worker0_backend = nullptr;
 };
 
 class InProcessCluster {

@@ -15,7 +15,8 @@
 #     working tree (CALDERA_GPU_BUILD_DIR; only the CUDA targets rebuild);
 #   - CALDERA_FIXTURES_DIR holding stories260K/ (default /work/shared/models)
 #     for the worker check.
-# It builds the core, the backend tests, decompose_bench and (the worker
+# It builds the core, the backend tests, decompose_bench, block_forward_bench
+# (the calibration forward of a 7B block on the device) and (the worker
 # check, CALDERA_GPU_WORKER=1, the default) caldera-coordinator,
 # caldera-worker and calderactl, which need the service's dependencies (gRPC,
 # prometheus-cpp, SQLite; CALDERA_GPU_WORKER=0 builds with
@@ -53,7 +54,8 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCALDERA_CUDA=ON
   -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" \
   -DCALDERA_BUILD_SERVICE="$SERVICE" >"$BUILD_DIR.configure.log" 2>&1 ||
   { log "configure failed: $BUILD_DIR.configure.log"; tail -20 "$BUILD_DIR.configure.log"; exit 1; }
-TARGETS="backend_test cuda_device_test cuda_backend_test cuda_libraries_test decompose_bench"
+TARGETS="backend_test cuda_device_test cuda_backend_test cuda_libraries_test decompose_bench
+         block_forward_bench"
 [ "$WORKER_CHECK" = 1 ] && TARGETS="$TARGETS caldera-coordinator caldera-worker calderactl"
 log "building $TARGETS"
 # shellcheck disable=SC2086
@@ -62,7 +64,7 @@ cmake --build "$BUILD_DIR" -j "$(nproc)" --target $TARGETS >"$BUILD_DIR.build.lo
 built=$(date +%s)
 
 log "GPU tests (ctest -L gpu) and the host-side kernel-body tests"
-ctest --test-dir "$BUILD_DIR" -R 'Cuda|E8pSearchBody|HadamardButterflyBody|UniformRoundBody' \
+ctest --test-dir "$BUILD_DIR" -R 'Cuda|E8pSearchBody|HadamardButterflyBody|UniformRoundBody|BlockForwardBody' \
   --output-on-failure 2>&1 | tee "$BUILD_DIR.ctest.log"
 tests_rc=${PIPESTATUS[0]}
 skipped=$(grep -c "skipped: no CUDA device" "$BUILD_DIR.ctest.log" || true)
@@ -75,6 +77,14 @@ log "decompose_bench --device cuda:0 $BENCH_ARGS"
 # shellcheck disable=SC2086
 "$BUILD_DIR/bench/decompose_bench" --device cuda:0 $BENCH_ARGS 2>&1 | tee "$BUILD_DIR.bench.log"
 bench_rc=${PIPESTATUS[0]}
+# The calibration forward of one Llama-2-7B block with its Hessians on the
+# device (8 x 2048 tokens; CALDERA_GPU_FORWARD_ARGS overrides).
+FORWARD_ARGS=${CALDERA_GPU_FORWARD_ARGS:---seqs 8 --seq-len 2048 --calibrate 1}
+log "block_forward_bench --device cuda:0 $FORWARD_ARGS"
+# shellcheck disable=SC2086
+"$BUILD_DIR/bench/block_forward_bench" --device cuda:0 $FORWARD_ARGS 2>&1 |
+  tee -a "$BUILD_DIR.bench.log"
+[ "${PIPESTATUS[0]}" = 0 ] || bench_rc=1
 
 # The worker on the GPU against the worker on the CPU (see the top).
 worker_rc=0

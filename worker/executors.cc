@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/backend/cpu/cpu_backend.h"
 #include "core/decompose/caldera.h"
 #include "core/decompose/record.h"
 #include "core/format/checkpoint_report.h"
@@ -274,14 +275,12 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
 
 }  // namespace
 
-absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int64_t layer,
-                                        const std::string& input_uri,
-                                        const std::string& hessians_uri,
-                                        const std::string& hidden_out_uri,
-                                        const storage::StorageOptions& options,
-                                        const std::function<bool()>& cancelled, bool sequential,
-                                        const std::vector<std::string>& previous_artifacts,
-                                        int shard, int num_shards, DType hidden_dtype) {
+absl::StatusOr<IoCounts> CalibrateLayer(
+    const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
+    const std::string& hessians_uri, const std::string& hidden_out_uri,
+    const storage::StorageOptions& options, const std::function<bool()>& cancelled, bool sequential,
+    const std::vector<std::string>& previous_artifacts, int shard, int num_shards,
+    DType hidden_dtype, backend::ComputeBackend* compute) {
   const model::ModelConfig& config = checkpoint.config();
   if (num_shards < 1 || shard < 0 || shard >= num_shards) {
     return absl::InvalidArgumentError(
@@ -366,18 +365,35 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
   absl::StatusOr<model::BlockWeights> weights = model::LoadBlock(checkpoint, layer);
   if (!weights.ok()) return weights.status();
   model::BlockHessians hessians = model::BlockHessians::Zeros(config);
-  const model::RopeTable rope = model::MakeRopeTable(config, seq_len);
+  // The block (and the previous, compressed one) through the compute
+  // backend: model::BlockForward on the CPU, resident on a device.
+  backend::CpuBackend cpu;
+  backend::ComputeBackend& be = compute != nullptr ? *compute : cpu;
+  absl::StatusOr<std::unique_ptr<backend::BlockRunner>> block =
+      be.PrepareBlock(config, *weights, seq_len, &hessians);
+  if (!block.ok())
+    return Annotate(block.status(), absl::StrCat("block ", layer, " on ", be.Name()));
+  std::unique_ptr<backend::BlockRunner> previous_block;
+  if (previous.has_value()) {
+    absl::StatusOr<std::unique_ptr<backend::BlockRunner>> prepared =
+        be.PrepareBlock(config, *previous, seq_len, nullptr);
+    if (!prepared.ok()) {
+      return Annotate(prepared.status(), absl::StrCat("block ", layer - 1, " on ", be.Name()));
+    }
+    previous_block = *std::move(prepared);
+  }
   // Sequences per chunk: as job/memory_estimate.h sizes the task.
   const int64_t chunk = job::CalibrateChunkSamples(config, samples, seq_len);
   model::RowMatrixF states, sequence;
   // One sequence per forward (as RunLayer with batch_sequences = 1), so a
   // sequence's activations do not depend on the chunking or the sharding.
-  auto run_block = [&](const model::BlockWeights& w, model::BlockHessians* h) {
+  auto run_block = [&](backend::BlockRunner& runner) -> absl::Status {
     for (int64_t r0 = 0; r0 < states.rows(); r0 += seq_len) {
       sequence = states.middleRows(r0, seq_len);
-      model::BlockForward(config, w, rope, seq_len, &sequence, h);
+      if (absl::Status s = runner.Forward(&sequence); !s.ok()) return s;
       states.middleRows(r0, seq_len) = sequence;
     }
+    return absl::OkStatus();
   };
   for (int64_t s0 = 0; s0 < samples; s0 += chunk) {
     const int64_t n = std::min(chunk, samples - s0);
@@ -388,17 +404,22 @@ absl::StatusOr<IoCounts> CalibrateLayer(const model::Checkpoint& checkpoint, int
     } else if (absl::Status s = source->Read(s0, n, &states); !s.ok()) {
       return Annotate(s, absl::StrCat("reading ", input_uri));
     }
-    if (previous.has_value()) run_block(*previous, nullptr);
+    if (previous_block != nullptr) {
+      if (absl::Status s = run_block(*previous_block); !s.ok()) return s;
+    }
     if (sequential && sink != nullptr) {
       if (absl::Status s = sink->Append(states); !s.ok()) return s;
     }
-    run_block(*weights, &hessians);
+    if (absl::Status s = run_block(**block); !s.ok()) return s;
     if (!sequential && sink != nullptr) {
       if (absl::Status s = sink->Append(states); !s.ok()) return s;
     }
     if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
   }
+  if (absl::Status s = (*block)->Flush(); !s.ok()) return s;
   // Only the Hessians are needed from here: free the rest before converting them.
+  block->reset();
+  previous_block.reset();
   model::RowMatrixF().swap(states);
   model::RowMatrixF().swap(sequence);
   model::RowMatrixF().swap(embedding_table);

@@ -72,13 +72,16 @@ struct IoCounts {
 // or BF16) is how the states written to `hidden_out_uri` are stored; either
 // is read back.
 // (job::kCalibrateChunkBytes: job/memory_estimate.h sizes tasks with it).
+// `compute`: where the block forward and its Hessians run
+// (ComputeBackend::PrepareBlock; not owned; null: the CPU).
 using job::kCalibrateChunkBytes;
 absl::StatusOr<IoCounts> CalibrateLayer(
     const model::Checkpoint& checkpoint, int64_t layer, const std::string& input_uri,
     const std::string& hessians_uri, const std::string& hidden_out_uri,
     const storage::StorageOptions& options, const std::function<bool()>& cancelled,
     bool sequential = false, const std::vector<std::string>& previous_artifacts = {}, int shard = 0,
-    int num_shards = 1, DType hidden_dtype = DType::kF32);
+    int num_shards = 1, DType hidden_dtype = DType::kF32,
+    backend::ComputeBackend* compute = nullptr);
 
 // Reads the normalised Hessian named `name` ("q_proj") from a Hessians file
 // (also the float32 files of older `calderactl calibrate`).

@@ -24,8 +24,9 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
   if (absl::Status s = CheckTaskConfined(task, spec, options_); !s.ok()) return s;
   absl::StatusOr<const model::Checkpoint*> ckpt = models_.Get(spec.model, spec.share_heads);
   if (!ckpt.ok()) return ckpt.status();
-  // A task that runs on a GPU must fit in its free memory (only decompose
-  // runs on the device backend; calibrate and finalize run on the CPU).
+  // A decompose task that runs on a GPU must fit in its free memory
+  // (calibrate's block runner fails on its first allocation that does not
+  // fit, RESOURCE_EXHAUSTED too; finalize runs on the CPU).
   if (task.work_case() == v1::Task::kDecompose && backend_ != nullptr) {
     absl::StatusOr<backend::DeviceMemoryInfo> mem = backend_->DeviceMemory();
     if (mem.ok()) {
@@ -88,7 +89,7 @@ absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckp
       CalibrateLayer(ckpt, task.layer(), task.input_uri(), task.hessians_uri(),
                      task.hidden_states_uri(), options_, cancelled, task.sequential(), previous,
                      task.shard(), task.num_shards() < 1 ? 1 : task.num_shards(),
-                     spec.hidden_dtype == "bf16" ? DType::kBF16 : DType::kF32);
+                     spec.hidden_dtype == "bf16" ? DType::kBF16 : DType::kF32, backend_);
   if (!io.ok()) return io.status();
   TaskResult result;
   result.io = *io;

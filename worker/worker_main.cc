@@ -44,9 +44,10 @@ int main(int argc, char** argv) {
   double poll = 5;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")->required();
   app.add_option("--device", device,
-                 "where decompose tasks run: " + caldera::backend::DeviceFlagHelp() +
+                 "where decompose tasks and calibrate's block forward run: " +
+                     caldera::backend::DeviceFlagHelp() +
                      ". cuda:N with no such device exits 2; auto with none uses the CPU and "
-                     "says so once. Calibrate and finalize tasks run on the CPU");
+                     "says so once. Finalize tasks run on the CPU");
   app.add_option("--threads", threads,
                  "BLAS threads, also used by the codeword searches (default: all cores)");
   app.add_option("--metrics-listen", metrics_listen,

@@ -40,11 +40,6 @@ absl::Status ParseLayers(const std::string& spec, int64_t num_layers, int64_t* f
 int RunCalibrate(const CalibrateFlags& f) {
   std::unique_ptr<backend::ComputeBackend> compute;
   if (int rc = OpenDevice("calibrate", f.device, &compute); rc != kExitOk) return rc;
-  if (compute != nullptr) {
-    std::fprintf(stderr,
-                 "calderactl calibrate: note: the calibration forward pass does not go through "
-                 "the compute backend yet; it runs on the CPU\n");
-  }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> ckpt = OpenCheckpointAt(f.model, options);
   if (!ckpt.ok()) return ReportError("calibrate", ckpt.status());
@@ -65,6 +60,12 @@ int RunCalibrate(const CalibrateFlags& f) {
   const auto start = std::chrono::steady_clock::now();
   model::RunOptions run;
   run.batch_sequences = f.batch;
+  if (compute != nullptr) {  // the block forward and its Hessians on the device
+    run.prepare_block = [&compute](const model::ModelConfig& c, const model::BlockWeights& w,
+                                   int64_t seq_len, model::BlockHessians* h) {
+      return compute->PrepareBlock(c, w, seq_len, h);
+    };
+  }
   absl::Status s = model::CalibrateLayers(
       **ckpt, *tokens, first, last, run, [&](int64_t layer, model::BlockHessians& h) {
         absl::StatusOr<format::Hessians> normalised = model::NormalisedHessians(h, layer);

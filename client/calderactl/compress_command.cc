@@ -57,10 +57,11 @@ int RunCompress(CompressFlags f) {
   }
   std::unique_ptr<backend::ComputeBackend> compute;
   if (int rc = OpenDevice("compress", f.device, &compute); rc != kExitOk) return rc;
-  if (compute != nullptr) {
+  if (compute != nullptr && f.workers > 1) {
     std::fprintf(stderr,
-                 "calderactl compress: note: the in-process workers do not take a device yet; "
-                 "tasks run on the CPU (caldera-worker --device runs decompose tasks on it)\n");
+                 "calderactl compress: note: in-process worker 0 runs on %s, the other %d on the "
+                 "CPU (a device serves one worker)\n",
+                 compute->Name().c_str(), f.workers - 1);
   }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   if (absl::Status s = ResolveCalibrationText(f.job.calibration_text, &f.job.spec, options);
@@ -90,7 +91,7 @@ int RunCompress(CompressFlags f) {
   });
 
   absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> cluster =
-      StartEmbeddedCluster(options, f.workers, f.threads);
+      StartEmbeddedCluster(options, f.workers, f.threads, compute.get());
   if (!cluster.ok()) return ReportError("compress", cluster.status());
   auto stub = v1::JobService::NewStub((*cluster)->channel());
 

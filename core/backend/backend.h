@@ -1,7 +1,7 @@
-// The compute seam: the handful of dense operations the decomposition (and,
-// after the calibration rewrite lands, the block forward) runs through, so
-// that a device is a folder behind one interface (ggml's backend idea, not a
-// framework).
+// The compute seam: the handful of dense operations the decomposition and
+// the calibration forward (a decoder block over activations, with its
+// Hessians) run through, so that a device is a folder behind one interface
+// (ggml's backend idea, not a framework).
 //
 // Every operation takes and returns host (Eigen) matrices. A backend that
 // computes elsewhere copies in and out itself; the CPU backend (cpu/) is the
@@ -17,10 +17,13 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/model/block_runner.h"
+#include "core/model/model_config.h"
 #include "core/quant/quantizer.h"
 #include "core/transform/hadamard.h"
 
@@ -43,6 +46,10 @@ struct DeviceMemoryInfo {
   int64_t free_bytes = 0;
   int64_t total_bytes = 0;
 };
+
+// model::BlockRunner (core/model/block_runner.h): a decoder block prepared
+// for repeated forwards, which a device backend keeps on the device.
+using model::BlockRunner;
 
 class ComputeBackend {
  public:
@@ -123,6 +130,16 @@ class ComputeBackend {
   // search of kernels/e8p_search.h, whose codes equal QuantizeExhaustive's
   // (and QuantizeBatch's but for exact ties within float rounding).
   virtual absl::Status E8pNearest(const float* x, int64_t count, uint16_t* codes, float* out) = 0;
+
+  // ---- The calibration forward.
+  // `weights` of one block of `config` for sequences of seq_len tokens;
+  // `hessians` (may be null: a forward only) receives the sums. The CPU
+  // backend's runner is model::BlockForward itself (bit-identical); a device
+  // backend's fails with RESOURCE_EXHAUSTED naming the bytes when the block
+  // does not fit.
+  virtual absl::StatusOr<std::unique_ptr<BlockRunner>> PrepareBlock(
+      const model::ModelConfig& config, const model::BlockWeights& weights, int64_t seq_len,
+      model::BlockHessians* hessians) = 0;
 };
 
 }  // namespace caldera::backend

@@ -3,10 +3,10 @@
 #include <cblas.h>
 
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/model/block_kernels.h"
 
 namespace caldera::model {
 namespace {
@@ -201,11 +201,7 @@ void ApplyRope(const RopeTable& rope, int64_t seq_len, int64_t heads, int64_t d,
     const float* s = rope.sin.row(pos).data();
     for (int64_t h = 0; h < heads; ++h) {
       float* v = row + h * d;
-      for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
-      }
+      for (int64_t i = 0; i < half; ++i) kernels::RopeRotatePair(v, i, half, c[i], s[i]);
     }
   }
 }
@@ -252,17 +248,7 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
       auto vh = v.block(s0, kv * d, seq_len, d);
       scores.noalias() = (qh * kh.transpose()) * scale;
       for (int64_t i = 0; i < seq_len; ++i) {
-        float* row = scores.row(i).data();
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j <= i; ++j) mx = std::max(mx, row[j]);
-        double sum = 0;
-        for (int64_t j = 0; j <= i; ++j) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
-        for (int64_t j = i + 1; j < seq_len; ++j) row[j] = 0;
+        kernels::CausalSoftmaxRow(scores.row(i).data(), i, seq_len);
       }
       attn.block(s0, h * d, seq_len, d).noalias() = scores * vh;
     }
@@ -275,8 +261,7 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
   RowMatrixF gate = x * w.gate.transpose();
   RowMatrixF up = x * w.up.transpose();
   for (int64_t i = 0; i < gate.size(); ++i) {
-    const float g = gate.data()[i];
-    gate.data()[i] = g / (1.0f + std::exp(-g)) * up.data()[i];
+    gate.data()[i] = kernels::SwiGlu(gate.data()[i], up.data()[i]);
   }
   if (hessians != nullptr) Accumulate(gate, &hessians->down_proj);
   hidden->noalias() += gate * w.down.transpose();

@@ -97,15 +97,19 @@ absl::StatusOr<RowMatrixF> EmbedTokens(const Checkpoint& ckpt, const TokenSet& t
 absl::Status RunLayer(const Checkpoint& ckpt, const BlockWeights& weights, int64_t seq_len,
                       const RunOptions& options, RowMatrixF* hidden, BlockHessians* hessians) {
   const ModelConfig& c = ckpt.config();
-  const RopeTable rope = MakeRopeTable(c, seq_len);
+  absl::StatusOr<std::unique_ptr<BlockRunner>> runner =
+      options.prepare_block ? options.prepare_block(c, weights, seq_len, hessians)
+                            : MakeCpuBlockRunner(c, weights, seq_len, hessians);
+  if (!runner.ok()) return runner.status();
   const int64_t batch_rows = std::max<int64_t>(1, options.batch_sequences) * seq_len;
   RowMatrixF chunk;
   for (int64_t r0 = 0; r0 < hidden->rows(); r0 += batch_rows) {
     const int64_t rows = std::min(batch_rows, hidden->rows() - r0);
     chunk = hidden->middleRows(r0, rows);
-    BlockForward(c, weights, rope, seq_len, &chunk, hessians);
+    if (absl::Status s = (*runner)->Forward(&chunk); !s.ok()) return s;
     hidden->middleRows(r0, rows) = chunk;
   }
+  if (absl::Status s = (*runner)->Flush(); !s.ok()) return s;
   if (hessians != nullptr) {
     Symmetrize(&hessians->q_proj);
     Symmetrize(&hessians->o_proj);

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "core/format/safetensors.h"
 #include "core/format/tokens.h"
+#include "core/model/block_runner.h"
 #include "core/model/checkpoint.h"
 #include "core/model/llama_block.h"
 
@@ -35,6 +36,9 @@ struct RunOptions {
   // float64 summation order).
   int64_t batch_sequences = 1;
   ProgressFn progress;  // may be empty
+  // Where each block runs (a compute backend's PrepareBlock); empty: on this
+  // thread's CPU (MakeCpuBlockRunner).
+  PrepareBlockFn prepare_block;
 };
 
 // Embeddings of every token: [samples*seq_len, hidden_size].

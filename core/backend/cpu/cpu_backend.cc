@@ -1,6 +1,7 @@
 #include "core/backend/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <memory>
 
 namespace caldera::backend {
 namespace {
@@ -177,6 +178,12 @@ absl::Status CpuBackend::E8pNearest(const float* x, int64_t count, uint16_t* cod
   if (!e8p_.has_value()) e8p_.emplace();
   e8p_->QuantizeBatch(x, count, codes, out);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<BlockRunner>> CpuBackend::PrepareBlock(
+    const model::ModelConfig& config, const model::BlockWeights& weights, int64_t seq_len,
+    model::BlockHessians* hessians) {
+  return model::MakeCpuBlockRunner(config, weights, seq_len, hessians);
 }
 
 }  // namespace caldera::backend

@@ -46,6 +46,9 @@ class CpuBackend final : public ComputeBackend {
   absl::Status LdlqBlockStep(quant::MatrixQuantizer& q, int64_t c0, ConstRefF target,
                              RefF out) override;
   absl::Status E8pNearest(const float* x, int64_t count, uint16_t* codes, float* out) override;
+  absl::StatusOr<std::unique_ptr<BlockRunner>> PrepareBlock(
+      const model::ModelConfig& config, const model::BlockWeights& weights, int64_t seq_len,
+      model::BlockHessians* hessians) override;
 
  private:
   std::optional<quant::E8PCodebook> e8p_;  // made on first use

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cuda/cuda_block_runner.h"
 #include "core/backend/cuda/cuda_libraries.h"
 #include "core/backend/cuda/device_buffer.h"
 #include "core/backend/cuda/kernels.h"
@@ -21,12 +22,6 @@ using backend::MatrixD;
 using backend::MatrixF;
 using backend::Op;
 using backend::RefF;
-
-absl::Status BlasStatus(const CudaLibraries& lib, cublasStatus_t s, const char* call) {
-  if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(call, ": ", lib.cublasGetStatusName(s), " (",
-                                          lib.cublasGetStatusString(s), ")"));
-}
 
 absl::Status SolverStatus(cusolverStatus_t s, const char* call) {
   if (s == CUSOLVER_STATUS_SUCCESS) return absl::OkStatus();
@@ -76,15 +71,15 @@ class CudaBackend final : public backend::ComputeBackend {
       return s;
     b->stream_ = StreamPtr(stream, StreamDeleter{&lib});
     cublasHandle_t blas = nullptr;
-    if (absl::Status s = BlasStatus(lib, lib.cublasCreate(&blas), "cublasCreate"); !s.ok())
+    if (absl::Status s = CublasStatus(lib, lib.cublasCreate(&blas), "cublasCreate"); !s.ok())
       return s;
     b->blas_ = BlasPtr(blas, BlasDeleter{&lib});
-    if (absl::Status s = BlasStatus(lib, lib.cublasSetStream(blas, stream), "cublasSetStream");
+    if (absl::Status s = CublasStatus(lib, lib.cublasSetStream(blas, stream), "cublasSetStream");
         !s.ok())
       return s;
     // Products in full float precision (no TF32): checked against the CPU.
-    if (absl::Status s =
-            BlasStatus(lib, lib.cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    if (absl::Status s = CublasStatus(lib, lib.cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH),
+                                      "cublasSetMathMode");
         !s.ok())
       return s;
     cusolverDnHandle_t solver = nullptr;
@@ -141,7 +136,7 @@ class CudaBackend final : public backend::ComputeBackend {
                                                  : DeviceBuffer<float>::Create(*lib_, m * n);
     if (!dc.ok()) return dc.status();
     const float beta = acc == Accumulate::kAdd ? 1.0f : 0.0f;
-    if (absl::Status s = BlasStatus(
+    if (absl::Status s = CublasStatus(
             *lib_,
             lib_->cublasSgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
                               static_cast<int>(n), static_cast<int>(k), &alpha, da->data(),
@@ -174,7 +169,7 @@ class CudaBackend final : public backend::ComputeBackend {
     absl::StatusOr<DeviceBuffer<double>> dc = DeviceBuffer<double>::Create(*lib_, m * n);
     if (!dc.ok()) return dc.status();
     const double one = 1.0, zero = 0.0;
-    if (absl::Status s = BlasStatus(
+    if (absl::Status s = CublasStatus(
             *lib_,
             lib_->cublasDgemm(blas_.get(), BlasOp(op_a), BlasOp(op_b), static_cast<int>(m),
                               static_cast<int>(n), static_cast<int>(k), &one, da->data(),
@@ -198,7 +193,7 @@ class CudaBackend final : public backend::ComputeBackend {
     absl::StatusOr<DeviceBuffer<double>> dc = Upload(c->data(), n, n, n);
     if (!dc.ok()) return dc.status();
     const double one = 1.0;
-    if (absl::Status s = BlasStatus(
+    if (absl::Status s = CublasStatus(
             *lib_,
             lib_->cublasDsyrk(blas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(n),
                               static_cast<int>(k), &alpha, da->data(), static_cast<int>(n), &one,
@@ -224,7 +219,7 @@ class CudaBackend final : public backend::ComputeBackend {
     absl::StatusOr<DeviceBuffer<float>> dy = DeviceBuffer<float>::Create(*lib_, m * n);
     if (!dy.ok()) return dy.status();
     const float one = 1.0f;
-    if (absl::Status s = BlasStatus(
+    if (absl::Status s = CublasStatus(
             *lib_,
             lib_->cublasStrmm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
                               CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
@@ -248,7 +243,7 @@ class CudaBackend final : public backend::ComputeBackend {
     absl::StatusOr<DeviceBuffer<float>> dx = Upload(x->data(), m, n, m);
     if (!dx.ok()) return dx.status();
     const float one = 1.0f;
-    if (absl::Status s = BlasStatus(
+    if (absl::Status s = CublasStatus(
             *lib_,
             lib_->cublasStrsm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
                               CUBLAS_DIAG_NON_UNIT, static_cast<int>(m), static_cast<int>(n), &one,
@@ -344,6 +339,14 @@ class CudaBackend final : public backend::ComputeBackend {
   absl::Status HadamardRowsD(const transform::HadamardTransform& t, bool transpose,
                              MatrixD* x) override {
     return Hadamard(t, transpose, /*rows=*/true, x);
+  }
+
+  absl::StatusOr<std::unique_ptr<backend::BlockRunner>> PrepareBlock(
+      const model::ModelConfig& config, const model::BlockWeights& weights, int64_t seq_len,
+      model::BlockHessians* hessians) override {
+    return PrepareCudaBlock(
+        CudaContext{lib_.get(), stream_.get(), blas_.get(), kernels_.get(), device_}, config,
+        weights, seq_len, hessians);
   }
 
   absl::Status E8pNearest(const float* x, int64_t count, uint16_t* codes, float* out) override {

@@ -5,7 +5,8 @@
 // results out and synchronize; every CUDA, cuBLAS and cuSOLVER error comes
 // back as a Status naming the call.
 //
-// On the device: GEMM (cublasSgemm), GemmD (cublasDgemm), SyrkLowerD
+// On the device: the calibration forward (PrepareBlock, cuda_block_runner.h),
+// GEMM (cublasSgemm), GemmD (cublasDgemm), SyrkLowerD
 // (cublasDsyrk), TRMM/TRSM (cublasStrmm/Strsm), CholeskyLowerD
 // (cusolverDnDpotrf), the Hadamard transforms (own kernels) and E8pNearest
 // (own kernel, the CPU's codes). Everything else (SpdSolve, BlockLdlD, the

@@ -117,4 +117,10 @@ absl::Status CudaStatus(const CudaLibraries& lib, cudaError_t e, absl::string_vi
   return absl::InternalError(msg);
 }
 
+absl::Status CublasStatus(const CudaLibraries& lib, cublasStatus_t s, absl::string_view call) {
+  if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(call, ": ", lib.cublasGetStatusName(s), " (",
+                                          lib.cublasGetStatusString(s), ")"));
+}
+
 }  // namespace caldera::cuda

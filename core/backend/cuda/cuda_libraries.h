@@ -99,6 +99,7 @@ class SharedLibrary {
   X(cudaMalloc)                     \
   X(cudaFree)                       \
   X(cudaMemcpy2DAsync)              \
+  X(cudaMemsetAsync)                \
   X(cudaLibraryLoadData)            \
   X(cudaLibraryUnload)              \
   X(cudaLibraryGetKernel)           \
@@ -112,6 +113,8 @@ class SharedLibrary {
   X(cublasGetStatusName)            \
   X(cublasGetStatusString)          \
   X(cublasSgemm)                    \
+  X(cublasSgemmStridedBatched)      \
+  X(cublasSsyrk)                    \
   X(cublasDgemm)                    \
   X(cublasDsyrk)                    \
   X(cublasStrmm)                    \
@@ -156,6 +159,9 @@ class CudaLibraries {
 // OK, or an error naming the call and the runtime's reason (RESOURCE_EXHAUSTED
 // for out-of-memory, so a scheduler can retry elsewhere; INTERNAL otherwise).
 absl::Status CudaStatus(const CudaLibraries& lib, cudaError_t e, absl::string_view call);
+
+// OK, or INTERNAL naming the cuBLAS call and cuBLAS's name for the status.
+absl::Status CublasStatus(const CudaLibraries& lib, cublasStatus_t s, absl::string_view call);
 
 }  // namespace caldera::cuda
 

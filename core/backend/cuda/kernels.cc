@@ -25,11 +25,19 @@ absl::StatusOr<std::unique_ptr<KernelModule>> KernelModule::Load(const CudaLibra
   const struct {
     cudaKernel_t* slot;
     const char* name;
-  } wanted[] = {
-      {&m->k_.stage_f, "caldera_hadamard_stage_f"}, {&m->k_.stage_d, "caldera_hadamard_stage_d"},
-      {&m->k_.mix_f, "caldera_hadamard_mix_f"},     {&m->k_.mix_d, "caldera_hadamard_mix_d"},
-      {&m->k_.scale_f, "caldera_hadamard_scale_f"}, {&m->k_.scale_d, "caldera_hadamard_scale_d"},
-      {&m->k_.e8p, "caldera_e8p_nearest"}};
+  } wanted[] = {{&m->k_.stage_f, "caldera_hadamard_stage_f"},
+                {&m->k_.stage_d, "caldera_hadamard_stage_d"},
+                {&m->k_.mix_f, "caldera_hadamard_mix_f"},
+                {&m->k_.mix_d, "caldera_hadamard_mix_d"},
+                {&m->k_.scale_f, "caldera_hadamard_scale_f"},
+                {&m->k_.scale_d, "caldera_hadamard_scale_d"},
+                {&m->k_.e8p, "caldera_e8p_nearest"},
+                {&m->k_.rmsnorm, "caldera_rmsnorm_rows"},
+                {&m->k_.rope, "caldera_rope"},
+                {&m->k_.softmax, "caldera_causal_softmax"},
+                {&m->k_.swiglu, "caldera_swiglu"},
+                {&m->k_.add_bias, "caldera_add_bias"},
+                {&m->k_.add_lower, "caldera_add_lower_f64"}};
   for (const auto& w : wanted) {
     if (absl::Status s = CudaStatus(lib, lib.cudaLibraryGetKernel(w.slot, library, w.name),
                                     absl::StrCat("cudaLibraryGetKernel(", w.name, ")"));
@@ -96,6 +104,50 @@ cudaError_t KernelModule::E8pNearest(backend::kernels::E8pTablesView tables, con
   if (count == 0) return cudaSuccess;
   void* args[] = {&tables, &x, &count, &codes, &out};
   return Launch(k_.e8p, count, args, stream);
+}
+
+cudaError_t KernelModule::RmsNormRows(const float* x, const float* weight, int64_t rows, int64_t n,
+                                      double eps, float* out, cudaStream_t stream) const {
+  if (rows == 0) return cudaSuccess;
+  void* args[] = {&x, &weight, &rows, &n, &eps, &out};
+  return Launch(k_.rmsnorm, rows, args, stream);
+}
+
+cudaError_t KernelModule::Rope(float* x, const float* cos_table, const float* sin_table,
+                               int64_t tokens, int64_t seq_len, int64_t heads, int64_t d,
+                               cudaStream_t stream) const {
+  const int64_t work = tokens * heads * (d / 2);
+  if (work == 0) return cudaSuccess;
+  void* args[] = {&x, &cos_table, &sin_table, &tokens, &seq_len, &heads, &d};
+  return Launch(k_.rope, work, args, stream);
+}
+
+cudaError_t KernelModule::CausalSoftmax(float* scores, int64_t rows, int64_t seq_len,
+                                        cudaStream_t stream) const {
+  if (rows == 0) return cudaSuccess;
+  void* args[] = {&scores, &rows, &seq_len};
+  return Launch(k_.softmax, rows, args, stream);
+}
+
+cudaError_t KernelModule::SwiGlu(float* gate, const float* up, int64_t count,
+                                 cudaStream_t stream) const {
+  if (count == 0) return cudaSuccess;
+  void* args[] = {&gate, &up, &count};
+  return Launch(k_.swiglu, count, args, stream);
+}
+
+cudaError_t KernelModule::AddBias(float* x, const float* bias, int64_t rows, int64_t n,
+                                  cudaStream_t stream) const {
+  if (rows * n == 0) return cudaSuccess;
+  void* args[] = {&x, &bias, &rows, &n};
+  return Launch(k_.add_bias, rows * n, args, stream);
+}
+
+cudaError_t KernelModule::AddLowerF64(const float* src, int64_t n, double* dst,
+                                      cudaStream_t stream) const {
+  if (n == 0) return cudaSuccess;
+  void* args[] = {&src, &n, &dst};
+  return Launch(k_.add_lower, n * n, args, stream);
 }
 
 }  // namespace caldera::cuda

@@ -42,10 +42,30 @@ class KernelModule {
   cudaError_t E8pNearest(backend::kernels::E8pTablesView tables, const float* x, int64_t count,
                          uint16_t* codes, float* out, cudaStream_t stream) const;
 
+  // The calibration forward's steps (core/model/block_kernels.h), over
+  // row-major [rows, width] activations: RMSNorm of each row into out; the
+  // rotary embedding of q or k ([tokens, heads·d], position = row mod
+  // seq_len; cos/sin [seq_len, d/2]); the causal softmax of each row of
+  // scores ([rows, seq_len], row i of a sequence = row mod seq_len); gate ←
+  // SwiGLU(gate, up); x[r, c] += bias[c]; dst += lower triangle of src
+  // (n × n, float into double).
+  cudaError_t RmsNormRows(const float* x, const float* weight, int64_t rows, int64_t n, double eps,
+                          float* out, cudaStream_t stream) const;
+  cudaError_t Rope(float* x, const float* cos_table, const float* sin_table, int64_t tokens,
+                   int64_t seq_len, int64_t heads, int64_t d, cudaStream_t stream) const;
+  cudaError_t CausalSoftmax(float* scores, int64_t rows, int64_t seq_len,
+                            cudaStream_t stream) const;
+  cudaError_t SwiGlu(float* gate, const float* up, int64_t count, cudaStream_t stream) const;
+  cudaError_t AddBias(float* x, const float* bias, int64_t rows, int64_t n,
+                      cudaStream_t stream) const;
+  cudaError_t AddLowerF64(const float* src, int64_t n, double* dst, cudaStream_t stream) const;
+
  private:
   struct Kernels {
     cudaKernel_t stage_f = nullptr, stage_d = nullptr, mix_f = nullptr, mix_d = nullptr,
-                 scale_f = nullptr, scale_d = nullptr, e8p = nullptr;
+                 scale_f = nullptr, scale_d = nullptr, e8p = nullptr, rmsnorm = nullptr,
+                 rope = nullptr, softmax = nullptr, swiglu = nullptr, add_bias = nullptr,
+                 add_lower = nullptr;
   };
   KernelModule(const CudaLibraries& lib, cudaLibrary_t library) : lib_(lib), library_(library) {}
   template <typename T>

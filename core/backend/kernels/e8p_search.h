@@ -18,7 +18,7 @@
 
 #include <cstdint>
 
-#include "core/backend/kernels/hd.h"
+#include "core/util/hd.h"
 
 namespace caldera::backend::kernels {
 

@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-#include "core/backend/kernels/hd.h"
+#include "core/util/hd.h"
 
 namespace caldera::backend::kernels {
 

@@ -15,6 +15,7 @@
 #include "core/decompose/caldera.h"
 #include "core/quant/quantizer.h"
 #include "gtest/gtest.h"
+#include "tests/support/random_block.h"
 
 namespace caldera::backend {
 namespace {
@@ -149,6 +150,45 @@ TEST_F(CudaBackendTest, WholeDecompositionWithinOnePercent) {
   ASSERT_TRUE(on_gpu.ok()) << on_gpu.status();
   EXPECT_LT(std::abs(on_gpu->weighted_relative_error - on_cpu->weighted_relative_error),
             0.01 * on_cpu->weighted_relative_error);
+}
+
+// The calibration forward on the device against the CPU's, over two chunks
+// (the Hessian sums stay on the device until Flush): activations within
+// float tolerance, Hessians within 1e-4 relative (issue #21).
+TEST_F(CudaBackendTest, BlockForwardAndHessiansMatchTheCpu) {
+  for (bool bias : {false, true}) {
+    const model::ModelConfig c = testing::SmallBlockConfig(bias);
+    const model::BlockWeights w = testing::RandomBlock(c, 11);
+    std::mt19937 rng(12);
+    const int64_t seq_len = 40;
+    model::BlockHessians h_cpu = model::BlockHessians::Zeros(c);
+    model::BlockHessians h_gpu = model::BlockHessians::Zeros(c);
+    absl::StatusOr<std::unique_ptr<BlockRunner>> cpu = cpu_.PrepareBlock(c, w, seq_len, &h_cpu);
+    absl::StatusOr<std::unique_ptr<BlockRunner>> gpu = gpu_->PrepareBlock(c, w, seq_len, &h_gpu);
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    for (int64_t sequences : {3, 1}) {
+      const model::RowMatrixF input =
+          testing::RandomRows(sequences * seq_len, c.hidden_size, 1.0f, &rng);
+      model::RowMatrixF a = input, b = input;
+      ASSERT_TRUE((*cpu)->Forward(&a).ok());
+      absl::Status s = (*gpu)->Forward(&b);
+      ASSERT_TRUE(s.ok()) << s;
+      EXPECT_LT((a - b).norm() / a.norm(), 1e-5) << "bias " << bias;
+      EXPECT_GT((b - input).norm(), 0.1 * input.norm());  // the block did run
+    }
+    ASSERT_TRUE((*gpu)->Flush().ok());
+    ASSERT_TRUE((*gpu)->Flush().ok());  // a second flush adds nothing
+    EXPECT_EQ(h_gpu.tokens, h_cpu.tokens);
+    for (auto [x, y] :
+         {std::pair{&h_gpu.q_proj, &h_cpu.q_proj}, std::pair{&h_gpu.o_proj, &h_cpu.o_proj},
+          std::pair{&h_gpu.gate_proj, &h_cpu.gate_proj},
+          std::pair{&h_gpu.down_proj, &h_cpu.down_proj}}) {
+      model::Symmetrize(x);
+      model::Symmetrize(y);
+      EXPECT_LT((*x - *y).norm() / y->norm(), 1e-4) << "bias " << bias;
+    }
+  }
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 #include "core/backend/kernels/e8p_tables.h"
 #include "core/backend/kernels/hadamard_butterfly.h"
 #include "core/backend/kernels/uniform_round.h"
+#include "core/model/block_kernels.h"
+#include "core/model/llama_block.h"
 #include "core/quant/e8p.h"
 #include "core/quant/quantizer.h"
 #include "core/tensor/half.h"
@@ -207,6 +209,70 @@ TEST(UniformRoundBodyTest, SameCodesAndValuesAsTheUniformQuantizer) {
         }
       }
     }
+  }
+}
+
+// The calibration forward's bodies (core/model/block_kernels.h). RoPE,
+// softmax and SwiGLU are what model::BlockForward runs on the host, so the
+// CPU path checks their bits; here they are checked against float64
+// formulas, and RMSNorm's body (the device's only) against model::RmsNorm.
+TEST(BlockForwardBodyTest, RmsNormRowMatchesTheCpuRmsNorm) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (int64_t n : {1, 7, 64, 4096}) {
+    model::RowMatrixF x(3, n);
+    model::VectorF w(n);
+    for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+    for (int64_t i = 0; i < n; ++i) w(i) = 1.0f + 0.1f * normal(rng);
+    model::RowMatrixF cpu;
+    model::RmsNorm(x, w, 1e-5, &cpu);
+    std::vector<float> body(static_cast<size_t>(n));
+    for (int64_t r = 0; r < x.rows(); ++r) {
+      model::kernels::RmsNormRow(x.row(r).data(), w.data(), n, 1e-5, body.data());
+      for (int64_t j = 0; j < n; ++j) {
+        // Same float operations after one scale, whose double sums differ in
+        // order only: within a few ulps.
+        EXPECT_NEAR(body[static_cast<size_t>(j)], cpu(r, j), 4e-7f * std::fabs(cpu(r, j)) + 1e-30f)
+            << "n " << n << " row " << r << " col " << j;
+      }
+    }
+  }
+}
+
+TEST(BlockForwardBodyTest, CausalSoftmaxRowIsTheCausalSoftmax) {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const int64_t len = 33;
+  for (int64_t i : {int64_t{0}, int64_t{5}, len - 1}) {
+    std::vector<float> row(static_cast<size_t>(len));
+    for (float& v : row) v = normal(rng);
+    row[1] = 80.0f;  // large scores must not overflow (the max is subtracted)
+    const std::vector<float> in = row;
+    model::kernels::CausalSoftmaxRow(row.data(), i, len);
+    double mx = -1e300, sum = 0;
+    for (int64_t j = 0; j <= i; ++j) mx = std::max(mx, double{in[static_cast<size_t>(j)]});
+    for (int64_t j = 0; j <= i; ++j) sum += std::exp(double{in[static_cast<size_t>(j)]} - mx);
+    for (int64_t j = 0; j < len; ++j) {
+      const double want = j <= i ? std::exp(double{in[static_cast<size_t>(j)]} - mx) / sum : 0.0;
+      EXPECT_NEAR(row[static_cast<size_t>(j)], want, 1e-6 * want + 1e-12)
+          << "i " << i << " j " << j;
+    }
+  }
+}
+
+TEST(BlockForwardBodyTest, RopeAndSwiGluAreTheirFormulas) {
+  const int64_t half = 4;
+  float v[8] = {1.0f, -2.0f, 0.5f, 3.0f, 0.25f, 4.0f, -1.5f, 2.0f};
+  const float c = std::cos(0.7f), sn = std::sin(0.7f);
+  const float a = v[2], b = v[2 + half];
+  model::kernels::RopeRotatePair(v, 2, half, c, sn);
+  EXPECT_NEAR(v[2], double{a} * c - double{b} * sn, 1e-6);
+  EXPECT_NEAR(v[2 + half], double{b} * c + double{a} * sn, 1e-6);
+  EXPECT_EQ(v[0], 1.0f);  // other pairs untouched
+  EXPECT_EQ(v[4], 0.25f);
+  for (float g : {-30.0f, -1.0f, 0.0f, 0.3f, 12.0f}) {
+    const double want = g / (1.0 + std::exp(-double{g})) * 1.5;
+    EXPECT_NEAR(model::kernels::SwiGlu(g, 1.5f), want, 1e-6 * std::fabs(want) + 1e-12) << g;
   }
 }
 

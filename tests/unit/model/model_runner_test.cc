@@ -3,11 +3,15 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
+#include <random>
 
 #include "absl/status/status.h"
+#include "core/model/block_runner.h"
 #include "core/model/test_model.h"
 #include "gtest/gtest.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/random_block.h"
 #include "tests/support/subprocess.h"
 
 namespace caldera::model {
@@ -225,6 +229,120 @@ TEST(TokensTest, BadTokenFilesGiveClearErrors) {
   check(*Tensor::Zeros(DType::kI32, {1, 513}), "input_ids", "exceed the model's");
   check(*Tensor::Zeros(DType::kF32, {1, 4}), "input_ids", "expected I32");
   check(*Tensor::Zeros(DType::kI32, {1, 4}), "tokens", "no 'input_ids' tensor");
+}
+
+}  // namespace
+}  // namespace caldera::model
+
+namespace caldera::model {
+namespace {
+
+// Counts what RunLayer asks of a runner, running the CPU one underneath.
+class CountingRunner final : public BlockRunner {
+ public:
+  CountingRunner(std::unique_ptr<BlockRunner> inner, int* forwards, int* flushes)
+      : inner_(std::move(inner)), forwards_(forwards), flushes_(flushes) {}
+  absl::Status Forward(RowMatrixF* hidden) override {
+    ++*forwards_;
+    return inner_->Forward(hidden);
+  }
+  absl::Status Flush() override {
+    ++*flushes_;
+    return inner_->Flush();
+  }
+
+ private:
+  std::unique_ptr<BlockRunner> inner_;
+  int* forwards_;
+  int* flushes_;
+};
+
+TEST(BlockRunnerTest, CpuRunnerIsBlockForwardBitForBit) {
+  for (bool bias : {false, true}) {
+    const ModelConfig c = testing::SmallBlockConfig(bias);
+    const BlockWeights w = testing::RandomBlock(c, 7);
+    std::mt19937 rng(3);
+    const int64_t seq_len = 24;
+    const RowMatrixF input = testing::RandomRows(3 * seq_len, c.hidden_size, 1.0f, &rng);
+
+    RowMatrixF expected = input;
+    BlockHessians expected_h = BlockHessians::Zeros(c);
+    BlockForward(c, w, MakeRopeTable(c, seq_len), seq_len, &expected, &expected_h);
+
+    BlockHessians h = BlockHessians::Zeros(c);
+    absl::StatusOr<std::unique_ptr<BlockRunner>> runner = MakeCpuBlockRunner(c, w, seq_len, &h);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    RowMatrixF got = input;
+    ASSERT_TRUE((*runner)->Forward(&got).ok());
+    ASSERT_TRUE((*runner)->Flush().ok());
+    EXPECT_EQ(got, expected);
+    EXPECT_EQ(h.tokens, 3 * seq_len);
+    EXPECT_EQ(h.q_proj, expected_h.q_proj);
+    EXPECT_EQ(h.o_proj, expected_h.o_proj);
+    EXPECT_EQ(h.gate_proj, expected_h.gate_proj);
+    EXPECT_EQ(h.down_proj, expected_h.down_proj);
+    EXPECT_GT(h.down_proj.norm(), 0);
+
+    // Not whole sequences, or the wrong width: a message, nothing run.
+    RowMatrixF ragged = input.topRows(seq_len + 1);
+    absl::Status s = (*runner)->Forward(&ragged);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("whole sequences of 24"), std::string::npos) << s;
+    RowMatrixF narrow = input.leftCols(8);
+    EXPECT_EQ((*runner)->Forward(&narrow).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(h.tokens, 3 * seq_len);
+  }
+  EXPECT_EQ(
+      MakeCpuBlockRunner(testing::SmallBlockConfig(false),
+                         testing::RandomBlock(testing::SmallBlockConfig(false), 1), 0, nullptr)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+TEST(BlockRunnerTest, CalibrationRunsEveryBlockThroughThePreparedRunner) {
+  std::unique_ptr<Checkpoint> ckpt = OpenFixture();
+  ASSERT_NE(ckpt, nullptr);
+  TokenSet tokens = Slice(LoadFixtureTokens(*ckpt, "calibration.safetensors"), 0, 4);
+  const std::vector<BlockHessians> expected = Calibrate(*ckpt, tokens, 2);
+
+  int prepared = 0, forwards = 0, flushes = 0;
+  RunOptions options;
+  options.batch_sequences = 2;
+  options.prepare_block = [&](const ModelConfig& c, const BlockWeights& w, int64_t seq_len,
+                              BlockHessians* h) -> absl::StatusOr<std::unique_ptr<BlockRunner>> {
+    ++prepared;
+    absl::StatusOr<std::unique_ptr<BlockRunner>> cpu = MakeCpuBlockRunner(c, w, seq_len, h);
+    if (!cpu.ok()) return cpu.status();
+    return std::make_unique<CountingRunner>(*std::move(cpu), &forwards, &flushes);
+  };
+  std::vector<BlockHessians> got;
+  absl::Status s = CalibrateLayers(*ckpt, tokens, 0, ckpt->config().num_layers - 1, options,
+                                   [&](int64_t, BlockHessians& h) {
+                                     got.push_back(h);
+                                     return absl::OkStatus();
+                                   });
+  ASSERT_TRUE(s.ok()) << s;
+  const int layers = static_cast<int>(ckpt->config().num_layers);
+  EXPECT_EQ(prepared, layers);
+  EXPECT_EQ(forwards, 2 * layers);  // 4 sequences in batches of 2
+  EXPECT_EQ(flushes, layers);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t l = 0; l < got.size(); ++l) {
+    EXPECT_EQ(got[l].tokens, expected[l].tokens);
+    EXPECT_EQ(got[l].q_proj, expected[l].q_proj);
+    EXPECT_EQ(got[l].down_proj, expected[l].down_proj);
+  }
+
+  // A runner that cannot be prepared (a device out of memory) fails the run
+  // with its own error.
+  options.prepare_block = [](const ModelConfig&, const BlockWeights&, int64_t,
+                             BlockHessians*) -> absl::StatusOr<std::unique_ptr<BlockRunner>> {
+    return absl::ResourceExhaustedError("cudaMalloc(123 bytes): out of memory");
+  };
+  s = CalibrateLayers(*ckpt, tokens, 0, 0, options,
+                      [](int64_t, BlockHessians&) { return absl::OkStatus(); });
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
 }
 
 }  // namespace

@@ -4,8 +4,8 @@
 // fused multiply-add on the device, whatever nvcc's -fmad; host files that
 // include these bodies compile with -ffp-contract=off), so a body computes
 // the same bits on the host and on the device.
-#ifndef CALDERA_CORE_BACKEND_KERNELS_HD_H_
-#define CALDERA_CORE_BACKEND_KERNELS_HD_H_
+#ifndef CALDERA_CORE_UTIL_HD_H_
+#define CALDERA_CORE_UTIL_HD_H_
 
 #if defined(__CUDACC__)
 #define CALDERA_HD __host__ __device__
@@ -13,7 +13,7 @@
 #define CALDERA_HD
 #endif
 
-namespace caldera::backend::kernels {
+namespace caldera {
 
 #if defined(__CUDA_ARCH__)
 __device__ inline float HdMul(float a, float b) { return __fmul_rn(a, b); }
@@ -30,6 +30,6 @@ inline float HdDiv(float a, float b) { return a / b; }
 // |v| as std::fabs (clears the sign bit, so -0 becomes +0).
 CALDERA_HD inline float HdAbs(float v) { return v < 0.0f ? -v : (v == 0.0f ? 0.0f : v); }
 
-}  // namespace caldera::backend::kernels
+}  // namespace caldera
 
-#endif  // CALDERA_CORE_BACKEND_KERNELS_HD_H_
+#endif  // CALDERA_CORE_UTIL_HD_H_
