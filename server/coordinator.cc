@@ -646,6 +646,7 @@ v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerR
   out.set_lease_duration_seconds(options_.lease_seconds);
   TouchWorker(out.worker_id());
   if (request.max_memory_bytes() > 0) worker_memory_[out.worker_id()] = request.max_memory_bytes();
+  if (absl::StartsWith(request.device(), "cuda")) gpu_workers_.insert(out.worker_id());
   UpdateGauges();
   return out;
 }
@@ -653,9 +654,12 @@ v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerR
 bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
   const auto mem = worker_memory_.find(worker_id);
   const int64_t worker_memory = mem == worker_memory_.end() ? 0 : mem->second;
+  const bool gpu = gpu_workers_.contains(worker_id);
+  const int decompose_rank = LeasePriority(v1::DECOMPOSE);
   for (JobEntry* job : job_order_) {
     if (IsTerminal(job->record.state)) continue;
-    // Ready calibrate first, then decompose, then finalize (plan order within).
+    // Ready calibrate first, then decompose, then finalize (plan order within;
+    // a GPU worker: the largest ready decompose task, the first of equals).
     size_t pick = job->tasks.size();
     int best = kLeasePriorities;
     bool reported = false;
@@ -663,8 +667,11 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
       const int rank = LeasePriority(t.kind);
-      if (rank >= best || !TaskIsReady(job->tasks, job->calibrate_index, i,
-                                       job->record.spec.calibration_mode() == "sequential"))
+      const bool larger = gpu && rank == decompose_rank && rank == best &&
+                          t.memory_bytes > job->tasks[pick].memory_bytes;
+      if ((rank >= best && !larger) ||
+          !TaskIsReady(job->tasks, job->calibrate_index, i,
+                       job->record.spec.calibration_mode() == "sequential"))
         continue;
       if (!WorkerCanHold(worker_memory, t)) {
         if (!reported && !SomeWorkerCanHold(t)) {
@@ -723,6 +730,9 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
   std::unique_lock<std::mutex> lock(mu_);
   if (request.max_memory_bytes() > 0 && !request.worker_id().empty()) {
     worker_memory_[request.worker_id()] = request.max_memory_bytes();
+  }
+  if (absl::StartsWith(request.device(), "cuda") && !request.worker_id().empty()) {
+    gpu_workers_.insert(request.worker_id());
   }
   // While the state cannot be written no task is leased (the poll returns
   // empty and the worker polls again); a lease whose write fails is UNAVAILABLE.

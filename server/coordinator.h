@@ -3,15 +3,16 @@
 // `calderactl compress` embeds one.
 //
 // Scheduling: jobs in creation order; within a job, ready calibrate tasks
-// first (they are the critical path), then decompose tasks in plan order,
-// then finalize. Memory: a task goes only to a worker whose reported
-// max_memory_bytes holds the task's estimate (WorkerCanHold, planner.h); a
-// ready task no connected worker can hold waits, and the job's message says
-// so. A lease lasts lease_seconds and is extended by heartbeats; the
-// reaper thread re-queues tasks whose lease expired, and fails the job after
-// max_attempts attempts of one task. A result is committed only from the
-// attempt that holds the lease (attempt ids are unique and name the scratch
-// keys a worker writes), so each task is committed exactly once.
+// first (they are the critical path), then decompose tasks in plan order
+// (a worker that registered a CUDA device takes the ready decompose task with
+// the largest estimate instead, so the slow CPU workers are not the ones
+// left holding a job's largest matrices), then finalize. Memory: a task goes only to a worker whose
+// reported max_memory_bytes holds the task's estimate (WorkerCanHold, planner.h); a ready task no
+// connected worker can hold waits, and the job's message says so. A lease lasts lease_seconds and
+// is extended by heartbeats; the reaper thread re-queues tasks whose lease expired, and fails the
+// job after max_attempts attempts of one task. A result is committed only from the attempt that
+// holds the lease (attempt ids are unique and name the scratch keys a worker writes), so each task
+// is committed exactly once.
 //
 // Durability: every change is written to the StateStore before the call
 // returns; Open() reloads it, gives every held lease a fresh lease period (its
@@ -35,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -212,6 +214,7 @@ class Coordinator {
   std::map<std::string, AttemptRecord> attempts_;          // running attempts
   std::map<std::string, double> workers_;                  // worker id -> last seen (Unix s)
   std::map<std::string, int64_t> worker_memory_;           // worker id -> max_memory_bytes
+  std::set<std::string> gpu_workers_;                      // ids that registered a CUDA device
   int64_t next_seq_ = 1;
   bool shutdown_ = false;
   absl::Status write_error_;  // the failed Persist of the current call

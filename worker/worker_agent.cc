@@ -79,6 +79,7 @@ void WorkerAgent::Run() {
     req.set_worker_id(worker_id_);
     req.set_wait_seconds(options_.poll_seconds);
     req.set_max_memory_bytes(options_.max_memory_bytes);
+    req.set_device(options_.device);
     v1::LeaseTaskResponse resp;
     auto ctx = ContextWithDeadline(options_.poll_seconds + 10);
     grpc::Status s = stub_->LeaseTask(ctx.get(), req, &resp);

@@ -481,6 +481,48 @@ TEST(CoordinatorTest, TasksLeaseOnlyToWorkersThatCanHoldThem) {
   EXPECT_NE(other.calibrate().shard(), t.calibrate().shard());
 }
 
+// A worker that registered a CUDA device takes the largest ready decompose
+// task; a CPU worker takes them in plan order (q_proj first).
+TEST(CoordinatorTest, GpuWorkersTakeTheLargestReadyDecompose) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::Job> job = c->CreateJob(SmallJobRequest(tmp.Join("out"), "", true));
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto register_worker = [&](const std::string& device) {
+    v1::RegisterWorkerRequest r;
+    r.set_hostname(device);
+    r.set_device(device);
+    return c->RegisterWorker(r).worker_id();
+  };
+  const std::string gpu = register_worker("cuda:0"), cpu = register_worker("cpu");
+  const v1::Task calibrate = Lease(c.get(), cpu);
+  ASSERT_EQ(job::KindOf(calibrate), v1::CALIBRATE);
+  ASSERT_TRUE(Complete(c.get(), calibrate, cpu));
+
+  // Layer 0's seven decompose tasks are ready (sequential calibration: layer
+  // 1 waits for them). down_proj's estimate is the largest.
+  const v1::Task on_gpu = Lease(c.get(), gpu);
+  ASSERT_EQ(job::KindOf(on_gpu), v1::DECOMPOSE) << on_gpu.DebugString();
+  EXPECT_EQ(on_gpu.decompose().module(), "down_proj");
+  EXPECT_EQ(on_gpu.decompose().layer(), 0);
+  const v1::Task on_cpu = Lease(c.get(), cpu);
+  ASSERT_EQ(job::KindOf(on_cpu), v1::DECOMPOSE);
+  EXPECT_EQ(on_cpu.decompose().module(), "q_proj");
+  // Among equal estimates (gate_proj and up_proj) the GPU takes plan order's first.
+  const v1::Task next = Lease(c.get(), gpu);
+  ASSERT_EQ(job::KindOf(next), v1::DECOMPOSE);
+  EXPECT_EQ(next.decompose().module(), "gate_proj");
+  // A GPU worker the coordinator never saw register (it restarted since)
+  // says its device in every lease request.
+  v1::LeaseTaskRequest req;
+  req.set_worker_id("gpu-registered-before-a-restart");
+  req.set_device("cuda:1");
+  const v1::Task unregistered = c->LeaseTask(req).task();
+  ASSERT_EQ(job::KindOf(unregistered), v1::DECOMPOSE);
+  EXPECT_EQ(unregistered.decompose().module(), "up_proj");
+}
+
 // --max-task-memory: a job whose calibrate task would not fit is refused at
 // submit with the number of shards that would; a decompose too large for it
 // is refused saying sharding does not help.
