@@ -61,6 +61,10 @@ void LatticeQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>
   // `rank` rows); none gets fewer than kMinVectors.
   constexpr int64_t kMinVectors = 2048;
   const int64_t rows = target.rows(), groups = target.cols() / 8;
+  if (e8p_search_) {  // the whole block as one batch per stage, on the caller's thread
+    QuantizeBlockBatched(c0, target, out);
+    return;
+  }
   const int parts = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>(threads_, rows * groups / kMinVectors)));
   const bool by_rows = rows >= parts * (kMinVectors / 8);
@@ -75,6 +79,59 @@ void LatticeQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>
   for (int p = 1; p < parts; ++p) helpers.emplace_back(part, p);
   part(0);
   for (std::thread& t : helpers) t.join();
+}
+
+void LatticeQuantizer::QuantizeBlockBatched(int64_t c0, const Eigen::Ref<const MatrixF>& target,
+                                            Eigen::Ref<MatrixF> out) {
+  // The same operations as QuantizeRange, element for element; only the
+  // batches differ (every vector of the block at once), and each vector's
+  // search does not depend on the others in its batch.
+  const int64_t rows = target.rows(), groups = target.cols() / 8, n = rows * groups;
+  auto scale_of = [&](int64_t row) {
+    return spec_.row_scales ? row_scale_[static_cast<size_t>(row)] : scale_;
+  };
+  Scratch& s = batch_;
+  s.x.resize(static_cast<size_t>(n * 8));
+  s.q1.resize(s.x.size());
+  s.q2.resize(s.x.size());
+  s.codes.resize(static_cast<size_t>(n));
+  float* x = s.x.data();
+  float* q1 = s.q1.data();
+  float* q2 = s.q2.data();
+  auto vec = [&](int64_t v, int64_t r) { return v * rows + r; };  // group-major
+  auto code_index = [&](int64_t v, int64_t r) {
+    return static_cast<size_t>(r * (cols_ / 8) + c0 / 8 + v);
+  };
+  for (int64_t v = 0; v < groups; ++v) {
+    for (int i = 0; i < 8; ++i) {
+      for (int64_t r = 0; r < rows; ++r) x[vec(v, r) * 8 + i] = target(r, v * 8 + i) / scale_of(r);
+    }
+  }
+  e8p_search_(x, n, s.codes.data(), q1);
+  for (int64_t v = 0; v < groups; ++v) {
+    for (int64_t r = 0; r < rows; ++r) codes1_[code_index(v, r)] = s.codes[vec(v, r)];
+  }
+  if (bits_ == 4) {
+    for (int64_t e = 0; e < n * 8; ++e) x[e] = (x[e] - q1[e]) * kResid4;
+    e8p_search_(x, n, s.codes.data(), q2);
+    for (int64_t v = 0; v < groups; ++v) {
+      for (int64_t r = 0; r < rows; ++r) codes2_[code_index(v, r)] = s.codes[vec(v, r)];
+    }
+    for (int64_t e = 0; e < n * 8; ++e) q1[e] += q2[e] / kResid4;
+  } else if (bits_ == 3) {  // the 1-bit E8 residual stays on the CPU
+    for (int64_t e = 0; e < n * 8; ++e) x[e] = (x[e] - q1[e]) * kResid3;
+    s.codes8.resize(static_cast<size_t>(n));
+    one_bit_.QuantizeBatch(x, n, s.codes8.data(), q2);
+    for (int64_t v = 0; v < groups; ++v) {
+      for (int64_t r = 0; r < rows; ++r) codes2_[code_index(v, r)] = s.codes8[vec(v, r)];
+    }
+    for (int64_t e = 0; e < n * 8; ++e) q1[e] += q2[e] / kResid3;
+  }
+  for (int64_t v = 0; v < groups; ++v) {
+    for (int i = 0; i < 8; ++i) {
+      for (int64_t r = 0; r < rows; ++r) out(r, v * 8 + i) = q1[vec(v, r) * 8 + i] * scale_of(r);
+    }
+  }
 }
 
 void LatticeQuantizer::QuantizeRange(int64_t c0, int64_t r0, int64_t r1, int64_t v0, int64_t v1,

@@ -16,6 +16,7 @@
 #define CALDERA_CORE_QUANT_LATTICE_QUANTIZER_H_
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/quant/e8p.h"
@@ -36,6 +37,7 @@ class LatticeQuantizer final : public MatrixQuantizer {
   int64_t StorageBits() const override {
     return rows_ * cols_ * bits_ + (spec_.row_scales ? 16 * rows_ : 32);
   }
+  void set_e8p_search(E8pSearch search) override { e8p_search_ = std::move(search); }
   QuantizedTensors Export() const override;
   absl::StatusOr<MatrixF> Decode(const QuantizedTensors& tensors) const override;
 
@@ -56,6 +58,13 @@ class LatticeQuantizer final : public MatrixQuantizer {
   int bits_;
   float scale_ = 1.0f;
   std::vector<float> row_scale_;  // with spec.row_scales: fp16-exact, one per row
+  // QuantizeBlock with e8p_search_ set: every vector of the block in one
+  // search per stage (a device wants large batches), the same values and
+  // codes as QuantizeRange would give with that search.
+  void QuantizeBlockBatched(int64_t c0, const Eigen::Ref<const MatrixF>& target,
+                            Eigen::Ref<MatrixF> out);
+  E8pSearch e8p_search_;
+  Scratch batch_;  // QuantizeBlockBatched's
   E8PCodebook book_;
   E8OneBitTable one_bit_;
   std::vector<uint16_t> codes1_, codes2_;  // row-major, one per 8-vector

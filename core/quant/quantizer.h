@@ -21,6 +21,8 @@
 #define CALDERA_CORE_QUANT_QUANTIZER_H_
 
 #include <Eigen/Dense>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -91,6 +93,17 @@ class MatrixQuantizer {
   // Threads QuantizeBlock may split its rows among, the calling thread being
   // one of them (1, the default: no others). The results do not depend on it.
   void set_threads(int threads) { threads_ = threads < 1 ? 1 : threads; }
+
+  // The E8P codebook's nearest points of `count` 8-vectors (x and out
+  // count × 8 row-major, codes[i] vector i's 16-bit code), as
+  // E8PCodebook::QuantizeBatch computes them. A compute backend sets one so
+  // that the searches of QuantizeBlock run on its device
+  // (backend::ComputeBackend::E8pNearest); null (the default) is the CPU's
+  // QuantizeBatch. With a search set, QuantizeBlock runs on the calling
+  // thread only (the search is called from it alone). Quantizers without an
+  // E8P search ignore it.
+  using E8pSearch = std::function<void(const float* x, int64_t count, uint16_t* codes, float* out)>;
+  virtual void set_e8p_search(E8pSearch search) { (void)search; }
 
  protected:
   // `spec` is valid for the kind (see MakeMatrixQuantizer).

@@ -315,12 +315,22 @@ class CudaBackend final : public backend::ComputeBackend {
   absl::Status RightSingularD(const MatrixD& z, Eigen::VectorXd* s, MatrixD* v) override {
     return cpu_.RightSingularD(z, s, v);
   }
+  // The quantizer's own code on the CPU with its E8P searches on the device
+  // (WithDeviceSearch); uniform and float quantizers have none.
   absl::StatusOr<MatrixF> QuantizeNearest(quant::MatrixQuantizer& q, const MatrixF& a) override {
-    return cpu_.QuantizeNearest(q, a);
+    absl::StatusOr<MatrixF> result;
+    if (absl::Status s = WithDeviceSearch(q,
+                                          [&] {
+                                            result = cpu_.QuantizeNearest(q, a);
+                                            return result.status();
+                                          });
+        !s.ok())
+      return s;
+    return result;
   }
   absl::Status LdlqBlockStep(quant::MatrixQuantizer& q, int64_t c0, ConstRefF target,
                              RefF out) override {
-    return cpu_.LdlqBlockStep(q, c0, target, out);
+    return WithDeviceSearch(q, [&] { return cpu_.LdlqBlockStep(q, c0, target, out); });
   }
 
   // ---- Own kernels.
@@ -381,25 +391,34 @@ class CudaBackend final : public backend::ComputeBackend {
     }
     const backend::kernels::E8pTablesView view{e8p_->abs_aos.data(), e8p_->norm2.data(),
                                                e8p_->parity.data(), e8p_->pattern_of_digits.data()};
-    absl::StatusOr<DeviceBuffer<float>> dx = Upload(x, 8, count, 8);
-    if (!dx.ok()) return dx.status();
-    absl::StatusOr<DeviceBuffer<uint16_t>> dcodes = DeviceBuffer<uint16_t>::Create(*lib_, count);
-    if (!dcodes.ok()) return dcodes.status();
-    absl::StatusOr<DeviceBuffer<float>> dout = DeviceBuffer<float>::Create(*lib_, 8 * count);
-    if (!dout.ok()) return dout.status();
-    if (absl::Status s = CudaStatus(*lib_,
-                                    kernels_->E8pNearest(view, dx->data(), count, dcodes->data(),
-                                                         dout->data(), stream_.get()),
-                                    "E8pKernel launch");
+    // Scratch kept between calls (the LDLQ steps call this once per block).
+    if (absl::Status s = Reserve(&e8p_->x, 8 * count); !s.ok()) return s;
+    if (absl::Status s = Reserve(&e8p_->out, 8 * count); !s.ok()) return s;
+    if (absl::Status s = Reserve(&e8p_->codes, count); !s.ok()) return s;
+    if (absl::Status s =
+            CudaStatus(*lib_,
+                       lib_->cudaMemcpy2DAsync(e8p_->x.data(), 8 * count * sizeof(float), x,
+                                               8 * count * sizeof(float), 8 * count * sizeof(float),
+                                               1, cudaMemcpyHostToDevice, stream_.get()),
+                       "cudaMemcpy2DAsync(host to device)");
         !s.ok())
       return s;
-    if (absl::Status s = Download(*dcodes, 1, count, codes, 1); !s.ok()) return s;
-    return Download(*dout, 8, count, out, 8);
+    if (absl::Status s =
+            CudaStatus(*lib_,
+                       kernels_->E8pNearest(view, e8p_->x.data(), count, e8p_->codes.data(),
+                                            e8p_->out.data(), stream_.get()),
+                       "E8pKernel launch");
+        !s.ok())
+      return s;
+    if (absl::Status s = Download(e8p_->codes, 1, count, codes, 1); !s.ok()) return s;
+    return Download(e8p_->out, 8, count, out, 8);
   }
 
  private:
   struct E8pDevice {
     DeviceBuffer<float> abs_aos, norm2;
+    DeviceBuffer<float> x, out;  // E8pNearest's scratch, grown as needed
+    DeviceBuffer<uint16_t> codes;
     DeviceBuffer<int> parity;
     DeviceBuffer<int16_t> pattern_of_digits;
   };
@@ -413,6 +432,35 @@ class CudaBackend final : public backend::ComputeBackend {
 
   absl::Status Activate() const {
     return CudaStatus(*lib_, lib_->cudaSetDevice(device_), "cudaSetDevice");
+  }
+
+  // Runs `body` with q's E8P searches on this device (E8pNearest). After a
+  // device search fails, the rest of body's searches run on the CPU (so q's
+  // state stays consistent) and the first device error is the result.
+  template <typename Body>
+  absl::Status WithDeviceSearch(quant::MatrixQuantizer& q, Body body) {
+    absl::Status device_error;
+    q.set_e8p_search(
+        [this, &device_error](const float* x, int64_t count, uint16_t* codes, float* out) {
+          if (device_error.ok()) {
+            device_error = E8pNearest(x, count, codes, out);
+            if (device_error.ok()) return;
+          }
+          (void)cpu_.E8pNearest(x, count, codes, out);
+        });
+    absl::Status s = body();
+    q.set_e8p_search(nullptr);
+    return s.ok() ? device_error : s;
+  }
+
+  // Grows `b` to hold at least `size` elements (contents not kept).
+  template <typename T>
+  absl::Status Reserve(DeviceBuffer<T>* b, int64_t size) {
+    if (b->size() >= size) return absl::OkStatus();
+    absl::StatusOr<DeviceBuffer<T>> grown = DeviceBuffer<T>::Create(*lib_, size);
+    if (!grown.ok()) return grown.status();
+    *b = *std::move(grown);
+    return absl::OkStatus();
   }
 
   // A rows × cols column-major host matrix with leading dimension ld, copied

@@ -9,9 +9,11 @@
 // GEMM (cublasSgemm), GemmD (cublasDgemm), SyrkLowerD
 // (cublasDsyrk), TRMM/TRSM (cublasStrmm/Strsm), CholeskyLowerD
 // (cusolverDnDpotrf), the Hadamard transforms (own kernels) and E8pNearest
-// (own kernel, the CPU's codes). Everything else (SpdSolve, BlockLdlD, the
-// small SVDs and QRs, QuantizeNearest and the LDLQ block step, which run
-// inside the quantizer objects) runs on the CPU backend this object holds.
+// (own kernel, the CPU's codes), also inside QuantizeNearest and the LDLQ
+// block step, whose E8P searches it runs (MatrixQuantizer::set_e8p_search)
+// while the rest of the quantizer's work stays on the CPU. Everything else
+// (SpdSolve, BlockLdlD, the small SVDs and QRs, the uniform quantizer's
+// rounding) runs on the CPU backend this object holds.
 //
 // Nothing CUDA is linked: creating the backend loads the runtime, cuBLAS and
 // cuSOLVER with dlopen (cuda_libraries.h, which says why) and the kernels

@@ -135,6 +135,25 @@ TEST_F(CudaBackendTest, E8pCodesIdentical) {
   EXPECT_TRUE(o_gpu == o_cpu);
 }
 
+// The quantizers' E8P searches on the device (QuantizeNearest, and the LDLQ
+// block step): the CPU's codes but for exact ties.
+TEST_F(CudaBackendTest, QuantizerSearchesOnTheDeviceGiveTheCpuCodes) {
+  for (int bits : {2, 3, 4}) {
+    const MatrixF a = Random(512, 128, 14);
+    const quant::QuantizerSpec spec = quant::SpecFor("e8p", bits, 0);
+    auto on_cpu = *quant::MakeMatrixQuantizer(spec, 512, 128);
+    auto on_gpu = *quant::MakeMatrixQuantizer(spec, 512, 128);
+    absl::StatusOr<MatrixF> q_cpu = cpu_.QuantizeNearest(*on_cpu, a);
+    absl::StatusOr<MatrixF> q_gpu = gpu_->QuantizeNearest(*on_gpu, a);
+    ASSERT_TRUE(q_cpu.ok() && q_gpu.ok()) << q_gpu.status();
+    EXPECT_LT(RelDiff(*q_gpu, *q_cpu), 1e-3) << bits;
+    MatrixF out_cpu(512, 16), out_gpu(512, 16);
+    ASSERT_TRUE(cpu_.LdlqBlockStep(*on_cpu, 32, a.middleCols(32, 16), out_cpu).ok());
+    ASSERT_TRUE(gpu_->LdlqBlockStep(*on_gpu, 32, a.middleCols(32, 16), out_gpu).ok());
+    EXPECT_LT(RelDiff(out_gpu, out_cpu), 1e-3) << bits;
+  }
+}
+
 TEST_F(CudaBackendTest, WholeDecompositionWithinOnePercent) {
   const MatrixF w = Random(256, 512, 12) / 16.0f;
   const MatrixF x = Random(1024, 512, 13);

@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 #include <utility>
+#include <vector>
 
 #include "core/quant/e8p.h"
 #include "core/tensor/half.h"
@@ -203,6 +204,56 @@ TEST(QuantizerTest, ThreadsDoNotChangeTheCodes) {
                                e4[i].second.bytes().begin()))
             << e1[i].first << " " << rows << "x" << cols << " " << bits;
       }
+    }
+  }
+}
+
+// A search set by a compute backend (set_e8p_search) gets every vector of a
+// block in one batch per E8P stage; with the CPU's QuantizeBatch as that
+// search, values and codes are those of the quantizer's own path, block by
+// block (LDLQ's order: the last block first).
+TEST(QuantizerTest, AnE8pSearchGetsWholeBlocksAndChangesNoCode) {
+  const E8PCodebook book;
+  for (bool row_scales : {false, true}) {
+    for (int bits : {2, 3, 4}) {
+      const int64_t rows = 40, cols = 64;
+      const MatrixF a = Gaussian(rows, cols, 31);
+      QuantizerSpec spec = SpecFor("e8p", bits, 0);
+      spec.row_scales = row_scales;
+      auto own = *MakeMatrixQuantizer(spec, rows, cols);
+      auto searched = *MakeMatrixQuantizer(spec, rows, cols);
+      own->set_threads(3);
+      std::vector<int64_t> batches;
+      searched->set_e8p_search(
+          [&](const float* x, int64_t count, uint16_t* codes, float* out) {
+            batches.push_back(count);
+            book.QuantizeBatch(x, count, codes, out);
+          });
+      own->Prepare(a);
+      searched->Prepare(a);
+      MatrixF q_own(rows, cols), q_searched(rows, cols);
+      for (int64_t c0 = cols - 16; c0 >= 0; c0 -= 16) {
+        own->QuantizeBlock(c0, a.middleCols(c0, 16), q_own.middleCols(c0, 16));
+        searched->QuantizeBlock(c0, a.middleCols(c0, 16), q_searched.middleCols(c0, 16));
+      }
+      const std::string what = spec.Name();
+      EXPECT_EQ((q_own - q_searched).cwiseAbs().maxCoeff(), 0.0f) << what;
+      EXPECT_GT(q_own.norm(), 0.5 * a.norm()) << what;
+      // 4 blocks of 2 groups x 40 rows; 4 bits search twice per block.
+      EXPECT_EQ(batches, std::vector<int64_t>(bits == 4 ? 8 : 4, 80)) << what;
+      const auto e1 = own->Export(), e2 = searched->Export();
+      ASSERT_EQ(e1.size(), e2.size());
+      for (size_t i = 0; i < e1.size(); ++i) {
+        ASSERT_EQ(e1[i].second.nbytes(), e2[i].second.nbytes());
+        EXPECT_TRUE(std::equal(e1[i].second.bytes().begin(), e1[i].second.bytes().end(),
+                               e2[i].second.bytes().begin()))
+            << e1[i].first << " " << what;
+      }
+      // Unset, the quantizer searches on its own again.
+      searched->set_e8p_search(nullptr);
+      batches.clear();
+      (void)QuantizeNearest(*searched, a);
+      EXPECT_TRUE(batches.empty());
     }
   }
 }
