@@ -10,7 +10,13 @@
 // --device cuda:N (or auto): every configuration runs twice, on the CPU
 // backend and on the device, one row each (the device's row labelled
 // "@cuda:N", its %SGEMM still against the CPU's SGEMM). The CUDA backend is
-// experimental: not yet run on a GPU.
+// experimental: not yet run on a GPU. The device's rows also give %DEV, their
+// GFLOP/s against the device's own float32 GEMM rate measured in the same
+// run (cuda::MeasureDeviceSgemmGflops). When the three Llama-2-7B shapes
+// were run (--size 4096x4096 --size 11008x4096 --size 4096x11008), the last
+// lines extrapolate a 7B-shaped job's decompose time per backend and method:
+// 32 blocks x (4 x 4096^2 + 2 x 11008x4096 + 4096x11008), one task at a time
+// (block_forward_bench --device gives the calibration's share).
 //
 // --threads: threads for the codeword searches (DecomposeOptions::threads);
 // the dense work uses the BLAS library's threads (OPENBLAS_NUM_THREADS), and
@@ -32,12 +38,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "bench/sgemm_rate.h"
 #include "core/backend/device.h"
+#if defined(CALDERA_HAVE_CUDA_BACKEND)
+#include "core/backend/cuda/cuda_backend.h"
+#endif
 #include "core/decompose/caldera.h"
 #include "core/format/safetensors.h"
 
@@ -170,6 +180,20 @@ int main(int argc, char** argv) {
       other = *std::move(be);
     }
   }
+  double device_sgemm = 0;  // GFLOP/s of the device's own SGEMM, when there is one
+#if defined(CALDERA_HAVE_CUDA_BACKEND)
+  if (other != nullptr && other->Name().rfind("cuda:", 0) == 0) {
+    absl::StatusOr<double> rate =
+        caldera::cuda::MeasureDeviceSgemmGflops(std::atoi(other->Name().c_str() + 5));
+    if (rate.ok()) {
+      device_sgemm = *rate;
+      std::printf("device SGEMM (8192^3, on %s, no TF32): %.1f GFLOP/s\n", other->Name().c_str(),
+                  device_sgemm);
+    } else {
+      std::fprintf(stderr, "decompose_bench: device SGEMM: %s\n", rate.status().ToString().c_str());
+    }
+  }
+#endif
   const double sgemm = caldera::bench::MeasureSgemmGflops();
   std::printf("machine SGEMM (2048^3): %.1f GFLOP/s; search threads %d, iters %d, lplr-iters %d\n",
               sgemm, threads, iters, lplr);
@@ -197,6 +221,8 @@ int main(int argc, char** argv) {
               "quant", "qbits", "rank", "w.rel.err", "bits/par", "seconds", "search s", "peak MiB",
               "x(mn+n2)", "GFLOP/s", "%SGEMM", "%dense");
   const std::string wanted = "," + methods + ",";
+  // Seconds per (backend-labelled method, "MxN") of the synthetic runs.
+  std::map<std::string, std::map<std::string, double>> seconds_of;
   for (const Problem& p : problems) {
     const double m = static_cast<double>(p.w.rows()), n = static_cast<double>(p.w.cols());
     for (const Config& c : configs) {
@@ -238,8 +264,25 @@ int main(int argc, char** argv) {
             r->weighted_relative_error, r->bits_per_param, secs, r->search_seconds,
             peak / 1048576.0, peak / unit, flops / secs / 1e9, 100 * flops / secs / 1e9 / sgemm,
             100 * flops / dense_secs / 1e9 / sgemm);
+        if (be != nullptr && device_sgemm > 0) {
+          std::printf("%-28s %-10s %%DEV %.1f%% of the device's SGEMM (%.2f TFLOP/s achieved)\n",
+                      "", label.c_str(), 100 * flops / secs / 1e9 / device_sgemm,
+                      flops / secs / 1e12);
+        }
+        if (p.name.find("synthetic") != std::string::npos) {
+          seconds_of[label][std::to_string(p.w.rows()) + "x" + std::to_string(p.w.cols())] = secs;
+        }
       }
     }
+  }
+  for (const auto& [label, secs] : seconds_of) {
+    const auto a = secs.find("4096x4096"), b = secs.find("11008x4096"), c = secs.find("4096x11008");
+    if (a == secs.end() || b == secs.end() || c == secs.end()) continue;
+    const double block = 4 * a->second + 2 * b->second + c->second;
+    std::printf(
+        "7B-shaped job, decompose tasks (%s): 32 x (4 x %.1f + 2 x %.1f + %.1f s) = %.1f min, "
+        "one task at a time\n",
+        label.c_str(), a->second, b->second, c->second, 32 * block / 60);
   }
   std::printf(
       "(peak MiB: memory the decomposition added above its inputs, -1 where the kernel cannot "

@@ -70,12 +70,15 @@ tests_rc=${PIPESTATUS[0]}
 skipped=$(grep -c "skipped: no CUDA device" "$BUILD_DIR.ctest.log" || true)
 
 bench_rc=0
-# GPU against the CPU backend in the same run (Llama-2-7B shapes take long on
-# the CPU side; CALDERA_GPU_BENCH_ARGS overrides, e.g. "--size 4096x4096").
-BENCH_ARGS=${CALDERA_GPU_BENCH_ARGS:---size 2048x2048 --methods caldera}
+# GPU against the CPU backend in the same run, on the Llama-2-7B shapes at
+# rank 64, 2-bit Q, 4-bit L/R: rows, %DEV against the device's SGEMM, and the
+# extrapolated decompose time of a 7B-shaped job (CALDERA_GPU_BENCH_ARGS
+# overrides; CALDERA_GPU_BENCH_TIMEOUT, default 300 s, bounds it).
+BENCH_ARGS=${CALDERA_GPU_BENCH_ARGS:---size 4096x4096 --size 11008x4096 --size 4096x11008 --methods caldera}
 log "decompose_bench --device cuda:0 $BENCH_ARGS"
 # shellcheck disable=SC2086
-"$BUILD_DIR/bench/decompose_bench" --device cuda:0 $BENCH_ARGS 2>&1 | tee "$BUILD_DIR.bench.log"
+timeout "${CALDERA_GPU_BENCH_TIMEOUT:-300}" "$BUILD_DIR/bench/decompose_bench" --device cuda:0 \
+  $BENCH_ARGS 2>&1 | tee "$BUILD_DIR.bench.log"
 bench_rc=${PIPESTATUS[0]}
 # The calibration forward of one Llama-2-7B block with its Hessians on the
 # device (8 x 2048 tokens; CALDERA_GPU_FORWARD_ARGS overrides).
@@ -147,6 +150,9 @@ log "summary: build $((built - start)) s, total $((end - start)) s"
 log "  tests: $([ "$tests_rc" = 0 ] && echo passed || echo FAILED) (ctest rc $tests_rc)"
 [ "$skipped" != "0" ] && log "  NOTE: tests skipped for lack of a device: nothing ran on a GPU"
 log "  bench: rc $bench_rc (log: $BUILD_DIR.bench.log)"
+grep -E "^device SGEMM|^7B-shaped job|extrapolated calibration" "$BUILD_DIR.bench.log" |
+  sed 's/^/[gpu-check]    /'
+grep -E "@cuda.*%DEV" "$BUILD_DIR.bench.log" | sed 's/^ */[gpu-check]    /' | head -6
 log "  worker: $worker_note"
 [ "$tests_rc" = 0 ] && [ "$bench_rc" = 0 ] && [ "$worker_rc" = 0 ] && exit 0
 exit 1

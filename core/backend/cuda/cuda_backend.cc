@@ -1,5 +1,6 @@
 #include "core/backend/cuda/cuda_backend.h"
 
+#include <chrono>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -554,6 +555,56 @@ class CudaBackend final : public backend::ComputeBackend {
 
 absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> CreateCudaBackend(int device) {
   return CudaBackend::Create(device);
+}
+
+absl::StatusOr<double> MeasureDeviceSgemmGflops(int device, int64_t n) {
+  absl::StatusOr<std::unique_ptr<CudaLibraries>> libs = CudaLibraries::Load();
+  if (!libs.ok()) return libs.status();
+  const CudaLibraries& lib = **libs;
+  if (absl::Status s = CudaStatus(lib, lib.cudaSetDevice(device), "cudaSetDevice"); !s.ok())
+    return s;
+  cublasHandle_t raw = nullptr;
+  if (absl::Status s = CublasStatus(lib, lib.cublasCreate(&raw), "cublasCreate"); !s.ok()) return s;
+  const std::unique_ptr<cublasContext, BlasDeleter> blas(raw, BlasDeleter{&lib});
+  if (absl::Status s =
+          CublasStatus(lib, lib.cublasSetMathMode(raw, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+      !s.ok())
+    return s;
+  DeviceBuffer<float> m[3];
+  for (DeviceBuffer<float>& b : m) {
+    absl::StatusOr<DeviceBuffer<float>> d = DeviceBuffer<float>::Create(lib, n * n);
+    if (!d.ok()) return d.status();
+    b = *std::move(d);
+    if (absl::Status s = CudaStatus(
+            lib,
+            lib.cudaMemsetAsync(b.data(), 0, static_cast<size_t>(n * n) * sizeof(float), nullptr),
+            "cudaMemsetAsync");
+        !s.ok())
+      return s;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  const int dim = static_cast<int>(n);
+  auto gemm = [&] {
+    return CublasStatus(
+        lib,
+        lib.cublasSgemm(raw, CUBLAS_OP_N, CUBLAS_OP_N, dim, dim, dim, &one, m[0].data(), dim,
+                        m[1].data(), dim, &zero, m[2].data(), dim),
+        "cublasSgemm");
+  };
+  if (absl::Status s = gemm(); !s.ok()) return s;  // warm-up
+  if (absl::Status s = CudaStatus(lib, lib.cudaStreamSynchronize(nullptr), "cudaStreamSynchronize");
+      !s.ok())
+    return s;
+  constexpr int kRuns = 5;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kRuns; ++i) {
+    if (absl::Status s = gemm(); !s.ok()) return s;
+  }
+  if (absl::Status s = CudaStatus(lib, lib.cudaStreamSynchronize(nullptr), "cudaStreamSynchronize");
+      !s.ok())
+    return s;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return kRuns * 2.0 * static_cast<double>(n) * n * n / secs / 1e9;
 }
 
 }  // namespace caldera::cuda

@@ -21,6 +21,7 @@
 #ifndef CALDERA_CORE_BACKEND_CUDA_CUDA_BACKEND_H_
 #define CALDERA_CORE_BACKEND_CUDA_CUDA_BACKEND_H_
 
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,11 @@ namespace caldera::cuda {
 // and the fix) or the device does not exist; the failing call's error
 // otherwise.
 absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> CreateCudaBackend(int device);
+
+// The device's float32 GEMM rate (GFLOP/s): cublasSgemm of n × n matrices
+// already on the device, full float precision (no TF32), as benchmarks'
+// yardstick. The failing call's error otherwise.
+absl::StatusOr<double> MeasureDeviceSgemmGflops(int device, int64_t n = 8192);
 
 }  // namespace caldera::cuda
 
