@@ -5,9 +5,11 @@
 #include <cstdio>
 #include <limits>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/quant/e8p.h"
 #include "core/tensor/half.h"
 #include "gtest/gtest.h"
@@ -24,6 +26,19 @@ MatrixF Gaussian(int64_t r, int64_t c, uint32_t seed) {
 }
 
 double RelErr(const MatrixF& a, const MatrixF& b) { return (a - b).norm() / a.norm(); }
+
+// The two quantizers exported the same tensors, byte for byte.
+void ExpectSameExports(const MatrixQuantizer& a, const MatrixQuantizer& b,
+                       const std::string& what) {
+  const QuantizedTensors ea = a.Export(), eb = b.Export();
+  ASSERT_EQ(ea.size(), eb.size()) << what;
+  for (size_t i = 0; i < ea.size(); ++i) {
+    ASSERT_EQ(ea[i].second.nbytes(), eb[i].second.nbytes()) << ea[i].first << " " << what;
+    EXPECT_TRUE(std::equal(ea[i].second.bytes().begin(), ea[i].second.bytes().end(),
+                           eb[i].second.bytes().begin()))
+        << ea[i].first << " " << what;
+  }
+}
 
 TEST(QuantizerTest, ErrorsShrinkWithBitsAndExportRoundTrips) {
   const MatrixF a = Gaussian(16, 64, 1) * 0.02f;
@@ -196,14 +211,7 @@ TEST(QuantizerTest, ThreadsDoNotChangeTheCodes) {
       const MatrixF q1 = QuantizeNearest(*one, a);
       const MatrixF q4 = QuantizeNearest(*four, a);
       EXPECT_EQ((q1 - q4).cwiseAbs().maxCoeff(), 0.0f) << rows << "x" << cols << " " << bits;
-      const auto e1 = one->Export(), e4 = four->Export();
-      ASSERT_EQ(e1.size(), e4.size());
-      for (size_t i = 0; i < e1.size(); ++i) {
-        ASSERT_EQ(e1[i].second.nbytes(), e4[i].second.nbytes());
-        EXPECT_TRUE(std::equal(e1[i].second.bytes().begin(), e1[i].second.bytes().end(),
-                               e4[i].second.bytes().begin()))
-            << e1[i].first << " " << rows << "x" << cols << " " << bits;
-      }
+      ExpectSameExports(*one, *four, absl::StrCat(rows, "x", cols, " ", bits));
     }
   }
 }
@@ -224,11 +232,10 @@ TEST(QuantizerTest, AnE8pSearchGetsWholeBlocksAndChangesNoCode) {
       auto searched = *MakeMatrixQuantizer(spec, rows, cols);
       own->set_threads(3);
       std::vector<int64_t> batches;
-      searched->set_e8p_search(
-          [&](const float* x, int64_t count, uint16_t* codes, float* out) {
-            batches.push_back(count);
-            book.QuantizeBatch(x, count, codes, out);
-          });
+      searched->set_e8p_search([&](const float* x, int64_t count, uint16_t* codes, float* out) {
+        batches.push_back(count);
+        book.QuantizeBatch(x, count, codes, out);
+      });
       own->Prepare(a);
       searched->Prepare(a);
       MatrixF q_own(rows, cols), q_searched(rows, cols);
@@ -241,14 +248,7 @@ TEST(QuantizerTest, AnE8pSearchGetsWholeBlocksAndChangesNoCode) {
       EXPECT_GT(q_own.norm(), 0.5 * a.norm()) << what;
       // 4 blocks of 2 groups x 40 rows; 4 bits search twice per block.
       EXPECT_EQ(batches, std::vector<int64_t>(bits == 4 ? 8 : 4, 80)) << what;
-      const auto e1 = own->Export(), e2 = searched->Export();
-      ASSERT_EQ(e1.size(), e2.size());
-      for (size_t i = 0; i < e1.size(); ++i) {
-        ASSERT_EQ(e1[i].second.nbytes(), e2[i].second.nbytes());
-        EXPECT_TRUE(std::equal(e1[i].second.bytes().begin(), e1[i].second.bytes().end(),
-                               e2[i].second.bytes().begin()))
-            << e1[i].first << " " << what;
-      }
+      ExpectSameExports(*own, *searched, what);
       // Unset, the quantizer searches on its own again.
       searched->set_e8p_search(nullptr);
       batches.clear();
