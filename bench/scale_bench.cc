@@ -324,7 +324,8 @@ int main(int argc, char** argv) {
       const double flops = 2 * t * (2 * h * a + 2 * h * k + 3 * h * i) + 2 * t * L * a +
                            t * (2 * h * h + a * a + i * i);
       const int64_t shard_samples = caldera::job::LargestShardSamples(samples, static_cast<int>(n));
-      const int64_t estimate = caldera::job::EstimateCalibrateBytes(config, shard_samples, seq_len);
+      const int64_t estimate =
+          caldera::job::EstimateCalibrateTaskBytes(config, shard_samples, seq_len, 0, false);
       const int64_t bound = caldera::job::CalibrateTargetBytes(config, shard_samples, seq_len);
       std::printf(
           "%lld x %lld tokens, %lld shard(s): layer wall %.1f s on 1 worker (the shards one after "

@@ -42,13 +42,31 @@ int64_t CalibrateChunkSamples(const model::ModelConfig& c, int64_t shard_samples
   return std::max<int64_t>(1, std::min(shard_samples, kCalibrateChunkBytes / sequence));
 }
 
-int64_t EstimateCalibrateBytes(const model::ModelConfig& c, int64_t shard_samples,
-                               int64_t seq_len) {
-  const CalibrateTerms t = Terms(c, shard_samples, seq_len);
-  const int64_t forward =
-      t.weights + t.embedding + t.hessians + 2 * t.chunk + t.activations + t.panel;
+namespace {
+
+// The calibrate estimate with P = `input` (the memory_estimate.h formula).
+int64_t CalibrateBytesWith(const CalibrateTerms& t, int64_t input) {
+  const int64_t forward = t.weights + input + t.hessians + 2 * t.chunk + t.activations + t.panel;
   const int64_t write = t.hessians + t.largest;
   return kTaskBaseBytes + std::max(forward, write);
+}
+
+}  // namespace
+
+int64_t EstimateCalibrateBytes(const model::ModelConfig& c, int64_t shard_samples, int64_t seq_len,
+                               bool sequential) {
+  const CalibrateTerms t = Terms(c, shard_samples, seq_len);
+  // Layer 0 holds the embedding table; a later layer in sequential mode the
+  // previous block, dequantised.
+  const int64_t input =
+      sequential && c.num_layers > 1 ? std::max(t.embedding, t.weights) : t.embedding;
+  return CalibrateBytesWith(t, input);
+}
+
+int64_t EstimateCalibrateTaskBytes(const model::ModelConfig& c, int64_t shard_samples,
+                                   int64_t seq_len, int64_t layer, bool sequential) {
+  const CalibrateTerms t = Terms(c, shard_samples, seq_len);
+  return CalibrateBytesWith(t, layer == 0 ? t.embedding : (sequential ? t.weights : 0));
 }
 
 int64_t CalibrateTargetBytes(const model::ModelConfig& c, int64_t shard_samples, int64_t seq_len) {
@@ -73,10 +91,11 @@ int64_t LargestShardSamples(int64_t samples, int num_shards) {
 }
 
 int MinShardsToFit(const model::ModelConfig& config, int64_t samples, int64_t seq_len,
-                   int64_t limit_bytes, int max_shards) {
+                   bool sequential, int64_t limit_bytes, int max_shards) {
   const int64_t most = std::min<int64_t>(samples, max_shards);
   for (int n = 1; n <= most; ++n) {
-    if (EstimateCalibrateBytes(config, LargestShardSamples(samples, n), seq_len) <= limit_bytes) {
+    if (EstimateCalibrateBytes(config, LargestShardSamples(samples, n), seq_len, sequential) <=
+        limit_bytes) {
       return n;
     }
   }

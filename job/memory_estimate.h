@@ -7,12 +7,18 @@
 // vocab_size, B = kTaskBaseBytes):
 //
 //   calibrate  the larger of its two phases (worker/executors.h CalibrateLayer):
-//     forward  B + W + E + S + 2·C + A + F   while the chunks run
+//     forward  B + W + P + S + 2·C + A + F   while the chunks run
 //     write    B + S + 8·n*²                 normalising and writing the Hessians
 //              W = 4·(2·h·a + 2·h·k + 3·h·i)   the block's linears in float32
-//              E = 4·V·h                       the embedding table in float32
-//                                              (layer 0 only; the estimate is
-//                                              the largest layer's)
+//              P = E, or max(E, W) with sequential calibration:
+//                                              what the task holds besides its
+//                                              block to make its input: layer
+//                                              0 the embedding table in float32
+//                                              (E = 4·V·h), a later layer in
+//                                              sequential mode the previous
+//                                              block's compressed weights
+//                                              dequantised to float32 (W); the
+//                                              estimate is the largest layer's
 //              S = 8·(2·h² + a² + i²)          the four float64 Hessians
 //              C = 4·c·L·h                     one chunk of states in float32,
 //                                              c = CalibrateChunkSamples(): the
@@ -63,9 +69,15 @@ inline constexpr int64_t kCalibrateChunkBytes = int64_t{16} << 20;
 int64_t CalibrateChunkSamples(const model::ModelConfig& config, int64_t shard_samples,
                               int64_t seq_len);
 
-// calibrate(l, s) over `shard_samples` sequences of `seq_len` tokens.
+// The largest calibrate(l, s) task of a job over `shard_samples` sequences
+// of `seq_len` tokens per shard; `sequential`: the job's calibration mode is
+// sequential (its later layers also hold the previous block).
 int64_t EstimateCalibrateBytes(const model::ModelConfig& config, int64_t shard_samples,
-                               int64_t seq_len);
+                               int64_t seq_len, bool sequential);
+// calibrate(layer, s) itself: P is E at layer 0, W at a later layer in
+// sequential mode, nothing at a later layer in parallel mode.
+int64_t EstimateCalibrateTaskBytes(const model::ModelConfig& config, int64_t shard_samples,
+                                   int64_t seq_len, int64_t layer, bool sequential);
 
 // Issue #20's target for a calibrate task's peak RSS: (the block's linears in
 // float32 + its four float64 Hessians + one chunk of float32 states) × 1.5.
@@ -84,7 +96,7 @@ int64_t LargestShardSamples(int64_t samples, int num_shards);
 // The fewest shards (1 ≤ N ≤ min(samples, max_shards)) whose calibrate tasks
 // each fit in `limit_bytes`; 0 when none does (even one sample is too much).
 int MinShardsToFit(const model::ModelConfig& config, int64_t samples, int64_t seq_len,
-                   int64_t limit_bytes, int max_shards);
+                   bool sequential, int64_t limit_bytes, int max_shards);
 
 // "1.50 GiB" / "12.0 MiB" for messages.
 std::string FormatBytes(int64_t bytes);

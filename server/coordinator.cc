@@ -490,10 +490,12 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   JobRecord& r = entry->record;
   r.id = absl::StrCat("j-", RandomHex(12));
   entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards);
+  const bool sequential = spec.calibration_mode == "sequential";
   EstimateTaskMemory(shape->config, shape->samples, shape->seq_len, spec.calibration_shards,
-                     &entry->tasks);
-  if (absl::Status s = CheckTaskMemory(entry->tasks, shape->config, shape->samples, shape->seq_len,
-                                       spec.calibration_shards, options_.max_task_memory);
+                     sequential, &entry->tasks);
+  if (absl::Status s =
+          CheckTaskMemory(entry->tasks, shape->config, shape->samples, shape->seq_len,
+                          spec.calibration_shards, sequential, options_.max_task_memory);
       !s.ok()) {
     return s;
   }

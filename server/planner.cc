@@ -174,12 +174,13 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
 }
 
 void EstimateTaskMemory(const model::ModelConfig& config, int64_t samples, int64_t seq_len,
-                        int num_shards, std::vector<TaskRecord>* tasks) {
+                        int num_shards, bool sequential, std::vector<TaskRecord>* tasks) {
   const int64_t shard_samples = job::LargestShardSamples(samples, num_shards);
   for (TaskRecord& t : *tasks) {
     switch (t.kind) {
       case v1::CALIBRATE:
-        t.memory_bytes = job::EstimateCalibrateBytes(config, shard_samples, seq_len);
+        t.memory_bytes =
+            job::EstimateCalibrateTaskBytes(config, shard_samples, seq_len, t.layer, sequential);
         break;
       case v1::DECOMPOSE:
         t.memory_bytes = job::EstimateDecomposeBytes(config, t.module);
@@ -192,24 +193,27 @@ void EstimateTaskMemory(const model::ModelConfig& config, int64_t samples, int64
 }
 
 absl::Status CheckTaskMemory(const std::vector<TaskRecord>& tasks, const model::ModelConfig& config,
-                             int64_t samples, int64_t seq_len, int num_shards,
+                             int64_t samples, int64_t seq_len, int num_shards, bool sequential,
                              int64_t limit_bytes) {
   if (limit_bytes <= 0) return absl::OkStatus();
   for (const TaskRecord& t : tasks) {
     if (t.memory_bytes <= limit_bytes) continue;
     std::string hint;
     if (t.kind == v1::CALIBRATE) {
-      const int fit =
-          job::MinShardsToFit(config, samples, seq_len, limit_bytes, job::kMaxCalibrationShards);
-      hint = fit > 0 ? absl::StrCat("; ", fit,
-                                    " calibration shards would fit (use "
-                                    "--calibration-shards ",
-                                    fit, " or more)")
-                     : absl::StrCat(
-                           "; no number of calibration shards fits (even one sample "
-                           "of ",
-                           seq_len, " tokens needs ",
-                           job::FormatBytes(job::EstimateCalibrateBytes(config, 1, seq_len)), ")");
+      const int fit = job::MinShardsToFit(config, samples, seq_len, sequential, limit_bytes,
+                                          job::kMaxCalibrationShards);
+      hint =
+          fit > 0
+              ? absl::StrCat("; ", fit,
+                             " calibration shards would fit (use "
+                             "--calibration-shards ",
+                             fit, " or more)")
+              : absl::StrCat(
+                    "; no number of calibration shards fits (even one sample "
+                    "of ",
+                    seq_len, " tokens needs ",
+                    job::FormatBytes(job::EstimateCalibrateBytes(config, 1, seq_len, sequential)),
+                    ")");
     } else {
       hint = "; sharding does not change it (raise --max-task-memory)";
     }

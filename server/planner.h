@@ -55,16 +55,17 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
 
 // Sets every task's memory_bytes (job/memory_estimate.h) for a model of
 // `config` calibrated on `samples` sequences of `seq_len` tokens split into
-// `num_shards` shards.
+// `num_shards` shards; `sequential`: the job's calibration mode is sequential.
 void EstimateTaskMemory(const model::ModelConfig& config, int64_t samples, int64_t seq_len,
-                        int num_shards, std::vector<TaskRecord>* tasks);
+                        int num_shards, bool sequential, std::vector<TaskRecord>* tasks);
 
 // The submit-time check of the coordinator's --max-task-memory
 // (`limit_bytes` > 0): INVALID_ARGUMENT when a task of `tasks` (estimated by
 // EstimateTaskMemory) needs more, saying which task, how much, and — for a
 // calibrate task — how many shards would fit (or that none would).
 absl::Status CheckTaskMemory(const std::vector<TaskRecord>& tasks, const model::ModelConfig& config,
-                             int64_t samples, int64_t seq_len, int num_shards, int64_t limit_bytes);
+                             int64_t samples, int64_t seq_len, int num_shards, bool sequential,
+                             int64_t limit_bytes);
 
 // The leasing rule: a worker reporting `worker_max_memory` bytes (0 =
 // unknown) may run `task` when either is unknown or the task's estimate fits.

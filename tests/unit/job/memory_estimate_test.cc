@@ -47,10 +47,40 @@ TEST(MemoryEstimateTest, CalibrateFollowsTheDocumentedFormula) {
   const int64_t write = s + 8 * i * i;
   ASSERT_GT(forward, write);
   EXPECT_EQ(CalibrateChunkSamples(c, samples, L), samples);
-  EXPECT_EQ(EstimateCalibrateBytes(c, samples, L), kTaskBaseBytes + forward);
+  EXPECT_EQ(EstimateCalibrateBytes(c, samples, L, false), kTaskBaseBytes + forward);
   EXPECT_EQ(CalibrateTargetBytes(c, samples, L), (w + s + chunk) * 3 / 2);
   EXPECT_EQ(EstimateDecomposeBytes(c, "down_proj"),
             kTaskBaseBytes + 4 * h * i + 4 * 8 * i * i + 6 * 8 * h * i);
+}
+
+// P, what a task holds besides its block to make its input: the embedding
+// at layer 0, the previous block dequantised at a later layer in sequential
+// mode, nothing at a later layer in parallel mode; the job-level estimate is
+// the largest layer's.
+TEST(MemoryEstimateTest, CalibrateInputTermFollowsTheLayerAndTheMode) {
+  model::ModelConfig c = Small();
+  c.num_layers = 3;
+  const int64_t h = 8, a = 8, k = 4, i = 16, V = 32, L = 5, samples = 3;
+  const int64_t w = 4 * (2 * h * a + 2 * h * k + 3 * h * i), e = 4 * V * h;
+  ASSERT_GT(w, e);  // the small shape's block outweighs its embedding, as 7B's does
+  const int64_t none = EstimateCalibrateTaskBytes(c, samples, L, 1, false);
+  EXPECT_EQ(EstimateCalibrateTaskBytes(c, samples, L, 0, false), none + e);
+  EXPECT_EQ(EstimateCalibrateTaskBytes(c, samples, L, 0, true), none + e);
+  EXPECT_EQ(EstimateCalibrateTaskBytes(c, samples, L, 2, true), none + w);
+  EXPECT_EQ(EstimateCalibrateBytes(c, samples, L, false), none + e);
+  EXPECT_EQ(EstimateCalibrateBytes(c, samples, L, true), none + w);
+  c.num_layers = 1;  // no later layer
+  EXPECT_EQ(EstimateCalibrateBytes(c, samples, L, true), none + e);
+  // Llama-2-7B in sequential mode: later layers hold 0.75 GiB of float32
+  // block where layer 0 holds 0.49 GiB of embedding.
+  const model::ModelConfig b = Llama7B();
+  EXPECT_EQ(EstimateCalibrateTaskBytes(b, 16, 512, 5, true) -
+                EstimateCalibrateTaskBytes(b, 16, 512, 0, true),
+            4 * (4 * 4096 * 4096 + 3 * int64_t{4096} * 11008) - 4 * 32000 * 4096);
+  // MinShardsToFit uses the mode's largest task.
+  const int64_t seq_limit = EstimateCalibrateBytes(b, 1, 4096, true);
+  EXPECT_EQ(MinShardsToFit(b, 256, 4096, false, seq_limit - 1, 256), 1);
+  EXPECT_EQ(MinShardsToFit(b, 256, 4096, true, seq_limit - 1, 256), 0);
 }
 
 // Llama-2-7B shapes: the estimate is the write phase (the four float64
@@ -63,7 +93,7 @@ TEST(MemoryEstimateTest, CalibrateOn7BIsTheWritePhaseAboveTheMeasuredPeak) {
   const int64_t write = s + 8 * 11008 * int64_t{11008};
   const int64_t forward_floor = s + 4 * (4 * 4096 * int64_t{4096} + 3 * 4096 * int64_t{11008}) +
                                 4 * 32000 * int64_t{4096};  // W + S + E
-  const int64_t estimate = EstimateCalibrateBytes(c, 16, 512);
+  const int64_t estimate = EstimateCalibrateBytes(c, 16, 512, false);
   EXPECT_GE(estimate, kTaskBaseBytes + std::max(write, forward_floor));
   EXPECT_LT(estimate, kTaskBaseBytes + forward_floor + (int64_t{256} << 20));
   const double measured = 2.27 * kGiB;
@@ -80,17 +110,18 @@ TEST(MemoryEstimateTest, CalibrateDoesNotGrowWithTokensPastOneChunk) {
   const model::ModelConfig c = Llama7B();
   EXPECT_EQ(CalibrateChunkSamples(c, 256, 4096), 1);
   EXPECT_EQ(CalibrateChunkSamples(c, 256, 512), 2);  // 2 x 8 MiB
-  EXPECT_EQ(EstimateCalibrateBytes(c, 256, 4096), EstimateCalibrateBytes(c, 1, 4096));
-  EXPECT_EQ(EstimateCalibrateBytes(c, 256, 4096),
-            EstimateCalibrateBytes(c, LargestShardSamples(256, 4), 4096));
-  EXPECT_EQ(EstimateCalibrateBytes(c, 64, 512), EstimateCalibrateBytes(c, 2, 512));
+  EXPECT_EQ(EstimateCalibrateBytes(c, 256, 4096, false), EstimateCalibrateBytes(c, 1, 4096, false));
+  EXPECT_EQ(EstimateCalibrateBytes(c, 256, 4096, false),
+            EstimateCalibrateBytes(c, LargestShardSamples(256, 4), 4096, false));
+  EXPECT_EQ(EstimateCalibrateBytes(c, 64, 512, false), EstimateCalibrateBytes(c, 2, 512, false));
   // Longer sequences: one sequence's activations (6h + 3i + 2a + 2k floats a
   // token, and L² scores) and a 64 MiB chunk instead of 2 x 8 MiB.
   const int64_t per_token = 4 * (6 * 4096 + 3 * 11008 + 2 * 4096 + 2 * 4096);
-  EXPECT_EQ(EstimateCalibrateBytes(c, 256, 4096) - EstimateCalibrateBytes(c, 256, 512),
-            (4096 - 512) * per_token + 4 * (4096 * 4096 - 512 * 512) + 2 * (int64_t{48} << 20));
+  EXPECT_EQ(
+      EstimateCalibrateBytes(c, 256, 4096, false) - EstimateCalibrateBytes(c, 256, 512, false),
+      (4096 - 512) * per_token + 4 * (4096 * 4096 - 512 * 512) + 2 * (int64_t{48} << 20));
   // 256 x 4096 tokens (16 GiB of float32 states) fit in a 4 GiB task.
-  EXPECT_LT(EstimateCalibrateBytes(c, 256, 4096), 4 * kGiB);
+  EXPECT_LT(EstimateCalibrateBytes(c, 256, 4096, false), 4 * kGiB);
   EXPECT_EQ(LargestShardSamples(10, 3), 4);
   EXPECT_EQ(LargestShardSamples(10, 1), 10);
 }
@@ -100,19 +131,22 @@ TEST(MemoryEstimateTest, CalibrateDoesNotGrowWithTokensPastOneChunk) {
 TEST(MemoryEstimateTest, ShardsShrinkTheCalibrateTaskWhileItsShardFitsOneChunk) {
   const model::ModelConfig c = Small();
   const int64_t per_sample = 2 * 4 * 5 * 8;  // two chunk-sized buffers of one 5-token sequence
-  EXPECT_EQ(EstimateCalibrateBytes(c, 40, 5) - EstimateCalibrateBytes(c, 10, 5), 30 * per_sample);
+  EXPECT_EQ(EstimateCalibrateBytes(c, 40, 5, false) - EstimateCalibrateBytes(c, 10, 5, false),
+            30 * per_sample);
 }
 
 TEST(MemoryEstimateTest, MinShardsToFitIsTheFewestThatFit) {
   const model::ModelConfig small = Small();
-  const int64_t limit = EstimateCalibrateBytes(small, LargestShardSamples(40, 4), 5);
-  EXPECT_EQ(MinShardsToFit(small, 40, 5, limit, 256), 4);
-  EXPECT_EQ(MinShardsToFit(small, 40, 5, limit - 1, 256), 5);
+  const int64_t limit = EstimateCalibrateBytes(small, LargestShardSamples(40, 4), 5, false);
+  EXPECT_EQ(MinShardsToFit(small, 40, 5, false, limit, 256), 4);
+  EXPECT_EQ(MinShardsToFit(small, 40, 5, false, limit - 1, 256), 5);
   const model::ModelConfig c = Llama7B();
-  EXPECT_EQ(MinShardsToFit(c, 256, 4096, int64_t{24} * kGiB, 256), 1);  // a 24 GiB worker
+  EXPECT_EQ(MinShardsToFit(c, 256, 4096, false, int64_t{24} * kGiB, 256), 1);  // a 24 GiB worker
   // Below the one-sequence estimate no number of shards helps.
-  EXPECT_EQ(MinShardsToFit(c, 256, 4096, EstimateCalibrateBytes(c, 1, 4096) - 1, 256), 0);
-  EXPECT_EQ(MinShardsToFit(c, 256, 4096, int64_t{1} * kGiB, 256), 0);  // the Hessians exceed it
+  EXPECT_EQ(MinShardsToFit(c, 256, 4096, false, EstimateCalibrateBytes(c, 1, 4096, false) - 1, 256),
+            0);
+  EXPECT_EQ(MinShardsToFit(c, 256, 4096, false, int64_t{1} * kGiB, 256),
+            0);  // the Hessians exceed it
   EXPECT_EQ(FormatBytes(int64_t{3} << 29), "1.50 GiB");
   EXPECT_EQ(FormatBytes(int64_t{12} << 20), "12.0 MiB");
 }

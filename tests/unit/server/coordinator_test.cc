@@ -544,7 +544,7 @@ TEST(CoordinatorTest, MaxTaskMemorySaysHowManyShardsWouldFit) {
   const int64_t samples = ids->shape[0], seq_len = ids->shape[1];
   // Exactly what 4 shards need: 1 to 3 do not fit.
   const int64_t limit =
-      job::EstimateCalibrateBytes(*config, job::LargestShardSamples(samples, 4), seq_len);
+      job::EstimateCalibrateBytes(*config, job::LargestShardSamples(samples, 4), seq_len, true);
   ASSERT_LT(job::EstimateDecomposeBytes(*config, "q_proj"), limit);
 
   CoordinatorOptions o;
