@@ -112,8 +112,8 @@ int main(int argc, char** argv) {
     } else {
       compute = *std::move(be);
       std::fprintf(stderr,
-                   "caldera-worker: decompose tasks run on %s (experimental: not yet run on a "
-                   "GPU)\n",
+                   "caldera-worker: decompose tasks and calibrate's block forward run on %s "
+                   "(experimental: not yet run on a GPU)\n",
                    resolved->name.c_str());
     }
   }
