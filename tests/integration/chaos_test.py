@@ -30,13 +30,15 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+import service_test_support
+from service_test_support import free_port
 
 # Three specs, small and fast on the fixture; they differ so that each job's
 # output is its own.
@@ -48,16 +50,8 @@ SPECS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def fixture_model_dir() -> str:
-    root = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "models")
-    path = os.path.normpath(os.path.join(root, "stories260K"))
+    path = service_test_support.fixture_model_dir()
     if not os.path.exists(os.path.join(path, "model.safetensors")):
         sys.exit(f"chaos_test: {path} is missing; set CALDERA_FIXTURES_DIR")
     return path
