@@ -82,12 +82,7 @@ class CudaBlockRunner final : public backend::BlockRunner {
       return s;
 
     // Attention half.
-    if (absl::Status s =
-            Launched(kern.RmsNormRows(h, input_norm_.data(), tokens, hs, c_.rms_norm_eps, x, st),
-                     "RMSNorm kernel");
-        !s.ok())
-      return s;
-    if (absl::Status s = AccumulateHessian(x, hs, tokens, 0); !s.ok()) return s;
+    if (absl::Status s = NormalizeInput(input_norm_, tokens, 0); !s.ok()) return s;
     struct {
       const DeviceBuffer<float>* weight;
       const DeviceBuffer<float>* bias;
@@ -124,12 +119,7 @@ class CudaBlockRunner final : public backend::BlockRunner {
       return s;
 
     // MLP half.
-    if (absl::Status s =
-            Launched(kern.RmsNormRows(h, post_norm_.data(), tokens, hs, c_.rms_norm_eps, x, st),
-                     "RMSNorm kernel");
-        !s.ok())
-      return s;
-    if (absl::Status s = AccumulateHessian(x, hs, tokens, 2); !s.ok()) return s;
+    if (absl::Status s = NormalizeInput(post_norm_, tokens, 2); !s.ok()) return s;
     if (absl::Status s = Project(gate_, hs, Operand{x, hs}, tokens, 0.0f, act_.gate.data(), inter);
         !s.ok())
       return s;
@@ -307,6 +297,19 @@ class CudaBlockRunner final : public backend::BlockRunner {
         return s;
     }
     return absl::OkStatus();
+  }
+
+  // x ← RMSNorm(hidden)·weight, the input of the next projections, and its
+  // moments into sums[which].
+  absl::Status NormalizeInput(const DeviceBuffer<float>& weight, int64_t tokens, int which) {
+    const int64_t hs = c_.hidden_size;
+    if (absl::Status s =
+            Launched(ctx_.kernels->RmsNormRows(act_.hidden.data(), weight.data(), tokens, hs,
+                                               c_.rms_norm_eps, act_.x.data(), ctx_.stream),
+                     "RMSNorm kernel");
+        !s.ok())
+      return s;
+    return AccumulateHessian(act_.x.data(), hs, tokens, which);
   }
 
   // sums[which] += lower(xᵀx) for x [tokens, n] row-major: one float32
