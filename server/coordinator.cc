@@ -59,6 +59,13 @@ std::string JobIdOfAttempt(const std::string& attempt_id) {
 
 }  // namespace
 
+double RetryDelaySeconds(double base, int attempts) {
+  if (!(base > 0)) return 0;
+  double delay = base;
+  for (int i = 1; i < attempts && delay < kMaxRetryDelaySeconds; ++i) delay *= 2;
+  return std::min(delay, kMaxRetryDelaySeconds);
+}
+
 v1::Job JobSnapshot::Current() const {
   v1::Job out = job;
   SetTimes(start_time, end_time, terminal, done, total, out.mutable_progress());
@@ -82,6 +89,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(
   }
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError("max attempts must be at least 1");
+  }
+  if (!(options.retry_delay_seconds >= 0 && options.retry_delay_seconds <= kMaxRetryDelaySeconds)) {
+    return absl::InvalidArgumentError(absl::StrCat("retry delay ", options.retry_delay_seconds,
+                                                   " s is invalid; use 0 (retry at once) to ",
+                                                   kMaxRetryDelaySeconds, " s"));
   }
   absl::StatusOr<std::unique_ptr<StateStore>> store = StateStore::Open(options.data_dir);
   if (!store.ok()) return store.status();
@@ -653,7 +665,9 @@ v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerR
   return out;
 }
 
-bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
+bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task, double* next_retry) {
+  const double now = Now();
+  double earliest_retry = 0;
   const auto mem = worker_memory_.find(worker_id);
   const int64_t worker_memory = mem == worker_memory_.end() ? 0 : mem->second;
   const bool gpu = gpu_workers_.contains(worker_id);
@@ -668,6 +682,10 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
     for (size_t i = 0; i < job->tasks.size() && best > 0; ++i) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
+      if (t.retry_after > now) {  // backing off after a retryable failure
+        if (earliest_retry == 0 || t.retry_after < earliest_retry) earliest_retry = t.retry_after;
+        continue;
+      }
       const int rank = LeasePriority(t.kind);
       const bool larger = gpu && rank == decompose_rank && rank == best &&
                           t.memory_bytes > job->tasks[pick].memory_bytes;
@@ -693,8 +711,8 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
     }
     if (pick == job->tasks.size()) continue;
     TaskRecord& t = job->tasks[pick];
-    const double now = Now();
     ++t.attempts;
+    t.retry_after = 0;
     t.state = v1::TASK_LEASED;
     t.lease_worker = worker_id;
     t.lease_expiry = now + options_.lease_seconds;
@@ -721,6 +739,7 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task) {
                               " started on ", worker_id, " (attempt ", t.attempts, ")"));
     return true;
   }
+  if (next_retry != nullptr) *next_retry = earliest_retry;
   return false;
 }
 
@@ -738,9 +757,11 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
   }
   // While the state cannot be written no task is leased (the poll returns
   // empty and the worker polls again); a lease whose write fails is UNAVAILABLE.
+  double next_retry = 0;  // Unix s: a backed-off task becomes leasable; 0 = none
   auto try_lease = [&]() -> bool {
+    next_retry = 0;
     if (!CheckWritable().ok()) return false;
-    const bool leased = TryLease(request.worker_id(), out.mutable_task());
+    const bool leased = TryLease(request.worker_id(), out.mutable_task(), &next_retry);
     if (absl::Status s = FinishWrites(); !s.ok()) {
       if (status != nullptr) *status = s;
       out.clear_task();
@@ -753,7 +774,16 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
     TouchWorker(request.worker_id());
     if (shutdown_) return out;
     if (try_lease()) return out;
-    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) {
+    // Wakes on a change, at the deadline, or when a backed-off task's retry
+    // time comes (nothing else signals that).
+    auto wake = deadline;
+    if (next_retry > 0) {
+      const auto retry_at =  // the type of `deadline`
+          std::chrono::steady_clock::now() + std::chrono::duration<double>(next_retry - Now());
+      wake = std::min(wake, retry_at);
+    }
+    if (changed_.wait_until(lock, wake) == std::cv_status::timeout &&
+        std::chrono::steady_clock::now() >= deadline) {
       try_lease();
       return out;
     }
@@ -886,17 +916,19 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   return out;
 }
 
-void Coordinator::RetryOrFail(JobEntry* job, TaskRecord* t, const std::string& why,
-                              bool retryable) {
+void Coordinator::RetryOrFail(JobEntry* job, TaskRecord* t, const std::string& why, bool retryable,
+                              double delay) {
   t->last_error = why;
   if (retryable && t->attempts < options_.max_attempts) {
     t->state = v1::TASK_PENDING;
     t->lease_attempt.clear();
     t->lease_worker.clear();
+    t->retry_after = delay > 0 ? Now() + delay : 0;
     Persist(job, {t}, nullptr);
     if (metrics_ != nullptr) metrics_->TaskRetried();
-    Changed(job, absl::StrCat(DescribeTask(*t, job->record.spec.calibration_shards()),
-                              " will be retried: ", why));
+    Changed(job, absl::StrCat(
+                     DescribeTask(*t, job->record.spec.calibration_shards()), " will be retried",
+                     delay > 0 ? absl::StrCat(" in ", delay, " s") : std::string(), ": ", why));
     return;
   }
   t->state = v1::TASK_FAILED;
@@ -930,7 +962,8 @@ void Coordinator::FailTask(const v1::FailTaskRequest& request, absl::Status* sta
     Persist(nullptr, {}, &at->second);
     attempts_.erase(at);
   }
-  RetryOrFail(job, &t, request.error(), request.retryable());
+  RetryOrFail(job, &t, request.error(), request.retryable(),
+              RetryDelaySeconds(options_.retry_delay_seconds, t.attempts));
   if (absl::Status s = FinishWrites(); !s.ok() && status != nullptr) *status = s;
 }
 
@@ -965,7 +998,7 @@ void Coordinator::ReaperLoop() {
       RetryOrFail(ref.job, &t,
                   absl::StrCat("worker ", t.lease_worker, " stopped heartbeating (lease of ",
                                options_.lease_seconds, " s expired)"),
-                  /*retryable=*/true);
+                  /*retryable=*/true, /*delay=*/0);
     }
     (void)FinishWrites();
     UpdateGauges();

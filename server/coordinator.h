@@ -50,11 +50,23 @@
 
 namespace caldera::server {
 
+// The longest wait of a retry (CoordinatorOptions::retry_delay_seconds).
+inline constexpr double kMaxRetryDelaySeconds = 300;
+
+// Seconds a task waits before attempt `attempts` + 1 after a retryable
+// failure of attempt `attempts` (>= 1): base, 2 base, 4 base, ... capped.
+double RetryDelaySeconds(double base, int attempts);
+
 struct CoordinatorOptions {
   std::string data_dir;          // SQLite state lives here
   double lease_seconds = 30;     // a task's lease without heartbeats
   double heartbeat_seconds = 5;  // told to workers at registration
   int max_attempts = 3;          // attempts of one task before the job fails
+  // A task a worker failed retryably (a full output disk, an unreachable
+  // store) waits this long before its next lease, doubled per further
+  // attempt, at most kMaxRetryDelaySeconds; 0 = at once. An expired lease is
+  // re-queued at once (it already waited lease_seconds).
+  double retry_delay_seconds = 5;
   double max_long_poll_seconds = 10;
   storage::StorageOptions storage;  // for submit-time validation
   // --max-task-memory: a job with a task estimated (job/memory_estimate.h)
@@ -169,11 +181,16 @@ class Coordinator {
   v1::Job Snapshot(const JobEntry& job, bool with_tasks = true) const;
   // The cached snapshot of the job's current version (built when stale).
   std::shared_ptr<const JobSnapshot> SharedSnapshot(const JobEntry& job) const;
-  bool TryLease(const std::string& worker_id, v1::Task* task);
+  // Leases the first ready task `worker_id` can hold. False when none; then
+  // *next_retry (when not null) is the earliest retry_after of a task that
+  // waits for its retry time, or 0.
+  bool TryLease(const std::string& worker_id, v1::Task* task, double* next_retry);
   // Ends `job` in `state` with `error`; unfinished tasks become CANCELLED.
   void EndJob(JobEntry* job, v1::JobState state, const std::string& error);
-  // Re-queues or fails the task after a failed or expired attempt.
-  void RetryOrFail(JobEntry* job, TaskRecord* task, const std::string& why, bool retryable);
+  // Re-queues `task` (not leased for `delay` seconds) or, when not retryable
+  // or out of attempts, fails its job.
+  void RetryOrFail(JobEntry* job, TaskRecord* task, const std::string& why, bool retryable,
+                   double delay);
   void Changed(JobEntry* job, std::string message);
   // Writes the records in one transaction. On failure (the transaction rolls
   // back) records it in write_error_ and writes nothing more until

@@ -30,6 +30,7 @@ struct Flags {
   double lease_seconds = 30;
   double heartbeat_seconds = 5;
   int max_attempts = 3;
+  double retry_delay_seconds = 5;
   std::vector<std::string> allow_roots;  // --allow-root (storage/allowed_roots.h)
   caldera::server::ServerSecurity security;
   int64_t max_task_memory = 0;  // bytes; 0 = no limit
@@ -46,7 +47,8 @@ bool ApplyConfig(const CLI::App& app, Flags* f) {
     std::fprintf(stderr,
                  "caldera-coordinator: error: --config %s is missing or not a JSON object "
                  "(keys: listen, data_dir, metrics_listen, lease_seconds, heartbeat_seconds, "
-                 "max_attempts, auth_tokens, tls_cert, tls_key, client_ca, health_listen)\n",
+                 "max_attempts, retry_delay_seconds, auth_tokens, tls_cert, tls_key, client_ca, "
+                 "health_listen)\n",
                  f->config.c_str());
     return false;
   }
@@ -61,6 +63,9 @@ bool ApplyConfig(const CLI::App& app, Flags* f) {
     fields.OptionalDouble("heartbeat_seconds", &f->heartbeat_seconds);
   }
   if (unset("--max-attempts")) fields.OptionalInt("max_attempts", &f->max_attempts);
+  if (unset("--retry-delay")) {
+    fields.OptionalDouble("retry_delay_seconds", &f->retry_delay_seconds);
+  }
   if (unset("--auth-tokens")) fields.OptionalString("auth_tokens", &f->security.auth.token_file);
   if (unset("--tls-cert")) fields.OptionalString("tls_cert", &f->security.tls.tls_cert);
   if (unset("--tls-key")) fields.OptionalString("tls_key", &f->security.tls.tls_key);
@@ -97,6 +102,7 @@ int Run(const Flags& f) {
   options.lease_seconds = f.lease_seconds;
   options.heartbeat_seconds = f.heartbeat_seconds;
   options.max_attempts = f.max_attempts;
+  options.retry_delay_seconds = f.retry_delay_seconds;
   options.max_task_memory = f.max_task_memory;
   options.storage = caldera::storage::StorageOptions::FromEnvironment();
   auto roots = caldera::storage::NormalizeAllowedRoots(f.allow_roots);
@@ -181,6 +187,10 @@ int main(int argc, char** argv) {
                  "heartbeat interval told to workers (default 5)");
   app.add_option("--max-attempts", f.max_attempts,
                  "attempts of one task before its job fails (default 3)");
+  app.add_option("--retry-delay", f.retry_delay_seconds,
+                 "seconds a task a worker failed retryably (full disk, unreachable store) waits "
+                 "before its next attempt, doubled per attempt, at most 300 (default 5; 0 = at "
+                 "once)");
   app.add_option("--allow-root", f.allow_roots,
                  "storage root jobs may use (local directory or s3://bucket/prefix; repeatable); "
                  "a job naming a location outside every root is refused. None: not confined");

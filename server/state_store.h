@@ -49,6 +49,10 @@ struct TaskRecord {
   int32_t attempts = 0;
   std::string lease_attempt, lease_worker;
   double lease_expiry = 0;  // Unix seconds
+  // Not stored: a pending task a worker failed retryably is not leased before
+  // this time (Unix seconds; the coordinator's retry backoff). A restarted
+  // coordinator retries at once.
+  double retry_after = 0;
   std::string committed_attempt;
   // Keys the committed attempt wrote, in the stored layout of
   // job/task_plan.h (read them only through its Stored*Uri functions).

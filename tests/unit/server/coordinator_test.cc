@@ -164,6 +164,85 @@ TEST(CoordinatorTest, LeasesDroppedByAnEarlierExpiryInTheSamePassAreSkipped) {
   EXPECT_TRUE(resp.cancel() || resp.lease_lost());  // the worker stops either way
 }
 
+// Issue 17: a task a worker failed retryably (its output disk full) was leased
+// again at once and burnt its attempts in a second. Now it waits the retry
+// delay, doubled per attempt; a long-polling worker gets it when the delay
+// ends, not at its poll deadline.
+TEST(CoordinatorTest, RetryableFailureWaitsTheDoublingRetryDelay) {
+  EXPECT_EQ(RetryDelaySeconds(5, 1), 5);
+  EXPECT_EQ(RetryDelaySeconds(5, 2), 10);
+  EXPECT_EQ(RetryDelaySeconds(5, 3), 20);
+  EXPECT_EQ(RetryDelaySeconds(5, 1000), kMaxRetryDelaySeconds);
+  EXPECT_EQ(RetryDelaySeconds(0, 3), 0);
+
+  TempDir tmp;
+  CoordinatorOptions o;
+  o.data_dir = tmp.Join("state");
+  o.max_attempts = 3;
+  o.retry_delay_seconds = -1;
+  absl::StatusOr<std::unique_ptr<Coordinator>> bad =
+      Coordinator::Open(o, std::make_shared<CoordinatorMetrics>());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("retry delay"), std::string::npos) << bad.status();
+  o.retry_delay_seconds = 0.6;
+  absl::StatusOr<std::unique_ptr<Coordinator>> opened =
+      Coordinator::Open(o, std::make_shared<CoordinatorMetrics>());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Coordinator* c = opened->get();
+  absl::StatusOr<v1::Job> job = c->CreateJob(SmallJobRequest(tmp.Join("out")));
+  ASSERT_TRUE(job.ok()) << job.status();
+
+  auto fail = [&](const v1::Task& t) {
+    v1::FailTaskRequest req;
+    req.set_worker_id("w1");
+    req.set_attempt_id(t.attempt_id());
+    req.set_error("write out/x: No space left on device");
+    req.set_retryable(true);
+    absl::Status s;
+    c->FailTask(req, &s);
+    EXPECT_TRUE(s.ok()) << s;
+  };
+  // Seconds until a long poll (deadline 8 s) returns the retried task.
+  auto poll = [&](int attempt) {
+    const auto start = std::chrono::steady_clock::now();
+    v1::LeaseTaskRequest req;
+    req.set_worker_id("w1");
+    req.set_wait_seconds(8);
+    v1::Task t = c->LeaseTask(req).task();
+    EXPECT_EQ(t.attempt_number(), attempt) << t.DebugString();
+    return std::make_pair(
+        t, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  };
+
+  v1::Task first = Lease(c);  // calibrate(0), the only ready task
+  ASSERT_EQ(job::KindOf(first), v1::CALIBRATE);
+  fail(first);
+  EXPECT_TRUE(Lease(c).task_id().empty()) << "leased again before the retry delay";
+  absl::StatusOr<v1::Job> waiting = c->GetJob(job->name());
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_NE(waiting->message().find("will be retried in 0.6 s: write out/x: No space left"),
+            std::string::npos)
+      << waiting->message();
+  auto [second, waited] = poll(2);
+  EXPECT_EQ(second.task_id(), first.task_id());
+  EXPECT_GE(waited, 0.5);
+  EXPECT_LT(waited, 4.0) << "woke at the poll deadline, not when the delay ended";
+
+  fail(second);  // the second retry waits twice as long
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_TRUE(Lease(c).task_id().empty()) << "the delay did not double";
+  auto [third, rest] = poll(3);
+  EXPECT_EQ(third.task_id(), first.task_id());
+  EXPECT_GE(rest, 0.3);
+  EXPECT_LT(rest, 4.0);
+
+  fail(third);  // out of attempts: the job fails at once, naming the error
+  absl::StatusOr<v1::Job> end = c->GetJob(job->name());
+  ASSERT_TRUE(end.ok());
+  EXPECT_EQ(end->state(), v1::FAILED);
+  EXPECT_NE(end->error().find("No space left on device"), std::string::npos) << end->error();
+}
+
 // A hostile or confused worker: completing a lease it does not hold, or
 // reporting keys it was not given (the next task would read them), is
 // refused and the lease stays with its holder; numbers that SQLite cannot
