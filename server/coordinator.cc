@@ -682,7 +682,9 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task, double*
     for (size_t i = 0; i < job->tasks.size() && best > 0; ++i) {
       const TaskRecord& t = job->tasks[i];
       if (t.state != v1::TASK_PENDING) continue;
-      if (t.retry_after > now) {  // backing off after a retryable failure
+      // Backing off after a retryable failure (a retry time further away than
+      // the longest delay means the clock went back: retry now).
+      if (t.retry_after > now && t.retry_after <= now + kMaxRetryDelaySeconds) {
         if (earliest_retry == 0 || t.retry_after < earliest_retry) earliest_retry = t.retry_after;
         continue;
       }
@@ -746,7 +748,9 @@ bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task, double*
 v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request,
                                              absl::Status* status) {
   v1::LeaseTaskResponse out;
-  const double wait = std::clamp(request.wait_seconds(), 0.0, options_.max_long_poll_seconds);
+  // NaN or negative: no wait (a NaN deadline never passes and would spin).
+  const double asked = request.wait_seconds();
+  const double wait = asked > 0 ? std::min(asked, options_.max_long_poll_seconds) : 0.0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
   std::unique_lock<std::mutex> lock(mu_);
   if (request.max_memory_bytes() > 0 && !request.worker_id().empty()) {

@@ -75,6 +75,7 @@ Harness& TheHarness() {
     co.lease_seconds = 2;
     co.heartbeat_seconds = 1;
     co.max_long_poll_seconds = 0;
+    co.retry_delay_seconds = 0.01;  // backed-off tasks, ready again soon
     absl::StatusOr<std::unique_ptr<server::Coordinator>> c = server::Coordinator::Open(co, nullptr);
     if (!c.ok()) std::abort();
     made->coordinator = *std::move(c);
@@ -147,7 +148,8 @@ void Call(Harness& h, uint8_t op, absl::string_view payload) {
       v1::LeaseTaskRequest r;
       if (!Parse(payload, &r)) return;
       if (r.worker_id() == "#") r.set_worker_id(h.worker_id);
-      r.set_wait_seconds(0);
+      // The harness allows no long poll (max_long_poll_seconds 0): any
+      // asked wait, NaN and infinities included, must return at once.
       v1::LeaseTaskResponse resp = c.LeaseTask(r);
       if (resp.has_task()) h.attempt_id = resp.task().attempt_id();
       return;

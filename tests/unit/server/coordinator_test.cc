@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -241,6 +243,31 @@ TEST(CoordinatorTest, RetryableFailureWaitsTheDoublingRetryDelay) {
   ASSERT_TRUE(end.ok());
   EXPECT_EQ(end->state(), v1::FAILED);
   EXPECT_NE(end->error().find("No space left on device"), std::string::npos) << end->error();
+}
+
+// A long poll asking for NaN, -inf or negative seconds is a poll without a
+// wait: a NaN deadline never passed, so LeaseTask spun on the coordinator's
+// mutex for as long as no task was ready.
+TEST(CoordinatorTest, ALongPollOfNaNOrNegativeSecondsReturnsAtOnce) {
+  TempDir tmp;
+  std::unique_ptr<Coordinator> c = Open(tmp.Join("state"));
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->CreateJob(SmallJobRequest(tmp.Join("out"))).ok());
+  ASSERT_EQ(job::KindOf(Lease(c.get())), v1::CALIBRATE);  // now nothing is ready
+  for (double wait :
+       {std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::infinity(), -5.0}) {
+    v1::LeaseTaskRequest req;
+    req.set_worker_id("w2");
+    req.set_wait_seconds(wait);
+    std::future<v1::LeaseTaskResponse> poll =
+        std::async(std::launch::async, [&] { return c->LeaseTask(req); });
+    if (poll.wait_for(std::chrono::seconds(3)) != std::future_status::ready) {
+      // The spinning poll holds the mutex nearly always: nothing can stop it.
+      std::fprintf(stderr, "FAILED: a long poll of %g s did not return within 3 s\n", wait);
+      std::_Exit(1);
+    }
+    EXPECT_TRUE(poll.get().task().task_id().empty());
+  }
 }
 
 // A hostile or confused worker: completing a lease it does not hold, or
