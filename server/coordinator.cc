@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "core/util/bounded_quote.h"
 #include "job/job_spec_proto.h"
 #include "job/job_state.h"
 #include "job/job_validation.h"
@@ -356,13 +357,13 @@ Coordinator::JobEntry* Coordinator::FindJob(const std::string& name) const {
 
 absl::StatusOr<Coordinator::JobEntry*> Coordinator::FindJobOrError(const std::string& name) const {
   if (!absl::StartsWith(name, "jobs/")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job name \"", name, "\" is malformed; names look like jobs/j-1a2b3c4d"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job name \"", BoundedQuote(name), "\" is malformed; names look like jobs/j-1a2b3c4d"));
   }
   JobEntry* job = FindJob(name);
   if (job == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat(name, " does not exist; `calderactl list` shows the known jobs"));
+    return absl::NotFoundError(absl::StrCat(
+        BoundedQuote(name), " does not exist; `calderactl list` shows the known jobs"));
   }
   return job;
 }
