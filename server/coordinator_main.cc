@@ -6,11 +6,12 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <span>
 
+#include "absl/strings/str_cat.h"
 #include "core/format/json_fields.h"
+#include "core/io/random_access_source.h"
 #include "process/grpc_security.h"
 #include "process/metrics_endpoint.h"
 #include "process/signal_watcher.h"
@@ -39,11 +40,28 @@ struct Flags {
 // Values from --config (JSON) for flags not given on the command line.
 bool ApplyConfig(const CLI::App& app, Flags* f) {
   if (f->config.empty()) return true;
-  std::ifstream in(f->config);
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (!in || !j.is_object()) {
+  // A regular file of at most 1 MiB (a FIFO or /dev/zero is refused, not read).
+  constexpr uint64_t kMaxConfigBytes = 1 << 20;
+  absl::StatusOr<std::unique_ptr<caldera::RandomAccessSource>> file =
+      caldera::OpenMappedFile(f->config);
+  absl::Status read = file.status();
+  std::string text;
+  if (read.ok() && (*file)->Size() > kMaxConfigBytes) {
+    read = absl::InvalidArgumentError(
+        absl::StrCat(f->config, " is ", (*file)->Size(), " bytes; a config is at most 1 MiB"));
+  }
+  if (read.ok()) {
+    text.resize((*file)->Size());
+    read = (*file)->ReadAt(
+        0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(text.data()), text.size()));
+  }
+  if (!read.ok()) {
+    std::fprintf(stderr, "caldera-coordinator: error: --config: %s\n",
+                 std::string(read.message()).c_str());
+    return false;
+  }
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
     std::fprintf(stderr,
                  "caldera-coordinator: error: --config %s is missing or not a JSON object "
                  "(keys: listen, data_dir, metrics_listen, lease_seconds, heartbeat_seconds, "

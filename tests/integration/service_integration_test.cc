@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,8 +40,8 @@ namespace {
 
 using testing::FixturePath;
 using testing::RunCommand;
-using testing::Subprocess;
 using testing::StoriesModelDir;
+using testing::Subprocess;
 using testing::TempDir;
 using namespace std::chrono_literals;
 
@@ -257,12 +258,12 @@ TEST(ServiceIntegrationTest, DistributedOverS3MatchesEmbeddedBytes) {
   EXPECT_NE(log.find("SUCCEEDED"), std::string::npos) << log;
 
   const std::string local = tmp.Join("embedded");
-  ASSERT_EQ(
-      RunCommand(absl::StrCat(Ctl(), " compress",
-                              JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", local),
-                              " --workers 2 2>&1"),
-                 &log),
-      0)
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " compress",
+                                    JobFlags(StoriesModelDir(),
+                                             StoriesModelDir() + "/calibration.safetensors", local),
+                                    " --workers 2 2>&1"),
+                       &log),
+            0)
       << log;
   int compared = 0;
   for (const auto& entry : std::filesystem::directory_iterator(local)) {
@@ -297,8 +298,8 @@ TEST(ServiceIntegrationTest, WorkerKilledMidDecomposeIsRetriedAndCommittedOnce) 
   const size_t first = cluster.StartWorker();
   // Slower decompositions so the kill lands inside one.
   const std::string name =
-      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
-                              " --iters 20 --lplr-iters 5"));
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors",
+                              tmp.Join("out"), " --iters 20 --lplr-iters 5"));
   ASSERT_FALSE(name.empty());
   // Freeze the only worker while it holds a decompose lease (SIGSTOP, then
   // check the lease is still there: it may have been between two tasks), so
@@ -356,8 +357,8 @@ TEST(ServiceIntegrationTest, WorkerKilledMidCalibrateShardIsRetriedAndEachShardC
   cluster.StartCoordinator(/*lease_seconds=*/2);
   const size_t first = cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
-                              " --calibration-shards 2"));
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors",
+                              tmp.Join("out"), " --calibration-shards 2"));
   ASSERT_FALSE(name.empty());
   std::string victim;
   for (int tries = 0; victim.empty() && tries < 50; ++tries) {
@@ -411,8 +412,8 @@ TEST(ServiceIntegrationTest, CoordinatorKilledAndRestartedContinuesTheJob) {
   cluster.StartWorker();
   cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
-                              " --iters 6 --lplr-iters 3"));
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors",
+                              tmp.Join("out"), " --iters 6 --lplr-iters 3"));
   std::set<std::string> done_before;
   ASSERT_TRUE(cluster.WaitFor(
       name, [&](const nlohmann::json& j) { return TasksIn(j, "TASK_DONE").size() >= 8; }, 120s));
@@ -441,8 +442,8 @@ TEST(ServiceIntegrationTest, CancelStopsWorkersAndWritesNoIndex) {
   cluster.StartCoordinator();
   const size_t w = cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
-                              " --iters 400 --lplr-iters 20"));
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors",
+                              tmp.Join("out"), " --iters 400 --lplr-iters 20"));
   ASSERT_TRUE(cluster.WaitFor(
       name, [](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
       60s));
@@ -474,8 +475,8 @@ TEST(ServiceIntegrationTest, BadInputsAreRejectedWhileAnotherJobRuns) {
   cluster.StartCoordinator();
   const size_t w = cluster.StartWorker();
   const std::string calib = StoriesModelDir() + "/calibration.safetensors";
-  const std::string good = cluster.Submit(
-      JobFlags(StoriesModelDir(), calib, tmp.Join("good"), " --iters 8 --lplr-iters 4 --request-id r1"));
+  const std::string good = cluster.Submit(JobFlags(StoriesModelDir(), calib, tmp.Join("good"),
+                                                   " --iters 8 --lplr-iters 4 --request-id r1"));
   ASSERT_FALSE(good.empty());
   const std::string scrape_start = Scrape(cluster.metrics_port());
 
@@ -528,7 +529,8 @@ TEST(ServiceIntegrationTest, BadInputsAreRejectedWhileAnotherJobRuns) {
       {"token ids out of range", JobFlags(StoriesModelDir(), bad_tokens, tmp.Join("o4")), "99999"},
       {"rank too large", JobFlags(StoriesModelDir(), calib, tmp.Join("o5"), " --rank 100"),
        "--rank 100 is larger than"},
-      {"unknown bits", JobFlags(StoriesModelDir(), calib, tmp.Join("o6"), " --q-bits 7"), "--q-bits 7"},
+      {"unknown bits", JobFlags(StoriesModelDir(), calib, tmp.Join("o6"), " --q-bits 7"),
+       "--q-bits 7"},
       {"output not writable", JobFlags(StoriesModelDir(), calib, tmp.Join("a-file/out")),
        "is not writable"},
   };
@@ -566,8 +568,8 @@ TEST(ServiceIntegrationTest, WorkerSigtermDrainsAndExitsZeroAndTheJobSucceeds) {
   cluster.StartCoordinator();
   const size_t w = cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
-                              " --iters 20 --lplr-iters 5"));
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors",
+                              tmp.Join("out"), " --iters 20 --lplr-iters 5"));
   ASSERT_FALSE(name.empty());
   ASSERT_TRUE(cluster.WaitFor(
       name, [](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
@@ -595,8 +597,8 @@ TEST(ServiceIntegrationTest, CoordinatorSigtermExitsZeroAndRestartContinuesTheJo
   cluster.StartCoordinator();
   cluster.StartWorker();
   const std::string name =
-      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors", tmp.Join("out"),
-                              " --iters 6 --lplr-iters 3"));
+      cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors",
+                              tmp.Join("out"), " --iters 6 --lplr-iters 3"));
   ASSERT_TRUE(cluster.WaitFor(
       name, [&](const nlohmann::json& j) { return TasksIn(j, "TASK_DONE").size() >= 6; }, 120s));
   std::set<std::string> done_before;
@@ -627,9 +629,10 @@ TEST(ServiceIntegrationTest, SubmitWaitAndWatchExitThreeForFailedAndFourForCance
   // A model that passes submit's checks, then is corrupted before any worker
   // reads it: its calibrate task fails (a corrupt input is not retried).
   const std::string model = tmp.Join("model");
-  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", StoriesModelDir(), "/config.json ",
-                                    StoriesModelDir(), "/model.safetensors ", model, "/")),
-            0);
+  ASSERT_EQ(
+      RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", StoriesModelDir(), "/config.json ",
+                              StoriesModelDir(), "/model.safetensors ", model, "/")),
+      0);
   const std::string calib = StoriesModelDir() + "/calibration.safetensors";
   auto submit_wait = [&](const std::string& out) {
     absl::StatusOr<Subprocess> p = Subprocess::Start(
@@ -677,8 +680,8 @@ TEST(ServiceIntegrationTest, SubmitWaitAndWatchExitThreeForFailedAndFourForCance
   }
   ASSERT_FALSE(fname.empty());
   ASSERT_NE(fname, cname);
-  ASSERT_EQ(RunCommand(absl::StrCat("head -c 2000 ", StoriesModelDir(), "/model.safetensors > ", model,
-                                    "/model.safetensors")),
+  ASSERT_EQ(RunCommand(absl::StrCat("head -c 2000 ", StoriesModelDir(), "/model.safetensors > ",
+                                    model, "/model.safetensors")),
             0);
   cluster.StartWorker();
   status = failed->Wait(120000ms);
@@ -686,6 +689,25 @@ TEST(ServiceIntegrationTest, SubmitWaitAndWatchExitThreeForFailedAndFourForCance
   EXPECT_EQ(WEXITSTATUS(status), 3) << "submit --wait of a failed job";
   EXPECT_EQ(cluster.Status(fname).value("state", ""), "FAILED");
   EXPECT_EQ(cluster.Run(absl::StrCat(" watch ", fname), &out), 3) << out;
+}
+
+// ---- 12. a coordinator setting that cannot work is refused at start ------
+// --config naming a FIFO used to block the start forever (read through an
+// ifstream); a retry delay out of range is named.
+TEST(ServiceIntegrationTest, CoordinatorRefusesAFifoConfigAndABadRetryDelayAtOnce) {
+  TempDir tmp;
+  const std::string fifo = tmp.Join("coordinator.json");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string start = absl::StrCat("timeout -s KILL 20 ", COORDINATOR_PATH,
+                                         " --listen 127.0.0.1:0 --data-dir ", tmp.Join("state"));
+  std::string out;
+  EXPECT_EQ(RunCommand(absl::StrCat(start, " --config ", fifo, " 2>&1"), &out), 2) << out;
+  EXPECT_TRUE(absl::StrContains(out, "coordinator.json is not a regular file")) << out;
+  out.clear();
+  EXPECT_EQ(RunCommand(absl::StrCat(start, " --retry-delay 301 2>&1"), &out), 2) << out;
+  EXPECT_TRUE(
+      absl::StrContains(out, "retry delay 301 s is invalid; use 0 (retry at once) to 300 s"))
+      << out;
 }
 
 }  // namespace
