@@ -29,7 +29,7 @@
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "caldera/v1/worker.grpc.pb.h"
 #include "core/model/test_model.h"
-#include "embedded/in_process_cluster.h"
+#include "in_process_cluster/in_process_cluster.h"
 #include "job/task_plan.h"
 
 namespace {
@@ -116,11 +116,11 @@ int Run(int jobs, int watchers, double idle_seconds, double changes_per_second) 
       return 1;
     }
   }
-  caldera::embedded::InProcessClusterOptions o;
+  caldera::in_process_cluster::InProcessClusterOptions o;
   o.data_dir = dir + "/state";
   o.listen = "127.0.0.1:0";
   o.workers = 0;
-  auto cluster = caldera::embedded::InProcessCluster::Start(o);
+  auto cluster = caldera::in_process_cluster::InProcessCluster::Start(o);
   if (!cluster.ok()) {
     std::fprintf(stderr, "%s\n", std::string(cluster.status().message()).c_str());
     return 1;

@@ -59,8 +59,9 @@
 #include "job/job_spec.h"
 #include "job/memory_estimate.h"
 #include "model_io/model_inputs.h"
+#include "pipeline/calibrate_step.h"
+#include "pipeline/decompose_step.h"
 #include "storage/storage_options.h"
-#include "worker/executors.h"
 
 namespace {
 
@@ -161,9 +162,14 @@ pid_t StartShard(const std::string& model, const std::string& tokens, const std:
         caldera::model_io::OpenCheckpointAt(model, options);
     if (!ckpt.ok()) return ckpt.status();
     const std::string base = absl::StrCat(out_dir, "/s", shard, "-of-", num_shards);
-    return caldera::worker::CalibrateLayer(**ckpt, 0, tokens, base + ".hessians.safetensors",
-                                           base + ".hidden.safetensors", options, nullptr, false,
-                                           {}, shard, num_shards)
+    caldera::pipeline::CalibrateRequest request;
+    request.input_uri = tokens;
+    request.hessians_uri = base + ".hessians.safetensors";
+    request.hidden_out_uri = base + ".hidden.safetensors";
+    request.shard = shard;
+    request.num_shards = num_shards;
+    return caldera::pipeline::Calibrate(**ckpt, request,
+                                        caldera::pipeline::StepEnvironment{options})
         .status();
   });
 }
@@ -179,13 +185,13 @@ pid_t StartDecompose(const std::string& model, const std::string& hessians,
     absl::StatusOr<std::unique_ptr<caldera::model::Checkpoint>> ckpt =
         caldera::model_io::OpenCheckpointAt(model, options);
     if (!ckpt.ok()) return ckpt.status();
-    absl::StatusOr<Eigen::MatrixXd> h =
-        caldera::worker::ReadShardedHessian({hessians}, module.hessian, options);
-    if (!h.ok()) return h.status();
-    caldera::job::JobSpec spec;
-    spec.iters = iters;
-    return caldera::worker::DecomposeModule(**ckpt, 0, module, *h, spec, artifact, options, 1,
-                                            nullptr)
+    caldera::pipeline::DecomposeRequest request;
+    request.module = module.name;
+    request.hessians_uris = {hessians};
+    request.spec.iters = iters;
+    request.artifact_uri = artifact;
+    return caldera::pipeline::Decompose(**ckpt, request,
+                                        caldera::pipeline::StepEnvironment{options})
         .status();
   });
 }

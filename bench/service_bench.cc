@@ -7,7 +7,7 @@
 //     with 1 worker against 2 workers, one BLAS thread each (target >= 1.7x on
 //     2 cores).
 //
-//   build/bench/service_bench --model ../shared/models/stories260K [--jobs 20]
+//   build/bench/service_bench --model models/stories260K [--jobs 20]
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "caldera/v1/worker.grpc.pb.h"
-#include "embedded/in_process_cluster.h"
+#include "in_process_cluster/in_process_cluster.h"
 #include "job/task_plan.h"
 
 namespace {
@@ -35,11 +35,11 @@ double Seconds(Clock::time_point since) {
 int SchedulingOverhead(const std::string& model, int jobs, int workers) {
   const std::string dir = std::filesystem::temp_directory_path() / "caldera-service-bench";
   std::filesystem::remove_all(dir);
-  caldera::embedded::InProcessClusterOptions o;
+  caldera::in_process_cluster::InProcessClusterOptions o;
   o.data_dir = dir + "/state";
   o.listen = "127.0.0.1:0";
   o.workers = 0;  // the fake workers below
-  auto cluster = caldera::embedded::InProcessCluster::Start(o);
+  auto cluster = caldera::in_process_cluster::InProcessCluster::Start(o);
   if (!cluster.ok()) {
     std::fprintf(stderr, "%s\n", std::string(cluster.status().message()).c_str());
     return 1;

@@ -4,7 +4,7 @@
 // parameter and the sum of the errors is smallest -- a multiple-choice
 // knapsack. Pure and deterministic: the sequential calibration of block l+1
 // (which runs the compressed block l) and finalize call it on the same inputs
-// and get the same choice (worker/executors.cc).
+// and get the same choice (pipeline/budget_candidates.cc).
 //
 // Method: a Lagrangian pass (each matrix's lower convex hull of (bits, error),
 // its steps taken in order of error saved per bit while they fit), a greedy

@@ -11,7 +11,7 @@
 // 4096-wide matrix. The decompose task runs the few candidates whose estimate
 // is closest below B and a few above it (BudgetWindow) and stores them all;
 // per block, AllocateBits (job/bit_allocation.h) then picks one per matrix so
-// that the block's average stays within B (worker/executors.cc).
+// that the block's average stays within B (pipeline/budget_candidates.h).
 #ifndef CALDERA_JOB_BIT_BUDGET_H_
 #define CALDERA_JOB_BIT_BUDGET_H_
 

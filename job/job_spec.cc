@@ -70,6 +70,11 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
 }
 
 absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
+  if (!(spec.ttlora_alpha > 0 && spec.ttlora_alpha <= kMaxTtloraAlpha)) {
+    return absl::InvalidArgumentError(absl::StrCat("--ttlora-alpha ", spec.ttlora_alpha,
+                                                   " is outside (0, ", kMaxTtloraAlpha,
+                                                   "]; the usual value is 16"));
+  }
   if (spec.method != "caldera" && spec.method != "ldlq" && spec.method != "rtn") {
     return absl::InvalidArgumentError(absl::StrCat("--method ", BoundedQuote(spec.method),
                                                    " is unknown; use caldera, ldlq or rtn"));

@@ -45,6 +45,7 @@ struct JobSpec {
   uint64_t seed = 42;                // seed of the random Hadamard signs
   int64_t ttlora_rank = 0;           // 0 = no adapter
   std::string ttlora_init = "zero";  // zero | residual
+  double ttlora_alpha = 16.0;        // adapter scale α (ΔW = α/r · TT product)
   std::vector<std::string> modules;  // empty = all seven linears of every block
   // sequential | original (proto JobSpec.calibration_mode says what each
   // means). Sequential measured better on stories260K in 7 of 8 settings
@@ -76,6 +77,9 @@ struct JobSpec {
   // are then ignored, lr_bits, iters, lplr_iters, seed and incoherence apply.
   double target_bits = 0;
 };
+
+// The largest TT-LoRA adapter scale α a job accepts.
+inline constexpr double kMaxTtloraAlpha = 1e6;
 
 // The most calibration shards a job may ask for.
 inline constexpr int kMaxCalibrationShards = 256;

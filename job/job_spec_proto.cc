@@ -23,6 +23,7 @@ JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   if (!d.incoherence().empty()) s.incoherence = d.incoherence();
   s.ttlora_rank = p.ttlora().rank();
   if (!p.ttlora().init().empty()) s.ttlora_init = p.ttlora().init();
+  if (p.ttlora().alpha() != 0) s.ttlora_alpha = p.ttlora().alpha();
   s.modules.assign(p.modules().begin(), p.modules().end());
   if (!p.calibration_mode().empty()) s.calibration_mode = p.calibration_mode();
   if (p.calibration_shards() != 0) s.calibration_shards = p.calibration_shards();
@@ -53,6 +54,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   d->set_incoherence(s.incoherence);
   p.mutable_ttlora()->set_rank(s.ttlora_rank);
   p.mutable_ttlora()->set_init(s.ttlora_init);
+  p.mutable_ttlora()->set_alpha(s.ttlora_alpha);
   for (const std::string& m : s.modules) p.add_modules(m);
   p.set_calibration_mode(s.calibration_mode);
   p.set_overwrite(s.overwrite);

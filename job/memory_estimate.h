@@ -1,12 +1,12 @@
 // The memory a task needs, estimated from the model's shapes, the tokens of
-// its calibration shard and the dtypes the executors use, so that the
+// its calibration shard and the dtypes the pipeline steps use, so that the
 // coordinator leases a task only to a worker that can hold it and refuses at
 // submit a job whose tasks exceed --max-task-memory. One formula per task
 // kind, in bytes (h = hidden_size, a = num_heads·head_dim, k = num_kv_heads·
 // head_dim, i = intermediate_size, n* = max(h, a, i), L = seq_len, V =
 // vocab_size, B = kTaskBaseBytes):
 //
-//   calibrate  the larger of its two phases (worker/executors.h CalibrateLayer):
+//   calibrate  the larger of its two phases (pipeline/calibrate_step.h):
 //     forward  B + W + P + S + 2·C + A + F   while the chunks run
 //     write    B + S + 8·n*²                 normalising and writing the Hessians
 //              W = 4·(2·h·a + 2·h·k + 3·h·i)   the block's linears in float32
@@ -42,7 +42,7 @@
 //   finalize   B + 3·4·V·h                   the largest tensor (the embedding)
 //              read, converted and written
 //
-// An estimate of the peak RSS, not a bound: it follows the executors as they
+// An estimate of the peak RSS, not a bound: it follows the pipeline steps as they
 // are written; bench/scale_bench prints it beside the measured peak, and the
 // README's sizing section has the figures.
 #ifndef CALDERA_JOB_MEMORY_ESTIMATE_H_
@@ -60,7 +60,7 @@ namespace caldera::job {
 inline constexpr int64_t kTaskBaseBytes = int64_t{64} << 20;
 
 // The bytes of hidden states a calibrate task reads, runs and writes at a
-// time: whole sequences, at least one (worker/executors.h CalibrateLayer).
+// time: whole sequences, at least one (pipeline/calibrate_step.h).
 inline constexpr int64_t kCalibrateChunkBytes = int64_t{16} << 20;
 
 // The sequences of `seq_len` tokens in one chunk of a calibrate task over

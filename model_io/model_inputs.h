@@ -1,7 +1,7 @@
 // Opening models and token sets named by storage URIs (paths, file://, s3://):
 // the seam between object storage (storage/) and the core's model and format
 // readers, so storage/ stays object storage only. Shared by calderactl's model
-// subcommands, the worker's task executors and the submit-time validation of
+// subcommands, the pipeline's steps and the submit-time validation of
 // jobs (job/job_validation.h).
 #ifndef CALDERA_MODEL_IO_MODEL_INPUTS_H_
 #define CALDERA_MODEL_IO_MODEL_INPUTS_H_

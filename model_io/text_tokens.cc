@@ -7,9 +7,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/model/bpe_tokenizer.h"
-#include "core/model/sentencepiece_tokenizer.h"
-#include "core/model/vocab_tokenizer.h"
+#include "core/tokenizer/bpe_tokenizer.h"
+#include "core/tokenizer/sentencepiece_tokenizer.h"
+#include "core/tokenizer/vocab_tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -34,7 +34,7 @@ int32_t ConfigId(const nlohmann::json& config, const char* key) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<model::Tokenizer>> OpenModelTokenizer(
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
     const std::string& dir, const storage::StorageOptions& options, std::string* file) {
   bool has_json = false, has_model = false, has_config = false, has_vocab = false;
   const std::string json_uri = storage::JoinKey(dir, "tokenizer.json");
@@ -46,22 +46,22 @@ absl::StatusOr<std::unique_ptr<model::Tokenizer>> OpenModelTokenizer(
   if (!json.ok()) return json.status();
   absl::Status json_error = absl::OkStatus();
   if (has_json) {
-    absl::StatusOr<std::unique_ptr<model::BpeTokenizer>> bpe =
-        model::BpeTokenizer::FromJson(*json, *config, json_uri);
+    absl::StatusOr<std::unique_ptr<tokenizer::BpeTokenizer>> bpe =
+        tokenizer::BpeTokenizer::FromJson(*json, *config, json_uri);
     if (bpe.ok()) {
       if (file != nullptr) *file = json_uri;
-      return std::unique_ptr<model::Tokenizer>(*std::move(bpe));
+      return std::unique_ptr<tokenizer::Tokenizer>(*std::move(bpe));
     }
     json_error = bpe.status();
   }
   absl::StatusOr<std::string> proto = ReadIfPresent(model_uri, options, &has_model);
   if (!proto.ok()) return proto.status();
   if (has_model) {
-    absl::StatusOr<std::unique_ptr<model::SentencePieceTokenizer>> sp =
-        model::SentencePieceTokenizer::FromModel(*proto, *config, model_uri);
+    absl::StatusOr<std::unique_ptr<tokenizer::SentencePieceTokenizer>> sp =
+        tokenizer::SentencePieceTokenizer::FromModel(*proto, *config, model_uri);
     if (!sp.ok()) return sp.status();
     if (file != nullptr) *file = model_uri;
-    return std::unique_ptr<model::Tokenizer>(*std::move(sp));
+    return std::unique_ptr<tokenizer::Tokenizer>(*std::move(sp));
   }
   if (!json_error.ok()) return json_error;
   const std::string vocab_uri = storage::JoinKey(dir, "tokenizer_vocab.json");
@@ -78,14 +78,15 @@ absl::StatusOr<std::unique_ptr<model::Tokenizer>> OpenModelTokenizer(
       ReadIfPresent(storage::JoinKey(dir, "config.json"), options, &has_model_config);
   if (!model_config.ok()) return model_config.status();
   const nlohmann::json c = nlohmann::json::parse(*model_config, nullptr, false);
-  absl::StatusOr<model::VocabTokenizer> v = model::VocabTokenizer::FromJson(
+  absl::StatusOr<tokenizer::VocabTokenizer> v = tokenizer::VocabTokenizer::FromJson(
       *vocab, vocab_uri, ConfigId(c, "bos_token_id"), ConfigId(c, "eos_token_id"));
   if (!v.ok()) return v.status();
   if (file != nullptr) *file = vocab_uri;
-  return std::unique_ptr<model::Tokenizer>(std::make_unique<model::VocabTokenizer>(*std::move(v)));
+  return std::unique_ptr<tokenizer::Tokenizer>(
+      std::make_unique<tokenizer::VocabTokenizer>(*std::move(v)));
 }
 
-absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const model::Tokenizer& tokenizer,
+absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer& tokenizer,
                                                       const std::string& uri,
                                                       absl::string_view field, bool add_special,
                                                       const storage::StorageOptions& options) {

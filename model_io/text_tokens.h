@@ -1,7 +1,7 @@
 // Text files -> token windows, the path from a user's text to the token file
 // compress and eval take (docs/format/tokens.md):
 //   OpenModelTokenizer   the tokenizer a model directory ships, by file:
-//                        tokenizer.json (BPE; core/model/bpe_tokenizer.h),
+//                        tokenizer.json (BPE; core/tokenizer/bpe_tokenizer.h),
 //                        else tokenizer.model (SentencePiece), else
 //                        tokenizer_vocab.json (llama2.c). A tokenizer.json
 //                        this build cannot run falls back to tokenizer.model
@@ -31,7 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/format/tokens.h"
-#include "core/model/tokenizer.h"
+#include "core/tokenizer/tokenizer.h"
 #include "storage/storage_options.h"
 
 namespace caldera::model_io {
@@ -39,13 +39,13 @@ namespace caldera::model_io {
 // The tokenizer of the model directory `dir` (URI). `*file` (when not null)
 // is set to the file it read. INVALID_ARGUMENT when the directory has none
 // of the three files or the file is malformed.
-absl::StatusOr<std::unique_ptr<model::Tokenizer>> OpenModelTokenizer(
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
     const std::string& dir, const storage::StorageOptions& options, std::string* file = nullptr);
 
 // The ids of the text file at `uri` (see above). INVALID_ARGUMENT for an
 // empty file, a .jsonl line that is not an object with a string `field`, or
 // a .parquet file.
-absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const model::Tokenizer& tokenizer,
+absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer& tokenizer,
                                                       const std::string& uri,
                                                       absl::string_view field, bool add_special,
                                                       const storage::StorageOptions& options);

@@ -7,12 +7,12 @@
 #
 #   scripts/chaos.sh --kills 100 [--seed N] [--interval LO HI] [--keep]
 # Needs a build in build/ (CALDERA_BUILD overrides) and the fixture model
-# (CALDERA_FIXTURES_DIR, default ../shared/models beside the checkout).
+# (CALDERA_FIXTURES_DIR, default the bundled models/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${CALDERA_BUILD:-$root/build}
 python=$root/.venv/bin/python
 [[ -x $python ]] || python=python3
-export CALDERA_FIXTURES_DIR=${CALDERA_FIXTURES_DIR:-$root/../shared/models}
+export CALDERA_FIXTURES_DIR=${CALDERA_FIXTURES_DIR:-$root/models}
 export OPENBLAS_NUM_THREADS=1
 exec "$python" "$root/tests/integration/chaos_test.py" --bin-dir "$build/bin" "$@"

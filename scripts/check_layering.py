@@ -1,5 +1,13 @@
 #!/usr/bin/env python3
-"""Checks that core/ keeps its layering (ctest: core_layering_check, label unit).
+"""Checks the layering of the whole tree (ctest: layering_check, label unit).
+
+Above core, each top-level folder may include only the folders listed for it
+in TREE_LAYERS below (its own always; "caldera/v1/..." is proto/; headers of
+other projects are not checked); bench/, tests/ and tools/ may include
+anything. So `client -> worker` or `server -> worker` fails, and a new
+top-level folder of sources must be added to TREE_LAYERS.
+
+Inside core/:
 
 The allowed graph is written once, in the areas' CMakeLists.txt:
     caldera_core_area(<area> [SOURCES ...] [DEPS <area> ...])
@@ -21,7 +29,27 @@ import pathlib
 import re
 import sys
 
-ABOVE_CORE = {"storage", "server", "worker", "client", "job", "proto", "tests", "bench", "tools"}
+# What each top-level folder above core may include directly. Dependencies
+# point one way: client -> in_process_cluster -> server, worker -> pipeline -> job ->
+# model_io -> storage -> core (docs/architecture.md).
+TREE_LAYERS = {
+    "storage": {"core"},
+    "model_io": {"core", "storage"},
+    "proto": set(),
+    "job": {"core", "storage", "model_io", "proto"},
+    "pipeline": {"core", "storage", "model_io", "job"},
+    "service_runtime": {"core", "storage"},
+    "server": {"core", "storage", "model_io", "job", "proto", "service_runtime"},
+    "worker": {"core", "storage", "model_io", "job", "proto", "service_runtime", "pipeline"},
+    "in_process_cluster": {"core", "storage", "model_io", "job", "proto", "service_runtime",
+                           "pipeline", "server", "worker"},
+    "client": {"core", "storage", "model_io", "job", "proto", "service_runtime", "pipeline",
+               "in_process_cluster"},
+}
+# Folders whose sources may include anything of ours.
+UNCHECKED = {"bench", "tests", "tools", "scripts", "deploy", "docs", "models", "build"}
+OURS = set(TREE_LAYERS) | {"core"} | UNCHECKED
+ABOVE_CORE = OURS - {"core", "scripts", "deploy", "docs", "models", "build"}
 SOURCE_SUFFIXES = {".h", ".hh", ".hpp", ".cc", ".cpp", ".cu", ".cuh", ".inc"}
 AREA_CALL = re.compile(r"caldera_core_area\s*\(([^)]*)\)", re.S)
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
@@ -118,9 +146,58 @@ def main():
     if errors:
         print(f"core layering: {len(errors)} problem(s)", file=sys.stderr)
         return 1
+    errors = check_tree(root)
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors:
+        print(f"tree layering: {len(errors)} problem(s)", file=sys.stderr)
+        return 1
     graph = "; ".join(f"{a} -> {' '.join(d) if d else '-'}" for a, d in areas.items())
     print(f"core layering ok: {graph}")
+    print("tree layering ok: " +
+          "; ".join(f"{a} -> {' '.join(sorted(d)) or '-'}" for a, d in TREE_LAYERS.items()))
     return 0
+
+
+def folder_of_include(inc):
+    """The top-level folder an include names, or None for another project's."""
+    parts = inc.split("/")
+    if len(parts) < 2:
+        return None
+    if parts[0] == "caldera" and parts[1] == "v1":
+        return "proto"  # generated from proto/caldera/v1/*.proto
+    return parts[0] if parts[0] in OURS else None
+
+
+def check_tree(root):
+    """Errors for includes across top-level folders that TREE_LAYERS forbids."""
+    errors = []
+    for top in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        name = top.name
+        if name == "core" or name in UNCHECKED:
+            continue
+        has_sources = any(p.suffix in SOURCE_SUFFIXES for p in top.rglob("*") if p.is_file())
+        if name not in TREE_LAYERS:
+            if has_sources:
+                errors.append(f"{name}/: a folder of sources that scripts/check_layering.py does "
+                              f"not know (add it to TREE_LAYERS)")
+            continue
+        allowed = TREE_LAYERS[name] | {name}
+        for path in sorted(top.rglob("*")):
+            if path.suffix not in SOURCE_SUFFIXES or not path.is_file():
+                continue
+            if any(part.startswith("_") or part == "node_modules" for part in path.parts):
+                continue  # generated stubs (client/python/.../_proto)
+            rel = path.relative_to(root)
+            text = path.read_text(errors="replace")
+            for m in INCLUDE.finditer(text):
+                target = folder_of_include(m.group(1))
+                if target is None or target in allowed:
+                    continue
+                line = text.count("\n", 0, m.start()) + 1
+                errors.append(f'{rel}:{line}: {name}/ may not include "{m.group(1)}" ({name}/ '
+                              f"may use: {', '.join(sorted(TREE_LAYERS[name])) or 'nothing of ours'})")
+    return errors
 
 
 if __name__ == "__main__":

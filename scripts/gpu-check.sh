@@ -13,7 +13,7 @@
 #     Eigen, OpenBLAS/LAPACKE, Abseil, nlohmann-json, GoogleTest), already
 #     installed, OR a build folder configured elsewhere carried along with the
 #     working tree (CALDERA_GPU_BUILD_DIR; only the CUDA targets rebuild);
-#   - CALDERA_FIXTURES_DIR holding stories260K/ (default /work/shared/models)
+#   - CALDERA_FIXTURES_DIR holding stories260K/ (default the bundled models/)
 #     for the worker check.
 # It builds the core, the backend tests, decompose_bench, block_forward_bench
 # (the calibration forward of a 7B block on the device) and (the worker
@@ -37,7 +37,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 BUILD_DIR=${CALDERA_GPU_BUILD_DIR:-build-gpu}
 WORKER_CHECK=${CALDERA_GPU_WORKER:-1}
 SERVICE=$([ "$WORKER_CHECK" = 1 ] && echo ON || echo OFF)
-MODEL=${CALDERA_FIXTURES_DIR:-/work/shared/models}/stories260K
+MODEL=${CALDERA_FIXTURES_DIR:-$PWD/models}/stories260K
 ARCHS=${CALDERA_CUDA_ARCHS:-90}
 NVCC=$(command -v nvcc || true)
 [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc

@@ -16,7 +16,7 @@
 #   CALDERA_MUTATION_DIR  scratch directory (default <repo>/build-mutation, kept
 #                         between runs so later runs rebuild little; under /work
 #                         its compiles share ccache hits with build/)
-#   CALDERA_FIXTURES_DIR  passed to the tests (default /work/shared/models)
+#   CALDERA_FIXTURES_DIR  passed to the tests (default the bundled models/)
 #   CMAKE_ARGS            extra cmake arguments for the scratch build
 # Exit status: 0 when every mutation was caught, 1 when any survived, 2 on a
 # broken list (a pattern not found exactly once, a mutant that does not build).
@@ -43,7 +43,7 @@ src="$work/src"
 build="$src/build"
 log="$work/logs"
 mkdir -p "$src" "$log"
-export CALDERA_FIXTURES_DIR="${CALDERA_FIXTURES_DIR:-/work/shared/models}"
+export CALDERA_FIXTURES_DIR="${CALDERA_FIXTURES_DIR:-$repo/models}"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
 # The scratch copy: the tracked files of the working tree (uncommitted edits

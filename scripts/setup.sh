@@ -63,10 +63,14 @@ if [ -z "$CUDA" ]; then
 fi
 cuda_args=(-DCALDERA_CUDA="$CUDA")
 if [ "$CUDA" = "ON" ] && [ -n "$NVCC" ]; then cuda_args+=(-DCMAKE_CUDA_COMPILER="$NVCC"); fi
+# Compiler cache (scripts/ccache-env.sh): a rebuild, or a fresh clone in
+# another folder on the same machine (CI), compiles only what changed.
+# shellcheck source=scripts/ccache-env.sh
+. "$ROOT/scripts/ccache-env.sh"
 log "configuring $BUILD_DIR ($BUILD_TYPE, CUDA=$CUDA, SANITIZE=${CALDERA_SANITIZE:-OFF})"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" \
   -DCALDERA_SANITIZE="${CALDERA_SANITIZE:-OFF}" \
-  "${cuda_args[@]}" "$@" >/dev/null
+  "${cuda_args[@]}" "${CALDERA_CCACHE_ARGS[@]}" "$@" >/dev/null
 log "building"
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 log "done: binaries in $BUILD_DIR/bin"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD_DIR=${CALDERA_BUILD_DIR:-build}
-export CALDERA_FIXTURES_DIR=${CALDERA_FIXTURES_DIR:-$(cd .. && pwd)/shared/models}
+export CALDERA_FIXTURES_DIR=${CALDERA_FIXTURES_DIR:-$(pwd)/models}
 # The main build: setup.sh configures with -DCALDERA_CUDA=ON whenever nvcc is
 # found (CI has nvcc but no GPU), so the CUDA backend compiles on every run.
 # Its kernel bodies run on the host in backend_test (label unit, built with

@@ -27,6 +27,13 @@
 // once a second ends the degraded mode when space returns. Never aborts.
 //
 // Thread-safe.
+//
+// One class, one file per job: coordinator.cc (open, shutdown, the job table),
+// coordinator_jobs.cc (job lifecycle and API state, committing results),
+// coordinator_scheduling.cc (registration, leasing, heartbeats),
+// coordinator_durability.cc (the state store and the degraded mode),
+// coordinator_retries.cc (the reaper and retries), coordinator_watch.cc
+// (snapshots and watches).
 #ifndef CALDERA_SERVER_COORDINATOR_H_
 #define CALDERA_SERVER_COORDINATOR_H_
 

@@ -12,12 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "core/format/json_fields.h"
 #include "core/io/random_access_source.h"
-#include "process/grpc_security.h"
-#include "process/metrics_endpoint.h"
-#include "process/signal_watcher.h"
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
 #include "server/coordinator_server.h"
+#include "service_runtime/grpc_security.h"
+#include "service_runtime/metrics_endpoint.h"
+#include "service_runtime/signal_watcher.h"
 #include "storage/allowed_roots.h"
 #include "storage/storage_options.h"
 
@@ -105,9 +105,10 @@ int Run(const Flags& f) {
     return 2;
   }
   auto metrics = std::make_shared<caldera::server::CoordinatorMetrics>();
-  std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
+  std::unique_ptr<caldera::service_runtime::MetricsEndpoint> endpoint;
   if (!f.metrics_listen.empty()) {
-    auto e = caldera::process::MetricsEndpoint::Start(f.metrics_listen, metrics->registry());
+    auto e =
+        caldera::service_runtime::MetricsEndpoint::Start(f.metrics_listen, metrics->registry());
     if (!e.ok()) {
       std::fprintf(stderr, "caldera-coordinator: error: %s\n",
                    std::string(e.status().message()).c_str());
@@ -147,7 +148,7 @@ int Run(const Flags& f) {
                  std::string(server.status().message()).c_str());
     return 2;
   }
-  const bool loopback = caldera::process::IsLoopbackAddress(f.listen);
+  const bool loopback = caldera::service_runtime::IsLoopbackAddress(f.listen);
   const bool tls = !f.security.tls.tls_cert.empty();
   const bool tokens = !f.security.auth.token_file.empty();
   if (!loopback && !tls) {
@@ -162,7 +163,7 @@ int Run(const Flags& f) {
                  "reaches the port may submit, cancel and act as a worker\n",
                  f.listen.c_str());
   }
-  if (!f.metrics_listen.empty() && !caldera::process::IsLoopbackAddress(f.metrics_listen)) {
+  if (!f.metrics_listen.empty() && !caldera::service_runtime::IsLoopbackAddress(f.metrics_listen)) {
     std::fprintf(stderr,
                  "caldera-coordinator: note: metrics on %s are plaintext and unauthenticated "
                  "(docs/security.md)\n",
@@ -178,7 +179,7 @@ int Run(const Flags& f) {
   }
   std::fprintf(stderr, "\n");
 
-  const int sig = caldera::process::WaitForStopSignal();
+  const int sig = caldera::service_runtime::WaitForStopSignal();
   std::fprintf(stderr, "caldera-coordinator: signal %d, shutting down\n", sig);
   (*server)->Shutdown(5);
   return 0;
@@ -188,7 +189,7 @@ int Run(const Flags& f) {
 
 int main(int argc, char** argv) {
   // Block the stop signals in every thread; main waits for them.
-  caldera::process::BlockStopSignals();
+  caldera::service_runtime::BlockStopSignals();
 
   CLI::App app{"caldera-coordinator: plans compression jobs and schedules their tasks"};
   Flags f;

@@ -42,7 +42,7 @@ CoordinatorServer::CoordinatorServer(Coordinator* coordinator,
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     Coordinator* coordinator, const std::string& listen, const ServerSecurity& security) {
   const bool tls = !security.tls.tls_cert.empty();
-  if (!listen.empty() && !security.insecure && !process::IsLoopbackAddress(listen)) {
+  if (!listen.empty() && !security.insecure && !service_runtime::IsLoopbackAddress(listen)) {
     if (!tls) {
       return absl::InvalidArgumentError(absl::StrCat(
           "refusing to serve plaintext on ", listen,
@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     }
   }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
-      process::ServerCredentialsFor(security.tls);
+      service_runtime::ServerCredentialsFor(security.tls);
   if (!creds.ok()) return creds.status();
   AuthOptions auth = security.auth;
   auth.require_worker_certificate = !security.tls.client_ca.empty();

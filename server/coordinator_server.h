@@ -17,17 +17,17 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "process/grpc_security.h"
 #include "server/authorizer.h"
 #include "server/coordinator.h"
 #include "server/job_service.h"
 #include "server/worker_service.h"
+#include "service_runtime/grpc_security.h"
 
 namespace caldera::server {
 
 struct ServerSecurity {
-  process::ServerTls tls;  // no certificate = plaintext
-  AuthOptions auth;        // no token file = local single-user mode
+  service_runtime::ServerTls tls;  // no certificate = plaintext
+  AuthOptions auth;                // no token file = local single-user mode
   // Allow plaintext or the local mode on a non-loopback address.
   bool insecure = false;
   bool reflection = false;  // register grpc.reflection.v1alpha

@@ -5,14 +5,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "job/job_state.h"
-#include "process/grpc_status.h"
+#include "service_runtime/grpc_status.h"
 
 namespace caldera::server {
 namespace {
 
 template <typename T>
 grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return process::ToGrpcStatus(result.status());
+  if (!result.ok()) return service_runtime::ToGrpcStatus(result.status());
   *response = *std::move(result);
   return grpc::Status::OK;
 }
@@ -32,14 +32,14 @@ absl::StatusOr<v1::Job> JobServiceImpl::VisibleJob(const Principal& who,
 grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext* context,
                                        const v1::CreateJobRequest* request, v1::Job* response) {
   absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kCreate);
-  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
   return Reply(coordinator_->CreateJob(*request, who->name), response);
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                     v1::Job* response) {
   absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kRead);
-  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
   return Reply(VisibleJob(*who, request->name()), response);
 }
 
@@ -47,7 +47,7 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
   absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kRead);
-  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
   return Reply(
       coordinator_->ListJobs(*request, Authorizer::SeesOwnJobsOnly(*who) ? &who->name : nullptr),
       response);
@@ -56,10 +56,10 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request, v1::Job* response) {
   absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kCancel);
-  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
   // A job's owner never changes, so checking it before cancelling is enough.
   if (absl::StatusOr<v1::Job> job = VisibleJob(*who, request->name()); !job.ok()) {
-    return process::ToGrpcStatus(job.status());
+    return service_runtime::ToGrpcStatus(job.status());
   }
   return Reply(coordinator_->CancelJob(request->name()), response);
 }
@@ -68,9 +68,9 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
                                       const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
   absl::StatusOr<Principal> who = authorizer_->ForJobs(*context, JobAction::kRead);
-  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
   if (absl::StatusOr<v1::Job> job = VisibleJob(*who, request->name()); !job.ok()) {
-    return process::ToGrpcStatus(job.status());
+    return service_runtime::ToGrpcStatus(job.status());
   }
   // The watch blocks until its job changes and sends one snapshot per change;
   // an unchanged job costs no snapshot. Changes closer than kMinInterval are
@@ -89,7 +89,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
     if (context->IsCancelled()) break;
     absl::StatusOr<JobChange> change =
         coordinator_->WaitForChange(request->name(), version, kCancelCheck);
-    if (!change.ok()) return process::ToGrpcStatus(change.status());
+    if (!change.ok()) return service_runtime::ToGrpcStatus(change.status());
     bool heartbeat = false;
     if (!change->changed) {
       if (coordinator_->shutting_down()) {
@@ -98,7 +98,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
       }
       if (std::chrono::steady_clock::now() - last_sent < kHeartbeat) continue;
       change = coordinator_->WaitForChange(request->name(), -1, 0);
-      if (!change.ok()) return process::ToGrpcStatus(change.status());
+      if (!change.ok()) return service_runtime::ToGrpcStatus(change.status());
       heartbeat = true;
     }
     version = change->version;

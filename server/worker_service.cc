@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "process/grpc_status.h"
+#include "service_runtime/grpc_status.h"
 
 namespace caldera::server {
 namespace {
@@ -59,7 +59,7 @@ absl::Status ValidateCompleteTask(const v1::CompleteTaskRequest& r) {
 grpc::Status WorkerServiceImpl::CheckCaller(const grpc::ServerContext& context,
                                             const std::string& worker_id) {
   absl::StatusOr<Principal> who = authorizer_->ForWorkerProtocol(context);
-  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
   if (authorizer_->local_mode() || worker_id.size() > kMaxIdBytes) return grpc::Status::OK;
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, inserted] = worker_identity_.emplace(worker_id, who->name);
@@ -74,7 +74,7 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                const v1::RegisterWorkerRequest* request,
                                                v1::RegisterWorkerResponse* response) {
   absl::StatusOr<Principal> who = authorizer_->ForWorkerProtocol(*context);
-  if (!who.ok()) return process::ToGrpcStatus(who.status());
+  if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
   *response = coordinator_->RegisterWorker(*request);
   if (!authorizer_->local_mode()) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -89,7 +89,7 @@ grpc::Status WorkerServiceImpl::LeaseTask(grpc::ServerContext* context,
   if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
   absl::Status written;
   *response = coordinator_->LeaseTask(*request, &written);
-  return process::ToGrpcStatus(written);
+  return service_runtime::ToGrpcStatus(written);
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
@@ -104,10 +104,11 @@ grpc::Status WorkerServiceImpl::CompleteTask(grpc::ServerContext* context,
                                              const v1::CompleteTaskRequest* request,
                                              v1::CompleteTaskResponse* response) {
   if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
-  if (absl::Status s = ValidateCompleteTask(*request); !s.ok()) return process::ToGrpcStatus(s);
+  if (absl::Status s = ValidateCompleteTask(*request); !s.ok())
+    return service_runtime::ToGrpcStatus(s);
   absl::Status written;
   *response = coordinator_->CompleteTask(*request, &written);
-  return process::ToGrpcStatus(written);
+  return service_runtime::ToGrpcStatus(written);
 }
 
 grpc::Status WorkerServiceImpl::FailTask(grpc::ServerContext* context,
@@ -115,18 +116,18 @@ grpc::Status WorkerServiceImpl::FailTask(grpc::ServerContext* context,
                                          v1::FailTaskResponse*) {
   if (grpc::Status s = CheckCaller(*context, request->worker_id()); !s.ok()) return s;
   if (absl::Status s = CheckId("worker_id", request->worker_id()); !s.ok()) {
-    return process::ToGrpcStatus(s);
+    return service_runtime::ToGrpcStatus(s);
   }
   if (absl::Status s = CheckId("attempt_id", request->attempt_id()); !s.ok()) {
-    return process::ToGrpcStatus(s);
+    return service_runtime::ToGrpcStatus(s);
   }
   if (request->error().size() > kMaxErrorBytes) {
-    return process::ToGrpcStatus(absl::InvalidArgumentError(
+    return service_runtime::ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("error is ", request->error().size(), " bytes; at most ", kMaxErrorBytes)));
   }
   absl::Status written;
   coordinator_->FailTask(*request, &written);
-  return process::ToGrpcStatus(written);
+  return service_runtime::ToGrpcStatus(written);
 }
 
 }  // namespace caldera::server

@@ -87,4 +87,23 @@ absl::StatusOr<std::unique_ptr<RandomAccessSource>> OpenObjectSource(
   return std::unique_ptr<RandomAccessSource>(new ObjectSource(sk->store, sk->key, info->size));
 }
 
+absl::Status RemovePrefix(const std::string& prefix_uri, const StorageOptions& options) {
+  absl::StatusOr<StoreAndKey> sk = OpenUri(prefix_uri, options);
+  if (!sk.ok()) return sk.status();
+  std::string prefix = sk->key;
+  if (!prefix.empty() && prefix.back() != '/') prefix += '/';
+  std::string token;
+  do {
+    absl::StatusOr<ListPage> page = sk->store->List(prefix, token, 1000);
+    if (!page.ok()) return page.status();
+    for (const ObjectInfo& o : page->objects) {
+      if (absl::Status s = sk->store->Delete(o.key); !s.ok()) return s;
+    }
+    token = page->next_page_token;
+  } while (!token.empty());
+  // A writer killed mid-write (a worker lost with its lease) leaves a
+  // temporary file that List does not show.
+  return sk->store->RemoveAbandonedWrites(prefix);
+}
+
 }  // namespace caldera::storage

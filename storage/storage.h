@@ -37,6 +37,11 @@ absl::StatusOr<ObjectInfo> WriteObject(absl::string_view uri, absl::string_view 
 absl::StatusOr<std::unique_ptr<RandomAccessSource>> OpenObjectSource(absl::string_view uri,
                                                                      const StorageOptions& options);
 
+// Removes every object under `prefix_uri` (treated as a folder: a '/' is added
+// when missing), and the temporary files of writers killed mid-write there.
+// A missing prefix is fine.
+absl::Status RemovePrefix(const std::string& prefix_uri, const StorageOptions& options);
+
 }  // namespace caldera::storage
 
 #endif  // CALDERA_STORAGE_STORAGE_H_

@@ -7,6 +7,10 @@
 #include "job/job_spec_proto.h"
 #include "job/memory_estimate.h"
 #include "model_io/model_inputs.h"
+#include "pipeline/budget_candidates.h"
+#include "pipeline/calibrate_step.h"
+#include "pipeline/decompose_step.h"
+#include "pipeline/finalize_step.h"
 #include "storage/storage.h"
 #include "worker/device_memory_check.h"
 #include "worker/task_confinement.h"
@@ -48,7 +52,7 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
     case v1::Task::kFinalize:
       if (task.attempt_number() > 1 && EarlierFinalizeFinished(spec, task.finalize())) {
         // Its checkpoint is complete; only the scratch removal it began is left.
-        (void)RemovePrefix(task.finalize().scratch_prefix(), options_);
+        (void)storage::RemovePrefix(task.finalize().scratch_prefix(), options_);
         TaskResult done;
         done.report.mutable_finalize();
         return done;
@@ -79,20 +83,35 @@ bool TaskRunner::EarlierFinalizeFinished(const job::JobSpec& spec,
   return false;  // every input is still there: finalizing again is safe and exact
 }
 
+pipeline::StepEnvironment TaskRunner::Environment(const std::function<bool()>& cancelled) const {
+  pipeline::StepEnvironment env;
+  env.storage = options_;
+  env.cancelled = cancelled;
+  env.compute = backend_;
+  env.search_threads = search_threads_;
+  return env;
+}
+
 absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckpt,
                                                     const job::JobSpec& spec,
                                                     const v1::CalibrateTask& task,
                                                     const std::function<bool()>& cancelled) {
-  const std::vector<std::string> previous(task.previous_artifact_uris().begin(),
-                                          task.previous_artifact_uris().end());
-  absl::StatusOr<IoCounts> io =
-      CalibrateLayer(ckpt, task.layer(), task.input_uri(), task.hessians_uri(),
-                     task.hidden_states_uri(), options_, cancelled, task.sequential(), previous,
-                     task.shard(), task.num_shards() < 1 ? 1 : task.num_shards(),
-                     spec.hidden_dtype == "bf16" ? DType::kBF16 : DType::kF32, backend_);
-  if (!io.ok()) return io.status();
+  pipeline::CalibrateRequest request;
+  request.layer = task.layer();
+  request.input_uri = task.input_uri();
+  request.hessians_uri = task.hessians_uri();
+  request.hidden_out_uri = task.hidden_states_uri();
+  request.sequential = task.sequential();
+  request.previous_artifacts.assign(task.previous_artifact_uris().begin(),
+                                    task.previous_artifact_uris().end());
+  request.shard = task.shard();
+  request.num_shards = task.num_shards() < 1 ? 1 : task.num_shards();
+  request.hidden_dtype = spec.hidden_dtype == "bf16" ? DType::kBF16 : DType::kF32;
+  absl::StatusOr<pipeline::CalibrateResult> done =
+      pipeline::Calibrate(ckpt, request, Environment(cancelled));
+  if (!done.ok()) return done.status();
   TaskResult result;
-  result.io = *io;
+  result.io = done->io;
   v1::CalibrateResult* out = result.report.mutable_calibrate();
   out->set_hessians_uri(task.hessians_uri());
   out->set_hidden_states_uri(task.hidden_states_uri());
@@ -103,32 +122,26 @@ absl::StatusOr<TaskResult> TaskRunner::RunDecompose(const model::Checkpoint& ckp
                                                     const job::JobSpec& spec,
                                                     const v1::DecomposeTask& task,
                                                     const std::function<bool()>& cancelled) {
-  const model::LinearModule* module = nullptr;
-  for (const model::LinearModule& m : model::kLinearModules) {
-    if (task.module() == m.name) module = &m;
+  pipeline::DecomposeRequest request;
+  request.layer = task.layer();
+  request.module = task.module();
+  if (task.hessians_shard_uris().empty()) {
+    request.hessians_uris = {task.hessians_uri()};
+  } else {
+    request.hessians_uris.assign(task.hessians_shard_uris().begin(),
+                                 task.hessians_shard_uris().end());
   }
-  if (module == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown module ", task.module()));
-  }
+  request.spec = spec;
+  request.artifact_uri = task.artifact_uri();
+  absl::StatusOr<pipeline::DecomposeResult> done =
+      pipeline::Decompose(ckpt, request, Environment(cancelled));
+  if (!done.ok()) return done.status();
   TaskResult result;
-  const std::vector<std::string> hessians =
-      task.hessians_shard_uris().empty()
-          ? std::vector<std::string>{task.hessians_uri()}
-          : std::vector<std::string>(task.hessians_shard_uris().begin(),
-                                     task.hessians_shard_uris().end());
-  absl::StatusOr<Eigen::MatrixXd> h =
-      ReadShardedHessian(hessians, module->hessian, options_, &result.io.bytes_read);
-  if (!h.ok()) return h.status();
-  absl::StatusOr<ModuleReport> rep =
-      DecomposeModule(ckpt, task.layer(), *module, *h, spec, task.artifact_uri(), options_,
-                      search_threads_, cancelled, backend_);
-  if (!rep.ok()) return rep.status();
-  result.io.bytes_read += rep->rows * rep->cols * 4;
-  result.io.bytes_written += rep->storage_bits / 8;
+  result.io = done->io;
   v1::MatrixError* e = result.report.add_matrix_errors();
   e->set_layer(task.layer());
   e->set_module(task.module());
-  e->set_weighted_relative_error(rep->weighted_relative_error);
+  e->set_weighted_relative_error(done->report.weighted_relative_error);
   result.report.mutable_decompose()->set_artifact_uri(task.artifact_uri());
   return result;
 }
@@ -138,21 +151,21 @@ absl::StatusOr<TaskResult> TaskRunner::RunFinalize(const model::Checkpoint& ckpt
                                                    const v1::FinalizeTask& task,
                                                    const std::function<bool()>& cancelled) {
   TaskResult result;
-  std::vector<ModuleReport> reports;
+  pipeline::FinalizeRequest request;
+  request.spec = spec;
+  request.seconds = task.job_elapsed_seconds();
   for (const std::string& uri : task.artifact_uris()) {
     if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
-    absl::StatusOr<ModuleReport> r = ReadModuleReport(uri, options_);
+    absl::StatusOr<format::ModuleReport> r = pipeline::ReadModuleReport(uri, options_);
     if (!r.ok()) return r.status();
     result.io.bytes_read += r->storage_bits / 8;
-    reports.push_back(*std::move(r));
+    request.modules.push_back(*std::move(r));
   }
-  if (absl::Status s =
-          FinalizeCheckpoint(ckpt, spec, reports, task.job_elapsed_seconds(), options_);
-      !s.ok()) {
+  if (absl::Status s = pipeline::Finalize(ckpt, request, Environment(cancelled)); !s.ok()) {
     return s;
   }
   // Scratch data is no longer needed once report.json is written.
-  (void)RemovePrefix(task.scratch_prefix(), options_);
+  (void)storage::RemovePrefix(task.scratch_prefix(), options_);
   result.report.mutable_finalize();
   return result;
 }

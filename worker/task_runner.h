@@ -1,5 +1,5 @@
-// TaskRunner: executes one leased task (caldera.v1.Task) — one executor of
-// executors.h per kind of the task's `work` oneof, reading the keys the task
+// TaskRunner: executes one leased task (caldera.v1.Task) — one step of the
+// pipeline library (pipeline/) per kind of the task's `work` oneof, reading the keys the task
 // names and writing its attempt-unique output keys — and reports what it
 // produced. No RPC: the WorkerAgent talks to the coordinator.
 // Thread-compatible; one runner per worker slot.
@@ -15,8 +15,8 @@
 #include "caldera/v1/worker.pb.h"
 #include "core/model/checkpoint.h"
 #include "job/job_spec.h"
+#include "pipeline/step_environment.h"
 #include "storage/storage_options.h"
-#include "worker/executors.h"
 #include "worker/model_cache.h"
 
 namespace caldera::worker {
@@ -25,7 +25,7 @@ struct TaskResult {
   // The result oneof (the keys written) and matrix_errors; the agent adds
   // the ids and counters before it sends it.
   v1::CompleteTaskRequest report;
-  IoCounts io;
+  pipeline::IoCounts io;
 };
 
 class TaskRunner {
@@ -47,6 +47,8 @@ class TaskRunner {
   absl::StatusOr<TaskResult> Run(const v1::Task& task, const std::function<bool()>& cancelled);
 
  private:
+  // The pipeline's environment for one task of this runner.
+  pipeline::StepEnvironment Environment(const std::function<bool()>& cancelled) const;
   // One per task kind.
   absl::StatusOr<TaskResult> RunCalibrate(const model::Checkpoint& ckpt, const job::JobSpec& spec,
                                           const v1::CalibrateTask& task,

@@ -12,9 +12,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "core/backend/device.h"
-#include "process/grpc_security.h"
-#include "process/metrics_endpoint.h"
-#include "process/signal_watcher.h"
+#include "service_runtime/grpc_security.h"
+#include "service_runtime/metrics_endpoint.h"
+#include "service_runtime/signal_watcher.h"
 #include "storage/allowed_roots.h"
 #include "storage/storage_options.h"
 #include "worker/memory_limit.h"
@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   std::mutex mu;
   caldera::worker::WorkerAgent* agent = nullptr;
   bool drain_requested = false;
-  caldera::process::SignalWatcher signals([&](int sig) {
+  caldera::service_runtime::SignalWatcher signals([&](int sig) {
     std::fprintf(stderr, "caldera-worker: signal %d, draining\n", sig);
     std::lock_guard<std::mutex> lock(mu);
     drain_requested = true;
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   // docs/security.md: a worker token and, with the coordinator's --client-ca,
   // a client certificate.
   std::string token_file;
-  caldera::process::ClientSecurity security;
+  caldera::service_runtime::ClientSecurity security;
   app.add_option("--token-file", token_file,
                  "file holding the worker's bearer token (default: $CALDERA_TOKEN, the token "
                  "itself)");
@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
   }
   if (threads > 0) openblas_set_num_threads(threads);
   if (!token_file.empty()) {
-    absl::StatusOr<std::string> token = caldera::process::ReadTokenFile(token_file, "--token-file");
+    absl::StatusOr<std::string> token =
+        caldera::service_runtime::ReadTokenFile(token_file, "--token-file");
     if (!token.ok()) {
       std::fprintf(stderr, "caldera-worker: error: %s\n",
                    std::string(token.status().message()).c_str());
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
     security.token = std::string(absl::StripAsciiWhitespace(env));
   }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      caldera::process::OpenChannel(coordinator, security);
+      caldera::service_runtime::OpenChannel(coordinator, security);
   if (!channel.ok()) {
     std::fprintf(stderr, "caldera-worker: error: %s\n",
                  std::string(channel.status().message()).c_str());
@@ -148,9 +149,9 @@ int main(int argc, char** argv) {
   if (max_memory == 0) max_memory = caldera::worker::DefaultMaxMemoryBytes();
 
   auto metrics = std::make_shared<caldera::worker::WorkerMetrics>(device);
-  std::unique_ptr<caldera::process::MetricsEndpoint> endpoint;
+  std::unique_ptr<caldera::service_runtime::MetricsEndpoint> endpoint;
   if (!metrics_listen.empty()) {
-    auto e = caldera::process::MetricsEndpoint::Start(metrics_listen, metrics->registry());
+    auto e = caldera::service_runtime::MetricsEndpoint::Start(metrics_listen, metrics->registry());
     if (!e.ok()) {
       std::fprintf(stderr, "caldera-worker: error: %s\n",
                    std::string(e.status().message()).c_str());

@@ -1,6 +1,15 @@
-// calderactl calibrate: per-layer calibration Hessians of a model.
+// calderactl calibrate: per-layer calibration Hessians of a model, through the
+// pipeline's calibrate step (pipeline/calibrate_step.h), the code workers run.
+#include <stdlib.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <system_error>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -10,8 +19,7 @@
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
 #include "core/backend/device.h"
-#include "core/format/hessians.h"
-#include "core/model/hessians_file.h"
+#include "pipeline/calibrate_step.h"
 #include "storage/storage.h"
 
 namespace caldera::cli {
@@ -19,7 +27,7 @@ namespace {
 
 struct CalibrateFlags {
   std::string model, tokens, out, layers, device = "cpu";
-  int64_t batch = 1;
+  int64_t batch = 1;  // accepted for old scripts; the block runs one sequence at a time
 };
 
 absl::Status ParseLayers(const std::string& spec, int64_t num_layers, int64_t* first,
@@ -50,40 +58,60 @@ int RunCalibrate(const CalibrateFlags& f) {
   if (absl::Status s = ParseLayers(f.layers, config.num_layers, &first, &last); !s.ok()) {
     return ReportError("calibrate", s);
   }
-  if (f.batch < 1) {
-    return ReportError("calibrate", absl::InvalidArgumentError("--batch must be >= 1"));
-  }
   std::fprintf(stderr, "calibrate: %lld sequences x %lld tokens, layers %lld-%lld of %lld\n",
                static_cast<long long>(tokens->samples), static_cast<long long>(tokens->seq_len),
                static_cast<long long>(first), static_cast<long long>(last),
                static_cast<long long>(config.num_layers));
-  const auto start = std::chrono::steady_clock::now();
-  model::RunOptions run;
-  run.batch_sequences = f.batch;
-  if (compute != nullptr) {  // the block forward and its Hessians on the device
-    run.prepare_block = [&compute](const model::ModelConfig& c, const model::BlockWeights& w,
-                                   int64_t seq_len, model::BlockHessians* h) {
-      return compute->PrepareBlock(c, w, seq_len, h);
-    };
+  // The pipeline's calibrate step per layer, as workers run it (original
+  // mode: block l on the original block l-1's outputs). The states between
+  // layers go to a local scratch folder, removed at the end; the Hessians of
+  // layers before --layers go there too.
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string scratch_path = absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp",
+                                          "/calderactl-calibrate-XXXXXX");
+  if (mkdtemp(scratch_path.data()) == nullptr) {
+    return ReportError("calibrate", absl::UnavailableError(absl::StrCat(
+                                        "cannot create a scratch folder like ", scratch_path, ": ",
+                                        std::strerror(errno), "; set TMPDIR")));
   }
-  absl::Status s = model::CalibrateLayers(
-      **ckpt, *tokens, first, last, run, [&](int64_t layer, model::BlockHessians& h) {
-        absl::StatusOr<format::Hessians> normalised = model::NormalisedHessians(h, layer);
-        if (!normalised.ok()) return normalised.status();
-        absl::StatusOr<std::string> bytes = format::SerializeHessians(*std::move(normalised));
-        if (!bytes.ok()) return bytes.status();
-        const std::string uri =
-            storage::JoinKey(f.out, absl::StrCat("layer-", layer, ".hessians.safetensors"));
-        absl::StatusOr<storage::ObjectInfo> put = storage::WriteObject(uri, *bytes, options);
-        if (!put.ok()) return put.status();
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::fprintf(stderr, "calibrate: layer %lld (%lld of %lld) written to %s (%.1f s)\n",
-                     static_cast<long long>(layer), static_cast<long long>(layer - first + 1),
-                     static_cast<long long>(last - first + 1), uri.c_str(), secs);
-        return absl::OkStatus();
-      });
-  if (!s.ok()) return ReportError("calibrate", s);
+  struct RemoveScratch {
+    std::string path;
+    ~RemoveScratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } remove_scratch{scratch_path};
+  pipeline::StepEnvironment env;
+  env.storage = options;
+  env.compute = compute.get();
+  const auto start = std::chrono::steady_clock::now();
+  std::string input = f.tokens;
+  for (int64_t layer = 0; layer <= last; ++layer) {
+    pipeline::CalibrateRequest request;
+    request.layer = layer;
+    request.input_uri = input;
+    request.hessians_uri =
+        layer >= first
+            ? storage::JoinKey(f.out, absl::StrCat("layer-", layer, ".hessians.safetensors"))
+            : absl::StrCat(scratch_path, "/layer-", layer, ".hessians.safetensors");
+    if (layer < last) {
+      request.hidden_out_uri = absl::StrCat(scratch_path, "/hidden-", layer + 1, ".safetensors");
+    }
+    absl::StatusOr<pipeline::CalibrateResult> done = pipeline::Calibrate(**ckpt, request, env);
+    if (!done.ok()) return ReportError("calibrate", done.status());
+    if (layer > 0) std::filesystem::remove(input);  // the states entering this layer
+    input = request.hidden_out_uri;
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (layer >= first) {
+      std::fprintf(stderr, "calibrate: layer %lld (%lld of %lld) written to %s (%.1f s)\n",
+                   static_cast<long long>(layer), static_cast<long long>(layer - first + 1),
+                   static_cast<long long>(last - first + 1), request.hessians_uri.c_str(), secs);
+    } else {
+      std::fprintf(stderr, "calibrate: layer %lld run for the states entering %lld (%.1f s)\n",
+                   static_cast<long long>(layer), static_cast<long long>(first), secs);
+    }
+  }
   return kExitOk;
 }
 
@@ -102,7 +130,9 @@ void AddCalibrateCommand(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--out", flags->out, "Output directory URI")->required();
   cmd->add_option("--layers", flags->layers, "Layer range A-B (default: all)");
-  cmd->add_option("--batch", flags->batch, "Sequences per forward batch (default 1)");
+  cmd->add_option("--batch", flags->batch,
+                  "Ignored (kept for old scripts): the block runs one sequence at a time, as "
+                  "on workers");
   cmd->add_option("--device", flags->device, backend::DeviceFlagHelp());
   cmd->callback([flags, exit_code] { *exit_code = RunCalibrate(*flags); });
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/format/tokens.h"
 #include "core/model/model_config.h"
+#include "core/tokenizer/tokenizer.h"
 #include "model_io/text_tokens.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -52,7 +53,7 @@ absl::Status ResolveCalibrationText(const CalibrationTextFlags& f, job::JobSpec*
       model::ParseModelConfig(*config_text, storage::JoinKey(spec->model, "config.json"));
   if (!config.ok()) return config.status();
   std::string file;
-  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tok =
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
       model_io::OpenModelTokenizer(spec->model, options, &file);
   if (!tok.ok()) return tok.status();
   absl::StatusOr<std::vector<int32_t>> ids =

@@ -1,8 +1,8 @@
 // calderactl compress: the whole compression job on this machine with nothing
-// to start by hand: an in-process cluster (embedded/: a coordinator with its
+// to start by hand: an in-process cluster (in_process_cluster/: a coordinator with its
 // SQLite state in a temporary directory and --workers workers talking real
 // gRPC over an in-process channel) — the same planner, scheduler, leases and
-// task executors as caldera-coordinator + caldera-worker, so the checkpoint
+// pipeline steps as caldera-coordinator + caldera-worker, so the checkpoint
 // bytes are the same as a distributed run's. SIGINT/SIGTERM cancel the job
 // (exit 4, no index written, the job's scratch and state removed).
 #include <algorithm>
@@ -26,13 +26,12 @@
 #include "client/calderactl/progress.h"
 #include "core/backend/device.h"
 #include "core/format/checkpoint_report.h"
-#include "embedded/in_process_cluster.h"
+#include "in_process_cluster/in_process_cluster.h"
 #include "job/task_plan.h"
-#include "process/grpc_status.h"
-#include "process/signal_watcher.h"
+#include "service_runtime/grpc_status.h"
+#include "service_runtime/signal_watcher.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
-#include "worker/executors.h"
 
 namespace caldera::cli {
 namespace {
@@ -82,7 +81,7 @@ int RunCompress(CompressFlags f) {
     v1::Job ignored;
     (void)cancel_stub->CancelJob(&ctx, req, &ignored);
   };
-  std::optional<process::SignalWatcher> watcher;
+  std::optional<service_runtime::SignalWatcher> watcher;
   watcher.emplace([&](int) {
     std::fprintf(stderr, "compress: signal received, cancelling the job\n");
     std::lock_guard<std::mutex> lock(mu);
@@ -90,7 +89,7 @@ int RunCompress(CompressFlags f) {
     cancel_locked();
   });
 
-  absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> cluster =
+  absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> cluster =
       StartEmbeddedCluster(options, f.workers, f.threads, compute.get());
   if (!cluster.ok()) return ReportError("compress", cluster.status());
   auto stub = v1::JobService::NewStub((*cluster)->channel());
@@ -103,7 +102,7 @@ int RunCompress(CompressFlags f) {
     v1::Job created;
     grpc::Status s = stub->CreateJob(&ctx, CreateRequestFrom(f.job), &created);
     if (!s.ok()) {
-      job = process::FromGrpcStatus(s);
+      job = service_runtime::FromGrpcStatus(s);
     } else {
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -129,7 +128,7 @@ int RunCompress(CompressFlags f) {
     // The workers are stopped: nothing writes the job's scratch any more, and
     // a cancelled job's scratch is of no use to anyone (a failed job keeps it).
     const std::string id = job->name().substr(job->name().rfind('/') + 1);
-    if (absl::Status s = worker::RemovePrefix(job::ScratchPrefix(job->spec().out(), id), options);
+    if (absl::Status s = storage::RemovePrefix(job::ScratchPrefix(job->spec().out(), id), options);
         !s.ok()) {
       std::fprintf(stderr, "calderactl compress: warning: scratch of the cancelled job left: %s\n",
                    std::string(s.message()).c_str());

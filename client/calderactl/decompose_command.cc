@@ -19,6 +19,7 @@
 #include "core/ttlora/adapter.h"
 #include "job/job_spec.h"
 #include "nlohmann/json.hpp"
+#include "pipeline/decompose_step.h"
 #include "storage/storage.h"
 
 namespace caldera::cli {
@@ -31,7 +32,6 @@ struct DecomposeFlags {
   job::JobSpec job;
   bool no_hadamard = false, json = false, hessian_downdate = false;
   std::string ttlora_shape;
-  double ttlora_alpha = 16.0;
 };
 
 // "FILE[:TENSOR]" -> (file, tensor); a ':' inside the URI scheme or before a '/' is not a split.
@@ -126,21 +126,15 @@ int RunDecompose(const DecomposeFlags& f) {
   if (int rc = OpenDevice("decompose", f.device, &compute); rc != kExitOk) return rc;
   o.backend = compute.get();
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h, o);
-  if (!r.ok()) return ReportError("decompose", r.status());
-  // TT-LoRA adapter on top of Ŵ (original basis).
-  std::optional<ttlora::InitResult> adapter;
-  if (f.job.ttlora_rank != 0 || !f.ttlora_shape.empty()) {
-    absl::StatusOr<ttlora::AdapterShape> shape = f.ttlora_shape.empty()
-                                                     ? ttlora::DefaultShape(m, n)
-                                                     : ttlora::ParseShape(f.ttlora_shape, m, n);
-    if (!shape.ok()) return ReportError("decompose", shape.status());
-    absl::StatusOr<ttlora::InitResult> init =
-        ttlora::InitializeAdapter(w, r->w_hat, h.cast<float>(), *shape, f.job.ttlora_rank,
-                                  f.ttlora_alpha, f.job.ttlora_init, f.job.seed);
-    if (!init.ok()) return ReportError("decompose", init.status());
-    adapter = *std::move(init);
-  }
+  // The decomposition, then the TT-LoRA adapter on top of Ŵ (original
+  // basis): the pipeline's DecomposeMatrix, as a decompose task runs it.
+  pipeline::AdapterSettings adapter_settings = pipeline::AdapterSettingsFor(spec);
+  adapter_settings.shape = f.ttlora_shape;
+  absl::StatusOr<pipeline::MatrixDecomposition> d =
+      pipeline::DecomposeMatrix(w, h, o, adapter_settings);
+  if (!d.ok()) return ReportError("decompose", d.status());
+  decompose::DecomposeResult* r = &d->result;
+  const std::optional<ttlora::InitResult>& adapter = d->adapter;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!f.out.empty()) {
@@ -259,7 +253,8 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
                   "zero (dW = 0) or residual (TT-SVD of W - W_hat, kept only if it helps)");
   cmd->add_option("--ttlora-shape", f->ttlora_shape,
                   "m1,m2,...:n1,n2,... input (columns) and output (rows) factors");
-  cmd->add_option("--ttlora-alpha", f->ttlora_alpha, "adapter scale alpha (default 16)");
+  cmd->add_option("--ttlora-alpha", f->job.ttlora_alpha,
+                  absl::StrCat("adapter scale alpha (default ", d.ttlora_alpha, ")"));
   cmd->callback([f, exit_code] { *exit_code = RunDecompose(*f); });
 }
 

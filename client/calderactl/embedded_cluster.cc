@@ -7,14 +7,14 @@ extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace caldera::cli {
 
-absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> StartEmbeddedCluster(
+absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> StartEmbeddedCluster(
     const storage::StorageOptions& storage, int workers, int threads_per_worker,
     backend::ComputeBackend* device) {
   workers = std::max(1, workers);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int per_worker = threads_per_worker > 0 ? threads_per_worker : std::max(1, cores / workers);
   openblas_set_num_threads(per_worker);
-  embedded::InProcessClusterOptions co;
+  in_process_cluster::InProcessClusterOptions co;
   co.lease_seconds = 120;
   co.heartbeat_seconds = 2;
   co.max_attempts = 2;
@@ -23,7 +23,7 @@ absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> StartEmbeddedCluster
   co.worker_poll_seconds = 0.5;
   co.search_threads = per_worker;
   co.worker0_backend = device;
-  return embedded::InProcessCluster::Start(co);
+  return in_process_cluster::InProcessCluster::Start(co);
 }
 
 }  // namespace caldera::cli

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "embedded/in_process_cluster.h"
+#include "in_process_cluster/in_process_cluster.h"
 #include "storage/storage.h"
 
 namespace caldera::backend {
@@ -21,7 +21,7 @@ namespace caldera::cli {
 // cores / workers (at least 1) when it is 0. Sets OpenBLAS's thread count for
 // the whole process. `device` (may be null; must outlive the cluster): worker
 // 0's compute backend.
-absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> StartEmbeddedCluster(
+absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> StartEmbeddedCluster(
     const storage::StorageOptions& storage, int workers, int threads_per_worker,
     backend::ComputeBackend* device = nullptr);
 

@@ -12,6 +12,7 @@
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
 #include "core/model/head_sharing_plan.h"
+#include "core/tokenizer/tokenizer.h"
 #include "model_io/text_tokens.h"
 #include "nlohmann/json.hpp"
 
@@ -32,7 +33,7 @@ struct EvalFlags {
 // --baseline-model when --model has none).
 absl::StatusOr<model::TokenSet> TextTokens(const EvalFlags& f, const model::ModelConfig& config,
                                            const storage::StorageOptions& options) {
-  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tok =
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
       model_io::OpenModelTokenizer(f.model, options);
   if (!tok.ok() && !f.baseline.empty()) tok = model_io::OpenModelTokenizer(f.baseline, options);
   if (!tok.ok()) return tok.status();

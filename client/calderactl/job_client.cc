@@ -13,7 +13,7 @@
 #include "client/calderactl/model_inputs.h"
 #include "job/job_spec_proto.h"
 #include "job/job_state.h"
-#include "process/grpc_status.h"
+#include "service_runtime/grpc_status.h"
 #include "storage/retry.h"
 
 namespace caldera::cli {
@@ -37,7 +37,7 @@ void AddConnectionFlags(CLI::App* cmd, ConnectionFlags* f) {
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectTo(const ConnectionFlags& f) {
-  process::ClientSecurity security;
+  service_runtime::ClientSecurity security;
   security.tls_ca = f.tls_ca;
   if (security.tls_ca.empty()) {
     const char* env = std::getenv("CALDERA_TLS_CA");
@@ -46,13 +46,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectTo(const ConnectionFlags& 
   security.tls_cert = f.tls_cert;
   security.tls_key = f.tls_key;
   if (!f.token_file.empty()) {
-    absl::StatusOr<std::string> token = process::ReadTokenFile(f.token_file, "--token-file");
+    absl::StatusOr<std::string> token =
+        service_runtime::ReadTokenFile(f.token_file, "--token-file");
     if (!token.ok()) return token.status();
     security.token = *std::move(token);
   } else if (const char* env = std::getenv("CALDERA_TOKEN"); env != nullptr) {
     security.token = std::string(absl::StripAsciiWhitespace(env));
   }
-  return process::OpenChannel(f.server, security);
+  return service_runtime::OpenChannel(f.server, security);
 }
 
 v1::CreateJobRequest CreateRequestFrom(const JobFlags& f) {
@@ -89,7 +90,7 @@ absl::StatusOr<v1::Job> WaitForJob(v1::JobService::Stub* stub, const std::string
     grpc::Status s = reader->Finish();
     if (have && job::IsTerminal(last.state())) return last;
     if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE) {
-      return process::FromGrpcStatus(s);
+      return service_runtime::FromGrpcStatus(s);
     }
     // The coordinator went away (restart?): watch again for a while.
     const auto now = std::chrono::steady_clock::now();
@@ -161,12 +162,12 @@ int ReportRpcError(const char* command, const grpc::Status& status) {
     const bool hinted = why.find("--token-file") != std::string::npos;
     std::fprintf(stderr, "calderactl %s: error: not authenticated: %s%s\n", command, why.c_str(),
                  hinted ? "" : " (check --token-file or CALDERA_TOKEN)");
-    return ExitCodeFor(process::FromGrpcStatus(status));
+    return ExitCodeFor(service_runtime::FromGrpcStatus(status));
   }
   if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
     std::fprintf(stderr, "calderactl %s: error: permission denied: %s\n", command,
                  status.error_message().c_str());
-    return ExitCodeFor(process::FromGrpcStatus(status));
+    return ExitCodeFor(service_runtime::FromGrpcStatus(status));
   }
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     std::fprintf(stderr,
@@ -175,7 +176,7 @@ int ReportRpcError(const char* command, const grpc::Status& status) {
                  command, status.error_message().c_str());
     return kExitUnavailable;
   }
-  return ReportError(command, process::FromGrpcStatus(status));
+  return ReportError(command, service_runtime::FromGrpcStatus(status));
 }
 
 }  // namespace caldera::cli

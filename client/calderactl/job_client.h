@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "client/calderactl/job_flags.h"
-#include "process/grpc_security.h"
+#include "service_runtime/grpc_security.h"
 
 namespace caldera::cli {
 

@@ -45,6 +45,8 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                                d.ttlora_rank == 0 ? " = no adapter)" : ")"));
   cmd->add_option("--ttlora-init", s->ttlora_init,
                   absl::StrCat("zero | residual (default ", d.ttlora_init, ")"));
+  cmd->add_option("--ttlora-alpha", s->ttlora_alpha,
+                  absl::StrCat("TT-LoRA adapter scale alpha (default ", d.ttlora_alpha, ")"));
   cmd->add_option("--calibration-mode", s->calibration_mode,
                   absl::StrCat("original | sequential: calibrate each layer on the original "
                                "model's activations (all layers in parallel) or on the outputs "

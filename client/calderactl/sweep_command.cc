@@ -28,8 +28,8 @@
 #include "client/calderactl/sweep_fit.h"
 #include "client/calderactl/sweep_plot.h"
 #include "core/format/checkpoint_report.h"
-#include "embedded/in_process_cluster.h"
-#include "process/grpc_status.h"
+#include "in_process_cluster/in_process_cluster.h"
+#include "service_runtime/grpc_status.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -140,7 +140,7 @@ class Sweeper {
     grpc::ClientContext ctx;
     v1::Job created;
     if (grpc::Status st = stub_->CreateJob(&ctx, CreateRequestFrom(jf), &created); !st.ok()) {
-      return process::FromGrpcStatus(st);
+      return service_runtime::FromGrpcStatus(st);
     }
     absl::StatusOr<v1::Job> job = WaitForJob(stub_, created.name(), nullptr);
     if (!job.ok()) return job.status();
@@ -236,14 +236,14 @@ int RunSweep(SweepFlags f) {
   if (!original.ok()) return ReportError("sweep", original.status());
   const double original_seconds = SecondsSince(orig_start);
 
-  std::unique_ptr<embedded::InProcessCluster> cluster;
+  std::unique_ptr<in_process_cluster::InProcessCluster> cluster;
   std::shared_ptr<grpc::Channel> channel;
   if (f.submit) {
     absl::StatusOr<std::shared_ptr<grpc::Channel>> c = ConnectTo(f.conn);
     if (!c.ok()) return ReportError("sweep", c.status());
     channel = *std::move(c);
   } else {
-    absl::StatusOr<std::unique_ptr<embedded::InProcessCluster>> started =
+    absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> started =
         StartEmbeddedCluster(options, f.workers, f.threads);
     if (!started.ok()) return ReportError("sweep", started.status());
     cluster = *std::move(started);

@@ -16,6 +16,7 @@
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
 #include "core/format/tokens.h"
+#include "core/tokenizer/tokenizer.h"
 #include "model_io/model_inputs.h"
 #include "model_io/text_tokens.h"
 #include "storage/storage.h"
@@ -30,7 +31,7 @@ struct TokenizeFlags {
   bool no_bos = false;
 };
 
-absl::Status Decode(const TokenizeFlags& f, const model::Tokenizer& tok,
+absl::Status Decode(const TokenizeFlags& f, const tokenizer::Tokenizer& tok,
                     const storage::StorageOptions& options) {
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
       model_io::OpenSafetensorsAt(f.decode, options);
@@ -46,7 +47,7 @@ absl::Status Decode(const TokenizeFlags& f, const model::Tokenizer& tok,
 
 absl::Status Tokenize(const TokenizeFlags& f, const storage::StorageOptions& options) {
   std::string file;
-  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tok =
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
       model_io::OpenModelTokenizer(f.tokenizer, options, &file);
   if (!tok.ok()) return tok.status();
   if (!f.decode.empty()) return Decode(f, **tok, options);

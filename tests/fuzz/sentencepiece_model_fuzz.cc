@@ -1,11 +1,11 @@
 // Fuzz target: a SentencePiece tokenizer.model (serialized ModelProto); when
 // it parses, it also encodes a fixed mixed text and decodes the ids.
-#include "core/model/sentencepiece_tokenizer.h"
+#include "core/tokenizer/sentencepiece_tokenizer.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto tok = caldera::model::SentencePieceTokenizer::FromModel(caldera::fuzz::Text(data, size),
-                                                               "", "fuzz/tokenizer.model");
+  auto tok = caldera::tokenizer::SentencePieceTokenizer::FromModel(caldera::fuzz::Text(data, size),
+                                                                   "", "fuzz/tokenizer.model");
   if (!tok.ok()) return 0;
   const std::vector<int32_t> ids =
       (*tok)->Encode("Hello  world!\n\t<s> 123 h\xC3\xA9llo \xF0\x9F\x99\x82 \xFF", true);

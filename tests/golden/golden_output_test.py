@@ -58,7 +58,7 @@ def main():
     calderactl = sys.argv[1]
     update = "--update" in sys.argv[2:]
     fixtures = os.environ.get("CALDERA_FIXTURES_DIR",
-                              os.path.join(HERE, "..", "..", "..", "shared", "models"))
+                              os.path.join(HERE, "..", "..", "models"))
     model = os.path.join(fixtures, "stories260K")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OPENBLAS_CORETYPE="Haswell")
     got = {}

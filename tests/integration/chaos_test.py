@@ -21,7 +21,7 @@ after a short pause on the same ports and data directory.
   chaos_test.py --bin-dir build/bin [--kills 10] [--seed 1] [--interval 2 4]
   scripts/chaos.sh --kills 100        # the long run, by hand
 
-CALDERA_FIXTURES_DIR holds stories260K/ (default ../shared/models beside the
+CALDERA_FIXTURES_DIR holds stories260K/ (default the bundled models/ of the
 checkout). Exit status 0 when every check held; the figures (kills by victim,
 attempts, runtime) are printed at the end.
 """

@@ -1,4 +1,4 @@
-// calderactl compress (embedded: executors in-process, local storage) on the
+// calderactl compress (embedded: pipeline steps in-process, local storage) on the
 // stories260K fixture, then eval and export of its output; bad inputs.
 #include <signal.h>
 #include <sys/wait.h>
@@ -25,8 +25,8 @@ namespace {
 
 using testing::FixturePath;
 using testing::RunCommand;
-using testing::Subprocess;
 using testing::StoriesModelDir;
+using testing::Subprocess;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
@@ -105,10 +105,11 @@ void ExpectOutputIsCompressed(const std::string& out, const nlohmann::json& repo
 // eval set); -1 (and a failed expectation) when eval fails.
 double Perplexity(const std::string& model, const std::string& tokens = "") {
   std::string out;
-  const int rc = RunCommand(
-      absl::StrCat(Ctl(), " eval --json --model ", model, " --tokens ",
-                   tokens.empty() ? StoriesModelDir() + "/eval.safetensors" : tokens, " 2>/dev/null"),
-      &out);
+  const int rc =
+      RunCommand(absl::StrCat(Ctl(), " eval --json --model ", model, " --tokens ",
+                              tokens.empty() ? StoriesModelDir() + "/eval.safetensors" : tokens,
+                              " 2>/dev/null"),
+                 &out);
   EXPECT_EQ(rc, 0) << out;
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
   EXPECT_TRUE(j.is_object() && j["perplexity"].is_number()) << out;
@@ -295,7 +296,8 @@ TEST(CompressIntegration, ShardedCalibrationGivesTheUnshardedPerplexity) {
   for (int n = 1; n <= 3; ++n) {
     const std::string out = tmp.Join(absl::StrCat("n", n));
     ASSERT_EQ(
-        RunCommand(CompressCmd(StoriesModelDir(), out, absl::StrCat(" --calibration-shards ", n)), &log),
+        RunCommand(CompressCmd(StoriesModelDir(), out, absl::StrCat(" --calibration-shards ", n)),
+                   &log),
         0)
         << log;
     ppl[n - 1] = Perplexity(out);
@@ -309,7 +311,8 @@ TEST(CompressIntegration, ShardedCalibrationGivesTheUnshardedPerplexity) {
 TEST(CompressIntegration, MoreShardsThanSamplesIsRejected) {
   TempDir tmp;
   std::string log;
-  int rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("out"), " --calibration-shards 200"), &log);
+  int rc = RunCommand(CompressCmd(StoriesModelDir(), tmp.Join("out"), " --calibration-shards 200"),
+                      &log);
   EXPECT_EQ(rc, 2) << log;
   EXPECT_NE(log.find("--calibration-shards 200 is more than the 128 samples"), std::string::npos)
       << log;
@@ -325,7 +328,8 @@ TEST(CompressIntegration, FourBitE8PLdlqWithRowScalesIsCloseToTheOriginal) {
   TempDir tmp;
   std::string log;
   const std::string out = tmp.Join("out");
-  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), out, " --method ldlq --q-bits 4"), &log), 0) << log;
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), out, " --method ldlq --q-bits 4"), &log), 0)
+      << log;
   const double ppl = Perplexity(out);
   std::fprintf(stderr, "ldlq e8p 4-bit perplexity %.3f\n", ppl);
   EXPECT_LT(ppl, 4.6);
@@ -378,10 +382,10 @@ TEST(CompressIntegration, TargetBitsAllocatesPerBlockWithinTheBudget) {
   EXPECT_EQ(config["quantization_config"]["target_bits"], 3.5) << config.dump();
 
   const std::string plain = tmp.Join("uniform3");
-  ASSERT_EQ(
-      RunCommand(CompressCmd(StoriesModelDir(), plain, " --method ldlq --quantizer uniform --q-bits 3"),
-                 &log),
-      0)
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), plain,
+                                   " --method ldlq --quantizer uniform --q-bits 3"),
+                       &log),
+            0)
       << log;
   const double ppl_budget = Perplexity(out), ppl_plain = Perplexity(plain);
   std::fprintf(stderr, "--target-bits 3.5: %.3f bits, perplexity %.3f; uniform 3-bit %.3f\n", bits,
@@ -425,8 +429,8 @@ TEST(CompressIntegration, UnknownBitsAreRejected) {
 TEST(CompressIntegration, TruncatedSafetensorsIsRejected) {
   TempDir tmp;
   const std::string model = tmp.Join("model");
-  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", StoriesModelDir(), "/config.json ",
-                                    model, "/ && head -c 1000 ", StoriesModelDir(),
+  ASSERT_EQ(RunCommand(absl::StrCat("mkdir -p ", model, " && cp ", StoriesModelDir(),
+                                    "/config.json ", model, "/ && head -c 1000 ", StoriesModelDir(),
                                     "/model.safetensors > ", model, "/model.safetensors")),
             0);
   std::string log;
@@ -444,10 +448,10 @@ TEST(CompressIntegration, SigintCancelsWithExitFourAndLeavesNothingBehind) {
     TempDir tmp;
     const std::string out = tmp.Join("out"), state = tmp.Join("tmp");
     std::filesystem::create_directories(state);
-    absl::StatusOr<Subprocess> p =
-        Subprocess::Start({"/usr/bin/env", "TMPDIR=" + state, Ctl(), "compress", "--model",
-                           StoriesModelDir(), "--calibration", StoriesModelDir() + "/calibration.safetensors",
-                           "--out", out, "--rank", "8", "--workers", "2"});
+    absl::StatusOr<Subprocess> p = Subprocess::Start(
+        {"/usr/bin/env", "TMPDIR=" + state, Ctl(), "compress", "--model", StoriesModelDir(),
+         "--calibration", StoriesModelDir() + "/calibration.safetensors", "--out", out, "--rank",
+         "8", "--workers", "2"});
     ASSERT_TRUE(p.ok()) << p.status();
     // Wait until tasks have written scratch, so there is something to clean.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -488,7 +492,8 @@ TEST(CompressIntegration, TtLoraJobEvaluatesAndExportsDense) {
                        &log),
             0)
       << log;
-  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), plain, " --rank 4 --q-bits 2"), &log), 0) << log;
+  ASSERT_EQ(RunCommand(CompressCmd(StoriesModelDir(), plain, " --rank 4 --q-bits 2"), &log), 0)
+      << log;
   nlohmann::json report = nlohmann::json::parse(ReadFile(out + "/report.json"), nullptr, false);
   ASSERT_FALSE(report.is_discarded());
   ASSERT_EQ(report["matrices"].size(), 35u);

@@ -75,8 +75,7 @@ def main():
         print("skipped: set CALDERA_HF_PYTHON to a python with torch, transformers and peft")
         return 77
     bin_dir = os.environ.get("CALDERA_BIN_DIR") or sys.exit("CALDERA_BIN_DIR is not set")
-    fixtures = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(HERE, "..", "..", "..",
-                                                                        "shared", "models")
+    fixtures = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(HERE, "..", "..", "models")
     model = os.path.join(fixtures, "stories260K")
     ctl = os.path.join(bin_dir, "calderactl")
     with tempfile.TemporaryDirectory() as tmp:

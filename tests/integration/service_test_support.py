@@ -13,7 +13,7 @@ def free_port() -> int:
 
 
 def fixture_model_dir() -> str:
-    """stories260K under $CALDERA_FIXTURES_DIR, else ../shared/models beside the repo."""
+    """stories260K under $CALDERA_FIXTURES_DIR, else the bundled models/ of the repo."""
     root = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "models")
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "models")
     return os.path.normpath(os.path.join(root, "stories260K"))

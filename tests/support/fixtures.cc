@@ -14,9 +14,7 @@ std::string FixturesDir() {
   if (const char* env = std::getenv("CALDERA_FIXTURES_DIR"); env != nullptr && *env != '\0') {
     return std::filesystem::absolute(env).lexically_normal().string();
   }
-  return (std::filesystem::path(CALDERA_SOURCE_DIR) / ".." / "shared" / "models")
-      .lexically_normal()
-      .string();
+  return (std::filesystem::path(CALDERA_SOURCE_DIR) / "models").lexically_normal().string();
 }
 
 absl::StatusOr<std::string> FixturePath(absl::string_view relative) {
@@ -25,8 +23,8 @@ absl::StatusOr<std::string> FixturePath(absl::string_view relative) {
   if (!std::filesystem::exists(p, ec)) {
     return absl::NotFoundError(
         absl::StrCat("test fixture ", p.string(),
-                     " is missing; set CALDERA_FIXTURES_DIR to the folder holding stories260K/ "
-                     "(the shared/models folder beside the checkout)"));
+                     " is missing; the repository bundles it under models/ (set "
+                     "CALDERA_FIXTURES_DIR only to use another folder holding stories260K/)"));
   }
   return p.string();
 }

@@ -9,8 +9,8 @@
 
 namespace caldera::testing {
 
-// Root of the shared fixtures: $CALDERA_FIXTURES_DIR when set (.ci/run sets it
-// to ../shared/models), else <source dir>/../shared/models.
+// Root of the test models: $CALDERA_FIXTURES_DIR when set, else the bundled
+// <source dir>/models (stories260K/ and its token sets live in the repository).
 std::string FixturesDir();
 
 // Absolute path of a fixture file under FixturesDir(). NOT_FOUND with a message

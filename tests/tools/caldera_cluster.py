@@ -2,7 +2,7 @@
 
 Used by client/python/tests and tests/deploy. Environment: CALDERA_BIN_DIR (the
 build's bin/ with both binaries and calderactl; CTest sets it) and
-CALDERA_FIXTURES_DIR (holds stories260K/; default ../shared/models beside the
+CALDERA_FIXTURES_DIR (holds stories260K/; default the bundled models/ of the
 checkout).
 """
 import os
@@ -28,10 +28,10 @@ def required_env(name: str) -> str:
 
 
 def fixture_model_dir() -> str:
-    """stories260K under CALDERA_FIXTURES_DIR, by default the shared/models
-    folder beside the checkout (as the C++ tests do)."""
+    """stories260K under CALDERA_FIXTURES_DIR, by default the bundled models/
+    folder of the repo (as the C++ tests do)."""
     root = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(
-        os.path.dirname(__file__), "..", "..", "..", "shared", "models")
+        os.path.dirname(__file__), "..", "..", "models")
     path = os.path.normpath(os.path.join(root, "stories260K"))
     assert os.path.exists(os.path.join(path, "model.safetensors")), (
         f"{path} is missing; set CALDERA_FIXTURES_DIR to the folder holding stories260K/")

@@ -83,7 +83,8 @@ class Client:
                lr_bits: Optional[int] = None, quantizer: Optional[str] = None,
                iters: Optional[int] = None, lplr_iters: Optional[int] = None,
                seed: Optional[int] = None, ttlora_rank: Optional[int] = None,
-               ttlora_init: Optional[str] = None, modules: Optional[Sequence[str]] = None,
+               ttlora_init: Optional[str] = None, ttlora_alpha: Optional[float] = None,
+               modules: Optional[Sequence[str]] = None,
                request_id: str = "", iterations: Optional[int] = None,
                lplr_iterations: Optional[int] = None, overwrite: bool = False,
                q_group_size: Optional[int] = None, incoherence: Optional[str] = None,
@@ -101,7 +102,8 @@ class Client:
         `incoherence` ("auto" | "rht" | "none"), `calibration_shards` and `calibration_mode`
         ("sequential" | "original") are calderactl's --q-group-size, --incoherence,
         --calibration-shards and --calibration-mode. `target_bits` (--target-bits) picks each
-        matrix's setting so that each block averages within that many stored bits per parameter. `share_heads`
+        matrix's setting so that each block averages within that many stored bits per parameter. `ttlora_alpha`
+        (--ttlora-alpha) is the TT-LoRA adapter scale. `share_heads`
         (--share-heads) is the DirectShare fraction in [0, 1] of attention KV groups aliased to
         an earlier layer's (docs/format/head-sharing.md)."""
         if iters is None:
@@ -116,7 +118,8 @@ class Client:
             d.seed = seed
         spec = jobs_pb2.JobSpec(
             model=model, calibration=calibration, out=out, decomposition=d,
-            ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or ""),
+            ttlora=jobs_pb2.TtLoraSettings(rank=ttlora_rank or 0, init=ttlora_init or "",
+                                           alpha=ttlora_alpha or 0.0),
             modules=list(modules or []), overwrite=overwrite,
             calibration_shards=calibration_shards or 0,
             calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0,

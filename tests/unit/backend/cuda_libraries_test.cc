@@ -15,7 +15,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "process/metrics_endpoint.h"
+#include "service_runtime/metrics_endpoint.h"
 
 namespace caldera::cuda {
 namespace {
@@ -91,8 +91,8 @@ TEST(CudaLibrariesTest, DlopenedMathLibrariesLeaveTheMetricsEndpointWorking) {
   ASSERT_TRUE((*libs)->has_math());
   auto registry = std::make_shared<prometheus::Registry>();
   prometheus::BuildCounter().Name("caldera_test_total").Help("test").Register(*registry).Add({});
-  absl::StatusOr<std::unique_ptr<process::MetricsEndpoint>> e =
-      process::MetricsEndpoint::Start("127.0.0.1:0", registry);
+  absl::StatusOr<std::unique_ptr<service_runtime::MetricsEndpoint>> e =
+      service_runtime::MetricsEndpoint::Start("127.0.0.1:0", registry);
   ASSERT_TRUE(e.ok()) << e.status();
   for (int i = 0; i < 3; ++i) {
     const std::string answer = Scrape((*e)->port());

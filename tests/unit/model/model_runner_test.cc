@@ -48,7 +48,7 @@ TEST(ModelRunnerTest, FixturePerplexityMatchesReferenceWithinPointOnePercent) {
   absl::StatusOr<EvalResult> r = EvaluatePerplexity(*ckpt, tokens, RunOptions{});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->predictions, 64 * 255);
-  // Reference from ../shared/models/README.md (independent float32 implementation).
+  // Reference from models/stories260K/README.md (independent float32 implementation).
   constexpr double kReference = 3.667005;
   EXPECT_NEAR(r->perplexity, kReference, kReference * 1e-3) << r->perplexity;
 }

@@ -12,11 +12,11 @@
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "caldera/v1/worker.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "process/grpc_security.h"
 #include "server/coordinator.h"
 #include "server/coordinator_server.h"
 #include "server/state_store.h"
 #include "server/token_file.h"
+#include "service_runtime/grpc_security.h"
 #include "storage/sha256.h"
 #include "tests/support/fixtures.h"
 #include "tests/unit/server/job_requests.h"
@@ -62,18 +62,19 @@ class Served {
   std::string target() const { return absl::StrCat("localhost:", server_->port()); }
   std::string Out(const std::string& name) const { return tmp_.Join(name); }
 
-  std::shared_ptr<grpc::Channel> Channel(process::ClientSecurity security) const {
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> ch = process::OpenChannel(target(), security);
+  std::shared_ptr<grpc::Channel> Channel(service_runtime::ClientSecurity security) const {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> ch =
+        service_runtime::OpenChannel(target(), security);
     EXPECT_TRUE(ch.ok()) << ch.status();
     return *ch;
   }
   std::unique_ptr<v1::JobService::Stub> Jobs(const std::string& token) const {
-    process::ClientSecurity s;
+    service_runtime::ClientSecurity s;
     s.token = token;
     return v1::JobService::NewStub(Channel(s));
   }
   std::unique_ptr<v1::WorkerService::Stub> Workers(const std::string& token) const {
-    process::ClientSecurity s;
+    service_runtime::ClientSecurity s;
     s.token = token;
     return v1::WorkerService::NewStub(Channel(s));
   }
@@ -342,11 +343,11 @@ TEST(TokenFileTest, ParsesLinesAndNamesTheBrokenOne) {
 TEST(LoopbackTest, OnlyLocalAddressesAreLoopback) {
   for (const char* yes : {"127.0.0.1:50051", "localhost:1", "[::1]:50051", "127.1.2.3:0",
                           "unix:/tmp/sock", "LOCALHOST:5"}) {
-    EXPECT_TRUE(process::IsLoopbackAddress(yes)) << yes;
+    EXPECT_TRUE(service_runtime::IsLoopbackAddress(yes)) << yes;
   }
   for (const char* no : {"0.0.0.0:50051", "[::]:50051", ":50051", "10.0.0.1:50051",
                          "coordinator:50051", "127.0.0.1.example.com:1", "[::ffff:1]:1"}) {
-    EXPECT_FALSE(process::IsLoopbackAddress(no)) << no;
+    EXPECT_FALSE(service_runtime::IsLoopbackAddress(no)) << no;
   }
 }
 
@@ -432,7 +433,7 @@ class TlsTest : public SecurityTest {
     if (mtls) s.tls.client_ca = Cert("ca.pem");
     return s;
   }
-  static grpc::Status ListOver(const Served& s, process::ClientSecurity c) {
+  static grpc::Status ListOver(const Served& s, service_runtime::ClientSecurity c) {
     c.token = "viewer-token";
     auto stub = v1::JobService::NewStub(s.Channel(c));
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -450,16 +451,17 @@ bool TlsTest::made_ = false;
 TEST_F(TlsTest, AGoodCertificateWorksAndPlaintextDoesNot) {
   Served s(Tls());
   ASSERT_TRUE(s.status().ok()) << s.status();
-  process::ClientSecurity c;
+  service_runtime::ClientSecurity c;
   c.tls_ca = Cert("ca.pem");
   EXPECT_TRUE(ListOver(s, c).ok());
-  EXPECT_EQ(ListOver(s, process::ClientSecurity()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ListOver(s, service_runtime::ClientSecurity()).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(TlsTest, ACertificateFromAnotherCaIsRefused) {
   Served s(Tls("wrong-server"));
   ASSERT_TRUE(s.status().ok()) << s.status();
-  process::ClientSecurity c;
+  service_runtime::ClientSecurity c;
   c.tls_ca = Cert("ca.pem");
   EXPECT_EQ(ListOver(s, c).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
@@ -467,7 +469,7 @@ TEST_F(TlsTest, ACertificateFromAnotherCaIsRefused) {
 TEST_F(TlsTest, AnExpiredCertificateIsRefused) {
   Served s(Tls("expired-server"));
   ASSERT_TRUE(s.status().ok()) << s.status();
-  process::ClientSecurity c;
+  service_runtime::ClientSecurity c;
   c.tls_ca = Cert("ca.pem");
   EXPECT_EQ(ListOver(s, c).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
@@ -477,17 +479,17 @@ TEST_F(TlsTest, AnExpiredCertificateIsRefused) {
 TEST_F(TlsTest, MutualTlsWorkersNeedAClientCertificate) {
   Served s(Tls("server", /*mtls=*/true));
   ASSERT_TRUE(s.status().ok()) << s.status();
-  process::ClientSecurity plain;
+  service_runtime::ClientSecurity plain;
   plain.tls_ca = Cert("ca.pem");
   EXPECT_TRUE(ListOver(s, plain).ok());
   plain.token = "worker-token";
   EXPECT_EQ(Register(v1::WorkerService::NewStub(s.Channel(plain)).get()).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  process::ClientSecurity mtls = plain;
+  service_runtime::ClientSecurity mtls = plain;
   mtls.tls_cert = Cert("client.pem");
   mtls.tls_key = Cert("client.key");
   EXPECT_TRUE(Register(v1::WorkerService::NewStub(s.Channel(mtls)).get()).ok());
-  process::ClientSecurity wrong = plain;
+  service_runtime::ClientSecurity wrong = plain;
   wrong.tls_cert = Cert("wrong-client.pem");
   wrong.tls_key = Cert("wrong-client.key");
   EXPECT_EQ(Register(v1::WorkerService::NewStub(s.Channel(wrong)).get()).error_code(),
