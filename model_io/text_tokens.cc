@@ -126,9 +126,9 @@ absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer
   return ids;
 }
 
-absl::StatusOr<format::TokenFile> CutWindows(std::span<const int32_t> ids, int64_t seq_len,
-                                             int64_t samples, std::optional<uint64_t> seed,
-                                             absl::string_view what) {
+absl::StatusOr<format::TokenSet> CutWindows(std::span<const int32_t> ids, int64_t seq_len,
+                                            int64_t samples, std::optional<uint64_t> seed,
+                                            absl::string_view what) {
   if (seq_len < 2 || samples < 0) {
     return absl::InvalidArgumentError("--seq-len must be >= 2 and --samples >= 0");
   }
@@ -153,7 +153,7 @@ absl::StatusOr<format::TokenFile> CutWindows(std::span<const int32_t> ids, int64
     }
     std::sort(chosen.begin(), chosen.begin() + keep);
   }
-  format::TokenFile out;
+  format::TokenSet out;
   out.samples = keep;
   out.seq_len = seq_len;
   out.ids.reserve(keep * seq_len);

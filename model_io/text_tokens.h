@@ -53,9 +53,9 @@ absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer
 // The windows of `ids` (see above); `what` names the text in messages.
 // INVALID_ARGUMENT when seq_len < 2, there is not one full window, or fewer
 // windows than `samples`.
-absl::StatusOr<format::TokenFile> CutWindows(std::span<const int32_t> ids, int64_t seq_len,
-                                             int64_t samples, std::optional<uint64_t> seed,
-                                             absl::string_view what);
+absl::StatusOr<format::TokenSet> CutWindows(std::span<const int32_t> ids, int64_t seq_len,
+                                            int64_t samples, std::optional<uint64_t> seed,
+                                            absl::string_view what);
 
 }  // namespace caldera::model_io
 

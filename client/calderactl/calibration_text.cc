@@ -77,7 +77,7 @@ absl::Status ResolveCalibrationText(const CalibrationTextFlags& f, job::JobSpec*
                    static_cast<long long>(kDefaultSamples));
     }
   }
-  absl::StatusOr<format::TokenFile> tokens = model_io::CutWindows(
+  absl::StatusOr<format::TokenSet> tokens = model_io::CutWindows(
       *ids, seq_len, samples, f.seed, absl::StrCat("--calibration-text ", f.text));
   if (!tokens.ok()) return tokens.status();
   absl::StatusOr<std::string> bytes = format::SerializeTokenFile(*tokens);

@@ -36,7 +36,7 @@ absl::Status Decode(const TokenizeFlags& f, const tokenizer::Tokenizer& tok,
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
       model_io::OpenSafetensorsAt(f.decode, options);
   if (!reader.ok()) return reader.status();
-  absl::StatusOr<format::TokenFile> tokens =
+  absl::StatusOr<format::TokenSet> tokens =
       format::ReadTokenFile(**reader, tok.vocab_size(), int64_t{1} << 40);
   if (!tokens.ok()) return tokens.status();
   absl::StatusOr<std::string> text = tok.Decode(tokens->ids);
@@ -60,7 +60,7 @@ absl::Status Tokenize(const TokenizeFlags& f, const storage::StorageOptions& opt
   absl::StatusOr<std::vector<int32_t>> ids =
       model_io::TokenizeTextFile(**tok, f.text, f.field, !f.no_bos, options);
   if (!ids.ok()) return ids.status();
-  absl::StatusOr<format::TokenFile> out =
+  absl::StatusOr<format::TokenSet> out =
       model_io::CutWindows(*ids, f.seq_len, f.samples, f.seed, absl::StrCat("--input ", f.text));
   if (!out.ok()) return out.status();
   absl::StatusOr<std::string> bytes = format::SerializeTokenFile(*out);

@@ -112,9 +112,9 @@ struct DecodedRecord {
   std::optional<TwoSided> transform;
 };
 
-absl::StatusOr<DecodedRecord> DecodeRecord(const Exports& record) {
+absl::StatusOr<DecodedRecord> DecodeRecord(const NamedTensors& record) {
   const Tensor* config_t = nullptr;
-  Exports qe, le, re;
+  NamedTensors qe, le, re;
   for (const auto& [name, t] : record) {
     if (name == "caldera.config") config_t = &t;
     if (name.rfind("caldera.q.", 0) == 0) qe.emplace_back(name.substr(10), t.Clone());
@@ -152,7 +152,7 @@ absl::StatusOr<DecodedRecord> DecodeRecord(const Exports& record) {
 
 }  // namespace
 
-absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
+absl::StatusOr<MatrixF> Reconstruct(const NamedTensors& record) {
   absl::StatusOr<DecodedRecord> d = DecodeRecord(record);
   if (!d.ok()) return d.status();
   MatrixF wt = std::move(d->q);
@@ -166,7 +166,7 @@ absl::StatusOr<MatrixF> Reconstruct(const Exports& record) {
   return MatrixF(*inv * static_cast<float>(d->config.global_scale));
 }
 
-absl::StatusOr<RecordFactors> ReconstructFactors(const Exports& record) {
+absl::StatusOr<RecordFactors> ReconstructFactors(const NamedTensors& record) {
   absl::StatusOr<DecodedRecord> d = DecodeRecord(record);
   if (!d.ok()) return d.status();
   const float g = static_cast<float>(d->config.global_scale);

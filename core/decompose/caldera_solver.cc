@@ -22,8 +22,8 @@ float Rms(const MatrixF& a) {
       std::sqrt(a.cast<double>().squaredNorm() / std::max<Eigen::Index>(1, a.size())));
 }
 
-Exports CloneExports(const Exports& e) {
-  Exports out;
+NamedTensors CloneExports(const NamedTensors& e) {
+  NamedTensors out;
   for (const auto& [n, t] : e) out.emplace_back(n, t.Clone());
   return out;
 }

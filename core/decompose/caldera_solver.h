@@ -87,13 +87,13 @@ class CalderaSolver {
   quant::MatrixF m_chol_;                   // the same in float (LR whitening)
 
   quant::MatrixF q_, l_, r_;
-  Exports q_export_;
+  NamedTensors q_export_;
   int64_t q_bits_ = 0;
   LrState lr_;
   bool have_q_ = false, have_lr_ = false;
   double best_err_ = 0;
   quant::MatrixF best_q_t_, best_l_t_, best_r_t_;  // the kept iterate, transformed basis
-  Exports best_q_, best_l_, best_r_;
+  NamedTensors best_q_, best_l_, best_r_;
   int64_t best_bits_ = 0;
   // G = (W̃ − Q)·ht for the current Q; valid once computed for it. work_ is
   // an mp × np scratch matrix (the Q step's target, W̃ − Q, the error).

@@ -20,8 +20,6 @@
 
 namespace caldera::decompose {
 
-using Exports = std::vector<std::pair<std::string, Tensor>>;
-
 // The quantizer of L and R. Their rows (Lᵀ's and R's) are the rank
 // components, whose sizes follow the singular values: with E8P each row gets
 // its own fp16 scale.
@@ -51,7 +49,7 @@ absl::StatusOr<Eigen::MatrixXd> DowndatedHessian(backend::ComputeBackend& be,
 
 struct LrState {
   quant::MatrixF l, r;  // mp × k, k × np
-  Exports l_export, r_export;
+  NamedTensors l_export, r_export;
   int64_t bits = 0;
 };
 

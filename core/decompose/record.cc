@@ -7,7 +7,7 @@ namespace caldera::decompose {
 
 absl::StatusOr<Tensor> ReconstructTensor(const SafetensorsReader& reader,
                                          const std::string& prefix) {
-  absl::StatusOr<RecordTensors> record = format::ReadRecord(reader, prefix);
+  absl::StatusOr<NamedTensors> record = format::ReadRecord(reader, prefix);
   if (!record.ok()) return record.status();
   absl::StatusOr<quant::MatrixF> w = Reconstruct(*record);
   if (!w.ok()) {
@@ -25,7 +25,7 @@ absl::StatusOr<Tensor> ReconstructTensor(const SafetensorsReader& reader,
 
 absl::StatusOr<RecordFactors> ReadRecordFactors(const SafetensorsReader& reader,
                                                 const std::string& prefix) {
-  absl::StatusOr<RecordTensors> record = format::ReadRecord(reader, prefix);
+  absl::StatusOr<NamedTensors> record = format::ReadRecord(reader, prefix);
   if (!record.ok()) return record.status();
   absl::StatusOr<RecordFactors> f = ReconstructFactors(*record);
   if (!f.ok()) {

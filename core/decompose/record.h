@@ -18,8 +18,6 @@
 
 namespace caldera::decompose {
 
-using RecordTensors = format::RecordTensors;
-
 // Ŵ of the record under `prefix` as an F32 [rows, cols] tensor.
 absl::StatusOr<Tensor> ReconstructTensor(const SafetensorsReader& reader,
                                          const std::string& prefix);

@@ -65,7 +65,7 @@ absl::StatusOr<MatrixArtifact> ReadMatrixArtifact(const SafetensorsReader& reade
     return absl::InvalidArgumentError(
         absl::StrCat(reader.name(), ": no \"<prefix>.", kRecordConfigName, "\" tensor"));
   }
-  absl::StatusOr<RecordTensors> record = ReadRecord(reader, a.prefix);
+  absl::StatusOr<NamedTensors> record = ReadRecord(reader, a.prefix);
   if (!record.ok()) return record.status();
   for (const auto& [name, t] : *record) {
     if (name != kRecordConfigName) continue;

@@ -25,7 +25,7 @@ namespace caldera::format {
 
 struct MatrixArtifact {
   std::string prefix;  // the module name, e.g. "model.layers.0.mlp.down_proj"
-  RecordTensors record;
+  NamedTensors record;
   std::optional<TtloraAdapterFile> adapter;
   std::optional<ModuleReport> report;  // its `artifact` field is not stored
 };

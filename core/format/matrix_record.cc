@@ -110,7 +110,7 @@ absl::StatusOr<MatrixRecordConfig> RecordConfigFromTensor(const Tensor& tensor,
                            where);
 }
 
-absl::Status AddRecordTensors(RecordTensors record, absl::string_view prefix,
+absl::Status AddRecordTensors(NamedTensors record, absl::string_view prefix,
                               SafetensorsWriter* writer) {
   for (auto& [name, tensor] : record) {
     if (absl::Status s = writer->Add(absl::StrCat(prefix, ".", name), std::move(tensor)); !s.ok()) {
@@ -124,10 +124,9 @@ bool HasRecord(const SafetensorsReader& reader, absl::string_view prefix) {
   return reader.Find(absl::StrCat(prefix, ".", kRecordConfigName)) != nullptr;
 }
 
-absl::StatusOr<RecordTensors> ReadRecord(const SafetensorsReader& reader,
-                                         absl::string_view prefix) {
+absl::StatusOr<NamedTensors> ReadRecord(const SafetensorsReader& reader, absl::string_view prefix) {
   const std::string start = absl::StrCat(prefix, ".caldera.");
-  RecordTensors out;
+  NamedTensors out;
   for (const TensorInfo& info : reader.tensors()) {
     if (!absl::StartsWith(info.name, start)) continue;
     absl::StatusOr<Tensor> t = reader.Read(info.name);

@@ -27,7 +27,6 @@ inline constexpr char kMatrixFormat[] = "caldera.matrix.v1";
 
 // A record's tensors, named relative to the prefix: "caldera.config",
 // "caldera.q.codes", "caldera.l.scale", ...
-using RecordTensors = std::vector<std::pair<std::string, Tensor>>;
 inline constexpr char kRecordConfigName[] = "caldera.config";
 // How the Hadamard signs are drawn (the "sign_generator" written in configs).
 inline constexpr char kSignGenerator[] = "splitmix64; rows use seed xor 0x5bd1e9955bd1e995";
@@ -71,7 +70,7 @@ absl::StatusOr<MatrixRecordConfig> RecordConfigFromTensor(const Tensor& tensor,
                                                           absl::string_view where);
 
 // Adds the record's tensors under `prefix` (consumes them).
-absl::Status AddRecordTensors(RecordTensors record, absl::string_view prefix,
+absl::Status AddRecordTensors(NamedTensors record, absl::string_view prefix,
                               SafetensorsWriter* writer);
 
 // True when `reader` holds "<prefix>.caldera.config".
@@ -79,7 +78,7 @@ bool HasRecord(const SafetensorsReader& reader, absl::string_view prefix);
 
 // Reads the record of `prefix` (names relative to the prefix). NOT_FOUND when
 // the file has none.
-absl::StatusOr<RecordTensors> ReadRecord(const SafetensorsReader& reader, absl::string_view prefix);
+absl::StatusOr<NamedTensors> ReadRecord(const SafetensorsReader& reader, absl::string_view prefix);
 
 }  // namespace caldera::format
 

@@ -5,7 +5,7 @@
 namespace caldera::format {
 namespace {
 
-absl::StatusOr<SafetensorsWriter> Writer(const TokenFile& tokens) {
+absl::StatusOr<SafetensorsWriter> Writer(const TokenSet& tokens) {
   if (tokens.samples < 0 || tokens.seq_len < 0 ||
       tokens.ids.size() != static_cast<size_t>(tokens.samples * tokens.seq_len)) {
     return absl::InvalidArgumentError(absl::StrCat("token file: ", tokens.ids.size(), " ids for ",
@@ -21,20 +21,20 @@ absl::StatusOr<SafetensorsWriter> Writer(const TokenFile& tokens) {
 
 }  // namespace
 
-absl::StatusOr<std::string> SerializeTokenFile(const TokenFile& tokens) {
+absl::StatusOr<std::string> SerializeTokenFile(const TokenSet& tokens) {
   absl::StatusOr<SafetensorsWriter> w = Writer(tokens);
   if (!w.ok()) return w.status();
   return w->Serialize();
 }
 
-absl::Status WriteTokenFile(const TokenFile& tokens, const std::string& path) {
+absl::Status WriteTokenFile(const TokenSet& tokens, const std::string& path) {
   absl::StatusOr<SafetensorsWriter> w = Writer(tokens);
   if (!w.ok()) return w.status();
   return w->WriteFile(path);
 }
 
-absl::StatusOr<TokenFile> ReadTokenFile(const SafetensorsReader& reader, int64_t vocab_size,
-                                        int64_t max_seq_len) {
+absl::StatusOr<TokenSet> ReadTokenFile(const SafetensorsReader& reader, int64_t vocab_size,
+                                       int64_t max_seq_len) {
   const TensorInfo* info = reader.Find("input_ids");
   if (info == nullptr) {
     return absl::InvalidArgumentError(
@@ -47,7 +47,7 @@ absl::StatusOr<TokenFile> ReadTokenFile(const SafetensorsReader& reader, int64_t
                                                    DTypeName(info->dtype), ShapeString(info->shape),
                                                    "; expected I32 [samples, seq_len]"));
   }
-  TokenFile set;
+  TokenSet set;
   set.samples = info->shape[0];
   set.seq_len = info->shape[1];
   if (set.samples == 0 || set.seq_len < 2) {

@@ -14,7 +14,7 @@
 
 namespace caldera::format {
 
-struct TokenFile {
+struct TokenSet {
   int64_t samples = 0;
   int64_t seq_len = 0;
   std::vector<int32_t> ids;  // row-major [samples, seq_len]
@@ -22,14 +22,14 @@ struct TokenFile {
 
 // The file's bytes; WriteTokenFile writes them atomically to a local path.
 // INVALID_ARGUMENT when ids.size() != samples * seq_len.
-absl::StatusOr<std::string> SerializeTokenFile(const TokenFile& tokens);
-absl::Status WriteTokenFile(const TokenFile& tokens, const std::string& path);
+absl::StatusOr<std::string> SerializeTokenFile(const TokenSet& tokens);
+absl::Status WriteTokenFile(const TokenSet& tokens, const std::string& path);
 
 // Reads and validates "input_ids": rank 2, I32 or I64, at least one sequence
 // of two or more tokens, seq_len <= max_seq_len, every id in [0, vocab_size).
 // Messages name the file and the first offending id.
-absl::StatusOr<TokenFile> ReadTokenFile(const SafetensorsReader& reader, int64_t vocab_size,
-                                        int64_t max_seq_len);
+absl::StatusOr<TokenSet> ReadTokenFile(const SafetensorsReader& reader, int64_t vocab_size,
+                                       int64_t max_seq_len);
 
 }  // namespace caldera::format
 

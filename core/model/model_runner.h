@@ -19,7 +19,7 @@ namespace caldera::model {
 
 // Token ids [samples, seq_len], as stored in an `input_ids` tensor (the token
 // file format is owned by core/format/tokens.h, docs/format/tokens.md).
-using TokenSet = format::TokenFile;
+using format::TokenSet;
 
 // Reads and validates `input_ids` (I32 or I64, rank 2, non-empty, ids within
 // the vocabulary, seq_len <= max_position_embeddings). Messages name the file

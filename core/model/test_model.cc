@@ -138,7 +138,7 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
 
 absl::Status WriteTestTokens(int64_t samples, int64_t seq_len, int64_t vocab_size, uint64_t seed,
                              const std::string& path) {
-  format::TokenFile tokens{samples, seq_len, {}};
+  format::TokenSet tokens{samples, seq_len, {}};
   tokens.ids.resize(static_cast<size_t>(samples * seq_len));
   SplitMix64 rng(seed);
   for (int64_t i = 0; i < samples * seq_len; ++i) {

@@ -22,18 +22,18 @@ void FloatQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& 
   }
 }
 
-QuantizedTensors FloatQuantizer::Export() const {
+NamedTensors FloatQuantizer::Export() const {
   Tensor t = *Tensor::Zeros(DType::kF32, {rows_, cols_});
   std::span<float> d = t.mutable_data<float>();
   for (int64_t r = 0; r < rows_; ++r) {
     for (int64_t c = 0; c < cols_; ++c) d[r * cols_ + c] = values_(r, c);
   }
-  QuantizedTensors out;
+  NamedTensors out;
   out.emplace_back("values", bits_ == 16 ? *t.ConvertTo(DType::kF16) : std::move(t));
   return out;
 }
 
-absl::StatusOr<MatrixF> FloatQuantizer::Decode(const QuantizedTensors& tensors) const {
+absl::StatusOr<MatrixF> FloatQuantizer::Decode(const NamedTensors& tensors) const {
   const Tensor* t = FindTensor(tensors, "values");
   if (t == nullptr || t->numel() != rows_ * cols_) {
     return absl::InvalidArgumentError("float record has no 'values' tensor of the right size");

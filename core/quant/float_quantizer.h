@@ -20,9 +20,9 @@ class FloatQuantizer final : public MatrixQuantizer {
   void QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
                      Eigen::Ref<MatrixF> out) override;
   int64_t StorageBits() const override { return rows_ * cols_ * bits_; }
-  QuantizedTensors Export() const override;
+  NamedTensors Export() const override;
   // Accepts "values" of any float dtype with rows * cols elements.
-  absl::StatusOr<MatrixF> Decode(const QuantizedTensors& tensors) const override;
+  absl::StatusOr<MatrixF> Decode(const NamedTensors& tensors) const override;
 
  private:
   int bits_;

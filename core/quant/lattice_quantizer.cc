@@ -175,8 +175,8 @@ void LatticeQuantizer::QuantizeRange(int64_t c0, int64_t r0, int64_t r1, int64_t
   }
 }
 
-QuantizedTensors LatticeQuantizer::Export() const {
-  QuantizedTensors out;
+NamedTensors LatticeQuantizer::Export() const {
+  NamedTensors out;
   const int64_t vecs = cols_ / 8;
   out.emplace_back("codes", U8Tensor({rows_, vecs * 2}, CodeBytes(codes1_)));
   if (bits_ == 4) {
@@ -196,7 +196,7 @@ QuantizedTensors LatticeQuantizer::Export() const {
   return out;
 }
 
-absl::StatusOr<MatrixF> LatticeQuantizer::Decode(const QuantizedTensors& tensors) const {
+absl::StatusOr<MatrixF> LatticeQuantizer::Decode(const NamedTensors& tensors) const {
   const int64_t vecs = cols_ / 8;
   absl::StatusOr<const Tensor*> c1 =
       RequireTensor(tensors, spec_, "codes", DType::kU8, rows_ * vecs * 2);

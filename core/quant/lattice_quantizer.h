@@ -38,8 +38,8 @@ class LatticeQuantizer final : public MatrixQuantizer {
     return rows_ * cols_ * bits_ + (spec_.row_scales ? 16 * rows_ : 32);
   }
   void set_e8p_search(E8pSearch search) override { e8p_search_ = std::move(search); }
-  QuantizedTensors Export() const override;
-  absl::StatusOr<MatrixF> Decode(const QuantizedTensors& tensors) const override;
+  NamedTensors Export() const override;
+  absl::StatusOr<MatrixF> Decode(const NamedTensors& tensors) const override;
 
  private:
   // One thread's scratch: an 8-column group's rows as vectors.

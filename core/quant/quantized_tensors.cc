@@ -6,16 +6,15 @@
 
 namespace caldera::quant {
 
-const Tensor* FindTensor(const QuantizedTensors& tensors, absl::string_view name) {
+const Tensor* FindTensor(const NamedTensors& tensors, absl::string_view name) {
   for (const auto& [n, v] : tensors) {
     if (n == name) return &v;
   }
   return nullptr;
 }
 
-absl::StatusOr<const Tensor*> RequireTensor(const QuantizedTensors& tensors,
-                                            const QuantizerSpec& spec, absl::string_view name,
-                                            DType dtype, int64_t numel) {
+absl::StatusOr<const Tensor*> RequireTensor(const NamedTensors& tensors, const QuantizerSpec& spec,
+                                            absl::string_view name, DType dtype, int64_t numel) {
   const Tensor* t = FindTensor(tensors, name);
   if (t == nullptr || t->dtype() != dtype || t->numel() != numel) {
     return absl::InvalidArgumentError(absl::StrCat(

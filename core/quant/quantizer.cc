@@ -95,7 +95,7 @@ MatrixF QuantizeNearest(MatrixQuantizer& q, const MatrixF& a) {
 }
 
 absl::StatusOr<MatrixF> Dequantize(const QuantizerSpec& spec, int64_t rows, int64_t cols,
-                                   const QuantizedTensors& tensors) {
+                                   const NamedTensors& tensors) {
   absl::StatusOr<std::unique_ptr<MatrixQuantizer>> q = MakeMatrixQuantizer(spec, rows, cols);
   if (!q.ok()) return q.status();
   return (*q)->Decode(tensors);

@@ -39,7 +39,6 @@ using MatrixF = Eigen::MatrixXf;  // column-major
 
 // Codes and side information of one quantized matrix, by name relative to the
 // matrix ("codes", "scale", ...).
-using QuantizedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 struct QuantizerSpec {
   enum class Kind { kLattice, kUniform, kFloat };
@@ -82,13 +81,13 @@ class MatrixQuantizer {
   virtual int64_t StorageBits() const = 0;
   // The codes and side information as named tensors (names relative to the
   // matrix, e.g. "codes", "scale"); enough for Decode().
-  virtual QuantizedTensors Export() const = 0;
+  virtual NamedTensors Export() const = 0;
 
   // ---- decode
   // The rows x cols matrix that `tensors` (as Export() of a quantizer with
   // this spec and shape writes them) hold; independent of what this quantizer
   // has encoded. INVALID_ARGUMENT when a tensor is missing or malformed.
-  virtual absl::StatusOr<MatrixF> Decode(const QuantizedTensors& tensors) const = 0;
+  virtual absl::StatusOr<MatrixF> Decode(const NamedTensors& tensors) const = 0;
 
   // Threads QuantizeBlock may split its rows among, the calling thread being
   // one of them (1, the default: no others). The results do not depend on it.
@@ -129,7 +128,7 @@ MatrixF QuantizeNearest(MatrixQuantizer& q, const MatrixF& a);
 // Rebuilds the matrix from exported tensors (the inverse of Export()): the
 // Decode() of MakeMatrixQuantizer(spec, rows, cols).
 absl::StatusOr<MatrixF> Dequantize(const QuantizerSpec& spec, int64_t rows, int64_t cols,
-                                   const QuantizedTensors& tensors);
+                                   const NamedTensors& tensors);
 
 }  // namespace caldera::quant
 

@@ -119,7 +119,7 @@ void UniformQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>
   }
 }
 
-QuantizedTensors UniformQuantizer::Export() const {
+NamedTensors UniformQuantizer::Export() const {
   std::vector<uint8_t> packed(static_cast<size_t>((rows_ * cols_ * bits_ + 7) / 8), 0);
   uint64_t bit = 0;
   for (uint8_t code : codes_) {
@@ -127,7 +127,7 @@ QuantizedTensors UniformQuantizer::Export() const {
       if ((code >> b) & 1) packed[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
     }
   }
-  QuantizedTensors out;
+  NamedTensors out;
   out.emplace_back("codes", U8Tensor({static_cast<int64_t>(packed.size())}, packed));
   auto half = [&](const std::vector<float>& v) {
     Tensor t = *Tensor::Zeros(DType::kF16, {rows_, groups_});
@@ -139,7 +139,7 @@ QuantizedTensors UniformQuantizer::Export() const {
   return out;
 }
 
-absl::StatusOr<MatrixF> UniformQuantizer::Decode(const QuantizedTensors& tensors) const {
+absl::StatusOr<MatrixF> UniformQuantizer::Decode(const NamedTensors& tensors) const {
   absl::StatusOr<const Tensor*> codes =
       RequireTensor(tensors, spec_, "codes", DType::kU8, (rows_ * cols_ * bits_ + 7) / 8);
   absl::StatusOr<const Tensor*> scales =

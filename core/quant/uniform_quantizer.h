@@ -32,8 +32,8 @@ class UniformQuantizer final : public MatrixQuantizer {
   int64_t StorageBits() const override {
     return rows_ * cols_ * bits_ + rows_ * groups_ * (symmetric_ ? 16 : 32);
   }
-  QuantizedTensors Export() const override;
-  absl::StatusOr<MatrixF> Decode(const QuantizedTensors& tensors) const override;
+  NamedTensors Export() const override;
+  absl::StatusOr<MatrixF> Decode(const NamedTensors& tensors) const override;
 
  private:
   int bits_;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -35,8 +36,7 @@ class Tensor {
 
   // Convenience for tests and small tensors: copies `values` (size must match).
   template <typename T>
-  static absl::StatusOr<Tensor> FromValues(std::vector<int64_t> shape,
-                                           std::span<const T> values) {
+  static absl::StatusOr<Tensor> FromValues(std::vector<int64_t> shape, std::span<const T> values) {
     return FromBytes(DTypeOf<T>::value, std::move(shape),
                      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(values.data()),
                                               values.size_bytes()));
@@ -104,6 +104,10 @@ absl::StatusOr<int64_t> CheckedNumel(std::span<const int64_t> shape);
 
 // "[64, 172]".
 std::string ShapeString(std::span<const int64_t> shape);
+
+// Named tensors in a fixed order: what a quantizer exports, what a matrix
+// record stores, what a decomposition step hands on (one name for all of them).
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 }  // namespace caldera
 

@@ -28,13 +28,13 @@ void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-format::TokenFile ReadTokens(const std::string& path) {
+format::TokenSet ReadTokens(const std::string& path) {
   absl::StatusOr<std::unique_ptr<SafetensorsReader>> r = SafetensorsReader::OpenFile(path);
   EXPECT_TRUE(r.ok()) << r.status();
   if (!r.ok()) return {};
-  absl::StatusOr<format::TokenFile> t = format::ReadTokenFile(**r, 512, 512);
+  absl::StatusOr<format::TokenSet> t = format::ReadTokenFile(**r, 512, 512);
   EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? *std::move(t) : format::TokenFile{};
+  return t.ok() ? *std::move(t) : format::TokenSet{};
 }
 
 std::string Tokenize(const std::string& flags, int* rc) {
@@ -55,7 +55,7 @@ TEST(TokenizeCli, KnownIdsShapingDecodeAndEval) {
   int rc = 0;
   std::string log = Tokenize(absl::StrCat("--text ", text, " --out ", tokens, " --seq-len 8"), &rc);
   ASSERT_EQ(rc, 0) << log;
-  format::TokenFile t = ReadTokens(tokens);
+  format::TokenSet t = ReadTokens(tokens);
   EXPECT_EQ(t.samples, 5);  // 41 tokens: five full windows of 8
   EXPECT_EQ(t.seq_len, 8);
   ASSERT_EQ(t.ids.size(), 40u);
@@ -135,7 +135,7 @@ TEST(TokenizeCli, JsonlFieldSeedAndParquet) {
   rc = RunCommand(absl::StrCat(base, " --seq-len 8 --out ", tmp.Join("a.safetensors"), " 2>&1"),
                   &out);
   ASSERT_EQ(rc, 0) << out;
-  const format::TokenFile all = ReadTokens(tmp.Join("a.safetensors"));
+  const format::TokenSet all = ReadTokens(tmp.Join("a.safetensors"));
   ASSERT_GT(all.samples, 8);
   // Every document starts with BOS (1).
   EXPECT_EQ(all.ids[0], 1);
@@ -147,8 +147,8 @@ TEST(TokenizeCli, JsonlFieldSeedAndParquet) {
         &out);
     ASSERT_EQ(rc, 0) << out;
   }
-  const format::TokenFile s1 = ReadTokens(tmp.Join("s1.safetensors"));
-  const format::TokenFile s2 = ReadTokens(tmp.Join("s2.safetensors"));
+  const format::TokenSet s1 = ReadTokens(tmp.Join("s1.safetensors"));
+  const format::TokenSet s2 = ReadTokens(tmp.Join("s2.safetensors"));
   EXPECT_EQ(s1.samples, 4);
   EXPECT_EQ(s1.ids, s2.ids);
   int64_t last = -1;
@@ -191,7 +191,7 @@ TEST(TokenizeCli, CompressCalibrationTextAndEvalText) {
                    " --rank 4 --iters 1 --lplr-iters 1", " --workers 1 2>&1"),
       &log);
   ASSERT_EQ(rc, 0) << log;
-  const format::TokenFile calib = ReadTokens(out + ".calibration.safetensors");
+  const format::TokenSet calib = ReadTokens(out + ".calibration.safetensors");
   EXPECT_EQ(calib.samples, 8);
   EXPECT_EQ(calib.seq_len, 32);
   std::string json;

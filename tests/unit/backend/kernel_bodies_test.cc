@@ -181,7 +181,7 @@ TEST(UniformRoundBodyTest, SameCodesAndValuesAsTheUniformQuantizer) {
       ASSERT_TRUE(q.ok()) << q.status();
       const Eigen::MatrixXf a = Random(rows, cols, 8);
       const Eigen::MatrixXf cpu = quant::QuantizeNearest(**q, a);
-      const quant::QuantizedTensors ex = (*q)->Export();
+      const NamedTensors ex = (*q)->Export();
       std::vector<float> scales, mins;
       std::vector<uint8_t> packed;
       for (const auto& [name, t] : ex) {

@@ -95,7 +95,7 @@ TEST(MatrixRecordTest, MissingKeysAndWrongTypesAreClearErrors) {
 }
 
 TEST(MatrixRecordTest, TensorsAreNamedUnderThePrefix) {
-  RecordTensors record;
+  NamedTensors record;
   record.emplace_back(kRecordConfigName, RecordConfigTensor(Sample()));
   record.emplace_back("caldera.q.scale", *Tensor::Zeros(DType::kF32, {1}));
   SafetensorsWriter w;
@@ -106,7 +106,7 @@ TEST(MatrixRecordTest, TensorsAreNamedUnderThePrefix) {
   EXPECT_NE((*reader)->Find("model.layers.0.mlp.up_proj.caldera.config"), nullptr);
   EXPECT_TRUE(HasRecord(**reader, "model.layers.0.mlp.up_proj"));
   EXPECT_FALSE(HasRecord(**reader, "other"));
-  absl::StatusOr<RecordTensors> back = ReadRecord(**reader, "model.layers.0.mlp.up_proj");
+  absl::StatusOr<NamedTensors> back = ReadRecord(**reader, "model.layers.0.mlp.up_proj");
   ASSERT_TRUE(back.ok());
   ASSERT_EQ(back->size(), 2u);
   EXPECT_EQ(ReadRecord(**reader, "other").status().code(), absl::StatusCode::kNotFound);

@@ -16,18 +16,18 @@ absl::Status ReadError(const std::string& bytes, int64_t vocab = 10, int64_t max
 }
 
 TEST(TokensTest, RoundTrip) {
-  const TokenFile in{2, 3, {1, 2, 3, 4, 5, 9}};
+  const TokenSet in{2, 3, {1, 2, 3, 4, 5, 9}};
   absl::StatusOr<std::string> bytes = SerializeTokenFile(in);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   auto reader = OpenBytes(*bytes);
   ASSERT_TRUE(reader.ok());
   EXPECT_EQ((*reader)->Find("input_ids")->dtype, DType::kI32);
-  absl::StatusOr<TokenFile> back = ReadTokenFile(**reader, 10, 8);
+  absl::StatusOr<TokenSet> back = ReadTokenFile(**reader, 10, 8);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->samples, 2);
   EXPECT_EQ(back->seq_len, 3);
   EXPECT_EQ(back->ids, in.ids);
-  EXPECT_FALSE(SerializeTokenFile(TokenFile{2, 3, {1}}).ok());
+  EXPECT_FALSE(SerializeTokenFile(TokenSet{2, 3, {1}}).ok());
 }
 
 TEST(TokensTest, Int64IdsAreAccepted) {
@@ -38,12 +38,12 @@ TEST(TokensTest, Int64IdsAreAccepted) {
 }
 
 TEST(TokensTest, BadFilesAreClearErrors) {
-  absl::Status s = ReadError(*SerializeTokenFile(TokenFile{1, 3, {1, 2, 10}}));
+  absl::Status s = ReadError(*SerializeTokenFile(TokenSet{1, 3, {1, 2, 10}}));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(s.message(), "tok.safetensors: token id 10 at sample 0, position 2")) << s;
-  s = ReadError(*SerializeTokenFile(TokenFile{1, 9, std::vector<int32_t>(9, 1)}));
+  s = ReadError(*SerializeTokenFile(TokenSet{1, 9, std::vector<int32_t>(9, 1)}));
   EXPECT_TRUE(Contains(s.message(), "max_position_embeddings 8")) << s;
-  s = ReadError(*SerializeTokenFile(TokenFile{1, 1, {1}}));
+  s = ReadError(*SerializeTokenFile(TokenSet{1, 1, {1}}));
   EXPECT_TRUE(Contains(s.message(), "two or more tokens")) << s;
   SafetensorsWriter w;
   ASSERT_TRUE(w.Add("input_ids", *Tensor::Zeros(DType::kF32, {1, 4})).ok());
@@ -51,7 +51,7 @@ TEST(TokensTest, BadFilesAreClearErrors) {
   SafetensorsWriter none;
   ASSERT_TRUE(none.Add("ids", *Tensor::Zeros(DType::kI32, {1, 4})).ok());
   EXPECT_TRUE(Contains(ReadError(*none.Serialize()).message(), "no 'input_ids'"));
-  std::string cut = *SerializeTokenFile(TokenFile{2, 3, {1, 2, 3, 4, 5, 9}});
+  std::string cut = *SerializeTokenFile(TokenSet{2, 3, {1, 2, 3, 4, 5, 9}});
   cut.resize(cut.size() - 3);
   EXPECT_FALSE(ReadError(cut).ok());
 }

@@ -30,7 +30,7 @@ double RelErr(const MatrixF& a, const MatrixF& b) { return (a - b).norm() / a.no
 // The two quantizers exported the same tensors, byte for byte.
 void ExpectSameExports(const MatrixQuantizer& a, const MatrixQuantizer& b,
                        const std::string& what) {
-  const QuantizedTensors ea = a.Export(), eb = b.Export();
+  const NamedTensors ea = a.Export(), eb = b.Export();
   ASSERT_EQ(ea.size(), eb.size()) << what;
   for (size_t i = 0; i < ea.size(); ++i) {
     ASSERT_EQ(ea[i].second.nbytes(), eb[i].second.nbytes()) << ea[i].first << " " << what;
