@@ -228,11 +228,12 @@ int main(int argc, char** argv) {
     for (const Config& c : configs) {
       if (wanted.find(std::string(",") + c.label + ",") == std::string::npos) continue;
       caldera::decompose::DecomposeOptions o;
-      o.method = c.method;
+      o.method = *caldera::decompose::ParseMethod(c.method);
       o.hessian_downdate = c.downdate;
       o.rank = std::min<int64_t>(c.rank, std::min(p.w.rows(), p.w.cols()) / 4);
-      o.q_spec = caldera::quant::SpecFor(c.quantizer, c.q_bits, 128);
-      o.lr_spec = caldera::quant::SpecFor("e8p", 4, 128);
+      o.q_spec =
+          caldera::quant::SpecFor(*caldera::quant::ParseQuantizer(c.quantizer), c.q_bits, 128);
+      o.lr_spec = caldera::quant::SpecFor(caldera::quant::Quantizer::kE8p, 4, 128);
       o.iters = iters;
       o.lplr_iters = lplr;
       o.threads = threads;

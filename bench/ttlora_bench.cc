@@ -22,7 +22,7 @@ using caldera::quant::MatrixF;
 
 void Run(const std::string& name, const MatrixF& w, const Eigen::MatrixXd& h, int64_t rank) {
   caldera::decompose::DecomposeOptions o;
-  o.method = "ldlq";
+  o.method = caldera::decompose::Method::kLdlq;
   auto dec = caldera::decompose::Decompose(w, h, o);
   if (!dec.ok()) {
     std::printf("%s: %s\n", name.c_str(), std::string(dec.status().message()).c_str());
@@ -31,7 +31,7 @@ void Run(const std::string& name, const MatrixF& w, const Eigen::MatrixXd& h, in
   auto shape = caldera::ttlora::DefaultShape(w.rows(), w.cols());
   const auto t0 = Clock::now();
   auto init = caldera::ttlora::InitializeAdapter(w, dec->w_hat, h.cast<float>(), *shape, rank, 1.0,
-                                                 "residual", 1);
+                                                 caldera::ttlora::InitMode::kResidual, 1);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!init.ok()) {
     std::printf("%s: %s\n", name.c_str(), std::string(init.status().message()).c_str());

@@ -12,39 +12,44 @@ namespace {
 // A candidate before its shape is known: the L·R share in bits per parameter
 // (0 = no L·R).
 struct Template {
-  const char* method;
-  const char* quantizer;
+  decompose::Method method;
+  quant::Quantizer quantizer;
   int q_bits;
   int64_t q_group_size;  // 0: one group per row (per channel)
   double lr_share;
   bool row_scales = true;  // E8P without L·R: fp16 row scales, else one global scale
 };
 
+constexpr decompose::Method kCaldera = decompose::Method::kCaldera;
+constexpr decompose::Method kLdlq = decompose::Method::kLdlq;
+constexpr quant::Quantizer kE8p = quant::Quantizer::kE8p;
+constexpr quant::Quantizer kUniform = quant::Quantizer::kUniform;
+
 constexpr Template kTemplates[] = {
-    {"ldlq", "e8p", 2, 128, 0.0},
-    {"caldera", "e8p", 2, 128, 0.25},
-    {"caldera", "e8p", 2, 128, 0.5},
-    {"caldera", "e8p", 2, 128, 0.75},
-    {"caldera", "e8p", 2, 128, 1.0},
-    {"caldera", "e8p", 2, 128, 1.5},
-    {"ldlq", "uniform", 3, 128, 0.0},
-    {"ldlq", "uniform", 3, 64, 0.0},
-    {"ldlq", "uniform", 3, 32, 0.0},
-    {"caldera", "uniform", 3, 128, 0.25},
-    {"caldera", "uniform", 3, 128, 0.5},
-    {"caldera", "uniform", 3, 128, 0.75},
-    {"ldlq", "uniform", 4, 128, 0.0},
-    {"ldlq", "uniform", 4, 64, 0.0},
-    {"ldlq", "uniform", 4, 32, 0.0},
-    {"caldera", "uniform", 4, 128, 0.25},
+    {kLdlq, kE8p, 2, 128, 0.0},
+    {kCaldera, kE8p, 2, 128, 0.25},
+    {kCaldera, kE8p, 2, 128, 0.5},
+    {kCaldera, kE8p, 2, 128, 0.75},
+    {kCaldera, kE8p, 2, 128, 1.0},
+    {kCaldera, kE8p, 2, 128, 1.5},
+    {kLdlq, kUniform, 3, 128, 0.0},
+    {kLdlq, kUniform, 3, 64, 0.0},
+    {kLdlq, kUniform, 3, 32, 0.0},
+    {kCaldera, kUniform, 3, 128, 0.25},
+    {kCaldera, kUniform, 3, 128, 0.5},
+    {kCaldera, kUniform, 3, 128, 0.75},
+    {kLdlq, kUniform, 4, 128, 0.0},
+    {kLdlq, kUniform, 4, 64, 0.0},
+    {kLdlq, kUniform, 4, 32, 0.0},
+    {kCaldera, kUniform, 4, 128, 0.25},
     // Lower-bit points for the block allocation (bit_allocation.h): E8P with
     // one global scale (2 + ~0.02 bits), uniform per channel (one group per
     // row, also on rows longer than 128), and uniform 5-bit.
-    {"ldlq", "e8p", 2, 128, 0.0, false},
-    {"ldlq", "uniform", 3, 0, 0.0},
-    {"ldlq", "uniform", 4, 0, 0.0},
-    {"ldlq", "uniform", 5, 128, 0.0},
-    {"ldlq", "uniform", 5, 0, 0.0},
+    {kLdlq, kE8p, 2, 128, 0.0, false},
+    {kLdlq, kUniform, 3, 0, 0.0},
+    {kLdlq, kUniform, 4, 0, 0.0},
+    {kLdlq, kUniform, 5, 128, 0.0},
+    {kLdlq, kUniform, 5, 0, 0.0},
 };
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -68,7 +73,7 @@ int64_t PaddedDim(int64_t n, bool e8p, int64_t block) {
 // group along each factor; E8P: one per component in each factor) and, for
 // E8P, the factors' own float32 scale.
 double StoredBits(const Template& t, int64_t rank, int lr_bits, int64_t rows, int64_t cols) {
-  const bool uniform = std::string(t.quantizer) == "uniform";
+  const bool uniform = t.quantizer == kUniform;
   const double mp = static_cast<double>(PaddedDim(rows, !uniform, rank > 0 ? 8 : 1));
   const double np = static_cast<double>(PaddedDim(cols, !uniform, 8));
   double bits = t.q_bits * mp * np + 32;
@@ -110,11 +115,11 @@ BudgetCandidate Instantiate(const Template& t, int lr_bits, int64_t rows, int64_
 }  // namespace
 
 std::string BudgetCandidate::Label() const {
-  std::string q = absl::StrCat(quantizer, q_bits);
-  if (quantizer == "uniform") absl::StrAppend(&q, " g", q_group_size);
-  if (quantizer == "e8p" && method != "caldera" && !row_scales) absl::StrAppend(&q, " global");
-  return method == "caldera" ? absl::StrCat("caldera r", rank, " ", q)
-                             : absl::StrCat(method, " ", q);
+  std::string q = absl::StrCat(quant::QuantizerName(quantizer), q_bits);
+  if (quantizer == kUniform) absl::StrAppend(&q, " g", q_group_size);
+  if (quantizer == kE8p && method != kCaldera && !row_scales) absl::StrAppend(&q, " global");
+  return method == kCaldera ? absl::StrCat("caldera r", rank, " ", q)
+                            : absl::StrCat(decompose::MethodName(method), " ", q);
 }
 
 absl::Status ValidateTargetBits(double target_bits) {
@@ -141,7 +146,7 @@ std::vector<BudgetCandidate> AllCandidates(int lr_bits, int64_t rows, int64_t co
     const bool seen = std::any_of(out.begin(), out.end(), [&](const BudgetCandidate& o) {
       return o.method == c.method && o.quantizer == c.quantizer && o.q_bits == c.q_bits &&
              o.rank == c.rank && o.row_scales == c.row_scales &&
-             (c.quantizer != "uniform" || o.q_group_size == c.q_group_size ||
+             (c.quantizer != kUniform || o.q_group_size == c.q_group_size ||
               (c.rank == 0 && std::min(o.q_group_size, cols) == std::min(c.q_group_size, cols)));
     });
     if (!seen) out.push_back(std::move(c));
@@ -199,7 +204,7 @@ std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t ro
 
 decompose::DecomposeOptions CandidateOptions(const JobSpec& spec, const BudgetCandidate& c) {
   decompose::DecomposeOptions o = DecomposeOptionsFor(WithCandidate(spec, c));
-  if (c.method != "caldera" && c.quantizer == "e8p" && !c.row_scales) o.q_spec.row_scales = false;
+  if (c.method != kCaldera && c.quantizer == kE8p && !c.row_scales) o.q_spec.row_scales = false;
   return o;
 }
 
@@ -219,7 +224,7 @@ JobSpec WithCandidate(const JobSpec& spec, const BudgetCandidate& c) {
   s.quantizer = c.quantizer;
   s.q_bits = c.q_bits;
   s.q_group_size = c.q_group_size;
-  if (c.method == "caldera") s.rank = c.rank;
+  if (c.method == kCaldera) s.rank = c.rank;
   return s;
 }
 

@@ -29,8 +29,8 @@ inline constexpr double kMinTargetBits = 2.0;
 inline constexpr double kMaxTargetBits = 8.0;
 
 struct BudgetCandidate {
-  std::string method;     // ldlq | caldera
-  std::string quantizer;  // e8p | uniform (Q; L and R use the same kind)
+  decompose::Method method = decompose::Method::kLdlq;  // ldlq | caldera
+  quant::Quantizer quantizer = quant::Quantizer::kE8p;  // Q's; L and R use the same kind
   int q_bits = 2;
   int64_t q_group_size = 128;
   int64_t rank = 0;  // L·R rank for this shape (caldera), else 0

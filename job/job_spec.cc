@@ -13,6 +13,91 @@
 
 namespace caldera::job {
 
+absl::string_view IncoherenceName(Incoherence incoherence) {
+  switch (incoherence) {
+    case Incoherence::kAuto:
+      return "auto";
+    case Incoherence::kRht:
+      return "rht";
+    case Incoherence::kNone:
+      return "none";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Incoherence> ParseIncoherence(absl::string_view name) {
+  for (Incoherence i : {Incoherence::kAuto, Incoherence::kRht, Incoherence::kNone}) {
+    if (name == IncoherenceName(i)) return i;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--incoherence ", BoundedQuote(name), " is unknown; use auto, rht or none"));
+}
+
+absl::string_view CalibrationModeName(CalibrationMode mode) {
+  switch (mode) {
+    case CalibrationMode::kSequential:
+      return "sequential";
+    case CalibrationMode::kOriginal:
+      return "original";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<CalibrationMode> ParseCalibrationMode(absl::string_view name) {
+  for (CalibrationMode m : {CalibrationMode::kSequential, CalibrationMode::kOriginal}) {
+    if (name == CalibrationModeName(m)) return m;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--calibration-mode ", name.substr(0, 40),
+                                                 " is unknown; use original or sequential"));
+}
+
+absl::string_view HiddenDTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return "f32";
+    case DType::kBF16:
+      return "bf16";
+    default:
+      return "unknown";
+  }
+}
+
+absl::StatusOr<DType> ParseHiddenDType(absl::string_view name) {
+  for (DType d : {DType::kF32, DType::kBF16}) {
+    if (name == HiddenDTypeName(d)) return d;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--hidden-dtype ", BoundedQuote(name), " is unknown; use f32 or bf16"));
+}
+
+namespace {
+
+// Sets `*out` to the parse of `name` unless it is empty.
+template <typename T, typename Parse>
+absl::Status ParseUnlessEmpty(const std::string& name, Parse parse, T* out) {
+  if (name.empty()) return absl::OkStatus();
+  absl::StatusOr<T> v = parse(name);
+  if (!v.ok()) return v.status();
+  *out = *v;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ApplySettingNames(const SettingNames& n, JobSpec* s) {
+  for (absl::Status st : {
+           ParseUnlessEmpty(n.method, decompose::ParseMethod, &s->method),
+           ParseUnlessEmpty(n.quantizer, quant::ParseQuantizer, &s->quantizer),
+           ParseUnlessEmpty(n.incoherence, ParseIncoherence, &s->incoherence),
+           ParseUnlessEmpty(n.ttlora_init, ttlora::ParseInitMode, &s->ttlora_init),
+           ParseUnlessEmpty(n.calibration_mode, ParseCalibrationMode, &s->calibration_mode),
+           ParseUnlessEmpty(n.hidden_dtype, ParseHiddenDType, &s->hidden_dtype),
+       }) {
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (spec.model.empty()) return absl::InvalidArgumentError("--model is required (a model URI)");
   if (spec.calibration.empty()) {
@@ -39,23 +124,14 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
         "aliased heads has no defined shape); drop one of them");
   }
   if (spec.ttlora_rank < 0) return absl::InvalidArgumentError("--ttlora-rank must be >= 0");
-  if (spec.ttlora_init != "zero" && spec.ttlora_init != "residual") {
-    return absl::InvalidArgumentError(absl::StrCat("--ttlora-init ", BoundedQuote(spec.ttlora_init),
-                                                   " is unknown; use zero or residual"));
-  }
-  if (spec.calibration_mode != "original" && spec.calibration_mode != "sequential") {
-    return absl::InvalidArgumentError(absl::StrCat("--calibration-mode ",
-                                                   spec.calibration_mode.substr(0, 40),
-                                                   " is unknown; use original or sequential"));
-  }
   if (spec.calibration_shards < 1 || spec.calibration_shards > kMaxCalibrationShards) {
     return absl::InvalidArgumentError(
         absl::StrCat("--calibration-shards ", spec.calibration_shards, " must be in [1, ",
                      kMaxCalibrationShards, "] (and at most the number of calibration samples)"));
   }
-  if (spec.hidden_dtype != "f32" && spec.hidden_dtype != "bf16") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--hidden-dtype ", BoundedQuote(spec.hidden_dtype), " is unknown; use f32 or bf16"));
+  if (spec.hidden_dtype != DType::kF32 && spec.hidden_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("--hidden-dtype ", DTypeName(spec.hidden_dtype),
+                                                   " is not supported; use f32 or bf16"));
   }
   std::vector<std::string> known;
   for (const model::LinearModule& m : model::kLinearModules) known.push_back(m.name);
@@ -75,15 +151,7 @@ absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
                                                    " is outside (0, ", kMaxTtloraAlpha,
                                                    "]; the usual value is 16"));
   }
-  if (spec.method != "caldera" && spec.method != "ldlq" && spec.method != "rtn") {
-    return absl::InvalidArgumentError(absl::StrCat("--method ", BoundedQuote(spec.method),
-                                                   " is unknown; use caldera, ldlq or rtn"));
-  }
-  if (spec.quantizer != "e8p" && spec.quantizer != "uniform") {
-    return absl::InvalidArgumentError(absl::StrCat("--quantizer ", BoundedQuote(spec.quantizer),
-                                                   " is unknown; use e8p or uniform"));
-  }
-  if (spec.method == "caldera" && spec.rank < 1) {
+  if (spec.method == decompose::Method::kCaldera && spec.rank < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " must be >= 1"));
   }
   if (spec.q_group_size < kMinQuantizerGroupSize || spec.q_group_size > kMaxQuantizerGroupSize) {
@@ -91,17 +159,13 @@ absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
         absl::StrCat("--q-group-size ", spec.q_group_size, " is out of range; use ",
                      kMinQuantizerGroupSize, " to ", kMaxQuantizerGroupSize, " (e.g. 32 or 128)"));
   }
-  if (spec.incoherence != "auto" && spec.incoherence != "rht" && spec.incoherence != "none") {
-    return absl::InvalidArgumentError(absl::StrCat("--incoherence ", BoundedQuote(spec.incoherence),
-                                                   " is unknown; use auto, rht or none"));
-  }
   for (auto [flag, bits] :
        {std::pair{"--q-bits", spec.q_bits}, std::pair{"--lr-bits", spec.lr_bits}}) {
     quant::QuantizerSpec q = quant::SpecFor(spec.quantizer, bits, spec.q_group_size);
     if (absl::Status s = quant::ValidateSpec(q); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(flag, " ", bits, " is not supported by --quantizer ",
-                       BoundedQuote(spec.quantizer), ": ", s.message()));
+                       quant::QuantizerName(spec.quantizer), ": ", s.message()));
     }
   }
   if (spec.iters < 1) return absl::InvalidArgumentError("--iters must be >= 1");
@@ -120,23 +184,23 @@ bool CompressesModule(const JobSpec& spec, absl::string_view module) {
 }
 
 bool UsesHadamard(const JobSpec& spec) {
-  if (spec.incoherence == "auto") return spec.quantizer != "uniform";
-  return spec.incoherence != "none";
+  if (spec.incoherence == Incoherence::kAuto) return spec.quantizer != quant::Quantizer::kUniform;
+  return spec.incoherence != Incoherence::kNone;
 }
 
 decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec) {
   const int64_t group_size = spec.q_group_size;
   decompose::DecomposeOptions o;
   o.method = spec.method;
-  o.rank = spec.method == "caldera" ? spec.rank : 0;
+  o.rank = spec.method == decompose::Method::kCaldera ? spec.rank : 0;
   o.q_spec = quant::SpecFor(spec.quantizer, spec.q_bits, group_size);
   // Without L·R, an E8P Q gets one fp16 scale per row: rows of near-low-rank
   // matrices (q/k) differ in size, which one scale per matrix fits badly.
   // stories260K, LDLQ E8P 4-bit: perplexity 6.98 -> 4.17 (+16 bits per row:
   // 0.25 bits/param at its width 64, 0.004 at 4096); 3-bit 13.7 -> 7.5. With
   // L·R the low-rank part is L·R's and row scales bought nothing measurable.
-  o.q_spec.row_scales =
-      spec.method != "caldera" && o.q_spec.kind == quant::QuantizerSpec::Kind::kLattice;
+  o.q_spec.row_scales = spec.method != decompose::Method::kCaldera &&
+                        o.q_spec.kind == quant::QuantizerSpec::Kind::kLattice;
   o.lr_spec = quant::SpecFor(spec.quantizer, spec.lr_bits, group_size);
   o.iters = spec.iters;
   o.lplr_iters = spec.lplr_iters;

@@ -12,8 +12,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/decompose/caldera.h"
+#include "core/quant/quantizer.h"
+#include "core/tensor/dtype.h"
+#include "core/ttlora/adapter.h"
 
 namespace caldera::job {
 
@@ -23,15 +27,37 @@ inline constexpr int64_t kQuantizerGroupSize = 128;
 inline constexpr int64_t kMinQuantizerGroupSize = 8;
 inline constexpr int64_t kMaxQuantizerGroupSize = 1 << 16;
 
+// --incoherence: the two-sided randomized Hadamard transform before the
+// decomposition: rht, none, or auto (rht for E8P, none for uniform).
+enum class Incoherence { kAuto, kRht, kNone };
+// "auto", "rht" or "none".
+absl::string_view IncoherenceName(Incoherence incoherence);
+// INVALID_ARGUMENT "--incoherence X is unknown; use auto, rht or none".
+absl::StatusOr<Incoherence> ParseIncoherence(absl::string_view name);
+
+// --calibration-mode (proto JobSpec.calibration_mode says what each means).
+enum class CalibrationMode { kSequential, kOriginal };
+// "sequential" or "original".
+absl::string_view CalibrationModeName(CalibrationMode mode);
+// INVALID_ARGUMENT "--calibration-mode X is unknown; use original or
+// sequential" (X cut to 40 bytes).
+absl::StatusOr<CalibrationMode> ParseCalibrationMode(absl::string_view name);
+
+// --hidden-dtype: "f32" (DType::kF32) or "bf16" (DType::kBF16); other dtypes
+// are not hidden-state formats (ValidateJobSpec refuses them).
+absl::string_view HiddenDTypeName(DType dtype);
+// INVALID_ARGUMENT "--hidden-dtype X is unknown; use f32 or bf16".
+absl::StatusOr<DType> ParseHiddenDType(absl::string_view name);
+
 struct JobSpec {
   std::string model;        // --model: Hugging Face directory URI (path, file://, s3://)
   std::string calibration;  // --calibration: safetensors URI, int32 input_ids [samples, seq_len]
   std::string out;          // --out: output checkpoint directory URI
-  std::string method = "caldera";  // caldera | ldlq | rtn
-  int64_t rank = 64;               // rank of L and R (caldera only)
-  int q_bits = 2;                  // bits per weight of Q
-  int lr_bits = 4;                 // bits per weight of L and R (>= 16 keeps floats)
-  std::string quantizer = "e8p";   // e8p | uniform
+  decompose::Method method = decompose::Method::kCaldera;  // caldera | ldlq | rtn
+  int64_t rank = 64;                                       // rank of L and R (caldera only)
+  int q_bits = 2;                                          // bits per weight of Q
+  int lr_bits = 4;  // bits per weight of L and R (>= 16 keeps floats)
+  quant::Quantizer quantizer = quant::Quantizer::kE8p;  // e8p | uniform
   // Columns per fp16 scale of the uniform quantizer (at most the row: 128 is
   // one scale per row of a 64- or 128-wide matrix). 32 is GPTQ's "g32".
   int64_t q_group_size = kQuantizerGroupSize;
@@ -39,19 +65,19 @@ struct JobSpec {
   // the decomposition. auto = rht for E8P (the lattice needs incoherent
   // weights) and none for uniform, where it hurt on stories260K: LDLQ 3-bit
   // perplexity 9.95 with it, 5.68 without; CALDERA rank 4 3-bit 4.95 / 4.78.
-  std::string incoherence = "auto";
-  int iters = 15;                    // outer CALDERA iterations
-  int lplr_iters = 10;               // inner L/R refinements
-  uint64_t seed = 42;                // seed of the random Hadamard signs
-  int64_t ttlora_rank = 0;           // 0 = no adapter
-  std::string ttlora_init = "zero";  // zero | residual
+  Incoherence incoherence = Incoherence::kAuto;
+  int iters = 15;                                          // outer CALDERA iterations
+  int lplr_iters = 10;                                     // inner L/R refinements
+  uint64_t seed = 42;                                      // seed of the random Hadamard signs
+  int64_t ttlora_rank = 0;                                 // 0 = no adapter
+  ttlora::InitMode ttlora_init = ttlora::InitMode::kZero;  // zero | residual
   double ttlora_alpha = 16.0;        // adapter scale α (ΔW = α/r · TT product)
   std::vector<std::string> modules;  // empty = all seven linears of every block
   // sequential | original (proto JobSpec.calibration_mode says what each
   // means). Sequential measured better on stories260K in 7 of 8 settings
   // (uniform 3-bit perplexity 10.53 -> 9.98, caldera rank 8 7.05 -> 6.82);
   // original keeps every layer's decompositions free to run at once.
-  std::string calibration_mode = "sequential";
+  CalibrationMode calibration_mode = CalibrationMode::kSequential;
   // Calibration shards per layer (proto JobSpec.calibration_shards): the
   // samples split into this many contiguous ranges, one calibrate task each.
   // 1 = the unsharded plan; at most kMaxCalibrationShards and the number of
@@ -63,7 +89,7 @@ struct JobSpec {
   double share_heads = 0;
   // f32 | bf16: how calibrate tasks store the hidden states between layers
   // (proto JobSpec.hidden_dtype). bf16 halves the scratch bytes and I/O.
-  std::string hidden_dtype = "f32";
+  DType hidden_dtype = DType::kF32;
   std::string request_id;  // idempotency key of the create request
   // --overwrite: write into an output location that holds files not written
   // by caldera (job/output_safety.h). An output overlapping an input is
@@ -77,6 +103,18 @@ struct JobSpec {
   // are then ignored, lr_bits, iters, lplr_iters, seed and incoherence apply.
   double target_bits = 0;
 };
+
+// The settings that are names where they are parsed (calderactl's flags, the
+// proto's strings): empty = not given, the JobSpec default stays.
+struct SettingNames {
+  std::string method, quantizer, incoherence, ttlora_init, calibration_mode, hidden_dtype;
+};
+
+// Sets `spec`'s method, quantizer, incoherence, ttlora_init, calibration_mode
+// and hidden_dtype from the non-empty names, in that order (ValidateJobSpec's
+// order); the first unknown name is the INVALID_ARGUMENT of its parser (the
+// flag named, the valid names listed) and leaves `spec` partly set.
+absl::Status ApplySettingNames(const SettingNames& names, JobSpec* spec);
 
 // The largest TT-LoRA adapter scale α a job accepts.
 inline constexpr double kMaxTtloraAlpha = 1e6;

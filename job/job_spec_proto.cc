@@ -5,29 +5,31 @@
 
 namespace caldera::job {
 
-JobSpec JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
+absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& p, const std::string& request_id) {
   JobSpec s;
   s.model = p.model();
   s.calibration = p.calibration();
   s.out = p.out();
   const v1::DecompositionSettings& d = p.decomposition();
-  if (!d.method().empty()) s.method = d.method();
+  SettingNames names;
+  names.method = d.method();
+  names.quantizer = d.quantizer();
+  names.incoherence = d.incoherence();
+  names.ttlora_init = p.ttlora().init();
+  names.calibration_mode = p.calibration_mode();
+  names.hidden_dtype = p.hidden_dtype();
+  if (absl::Status st = ApplySettingNames(names, &s); !st.ok()) return st;
   if (d.rank() != 0) s.rank = d.rank();
   if (d.q_bits() != 0) s.q_bits = d.q_bits();
   if (d.lr_bits() != 0) s.lr_bits = d.lr_bits();
-  if (!d.quantizer().empty()) s.quantizer = d.quantizer();
   if (d.iters() != 0) s.iters = d.iters();
   if (d.lplr_iters() != 0) s.lplr_iters = d.lplr_iters();
   if (d.has_seed()) s.seed = d.seed();
   if (d.q_group_size() != 0) s.q_group_size = d.q_group_size();
-  if (!d.incoherence().empty()) s.incoherence = d.incoherence();
   s.ttlora_rank = p.ttlora().rank();
-  if (!p.ttlora().init().empty()) s.ttlora_init = p.ttlora().init();
   if (p.ttlora().alpha() != 0) s.ttlora_alpha = p.ttlora().alpha();
   s.modules.assign(p.modules().begin(), p.modules().end());
-  if (!p.calibration_mode().empty()) s.calibration_mode = p.calibration_mode();
   if (p.calibration_shards() != 0) s.calibration_shards = p.calibration_shards();
-  if (!p.hidden_dtype().empty()) s.hidden_dtype = p.hidden_dtype();
   s.request_id = request_id;
   s.overwrite = p.overwrite();
   s.target_bits = p.target_bits();
@@ -41,27 +43,27 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   p.set_calibration(s.calibration);
   p.set_out(s.out);
   v1::DecompositionSettings* d = p.mutable_decomposition();
-  d->set_method(s.method);
+  d->set_method(std::string(decompose::MethodName(s.method)));
   d->set_rank(s.rank);
   d->set_q_bits(s.q_bits);
   d->set_lr_bits(s.lr_bits);
-  d->set_quantizer(s.quantizer);
+  d->set_quantizer(std::string(quant::QuantizerName(s.quantizer)));
   d->set_iters(s.iters);
   d->set_lplr_iters(s.lplr_iters);
   d->set_seed(s.seed);
   d->set_q_group_size(static_cast<int32_t>(
       std::clamp<int64_t>(s.q_group_size, 0, std::numeric_limits<int32_t>::max())));
-  d->set_incoherence(s.incoherence);
+  d->set_incoherence(std::string(IncoherenceName(s.incoherence)));
   p.mutable_ttlora()->set_rank(s.ttlora_rank);
-  p.mutable_ttlora()->set_init(s.ttlora_init);
+  p.mutable_ttlora()->set_init(std::string(ttlora::InitModeName(s.ttlora_init)));
   p.mutable_ttlora()->set_alpha(s.ttlora_alpha);
   for (const std::string& m : s.modules) p.add_modules(m);
-  p.set_calibration_mode(s.calibration_mode);
+  p.set_calibration_mode(std::string(CalibrationModeName(s.calibration_mode)));
   p.set_overwrite(s.overwrite);
   p.set_calibration_shards(s.calibration_shards);
   p.set_target_bits(s.target_bits);
   p.set_share_heads(s.share_heads);
-  p.set_hidden_dtype(s.hidden_dtype);
+  p.set_hidden_dtype(std::string(HiddenDTypeName(s.hidden_dtype)));
   return p;
 }
 

@@ -145,7 +145,7 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
     if (!CompressesModule(spec, m.name)) continue;
     shape.modules.push_back(m.name);
     const std::vector<int64_t> dims = model::LinearShape(config, m.name);
-    if (spec.target_bits == 0 && spec.method == "caldera" &&
+    if (spec.target_bits == 0 && spec.method == decompose::Method::kCaldera &&
         spec.rank > std::min(dims[0], dims[1])) {
       return absl::InvalidArgumentError(
           absl::StrCat("--rank ", spec.rank, " is larger than ", m.name, " (", dims[0], "x",

@@ -84,7 +84,8 @@ absl::StatusOr<DecomposeResult> Decompose(const model::Checkpoint& checkpoint,
                                                    hessian.cols(), " but the weight has ", n,
                                                    " columns"));
   }
-  if (spec.target_bits == 0 && spec.method == "caldera" && spec.rank > std::min(m, n)) {
+  if (spec.target_bits == 0 && spec.method == decompose::Method::kCaldera &&
+      spec.rank > std::min(m, n)) {
     return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " is larger than ", prefix,
                                                    " (", m, "x", n,
                                                    "); use --rank <= ", std::min(m, n)));

@@ -24,9 +24,9 @@ namespace caldera::pipeline {
 
 // The TT-LoRA adapter initialised on top of a decomposition.
 struct AdapterSettings {
-  int64_t rank = 0;           // TT bond rank
-  std::string init = "zero";  // zero | residual
-  double alpha = 16.0;        // adapter scale
+  int64_t rank = 0;  // TT bond rank
+  ttlora::InitMode init = ttlora::InitMode::kZero;
+  double alpha = 16.0;  // adapter scale
   uint64_t seed = 0;
   std::string shape;  // "m1,m2,...:n1,n2,..."; empty: ttlora::DefaultShape
   // An adapter is made when a rank or a shape is given.

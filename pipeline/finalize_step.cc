@@ -114,16 +114,16 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
       storage::ReadObject(storage::JoinKey(spec.model, "config.json"), options);
   if (!config_text.ok()) return config_text.status();
   format::QuantizationConfig qc;
-  qc.method = spec.method;
-  qc.rank = spec.method == "caldera" ? spec.rank : 0;
+  qc.method = std::string(decompose::MethodName(spec.method));
+  qc.rank = spec.method == decompose::Method::kCaldera ? spec.rank : 0;
   qc.q_bits = spec.q_bits;
   qc.lr_bits = spec.lr_bits;
-  qc.quantizer = spec.quantizer;
+  qc.quantizer = std::string(quant::QuantizerName(spec.quantizer));
   qc.iters = spec.iters;
   qc.lplr_iters = spec.lplr_iters;
   qc.seed = spec.seed;
   qc.ttlora_rank = spec.ttlora_rank;
-  qc.ttlora_init = spec.ttlora_init;
+  qc.ttlora_init = std::string(ttlora::InitModeName(spec.ttlora_init));
   if (spec.target_bits > 0) {
     qc.method = qc.quantizer = "mixed";
     qc.rank = 0;

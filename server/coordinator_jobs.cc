@@ -47,7 +47,9 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
           "request_id has control characters; use printable text (a UUID, a pipeline run id)");
     }
   }
-  const job::JobSpec spec = job::JobSpecFromProto(request.spec(), rid);
+  absl::StatusOr<job::JobSpec> parsed = job::JobSpecFromProto(request.spec(), rid);
+  if (!parsed.ok()) return parsed.status();
+  const job::JobSpec spec = *std::move(parsed);
   // The spec as stored (defaults filled in): a repeated request must carry the
   // same one, else it is another job under a reused id.
   const std::string canonical = job::JobSpecToProto(spec).SerializeAsString();
@@ -55,8 +57,8 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   auto existing = [&]() -> std::optional<absl::StatusOr<std::shared_ptr<const JobSnapshot>>> {
     for (const JobEntry* job : job_order_) {
       if (job->record.request_id != rid || job->record.owner != owner) continue;
-      if (job::JobSpecToProto(job::JobSpecFromProto(job->record.spec, rid)).SerializeAsString() !=
-          canonical) {
+      absl::StatusOr<job::JobSpec> stored = job::JobSpecFromProto(job->record.spec, rid);
+      if (!stored.ok() || job::JobSpecToProto(*stored).SerializeAsString() != canonical) {
         return absl::AlreadyExistsError(
             absl::StrCat("request_id '", rid, "' was used for jobs/", job->record.id,
                          " with a different spec; use a new request_id for a new job"));
@@ -95,7 +97,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   JobRecord& r = entry->record;
   r.id = absl::StrCat("j-", RandomHex(12));
   entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards);
-  const bool sequential = spec.calibration_mode == "sequential";
+  const bool sequential = spec.calibration_mode == job::CalibrationMode::kSequential;
   EstimateTaskMemory(shape->config, shape->samples, shape->seq_len, spec.calibration_shards,
                      sequential, &entry->tasks);
   if (absl::Status s =

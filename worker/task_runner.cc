@@ -23,7 +23,9 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
     return absl::InvalidArgumentError(
         absl::StrCat("task ", task.task_id(), " has a kind this worker does not know; upgrade it"));
   }
-  const job::JobSpec spec = job::JobSpecFromProto(task.spec(), "");
+  absl::StatusOr<job::JobSpec> parsed = job::JobSpecFromProto(task.spec(), "");
+  if (!parsed.ok()) return parsed.status();
+  const job::JobSpec spec = *std::move(parsed);
   // Before anything is read or written (worker/task_confinement.h).
   if (absl::Status s = CheckTaskConfined(task, spec, options_); !s.ok()) return s;
   absl::StatusOr<const model::Checkpoint*> ckpt = models_.Get(spec.model, spec.share_heads);
@@ -106,7 +108,7 @@ absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckp
                                     task.previous_artifact_uris().end());
   request.shard = task.shard();
   request.num_shards = task.num_shards() < 1 ? 1 : task.num_shards();
-  request.hidden_dtype = spec.hidden_dtype == "bf16" ? DType::kBF16 : DType::kF32;
+  request.hidden_dtype = spec.hidden_dtype;
   absl::StatusOr<pipeline::CalibrateResult> done =
       pipeline::Calibrate(ckpt, request, Environment(cancelled));
   if (!done.ok()) return done.status();

@@ -63,6 +63,7 @@ int RunCompress(CompressFlags f) {
                  compute->Name().c_str(), f.workers - 1);
   }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
+  if (absl::Status s = ParseJobFlagNames(&f.job); !s.ok()) return ReportError("compress", s);
   if (absl::Status s = ResolveCalibrationText(f.job.calibration_text, &f.job.spec, options);
       !s.ok()) {
     return ReportError("compress", s);

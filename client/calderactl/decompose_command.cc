@@ -30,6 +30,9 @@ struct DecomposeFlags {
   // method, rank, q_bits, lr_bits, quantizer, iters, lplr_iters, seed,
   // ttlora_rank, ttlora_init: the job settings, with the job defaults.
   job::JobSpec job;
+  // --method, --quantizer, --incoherence, --ttlora-init as given (the job
+  // defaults' names unless given), parsed into `job` by RunDecompose.
+  std::string method, quantizer, incoherence, ttlora_init;
   bool no_hadamard = false, json = false, hessian_downdate = false;
   std::string ttlora_shape;
 };
@@ -78,10 +81,13 @@ absl::StatusOr<Tensor> ReadMatrix(const std::string& spec, const char* what,
 
 int RunDecompose(const DecomposeFlags& f) {
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
-  if (f.job.quantizer != "e8p" && f.job.quantizer != "uniform") {
-    return ReportError(
-        "decompose", absl::InvalidArgumentError(
-                         absl::StrCat("--quantizer ", f.job.quantizer, " is not e8p or uniform")));
+  job::JobSpec spec = f.job;
+  if (absl::StatusOr<quant::Quantizer> quantizer = quant::ParseQuantizer(f.quantizer);
+      quantizer.ok()) {
+    spec.quantizer = *quantizer;
+  } else {
+    return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
+                                        "--quantizer ", f.quantizer, " is not e8p or uniform")));
   }
   absl::StatusOr<Tensor> wt = ReadMatrix(f.weight, "weight", options);
   if (!wt.ok()) return ReportError("decompose", wt.status());
@@ -103,8 +109,24 @@ int RunDecompose(const DecomposeFlags& f) {
     h = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
         ht->data<double>().data(), n, n);
   }
-  job::JobSpec spec = f.job;
-  if (f.no_hadamard) spec.incoherence = "none";
+  if (absl::StatusOr<decompose::Method> method = decompose::ParseMethod(f.method); method.ok()) {
+    spec.method = *method;
+  } else {
+    return ReportError("decompose", method.status());
+  }
+  if (absl::StatusOr<job::Incoherence> inc = job::ParseIncoherence(f.incoherence); inc.ok()) {
+    spec.incoherence = *inc;
+  } else {
+    return ReportError("decompose", inc.status());
+  }
+  if (absl::StatusOr<ttlora::InitMode> init = ttlora::ParseInitMode(f.ttlora_init); init.ok()) {
+    spec.ttlora_init = *init;
+  } else {
+    return ReportError("decompose",
+                       absl::InvalidArgumentError(absl::StrCat("--ttlora-init '", f.ttlora_init,
+                                                               "' is not zero or residual")));
+  }
+  if (f.no_hadamard) spec.incoherence = job::Incoherence::kNone;
   if (absl::Status s = job::ValidateDecompositionSettings(spec); !s.ok()) {
     return ReportError("decompose", s);
   }
@@ -159,7 +181,7 @@ int RunDecompose(const DecomposeFlags& f) {
   j["rows"] = m;
   j["cols"] = n;
   j["rank"] = o.rank;
-  j["method"] = f.job.method;
+  j["method"] = std::string(decompose::MethodName(spec.method));
   j["q_quantizer"] = o.q_spec.Name();
   j["lr_quantizer"] = o.rank > 0 ? o.lr_spec.Name() : "none";
   j["bits_per_param"] = r->bits_per_param;
@@ -199,9 +221,9 @@ int RunDecompose(const DecomposeFlags& f) {
     std::printf(
         "%s %lldx%lld rank %lld: weighted relative error %.6f, relative error %.6f, "
         "%.4f bits/param, %.2f s (%s)\n",
-        f.job.method.c_str(), static_cast<long long>(m), static_cast<long long>(n),
-        static_cast<long long>(o.rank), r->weighted_relative_error, r->relative_error,
-        r->bits_per_param, seconds, r->transform.c_str());
+        std::string(decompose::MethodName(spec.method)).c_str(), static_cast<long long>(m),
+        static_cast<long long>(n), static_cast<long long>(o.rank), r->weighted_relative_error,
+        r->relative_error, r->bits_per_param, seconds, r->transform.c_str());
   }
   return kExitOk;
 }
@@ -217,19 +239,23 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--hessian", f->hessian, "FILE[:TENSOR], n x n float32/float64 (default H = I)");
   const job::JobSpec d;  // the defaults
-  cmd->add_option("--method", f->job.method,
-                  absl::StrCat("caldera | ldlq | rtn (default ", d.method, ")"));
+  f->method = std::string(decompose::MethodName(d.method));
+  f->quantizer = std::string(quant::QuantizerName(d.quantizer));
+  f->incoherence = std::string(job::IncoherenceName(d.incoherence));
+  f->ttlora_init = std::string(ttlora::InitModeName(d.ttlora_init));
+  cmd->add_option("--method", f->method,
+                  absl::StrCat("caldera | ldlq | rtn (default ", f->method, ")"));
   cmd->add_option("--rank", f->job.rank, absl::StrCat("rank k of L*R (default ", d.rank, ")"));
   cmd->add_option("--q-bits", f->job.q_bits,
                   absl::StrCat("bits of Q: e8p 2-4, uniform 2-8 (default ", d.q_bits, ")"));
   cmd->add_option("--lr-bits", f->job.lr_bits,
                   absl::StrCat("bits of L and R; 16 or 32 keeps floats (default ", d.lr_bits, ")"));
-  cmd->add_option("--quantizer", f->job.quantizer,
-                  absl::StrCat("e8p | uniform (default ", d.quantizer, ")"));
+  cmd->add_option("--quantizer", f->quantizer,
+                  absl::StrCat("e8p | uniform (default ", f->quantizer, ")"));
   cmd->add_option("--q-group-size,--group-size", f->job.q_group_size,
                   absl::StrCat("uniform quantizer group size (default ", d.q_group_size, ")"));
-  cmd->add_option("--incoherence", f->job.incoherence,
-                  absl::StrCat("auto | rht | none (default ", d.incoherence,
+  cmd->add_option("--incoherence", f->incoherence,
+                  absl::StrCat("auto | rht | none (default ", f->incoherence,
                                ": rht for e8p, none for uniform)"));
   cmd->add_option("--iters", f->job.iters,
                   absl::StrCat("outer iterations (default ", d.iters, ")"));
@@ -249,7 +275,7 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option(
       "--ttlora-rank", f->job.ttlora_rank,
       absl::StrCat("TT-LoRA bond rank r (default ", d.ttlora_rank, "; 0 = no adapter)"));
-  cmd->add_option("--ttlora-init", f->job.ttlora_init,
+  cmd->add_option("--ttlora-init", f->ttlora_init,
                   "zero (dW = 0) or residual (TT-SVD of W - W_hat, kept only if it helps)");
   cmd->add_option("--ttlora-shape", f->ttlora_shape,
                   "m1,m2,...:n1,n2,... input (columns) and output (rows) factors");

@@ -18,22 +18,24 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   "required unless --calibration-text is given");
   AddCalibrationTextFlags(cmd, &f->calibration_text);
   cmd->add_option("--out", s->out, "Output checkpoint directory URI")->required();
-  cmd->add_option("--method", s->method,
-                  absl::StrCat("caldera | ldlq | rtn (default ", d.method, ")"));
+  cmd->add_option(
+      "--method", f->names.method,
+      absl::StrCat("caldera | ldlq | rtn (default ", decompose::MethodName(d.method), ")"));
   cmd->add_option("--rank", s->rank,
                   absl::StrCat("rank k of L and R (default ", d.rank, "; caldera only)"));
   cmd->add_option("--q-bits", s->q_bits, absl::StrCat("bits of Q (default ", d.q_bits, ")"));
   cmd->add_option("--lr-bits", s->lr_bits,
                   absl::StrCat("bits of L and R (default ", d.lr_bits, "; >= 16 keeps floats)"));
-  cmd->add_option("--quantizer", s->quantizer,
-                  absl::StrCat("e8p | uniform (default ", d.quantizer, ")"));
+  cmd->add_option("--quantizer", f->names.quantizer,
+                  absl::StrCat("e8p | uniform (default ", quant::QuantizerName(d.quantizer), ")"));
   cmd->add_option("--q-group-size", s->q_group_size,
                   absl::StrCat("columns per fp16 scale of the uniform quantizer (default ",
                                d.q_group_size, "; 32 = GPTQ's g32, +0.5 bits)"));
-  cmd->add_option("--incoherence", s->incoherence,
-                  absl::StrCat("auto | rht | none: randomized Hadamard transform before the "
-                               "decomposition (default ",
-                               d.incoherence, ": rht for e8p, none for uniform)"));
+  cmd->add_option(
+      "--incoherence", f->names.incoherence,
+      absl::StrCat("auto | rht | none: randomized Hadamard transform before the "
+                   "decomposition (default ",
+                   job::IncoherenceName(d.incoherence), ": rht for e8p, none for uniform)"));
   cmd->add_option("--iters", s->iters,
                   absl::StrCat("outer CALDERA iterations (default ", d.iters, ")"));
   cmd->add_option("--lplr-iters", s->lplr_iters,
@@ -43,15 +45,16 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
   cmd->add_option("--ttlora-rank", s->ttlora_rank,
                   absl::StrCat("TT-LoRA bond rank (default ", d.ttlora_rank,
                                d.ttlora_rank == 0 ? " = no adapter)" : ")"));
-  cmd->add_option("--ttlora-init", s->ttlora_init,
-                  absl::StrCat("zero | residual (default ", d.ttlora_init, ")"));
+  cmd->add_option(
+      "--ttlora-init", f->names.ttlora_init,
+      absl::StrCat("zero | residual (default ", ttlora::InitModeName(d.ttlora_init), ")"));
   cmd->add_option("--ttlora-alpha", s->ttlora_alpha,
                   absl::StrCat("TT-LoRA adapter scale alpha (default ", d.ttlora_alpha, ")"));
-  cmd->add_option("--calibration-mode", s->calibration_mode,
+  cmd->add_option("--calibration-mode", f->names.calibration_mode,
                   absl::StrCat("original | sequential: calibrate each layer on the original "
                                "model's activations (all layers in parallel) or on the outputs "
                                "of the already compressed layers before it (default ",
-                               d.calibration_mode, ")"));
+                               job::CalibrationModeName(d.calibration_mode), ")"));
   cmd->add_option("--calibration-shards", s->calibration_shards,
                   absl::StrCat("split the calibration samples into N contiguous shards, one "
                                "calibrate task per layer and shard (run in parallel on different "
@@ -63,10 +66,10 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   "0 = off): picks per matrix the LDLQ/CALDERA settings with the lowest total "
                   "weighted error that fit, instead of --method/--quantizer/--q-bits/--rank/"
                   "--q-group-size");
-  cmd->add_option("--hidden-dtype", s->hidden_dtype,
+  cmd->add_option("--hidden-dtype", f->names.hidden_dtype,
                   absl::StrCat("f32 | bf16: how calibrate tasks store the hidden states handed "
                                "between layers (bf16: half the scratch bytes; default ",
-                               d.hidden_dtype, ")"));
+                               job::HiddenDTypeName(d.hidden_dtype), ")"));
   std::vector<std::string> all;
   for (const model::LinearModule& m : model::kLinearModules) all.push_back(m.name);
   cmd->add_option("--modules", s->modules,
@@ -85,5 +88,7 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
   cmd->add_option("--request-id", s->request_id,
                   "client request id: submitting the same id twice creates one job");
 }
+
+absl::Status ParseJobFlagNames(JobFlags* f) { return job::ApplySettingNames(f->names, &f->spec); }
 
 }  // namespace caldera::cli

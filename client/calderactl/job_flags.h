@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/status/status.h"
 #include "client/calderactl/calibration_text.h"
 #include "job/job_spec.h"
 
@@ -13,6 +14,10 @@ namespace caldera::cli {
 
 struct JobFlags {
   job::JobSpec spec;  // starts at the defaults; flags overwrite what they name
+  // --method, --quantizer, --incoherence, --ttlora-init, --calibration-mode,
+  // --hidden-dtype as given (empty: not given); ParseJobFlagNames sets spec's
+  // enums from them.
+  job::SettingNames names;
   // --calibration-text: resolved into spec.calibration by
   // ResolveCalibrationText before the job is created.
   CalibrationTextFlags calibration_text;
@@ -20,6 +25,10 @@ struct JobFlags {
 
 // Registers the job flags on `cmd`; values land in `*flags` (must outlive cmd).
 void AddJobFlags(CLI::App* cmd, JobFlags* flags);
+
+// Sets flags->spec's enums from flags->names (job::ApplySettingNames):
+// INVALID_ARGUMENT naming the flag and the valid names for an unknown one.
+absl::Status ParseJobFlagNames(JobFlags* flags);
 
 }  // namespace caldera::cli
 

@@ -26,6 +26,7 @@ int RunSubmit(SubmitFlags f) {
                  f.output.c_str());
     return kExitInvalidInput;
   }
+  if (absl::Status s = ParseJobFlagNames(&f.job); !s.ok()) return ReportError("submit", s);
   if (absl::Status s = ResolveCalibrationText(f.job.calibration_text, &f.job.spec,
                                               storage::StorageOptions::FromEnvironment());
       !s.ok()) {

@@ -43,23 +43,26 @@ struct Candidate {
   const char* flags;  // as on the command line of `calderactl compress`
   const char* slug;   // directory name under --out/runs/
   double expected_bits;
-  const char* method;
-  const char* quantizer;
+  decompose::Method method;
+  quant::Quantizer quantizer;
   int q_bits;
   int64_t rank;
   int64_t q_group_size;
 };
 
 constexpr Candidate kCandidates[] = {
-    {"--method ldlq --q-bits 2", "ldlq-e8p-q2", 2.28, "ldlq", "e8p", 2, 0, 128},
-    {"--rank 4", "caldera-r4", 2.6, "caldera", "e8p", 2, 4, 128},
-    {"--rank 8", "caldera-r8", 3.1, "caldera", "e8p", 2, 8, 128},
-    {"--method ldlq --quantizer uniform --q-bits 3", "ldlq-u3", 3.24, "ldlq", "uniform", 3, 0, 128},
-    {"--method ldlq --quantizer uniform --q-bits 3 --q-group-size 32", "ldlq-u3-g32", 3.52, "ldlq",
-     "uniform", 3, 0, 32},
-    {"--method ldlq --quantizer uniform --q-bits 4", "ldlq-u4", 4.24, "ldlq", "uniform", 4, 0, 128},
-    {"--method ldlq --quantizer uniform --q-bits 4 --q-group-size 32", "ldlq-u4-g32", 4.52, "ldlq",
-     "uniform", 4, 0, 32},
+    {"--method ldlq --q-bits 2", "ldlq-e8p-q2", 2.28, decompose::Method::kLdlq,
+     quant::Quantizer::kE8p, 2, 0, 128},
+    {"--rank 4", "caldera-r4", 2.6, decompose::Method::kCaldera, quant::Quantizer::kE8p, 2, 4, 128},
+    {"--rank 8", "caldera-r8", 3.1, decompose::Method::kCaldera, quant::Quantizer::kE8p, 2, 8, 128},
+    {"--method ldlq --quantizer uniform --q-bits 3", "ldlq-u3", 3.24, decompose::Method::kLdlq,
+     quant::Quantizer::kUniform, 3, 0, 128},
+    {"--method ldlq --quantizer uniform --q-bits 3 --q-group-size 32", "ldlq-u3-g32", 3.52,
+     decompose::Method::kLdlq, quant::Quantizer::kUniform, 3, 0, 32},
+    {"--method ldlq --quantizer uniform --q-bits 4", "ldlq-u4", 4.24, decompose::Method::kLdlq,
+     quant::Quantizer::kUniform, 4, 0, 128},
+    {"--method ldlq --quantizer uniform --q-bits 4 --q-group-size 32", "ldlq-u4-g32", 4.52,
+     decompose::Method::kLdlq, quant::Quantizer::kUniform, 4, 0, 32},
 };
 constexpr int kNumCandidates = sizeof(kCandidates) / sizeof(kCandidates[0]);
 
@@ -115,6 +118,12 @@ class Sweeper {
   absl::StatusOr<RunResult*> Run(int i) {
     if (auto it = runs_.find(i); it != runs_.end()) return &it->second;
     const Candidate& c = kCandidates[i];
+    // The flags' names, parsed here as the coordinator parses them at CreateJob.
+    absl::StatusOr<job::Incoherence> incoherence = job::ParseIncoherence(f_.incoherence);
+    if (!incoherence.ok()) return incoherence.status();
+    absl::StatusOr<job::CalibrationMode> calibration_mode =
+        job::ParseCalibrationMode(f_.calibration_mode);
+    if (!calibration_mode.ok()) return calibration_mode.status();
     JobFlags jf;
     job::JobSpec& s = jf.spec;
     s.model = f_.model;
@@ -126,11 +135,11 @@ class Sweeper {
     if (c.rank > 0) s.rank = c.rank;
     s.q_group_size = c.q_group_size;
     s.lr_bits = f_.lr_bits;
-    s.incoherence = f_.incoherence;
+    s.incoherence = *incoherence;
     s.iters = f_.iters;
     s.lplr_iters = f_.lplr_iters;
     s.seed = f_.seed;
-    s.calibration_mode = f_.calibration_mode;
+    s.calibration_mode = *calibration_mode;
     s.calibration_shards = f_.calibration_shards;
     s.modules = f_.modules;
     s.share_heads = f_.share_heads;

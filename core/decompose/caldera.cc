@@ -8,6 +8,7 @@
 #include "core/decompose/caldera_solver.h"
 #include "core/decompose/two_sided.h"
 #include "core/format/matrix_record.h"
+#include "core/util/bounded_quote.h"
 
 namespace caldera::decompose {
 namespace {
@@ -61,11 +62,7 @@ absl::Status Validate(const MatrixF& w, const Eigen::MatrixXd& h, const Decompos
     return absl::InvalidArgumentError(
         "the Hessian has a negative or all-zero diagonal; it is not a sum of x^T x");
   }
-  if (o.method != "caldera" && o.method != "ldlq" && o.method != "rtn") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown method '", o.method, "'; use caldera, ldlq or rtn"));
-  }
-  if (o.method == "caldera" && (o.rank < 1 || o.rank > std::min(m, n))) {
+  if (o.method == Method::kCaldera && (o.rank < 1 || o.rank > std::min(m, n))) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " is out of range for a ", m,
                                                    "x", n, " matrix; use 1..", std::min(m, n)));
   }
@@ -75,7 +72,7 @@ absl::Status Validate(const MatrixF& w, const Eigen::MatrixXd& h, const Decompos
                                                    " is not a quantized format; use 2-4 (e8p) or "
                                                    "2-8 (uniform)"));
   }
-  if (o.method == "caldera") {
+  if (o.method == Method::kCaldera) {
     if (absl::Status s = quant::ValidateSpec(o.lr_spec); !s.ok()) return s;
   }
   if (o.iters < 1 || o.lplr_iters < 1) {
@@ -85,6 +82,26 @@ absl::Status Validate(const MatrixF& w, const Eigen::MatrixXd& h, const Decompos
 }
 
 }  // namespace
+
+absl::string_view MethodName(Method method) {
+  switch (method) {
+    case Method::kCaldera:
+      return "caldera";
+    case Method::kLdlq:
+      return "ldlq";
+    case Method::kRtn:
+      return "rtn";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Method> ParseMethod(absl::string_view name) {
+  for (Method m : {Method::kCaldera, Method::kLdlq, Method::kRtn}) {
+    if (name == MethodName(m)) return m;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--method ", BoundedQuote(name), " is unknown; use caldera, ldlq or rtn"));
+}
 
 double WeightedRelativeError(const MatrixF& w, const MatrixF& w_hat, const Eigen::MatrixXf& h) {
   const MatrixF e = w - w_hat;

@@ -15,14 +15,25 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/backend/backend.h"
 #include "core/quant/quantizer.h"
 #include "core/tensor/tensor.h"
 
 namespace caldera::decompose {
 
+// The decomposition: W = Q + L·R (caldera), Q by LDLQ alone (ldlq), or Q by
+// round-to-nearest (rtn).
+enum class Method { kCaldera, kLdlq, kRtn };
+
+// "caldera", "ldlq" or "rtn": the spelling of flags, the proto and records.
+absl::string_view MethodName(Method method);
+// The inverse of MethodName. INVALID_ARGUMENT "--method X is unknown; use
+// caldera, ldlq or rtn" (X cut to ~200 bytes) for anything else.
+absl::StatusOr<Method> ParseMethod(absl::string_view name);
+
 struct DecomposeOptions {
-  std::string method = "caldera";  // caldera | ldlq | rtn
+  Method method = Method::kCaldera;
   int64_t rank = 64;
   quant::QuantizerSpec q_spec;  // default e8p 2 bits
   quant::QuantizerSpec lr_spec{quant::QuantizerSpec::Kind::kLattice, 4};

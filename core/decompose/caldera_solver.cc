@@ -64,7 +64,7 @@ absl::StatusOr<DecomposeResult> CalderaSolver::Run() {
 absl::Status CalderaSolver::Prepare() {
   m_ = w_.rows();
   n_ = w_.cols();
-  with_lr_ = o_.method == "caldera";
+  with_lr_ = o_.method == Method::kCaldera;
   k_ = with_lr_ ? o_.rank : 0;
   have_lr_ = !with_lr_;
   best_err_ = std::numeric_limits<double>::infinity();
@@ -268,7 +268,7 @@ absl::Status CalderaSolver::QStep() {
       NewQuantizer(o_.q_spec, mp_, np_, o_.threads);
   if (!qz.ok()) return qz.status();
   const bool downdate = o_.hessian_downdate && k_ > 0 && have_lr_;
-  if (o_.method == "rtn") {
+  if (o_.method == Method::kRtn) {
     absl::StatusOr<MatrixF> q = TimedQuantizeNearest(be_, **qz, a, &result_.search_seconds);
     if (!q.ok()) return q.status();
     q_ = *std::move(q);
@@ -345,7 +345,7 @@ absl::StatusOr<DecomposeResult> CalderaSolver::Finish() {
   result.bits_per_param = static_cast<double>(result.storage_bits) / static_cast<double>(m * n);
 
   format::MatrixRecordConfig config;
-  config.method = o_.method;
+  config.method = std::string(MethodName(o_.method));
   config.rows = m;
   config.cols = n;
   config.padded_rows = mp_;

@@ -4,6 +4,7 @@
 #include "core/quant/float_quantizer.h"
 #include "core/quant/lattice_quantizer.h"
 #include "core/quant/uniform_quantizer.h"
+#include "core/util/bounded_quote.h"
 
 namespace caldera::quant {
 
@@ -51,13 +52,31 @@ absl::Status ValidateSpec(const QuantizerSpec& s) {
   return absl::InvalidArgumentError("unknown quantizer kind");
 }
 
-QuantizerSpec SpecFor(absl::string_view quantizer, int bits, int64_t group_size) {
+absl::string_view QuantizerName(Quantizer quantizer) {
+  switch (quantizer) {
+    case Quantizer::kE8p:
+      return "e8p";
+    case Quantizer::kUniform:
+      return "uniform";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Quantizer> ParseQuantizer(absl::string_view name) {
+  for (Quantizer q : {Quantizer::kE8p, Quantizer::kUniform}) {
+    if (name == QuantizerName(q)) return q;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--quantizer ", BoundedQuote(name), " is unknown; use e8p or uniform"));
+}
+
+QuantizerSpec SpecFor(Quantizer quantizer, int bits, int64_t group_size) {
   QuantizerSpec s;
   s.bits = bits;
   s.group_size = group_size;
   if (bits >= 16) {
     s.kind = QuantizerSpec::Kind::kFloat;
-  } else if (quantizer == "uniform") {
+  } else if (quantizer == Quantizer::kUniform) {
     s.kind = QuantizerSpec::Kind::kUniform;
   } else {
     s.kind = QuantizerSpec::Kind::kLattice;

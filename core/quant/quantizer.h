@@ -57,8 +57,18 @@ struct QuantizerSpec {
 // Checks bits against the kind. INVALID_ARGUMENT names the supported values.
 absl::Status ValidateSpec(const QuantizerSpec& spec);
 
+// The quantizer a setting names (--quantizer): E8P lattice or uniform. With
+// 16 or 32 bits either one keeps floats (SpecFor).
+enum class Quantizer { kE8p, kUniform };
+
+// "e8p" or "uniform": the spelling of flags, the proto and report.json.
+absl::string_view QuantizerName(Quantizer quantizer);
+// The inverse of QuantizerName. INVALID_ARGUMENT "--quantizer X is unknown;
+// use e8p or uniform" (X cut to ~200 bytes) for anything else.
+absl::StatusOr<Quantizer> ParseQuantizer(absl::string_view name);
+
 // A spec for "--quantizer e8p|uniform --bits B" style flags: bits >= 16 is float.
-QuantizerSpec SpecFor(absl::string_view quantizer, int bits, int64_t group_size);
+QuantizerSpec SpecFor(Quantizer quantizer, int bits, int64_t group_size);
 
 class MatrixQuantizer {
  public:

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/ttlora/weighted_fit.h"
+#include "core/util/bounded_quote.h"
 #include "core/util/splitmix64.h"
 
 namespace caldera::ttlora {
@@ -136,17 +137,31 @@ std::vector<std::pair<std::string, Tensor>> Adapter::ExportCores() const {
   return out;
 }
 
+absl::string_view InitModeName(InitMode mode) {
+  switch (mode) {
+    case InitMode::kZero:
+      return "zero";
+    case InitMode::kResidual:
+      return "residual";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<InitMode> ParseInitMode(absl::string_view name) {
+  for (InitMode m : {InitMode::kZero, InitMode::kResidual}) {
+    if (name == InitModeName(m)) return m;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--ttlora-init ", BoundedQuote(name), " is unknown; use zero or residual"));
+}
+
 absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eigen::MatrixXf& w_hat,
                                              const Eigen::MatrixXf& h, const AdapterShape& shape,
-                                             int64_t rank, double alpha, const std::string& mode,
+                                             int64_t rank, double alpha, InitMode mode,
                                              uint64_t seed) {
   const int64_t d_out = w.rows(), d_in = w.cols();
   if (rank < 1)
     return absl::InvalidArgumentError(absl::StrCat("--ttlora-rank ", rank, " must be >= 1"));
-  if (mode != "zero" && mode != "residual") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--ttlora-init '", mode, "' is not zero or residual"));
-  }
   if (!(alpha > 0)) return absl::InvalidArgumentError("TT-LoRA alpha must be positive");
   int64_t pin = 1, pout = 1;
   for (int64_t v : shape.in_factors) pin *= v;
@@ -192,12 +207,12 @@ absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eig
       tt.cores.push_back(std::move(g));
     }
     result.adapter.tt = std::move(tt);
-    result.adapter.init = "zero";
+    result.adapter.init = std::string(InitModeName(InitMode::kZero));
     result.weighted_error_after = result.weighted_error_before;
     result.captured_energy = 0;
   };
 
-  if (mode == "zero") {
+  if (mode == InitMode::kZero) {
     zero_init();
     return result;
   }
@@ -215,7 +230,7 @@ absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eig
       FitWeighted(e, hd, result.weighted_error_before, alpha, shape.in_factors.size(), {}, &*tt);
   if (!fit.ok()) return fit.status();
   result.adapter.tt = *std::move(tt);
-  result.adapter.init = "residual";
+  result.adapter.init = std::string(InitModeName(InitMode::kResidual));
   const Eigen::MatrixXd delta = result.adapter.Materialize();
   result.weighted_error_after = WeightedError(e - delta, hd);
   result.captured_energy = delta.squaredNorm() / std::max(1e-300, e.squaredNorm());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/format/ttlora_adapter.h"
 #include "core/tensor/tensor.h"
 #include "core/ttlora/tt_svd.h"
@@ -35,11 +36,21 @@ absl::StatusOr<AdapterShape> ParseShape(absl::string_view spec, int64_t d_out, i
 
 std::string ShapeSpec(const AdapterShape& shape);  // "m1,m2:n1,n2"
 
+// How an adapter starts (--ttlora-init): ΔW = 0 (zero) or fitted to the
+// residual W − Ŵ (residual); see InitializeAdapter.
+enum class InitMode { kZero, kResidual };
+
+// "zero" or "residual": the spelling of flags, the proto and stored configs.
+absl::string_view InitModeName(InitMode mode);
+// The inverse of InitModeName. INVALID_ARGUMENT "--ttlora-init X is unknown;
+// use zero or residual" (X cut to ~200 bytes) for anything else.
+absl::StatusOr<InitMode> ParseInitMode(absl::string_view name);
+
 struct Adapter {
   AdapterShape shape;
   TensorTrain tt;  // shape = in_factors ++ out_factors
   double alpha = 1.0;
-  std::string init;  // "zero" or "residual"
+  std::string init;  // as stored: InitModeName of the mode that produced it
 
   int64_t Params() const { return tt.Params(); }
   // A_in (d_in × r_p) and B_out (r_p × d_out): ΔWᵀ = A_in·B_out.
@@ -69,7 +80,7 @@ struct InitResult {
 // and shapes.
 absl::StatusOr<InitResult> InitializeAdapter(const Eigen::MatrixXf& w, const Eigen::MatrixXf& w_hat,
                                              const Eigen::MatrixXf& h, const AdapterShape& shape,
-                                             int64_t rank, double alpha, const std::string& mode,
+                                             int64_t rank, double alpha, InitMode mode,
                                              uint64_t seed);
 
 // The adapter as stored (config + cores, format caldera.ttlora.v1, owned by

@@ -140,7 +140,7 @@ TEST_F(CudaBackendTest, E8pCodesIdentical) {
 TEST_F(CudaBackendTest, QuantizerSearchesOnTheDeviceGiveTheCpuCodes) {
   for (int bits : {2, 3, 4}) {
     const MatrixF a = Random(512, 128, 14);
-    const quant::QuantizerSpec spec = quant::SpecFor("e8p", bits, 0);
+    const quant::QuantizerSpec spec = quant::SpecFor(quant::Quantizer::kE8p, bits, 0);
     auto on_cpu = *quant::MakeMatrixQuantizer(spec, 512, 128);
     auto on_gpu = *quant::MakeMatrixQuantizer(spec, 512, 128);
     absl::StatusOr<MatrixF> q_cpu = cpu_.QuantizeNearest(*on_cpu, a);

@@ -174,7 +174,7 @@ TEST(HadamardButterflyBodyTest, MixedOrdersMatchTheCpuWithinRounding) {
 TEST(UniformRoundBodyTest, SameCodesAndValuesAsTheUniformQuantizer) {
   for (bool symmetric : {true, false}) {
     for (int bits : {2, 4}) {
-      quant::QuantizerSpec spec = quant::SpecFor("uniform", bits, 16);
+      quant::QuantizerSpec spec = quant::SpecFor(quant::Quantizer::kUniform, bits, 16);
       spec.symmetric = symmetric;
       const int64_t rows = 7, cols = 48, groups = cols / 16;
       auto q = quant::MakeMatrixQuantizer(spec, rows, cols);

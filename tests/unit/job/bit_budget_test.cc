@@ -82,7 +82,8 @@ TEST(BitBudgetTest, LowRankShareScalesWithTheShape) {
   auto rank_of = [](int64_t rows, int64_t cols) {  // the E8P CALDERA with most L·R
     int64_t rank = -1;
     for (const BudgetCandidate& c : BudgetCandidates(8.0, 4, rows, cols, 100)) {
-      if (c.method == "caldera" && c.quantizer == "e8p") rank = std::max(rank, c.rank);
+      if (c.method == decompose::Method::kCaldera && c.quantizer == quant::Quantizer::kE8p)
+        rank = std::max(rank, c.rank);
     }
     return rank;
   };
@@ -98,14 +99,14 @@ TEST(BitBudgetTest, WithCandidateKeepsTheRest) {
   s.iters = 2;
   s.seed = 9;
   BudgetCandidate c;
-  c.method = "caldera";
-  c.quantizer = "uniform";
+  c.method = decompose::Method::kCaldera;
+  c.quantizer = quant::Quantizer::kUniform;
   c.q_bits = 3;
   c.q_group_size = 32;
   c.rank = 5;
   const JobSpec t = WithCandidate(s, c);
-  EXPECT_EQ(t.method, "caldera");
-  EXPECT_EQ(t.quantizer, "uniform");
+  EXPECT_EQ(t.method, decompose::Method::kCaldera);
+  EXPECT_EQ(t.quantizer, quant::Quantizer::kUniform);
   EXPECT_EQ(t.q_bits, 3);
   EXPECT_EQ(t.q_group_size, 32);
   EXPECT_EQ(t.rank, 5);

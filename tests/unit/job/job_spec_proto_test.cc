@@ -41,20 +41,20 @@ TEST(JobSpecProtoTest, UnsetFieldsTakeTheDefaults) {
   want.calibration = "s3://b/c.safetensors";
   want.out = "s3://b/o";
   want.request_id = "r1";
-  ExpectSame(JobSpecFromProto(p, "r1"), want);
+  ExpectSame(*JobSpecFromProto(p, "r1"), want);
   // An empty DecompositionSettings / TtLoraSettings too.
   p.mutable_decomposition();
   p.mutable_ttlora();
-  ExpectSame(JobSpecFromProto(p, "r1"), want);
+  ExpectSame(*JobSpecFromProto(p, "r1"), want);
 }
 
 // seed is optional: an explicit 0 is kept, unset is the default.
 TEST(JobSpecProtoTest, ExplicitZeroSeedIsKept) {
   v1::JobSpec p;
   p.mutable_decomposition()->set_seed(0);
-  EXPECT_EQ(JobSpecFromProto(p, "").seed, 0u);
+  EXPECT_EQ(JobSpecFromProto(p, "")->seed, 0u);
   p.mutable_decomposition()->clear_seed();
-  EXPECT_EQ(JobSpecFromProto(p, "").seed, JobSpec().seed);
+  EXPECT_EQ(JobSpecFromProto(p, "")->seed, JobSpec().seed);
 }
 
 TEST(JobSpecProtoTest, RoundTrip) {
@@ -62,39 +62,78 @@ TEST(JobSpecProtoTest, RoundTrip) {
   s.model = std::string("m");
   s.calibration = std::string("c");
   s.out = std::string("o");
-  s.method = std::string("ldlq");
+  s.method = decompose::Method::kLdlq;
   s.q_group_size = 32;
-  s.incoherence = std::string("rht");
+  s.incoherence = Incoherence::kRht;
   s.rank = 3;
   s.q_bits = 4;
   s.lr_bits = 16;
-  s.quantizer = "uniform";
+  s.quantizer = quant::Quantizer::kUniform;
   s.iters = 2;
   s.lplr_iters = 0;  // 0 on the wire means "default": lplr_iters 0 does not survive
   s.seed = 0;
   s.ttlora_rank = 5;
-  s.ttlora_init = "residual";
+  s.ttlora_init = ttlora::InitMode::kResidual;
   s.modules = {"q_proj", "down_proj"};
-  s.calibration_mode = "original";
+  s.calibration_mode = CalibrationMode::kOriginal;
   s.calibration_shards = 3;
-  s.hidden_dtype = "bf16";
+  s.hidden_dtype = DType::kBF16;
   s.request_id = "rid";
   s.overwrite = true;
   const v1::JobSpec p = JobSpecToProto(s);
+  // The wire keeps the settings' names.
+  EXPECT_EQ(p.decomposition().method(), "ldlq");
+  EXPECT_EQ(p.decomposition().quantizer(), "uniform");
+  EXPECT_EQ(p.decomposition().incoherence(), "rht");
+  EXPECT_EQ(p.ttlora().init(), "residual");
+  EXPECT_EQ(p.calibration_mode(), "original");
+  EXPECT_EQ(p.hidden_dtype(), "bf16");
+  EXPECT_EQ(JobSpecToProto(JobSpec()).decomposition().method(), "caldera");
+  EXPECT_EQ(JobSpecToProto(JobSpec()).hidden_dtype(), "f32");
   EXPECT_EQ(p.decomposition().iters(), 2);
   EXPECT_TRUE(p.decomposition().has_seed());
-  JobSpec back = JobSpecFromProto(p, "rid");
+  JobSpec back = *JobSpecFromProto(p, "rid");
   JobSpec want = s;
   want.lplr_iters = JobSpec().lplr_iters;
   ExpectSame(back, want);
   // Through the wire bytes as well.
   v1::JobSpec parsed;
   ASSERT_TRUE(parsed.ParseFromString(p.SerializeAsString()));
-  ExpectSame(JobSpecFromProto(parsed, "rid"), want);
+  ExpectSame(*JobSpecFromProto(parsed, "rid"), want);
   // What the coordinator stores (ToProto of FromProto) is a fixed point.
   const v1::JobSpec stored = JobSpecToProto(back);
-  EXPECT_EQ(JobSpecToProto(JobSpecFromProto(stored, "rid")).SerializeAsString(),
+  EXPECT_EQ(JobSpecToProto(*JobSpecFromProto(stored, "rid")).SerializeAsString(),
             stored.SerializeAsString());
+}
+
+// An unknown name on the wire is INVALID_ARGUMENT naming the flag, with
+// ValidateJobSpec's message.
+TEST(JobSpecProtoTest, UnknownNamesAreInvalidArgumentNamingTheFlag) {
+  struct Case {
+    void (*set)(v1::JobSpec*);
+    const char* expected;
+  };
+  const Case cases[] = {
+      {[](v1::JobSpec* p) { p->mutable_decomposition()->set_method("svd"); },
+       "--method svd is unknown; use caldera, ldlq or rtn"},
+      {[](v1::JobSpec* p) { p->mutable_decomposition()->set_quantizer("nf4"); },
+       "--quantizer nf4 is unknown; use e8p or uniform"},
+      {[](v1::JobSpec* p) { p->mutable_decomposition()->set_incoherence("dct"); },
+       "--incoherence dct is unknown; use auto, rht or none"},
+      {[](v1::JobSpec* p) { p->mutable_ttlora()->set_init("svd"); },
+       "--ttlora-init svd is unknown; use zero or residual"},
+      {[](v1::JobSpec* p) { p->set_calibration_mode("greedy"); },
+       "--calibration-mode greedy is unknown; use original or sequential"},
+      {[](v1::JobSpec* p) { p->set_hidden_dtype("f16"); },
+       "--hidden-dtype f16 is unknown; use f32 or bf16"},
+  };
+  for (const Case& c : cases) {
+    v1::JobSpec p;
+    c.set(&p);
+    absl::StatusOr<JobSpec> s = JobSpecFromProto(p, "");
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << c.expected;
+    EXPECT_EQ(s.status().message(), c.expected);
+  }
 }
 
 // Fields were renamed to the CLI/JSON names; their numbers did not change, so

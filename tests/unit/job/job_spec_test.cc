@@ -1,5 +1,8 @@
 #include "job/job_spec.h"
 
+#include <string>
+#include <utility>
+
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
 
@@ -18,20 +21,20 @@ JobSpec Valid() {
 
 TEST(JobSpecTest, DefaultsAreTheDocumentedOnes) {
   const JobSpec d;
-  EXPECT_EQ(d.method, "caldera");
+  EXPECT_EQ(d.method, decompose::Method::kCaldera);
   EXPECT_EQ(d.rank, 64);
   EXPECT_EQ(d.q_bits, 2);
   EXPECT_EQ(d.lr_bits, 4);
-  EXPECT_EQ(d.quantizer, "e8p");
+  EXPECT_EQ(d.quantizer, quant::Quantizer::kE8p);
   EXPECT_EQ(d.iters, 15);
   EXPECT_EQ(d.lplr_iters, 10);
   EXPECT_EQ(d.seed, 42u);
   EXPECT_EQ(d.ttlora_rank, 0);
-  EXPECT_EQ(d.ttlora_init, "zero");
+  EXPECT_EQ(d.ttlora_init, ttlora::InitMode::kZero);
   EXPECT_TRUE(d.modules.empty());
-  EXPECT_EQ(d.calibration_mode, "sequential");
+  EXPECT_EQ(d.calibration_mode, CalibrationMode::kSequential);
   EXPECT_EQ(d.calibration_shards, 1);
-  EXPECT_EQ(d.hidden_dtype, "f32");
+  EXPECT_EQ(d.hidden_dtype, DType::kF32);
   EXPECT_TRUE(d.model.empty() && d.calibration.empty() && d.out.empty());
 }
 
@@ -53,15 +56,15 @@ TEST(JobSpecTest, DecomposeOptionsOfTheDefaultsMatchTheCoreDefaults) {
 
 TEST(JobSpecTest, DecomposeOptionsFollowTheSpec) {
   JobSpec s = Valid();
-  s.method = "ldlq";
-  s.quantizer = "uniform";
+  s.method = decompose::Method::kLdlq;
+  s.quantizer = quant::Quantizer::kUniform;
   s.q_bits = 3;
   s.iters = 2;
   s.lplr_iters = 1;
   s.seed = 7;
   s.q_group_size = 64;
   decompose::DecomposeOptions o = DecomposeOptionsFor(s);
-  EXPECT_EQ(o.method, "ldlq");
+  EXPECT_EQ(o.method, decompose::Method::kLdlq);
   EXPECT_EQ(o.rank, 0);  // only caldera has L and R
   EXPECT_EQ(o.q_spec.kind, quant::QuantizerSpec::Kind::kUniform);
   EXPECT_EQ(o.q_spec.bits, 3);
@@ -69,34 +72,34 @@ TEST(JobSpecTest, DecomposeOptionsFollowTheSpec) {
   EXPECT_EQ(o.iters, 2);
   EXPECT_EQ(o.lplr_iters, 1);
   EXPECT_EQ(o.seed, 7u);
-  s.method = "caldera";
+  s.method = decompose::Method::kCaldera;
   s.rank = 12;
   EXPECT_EQ(DecomposeOptionsFor(s).rank, 12);
   EXPECT_EQ(DecomposeOptionsFor(s).lr_spec.group_size, 64);
   // Per-row scales for an E8P Q without L·R only (uniform has its groups).
-  s.quantizer = "e8p";
+  s.quantizer = quant::Quantizer::kE8p;
   EXPECT_FALSE(DecomposeOptionsFor(s).q_spec.row_scales);
-  s.method = "ldlq";
+  s.method = decompose::Method::kLdlq;
   EXPECT_TRUE(DecomposeOptionsFor(s).q_spec.row_scales);
-  s.method = "rtn";
+  s.method = decompose::Method::kRtn;
   EXPECT_TRUE(DecomposeOptionsFor(s).q_spec.row_scales);
-  s.quantizer = "uniform";
+  s.quantizer = quant::Quantizer::kUniform;
   EXPECT_FALSE(DecomposeOptionsFor(s).q_spec.row_scales);
 }
 
 // incoherence auto: the Hadamard transform for E8P only; rht / none force it.
 TEST(JobSpecTest, IncoherenceAutoDependsOnTheQuantizer) {
   JobSpec s = Valid();
-  EXPECT_EQ(s.incoherence, "auto");
-  s.quantizer = "e8p";
+  EXPECT_EQ(s.incoherence, Incoherence::kAuto);
+  s.quantizer = quant::Quantizer::kE8p;
   EXPECT_TRUE(DecomposeOptionsFor(s).hadamard);
-  s.quantizer = "uniform";
+  s.quantizer = quant::Quantizer::kUniform;
   EXPECT_FALSE(DecomposeOptionsFor(s).hadamard);
   EXPECT_TRUE(DecomposeOptionsFor(s).act_order);
-  s.incoherence = "rht";
+  s.incoherence = Incoherence::kRht;
   EXPECT_TRUE(DecomposeOptionsFor(s).hadamard);
-  s.quantizer = "e8p";
-  s.incoherence = "none";
+  s.quantizer = quant::Quantizer::kE8p;
+  s.incoherence = Incoherence::kNone;
   EXPECT_FALSE(DecomposeOptionsFor(s).hadamard);
 }
 
@@ -111,22 +114,17 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
       {[](JobSpec* s) { s->model.clear(); }, "--model is required"},
       {[](JobSpec* s) { s->calibration.clear(); }, "--calibration is required"},
       {[](JobSpec* s) { s->out.clear(); }, "--out is required"},
-      {[](JobSpec* s) { s->method = "svd"; }, "--method svd is unknown; use caldera, ldlq or rtn"},
-      {[](JobSpec* s) { s->quantizer = "nf4"; }, "--quantizer nf4 is unknown; use e8p or uniform"},
       {[](JobSpec* s) { s->rank = 0; }, "--rank 0 must be >= 1"},
       {[](JobSpec* s) { s->q_bits = 7; }, "--q-bits 7 is not supported by --quantizer e8p"},
       {[](JobSpec* s) { s->lr_bits = 1; }, "--lr-bits 1 is not supported by --quantizer e8p"},
       {[](JobSpec* s) { s->q_group_size = 0; }, "--q-group-size 0 is out of range; use 8 to"},
       {[](JobSpec* s) { s->q_group_size = 1 << 20; }, "--q-group-size 1048576 is out of range"},
-      {[](JobSpec* s) { s->incoherence = "dct"; }, "--incoherence dct is unknown; use auto, rht"},
       {[](JobSpec* s) { s->iters = 0; }, "--iters must be >= 1"},
       {[](JobSpec* s) { s->lplr_iters = -1; }, "--lplr-iters must be >= 0"},
       {[](JobSpec* s) { s->ttlora_rank = -1; }, "--ttlora-rank must be >= 0"},
-      {[](JobSpec* s) { s->ttlora_init = "svd"; }, "--ttlora-init svd is unknown"},
-      {[](JobSpec* s) { s->calibration_mode = "greedy"; }, "--calibration-mode greedy is unknown"},
       {[](JobSpec* s) { s->calibration_shards = 0; }, "--calibration-shards 0 must be in [1, 256]"},
-      {[](JobSpec* s) { s->hidden_dtype = "f16"; },
-       "--hidden-dtype f16 is unknown; use f32 or bf16"},
+      {[](JobSpec* s) { s->hidden_dtype = DType::kF16; },
+       "--hidden-dtype F16 is not supported; use f32 or bf16"},
       {[](JobSpec* s) { s->calibration_shards = 257; },
        "--calibration-shards 257 must be in [1, 256]"},
       {[](JobSpec* s) {
@@ -143,9 +141,49 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
   }
   // rank is only checked for caldera.
   JobSpec rtn = Valid();
-  rtn.method = "rtn";
+  rtn.method = decompose::Method::kRtn;
   rtn.rank = 0;
   EXPECT_TRUE(ValidateJobSpec(rtn).ok());
+}
+
+// The settings' names: each parser takes exactly the names its Name function
+// writes, and an unknown one is INVALID_ARGUMENT naming the flag and the fix.
+TEST(JobSpecTest, SettingNamesParseBackAndUnknownNamesNameTheFlag) {
+  for (decompose::Method m :
+       {decompose::Method::kCaldera, decompose::Method::kLdlq, decompose::Method::kRtn}) {
+    EXPECT_EQ(*decompose::ParseMethod(decompose::MethodName(m)), m);
+  }
+  EXPECT_EQ(decompose::MethodName(decompose::Method::kLdlq), "ldlq");
+  for (quant::Quantizer q : {quant::Quantizer::kE8p, quant::Quantizer::kUniform}) {
+    EXPECT_EQ(*quant::ParseQuantizer(quant::QuantizerName(q)), q);
+  }
+  EXPECT_EQ(quant::QuantizerName(quant::Quantizer::kUniform), "uniform");
+  for (Incoherence i : {Incoherence::kAuto, Incoherence::kRht, Incoherence::kNone}) {
+    EXPECT_EQ(*ParseIncoherence(IncoherenceName(i)), i);
+  }
+  for (ttlora::InitMode i : {ttlora::InitMode::kZero, ttlora::InitMode::kResidual}) {
+    EXPECT_EQ(*ttlora::ParseInitMode(ttlora::InitModeName(i)), i);
+  }
+  for (CalibrationMode m : {CalibrationMode::kSequential, CalibrationMode::kOriginal}) {
+    EXPECT_EQ(*ParseCalibrationMode(CalibrationModeName(m)), m);
+  }
+  EXPECT_EQ(*ParseHiddenDType("f32"), DType::kF32);
+  EXPECT_EQ(*ParseHiddenDType("bf16"), DType::kBF16);
+  EXPECT_EQ(HiddenDTypeName(DType::kBF16), "bf16");
+  const std::pair<absl::Status, const char*> cases[] = {
+      {decompose::ParseMethod("svd").status(), "--method svd is unknown; use caldera, ldlq or rtn"},
+      {quant::ParseQuantizer("nf4").status(), "--quantizer nf4 is unknown; use e8p or uniform"},
+      {ParseIncoherence("dct").status(), "--incoherence dct is unknown; use auto, rht or none"},
+      {ttlora::ParseInitMode("svd").status(), "--ttlora-init svd is unknown; use zero or residual"},
+      {ParseCalibrationMode("greedy").status(),
+       "--calibration-mode greedy is unknown; use original or sequential"},
+      {ParseHiddenDType("f16").status(), "--hidden-dtype f16 is unknown; use f32 or bf16"},
+      {ParseHiddenDType("F32").status(), "--hidden-dtype F32 is unknown; use f32 or bf16"},
+  };
+  for (const auto& [st, expected] : cases) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << expected;
+    EXPECT_EQ(st.message(), expected);
+  }
 }
 
 TEST(JobSpecTest, CompressesModule) {
@@ -158,13 +196,13 @@ TEST(JobSpecTest, CompressesModule) {
 
 // #17: values from clients are never echoed unbounded, and URIs are bounded.
 TEST(JobSpecTest, MessagesCapQuotedValuesAndUrisAreBounded) {
-  JobSpec s = Valid();
-  s.method = std::string(100000, 'x');
-  absl::Status st = ValidateJobSpec(s);
+  absl::Status st = decompose::ParseMethod(std::string(100000, 'x')).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_LT(st.message().size(), 1000u);
   EXPECT_NE(st.message().find("xxx\xE2\x80\xA6"), std::string::npos);
-  s = Valid();
+  st = ParseCalibrationMode(std::string(100000, 'x')).status();
+  EXPECT_LT(st.message().size(), 1000u);
+  JobSpec s = Valid();
   s.modules = {std::string(100000, 'q')};
   st = ValidateJobSpec(s);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);

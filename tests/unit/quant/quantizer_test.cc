@@ -43,11 +43,11 @@ void ExpectSameExports(const MatrixQuantizer& a, const MatrixQuantizer& b,
 TEST(QuantizerTest, ErrorsShrinkWithBitsAndExportRoundTrips) {
   const MatrixF a = Gaussian(16, 64, 1) * 0.02f;
   std::vector<std::pair<QuantizerSpec, double>> cases = {
-      {SpecFor("e8p", 2, 0), 0.40},      {SpecFor("e8p", 3, 0), 0.22},
-      {SpecFor("e8p", 4, 0), 0.12},      {SpecFor("uniform", 2, 32), 0.60},
-      {SpecFor("uniform", 4, 32), 0.15}, {SpecFor("uniform", 8, 32), 0.01},
-      {SpecFor("e8p", 16, 0), 1e-3},     {SpecFor("e8p", 32, 0), 1e-7}};
-  QuantizerSpec asym = SpecFor("uniform", 3, 16);
+      {SpecFor(Quantizer::kE8p, 2, 0), 0.40},      {SpecFor(Quantizer::kE8p, 3, 0), 0.22},
+      {SpecFor(Quantizer::kE8p, 4, 0), 0.12},      {SpecFor(Quantizer::kUniform, 2, 32), 0.60},
+      {SpecFor(Quantizer::kUniform, 4, 32), 0.15}, {SpecFor(Quantizer::kUniform, 8, 32), 0.01},
+      {SpecFor(Quantizer::kE8p, 16, 0), 1e-3},     {SpecFor(Quantizer::kE8p, 32, 0), 1e-7}};
+  QuantizerSpec asym = SpecFor(Quantizer::kUniform, 3, 16);
   asym.symmetric = false;
   cases.push_back({asym, 0.3});
   for (const auto& [spec, bound] : cases) {
@@ -82,7 +82,7 @@ TEST(QuantizerTest, UniformCodesAreTheNearestGridPoint) {
   const MatrixF a = Gaussian(8, 64, 5);
   for (const bool symmetric : {false, true}) {
     for (const int bits : {2, 3, 4}) {
-      QuantizerSpec spec = SpecFor("uniform", bits, 16);
+      QuantizerSpec spec = SpecFor(Quantizer::kUniform, bits, 16);
       spec.symmetric = symmetric;
       SCOPED_TRACE(spec.Name());
       absl::StatusOr<std::unique_ptr<MatrixQuantizer>> q = MakeMatrixQuantizer(spec, 8, 64);
@@ -117,7 +117,7 @@ TEST(QuantizerTest, UniformCodesAreTheNearestGridPoint) {
 TEST(QuantizerTest, UniformGridIsTheBestClippedGrid) {
   const MatrixF a = Gaussian(16, 128, 8);
   const int bits = 3, levels = 1 << bits;
-  const QuantizerSpec spec = SpecFor("uniform", bits, 32);
+  const QuantizerSpec spec = SpecFor(Quantizer::kUniform, bits, 32);
   auto q = *MakeMatrixQuantizer(spec, 16, 128);
   const MatrixF out = QuantizeNearest(*q, a);
   auto rtn = [&](float v, float s) {
@@ -153,7 +153,7 @@ TEST(QuantizerTest, UniformGridIsTheBestClippedGrid) {
 // Measured: the quantizer is within 0.05 % of the scan's best.
 TEST(QuantizerTest, E8PScaleIsTheCodebooksOptimum) {
   const MatrixF a = Gaussian(64, 256, 9);
-  auto q = *MakeMatrixQuantizer(SpecFor("e8p", 2, 0), 64, 256);
+  auto q = *MakeMatrixQuantizer(SpecFor(Quantizer::kE8p, 2, 0), 64, 256);
   const double got = RelErr(a, QuantizeNearest(*q, a));
   const double rms = std::sqrt(a.cast<double>().squaredNorm() / static_cast<double>(a.size()));
   E8PCodebook book;
@@ -183,20 +183,20 @@ TEST(QuantizerTest, E8PBeatsUniformAtTwoBits) {
     auto q = *MakeMatrixQuantizer(spec, 64, 256);
     return RelErr(a, QuantizeNearest(*q, a));
   };
-  EXPECT_LT(err(SpecFor("e8p", 2, 0)), err(SpecFor("uniform", 2, 256)));
+  EXPECT_LT(err(SpecFor(Quantizer::kE8p, 2, 0)), err(SpecFor(Quantizer::kUniform, 2, 256)));
 }
 
 TEST(QuantizerTest, ExactBitAccounting) {
   auto bits = [](QuantizerSpec s, int64_t r, int64_t c) {
     return (*MakeMatrixQuantizer(s, r, c))->StorageBits();
   };
-  EXPECT_EQ(bits(SpecFor("e8p", 2, 0), 64, 128), 64 * 128 * 2 + 32);
-  EXPECT_EQ(bits(SpecFor("e8p", 4, 0), 64, 128), 64 * 128 * 4 + 32);
-  EXPECT_EQ(bits(SpecFor("uniform", 3, 32), 64, 128), 64 * 128 * 3 + 64 * 4 * 16);
-  QuantizerSpec asym = SpecFor("uniform", 3, 32);
+  EXPECT_EQ(bits(SpecFor(Quantizer::kE8p, 2, 0), 64, 128), 64 * 128 * 2 + 32);
+  EXPECT_EQ(bits(SpecFor(Quantizer::kE8p, 4, 0), 64, 128), 64 * 128 * 4 + 32);
+  EXPECT_EQ(bits(SpecFor(Quantizer::kUniform, 3, 32), 64, 128), 64 * 128 * 3 + 64 * 4 * 16);
+  QuantizerSpec asym = SpecFor(Quantizer::kUniform, 3, 32);
   asym.symmetric = false;
   EXPECT_EQ(bits(asym, 64, 100), 64 * 100 * 3 + 64 * 4 * 32);  // last group partial
-  EXPECT_EQ(bits(SpecFor("e8p", 16, 0), 8, 8), 8 * 8 * 16);
+  EXPECT_EQ(bits(SpecFor(Quantizer::kE8p, 16, 0), 8, 8), 8 * 8 * 16);
 }
 
 // Threads split the searches by rows (tall) or by 8-column groups (wide, as
@@ -205,8 +205,8 @@ TEST(QuantizerTest, ThreadsDoNotChangeTheCodes) {
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{4096, 64}, {64, 4096}}) {
     for (int bits : {2, 3, 4}) {
       const MatrixF a = Gaussian(rows, cols, 21);
-      auto one = *MakeMatrixQuantizer(SpecFor("e8p", bits, 0), rows, cols);
-      auto four = *MakeMatrixQuantizer(SpecFor("e8p", bits, 0), rows, cols);
+      auto one = *MakeMatrixQuantizer(SpecFor(Quantizer::kE8p, bits, 0), rows, cols);
+      auto four = *MakeMatrixQuantizer(SpecFor(Quantizer::kE8p, bits, 0), rows, cols);
       four->set_threads(4);
       const MatrixF q1 = QuantizeNearest(*one, a);
       const MatrixF q4 = QuantizeNearest(*four, a);
@@ -226,7 +226,7 @@ TEST(QuantizerTest, AnE8pSearchGetsWholeBlocksAndChangesNoCode) {
     for (int bits : {2, 3, 4}) {
       const int64_t rows = 40, cols = 64;
       const MatrixF a = Gaussian(rows, cols, 31);
-      QuantizerSpec spec = SpecFor("e8p", bits, 0);
+      QuantizerSpec spec = SpecFor(Quantizer::kE8p, bits, 0);
       spec.row_scales = row_scales;
       auto own = *MakeMatrixQuantizer(spec, rows, cols);
       auto searched = *MakeMatrixQuantizer(spec, rows, cols);
@@ -263,11 +263,12 @@ TEST(QuantizerTest, AnE8pSearchGetsWholeBlocksAndChangesNoCode) {
 // malformed record lacks.
 TEST(QuantizerTest, EachKindDecodesItsExport) {
   const MatrixF a = Gaussian(24, 48, 5) * 0.1f;
-  QuantizerSpec asym = SpecFor("uniform", 5, 20);
+  QuantizerSpec asym = SpecFor(Quantizer::kUniform, 5, 20);
   asym.symmetric = false;
   for (const QuantizerSpec& spec :
-       {SpecFor("e8p", 2, 0), SpecFor("e8p", 3, 0), SpecFor("e8p", 4, 0), SpecFor("uniform", 3, 16),
-        asym, SpecFor("e8p", 16, 0), SpecFor("uniform", 32, 0)}) {
+       {SpecFor(Quantizer::kE8p, 2, 0), SpecFor(Quantizer::kE8p, 3, 0),
+        SpecFor(Quantizer::kE8p, 4, 0), SpecFor(Quantizer::kUniform, 3, 16), asym,
+        SpecFor(Quantizer::kE8p, 16, 0), SpecFor(Quantizer::kUniform, 32, 0)}) {
     SCOPED_TRACE(spec.Name());
     auto encoder = *MakeMatrixQuantizer(spec, 24, 48);
     EXPECT_EQ(encoder->spec().Name(), spec.Name());
@@ -287,7 +288,7 @@ TEST(QuantizerTest, EachKindDecodesItsExport) {
     }
   }
   // The record's shape must suit the spec, as for MakeMatrixQuantizer.
-  EXPECT_FALSE(Dequantize(SpecFor("e8p", 2, 0), 8, 12, {}).ok());
+  EXPECT_FALSE(Dequantize(SpecFor(Quantizer::kE8p, 2, 0), 8, 12, {}).ok());
 }
 
 // Rows of very different size (the rank components of L and R): one fp16
@@ -303,7 +304,7 @@ TEST(QuantizerTest, E8PRowScalesFitRowsOfDifferentSize) {
     for (int64_t c = 0; c < cols; ++c) a(r, c) = normal(rng) * std::pow(0.7f, r);
   }
   for (int bits : {2, 3, 4}) {
-    QuantizerSpec global = SpecFor("e8p", bits, 0), per_row = global;
+    QuantizerSpec global = SpecFor(Quantizer::kE8p, bits, 0), per_row = global;
     per_row.row_scales = true;
     EXPECT_EQ(per_row.Name(), global.Name() + "-rs");
     auto qg = *MakeMatrixQuantizer(global, rows, cols);
@@ -321,19 +322,27 @@ TEST(QuantizerTest, E8PRowScalesFitRowsOfDifferentSize) {
     // A record without the per-row tensor is refused, not misread.
     EXPECT_FALSE(Dequantize(per_row, rows, cols, qg->Export()).ok());
   }
-  QuantizerSpec uniform = SpecFor("uniform", 4, 128);
+  QuantizerSpec uniform = SpecFor(Quantizer::kUniform, 4, 128);
   uniform.row_scales = true;
   EXPECT_FALSE(ValidateSpec(uniform).ok());
 }
 
 TEST(QuantizerTest, BadSpecsAreRejected) {
-  EXPECT_NE(MakeMatrixQuantizer(SpecFor("e8p", 5, 0), 8, 8).status().message().find("2, 3 or 4"),
+  EXPECT_NE(MakeMatrixQuantizer(SpecFor(Quantizer::kE8p, 5, 0), 8, 8)
+                .status()
+                .message()
+                .find("2, 3 or 4"),
             std::string::npos);
-  EXPECT_NE(MakeMatrixQuantizer(SpecFor("uniform", 9, 8), 8, 8).status().message().find("2 to 8"),
+  EXPECT_NE(MakeMatrixQuantizer(SpecFor(Quantizer::kUniform, 9, 8), 8, 8)
+                .status()
+                .message()
+                .find("2 to 8"),
             std::string::npos);
-  EXPECT_NE(
-      MakeMatrixQuantizer(SpecFor("e8p", 2, 0), 8, 12).status().message().find("multiple of 8"),
-      std::string::npos);
+  EXPECT_NE(MakeMatrixQuantizer(SpecFor(Quantizer::kE8p, 2, 0), 8, 12)
+                .status()
+                .message()
+                .find("multiple of 8"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -65,9 +65,10 @@ TEST(TtSvdTest, BadInputs) {
 
 TEST(AdapterTest, ParameterCountsMatchTheFormulaAndPublishedShapes) {
   // 4096x4096, 12 cores [16,4,4,4,2,2 | 2,2,4,4,4,16], r = 5: 960 parameters.
-  absl::StatusOr<InitResult> r = InitializeAdapter(
-      Eigen::MatrixXf::Zero(64, 48), Eigen::MatrixXf::Zero(64, 48),
-      Eigen::MatrixXf::Identity(48, 48), AdapterShape{{4, 4, 3}, {4, 4, 4}}, 3, 1.0, "zero", 1);
+  absl::StatusOr<InitResult> r =
+      InitializeAdapter(Eigen::MatrixXf::Zero(64, 48), Eigen::MatrixXf::Zero(64, 48),
+                        Eigen::MatrixXf::Identity(48, 48), AdapterShape{{4, 4, 3}, {4, 4, 4}}, 3,
+                        1.0, InitMode::kZero, 1);
   ASSERT_TRUE(r.ok()) << r.status();
   int64_t expect = 0;
   for (size_t k = 0; k < r->adapter.tt.shape.size(); ++k) {
@@ -89,8 +90,8 @@ TEST(AdapterTest, ZeroInitLeavesOutputsUnchangedBitForBit) {
   Eigen::MatrixXf w(32, 24), x(7, 24);
   for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = normal(rng);
   for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
-  absl::StatusOr<InitResult> r = InitializeAdapter(w, w, Eigen::MatrixXf::Identity(24, 24),
-                                                   *DefaultShape(32, 24), 4, 16.0, "zero", 9);
+  absl::StatusOr<InitResult> r = InitializeAdapter(
+      w, w, Eigen::MatrixXf::Identity(24, 24), *DefaultShape(32, 24), 4, 16.0, InitMode::kZero, 9);
   ASSERT_TRUE(r.ok()) << r.status();
   const Eigen::MatrixXf base = x * w.transpose();
   const Eigen::MatrixXf y = base + r->adapter.Apply(x);
@@ -106,8 +107,9 @@ TEST(AdapterTest, ContractionEqualsMaterializedAdapter) {
   Eigen::MatrixXf w(48, 36), w_hat = Eigen::MatrixXf::Zero(48, 36), x(5, 36);
   for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = normal(rng);
   for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
-  absl::StatusOr<InitResult> r = InitializeAdapter(w, w_hat, Eigen::MatrixXf::Identity(36, 36),
-                                                   *DefaultShape(48, 36), 6, 2.0, "residual", 1);
+  absl::StatusOr<InitResult> r =
+      InitializeAdapter(w, w_hat, Eigen::MatrixXf::Identity(36, 36), *DefaultShape(48, 36), 6, 2.0,
+                        InitMode::kResidual, 1);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_FALSE(r->fell_back_to_zero);
   const Eigen::MatrixXf dense = r->adapter.Materialize().cast<float>();
@@ -126,8 +128,8 @@ TEST(AdapterTest, ResidualNeverIncreasesTheWeightedError) {
       mix.data()[i] = normal(rng);
     }
     const Eigen::MatrixXf h = mix.transpose() * mix;  // correlated H
-    absl::StatusOr<InitResult> r =
-        InitializeAdapter(w, w + noise, h, *DefaultShape(32, 32), 4, 1.0, "residual", trial);
+    absl::StatusOr<InitResult> r = InitializeAdapter(w, w + noise, h, *DefaultShape(32, 32), 4, 1.0,
+                                                     InitMode::kResidual, trial);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_LE(r->weighted_error_after, r->weighted_error_before);
     if (!r->fell_back_to_zero) {
@@ -148,13 +150,13 @@ TEST(AdapterTest, ShapesAndRanksAreChecked) {
   EXPECT_NE(ParseShape("16,4", 64, 64).status().message().find("must be m1,m2"), std::string::npos);
   Eigen::MatrixXf w = Eigen::MatrixXf::Zero(8, 8);
   EXPECT_FALSE(InitializeAdapter(w, w, Eigen::MatrixXf::Identity(8, 8), *DefaultShape(8, 8), 0, 1.0,
-                                 "zero", 1)
+                                 InitMode::kZero, 1)
                    .ok());
-  EXPECT_FALSE(InitializeAdapter(w, w, Eigen::MatrixXf::Identity(8, 8), *DefaultShape(8, 8), 2, 1.0,
-                                 "pissa", 1)
-                   .ok());
+  EXPECT_EQ(ParseInitMode("pissa").status().message(),
+            "--ttlora-init pissa is unknown; use zero or residual");
+  EXPECT_EQ(*ParseInitMode("residual"), InitMode::kResidual);
   EXPECT_FALSE(InitializeAdapter(w, w, Eigen::MatrixXf::Identity(8, 8),
-                                 AdapterShape{{4, 4}, {2, 4}}, 2, 1.0, "zero", 1)
+                                 AdapterShape{{4, 4}, {2, 4}}, 2, 1.0, InitMode::kZero, 1)
                    .ok());
 }
 
@@ -183,7 +185,8 @@ TEST(AdapterTest, ResidualInitLowersTheRecomputedWeightedError) {
   const Eigen::MatrixXf w = u * v + noise;
   const AdapterShape shape{{4, 4, 3}, {4, 4, 4}};
   const double alpha = 2.0;
-  absl::StatusOr<InitResult> r = InitializeAdapter(w, w_hat, h, shape, 4, alpha, "residual", 1);
+  absl::StatusOr<InitResult> r =
+      InitializeAdapter(w, w_hat, h, shape, 4, alpha, InitMode::kResidual, 1);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_FALSE(r->fell_back_to_zero);
   const Eigen::MatrixXd e = w.cast<double>(), hd = h.cast<double>();
