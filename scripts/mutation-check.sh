@@ -58,13 +58,15 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
   done
 [ -e "$repo/.venv" ] && ln -sfn "$(readlink -f "$repo/.venv")" "$src/.venv"
 
+# shellcheck source=scripts/ccache-env.sh
+. "$repo/scripts/ccache-env.sh"  # the scratch copy lies under the repo: its compiles hit build/'s
 nvcc="${CUDACXX:-/usr/local/cuda/bin/nvcc}"
 [ -x "$nvcc" ] || nvcc="$(command -v nvcc || true)"
 if [ ! -f "$build/build.ninja" ]; then
   cuda_args=(-DCALDERA_CUDA=OFF)
   [ -n "$nvcc" ] && cuda_args=(-DCALDERA_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc")
   cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_args[@]}" \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache \
+    "${CALDERA_CCACHE_ARGS[@]}" \
     ${CMAKE_ARGS:-} >"$log/cmake.log" 2>&1 || { echo "cmake failed: $log/cmake.log"; exit 2; }
 fi
 jobs="${MUTATION_JOBS:-2}"
