@@ -146,7 +146,7 @@ def main():
     if errors:
         print(f"core layering: {len(errors)} problem(s)", file=sys.stderr)
         return 1
-    errors = check_tree(root)
+    errors = check_tree(root) + check_target_guards(root)
     for e in errors:
         print(e, file=sys.stderr)
     if errors:
@@ -157,6 +157,43 @@ def main():
     print("tree layering ok: " +
           "; ".join(f"{a} -> {' '.join(sorted(d)) or '-'}" for a, d in TREE_LAYERS.items()))
     return 0
+
+
+TARGET_GUARD = re.compile(r"\bif\s*\(([^)]*)\)")
+TARGET_NAME = re.compile(r"\bTARGET\s+([A-Za-z0-9_:.+-]+)")
+TARGET_DEFINED = re.compile(
+    r"\b(?:add_library|add_executable|add_custom_target|caldera_add_test|caldera_add_bench|"
+    r"caldera_core_area)\s*\(\s*([A-Za-z0-9_:.+-]+)")
+
+
+def check_target_guards(root):
+    """Errors for `if(TARGET x)` guards naming a target no CMakeLists.txt defines:
+    such a guard is always false, so whatever it guards (tests!) silently drops out
+    of the build when a target is renamed or removed."""
+    defined, guards = set(), []
+    for cmake in sorted(root.rglob("CMakeLists.txt")) + sorted((root / "cmake").rglob("*.cmake")):
+        rel = cmake.relative_to(root)
+        if rel.parts[0].startswith(("build", ".")):
+            continue
+        text = strip_cmake_comments(cmake.read_text())
+        for m in TARGET_DEFINED.finditer(text):
+            name = m.group(1)
+            defined.add(name)
+            if m.group(0).lstrip().startswith("caldera_core_area"):
+                defined.add(f"caldera_{name}")
+                defined.add(f"caldera::{name}")
+        for m in re.finditer(r"add_library\s*\(\s*([A-Za-z0-9_:]+)\s+ALIAS", text):
+            defined.add(m.group(1))
+        for m in TARGET_GUARD.finditer(text):
+            for t in TARGET_NAME.finditer(m.group(1)):
+                line = text.count("\n", 0, m.start()) + 1
+                guards.append((f"{rel}:{line}", t.group(1)))
+    external = ("gRPC::", "protobuf::", "CUDA::", "GTest::", "absl::", "ICU::", "SQLite::",
+                "prometheus-cpp::", "nlohmann_json::", "CLI11::", "OpenSSL::", "CURL::",
+                "Threads::", "Eigen3::", "BLAS::", "LAPACK::", "Python3::")
+    return [f"{where}: if(TARGET {name}) names a target that no CMakeLists.txt defines (it is "
+            f"always false: what it guards is silently not built)"
+            for where, name in guards if name not in defined and not name.startswith(external)]
 
 
 def folder_of_include(inc):
