@@ -22,6 +22,7 @@ void ExpectSame(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.seed, b.seed);
   EXPECT_EQ(a.ttlora_rank, b.ttlora_rank);
   EXPECT_EQ(a.ttlora_init, b.ttlora_init);
+  EXPECT_EQ(a.ttlora_alpha, b.ttlora_alpha);
   EXPECT_EQ(a.modules, b.modules);
   EXPECT_EQ(a.calibration_mode, b.calibration_mode);
   EXPECT_EQ(a.calibration_shards, b.calibration_shards);
@@ -74,6 +75,7 @@ TEST(JobSpecProtoTest, RoundTrip) {
   s.seed = 0;
   s.ttlora_rank = 5;
   s.ttlora_init = ttlora::InitMode::kResidual;
+  s.ttlora_alpha = 8;
   s.modules = {"q_proj", "down_proj"};
   s.calibration_mode = CalibrationMode::kOriginal;
   s.calibration_shards = 3;

@@ -1,5 +1,7 @@
 #include "job/job_spec.h"
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -183,6 +185,28 @@ TEST(JobSpecTest, SettingNamesParseBackAndUnknownNamesNameTheFlag) {
   for (const auto& [st, expected] : cases) {
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << expected;
     EXPECT_EQ(st.message(), expected);
+  }
+}
+
+// The TT-LoRA scale: 16 by default, any finite value in (0, kMaxTtloraAlpha].
+TEST(JobSpecTest, TtloraAlphaIsBoundedAndFinite) {
+  EXPECT_EQ(JobSpec().ttlora_alpha, 16.0);
+  JobSpec s;
+  s.model = "m";
+  s.calibration = "c";
+  s.out = "o";
+  for (double ok : {1e-3, 16.0, kMaxTtloraAlpha}) {
+    s.ttlora_alpha = ok;
+    EXPECT_TRUE(ValidateJobSpec(s).ok()) << ok;
+    EXPECT_TRUE(ValidateDecompositionSettings(s).ok()) << ok;
+  }
+  for (double bad :
+       {0.0, -1.0, kMaxTtloraAlpha * 2, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    s.ttlora_alpha = bad;
+    const absl::Status st = ValidateJobSpec(s);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("--ttlora-alpha"), std::string::npos) << st;
+    EXPECT_FALSE(ValidateDecompositionSettings(s).ok()) << bad;
   }
 }
 
