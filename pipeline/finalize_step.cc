@@ -24,37 +24,17 @@ namespace caldera::pipeline {
 
 using format::ModuleReport;
 
-absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest& request,
-                      const StepEnvironment& env) {
-  const job::JobSpec& spec = request.spec;
-  const storage::StorageOptions& options = env.storage;
-  const double seconds = request.seconds;
-  std::vector<ModuleReport> modules = request.modules;
-  // --target-bits: each block's allocated candidates (as the sequential
-  // calibration of the next block chose them).
-  if (spec.target_bits > 0) {
-    if (absl::Status s = ResolveBudgetChoices(&modules, options); !s.ok()) return s;
-  }
-  std::sort(modules.begin(), modules.end(), [](const ModuleReport& a, const ModuleReport& b) {
-    return std::make_pair(a.layer, ModuleOrder(a.module)) <
-           std::make_pair(b.layer, ModuleOrder(b.module));
-  });
-  // Layers with compressed modules, in order; plus shard 1 for the rest.
-  std::map<int64_t, std::vector<const ModuleReport*>> by_layer;
-  std::set<std::string> compressed;
-  for (const ModuleReport& m : modules) {
-    by_layer[m.layer].push_back(&m);
-    compressed.insert(m.name + ".weight");
-  }
-  format::ShardedCheckpointWriter shards(
-      1 + static_cast<int>(by_layer.size()),
-      [&](const std::string& name, const std::string& bytes) -> absl::Status {
-        const std::string uri = storage::JoinKey(spec.out, name);
-        if (auto put = storage::WriteObject(uri, bytes, options); !put.ok()) {
-          return Annotate(put.status(), absl::StrCat("writing ", uri));
-        }
-        return absl::OkStatus();
-      });
+namespace {
+
+// Compressed modules by layer, in layer order (each layer's in model order).
+using ModulesByLayer = std::map<int64_t, std::vector<const ModuleReport*>>;
+
+// Shard 1 (every tensor of the input that is not a compressed weight,
+// unchanged), then one shard per layer of the artifacts' tensors.
+absl::Status WriteShards(const model::Checkpoint& checkpoint, const ModulesByLayer& by_layer,
+                         const std::set<std::string>& compressed,
+                         const storage::StorageOptions& options,
+                         format::ShardedCheckpointWriter& shards) {
   // Shard 1: every tensor that is not a compressed weight, unchanged.
   for (const SafetensorsReader* reader : checkpoint.readers()) {
     for (const TensorInfo& info : reader->tensors()) {
@@ -89,26 +69,12 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
     }
     if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
 
-  // The head sharing map, when the records leave heads out: before the read
-  // back below, which needs it (docs/format/head-sharing.md).
-  if (checkpoint.head_sharing() != nullptr && !checkpoint.head_sharing()->empty()) {
-    const std::string uri = storage::JoinKey(spec.out, model::kHeadSharingFile);
-    if (auto put = storage::WriteObject(
-            uri, model::SerializeHeadSharing(*checkpoint.head_sharing()), options);
-        !put.ok()) {
-      return Annotate(put.status(), absl::StrCat("writing ", uri));
-    }
-  }
-
-  // The input's tokenizer, generation and chat-template files, unchanged, so
-  // the output loads where the input did.
-  if (absl::StatusOr<std::vector<std::string>> copied =
-          model_io::CopyCompanionFiles(spec.model, spec.out, options);
-      !copied.ok()) {
-    return Annotate(copied.status(), "copying the model's tokenizer and generation files");
-  }
-
+// config.json: the input's, plus quantization_config naming every module.
+absl::Status WriteConfig(const job::JobSpec& spec, const std::vector<ModuleReport>& modules,
+                         const storage::StorageOptions& options) {
   // config.json: the input's, plus quantization_config.
   absl::StatusOr<std::string> config_text =
       storage::ReadObject(storage::JoinKey(spec.model, "config.json"), options);
@@ -141,9 +107,14 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
       !put.ok()) {
     return put.status();
   }
+  return absl::OkStatus();
+}
 
-  if (absl::Status s = shards.WriteIndex(); !s.ok()) return s;
-
+// Rebuilds the compressed modules of the first and last compressed layers
+// through the path eval and export use: FAILED_PRECONDITION when they do not
+// decode (a checkpoint whose records cannot be read must not end SUCCEEDED).
+absl::Status ReadBack(const job::JobSpec& spec, const ModulesByLayer& by_layer,
+                      const storage::StorageOptions& options) {
   // Read back what was written before report.json says it is done: the
   // compressed modules of the first and last compressed layers are rebuilt
   // through the same path eval and export use (a checkpoint whose records
@@ -153,7 +124,7 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
         model_io::OpenCheckpointAt(spec.out, options);
     absl::Status read_back = back.status();
     for (int64_t layer : {by_layer.begin()->first, by_layer.rbegin()->first}) {
-      for (const ModuleReport* m : by_layer[layer]) {
+      for (const ModuleReport* m : by_layer.at(layer)) {
         if (!read_back.ok()) break;
         read_back = (*back)->ReadLinearWeight(m->name, m->module).status();
       }
@@ -164,7 +135,13 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
                        " does not read back (a bug: please report it): ", read_back.message()));
     }
   }
+  return absl::OkStatus();
+}
 
+// report.json, written last: it says the checkpoint is done.
+absl::Status WriteReport(const model::Checkpoint& checkpoint, const job::JobSpec& spec,
+                         const std::vector<ModuleReport>& modules, double seconds,
+                         const storage::StorageOptions& options) {
   // report.json last.
   format::CheckpointReport report;
   report.request_id = spec.request_id;
@@ -185,6 +162,66 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
     return put.status();
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest& request,
+                      const StepEnvironment& env) {
+  const job::JobSpec& spec = request.spec;
+  const storage::StorageOptions& options = env.storage;
+  std::vector<ModuleReport> modules = request.modules;
+  // --target-bits: each block's allocated candidates (as the sequential
+  // calibration of the next block chose them).
+  if (spec.target_bits > 0) {
+    if (absl::Status s = ResolveBudgetChoices(&modules, options); !s.ok()) return s;
+  }
+  std::sort(modules.begin(), modules.end(), [](const ModuleReport& a, const ModuleReport& b) {
+    return std::make_pair(a.layer, ModuleOrder(a.module)) <
+           std::make_pair(b.layer, ModuleOrder(b.module));
+  });
+  // Layers with compressed modules, in order; plus shard 1 for the rest.
+  ModulesByLayer by_layer;
+  std::set<std::string> compressed;
+  for (const ModuleReport& m : modules) {
+    by_layer[m.layer].push_back(&m);
+    compressed.insert(m.name + ".weight");
+  }
+  format::ShardedCheckpointWriter shards(
+      1 + static_cast<int>(by_layer.size()),
+      [&](const std::string& name, const std::string& bytes) -> absl::Status {
+        const std::string uri = storage::JoinKey(spec.out, name);
+        if (auto put = storage::WriteObject(uri, bytes, options); !put.ok()) {
+          return Annotate(put.status(), absl::StrCat("writing ", uri));
+        }
+        return absl::OkStatus();
+      });
+  if (absl::Status st = WriteShards(checkpoint, by_layer, compressed, options, shards); !st.ok()) {
+    return st;
+  }
+  // The head sharing map, when the records leave heads out: before the read
+  // back below, which needs it (docs/format/head-sharing.md).
+  if (checkpoint.head_sharing() != nullptr && !checkpoint.head_sharing()->empty()) {
+    const std::string uri = storage::JoinKey(spec.out, model::kHeadSharingFile);
+    if (auto put = storage::WriteObject(
+            uri, model::SerializeHeadSharing(*checkpoint.head_sharing()), options);
+        !put.ok()) {
+      return Annotate(put.status(), absl::StrCat("writing ", uri));
+    }
+  }
+
+  // The input's tokenizer, generation and chat-template files, unchanged, so
+  // the output loads where the input did.
+  if (absl::StatusOr<std::vector<std::string>> copied =
+          model_io::CopyCompanionFiles(spec.model, spec.out, options);
+      !copied.ok()) {
+    return Annotate(copied.status(), "copying the model's tokenizer and generation files");
+  }
+
+  if (absl::Status st = WriteConfig(spec, modules, options); !st.ok()) return st;
+  if (absl::Status st = shards.WriteIndex(); !st.ok()) return st;
+  if (absl::Status st = ReadBack(spec, by_layer, options); !st.ok()) return st;
+  return WriteReport(checkpoint, spec, modules, request.seconds, options);
 }
 
 }  // namespace caldera::pipeline
