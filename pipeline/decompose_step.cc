@@ -84,12 +84,8 @@ absl::StatusOr<DecomposeResult> Decompose(const model::Checkpoint& checkpoint,
                                                    hessian.cols(), " but the weight has ", n,
                                                    " columns"));
   }
-  if (spec.target_bits == 0 && spec.method == decompose::Method::kCaldera &&
-      spec.rank > std::min(m, n)) {
-    return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " is larger than ", prefix,
-                                                   " (", m, "x", n,
-                                                   "); use --rank <= ", std::min(m, n)));
-  }
+  // The rank is checked against the matrix once, when the job is validated
+  // (job/job_validation.h); the decomposition refuses one out of range too.
   // With --share-heads, the aliased heads' rows (q/k/v) or columns (o) are
   // not stored here: they are the source layer's (docs/format/head-sharing.md).
   // The record holds the rest; o_proj's Hessian loses the same rows and columns.

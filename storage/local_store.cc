@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "storage/allowed_roots.h"
 #include "storage/sha256.h"
 
 namespace caldera::storage {
@@ -62,26 +63,20 @@ LocalStore::LocalStore(std::string root) : root_(fs::path(root).lexically_normal
 }
 
 absl::StatusOr<std::string> LocalStore::PathOf(const std::string& key) const {
-  const fs::path joined = (fs::path(root_) / fs::path(key).relative_path()).lexically_normal();
-  const std::string p = joined.string();
-  const std::string root_slash = root_ == "/" ? root_ : root_ + "/";
-  if (p != root_ && !absl::StartsWith(p, root_slash)) {
+  const std::string p =
+      (fs::path(root_) / fs::path(key).relative_path()).lexically_normal().string();
+  if (!PathIsWithin(p, root_)) {
     return absl::PermissionDeniedError(
         absl::StrCat("key '", key, "' resolves to ", p, ", outside the allowed root ", root_));
   }
-  // Resolve symbolic links of the existing part of the path, so a link cannot
-  // lead outside the root either.
-  std::error_code ec;
-  fs::path existing = joined;
-  while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
-  if (!existing.empty()) {
-    const std::string real = fs::weakly_canonical(existing, ec).string();
-    const std::string real_root = fs::weakly_canonical(root_, ec).string();
-    const std::string real_root_slash = real_root == "/" ? real_root : real_root + "/";
-    if (!ec && real != real_root && !absl::StartsWith(real, real_root_slash)) {
-      return absl::PermissionDeniedError(absl::StrCat("key '", key, "' leads through a link to ",
-                                                      real, ", outside the allowed root ", root_));
-    }
+  // The same resolution as the service's allow-list (storage/allowed_roots.h):
+  // symbolic links on the existing part of the path are followed, so a link
+  // cannot lead outside the root either.
+  absl::StatusOr<std::string> real = ResolveLocalPath(p);
+  absl::StatusOr<std::string> real_root = ResolveLocalPath(root_);
+  if (real.ok() && real_root.ok() && !PathIsWithin(*real, *real_root)) {
+    return absl::PermissionDeniedError(absl::StrCat("key '", key, "' leads through a link to ",
+                                                    *real, ", outside the allowed root ", root_));
   }
   return p;
 }

@@ -49,6 +49,10 @@ class Subprocess {
 // Runs a command to completion and returns its exit code (and stdout in *out).
 int RunCommand(const std::string& command, std::string* out = nullptr);
 
+// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
+// released), for a server process a test starts.
+int FreePort();
+
 }  // namespace caldera::testing
 
 #endif  // CALDERA_TESTS_SUPPORT_SUBPROCESS_H_
