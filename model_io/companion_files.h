@@ -24,7 +24,11 @@ namespace caldera::model_io {
 bool IsCompanionFile(absl::string_view name);
 
 // Copies every companion file directly under the directory `from_uri` to
-// `to_uri` (same names). Returns the names copied, sorted. Objects larger
+// `to_uri` (same names). A model whose only tokenizer is llama2.c's
+// tokenizer_vocab.json also gets its equivalent tokenizer.json and (unless it
+// has one) tokenizer_config.json (core/tokenizer/hf_tokenizer_files.h), so
+// AutoTokenizer and lm-eval run on the output. Returns the names written,
+// sorted. Objects larger
 // than 64 MiB are refused (INVALID_ARGUMENT naming the file): no tokenizer
 // is that big, and the copy goes through memory.
 absl::StatusOr<std::vector<std::string>> CopyCompanionFiles(const std::string& from_uri,

@@ -36,7 +36,7 @@ int32_t ConfigId(const nlohmann::json& config, const char* key) {
 
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
     const std::string& dir, const storage::StorageOptions& options, std::string* file) {
-  bool has_json = false, has_model = false, has_config = false, has_vocab = false;
+  bool has_json = false, has_model = false, has_config = false;
   const std::string json_uri = storage::JoinKey(dir, "tokenizer.json");
   const std::string model_uri = storage::JoinKey(dir, "tokenizer.model");
   absl::StatusOr<std::string> config =
@@ -64,15 +64,26 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
     return std::unique_ptr<tokenizer::Tokenizer>(*std::move(sp));
   }
   if (!json_error.ok()) return json_error;
-  const std::string vocab_uri = storage::JoinKey(dir, "tokenizer_vocab.json");
-  absl::StatusOr<std::string> vocab = ReadIfPresent(vocab_uri, options, &has_vocab);
-  if (!vocab.ok()) return vocab.status();
-  if (!has_vocab) {
+  absl::StatusOr<std::optional<tokenizer::VocabTokenizer>> v = OpenVocabTokenizer(dir, options);
+  if (!v.ok()) return v.status();
+  if (!v->has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir,
                      " has no tokenizer_vocab.json, tokenizer.json or tokenizer.model (copy the "
                      "tokenizer files of the model into the directory)"));
   }
+  if (file != nullptr) *file = storage::JoinKey(dir, "tokenizer_vocab.json");
+  return std::unique_ptr<tokenizer::Tokenizer>(
+      std::make_unique<tokenizer::VocabTokenizer>(**std::move(v)));
+}
+
+absl::StatusOr<std::optional<tokenizer::VocabTokenizer>> OpenVocabTokenizer(
+    const std::string& dir, const storage::StorageOptions& options) {
+  const std::string vocab_uri = storage::JoinKey(dir, "tokenizer_vocab.json");
+  bool found = false;
+  absl::StatusOr<std::string> vocab = ReadIfPresent(vocab_uri, options, &found);
+  if (!vocab.ok()) return vocab.status();
+  if (!found) return std::nullopt;
   bool has_model_config = false;
   absl::StatusOr<std::string> model_config =
       ReadIfPresent(storage::JoinKey(dir, "config.json"), options, &has_model_config);
@@ -81,9 +92,7 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
   absl::StatusOr<tokenizer::VocabTokenizer> v = tokenizer::VocabTokenizer::FromJson(
       *vocab, vocab_uri, ConfigId(c, "bos_token_id"), ConfigId(c, "eos_token_id"));
   if (!v.ok()) return v.status();
-  if (file != nullptr) *file = vocab_uri;
-  return std::unique_ptr<tokenizer::Tokenizer>(
-      std::make_unique<tokenizer::VocabTokenizer>(*std::move(v)));
+  return std::optional<tokenizer::VocabTokenizer>(*std::move(v));
 }
 
 absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer& tokenizer,

@@ -32,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "core/format/tokens.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/tokenizer/vocab_tokenizer.h"
 #include "storage/storage_options.h"
 
 namespace caldera::model_io {
@@ -41,6 +42,12 @@ namespace caldera::model_io {
 // of the three files or the file is malformed.
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
     const std::string& dir, const storage::StorageOptions& options, std::string* file = nullptr);
+
+// The llama2.c tokenizer of `dir` (tokenizer_vocab.json, BOS/EOS ids from its
+// config.json); nullopt when the directory has no tokenizer_vocab.json.
+// INVALID_ARGUMENT for a malformed one.
+absl::StatusOr<std::optional<tokenizer::VocabTokenizer>> OpenVocabTokenizer(
+    const std::string& dir, const storage::StorageOptions& options);
 
 // The ids of the text file at `uri` (see above). INVALID_ARGUMENT for an
 // empty file, a .jsonl line that is not an object with a string `field`, or

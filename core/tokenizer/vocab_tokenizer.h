@@ -51,7 +51,11 @@ class VocabTokenizer : public Tokenizer {
   int64_t vocab_size() const override { return size(); }
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }
+  int32_t unk_id() const { return unk_id_; }
   const std::string& piece(int32_t id) const { return pieces_[id]; }
+  float score(int32_t id) const { return scores_[id]; }
+  // The byte value of a byte piece "<0xNN>", else -1.
+  int byte_value(int32_t id) const { return byte_of_[id]; }
 
   // Token ids of `text` (BOS first when `add_bos` and the vocabulary has one).
   std::vector<int32_t> Encode(absl::string_view text, bool add_bos) const override;

@@ -35,6 +35,7 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import trainers
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
@@ -233,6 +234,45 @@ def check_sentencepiece(ctl, tmp, lines, remove_extra):
     compare(name, expected, read_input_ids(out).reshape(-1), lines)
 
 
+def check_llama2c(ctl, tmp, lines):
+    """A model with only llama2.c's tokenizer_vocab.json (the bundled one): the
+    tokenizer.json and tokenizer_config.json that export writes for it must encode
+    as our llama2.c tokenizer does, in `tokenizers` and in calderactl, and decode
+    back. Documents that spell a special token's text are left out: `tokenizers`
+    cuts it out as the token, llama2.c spells it (hf_tokenizer_files.h)."""
+    bundled = os.path.join(HERE, "..", "..", "models", "stories260K")
+    model = os.path.join(tmp, "llama2c")
+    os.makedirs(model)
+    for name in ("config.json", "tokenizer_vocab.json"):
+        with open(os.path.join(bundled, name), "rb") as f, open(os.path.join(model, name), "wb") as g:
+            g.write(f.read())
+    exported = os.path.join(tmp, "llama2c_hf")
+    run(ctl, "export", "--format", "hf", "--model", bundled, "--out", exported)
+    with open(os.path.join(exported, "tokenizer_config.json")) as f:
+        config = json.load(f)
+    if not config["add_bos_token"] or config["model_max_length"] != 512:
+        raise AssertionError(f"llama2c: tokenizer_config.json {config}")
+    tok = Tokenizer.from_file(os.path.join(exported, "tokenizer.json"))
+    specials = [tok.id_to_token(i) for i in (0, 1, 2)]
+    docs = [line for line in lines if not any(s in line for s in specials)]
+    data = os.path.join(tmp, "llama2c.jsonl")
+    with open(data, "w", encoding="utf-8") as f:
+        for line in docs:
+            f.write(json.dumps({"text": line}, ensure_ascii=False) + "\n")
+    expected = []
+    for line in docs:
+        expected.extend(tok.encode(line).ids)
+    for name, where in (("llama2c vocab", model), ("llama2c tokenizer.json", exported)):
+        out = os.path.join(tmp, "llama2c.safetensors")
+        run(ctl, "tokenize", "--model", where, "--input", data, "--seq-len", "2", "--out", out)
+        ids = read_input_ids(out).reshape(-1)
+        compare(name, expected, ids, docs)
+    want = "".join(docs[:200])
+    got = tok.decode(tok.encode(want).ids)
+    if got != want:
+        raise AssertionError(f"llama2c: decode(encode(t)) != t: {got[:80]!r} vs {want[:80]!r}")
+
+
 def check_errors(ctl, tmp):
     """Bad tokenizer files: exit 2 (invalid input) with a message naming the file."""
     text = os.path.join(tmp, "err.txt")
@@ -275,6 +315,7 @@ def main():
             check(ctl, tmp, name, tok, config, lines)
         check_sentencepiece(ctl, tmp, lines, remove_extra=False)
         check_sentencepiece(ctl, tmp, lines, remove_extra=True)
+        check_llama2c(ctl, tmp, lines)
         check_errors(ctl, tmp)
     print("tokenizer round trip: OK")
 
