@@ -1,11 +1,13 @@
 // calderactl watch JOB: prints the job's events until it ends; exits by its
 // outcome (0 succeeded, 3 failed, 4 cancelled).
+#include <chrono>
 #include <cstdio>
 
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/model_inputs.h"
+#include "client/calderactl/progress.h"
 
 namespace caldera::cli {
 namespace {
@@ -21,6 +23,8 @@ int RunWatch(const WatchFlags& f) {
   if (!channel.ok()) return ReportError("watch", channel.status());
   auto stub = v1::JobService::NewStub(*channel);
   const std::string name = f.job.rfind("jobs/", 0) == 0 ? f.job : "jobs/" + f.job;
+  const auto start = std::chrono::steady_clock::now();
+  ProgressClock clock;
   absl::StatusOr<v1::Job> job = WaitForJob(stub.get(), name, [&](const v1::JobEvent& e) {
     if (f.output == "json") {
       nlohmann::json j;
@@ -30,9 +34,12 @@ int RunWatch(const WatchFlags& f) {
       std::printf("%s\n", j.dump().c_str());
     } else {
       const auto [done, total] = TaskTotals(e.job());
-      std::printf("%s %s %lld/%lld %s\n", e.job().name().c_str(),
+      clock.Observe(
+          done, total,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      std::printf("%s %s %lld/%lld [%s] %s\n", e.job().name().c_str(),
                   v1::JobState_Name(e.job().state()).c_str(), static_cast<long long>(done),
-                  static_cast<long long>(total), e.message().c_str());
+                  static_cast<long long>(total), clock.Summary().c_str(), e.message().c_str());
     }
     std::fflush(stdout);
   });
