@@ -106,6 +106,10 @@ absl::Status CheckTensorShapes(const model::Checkpoint& ckpt, const JobSpec& spe
         if (absl::Status s = check(p + name, {size}, true); !s.ok()) return s;
       }
     }
+    for (const char* norm : {"self_attn.q_norm.weight", "self_attn.k_norm.weight"}) {
+      if (!c.qk_norm) break;
+      if (absl::Status s = check(p + norm, {c.head_dim}, true); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }

@@ -58,7 +58,9 @@ void AddMakeTestModelCommand(CLI::App& app, int* exit_code) {
       "make-test-model", "Write a random Llama-architecture checkpoint (and optionally tokens)");
   cmd->add_option("--out", f->out, "Output directory")->required();
   cmd->add_option("--arch", f->model.architecture,
-                  "LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM");
+                  "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM");
+  cmd->add_option("--head-dim", f->model.head_dim,
+                  "head_dim written to config.json (default: hidden / heads, not written)");
   cmd->add_option("--hidden", f->model.hidden_size, "hidden_size");
   cmd->add_option("--intermediate", f->model.intermediate_size, "intermediate_size");
   cmd->add_option("--layers", f->model.num_layers, "num_hidden_layers");

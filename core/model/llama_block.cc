@@ -62,6 +62,14 @@ absl::StatusOr<BlockWeights> LoadBlock(const Checkpoint& ckpt, int64_t layer) {
       *out = *std::move(b);
     }
   }
+  if (c.qk_norm) {
+    for (auto [name, out] : {std::pair{"self_attn.q_norm.weight", &w.q_norm},
+                             std::pair{"self_attn.k_norm.weight", &w.k_norm}}) {
+      absl::StatusOr<VectorF> n = ReadVector(ckpt, p + name, c.head_dim);
+      if (!n.ok()) return n.status();
+      *out = *std::move(n);
+    }
+  }
   return w;
 }
 
@@ -192,6 +200,16 @@ void RmsNorm(const RowMatrixF& x, const VectorF& weight, double eps, RowMatrixF*
 namespace {
 
 // Rotates the head-dim pairs (i, i + d/2) of every head in `x` ([tokens, heads*d]).
+// RMSNorm of every head_dim-wide head of every row of x ([tokens, heads*d],
+// row-major, so the heads are the rows of a [tokens*heads, d] view), in place.
+void HeadRmsNorm(const VectorF& weight, double eps, int64_t d, RowMatrixF* x) {
+  Eigen::Map<RowMatrixF> heads(x->data(), x->size() / d, d);
+  const RowMatrixF in = heads;
+  RowMatrixF out;
+  RmsNorm(in, weight, eps, &out);
+  heads = out;
+}
+
 void ApplyRope(const RopeTable& rope, int64_t seq_len, int64_t heads, int64_t d, RowMatrixF* x) {
   const int64_t half = d / 2;
   for (int64_t r = 0; r < x->rows(); ++r) {
@@ -233,6 +251,10 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
     q.rowwise() += w.q_bias.transpose();
     k.rowwise() += w.k_bias.transpose();
     v.rowwise() += w.v_bias.transpose();
+  }
+  if (c.qk_norm) {
+    HeadRmsNorm(w.q_norm, c.rms_norm_eps, d, &q);
+    HeadRmsNorm(w.k_norm, c.rms_norm_eps, d, &k);
   }
   ApplyRope(rope, seq_len, c.num_heads, d, &q);
   ApplyRope(rope, seq_len, c.num_kv_heads, d, &k);

@@ -1,6 +1,7 @@
 // The Llama-family decoder block on CPU: RMSNorm, rotary embeddings (with the
 // Llama-3 and linear scalings), grouped-query causal attention, SwiGLU MLP;
-// optional q/k/v biases (Qwen2). Hidden states are row-major float32 matrices
+// optional q/k/v biases (Qwen2), optional RMSNorm of each q and k head before
+// the rotary embedding (Qwen3). Hidden states are row-major float32 matrices
 // with one row per token; a batch is several sequences of equal length stacked.
 //
 // Matrix work is done by GEMMs over all tokens of the batch (Eigen on OpenBLAS),
@@ -25,6 +26,7 @@ struct BlockWeights {
   VectorF input_norm, post_norm;
   RowMatrixF q, k, v, o, gate, up, down;  // [out, in]
   VectorF q_bias, k_bias, v_bias;         // empty unless config.attention_bias
+  VectorF q_norm, k_norm;                 // [head_dim]; empty unless config.qk_norm
 };
 
 // Reads block `layer` (linear weights through Checkpoint::ReadLinearWeight, so a

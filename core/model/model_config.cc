@@ -85,6 +85,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json, absl::strin
     c.attention_bias = it->get<bool>();
   }
   if (c.architecture == "Qwen2ForCausalLM") c.attention_bias = true;
+  c.qk_norm = c.architecture == "Qwen3ForCausalLM";
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     const Json& rs = *it;
     std::string type;

@@ -13,7 +13,7 @@ namespace caldera::model {
 
 // The architectures we can run, as named in config.json "architectures".
 inline constexpr const char* kSupportedArchitectures[] = {"LlamaForCausalLM", "MistralForCausalLM",
-                                                          "Qwen2ForCausalLM"};
+                                                          "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
 
 struct RopeScaling {
   std::string type;  // "" (none), "llama3", "linear"
@@ -38,6 +38,9 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (Qwen2: always)
+  // RMSNorm over each head of q and of k before the rotary embedding, with
+  // weights self_attn.q_norm / k_norm [head_dim] shared by the heads (Qwen3).
+  bool qk_norm = false;
 
   // Names of tensors in the Hugging Face layout.
   std::string LayerPrefix(int64_t layer) const;  // "model.layers.3."

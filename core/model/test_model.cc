@@ -37,10 +37,12 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
   std::filesystem::create_directories(directory, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", directory, ": ", ec.message()));
   const bool bias = o.attention_bias || o.architecture == "Qwen2ForCausalLM";
-  const int64_t head_dim = o.hidden_size / o.num_heads;
+  const int64_t head_dim = o.head_dim > 0 ? o.head_dim : o.hidden_size / o.num_heads;
+  const bool qk_norm = o.architecture == "Qwen3ForCausalLM";
   nlohmann::ordered_json config = {
       {"architectures", {o.architecture}},
       {"model_type", o.architecture == "Qwen2ForCausalLM"     ? "qwen2"
+                     : o.architecture == "Qwen3ForCausalLM"   ? "qwen3"
                      : o.architecture == "MistralForCausalLM" ? "mistral"
                                                               : "llama"},
       {"hidden_size", o.hidden_size},
@@ -58,6 +60,7 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
                       : o.dtype == DType::kF16 ? "float16"
                                                : "float32"}};
   if (bias && o.architecture != "Qwen2ForCausalLM") config["attention_bias"] = true;
+  if (o.head_dim > 0) config["head_dim"] = o.head_dim;
   if (o.llama3_rope_scaling) {
     config["rope_scaling"] = {{"rope_type", "llama3"},
                               {"factor", 8.0},
@@ -117,6 +120,10 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
       if (!s.ok()) break;
       s = add(shard, p + it.name, RandomTensor(it.shape, it.scale, o.dtype, &rng));
     }
+    if (s.ok() && qk_norm)
+      s = add(shard, p + "self_attn.q_norm.weight", NormWeight(head_dim, o.dtype, &rng));
+    if (s.ok() && qk_norm)
+      s = add(shard, p + "self_attn.k_norm.weight", NormWeight(head_dim, o.dtype, &rng));
   }
   if (s.ok()) s = add(shards - 1, "model.norm.weight", NormWeight(o.hidden_size, o.dtype, &rng));
   if (s.ok() && !o.tie_word_embeddings) {

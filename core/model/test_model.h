@@ -13,12 +13,14 @@
 namespace caldera::model {
 
 struct TestModelOptions {
-  std::string architecture = "LlamaForCausalLM";  // or MistralForCausalLM, Qwen2ForCausalLM
+  // or MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM (q/k head norms)
+  std::string architecture = "LlamaForCausalLM";
   int64_t hidden_size = 64;
   int64_t intermediate_size = 128;
   int64_t num_layers = 2;
   int64_t num_heads = 4;
   int64_t num_kv_heads = 2;
+  int64_t head_dim = 0;  // 0 = hidden_size / num_heads; otherwise written to config.json
   int64_t vocab_size = 128;
   int64_t max_position_embeddings = 256;
   double rope_theta = 10000.0;

@@ -2,7 +2,7 @@
 """What our users' tools make of our exports (issue 16, item 5): the bundled
 model compressed, exported with `--format hf` and loaded by transformers'
 AutoModelForCausalLM (no custom code), and with `--format peft` loaded as base +
-PEFT LoRA adapter; each one's perplexity on the eval tokens, computed by torch,
+PEFT LoRA adapter; a random Qwen3 test model (q/k head norms) through hf too; each one's perplexity on the eval tokens, computed by torch,
 must equal `calderactl eval` on the compressed checkpoint, and the merged PEFT
 weights must equal the hf export's.
 
@@ -45,6 +45,9 @@ def inner(hf_dir, peft_dir, tokens_path):
         return float(torch.exp(torch.tensor(total / count)))
 
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
+    if peft_dir == "-":  # an hf export only
+        print(json.dumps({"hf": perplexity(hf)}))
+        return
     base = AutoModelForCausalLM.from_pretrained(os.path.join(peft_dir, "base"),
                                                 torch_dtype=torch.float32)
     peft = PeftModel.from_pretrained(base, os.path.join(peft_dir, "adapter"))
@@ -97,10 +100,29 @@ def main():
              peft_dir])
         theirs = json.loads(run([hf_python, os.path.abspath(__file__), "--inner", hf_dir,
                                  peft_dir, tokens]).strip().splitlines()[-1])
+        # Qwen3 (q/k head norms, head_dim wider than hidden / heads): a random
+        # test model compressed, exported and read by transformers' Qwen3 code.
+        qwen3 = os.path.join(tmp, "qwen3")
+        qtokens = os.path.join(tmp, "qwen3-tokens.safetensors")
+        run([ctl, "make-test-model", "--out", qwen3, "--arch", "Qwen3ForCausalLM", "--head-dim",
+             "32", "--layers", "2", "--tokens-out", qtokens, "--samples", "16", "--seq-len", "64"])
+        qout, qhf = os.path.join(tmp, "qwen3-compressed"), os.path.join(tmp, "qwen3-hf")
+        run([ctl, "compress", "--model", qwen3, "--calibration", qtokens, "--out", qout,
+             "--method", "ldlq", "--quantizer", "uniform", "--q-bits", "4"])
+        q_ours = json.loads(run([ctl, "eval", "--json", "--model", qout, "--tokens", qtokens]))
+        run([ctl, "export", "--format", "hf", "--model", qout, "--out", qhf])
+        q_theirs = json.loads(run([hf_python, os.path.abspath(__file__), "--inner", qhf, "-",
+                                   qtokens]).strip().splitlines()[-1])
     print(f"calderactl eval {ours['perplexity']:.6f}; transformers (hf export) "
           f"{theirs['hf']:.6f}; transformers + peft (peft export) {theirs['peft']:.6f}; "
           f"merged PEFT vs hf weights max relative difference {theirs['merged_max_rel_diff']:.2e}")
+    print(f"qwen3: calderactl eval {q_ours['perplexity']:.6f}; transformers (hf export) "
+          f"{q_theirs['hf']:.6f}")
     ok = True
+    rel = abs(q_theirs["hf"] - q_ours["perplexity"]) / q_ours["perplexity"]
+    if rel > 1e-4:
+        print(f"FAIL: qwen3 hf perplexity differs from calderactl eval by {rel:.2e} relative")
+        ok = False
     for name in ("hf", "peft"):
         rel = abs(theirs[name] - ours["perplexity"]) / ours["perplexity"]
         if rel > 1e-4:

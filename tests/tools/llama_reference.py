@@ -110,8 +110,13 @@ def forward(cfg, W, ids):
             q = q + W[p + "self_attn.q_proj.bias"]
             k = k + W[p + "self_attn.k_proj.bias"]
             v = v + W[p + "self_attn.v_proj.bias"]
-        q = rope(q.reshape(T, nh, d), cos, sin)
-        k = rope(k.reshape(T, nkv, d), cos, sin)
+        q = q.reshape(T, nh, d)
+        k = k.reshape(T, nkv, d)
+        if cfg["architectures"][0] == "Qwen3ForCausalLM":  # RMSNorm of each q and k head
+            q = rmsnorm(q, W[p + "self_attn.q_norm.weight"], eps)
+            k = rmsnorm(k, W[p + "self_attn.k_norm.weight"], eps)
+        q = rope(q, cos, sin)
+        k = rope(k, cos, sin)
         v = v.reshape(T, nkv, d)
         rep = nh // nkv
         k = np.repeat(k, rep, axis=1)

@@ -352,6 +352,10 @@ absl::StatusOr<std::unique_ptr<backend::BlockRunner>> PrepareCudaBlock(
                                                    config.num_heads, " heads over ",
                                                    config.num_kv_heads, " key/value heads"));
   }
+  if (config.qk_norm) {
+    return absl::UnimplementedError(
+        "block forward: the q/k head norms of Qwen3 run on the CPU backend only; use --device cpu");
+  }
   if (hessians != nullptr && hessians->float64_reference) {
     return absl::UnimplementedError(
         "block forward: the float64 reference Hessians run on the CPU backend only");

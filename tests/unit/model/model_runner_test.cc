@@ -120,6 +120,11 @@ TEST(ModelReferenceTest, GeneratedVariantsMatchNumpyReference) {
   bf16.dtype = DType::kBF16;
   bf16.architecture = "MistralForCausalLM";
   cases.push_back({"bf16 mistral", bf16});
+  TestModelOptions qwen3;
+  qwen3.architecture = "Qwen3ForCausalLM";
+  qwen3.head_dim = 32;  // wider than hidden_size / num_heads, as Qwen3's 128 often is
+  qwen3.rope_theta = 1000000.0;
+  cases.push_back({"qwen3 q/k head norms, explicit head_dim", qwen3});
   TestModelOptions f16;
   f16.dtype = DType::kF16;
   f16.num_kv_heads = 4;
