@@ -54,3 +54,14 @@ def test_calibration_options_checked_before_submit(client, model_dir, tmp_path):
     with pytest.raises(caldera_client.InvalidJobError, match="--hidden-dtype"):
         client.submit(model_dir, f"{model_dir}/calibration.safetensors", str(tmp_path / "o"),
                       hidden_dtype="f8")
+
+
+def test_calibration_text_needs_the_in_process_package(client, model_dir, tmp_path):
+    pytest.importorskip("grpc")  # always there; caldera_local is not in the test venv
+    try:
+        import caldera_local  # noqa: F401
+        pytest.skip("caldera_local is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(caldera_client.InvalidJobError, match="caldera_local"):
+        client.submit(model_dir, out=str(tmp_path / "o"), calibration_text=__file__)

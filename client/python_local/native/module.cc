@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,20 @@ T Check(absl::StatusOr<T> v) {
 
 void Check(const absl::Status& s) {
   if (!s.ok()) throw StatusError{s};
+}
+
+// Runs `op(listener)`, which returns an absl::StatusOr, on its own thread
+// through an EventPump (event_pump.h) and returns its value; a Python error
+// (Ctrl-C, a raising callback) or the status is thrown. `on_interrupt` as for
+// EventPump::Run.
+template <typename Op>
+auto Pumped(py::object progress, py::object note, Op op,
+            std::function<void()> on_interrupt = nullptr) {
+  EventPump pump(std::move(progress), std::move(note));
+  std::optional<decltype(op(pump.listener()))> result;
+  pump.Run([&] { result = op(pump.listener()); }, std::move(on_interrupt));
+  if (pump.interrupted()) throw py::error_already_set();
+  return Check(*std::move(result));
 }
 
 // Sets *out from options[key] when present and not None.
@@ -101,13 +116,12 @@ py::dict Compress(const py::dict& o, py::object progress, py::object note) {
 
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
   operations::CompressCancel cancel;
-  EventPump pump(std::move(progress), std::move(note));
-  std::optional<absl::StatusOr<operations::CompressResult>> result;
-  pump.Run(
-      [&] { result = operations::Compress(std::move(options), storage, pump.listener(), &cancel); },
+  operations::CompressResult r = Pumped(
+      std::move(progress), std::move(note),
+      [&](const operations::Listener& l) {
+        return operations::Compress(std::move(options), storage, l, &cancel);
+      },
       [&] { cancel.Cancel(); });
-  if (pump.interrupted()) throw py::error_already_set();
-  operations::CompressResult r = Check(*std::move(result));
   py::dict d;
   d["job"] = r.job.name();
   d["state"] = v1::JobState_Name(r.job.state());
@@ -140,11 +154,9 @@ py::dict Eval(const py::dict& o, py::object progress, py::object note) {
   Get(o, "batch", &options.batch);
   Get(o, "share_heads", &options.share_heads);
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
-  EventPump pump(std::move(progress), std::move(note));
-  std::optional<absl::StatusOr<operations::EvalResult>> result;
-  pump.Run([&] { result = operations::Eval(options, storage, pump.listener()); }, nullptr);
-  if (pump.interrupted()) throw py::error_already_set();
-  operations::EvalResult r = Check(*std::move(result));
+  operations::EvalResult r =
+      Pumped(std::move(progress), std::move(note),
+             [&](const operations::Listener& l) { return operations::Eval(options, storage, l); });
   py::dict d = EvalResultDict(r.model);
   d["windows"] = r.windows;
   d["seq_len"] = r.seq_len;
@@ -162,11 +174,9 @@ py::dict Export(const py::dict& o, py::object progress, py::object note) {
   Get(o, "dtype", &options.dtype);
   Get(o, "ft_rank", &options.ft_rank);
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
-  EventPump pump(std::move(progress), std::move(note));
-  std::optional<absl::StatusOr<operations::ExportResult>> result;
-  pump.Run([&] { result = operations::Export(options, storage, pump.listener()); }, nullptr);
-  if (pump.interrupted()) throw py::error_already_set();
-  operations::ExportResult r = Check(*std::move(result));
+  operations::ExportResult r = Pumped(
+      std::move(progress), std::move(note),
+      [&](const operations::Listener& l) { return operations::Export(options, storage, l); });
   py::dict d;
   d["model"] = r.model;
   d["adapter"] = r.adapter.empty() ? py::object(py::none()) : py::object(py::str(r.adapter));
@@ -184,12 +194,9 @@ py::dict Tokenize(const py::dict& o) {
   Get(o, "seed", &options.seed);
   Get(o, "no_bos", &options.no_bos);
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
-  std::optional<absl::StatusOr<operations::TokenizeResult>> result;
-  {
-    py::gil_scoped_release release;
-    result = operations::Tokenize(options, storage);
-  }
-  operations::TokenizeResult r = Check(*std::move(result));
+  operations::TokenizeResult r = Pumped(py::none(), py::none(), [&](const operations::Listener&) {
+    return operations::Tokenize(options, storage);
+  });
   py::dict d;
   d["tokens"] = r.tokens;
   d["samples"] = r.samples;
@@ -210,24 +217,17 @@ py::str PrepareCalibration(const py::dict& o, py::object note) {
   Get(o, "calibration_samples", &text.samples);
   Get(o, "calibration_seed", &text.seed);
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
-  EventPump pump(py::none(), std::move(note));
-  absl::Status status;
-  pump.Run(
-      [&] { status = operations::ResolveCalibrationText(text, &spec, storage, pump.listener()); },
-      nullptr);
-  if (pump.interrupted()) throw py::error_already_set();
-  Check(status);
-  return py::str(spec.calibration);
+  return py::str(Pumped(py::none(), std::move(note), [&](const operations::Listener& l) {
+    absl::Status s = operations::ResolveCalibrationText(text, &spec, storage, l);
+    return s.ok() ? absl::StatusOr<std::string>(spec.calibration) : absl::StatusOr<std::string>(s);
+  }));
 }
 
 py::str Decode(const std::string& tokenizer, const std::string& tokens) {
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
-  std::optional<absl::StatusOr<std::string>> text;
-  {
-    py::gil_scoped_release release;
-    text = operations::DecodeTokenFile(tokenizer, tokens, storage);
-  }
-  return py::str(Check(*std::move(text)));
+  return py::str(Pumped(py::none(), py::none(), [&](const operations::Listener&) {
+    return operations::DecodeTokenFile(tokenizer, tokens, storage);
+  }));
 }
 
 }  // namespace

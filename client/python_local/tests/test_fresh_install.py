@@ -75,6 +75,7 @@ def test_compress_eval_export_tokenize(venv):
         open(T + "/t.txt", "w").write("Once upon a time there was a little dog. " * 40)
         k = cl.tokenize(M, T + "/t.txt", T + "/t.safetensors", seq_len=16, samples=3)
         text = cl.decode(M, T + "/t.safetensors")
+        calib = cl.prepare_calibration(M, T + "/t.txt", T + "/job-out", seq_len=16)
         m = r.matrices[0]
         print(json.dumps(dict(
             state=r.state.name, type=type(r).__name__, bits=r.bits_per_param,
@@ -84,7 +85,8 @@ def test_compress_eval_export_tokenize(venv):
             monotone=all(a.done <= b.done for a, b in zip(events, events[1:])),
             ticks=ticks[0], elapsed=elapsed, n_events=len(events), ppl=e.perplexity, base=e.baseline.perplexity, ratio=e.ratio,
             windows=e.windows, hf=x.model, hf_config=os.path.exists(x.model + "/config.json"),
-            tok=[k.samples, k.seq_len, k.tokenizer_file], text=text[:40])))
+            tok=[k.samples, k.seq_len, k.tokenizer_file], text=text[:40], calib=calib,
+            calib_exists=os.path.exists(calib))))
     """)
     assert out["state"] == "SUCCEEDED" and out["type"] == "CompressResult"
     assert out["n"] == 35 and out["m_type"] == "MatrixResult" and out["m_rank"] == 4
@@ -101,6 +103,8 @@ def test_compress_eval_export_tokenize(venv):
     assert out["hf_config"] and out["hf"].endswith("/hf")
     assert out["tok"][:2] == [3, 16] and out["tok"][2].endswith("tokenizer_vocab.json")
     assert out["text"].startswith("Once upon a time")
+    # --calibration-text's file goes beside the output
+    assert out["calib"].endswith("/job-out.calibration.safetensors") and out["calib_exists"]
     # progress=True without tqdm installed: plain lines on stderr
     assert "export: 5/5" in err
 
