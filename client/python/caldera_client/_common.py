@@ -143,7 +143,7 @@ class ProgressDisplay:
     """A tqdm bar (tqdm.auto: a widget in a notebook) with elapsed time and rate, or
     plain "label: done/total message" lines on stderr when tqdm is not installed."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, unit: str = "step"):
         self._label = label
         self._bar = None
         try:
@@ -151,7 +151,7 @@ class ProgressDisplay:
         except ImportError:
             tqdm = None
         if tqdm is not None:
-            self._bar = tqdm(total=None, desc=label, unit="step", dynamic_ncols=True)
+            self._bar = tqdm(total=None, desc=label, unit=unit, dynamic_ncols=True)
 
     def update(self, event: ProgressEvent) -> None:
         if self._bar is None:
@@ -184,10 +184,10 @@ class Reporter:
     nothing; None (the default) shows a ProgressDisplay in a terminal or notebook
     and nothing elsewhere. Notes go to the display, else to logging ("caldera")."""
 
-    def __init__(self, label: str, progress: ProgressArg = None):
+    def __init__(self, label: str, progress: ProgressArg = None, unit: str = "step"):
         self._callback = progress if callable(progress) else None
         show = progress is True or (progress is None and interactive())
-        self._display = ProgressDisplay(label) if show else None
+        self._display = ProgressDisplay(label, unit) if show else None
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         event = ProgressEvent(int(done), int(total), message)

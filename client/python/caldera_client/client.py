@@ -208,7 +208,7 @@ class Client:
         """Events of the job: the current snapshot first, then one per change; ends after
         the terminal state. `progress`: None (a bar in a terminal or notebook, as
         caldera_local's), True, False, or a callable taking a ProgressEvent."""
-        with Reporter("watch", progress) as reporter:
+        with Reporter("watch", progress, "task") as reporter:
             try:
                 for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(name=_name(job)),
                                                  metadata=self._metadata):
@@ -222,7 +222,7 @@ class Client:
         """Blocks until the job ends and returns it; raises JobFailedError,
         JobCancelledError, or WaitTimeoutError (the job goes on). Survives short
         coordinator outages (re-watches). `progress` as for watch()."""
-        with Reporter("wait", progress) as reporter:
+        with Reporter("wait", progress, "task") as reporter:
             return self._wait(job, timeout, reporter)
 
     def _wait(self, job, timeout: Optional[float], reporter: Reporter):

@@ -61,7 +61,7 @@ def compress(model: PathLike, out: PathLike, calibration: Optional[PathLike] = N
     options.update(model=_path(model), out=_path(out), calibration=_path(calibration),
                    calibration_text=_path(calibration_text),
                    modules=list(modules) if modules is not None else None)
-    with Reporter("compress", progress) as r:
+    with Reporter("compress", progress, "task") as r:
         d = _native.compress(options, r.progress, r.note)
     result = compress_result(d)
     if result.state == JobState.FAILED:
@@ -84,7 +84,7 @@ def eval(model: PathLike, tokens: Optional[PathLike] = None, *,  # noqa: A001 (c
     options = {"model": _path(model), "tokens": _path(tokens), "text": _path(text),
                "baseline": _path(baseline), "seq_len": seq_len, "samples": samples,
                "batch": batch, "share_heads": share_heads}
-    with Reporter("eval", progress) as r:
+    with Reporter("eval", progress, "layer") as r:
         return eval_result(_native.eval(options, r.progress, r.note))
 
 
@@ -97,7 +97,7 @@ def export(model: PathLike, out: PathLike, *, format: str = "dense",  # noqa: A0
     out/adapter of the first `ft_rank` columns of L / rows of R)."""
     options = {"model": _path(model), "out": _path(out), "format": format, "dtype": dtype,
                "ft_rank": ft_rank}
-    with Reporter("export", progress) as r:
+    with Reporter("export", progress, "layer") as r:
         d = _native.export(options, r.progress, r.note)
     return ExportResult(format=format, model=d["model"], adapter=d["adapter"])
 
