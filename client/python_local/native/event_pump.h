@@ -99,15 +99,19 @@ class EventPump {
   void Deliver(const std::deque<Event>& events) {
     for (const Event& e : events) {
       if (python_error_) return;
+      const pybind11::object& callback = e.note ? note_ : progress_;
+      if (callback.is_none()) continue;
+      // Messages may quote bytes that are not UTF-8 (paths): replaced, never an error.
+      PyObject* text =
+          PyUnicode_DecodeUTF8(e.text.data(), static_cast<Py_ssize_t>(e.text.size()), "replace");
       PyObject* result = nullptr;
-      if (e.note && !note_.is_none()) {
-        result = PyObject_CallFunction(note_.ptr(), "s", e.text.c_str());
-      } else if (!e.note && !progress_.is_none()) {
-        result = PyObject_CallFunction(progress_.ptr(), "LLs", static_cast<long long>(e.done),
-                                       static_cast<long long>(e.total), e.text.c_str());
-      } else {
-        continue;
+      if (text != nullptr && e.note) {
+        result = PyObject_CallFunctionObjArgs(callback.ptr(), text, nullptr);
+      } else if (text != nullptr) {
+        result = PyObject_CallFunction(callback.ptr(), "LLO", static_cast<long long>(e.done),
+                                       static_cast<long long>(e.total), text);
       }
+      Py_XDECREF(text);
       if (result == nullptr) {
         Interrupted();
         return;
