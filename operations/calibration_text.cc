@@ -37,12 +37,8 @@ absl::Status ResolveCalibrationText(const CalibrationText& f, job::JobSpec* spec
   absl::StatusOr<std::vector<int32_t>> ids =
       model_io::TokenizeTextFile(**tok, f.text, "text", /*add_special=*/true, options);
   if (!ids.ok()) return ids.status();
-  int64_t seq_len = f.seq_len;
-  if (seq_len == 0) {
-    seq_len = config->max_position_embeddings > 0
-                  ? std::min(kDefaultCalibrationSeqLen, config->max_position_embeddings)
-                  : kDefaultCalibrationSeqLen;
-  }
+  const int64_t seq_len = model_io::TextWindowLength(f.seq_len, kDefaultCalibrationSeqLen,
+                                                     config->max_position_embeddings);
   int64_t samples = f.samples;
   if (samples == 0 && seq_len >= 2) {
     const int64_t windows = static_cast<int64_t>(ids->size()) / seq_len;

@@ -25,12 +25,8 @@ absl::StatusOr<model::TokenSet> TextTokens(const EvalOptions& f, const model::Mo
   absl::StatusOr<std::vector<int32_t>> ids =
       model_io::TokenizeTextFile(**tok, f.text, "text", /*add_special=*/true, options);
   if (!ids.ok()) return ids.status();
-  int64_t seq_len = f.seq_len;
-  if (seq_len == 0) {
-    seq_len = config.max_position_embeddings > 0
-                  ? std::min(kDefaultEvalTextSeqLen, config.max_position_embeddings)
-                  : kDefaultEvalTextSeqLen;
-  }
+  const int64_t seq_len =
+      model_io::TextWindowLength(f.seq_len, kDefaultEvalTextSeqLen, config.max_position_embeddings);
   if (config.max_position_embeddings > 0 && seq_len > config.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrCat("--seq-len ", seq_len,
                                                    " exceeds the model's max_position_embeddings ",
