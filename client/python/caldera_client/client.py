@@ -73,7 +73,8 @@ class Client:
                  tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
                  tls_key: Optional[str] = None, typed: bool = True):
         """`typed`: return Job / JobEvent views (caldera_client.types: enums,
-        dataclasses, datetimes); False returns the raw protobuf messages. `token`: bearer token sent on every call (default $CALDERA_TOKEN; none for a
+        dataclasses, datetimes); False returns the raw protobuf messages. `token`:
+        bearer token sent on every call (default $CALDERA_TOKEN; none for a
         coordinator in local mode). `tls_ca`: PEM file of the CA that signed the
         coordinator's certificate (default $CALDERA_TLS_CA): connect with TLS.
         `tls_cert`/`tls_key`: PEM files of a client certificate (mutual TLS).

@@ -43,7 +43,8 @@ def test_bar_follows_done_and_total(monkeypatch):
         r.note("calibration: at x")
         bar = FakeTqdm.made[0]
         assert (bar.desc, bar.total, bar.n) == ("compress", 41, 7)
-        assert bar.postfix == "decompose layer 0 q_proj done" and bar.written == ["calibration: at x"]
+        assert bar.postfix == "decompose layer 0 q_proj done"
+        assert bar.written == ["calibration: at x"]
     assert bar.closed
 
 

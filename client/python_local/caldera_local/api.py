@@ -72,17 +72,17 @@ def compress(model: PathLike, out: PathLike, calibration: Optional[PathLike] = N
 
 
 def eval(model: PathLike, tokens: Optional[PathLike] = None, *,  # noqa: A001 (calderactl's name)
-         text: Optional[PathLike] = None, baseline: Optional[PathLike] = None,
+         text: Optional[PathLike] = None, baseline_model: Optional[PathLike] = None,
          seq_len: int = 0, samples: int = 0, batch: int = 1, share_heads: float = 0.0,
          progress: ProgressArg = None) -> EvalResult:
     """Perplexity of `model` on a token file (`tokens`) or a text file (`text`, the
     WikiText-2 protocol: windows of `seq_len`, default min(2048, the model's
-    max_position_embeddings); `samples` keeps the first N windows). `baseline`: also
-    evaluate this model on the same tokens (EvalResult.ratio). `share_heads`: evaluate
-    with that fraction of head groups aliased (DirectShare alone), as calderactl eval
-    --share-heads. Progress: one step per decoder layer."""
+    max_position_embeddings); `samples` keeps the first N windows). `baseline_model`:
+    also evaluate this model on the same tokens (EvalResult.baseline, .ratio).
+    `share_heads`: evaluate with that fraction of head groups aliased (DirectShare
+    alone), as calderactl eval --share-heads. Progress: one step per decoder layer."""
     options = {"model": _path(model), "tokens": _path(tokens), "text": _path(text),
-               "baseline": _path(baseline), "seq_len": seq_len, "samples": samples,
+               "baseline": _path(baseline_model), "seq_len": seq_len, "samples": samples,
                "batch": batch, "share_heads": share_heads}
     with Reporter("eval", progress, "layer") as r:
         return eval_result(_native.eval(options, r.progress, r.note))

@@ -70,7 +70,7 @@ def test_compress_eval_export_tokenize(venv):
                         progress=events.append, **{SMALL!r})
         elapsed = time.monotonic() - start
         stop.set(); t.join()
-        e = cl.eval(T + "/out", M + "/eval.safetensors", baseline=M, progress=False)
+        e = cl.eval(T + "/out", M + "/eval.safetensors", baseline_model=M, progress=False)
         x = cl.export(T + "/out", T + "/hf", format="hf", progress=True)
         open(T + "/t.txt", "w").write("Once upon a time there was a little dog. " * 40)
         k = cl.tokenize(M, T + "/t.txt", T + "/t.safetensors", seq_len=16, samples=3)
@@ -83,7 +83,8 @@ def test_compress_eval_export_tokenize(venv):
             m_err=m.weighted_relative_error, m_bits=m.bits_per_param, m_rank=m.rank,
             report=os.path.exists(r.report_path), last=[events[-1].done, events[-1].total],
             monotone=all(a.done <= b.done for a, b in zip(events, events[1:])),
-            ticks=ticks[0], elapsed=elapsed, n_events=len(events), ppl=e.perplexity, base=e.baseline.perplexity, ratio=e.ratio,
+            ticks=ticks[0], elapsed=elapsed, n_events=len(events), ppl=e.perplexity,
+            base=e.baseline.perplexity, ratio=e.ratio,
             windows=e.windows, hf=x.model, hf_config=os.path.exists(x.model + "/config.json"),
             tok=[k.samples, k.seq_len, k.tokenizer_file], text=text[:40], calib=calib,
             calib_exists=os.path.exists(calib))))
