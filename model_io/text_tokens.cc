@@ -173,4 +173,9 @@ absl::StatusOr<format::TokenSet> CutWindows(std::span<const int32_t> ids, int64_
   return out;
 }
 
+int64_t TextWindowLength(int64_t asked, int64_t fallback, int64_t max_position_embeddings) {
+  if (asked != 0) return asked;
+  return max_position_embeddings > 0 ? std::min(fallback, max_position_embeddings) : fallback;
+}
+
 }  // namespace caldera::model_io

@@ -64,6 +64,10 @@ absl::StatusOr<format::TokenSet> CutWindows(std::span<const int32_t> ids, int64_
                                             int64_t samples, std::optional<uint64_t> seed,
                                             absl::string_view what);
 
+// The window length of a text: `asked` when it is not 0, else `fallback`
+// capped by the model's max_position_embeddings (when the config gives it).
+int64_t TextWindowLength(int64_t asked, int64_t fallback, int64_t max_position_embeddings);
+
 }  // namespace caldera::model_io
 
 #endif  // CALDERA_MODEL_IO_TEXT_TOKENS_H_

@@ -30,7 +30,7 @@ import re
 import sys
 
 # What each top-level folder above core may include directly. Dependencies
-# point one way: client -> in_process_cluster -> server, worker -> pipeline -> job ->
+# point one way: client -> operations -> in_process_cluster -> server, worker -> pipeline -> job ->
 # model_io -> storage -> core (docs/architecture.md).
 TREE_LAYERS = {
     "storage": {"core"},
@@ -43,8 +43,10 @@ TREE_LAYERS = {
     "worker": {"core", "storage", "model_io", "job", "proto", "service_runtime", "pipeline"},
     "in_process_cluster": {"core", "storage", "model_io", "job", "proto", "service_runtime",
                            "pipeline", "server", "worker"},
+    "operations": {"core", "storage", "model_io", "job", "proto", "service_runtime",
+                   "in_process_cluster"},
     "client": {"core", "storage", "model_io", "job", "proto", "service_runtime", "pipeline",
-               "in_process_cluster"},
+               "in_process_cluster", "operations"},
 }
 # Folders whose sources may include anything of ours.
 UNCHECKED = {"bench", "tests", "tools", "scripts", "deploy", "docs", "models", "build"}
@@ -163,6 +165,7 @@ TARGET_GUARD = re.compile(r"\bif\s*\(([^)]*)\)")
 TARGET_NAME = re.compile(r"\bTARGET\s+([A-Za-z0-9_:.+-]+)")
 TARGET_DEFINED = re.compile(
     r"\b(?:add_library|add_executable|add_custom_target|caldera_add_test|caldera_add_bench|"
+    r"pybind11_add_module|"
     r"caldera_core_area)\s*\(\s*([A-Za-z0-9_:.+-]+)")
 
 

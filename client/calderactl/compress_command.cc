@@ -1,24 +1,13 @@
 // calderactl compress: the whole compression job on this machine with nothing
-// to start by hand: an in-process cluster (in_process_cluster/: a coordinator with its
-// SQLite state in a temporary directory and --workers workers talking real
-// gRPC over an in-process channel) — the same planner, scheduler, leases and
-// pipeline steps as caldera-coordinator + caldera-worker, so the checkpoint
-// bytes are the same as a distributed run's. SIGINT/SIGTERM cancel the job
-// (exit 4, no index written, the job's scratch and state removed).
-#include <algorithm>
-#include <chrono>
+// to start by hand (operations/compress.h: an in-process coordinator and
+// workers). SIGINT/SIGTERM cancel the job (exit 4, no index written, the
+// job's scratch and state removed).
 #include <cstdio>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <thread>
 
-#include "absl/strings/str_cat.h"
-#include "caldera/v1/jobs.grpc.pb.h"
-#include "client/calderactl/calibration_text.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/device_flag.h"
-#include "client/calderactl/embedded_cluster.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/job_flags.h"
@@ -26,12 +15,9 @@
 #include "client/calderactl/progress.h"
 #include "core/backend/device.h"
 #include "core/format/checkpoint_report.h"
-#include "in_process_cluster/in_process_cluster.h"
-#include "job/task_plan.h"
-#include "service_runtime/grpc_status.h"
+#include "operations/compress.h"
 #include "service_runtime/signal_watcher.h"
 #include "storage/storage.h"
-#include "storage/uri.h"
 
 namespace caldera::cli {
 namespace {
@@ -64,102 +50,54 @@ int RunCompress(CompressFlags f) {
   }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   if (absl::Status s = ParseJobFlagNames(&f.job); !s.ok()) return ReportError("compress", s);
-  if (absl::Status s = ResolveCalibrationText(f.job.calibration_text, &f.job.spec, options);
-      !s.ok()) {
-    return ReportError("compress", s);
-  }
   // A signal cancels the job once it exists. The watcher starts before any
   // other thread, so that it is the only thread that sees the signals.
-  std::mutex mu;
-  v1::JobService::Stub* cancel_stub = nullptr;  // guarded by mu
-  std::string job_name;                         // guarded by mu
-  bool cancel_requested = false;                // guarded by mu
-  auto cancel_locked = [&] {
-    if (cancel_stub == nullptr || job_name.empty()) return;
-    grpc::ClientContext ctx;
-    v1::CancelJobRequest req;
-    req.set_name(job_name);
-    v1::Job ignored;
-    (void)cancel_stub->CancelJob(&ctx, req, &ignored);
-  };
+  operations::CompressCancel cancel;
   std::optional<service_runtime::SignalWatcher> watcher;
   watcher.emplace([&](int) {
     std::fprintf(stderr, "compress: signal received, cancelling the job\n");
-    std::lock_guard<std::mutex> lock(mu);
-    cancel_requested = true;
-    cancel_locked();
+    cancel.Cancel();
   });
 
-  absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> cluster =
-      StartEmbeddedCluster(options, f.workers, f.threads, compute.get());
-  if (!cluster.ok()) return ReportError("compress", cluster.status());
-  auto stub = v1::JobService::NewStub((*cluster)->channel());
-
-  const auto start = std::chrono::steady_clock::now();
-  int code = kExitOk;
-  absl::StatusOr<v1::Job> job;
+  operations::CompressOptions run;
+  run.spec = f.job.spec;
+  run.calibration_text = f.job.calibration_text;
+  run.workers = f.workers;
+  run.threads = f.threads;
+  run.device = compute.get();
+  absl::StatusOr<operations::CompressResult> result;
   {
-    grpc::ClientContext ctx;
-    v1::Job created;
-    grpc::Status s = stub->CreateJob(&ctx, CreateRequestFrom(f.job), &created);
-    if (!s.ok()) {
-      job = service_runtime::FromGrpcStatus(s);
-    } else {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        cancel_stub = stub.get();
-        job_name = created.name();
-        if (cancel_requested) cancel_locked();  // the signal came while creating
-      }
-      job = created;
-      ProgressDisplay display("compress");
-      job = WaitForJob(stub.get(), created.name(), [&](const v1::JobEvent& e) {
-        const auto [done, total] = TaskTotals(e.job());
-        display.Update(done, total, e.message());
-      });
-    }
+    ProgressDisplay display("compress");
+    operations::Listener listener;
+    listener.progress = [&](int64_t done, int64_t total, const std::string& what) {
+      display.Update(done, total, what);
+    };
+    listener.note = [](const std::string& text) { std::fprintf(stderr, "%s\n", text.c_str()); };
+    result = operations::Compress(std::move(run), options, listener, &cancel);
   }
-  (*cluster)->Shutdown();
   watcher.reset();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!job.ok()) return ReportError("compress", job.status());
-  code = ExitCodeForJob(*job);
-  if (job->state() == v1::CANCELLED) {
-    // The workers are stopped: nothing writes the job's scratch any more, and
-    // a cancelled job's scratch is of no use to anyone (a failed job keeps it).
-    const std::string id = job->name().substr(job->name().rfind('/') + 1);
-    if (absl::Status s = storage::RemovePrefix(job::ScratchPrefix(job->spec().out(), id), options);
-        !s.ok()) {
-      std::fprintf(stderr, "calderactl compress: warning: scratch of the cancelled job left: %s\n",
-                   std::string(s.message()).c_str());
-    }
-  }
-  const std::string state_name = v1::JobState_Name(job->state());
-  const std::string out = job->spec().out();
+  if (!result.ok()) return ReportError("compress", result.status());
+  const v1::Job& job = result->job;
+  const int code = ExitCodeForJob(job);
+  const std::string state_name = v1::JobState_Name(job.state());
+  const std::string out = job.spec().out();
   if (f.output == "json") {
     nlohmann::json j;
     j["state"] = state_name;
     j["out"] = out;
-    j["seconds"] = seconds;
-    if (!job->error().empty()) j["error"] = job->error();
-    if (code == kExitOk) {
-      absl::StatusOr<std::string> report =
-          storage::ReadObject(storage::JoinKey(out, "report.json"), options);
-      if (report.ok()) {
-        absl::StatusOr<format::CheckpointReport> r =
-            format::ParseCheckpointReport(*report, storage::JoinKey(out, "report.json"));
-        if (r.ok()) j["totals"] = format::ReportTotalsToJson(r->totals);
-      }
+    j["seconds"] = result->seconds;
+    if (!job.error().empty()) j["error"] = job.error();
+    if (code == kExitOk && result->report.has_value()) {
+      j["totals"] = format::ReportTotalsToJson(result->report->totals);
     }
     std::printf("%s\n", j.dump(2).c_str());
   } else if (code == kExitOk) {
     std::printf("compress: SUCCEEDED in %.1f s; checkpoint at %s (report.json beside it)\n",
-                seconds, out.c_str());
+                result->seconds, out.c_str());
   }
   if (code != kExitOk) {
     std::fprintf(stderr, "calderactl compress: %s%s%s\n", state_name.c_str(),
-                 job->error().empty() ? "" : ": ", job->error().c_str());
+                 job.error().empty() ? "" : ": ", job.error().c_str());
   }
   return code;
 }

@@ -3,34 +3,23 @@
 #include <cstdio>
 
 #include "client/calderactl/exit_codes.h"
-#include "core/backend/device.h"
+#include "operations/device.h"
 
 namespace caldera::cli {
 
 int OpenDevice(const char* command, const std::string& device,
                std::unique_ptr<backend::ComputeBackend>* out) {
   out->reset();
-  absl::StatusOr<backend::DeviceChoice> choice = backend::ParseDevice(device);
-  absl::StatusOr<backend::ResolvedDevice> resolved =
-      choice.ok() ? backend::ResolveDevice(*choice)
-                  : absl::StatusOr<backend::ResolvedDevice>(choice.status());
-  if (resolved.ok() && resolved->name != "cpu") {
-    absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> be =
-        backend::CreateBackend(resolved->name);
-    if (!be.ok()) {
-      resolved = be.status();
-    } else {
-      *out = *std::move(be);
-    }
-  }
-  if (!resolved.ok()) {
+  std::string note;
+  absl::StatusOr<std::unique_ptr<backend::ComputeBackend>> be =
+      operations::OpenComputeDevice(device, &note);
+  if (!be.ok()) {
     std::fprintf(stderr, "calderactl %s: error: %s\n", command,
-                 std::string(resolved.status().message()).c_str());
+                 std::string(be.status().message()).c_str());
     return kExitInvalidInput;
   }
-  if (!resolved->note.empty()) {
-    std::fprintf(stderr, "calderactl %s: %s\n", command, resolved->note.c_str());
-  }
+  if (!note.empty()) std::fprintf(stderr, "calderactl %s: %s\n", command, note.c_str());
+  *out = *std::move(be);
   return kExitOk;
 }
 

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "client/calderactl/job_flags.h"
+#include "operations/job_watch.h"
 #include "service_runtime/grpc_security.h"
 
 namespace caldera::cli {
@@ -41,15 +42,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectTo(const ConnectionFlags& 
 
 v1::CreateJobRequest CreateRequestFrom(const JobFlags& flags);
 
-// Follows the job until it ends (WatchJob; re-watches after the coordinator
-// was briefly unavailable, up to `reconnect_seconds`). Each event goes to
-// `on_event` (may be empty). Returns the final snapshot.
-absl::StatusOr<v1::Job> WaitForJob(v1::JobService::Stub* stub, const std::string& name,
-                                   const std::function<void(const v1::JobEvent&)>& on_event,
-                                   double reconnect_seconds = 60);
-
-// (tasks done, tasks total) over all kinds.
-std::pair<int64_t, int64_t> TaskTotals(const v1::Job& job);
+// Following a job: operations/job_watch.h.
+using operations::TaskTotals;
+using operations::WaitForJob;
 
 // The job as JSON (proto3 JSON mapping: lowerCamelCase fields, enum names).
 nlohmann::json JobToJson(const v1::Job& job);

@@ -20,7 +20,6 @@
 #include "absl/strings/str_format.h"
 #include "caldera/v1/jobs.grpc.pb.h"
 #include "client/calderactl/commands.h"
-#include "client/calderactl/embedded_cluster.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/job_flags.h"
@@ -29,6 +28,7 @@
 #include "client/calderactl/sweep_plot.h"
 #include "core/format/checkpoint_report.h"
 #include "in_process_cluster/in_process_cluster.h"
+#include "operations/embedded_cluster.h"
 #include "service_runtime/grpc_status.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -253,7 +253,7 @@ int RunSweep(SweepFlags f) {
     channel = *std::move(c);
   } else {
     absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> started =
-        StartEmbeddedCluster(options, f.workers, f.threads);
+        operations::StartEmbeddedCluster(options, f.workers, f.threads);
     if (!started.ok()) return ReportError("sweep", started.status());
     cluster = *std::move(started);
     channel = cluster->channel();

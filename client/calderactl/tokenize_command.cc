@@ -1,82 +1,45 @@
-// calderactl tokenize: text -> the token file compress / eval take
-// (docs/format/tokens.md), with the model's own tokenizer (tokenizer.json,
-// tokenizer.model or tokenizer_vocab.json; model_io/text_tokens.h). A .txt
-// input is tokenized once (BOS first, as the model's tokenizer adds it), a
-// .jsonl input document by document (--field), and the ids are cut into
-// consecutive non-overlapping windows of --seq-len tokens (the WikiText-2
-// protocol); the last partial window is dropped; --samples keeps the first S
-// windows, or S drawn with --seed. --decode prints a token file's text instead.
+// calderactl tokenize: text -> the token file compress / eval take, with the
+// model's own tokenizer (operations/tokenize.h); --decode prints a token
+// file's text instead.
 #include <cstdio>
-#include <optional>
 #include <string>
-#include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
-#include "core/format/tokens.h"
-#include "core/tokenizer/tokenizer.h"
-#include "model_io/model_inputs.h"
-#include "model_io/text_tokens.h"
+#include "operations/tokenize.h"
 #include "storage/storage.h"
 
 namespace caldera::cli {
 namespace {
 
 struct TokenizeFlags {
-  std::string tokenizer, text, out, decode, field = "text";
-  int64_t seq_len = 0, samples = 0;
-  std::optional<uint64_t> seed;
-  bool no_bos = false;
+  operations::TokenizeOptions options;
+  std::string decode;
 };
 
-absl::Status Decode(const TokenizeFlags& f, const tokenizer::Tokenizer& tok,
-                    const storage::StorageOptions& options) {
-  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
-      model_io::OpenSafetensorsAt(f.decode, options);
-  if (!reader.ok()) return reader.status();
-  absl::StatusOr<format::TokenSet> tokens =
-      format::ReadTokenFile(**reader, tok.vocab_size(), int64_t{1} << 40);
-  if (!tokens.ok()) return tokens.status();
-  absl::StatusOr<std::string> text = tok.Decode(tokens->ids);
-  if (!text.ok()) return text.status();
-  std::fwrite(text->data(), 1, text->size(), stdout);
-  return absl::OkStatus();
-}
-
-absl::Status Tokenize(const TokenizeFlags& f, const storage::StorageOptions& options) {
-  std::string file;
-  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
-      model_io::OpenModelTokenizer(f.tokenizer, options, &file);
-  if (!tok.ok()) return tok.status();
-  if (!f.decode.empty()) return Decode(f, **tok, options);
-  if (f.text.empty() || f.out.empty() || f.seq_len == 0) {
-    return absl::InvalidArgumentError("tokenize needs --input, --out and --seq-len (or --decode)");
+absl::Status Run(const TokenizeFlags& f, const storage::StorageOptions& options) {
+  if (!f.decode.empty()) {
+    absl::StatusOr<std::string> text =
+        operations::DecodeTokenFile(f.options.tokenizer, f.decode, options);
+    if (!text.ok()) return text.status();
+    std::fwrite(text->data(), 1, text->size(), stdout);
+    return absl::OkStatus();
   }
-  if (f.seq_len < 2 || f.samples < 0) {
-    return absl::InvalidArgumentError("--seq-len must be >= 2 and --samples >= 0");
-  }
-  absl::StatusOr<std::vector<int32_t>> ids =
-      model_io::TokenizeTextFile(**tok, f.text, f.field, !f.no_bos, options);
-  if (!ids.ok()) return ids.status();
-  absl::StatusOr<format::TokenSet> out =
-      model_io::CutWindows(*ids, f.seq_len, f.samples, f.seed, absl::StrCat("--input ", f.text));
-  if (!out.ok()) return out.status();
-  absl::StatusOr<std::string> bytes = format::SerializeTokenFile(*out);
-  if (!bytes.ok()) return bytes.status();
-  absl::StatusOr<storage::ObjectInfo> put = storage::WriteObject(f.out, *bytes, options);
-  if (!put.ok()) return put.status();
-  std::printf("tokenize: %zu tokens (%s), %lld samples x %lld written to %s\n", ids->size(),
-              file.c_str(), static_cast<long long>(out->samples),
-              static_cast<long long>(out->seq_len), f.out.c_str());
+  absl::StatusOr<operations::TokenizeResult> r = operations::Tokenize(f.options, options);
+  if (!r.ok()) return r.status();
+  std::printf("tokenize: %lld tokens (%s), %lld samples x %lld written to %s\n",
+              static_cast<long long>(r->tokens), r->tokenizer_file.c_str(),
+              static_cast<long long>(r->samples), static_cast<long long>(r->seq_len),
+              r->out.c_str());
   return absl::OkStatus();
 }
 
 }  // namespace
 
 void AddTokenizeCommand(CLI::App& app, int* exit_code) {
-  auto f = std::make_shared<TokenizeFlags>();
+  auto flags = std::make_shared<TokenizeFlags>();
+  operations::TokenizeOptions* f = &flags->options;
   CLI::App* cmd = app.add_subcommand(
       "tokenize",
       "Tokenize a text file (.txt, .jsonl) into the input_ids file compress and eval take, with "
@@ -98,10 +61,10 @@ void AddTokenizeCommand(CLI::App& app, int* exit_code) {
                   "ones)");
   cmd->add_flag("--no-bos", f->no_bos,
                 "do not add the tokenizer's special tokens (BOS) around each document");
-  cmd->add_option("--decode", f->decode, "print the text of this token file instead");
-  cmd->callback([f, exit_code] {
+  cmd->add_option("--decode", flags->decode, "print the text of this token file instead");
+  cmd->callback([flags, exit_code] {
     const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
-    absl::Status s = Tokenize(*f, options);
+    absl::Status s = Run(*flags, options);
     *exit_code = s.ok() ? kExitOk : ReportError("tokenize", s);
   });
 }

@@ -52,7 +52,7 @@ def _exit_code_for_state(state: int) -> int:
 
 
 def _job_dict(job) -> dict:
-    return json_format.MessageToDict(job, preserving_proto_field_name=True)
+    return json_format.MessageToDict(getattr(job, "proto", job), preserving_proto_field_name=True)
 
 
 def _print_job(job, as_json: bool) -> None:
@@ -92,7 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("submit", help="create a job (validated by the coordinator)")
     _add_connection_flags(s)
     s.add_argument("--model", required=True)
-    s.add_argument("--calibration", required=True)
+    s.add_argument("--calibration", default=None,
+                   help="calibration token file (required unless --calibration-text)")
+    s.add_argument("--calibration-text", default=None,
+                   help="a text file tokenized here with the model's tokenizer (needs the "
+                        "caldera_local package; docs/python.md)")
     s.add_argument("--out", required=True)
     for flag, kind in (("--method", str), ("--rank", int), ("--q-bits", int),
                        ("--lr-bits", int), ("--quantizer", str), ("--iters", int),
@@ -100,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("--incoherence", str), ("--ttlora-rank", int),
                        ("--ttlora-init", str), ("--calibration-shards", int),
                        ("--calibration-mode", str), ("--target-bits", float),
-                       ("--share-heads", float)):
+                       ("--share-heads", float), ("--ttlora-alpha", float),
+                       ("--hidden-dtype", str), ("--calibration-seq-len", int),
+                       ("--calibration-samples", int), ("--calibration-seed", int)):
         s.add_argument(flag, type=kind, default=None)
     s.add_argument("--modules", default=None,
                    help="comma-separated module names (default: every linear)")
@@ -140,7 +146,11 @@ def _submit(c: Client, a: argparse.Namespace) -> int:
                    calibration_shards=a.calibration_shards,
                    calibration_mode=a.calibration_mode, target_bits=a.target_bits,
                    share_heads=a.share_heads or 0.0, request_id=a.request_id,
-                   overwrite=a.overwrite)
+                   overwrite=a.overwrite, ttlora_alpha=a.ttlora_alpha,
+                   hidden_dtype=a.hidden_dtype, calibration_text=a.calibration_text,
+                   calibration_seq_len=a.calibration_seq_len or 0,
+                   calibration_samples=a.calibration_samples or 0,
+                   calibration_seed=a.calibration_seed)
     _print_job(job, a.json)
     if not a.wait:
         return EXIT_OK
@@ -149,7 +159,7 @@ def _submit(c: Client, a: argparse.Namespace) -> int:
 
 def _follow(c: Client, name: str, as_json: bool) -> int:
     last = None
-    for event in c.watch(name):
+    for event in c.watch(name, progress=False):
         last = event.job
         if as_json:
             print(json.dumps({"sequence": event.sequence, "message": event.message,

@@ -4,8 +4,8 @@
 // [K, in], lora_alpha = K so PEFT's scaling is 1), and the base weight is the
 // module's compressed weight minus that product (Q plus the rest of L·R, plus
 // any TT-LoRA delta), so base + B·A equals the compressed model's weight.
-#ifndef CALDERA_CLIENT_CALDERACTL_PEFT_ADAPTER_H_
-#define CALDERA_CLIENT_CALDERACTL_PEFT_ADAPTER_H_
+#ifndef CALDERA_OPERATIONS_PEFT_ADAPTER_H_
+#define CALDERA_OPERATIONS_PEFT_ADAPTER_H_
 
 #include <cstdint>
 #include <map>
@@ -17,7 +17,7 @@
 #include "core/model/checkpoint.h"
 #include "core/tensor/tensor.h"
 
-namespace caldera::cli {
+namespace caldera::operations {
 
 class PeftAdapterBuilder {
  public:
@@ -46,6 +46,6 @@ class PeftAdapterBuilder {
   std::map<std::string, int> count_of_name_;  // q_proj -> linears seen (with or without records)
 };
 
-}  // namespace caldera::cli
+}  // namespace caldera::operations
 
-#endif  // CALDERA_CLIENT_CALDERACTL_PEFT_ADAPTER_H_
+#endif  // CALDERA_OPERATIONS_PEFT_ADAPTER_H_

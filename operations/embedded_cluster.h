@@ -1,7 +1,7 @@
 // The in-process service that `compress` and `sweep` run their jobs on when no
 // coordinator is given (the README's first command: no server to start).
-#ifndef CALDERA_CLIENT_CALDERACTL_EMBEDDED_CLUSTER_H_
-#define CALDERA_CLIENT_CALDERACTL_EMBEDDED_CLUSTER_H_
+#ifndef CALDERA_OPERATIONS_EMBEDDED_CLUSTER_H_
+#define CALDERA_OPERATIONS_EMBEDDED_CLUSTER_H_
 
 #include <memory>
 
@@ -13,7 +13,7 @@ namespace caldera::backend {
 class ComputeBackend;  // core/backend/backend.h
 }  // namespace caldera::backend
 
-namespace caldera::cli {
+namespace caldera::operations {
 
 // Starts a coordinator and `workers` (>= 1) workers in this process, with
 // short leases and polls suited to one machine. The machine's cores are split
@@ -25,6 +25,6 @@ absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> StartEmbed
     const storage::StorageOptions& storage, int workers, int threads_per_worker,
     backend::ComputeBackend* device = nullptr);
 
-}  // namespace caldera::cli
+}  // namespace caldera::operations
 
-#endif  // CALDERA_CLIENT_CALDERACTL_EMBEDDED_CLUSTER_H_
+#endif  // CALDERA_OPERATIONS_EMBEDDED_CLUSTER_H_

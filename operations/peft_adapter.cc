@@ -1,4 +1,4 @@
-#include "client/calderactl/peft_adapter.h"
+#include "operations/peft_adapter.h"
 
 #include <algorithm>
 #include <cstring>
@@ -12,7 +12,7 @@
 #include "core/model/model_config.h"
 #include "nlohmann/json.hpp"
 
-namespace caldera::cli {
+namespace caldera::operations {
 namespace {
 
 // An Eigen matrix as a row-major F32 tensor converted to `dtype`.
@@ -152,4 +152,4 @@ absl::StatusOr<std::string> PeftAdapterBuilder::SafetensorsBytes() const {
   return writer_.Serialize();
 }
 
-}  // namespace caldera::cli
+}  // namespace caldera::operations

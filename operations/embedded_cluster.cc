@@ -1,11 +1,11 @@
-#include "client/calderactl/embedded_cluster.h"
+#include "operations/embedded_cluster.h"
 
 #include <algorithm>
 #include <thread>
 
 extern "C" void openblas_set_num_threads(int num_threads);
 
-namespace caldera::cli {
+namespace caldera::operations {
 
 absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> StartEmbeddedCluster(
     const storage::StorageOptions& storage, int workers, int threads_per_worker,
@@ -26,4 +26,4 @@ absl::StatusOr<std::unique_ptr<in_process_cluster::InProcessCluster>> StartEmbed
   return in_process_cluster::InProcessCluster::Start(co);
 }
 
-}  // namespace caldera::cli
+}  // namespace caldera::operations

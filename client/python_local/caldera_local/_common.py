@@ -1,0 +1,1 @@
+../../python/caldera_client/_common.py
