@@ -135,7 +135,8 @@ absl::StatusOr<DecomposeResult> Decompose(const model::Checkpoint& checkpoint,
     settings.push_back(DecomposeOptionsFor(spec));
     labels.push_back("");
   } else {
-    for (const BudgetCandidate& c : BudgetWindow(spec.target_bits, spec.lr_bits, sm, sn)) {
+    for (const BudgetCandidate& c :
+         BudgetWindow(spec.target_bits, spec.lr_bits, sm, sn, spec.serve)) {
       settings.push_back(CandidateOptions(spec, c));
       labels.push_back(c.Label());
     }

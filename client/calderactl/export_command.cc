@@ -10,6 +10,10 @@
 //                   of the first --ft-rank columns of L / rows of R, so that
 //                   base + B·A is the compressed model (peft_adapter.h;
 //                   float32 unless --dtype).
+//   --format compressed-tensors: DIR/base in compressed-tensors' pack-quantized
+//                   form (int Q packed, what transformers and vLLM load at
+//                   its size) and DIR/adapter, a PEFT LoRA adapter of L·R
+//                   (compressed_tensors_export.h; needs --serve vllm).
 // All copy the tokenizer, generation and chat-template files through. One
 // shard for the non-layer tensors plus one per decoder layer, so at most one
 // layer is held in memory.
@@ -21,6 +25,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/calderactl/commands.h"
+#include "client/calderactl/compressed_tensors_export.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
 #include "client/calderactl/peft_adapter.h"
@@ -135,20 +140,48 @@ absl::Status WriteDense(const ExportFlags& f, const model::Checkpoint& ckpt,
   return shards.WriteIndex();
 }
 
-// base_model_name_or_path for the adapter: an absolute path for local
-// output, the URI otherwise.
-std::string BaseModelName(const std::string& base) {
-  if (base.find("://") != std::string::npos) return base;
-  std::error_code ec;
-  const std::filesystem::path p = std::filesystem::absolute(base, ec);
-  return ec ? base : p.lexically_normal().string();
+// --format peft: DIR/base and DIR/adapter. The adapter is known complete
+// only after the base is written, so a failure removes the whole of DIR
+// (which RequireEmptyOutput found empty).
+absl::Status ExportPeft(const ExportFlags& f, const model::Checkpoint& ckpt,
+                        const std::string& text, const std::pair<DType, std::string>& dtype,
+                        const storage::StorageOptions& options) {
+  PeftAdapterBuilder adapter(f.ft_rank, dtype.first);
+  const LinearHook split = [&adapter](const model::Checkpoint& c, const std::string& module,
+                                      const std::string& name, Tensor w) {
+    return adapter.Split(c, module, name, std::move(w));
+  };
+  const std::string base = storage::JoinKey(f.out, "base");
+  if (absl::Status s = WriteDense(f, ckpt, text, dtype, base, split, options); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::string> config = adapter.ConfigJson(BaseModelName(base));
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::string> tensors = adapter.SafetensorsBytes();
+  if (!tensors.ok()) return tensors.status();
+  const std::string dir = storage::JoinKey(f.out, "adapter");
+  if (auto put =
+          storage::WriteObject(storage::JoinKey(dir, "adapter_config.json"), *config, options);
+      !put.ok()) {
+    return put.status();
+  }
+  auto put =
+      storage::WriteObject(storage::JoinKey(dir, "adapter_model.safetensors"), *tensors, options);
+  return put.ok() ? absl::OkStatus() : put.status();
 }
 
 absl::Status Export(const ExportFlags& f, const storage::StorageOptions& options) {
-  if (f.format != "dense" && f.format != "hf" && f.format != "peft") {
+  if (f.format != "dense" && f.format != "hf" && f.format != "peft" &&
+      f.format != "compressed-tensors") {
     return absl::InvalidArgumentError(
         absl::StrCat("--format ", f.format.substr(0, 40),
-                     " is unknown; the supported formats are dense, hf, peft"));
+                     " is unknown; the supported formats are dense, hf, peft, compressed-tensors"));
+  }
+  if (f.format == "compressed-tensors") {
+    if (f.ft_rank != 0) {
+      return absl::InvalidArgumentError("--ft-rank takes a rank >= 1 and only with --format peft");
+    }
+    return ExportCompressedTensors(f.model, f.out, f.dtype, options);
   }
   if (f.format == "dense" && !f.dtype.empty() && f.dtype != "f32" && f.dtype != "float32") {
     return absl::InvalidArgumentError("--format dense is float32; use --format hf for --dtype");
@@ -168,28 +201,10 @@ absl::Status Export(const ExportFlags& f, const storage::StorageOptions& options
                                    Tensor w) -> absl::StatusOr<Tensor> { return w; };
     return WriteDense(f, **ckpt, *text, *dtype, f.out, identity, options);
   }
-  PeftAdapterBuilder adapter(f.ft_rank, dtype->first);
-  const LinearHook split = [&adapter](const model::Checkpoint& c, const std::string& module,
-                                      const std::string& name, Tensor w) {
-    return adapter.Split(c, module, name, std::move(w));
-  };
-  const std::string base = storage::JoinKey(f.out, "base");
-  if (absl::Status s = WriteDense(f, **ckpt, *text, *dtype, base, split, options); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<std::string> config = adapter.ConfigJson(BaseModelName(base));
-  if (!config.ok()) return config.status();
-  absl::StatusOr<std::string> tensors = adapter.SafetensorsBytes();
-  if (!tensors.ok()) return tensors.status();
-  const std::string dir = storage::JoinKey(f.out, "adapter");
-  if (auto put =
-          storage::WriteObject(storage::JoinKey(dir, "adapter_config.json"), *config, options);
-      !put.ok()) {
-    return put.status();
-  }
-  auto put =
-      storage::WriteObject(storage::JoinKey(dir, "adapter_model.safetensors"), *tensors, options);
-  return put.ok() ? absl::OkStatus() : put.status();
+  if (absl::Status s = RequireEmptyOutput(f.out, options); !s.ok()) return s;
+  absl::Status s = ExportPeft(f, **ckpt, *text, *dtype, options);
+  if (!s.ok()) (void)storage::RemovePrefix(f.out, options);  // nothing half written
+  return s;
 }
 
 }  // namespace
@@ -201,12 +216,17 @@ void AddExportCommand(CLI::App& app, int* exit_code) {
       "Rebuild a dense checkpoint from a CALDERA checkpoint: dense (float32 linears) or hf "
       "(a Hugging Face checkpoint that transformers, vLLM and lm-eval load) or peft (an hf base "
       "plus a PEFT LoRA adapter of L and R)");
-  cmd->add_option("--format", f->format, "output format: dense (default) | hf | peft");
+  cmd->add_option("--format", f->format,
+                  "output format: dense (default) | hf | peft | compressed-tensors (a checkpoint "
+                  "made with --serve vllm at its compressed size, for transformers and vLLM, L·R "
+                  "as a LoRA adapter)");
   cmd->add_option("--ft-rank", f->ft_rank,
                   "peft: adapter rank (the first K columns of L / rows of R; default: full rank)");
   cmd->add_option("--dtype", f->dtype,
                   "hf, peft: dtype of the linears (and adapter), bf16 | f16 | f32 (default: the "
-                  "model's torch_dtype for hf, f32 for peft)");
+                  "model's torch_dtype for hf, f32 for peft); compressed-tensors: f16 | f32 of "
+                  "the scales, dense tensors and adapter (default f32 for a float32 model, else "
+                  "f16)");
   cmd->add_option("--model", f->model, "CALDERA checkpoint directory URI")->required();
   cmd->add_option("--out", f->out, "output directory URI")->required();
   cmd->callback([f, exit_code] {

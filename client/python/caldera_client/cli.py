@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("--incoherence", str), ("--ttlora-rank", int),
                        ("--ttlora-init", str), ("--calibration-shards", int),
                        ("--calibration-mode", str), ("--target-bits", float),
-                       ("--share-heads", float)):
+                       ("--share-heads", float), ("--serve", str)):
         s.add_argument(flag, type=kind, default=None)
     s.add_argument("--modules", default=None,
                    help="comma-separated module names (default: every linear)")
@@ -139,7 +139,7 @@ def _submit(c: Client, a: argparse.Namespace) -> int:
                    ttlora_rank=a.ttlora_rank, ttlora_init=a.ttlora_init, modules=modules,
                    calibration_shards=a.calibration_shards,
                    calibration_mode=a.calibration_mode, target_bits=a.target_bits,
-                   share_heads=a.share_heads or 0.0, request_id=a.request_id,
+                   share_heads=a.share_heads or 0.0, serve=a.serve, request_id=a.request_id,
                    overwrite=a.overwrite)
     _print_job(job, a.json)
     if not a.wait:

@@ -91,7 +91,7 @@ class Client:
                calibration_shards: Optional[int] = None,
                calibration_mode: Optional[str] = None,
                target_bits: Optional[float] = None,
-               share_heads: float = 0.0) -> jobs_pb2.Job:
+               share_heads: float = 0.0, serve: Optional[str] = None) -> jobs_pb2.Job:
         """Creates a job (validated by the coordinator first); unset settings take the
         documented defaults. The same request_id twice returns the same job.
 
@@ -105,7 +105,14 @@ class Client:
         matrix's setting so that each block averages within that many stored bits per parameter. `ttlora_alpha`
         (--ttlora-alpha) is the TT-LoRA adapter scale. `share_heads`
         (--share-heads) is the DirectShare fraction in [0, 1] of attention KV groups aliased to
-        an earlier layer's (docs/format/head-sharing.md)."""
+        an earlier layer's (docs/format/head-sharing.md). `serve` (--serve: "none" | "vllm")
+        restricts every setting to what `calderactl export --format compressed-tensors` writes
+        and vLLM serves; as in calderactl, unset `quantizer`, `q_bits` and `lr_bits` then take
+        "int", 4 and 16 (docs/format/compressed-tensors.md)."""
+        if serve == "vllm":
+            quantizer = quantizer or "int"
+            q_bits = q_bits or 4
+            lr_bits = lr_bits or 16
         if iters is None:
             iters = iterations
         if lplr_iters is None:
@@ -123,7 +130,7 @@ class Client:
             modules=list(modules or []), overwrite=overwrite,
             calibration_shards=calibration_shards or 0,
             calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0,
-            share_heads=share_heads)
+            share_heads=share_heads, serve=serve or "")
         return self._call(self._stub.CreateJob,
                           jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
                           timeout=max(self._timeout, 300))
