@@ -1,5 +1,7 @@
 #include "client/calderactl/compressed_tensors_export.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <map>
 #include <utility>
 #include <vector>
@@ -268,6 +270,41 @@ absl::Status RequireEmptyOutput(const std::string& out, const storage::StorageOp
   return absl::OkStatus();
 }
 
+namespace {
+
+// The local path of `out`, or "" for an object-store URI.
+std::string LocalPath(const std::string& out) {
+  if (absl::StartsWith(out, "file://")) return out.substr(7);
+  return out.find("://") == std::string::npos ? out : "";
+}
+
+}  // namespace
+
+bool LocalFolderExists(const std::string& out) {
+  const std::string path = LocalPath(out);
+  std::error_code ec;
+  return !path.empty() && std::filesystem::is_directory(path, ec);
+}
+
+void RemoveFailedExport(const std::string& out, bool existed,
+                        const storage::StorageOptions& options) {
+  (void)storage::RemovePrefix(out, options);
+  const std::string path = LocalPath(out);
+  std::error_code ec;
+  if (path.empty() || !std::filesystem::is_directory(path, ec)) return;
+  // Directories are not objects: remove the (now empty) ones, deepest first;
+  // remove() refuses a non-empty one, so nothing else can go.
+  std::vector<std::filesystem::path> dirs;
+  for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec) && !it->is_symlink(ec)) dirs.push_back(it->path());
+  }
+  std::sort(dirs.begin(), dirs.end(),
+            [](const auto& a, const auto& b) { return a.string().size() > b.string().size(); });
+  for (const auto& d : dirs) std::filesystem::remove(d, ec);
+  if (!existed) std::filesystem::remove(path, ec);
+}
+
 absl::Status ExportCompressedTensors(const std::string& model, const std::string& out,
                                      const std::string& dtype_flag,
                                      const storage::StorageOptions& options) {
@@ -310,8 +347,9 @@ absl::Status ExportCompressedTensors(const std::string& model, const std::string
     }
   }
   if (absl::Status s = RequireEmptyOutput(out, options); !s.ok()) return s;
+  const bool existed = LocalFolderExists(out);
   absl::Status s = Write(**ckpt, model, *text, plan, dtype, out, options);
-  if (!s.ok()) (void)storage::RemovePrefix(out, options);  // nothing half written
+  if (!s.ok()) RemoveFailedExport(out, existed, options);  // nothing half written
   return s;
 }
 

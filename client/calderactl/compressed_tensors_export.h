@@ -40,6 +40,15 @@ absl::Status ExportCompressedTensors(const std::string& model, const std::string
 // files never removes anything else.
 absl::Status RequireEmptyOutput(const std::string& out, const storage::StorageOptions& options);
 
+// Undoes a failed export into `out` (found empty by RequireEmptyOutput):
+// removes every object under it and, for a local folder, the directories the
+// export made (`out` itself unless `existed` says it was there before).
+void RemoveFailedExport(const std::string& out, bool existed,
+                        const storage::StorageOptions& options);
+
+// Whether the local folder `out` exists (false for object-store URIs).
+bool LocalFolderExists(const std::string& out);
+
 }  // namespace caldera::cli
 
 #endif  // CALDERA_CLIENT_CALDERACTL_COMPRESSED_TENSORS_EXPORT_H_

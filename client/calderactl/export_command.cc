@@ -202,8 +202,9 @@ absl::Status Export(const ExportFlags& f, const storage::StorageOptions& options
     return WriteDense(f, **ckpt, *text, *dtype, f.out, identity, options);
   }
   if (absl::Status s = RequireEmptyOutput(f.out, options); !s.ok()) return s;
+  const bool existed = LocalFolderExists(f.out);
   absl::Status s = ExportPeft(f, **ckpt, *text, *dtype, options);
-  if (!s.ok()) (void)storage::RemovePrefix(f.out, options);  // nothing half written
+  if (!s.ok()) RemoveFailedExport(f.out, existed, options);  // nothing half written
   return s;
 }
 

@@ -168,7 +168,7 @@ TEST(ExportCompressedTensors, RefusesWhatItCannotWriteAndWritesNothing) {
   EXPECT_NE(log.find("disagrees"), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(tmp.Join("x4")));
   // --serve vllm refuses a group that does not divide down_proj's 172 columns.
-  EXPECT_NE(Compress(tmp.Join("g32"), " --serve vllm --q-group-size 32", &log), 0);
+  EXPECT_NE(Compress(tmp.Join("g32"), " --serve vllm --rank 4 --q-group-size 32", &log), 0);
   EXPECT_NE(log.find("down_proj"), std::string::npos) << log;
   EXPECT_NE(log.find("--q-group-size"), std::string::npos) << log;
 }
