@@ -89,13 +89,7 @@ void IntQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& ta
 }
 
 NamedTensors IntQuantizer::Export() const {
-  std::vector<uint8_t> packed(static_cast<size_t>((rows_ * cols_ * bits_ + 7) / 8), 0);
-  uint64_t bit = 0;
-  for (uint8_t code : codes_) {
-    for (int b = 0; b < bits_; ++b, ++bit) {
-      if ((code >> b) & 1) packed[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
-    }
-  }
+  const std::vector<uint8_t> packed = PackCodes(codes_, bits_);
   NamedTensors out;
   out.emplace_back("codes", U8Tensor({static_cast<int64_t>(packed.size())}, packed));
   Tensor scales = *Tensor::Zeros(DType::kF16, {rows_, groups_});
@@ -114,11 +108,9 @@ absl::StatusOr<MatrixF> IntQuantizer::Decode(const NamedTensors& tensors) const 
   const int half = 1 << (bits_ - 1);
   std::span<const uint8_t> packed = (*codes)->data<uint8_t>();
   MatrixF out(rows_, cols_);
-  uint64_t bit = 0;
   for (int64_t r = 0; r < rows_; ++r) {
     for (int64_t c = 0; c < cols_; ++c) {
-      int q = 0;
-      for (int b = 0; b < bits_; ++b, ++bit) q |= ((packed[bit / 8] >> (bit % 8)) & 1) << b;
+      const int q = UnpackCode(packed, r * cols_ + c, bits_);
       const float s = HalfToFloat((*scales)->raw16()[r * groups_ + c / group_]);
       out(r, c) = static_cast<float>(q - half) * s;
     }
