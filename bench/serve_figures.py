@@ -24,7 +24,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = os.path.join(HERE, "..", "models", "stories260K")
-BUDGETS = ["4.25", "4.5", "5", "5.5", "6"]
+BUDGETS = os.environ.get("BUDGETS", "4.25,4.5,5,5.5,6").split(",")
 
 
 def run(args):
