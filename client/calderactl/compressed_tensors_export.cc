@@ -346,6 +346,11 @@ absl::Status ExportCompressedTensors(const std::string& model, const std::string
       plan.push_back(*std::move(p));
     }
   }
+  if (std::all_of(plan.begin(), plan.end(), [](const Planned& p) { return p.dense; })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("export --format compressed-tensors: ", model,
+                     " has no compressed linear (a dense model?); compress it with --serve vllm"));
+  }
   if (absl::Status s = RequireEmptyOutput(out, options); !s.ok()) return s;
   const bool existed = LocalFolderExists(out);
   absl::Status s = Write(**ckpt, model, *text, plan, dtype, out, options);

@@ -167,6 +167,10 @@ TEST(ExportCompressedTensors, RefusesWhatItCannotWriteAndWritesNothing) {
   EXPECT_NE(log.find("model.layers.2.mlp.up_proj"), std::string::npos) << log;
   EXPECT_NE(log.find("disagrees"), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(tmp.Join("x4")));
+  // A dense model has nothing to pack.
+  EXPECT_NE(Export(StoriesModelDir(), tmp.Join("x5"), &log), 0);
+  EXPECT_NE(log.find("no compressed linear"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(tmp.Join("x5")));
   // --serve vllm refuses a group that does not divide down_proj's 172 columns.
   EXPECT_NE(Compress(tmp.Join("g32"), " --serve vllm --rank 4 --q-group-size 32", &log), 0);
   EXPECT_NE(log.find("down_proj"), std::string::npos) << log;
