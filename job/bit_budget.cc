@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "core/transform/hadamard.h"
@@ -24,6 +25,7 @@ constexpr decompose::Method kCaldera = decompose::Method::kCaldera;
 constexpr decompose::Method kLdlq = decompose::Method::kLdlq;
 constexpr quant::Quantizer kE8p = quant::Quantizer::kE8p;
 constexpr quant::Quantizer kUniform = quant::Quantizer::kUniform;
+constexpr quant::Quantizer kInt = quant::Quantizer::kInt;
 
 constexpr Template kTemplates[] = {
     {kLdlq, kE8p, 2, 128, 0.0},
@@ -52,6 +54,25 @@ constexpr Template kTemplates[] = {
     {kLdlq, kUniform, 5, 0, 0.0},
 };
 
+// --serve vllm: only what compressed-tensors stores and vLLM's int kernels run
+// (job_spec.h Serve): Q on the int4 grid with one group size per shape
+// (kServedGroup: 128 columns when that divides the row, else one scale per
+// row), with or without an L·R kept as a 16-bit LoRA adapter (lr_bits 16;
+// shares of 1/8 to 2 bits per parameter). One Q scheme per shape because
+// vLLM fuses q/k/v and gate/up, which share their input width, into one
+// kernel that needs one scheme; only the L·R rank differs between them.
+constexpr int64_t kServedGroup = -1;
+constexpr Template kServeTemplates[] = {
+    {kLdlq, kInt, 4, kServedGroup, 0.0},     {kCaldera, kInt, 4, kServedGroup, 0.125},
+    {kCaldera, kInt, 4, kServedGroup, 0.25}, {kCaldera, kInt, 4, kServedGroup, 0.5},
+    {kCaldera, kInt, 4, kServedGroup, 1.0},  {kCaldera, kInt, 4, kServedGroup, 2.0},
+};
+
+std::span<const Template> TemplatesFor(Serve serve) {
+  if (serve == Serve::kVllm) return kServeTemplates;
+  return kTemplates;
+}
+
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The size a dimension is padded to: a multiple of `block` (the E8P blocks
@@ -73,6 +94,17 @@ int64_t PaddedDim(int64_t n, bool e8p, int64_t block) {
 // group along each factor; E8P: one per component in each factor) and, for
 // E8P, the factors' own float32 scale.
 double StoredBits(const Template& t, int64_t rank, int lr_bits, int64_t rows, int64_t cols) {
+  if (t.quantizer == kInt) {
+    // No transform, no padding; fp16 scales per group; the float32 global
+    // scale (1.0 for int); 16-bit factors (lr_bits >= 16) store no scales.
+    const double m = static_cast<double>(rows), n = static_cast<double>(cols);
+    const double lr = lr_bits >= 16 ? lr_bits * (m + n)
+                                    : lr_bits * (m + n) +
+                                          16.0 * static_cast<double>(CeilDiv(rows, t.q_group_size) +
+                                                                     CeilDiv(cols, t.q_group_size));
+    return t.q_bits * m * n + 16.0 * m * static_cast<double>(CeilDiv(cols, t.q_group_size)) + 32 +
+           static_cast<double>(rank) * lr;
+  }
   const bool uniform = t.quantizer == kUniform;
   const double mp = static_cast<double>(PaddedDim(rows, !uniform, rank > 0 ? 8 : 1));
   const double np = static_cast<double>(PaddedDim(cols, !uniform, 8));
@@ -116,7 +148,7 @@ BudgetCandidate Instantiate(const Template& t, int lr_bits, int64_t rows, int64_
 
 std::string BudgetCandidate::Label() const {
   std::string q = absl::StrCat(quant::QuantizerName(quantizer), q_bits);
-  if (quantizer == kUniform) absl::StrAppend(&q, " g", q_group_size);
+  if (quantizer == kUniform || quantizer == kInt) absl::StrAppend(&q, " g", q_group_size);
   if (quantizer == kE8p && method != kCaldera && !row_scales) absl::StrAppend(&q, " global");
   return method == kCaldera ? absl::StrCat("caldera r", rank, " ", q)
                             : absl::StrCat(decompose::MethodName(method), " ", q);
@@ -135,18 +167,22 @@ absl::Status ValidateTargetBits(double target_bits) {
 namespace {
 
 // Every template instantiated for the shape, each setting once, in template order.
-std::vector<BudgetCandidate> AllCandidates(int lr_bits, int64_t rows, int64_t cols) {
+std::vector<BudgetCandidate> AllCandidates(int lr_bits, int64_t rows, int64_t cols, Serve serve) {
   std::vector<BudgetCandidate> out;
   if (rows < 1 || cols < 1 || lr_bits < 1) return out;
-  for (const Template& t : kTemplates) {
-    BudgetCandidate c = Instantiate(t, lr_bits, rows, cols);
+  for (const Template& t : TemplatesFor(serve)) {
+    // A served group divides the row (else one scale per row).
+    Template sized = t;
+    if (t.q_group_size == kServedGroup) sized.q_group_size = cols % 128 == 0 ? 128 : 0;
+    BudgetCandidate c = Instantiate(sized, lr_bits, rows, cols);
     // Without L·R, group sizes >= the row length are one setting (one scale
     // per row): run it once. (With L·R the group size also splits the
     // factors, so they differ.)
     const bool seen = std::any_of(out.begin(), out.end(), [&](const BudgetCandidate& o) {
       return o.method == c.method && o.quantizer == c.quantizer && o.q_bits == c.q_bits &&
              o.rank == c.rank && o.row_scales == c.row_scales &&
-             (c.quantizer != kUniform || o.q_group_size == c.q_group_size ||
+             ((c.quantizer != kUniform && c.quantizer != kInt) ||
+              o.q_group_size == c.q_group_size ||
               (c.rank == 0 && std::min(o.q_group_size, cols) == std::min(c.q_group_size, cols)));
     });
     if (!seen) out.push_back(std::move(c));
@@ -163,9 +199,9 @@ void LargestFirst(std::vector<BudgetCandidate>* v) {
 }  // namespace
 
 std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
-                                              int64_t cols, int max_count) {
+                                              int64_t cols, int max_count, Serve serve) {
   std::vector<BudgetCandidate> out;
-  for (BudgetCandidate& c : AllCandidates(lr_bits, rows, cols)) {
+  for (BudgetCandidate& c : AllCandidates(lr_bits, rows, cols, serve)) {
     if (c.estimated_bits <= budget + 1e-9) out.push_back(std::move(c));
   }
   LargestFirst(&out);
@@ -173,9 +209,10 @@ std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_
   return out;
 }
 
-std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t rows, int64_t cols) {
+std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t rows, int64_t cols,
+                                          Serve serve) {
   std::vector<BudgetCandidate> above, below;
-  for (BudgetCandidate& c : AllCandidates(lr_bits, rows, cols)) {
+  for (BudgetCandidate& c : AllCandidates(lr_bits, rows, cols, serve)) {
     if (c.estimated_bits <= budget + 1e-9) {
       below.push_back(std::move(c));
     } else if (c.estimated_bits <= budget + kBudgetWindowAbove) {
@@ -208,12 +245,11 @@ decompose::DecomposeOptions CandidateOptions(const JobSpec& spec, const BudgetCa
   return o;
 }
 
-double SmallestEstimatedBits(int lr_bits, int64_t rows, int64_t cols) {
+double SmallestEstimatedBits(int lr_bits, int64_t rows, int64_t cols, Serve serve) {
   double best = kMaxTargetBits * 2;
-  for (const Template& t : kTemplates) {
-    best = std::min(best, Instantiate(t, std::max(1, lr_bits), std::max<int64_t>(1, rows),
-                                      std::max<int64_t>(1, cols))
-                              .estimated_bits);
+  for (const BudgetCandidate& c : AllCandidates(std::max(1, lr_bits), std::max<int64_t>(1, rows),
+                                                std::max<int64_t>(1, cols), serve)) {
+    best = std::min(best, c.estimated_bits);
   }
   return best;
 }

@@ -56,14 +56,18 @@ absl::Status ValidateTargetBits(double target_bits);
 // The candidates for a rows x cols matrix whose estimate is within `budget`,
 // best (largest estimate) first, at most `max_count`. Empty when even the
 // smallest setting's estimate exceeds the budget.
+// With serve = kVllm, the candidates are those --serve vllm allows (int Q,
+// 16-bit L·R, groups that divide the row; bit_budget.cc kServeTemplates).
 std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
-                                              int64_t cols, int max_count);
+                                              int64_t cols, int max_count,
+                                              Serve serve = Serve::kNone);
 
 // The window's candidates for a rows x cols matrix: those above the budget
 // (largest estimate first), then those within it (largest first). When none
 // is within the budget, the cheapest takes their place (the block's other
 // matrices may pay for it; AllocateBits refuses when they cannot).
-std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t rows, int64_t cols);
+std::vector<BudgetCandidate> BudgetWindow(double budget, int lr_bits, int64_t rows, int64_t cols,
+                                          Serve serve = Serve::kNone);
 
 // The decomposition options of a candidate: DecomposeOptionsFor(WithCandidate)
 // plus its E8P scale choice (row_scales false: one global scale).
@@ -71,7 +75,7 @@ decompose::DecomposeOptions CandidateOptions(const JobSpec& spec, const BudgetCa
 
 // The smallest estimate of any candidate for this shape (for the message
 // when nothing fits).
-double SmallestEstimatedBits(int lr_bits, int64_t rows, int64_t cols);
+double SmallestEstimatedBits(int lr_bits, int64_t rows, int64_t cols, Serve serve = Serve::kNone);
 
 // `spec` with the candidate's method, quantizer, Q bits, group size and rank;
 // everything else (lr_bits, iters, seed, incoherence, ...) kept.

@@ -1,6 +1,7 @@
 #include "job/job_spec.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +71,16 @@ absl::StatusOr<DType> ParseHiddenDType(absl::string_view name) {
       absl::StrCat("--hidden-dtype ", BoundedQuote(name), " is unknown; use f32 or bf16"));
 }
 
+absl::string_view ServeName(Serve serve) { return serve == Serve::kVllm ? "vllm" : "none"; }
+
+absl::StatusOr<Serve> ParseServe(absl::string_view name) {
+  for (Serve v : {Serve::kNone, Serve::kVllm}) {
+    if (name == ServeName(v)) return v;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--serve ", BoundedQuote(name), " is unknown; use none or vllm"));
+}
+
 namespace {
 
 // Sets `*out` to the parse of `name` unless it is empty.
@@ -92,6 +103,7 @@ absl::Status ApplySettingNames(const SettingNames& n, JobSpec* s) {
            ParseUnlessEmpty(n.ttlora_init, ttlora::ParseInitMode, &s->ttlora_init),
            ParseUnlessEmpty(n.calibration_mode, ParseCalibrationMode, &s->calibration_mode),
            ParseUnlessEmpty(n.hidden_dtype, ParseHiddenDType, &s->hidden_dtype),
+           ParseUnlessEmpty(n.serve, ParseServe, &s->serve),
        }) {
     if (!st.ok()) return st;
   }
@@ -115,6 +127,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   }
   if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
   if (absl::Status s = ValidateTargetBits(spec.target_bits); !s.ok()) return s;
+  if (absl::Status s = ValidateServe(spec); !s.ok()) return s;
   if (absl::Status s = model::ValidateShareRatio(spec.share_heads, "--share-heads"); !s.ok()) {
     return s;
   }
@@ -184,8 +197,74 @@ bool CompressesModule(const JobSpec& spec, absl::string_view module) {
 }
 
 bool UsesHadamard(const JobSpec& spec) {
-  if (spec.incoherence == Incoherence::kAuto) return spec.quantizer != quant::Quantizer::kUniform;
+  if (spec.incoherence == Incoherence::kAuto) return spec.quantizer == quant::Quantizer::kE8p;
   return spec.incoherence != Incoherence::kNone;
+}
+
+absl::Status ValidateServe(const JobSpec& spec) {
+  if (spec.serve == Serve::kNone) return absl::OkStatus();
+  auto refuse = [](absl::string_view what, absl::string_view fix) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--serve vllm: ", what, " cannot be served by vLLM's int kernels; ", fix));
+  };
+  if (spec.share_heads > 0) {
+    return refuse("head sharing (--share-heads)", "drop --share-heads");
+  }
+  if (spec.ttlora_rank > 0) {
+    return refuse("a TT-LoRA adapter (--ttlora-rank)", "drop --ttlora-rank");
+  }
+  if (spec.incoherence == Incoherence::kRht) {
+    return refuse("the Hadamard transform (--incoherence rht)", "use --incoherence none");
+  }
+  if (spec.target_bits > 0) {
+    // The ladder picks method, quantizer, bits, group and rank (bit_budget.h).
+    if (spec.lr_bits != 16) {
+      return refuse(absl::StrCat("L·R in ", spec.lr_bits, " bits (--lr-bits)"),
+                    "use --lr-bits 16 (the LoRA adapter is stored in 16 bits)");
+    }
+    return absl::OkStatus();
+  }
+  if (spec.quantizer != quant::Quantizer::kInt) {
+    return refuse(
+        absl::StrCat("Q on the ", quant::QuantizerName(spec.quantizer), " grid (--quantizer)"),
+        "use --quantizer int (4 or 8 bits)");
+  }
+  if (spec.q_bits != 4 && spec.q_bits != 8) {
+    return refuse(absl::StrCat("Q in ", spec.q_bits, " bits (--q-bits)"), "use --q-bits 4 or 8");
+  }
+  if (spec.method == decompose::Method::kCaldera) {
+    if (spec.lr_bits != 16) {
+      return refuse(absl::StrCat("L·R in ", spec.lr_bits, " bits (--lr-bits)"),
+                    "use --lr-bits 16 (the LoRA adapter is stored in 16 bits)");
+    }
+    if (spec.rank > kMaxServeLoraRank) {
+      return refuse(absl::StrCat("a LoRA rank of ", spec.rank, " (--rank)"),
+                    absl::StrCat("use --rank ", kMaxServeLoraRank, " or less"));
+    }
+  }
+  const int64_t g = spec.q_group_size;
+  if (std::find(std::begin(kServeGroupSizes), std::end(kServeGroupSizes), g) ==
+          std::end(kServeGroupSizes) &&
+      g < kMaxQuantizerGroupSize) {
+    return refuse(absl::StrCat("a group of ", g, " columns (--q-group-size)"),
+                  absl::StrCat("use --q-group-size 32, 64 or 128, or ", kMaxQuantizerGroupSize,
+                               " for one scale per row"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateServeShape(const JobSpec& spec, absl::string_view module, int64_t rows,
+                                int64_t cols) {
+  (void)rows;
+  if (spec.serve == Serve::kNone || spec.target_bits > 0) return absl::OkStatus();
+  if (spec.q_group_size < cols && cols % spec.q_group_size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--serve vllm: ", module, " has ", cols,
+                     " input columns, not a multiple of --q-group-size ", spec.q_group_size,
+                     "; use a group size that divides it, or ", kMaxQuantizerGroupSize,
+                     " for one scale per row (or --target-bits, which picks per matrix)"));
+  }
+  return absl::OkStatus();
 }
 
 decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec) {

@@ -49,6 +49,23 @@ absl::string_view HiddenDTypeName(DType dtype);
 // INVALID_ARGUMENT "--hidden-dtype X is unknown; use f32 or bf16".
 absl::StatusOr<DType> ParseHiddenDType(absl::string_view name);
 
+// --serve: what the output must be servable by. kVllm restricts every setting
+// (and the --target-bits ladder) to what `calderactl export --format
+// compressed-tensors` writes and vLLM's int kernels run: Q on the int grid
+// (4 or 8 bits, a group of 32/64/128 columns or one per row), no Hadamard
+// transform, L·R as a 16-bit LoRA adapter of rank <= kMaxServeLoraRank, no
+// TT-LoRA, no head sharing (docs/format/compressed-tensors.md).
+enum class Serve { kNone, kVllm };
+// "none" or "vllm".
+absl::string_view ServeName(Serve serve);
+// INVALID_ARGUMENT "--serve X is unknown; use none or vllm".
+absl::StatusOr<Serve> ParseServe(absl::string_view name);
+// The largest LoRA rank vLLM's --max-lora-rank accepts.
+inline constexpr int64_t kMaxServeLoraRank = 512;
+// The group sizes vLLM's compressed-tensors WNA16 kernels take (besides one
+// group per row).
+inline constexpr int64_t kServeGroupSizes[] = {32, 64, 128};
+
 struct JobSpec {
   std::string model;        // --model: Hugging Face directory URI (path, file://, s3://)
   std::string calibration;  // --calibration: safetensors URI, int32 input_ids [samples, seq_len]
@@ -102,16 +119,18 @@ struct JobSpec {
   // (job/bit_allocation.h); method, quantizer, q_bits, rank and q_group_size above
   // are then ignored, lr_bits, iters, lplr_iters, seed and incoherence apply.
   double target_bits = 0;
+  // --serve (proto JobSpec.serve): none | vllm, see Serve.
+  Serve serve = Serve::kNone;
 };
 
 // The settings that are names where they are parsed (calderactl's flags, the
 // proto's strings): empty = not given, the JobSpec default stays.
 struct SettingNames {
-  std::string method, quantizer, incoherence, ttlora_init, calibration_mode, hidden_dtype;
+  std::string method, quantizer, incoherence, ttlora_init, calibration_mode, hidden_dtype, serve;
 };
 
-// Sets `spec`'s method, quantizer, incoherence, ttlora_init, calibration_mode
-// and hidden_dtype from the non-empty names, in that order (ValidateJobSpec's
+// Sets `spec`'s method, quantizer, incoherence, ttlora_init, calibration_mode,
+// hidden_dtype and serve from the non-empty names, in that order (ValidateJobSpec's
 // order); the first unknown name is the INVALID_ARGUMENT of its parser (the
 // flag named, the valid names listed) and leaves `spec` partly set.
 absl::Status ApplySettingNames(const SettingNames& names, JobSpec* spec);
@@ -154,6 +173,17 @@ decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec);
 
 // Whether `spec` runs the randomized Hadamard transform (resolves "auto").
 bool UsesHadamard(const JobSpec& spec);
+
+// With --serve vllm: INVALID_ARGUMENT naming the first setting vLLM cannot
+// serve and the flag that avoids it; OK otherwise (and for --serve none).
+absl::Status ValidateServe(const JobSpec& spec);
+
+// With --serve vllm: INVALID_ARGUMENT when a `rows` x `cols` linear cannot be
+// written in compressed-tensors' pack-quantized form with `spec`'s group size
+// (a group that does not divide the row); names `module`. Used at submit for
+// every selected linear.
+absl::Status ValidateServeShape(const JobSpec& spec, absl::string_view module, int64_t rows,
+                                int64_t cols);
 
 }  // namespace caldera::job
 

@@ -18,6 +18,7 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& p, const std::string
   names.ttlora_init = p.ttlora().init();
   names.calibration_mode = p.calibration_mode();
   names.hidden_dtype = p.hidden_dtype();
+  names.serve = p.serve();
   if (absl::Status st = ApplySettingNames(names, &s); !st.ok()) return st;
   if (d.rank() != 0) s.rank = d.rank();
   if (d.q_bits() != 0) s.q_bits = d.q_bits();
@@ -64,6 +65,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   p.set_target_bits(s.target_bits);
   p.set_share_heads(s.share_heads);
   p.set_hidden_dtype(std::string(HiddenDTypeName(s.hidden_dtype)));
+  if (s.serve != Serve::kNone) p.set_serve(std::string(ServeName(s.serve)));
   return p;
 }
 

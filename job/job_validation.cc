@@ -155,6 +155,7 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
           absl::StrCat("--rank ", spec.rank, " is larger than ", m.name, " (", dims[0], "x",
                        dims[1], "); use --rank <= ", std::min(dims[0], dims[1])));
     }
+    if (absl::Status s = ValidateServeShape(spec, m.name, dims[0], dims[1]); !s.ok()) return s;
   }
   // One calibrate task per layer and shard, one decompose task per layer and
   // module, one finalize (server/planner.cc).

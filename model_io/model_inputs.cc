@@ -1,6 +1,7 @@
 #include "model_io/model_inputs.h"
 
 #include "core/decompose/record.h"
+#include "core/format/compressed_tensors.h"
 #include "core/model/head_sharing.h"
 #include "core/ttlora/adapter.h"
 #include "storage/storage.h"
@@ -21,9 +22,14 @@ absl::StatusOr<std::unique_ptr<model::Checkpoint>> OpenCheckpointAt(
   if (ckpt.ok()) {
     // Ŵ from the CALDERA record, plus the module's TT-LoRA adapter α·ΔW when
     // the checkpoint holds one: the weight the compressed model computes with.
+    // A compressed-tensors pack-quantized linear (our export's base, or
+    // llm-compressor's output) is dequantized (format/compressed_tensors.h).
     (*ckpt)->SetLinearReconstructor(
         [base = decompose::CalderaReconstructor()](
             const SafetensorsReader& reader, const std::string& prefix) -> absl::StatusOr<Tensor> {
+          if (format::HasPackQuantized(reader, prefix)) {
+            return format::ReadPackQuantized(reader, prefix);
+          }
           absl::StatusOr<Tensor> w = base(reader, prefix);
           if (!w.ok()) return w;
           if (absl::Status s = ttlora::AddStoredAdapter(reader, prefix, &*w); !s.ok()) return s;

@@ -12,6 +12,7 @@
 #include "model_io/companion_files.h"
 #include "model_io/model_inputs.h"
 #include "nlohmann/json.hpp"
+#include "operations/compressed_tensors_export.h"
 #include "operations/peft_adapter.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -115,23 +116,58 @@ absl::Status WriteDense(const ExportOptions& f, const model::Checkpoint& ckpt,
   return shards.WriteIndex();
 }
 
-// base_model_name_or_path for the adapter: an absolute path for local
-// output, the URI otherwise.
-std::string BaseModelName(const std::string& base) {
-  if (base.find("://") != std::string::npos) return base;
-  std::error_code ec;
-  const std::filesystem::path p = std::filesystem::absolute(base, ec);
-  return ec ? base : p.lexically_normal().string();
+// format peft: out/base and out/adapter (their paths returned).
+absl::StatusOr<ExportResult> ExportPeft(const ExportOptions& f, const model::Checkpoint& ckpt,
+                                        const std::string& text,
+                                        const std::pair<DType, std::string>& dtype,
+                                        const storage::StorageOptions& options,
+                                        const Listener& listener) {
+  PeftAdapterBuilder adapter(f.ft_rank, dtype.first);
+  const LinearHook split = [&adapter](const model::Checkpoint& c, const std::string& module,
+                                      const std::string& name, Tensor w) {
+    return adapter.Split(c, module, name, std::move(w));
+  };
+  const std::string base = storage::JoinKey(f.out, "base");
+  if (absl::Status s = WriteDense(f, ckpt, text, dtype, base, split, options, listener); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::string> config = adapter.ConfigJson(BaseModelName(base));
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::string> tensors = adapter.SafetensorsBytes();
+  if (!tensors.ok()) return tensors.status();
+  const std::string dir = storage::JoinKey(f.out, "adapter");
+  if (auto put =
+          storage::WriteObject(storage::JoinKey(dir, "adapter_config.json"), *config, options);
+      !put.ok()) {
+    return put.status();
+  }
+  auto put =
+      storage::WriteObject(storage::JoinKey(dir, "adapter_model.safetensors"), *tensors, options);
+  if (!put.ok()) return put.status();
+  return ExportResult{base, dir};
 }
 
 }  // namespace
 
 absl::StatusOr<ExportResult> Export(const ExportOptions& f, const storage::StorageOptions& options,
                                     const Listener& listener) {
-  if (f.format != "dense" && f.format != "hf" && f.format != "peft") {
+  if (f.format != "dense" && f.format != "hf" && f.format != "peft" &&
+      f.format != "compressed-tensors") {
     return absl::InvalidArgumentError(
         absl::StrCat("--format ", f.format.substr(0, 40),
-                     " is unknown; the supported formats are dense, hf, peft"));
+                     " is unknown; the supported formats are dense, hf, peft, compressed-tensors"));
+  }
+  if (f.format == "compressed-tensors") {
+    if (f.ft_rank != 0) {
+      return absl::InvalidArgumentError("--ft-rank takes a rank >= 1 and only with --format peft");
+    }
+    if (absl::Status s = ExportCompressedTensors(f.model, f.out, f.dtype, options); !s.ok()) {
+      return s;
+    }
+    const std::string adapter = storage::JoinKey(f.out, "adapter");
+    const bool has_adapter =
+        storage::ReadObject(storage::JoinKey(adapter, "adapter_config.json"), options).ok();
+    return ExportResult{storage::JoinKey(f.out, "base"), has_adapter ? adapter : ""};
   }
   if (f.format == "dense" && !f.dtype.empty() && f.dtype != "f32" && f.dtype != "float32") {
     return absl::InvalidArgumentError("--format dense is float32; use --format hf for --dtype");
@@ -156,30 +192,13 @@ absl::StatusOr<ExportResult> Export(const ExportOptions& f, const storage::Stora
     }
     return ExportResult{f.out, ""};
   }
-  PeftAdapterBuilder adapter(f.ft_rank, dtype->first);
-  const LinearHook split = [&adapter](const model::Checkpoint& c, const std::string& module,
-                                      const std::string& name, Tensor w) {
-    return adapter.Split(c, module, name, std::move(w));
-  };
-  const std::string base = storage::JoinKey(f.out, "base");
-  if (absl::Status s = WriteDense(f, **ckpt, *text, *dtype, base, split, options, listener);
-      !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<std::string> config = adapter.ConfigJson(BaseModelName(base));
-  if (!config.ok()) return config.status();
-  absl::StatusOr<std::string> tensors = adapter.SafetensorsBytes();
-  if (!tensors.ok()) return tensors.status();
-  const std::string dir = storage::JoinKey(f.out, "adapter");
-  if (auto put =
-          storage::WriteObject(storage::JoinKey(dir, "adapter_config.json"), *config, options);
-      !put.ok()) {
-    return put.status();
-  }
-  auto put =
-      storage::WriteObject(storage::JoinKey(dir, "adapter_model.safetensors"), *tensors, options);
-  if (!put.ok()) return put.status();
-  return ExportResult{base, dir};
+  // Nothing half written: the folder must be new or empty, and a failure
+  // removes what this export wrote.
+  if (absl::Status s = RequireEmptyOutput(f.out, options); !s.ok()) return s;
+  const bool existed = LocalFolderExists(f.out);
+  absl::StatusOr<ExportResult> r = ExportPeft(f, **ckpt, *text, *dtype, options, listener);
+  if (!r.ok()) RemoveFailedExport(f.out, existed, options);
+  return r;
 }
 
 }  // namespace caldera::operations

@@ -9,7 +9,12 @@
 //                 kept in the adapter, and out/adapter, a PEFT LoRA adapter
 //                 of the first ft_rank columns of L / rows of R, so that
 //                 base + B·A is the compressed model (peft_adapter.h;
-//                 float32 unless dtype).
+//                 float32 unless dtype); out must be new or empty, and a
+//                 failed export removes what it wrote.
+//   format compressed-tensors: out/base in compressed-tensors' pack-quantized
+//                 form and out/adapter, L·R as a PEFT LoRA adapter, for a
+//                 checkpoint made with --serve vllm
+//                 (compressed_tensors_export.h).
 // All copy the tokenizer, generation and chat-template files through. One
 // shard for the non-layer tensors plus one per decoder layer, so at most one
 // layer is held in memory. `calderactl export` and the Python package's
@@ -27,16 +32,16 @@
 namespace caldera::operations {
 
 struct ExportOptions {
-  std::string format = "dense";  // dense | hf | peft
+  std::string format = "dense";  // dense | hf | peft | compressed-tensors
   std::string model;             // CALDERA checkpoint directory URI
   std::string out;               // output directory URI
-  std::string dtype;             // hf, peft: bf16 | f16 | f32; "" = the default above
-  int64_t ft_rank = 0;           // peft: adapter rank per module (0: the full rank)
+  std::string dtype;    // hf, peft: bf16 | f16 | f32; compressed-tensors: f16 | f32; "" = default
+  int64_t ft_rank = 0;  // peft: adapter rank per module (0: the full rank)
 };
 
 struct ExportResult {
-  std::string model;    // the dense checkpoint: out (dense, hf) or out/base (peft)
-  std::string adapter;  // peft: out/adapter; "" otherwise
+  std::string model;    // out (dense, hf) or out/base (peft, compressed-tensors)
+  std::string adapter;  // peft, compressed-tensors with L·R: out/adapter; "" otherwise
 };
 
 // Progress: one step per decoder layer written. INVALID_ARGUMENT for an

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -29,6 +30,13 @@ absl::StatusOr<Tensor> ToTensor(const quant::MatrixF& m, DType dtype) {
 
 }  // namespace
 
+std::string BaseModelName(const std::string& base) {
+  if (base.find("://") != std::string::npos) return base;
+  std::error_code ec;
+  const std::filesystem::path p = std::filesystem::absolute(base, ec);
+  return ec ? base : p.lexically_normal().string();
+}
+
 absl::StatusOr<Tensor> PeftAdapterBuilder::Split(const model::Checkpoint& ckpt,
                                                  const std::string& module, const std::string& name,
                                                  Tensor w) {
@@ -38,11 +46,7 @@ absl::StatusOr<Tensor> PeftAdapterBuilder::Split(const model::Checkpoint& ckpt,
   if (reader == nullptr) return w;  // kept dense by compress: all in the base
   absl::StatusOr<decompose::RecordFactors> f = decompose::ReadRecordFactors(*reader, module);
   if (!f.ok()) return f.status();
-  if (f->l.cols() == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--format peft needs L and R, but module '", module, "' was compressed with method '",
-        f->method, "' (no low-rank factors); use --format hf or dense for ldlq / rtn checkpoints"));
-  }
+  if (f->l.cols() == 0) return w;  // ldlq / rtn (a --target-bits choice): all in the base
   if (ckpt.head_sharing() != nullptr && w.rank() == 2 &&
       (f->l.rows() != w.dim(0) || f->r.cols() != w.dim(1))) {
     // A record without its aliased heads (docs/format/head-sharing.md): the
@@ -98,8 +102,9 @@ absl::StatusOr<Tensor> PeftAdapterBuilder::Split(const model::Checkpoint& ckpt,
 absl::StatusOr<std::string> PeftAdapterBuilder::ConfigJson(const std::string& base_model) const {
   if (rank_of_.empty()) {
     return absl::FailedPreconditionError(
-        "--format peft: the checkpoint has no CALDERA records with L and R (nothing to put in "
-        "an adapter)");
+        "--format peft needs L and R, but no module of the checkpoint has them (each was "
+        "compressed with method ldlq or rtn, or kept dense): there is nothing to put in an "
+        "adapter; use --format hf or dense");
   }
   // r: the most common adapter rank; the others go to rank_pattern (and
   // alpha_pattern, lora_alpha = r everywhere so the scaling is 1).

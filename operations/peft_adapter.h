@@ -19,6 +19,10 @@
 
 namespace caldera::operations {
 
+// base_model_name_or_path for an adapter: the absolute path of `base` for
+// local output, the URI otherwise.
+std::string BaseModelName(const std::string& base);
+
 class PeftAdapterBuilder {
  public:
   // `ft_rank` <= 0 keeps each module's full rank; adapter tensors get `dtype`.
@@ -27,13 +31,15 @@ class PeftAdapterBuilder {
   // Splits the compressed weight `w` (F32 [out, in], as the checkpoint reads
   // it) of `module` ("model.layers.0.self_attn.q_proj", short name `name`):
   // returns the base weight and keeps the adapter pair. Modules without a
-  // CALDERA record pass through unchanged; FAILED_PRECONDITION for a record
-  // without factors (ldlq / rtn).
+  // CALDERA record, or whose record has no factors (ldlq / rtn, as a
+  // --target-bits checkpoint mixes them), pass through unchanged: all in the
+  // base, no adapter pair.
   absl::StatusOr<Tensor> Split(const model::Checkpoint& ckpt, const std::string& module,
                                const std::string& name, Tensor w);
 
   // The adapter: adapter_config.json (text) and adapter_model.safetensors.
-  // FAILED_PRECONDITION when no module had factors.
+  // FAILED_PRECONDITION ("--format peft needs L and R ...") when no module had
+  // factors.
   absl::StatusOr<std::string> ConfigJson(const std::string& base_model) const;
   absl::StatusOr<std::string> SafetensorsBytes() const;
 

@@ -136,7 +136,7 @@ absl::StatusOr<TaskSettings> SettingsFor(const job::JobSpec& spec, const StoredM
     return t;
   }
   for (const BudgetCandidate& c :
-       BudgetWindow(spec.target_bits, spec.lr_bits, sm.w.rows(), sm.w.cols())) {
+       BudgetWindow(spec.target_bits, spec.lr_bits, sm.w.rows(), sm.w.cols(), spec.serve)) {
     t.options.push_back(CandidateOptions(spec, c));
     t.labels.push_back(c.Label());
   }

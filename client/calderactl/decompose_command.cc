@@ -87,7 +87,7 @@ int RunDecompose(const DecomposeFlags& f) {
     spec.quantizer = *quantizer;
   } else {
     return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
-                                        "--quantizer ", f.quantizer, " is not e8p or uniform")));
+                                        "--quantizer ", f.quantizer, " is not e8p, uniform or int")));
   }
   absl::StatusOr<Tensor> wt = ReadMatrix(f.weight, "weight", options);
   if (!wt.ok()) return ReportError("decompose", wt.status());
@@ -247,11 +247,11 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
                   absl::StrCat("caldera | ldlq | rtn (default ", f->method, ")"));
   cmd->add_option("--rank", f->job.rank, absl::StrCat("rank k of L*R (default ", d.rank, ")"));
   cmd->add_option("--q-bits", f->job.q_bits,
-                  absl::StrCat("bits of Q: e8p 2-4, uniform 2-8 (default ", d.q_bits, ")"));
+                  absl::StrCat("bits of Q: e8p 2-4, uniform 2-8, int 4 or 8 (default ", d.q_bits, ")"));
   cmd->add_option("--lr-bits", f->job.lr_bits,
                   absl::StrCat("bits of L and R; 16 or 32 keeps floats (default ", d.lr_bits, ")"));
   cmd->add_option("--quantizer", f->quantizer,
-                  absl::StrCat("e8p | uniform (default ", f->quantizer, ")"));
+                  absl::StrCat("e8p | uniform | int (default ", f->quantizer, ")"));
   cmd->add_option("--q-group-size,--group-size", f->job.q_group_size,
                   absl::StrCat("uniform quantizer group size (default ", d.q_group_size, ")"));
   cmd->add_option("--incoherence", f->incoherence,

@@ -23,11 +23,19 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
       absl::StrCat("caldera | ldlq | rtn (default ", decompose::MethodName(d.method), ")"));
   cmd->add_option("--rank", s->rank,
                   absl::StrCat("rank k of L and R (default ", d.rank, "; caldera only)"));
-  cmd->add_option("--q-bits", s->q_bits, absl::StrCat("bits of Q (default ", d.q_bits, ")"));
-  cmd->add_option("--lr-bits", s->lr_bits,
-                  absl::StrCat("bits of L and R (default ", d.lr_bits, "; >= 16 keeps floats)"));
+  f->q_bits =
+      cmd->add_option("--q-bits", s->q_bits,
+                      absl::StrCat("bits of Q (default ", d.q_bits, "; 4 with --serve vllm)"));
+  f->lr_bits = cmd->add_option("--lr-bits", s->lr_bits,
+                               absl::StrCat("bits of L and R (default ", d.lr_bits,
+                                            "; >= 16 keeps floats; 16 with --serve vllm)"));
   cmd->add_option("--quantizer", f->names.quantizer,
-                  absl::StrCat("e8p | uniform (default ", quant::QuantizerName(d.quantizer), ")"));
+                  absl::StrCat("e8p | uniform | int (default ", quant::QuantizerName(d.quantizer),
+                               "; int with --serve vllm: q·scale, the grid vLLM serves)"));
+  cmd->add_option("--serve", f->names.serve,
+                  "none | vllm: restrict every setting (and the --target-bits ladder) to what "
+                  "`export --format compressed-tensors` writes and vLLM's int kernels run "
+                  "(default none)");
   cmd->add_option("--q-group-size", s->q_group_size,
                   absl::StrCat("columns per fp16 scale of the uniform quantizer (default ",
                                d.q_group_size, "; 32 = GPTQ's g32, +0.5 bits)"));
@@ -89,6 +97,14 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   "client request id: submitting the same id twice creates one job");
 }
 
-absl::Status ParseJobFlagNames(JobFlags* f) { return job::ApplySettingNames(f->names, &f->spec); }
+absl::Status ParseJobFlagNames(JobFlags* f) {
+  if (absl::Status s = job::ApplySettingNames(f->names, &f->spec); !s.ok()) return s;
+  if (f->spec.serve == job::Serve::kVllm) {
+    if (f->names.quantizer.empty()) f->spec.quantizer = quant::Quantizer::kInt;
+    if (f->q_bits == nullptr || f->q_bits->count() == 0) f->spec.q_bits = 4;
+    if (f->lr_bits == nullptr || f->lr_bits->count() == 0) f->spec.lr_bits = 16;
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace caldera::cli

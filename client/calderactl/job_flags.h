@@ -21,6 +21,10 @@ struct JobFlags {
   // --calibration-text: resolved into spec.calibration by
   // ResolveCalibrationText before the job is created.
   CalibrationTextFlags calibration_text;
+  // The options whose defaults --serve vllm changes when they are not given
+  // (ParseJobFlagNames); set by AddJobFlags.
+  CLI::Option* q_bits = nullptr;
+  CLI::Option* lr_bits = nullptr;
 };
 
 // Registers the job flags on `cmd`; values land in `*flags` (must outlive cmd).
@@ -28,6 +32,9 @@ void AddJobFlags(CLI::App* cmd, JobFlags* flags);
 
 // Sets flags->spec's enums from flags->names (job::ApplySettingNames):
 // INVALID_ARGUMENT naming the flag and the valid names for an unknown one.
+// With --serve vllm, the settings not given on the command line take the
+// served defaults: --quantizer int, --q-bits 4, --lr-bits 16 (the rest is
+// then checked by job::ValidateServe).
 absl::Status ParseJobFlagNames(JobFlags* flags);
 
 }  // namespace caldera::cli

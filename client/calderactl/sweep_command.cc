@@ -14,6 +14,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -64,7 +65,27 @@ constexpr Candidate kCandidates[] = {
     {"--method ldlq --quantizer uniform --q-bits 4 --q-group-size 32", "ldlq-u4-g32", 4.52,
      decompose::Method::kLdlq, quant::Quantizer::kUniform, 4, 0, 32},
 };
-constexpr int kNumCandidates = sizeof(kCandidates) / sizeof(kCandidates[0]);
+// --serve vllm: the settings vLLM's int kernels run (job::ValidateServe):
+// int4 or int8 Q, one scale per row (every width of the bundled model takes
+// it), with or without a 16-bit L·R served as a LoRA adapter.
+constexpr Candidate kServeCandidates[] = {
+    {"--serve vllm --method ldlq --q-group-size 65536", "serve-ldlq-int4", 4.22,
+     decompose::Method::kLdlq, quant::Quantizer::kInt, 4, 0, 65536},
+    {"--serve vllm --rank 1 --q-group-size 65536", "serve-r1-int4", 4.67,
+     decompose::Method::kCaldera, quant::Quantizer::kInt, 4, 1, 65536},
+    {"--serve vllm --rank 2 --q-group-size 65536", "serve-r2-int4", 5.1,
+     decompose::Method::kCaldera, quant::Quantizer::kInt, 4, 2, 65536},
+    {"--serve vllm --rank 4 --q-group-size 65536", "serve-r4-int4", 6.0,
+     decompose::Method::kCaldera, quant::Quantizer::kInt, 4, 4, 65536},
+    {"--serve vllm --method ldlq --q-bits 8 --q-group-size 65536", "serve-ldlq-int8", 8.22,
+     decompose::Method::kLdlq, quant::Quantizer::kInt, 8, 0, 65536},
+};
+
+// The candidate list of a sweep: kServeCandidates with --serve vllm.
+std::span<const Candidate> CandidatesFor(bool serve) {
+  if (serve) return kServeCandidates;
+  return kCandidates;
+}
 
 struct SweepFlags {
   std::string model, calibration, eval, out = "sweep";
@@ -79,6 +100,8 @@ struct SweepFlags {
   int workers = 2;
   int threads = 0;
   int64_t eval_batch = 1;
+  std::string serve = "none";  // --serve none | vllm: the candidates (CandidatesFor)
+  bool serve_vllm() const { return serve == "vllm"; }
   // --submit: the compress jobs go to the coordinator of `conn` instead of an
   // in-process cluster; the checkpoints are read back by URI for the eval.
   bool submit = false;
@@ -117,7 +140,7 @@ class Sweeper {
   // result) and evaluates the checkpoint.
   absl::StatusOr<RunResult*> Run(int i) {
     if (auto it = runs_.find(i); it != runs_.end()) return &it->second;
-    const Candidate& c = kCandidates[i];
+    const Candidate& c = CandidatesFor(f_.serve_vllm())[i];
     // The flags' names, parsed here as the coordinator parses them at CreateJob.
     absl::StatusOr<job::Incoherence> incoherence = job::ParseIncoherence(f_.incoherence);
     if (!incoherence.ok()) return incoherence.status();
@@ -135,6 +158,10 @@ class Sweeper {
     if (c.rank > 0) s.rank = c.rank;
     s.q_group_size = c.q_group_size;
     s.lr_bits = f_.lr_bits;
+    if (f_.serve_vllm()) {
+      s.serve = job::Serve::kVllm;
+      s.lr_bits = 16;  // the LoRA adapter's 16 bits (job::ValidateServe)
+    }
     s.incoherence = *incoherence;
     s.iters = f_.iters;
     s.lplr_iters = f_.lplr_iters;
@@ -189,11 +216,11 @@ class Sweeper {
 };
 
 // Candidate indices by expected bits, largest first.
-std::vector<int> CandidatesDescending() {
-  std::vector<int> order(kNumCandidates);
-  for (int i = 0; i < kNumCandidates; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [](int a, int b) {
-    return kCandidates[a].expected_bits > kCandidates[b].expected_bits;
+std::vector<int> CandidatesDescending(std::span<const Candidate> candidates) {
+  std::vector<int> order(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) order[i] = static_cast<int>(i);
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    return candidates[a].expected_bits > candidates[b].expected_bits;
   });
   return order;
 }
@@ -266,12 +293,13 @@ int RunSweep(SweepFlags f) {
 
   // Per budget: the largest candidate expected to fit that does not measure
   // above the budget.
-  const std::vector<int> order = CandidatesDescending();
+  const std::span<const Candidate> candidates = CandidatesFor(f.serve_vllm());
+  const std::vector<int> order = CandidatesDescending(candidates);
   std::vector<double> unmet;
   for (double budget : f.budgets) {
     bool met = false;
     for (int i : order) {
-      if (kCandidates[i].expected_bits > budget + 1e-9) continue;
+      if (candidates[i].expected_bits > budget + 1e-9) continue;
       absl::StatusOr<RunResult*> r = sweeper.Run(i);
       if (!r.ok()) {
         shutdown();
@@ -317,7 +345,7 @@ int RunSweep(SweepFlags f) {
   nlohmann::json jpoints = nlohmann::json::array();
   std::vector<SweepPlotPoint> plot_points;
   for (const RunResult* r : points) {
-    const Candidate& c = kCandidates[r->candidate];
+    const Candidate& c = candidates[r->candidate];
     nlohmann::json p = {{"settings", c.flags},
                         {"checkpoint", r->out},
                         {"bits_per_param", r->bits},
@@ -344,10 +372,10 @@ int RunSweep(SweepFlags f) {
       // The smallest candidate at or above the predicted budget (measured bits
       // when it ran, else its expected bits).
       double best = 1e300;
-      for (int i = 0; i < kNumCandidates; ++i) {
+      for (int i = 0; i < static_cast<int>(candidates.size()); ++i) {
         auto it = sweeper.runs().find(i);
         const double bits =
-            it != sweeper.runs().end() ? it->second.bits : kCandidates[i].expected_bits;
+            it != sweeper.runs().end() ? it->second.bits : candidates[i].expected_bits;
         if (bits >= *predicted_bits - 1e-9 && bits < best) {
           best = bits;
           target_candidate = i;
@@ -359,7 +387,7 @@ int RunSweep(SweepFlags f) {
         predicted_bits.has_value() ? nlohmann::json(*predicted_bits) : nlohmann::json(nullptr);
     t["extrapolated"] =
         predicted_bits.has_value() && !points.empty() && *predicted_bits < points.back()->bits;
-    t["settings"] = target_candidate >= 0 ? nlohmann::json(kCandidates[target_candidate].flags)
+    t["settings"] = target_candidate >= 0 ? nlohmann::json(candidates[target_candidate].flags)
                                           : nlohmann::json(nullptr);
     j["target"] = std::move(t);
   }
@@ -380,7 +408,7 @@ int RunSweep(SweepFlags f) {
   std::printf("%-66s %8.4f %9.5f %11.4f %8.1f\n", "original", 16.0, original->mean_nll,
               original->perplexity, original_seconds);
   for (const RunResult* r : points) {
-    std::printf("%-66s %8.4f %9.5f %11.4f %8.1f\n", kCandidates[r->candidate].flags, r->bits,
+    std::printf("%-66s %8.4f %9.5f %11.4f %8.1f\n", candidates[r->candidate].flags, r->bits,
                 r->loss, r->perplexity, r->compress_seconds + r->eval_seconds);
   }
   if (law.ok()) {
@@ -402,7 +430,7 @@ int RunSweep(SweepFlags f) {
                   !points.empty() && *predicted_bits < points.back()->bits
                       ? " (extrapolated below the smallest point)"
                       : "",
-                  target_candidate >= 0 ? kCandidates[target_candidate].flags
+                  target_candidate >= 0 ? candidates[target_candidate].flags
                                         : "none of the candidates (keep the original)");
     }
   }
@@ -416,9 +444,12 @@ int RunSweep(SweepFlags f) {
 void AddSweepCommand(CLI::App& app, int* exit_code) {
   auto f = std::make_shared<SweepFlags>();
   std::string candidates;
-  for (const Candidate& c : kCandidates) {
-    absl::StrAppend(&candidates, "\n  ",
-                    absl::StrFormat("%-64s ~%.2f b", c.flags, c.expected_bits));
+  for (const bool serve : {false, true}) {
+    if (serve) absl::StrAppend(&candidates, "\nwith --serve vllm:");
+    for (const Candidate& c : CandidatesFor(serve)) {
+      absl::StrAppend(&candidates, "\n  ",
+                      absl::StrFormat("%-64s ~%.2f b", c.flags, c.expected_bits));
+    }
   }
   CLI::App* cmd = app.add_subcommand(
       "sweep",
@@ -446,6 +477,10 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--lr-bits", f->lr_bits,
                   absl::StrCat("bits of L and R (default ", d.lr_bits, ")"));
   cmd->add_option("--incoherence", f->incoherence, "auto | rht | none (default auto)");
+  cmd->add_option("--serve", f->serve,
+                  "none | vllm: sweep only settings vLLM's int kernels run (int4/int8 Q, 16-bit "
+                  "L·R; export --format compressed-tensors writes them; default none)")
+      ->check(CLI::IsMember({"none", "vllm"}));
   cmd->add_option("--seed", f->seed, absl::StrCat("Hadamard seed (default ", d.seed, ")"));
   cmd->add_option("--calibration-mode", f->calibration_mode,
                   absl::StrCat("original | sequential (default ", d.calibration_mode, ")"));

@@ -20,6 +20,7 @@ absl::StatusOr<QuantizerSpec> SpecFromRecord(const format::RecordQuantizer& q) {
   QuantizerSpec s;
   s.kind = q.kind == "e8p"       ? QuantizerSpec::Kind::kLattice
            : q.kind == "uniform" ? QuantizerSpec::Kind::kUniform
+           : q.kind == "int"     ? QuantizerSpec::Kind::kInt
                                  : QuantizerSpec::Kind::kFloat;
   s.bits = q.bits;
   s.group_size = q.group_size;

@@ -31,6 +31,7 @@ NamedTensors CloneExports(const NamedTensors& e) {
 format::RecordQuantizer SpecRecord(const QuantizerSpec& s) {
   const char* kind = s.kind == QuantizerSpec::Kind::kLattice   ? "e8p"
                      : s.kind == QuantizerSpec::Kind::kUniform ? "uniform"
+                     : s.kind == QuantizerSpec::Kind::kInt     ? "int"
                                                                : "float";
   return {kind, s.bits, s.group_size, s.symmetric, s.row_scales};
 }
@@ -71,6 +72,9 @@ absl::Status CalderaSolver::Prepare() {
 
   g_ = Rms(w_);
   if (!(g_ > 0)) g_ = 1.0f;
+  // An int Q's scales are the served ones (compressed-tensors stores no
+  // global scale): Ŵ = Q + L·R with no factor, so the export is exact.
+  if (o_.q_spec.kind == QuantizerSpec::Kind::kInt) g_ = 1.0f;
   // Padding only where a quantizer needs it: Q's columns come in its blocks
   // (8 for E8P, 1 for uniform); L is quantized as Lᵀ (k × rows) and R (k ×
   // cols), so with L·R both sides come in the factors' blocks.

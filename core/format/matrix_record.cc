@@ -23,8 +23,9 @@ void ReadQuantizer(const Json& j, const std::string& where, RecordQuantizer* q, 
   f.OptionalInt("group_size", &q->group_size);
   f.OptionalBool("symmetric", &q->symmetric);
   f.OptionalBool("row_scales", &q->row_scales);
-  if (f.ok() && q->kind != "e8p" && q->kind != "uniform" && q->kind != "float") {
-    f.Fail(absl::StrCat("unknown quantizer kind \"", q->kind, "\" (e8p, uniform or float)"));
+  if (f.ok() && q->kind != "e8p" && q->kind != "uniform" && q->kind != "int" &&
+      q->kind != "float") {
+    f.Fail(absl::StrCat("unknown quantizer kind \"", q->kind, "\" (e8p, uniform, int or float)"));
   }
   outer->Merge(f.status());
 }

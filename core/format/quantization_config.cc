@@ -18,7 +18,14 @@ absl::StatusOr<Json> ParseConfig(absl::string_view text, absl::string_view where
 
 Json ToJson(const QuantizationConfig& c) {
   Json qc;
-  qc["quant_method"] = "caldera";
+  // Version 2 has no "quant_method": transformers then refuses the folder
+  // ("has no `quant_method` attribute") instead of loading random linears
+  // with a warning, as it did for version 1's unknown "caldera".
+  if (c.format_version == 1) {
+    qc["quant_method"] = "caldera";
+  } else {
+    qc["format"] = "caldera";
+  }
   qc["format_version"] = c.format_version;
   qc["method"] = c.method;
   qc["rank"] = c.rank;
@@ -65,11 +72,14 @@ absl::StatusOr<QuantizationConfig> ReadQuantizationConfig(absl::string_view conf
   const std::string at = absl::StrCat(where, ": quantization_config");
   QuantizationConfig c;
   JsonFields f(*it, at);
-  f.RequireEquals("quant_method", "caldera");
+  // Version 1: "quant_method": "caldera"; version 2: "format": "caldera" and
+  // no quant_method (checkpoint.md).
+  const bool v1 = it->is_object() && it->contains("quant_method");
+  f.RequireEquals(v1 ? "quant_method" : "format", "caldera");
   f.RequireInt("format_version", &c.format_version);
-  if (f.ok() && c.format_version != kCheckpointFormatVersion) {
+  if (f.ok() && c.format_version != (v1 ? 1 : kQuantizationConfigVersion)) {
     f.Fail(absl::StrCat("format_version ", c.format_version, " is not supported (this build reads ",
-                        kCheckpointFormatVersion, ")"));
+                        v1 ? "1 with quant_method" : "2 without quant_method", ")"));
   }
   f.RequireString("method", &c.method);
   f.RequireInt("rank", &c.rank);

@@ -14,8 +14,14 @@
 
 namespace caldera::format {
 
-// The checkpoint format version (quantization_config and report.json).
+// The checkpoint format version (report.json's; quantization_config's was
+// the same until version 2 below).
 inline constexpr int kCheckpointFormatVersion = 1;
+// quantization_config's format version. 2: "format": "caldera" and no
+// "quant_method", so transformers and vLLM refuse the folder instead of
+// loading it as random weights; version 1 (quant_method "caldera") is still
+// read.
+inline constexpr int kQuantizationConfigVersion = 2;
 
 struct QuantizedModule {
   int64_t rows = 0, cols = 0, rank = 0;
@@ -24,7 +30,7 @@ struct QuantizedModule {
 };
 
 struct QuantizationConfig {
-  int format_version = kCheckpointFormatVersion;
+  int format_version = kQuantizationConfigVersion;
   std::string method;  // caldera | ldlq | rtn | mixed (--target-bits: see target_bits)
   int64_t rank = 0;    // 0 for ldlq / rtn
   int q_bits = 0, lr_bits = 0;
@@ -49,8 +55,8 @@ absl::StatusOr<std::string> AddQuantizationConfig(absl::string_view config_json,
 
 // Checked reading of "quantization_config" from a config.json. NOT_FOUND when
 // the key is absent (a dense model); INVALID_ARGUMENT for a wrong type, a
-// missing key, or a quant_method other than "caldera" / an unknown
-// format_version.
+// missing key, a quant_method other than "caldera" (version 1) or a format
+// other than "caldera" (version 2), or an unknown format_version.
 absl::StatusOr<QuantizationConfig> ReadQuantizationConfig(absl::string_view config_json,
                                                           absl::string_view where);
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/quant/float_quantizer.h"
+#include "core/quant/int_quantizer.h"
 #include "core/quant/lattice_quantizer.h"
 #include "core/quant/uniform_quantizer.h"
 #include "core/util/bounded_quote.h"
@@ -15,6 +16,8 @@ std::string QuantizerSpec::Name() const {
                           row_scales ? "-rs" : "");
     case Kind::kUniform:
       return absl::StrCat("uniform", bits, "-g", group_size, symmetric ? "-sym" : "-asym");
+    case Kind::kInt:
+      return absl::StrCat("int", bits, "-g", group_size);
     case Kind::kFloat:
       return absl::StrCat("fp", bits);
   }
@@ -42,6 +45,18 @@ absl::Status ValidateSpec(const QuantizerSpec& s) {
         return absl::InvalidArgumentError("--group-size must be at least 1");
       }
       return absl::OkStatus();
+    case QuantizerSpec::Kind::kInt:
+      if (!IntGridBits(s.bits)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "int quantizer supports 4 or 8 bits (or 16/32 to keep floats), not ", s.bits));
+      }
+      if (!s.symmetric) {
+        return absl::InvalidArgumentError("the int quantizer is symmetric (zero point 0)");
+      }
+      if (s.group_size < 1) {
+        return absl::InvalidArgumentError("--group-size must be at least 1");
+      }
+      return absl::OkStatus();
     case QuantizerSpec::Kind::kFloat:
       if (s.bits != 16 && s.bits != 32) {
         return absl::InvalidArgumentError(
@@ -58,16 +73,18 @@ absl::string_view QuantizerName(Quantizer quantizer) {
       return "e8p";
     case Quantizer::kUniform:
       return "uniform";
+    case Quantizer::kInt:
+      return "int";
   }
   return "unknown";
 }
 
 absl::StatusOr<Quantizer> ParseQuantizer(absl::string_view name) {
-  for (Quantizer q : {Quantizer::kE8p, Quantizer::kUniform}) {
+  for (Quantizer q : {Quantizer::kE8p, Quantizer::kUniform, Quantizer::kInt}) {
     if (name == QuantizerName(q)) return q;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("--quantizer ", BoundedQuote(name), " is unknown; use e8p or uniform"));
+      absl::StrCat("--quantizer ", BoundedQuote(name), " is unknown; use e8p, uniform or int"));
 }
 
 QuantizerSpec SpecFor(Quantizer quantizer, int bits, int64_t group_size) {
@@ -78,6 +95,8 @@ QuantizerSpec SpecFor(Quantizer quantizer, int bits, int64_t group_size) {
     s.kind = QuantizerSpec::Kind::kFloat;
   } else if (quantizer == Quantizer::kUniform) {
     s.kind = QuantizerSpec::Kind::kUniform;
+  } else if (quantizer == Quantizer::kInt) {
+    s.kind = QuantizerSpec::Kind::kInt;
   } else {
     s.kind = QuantizerSpec::Kind::kLattice;
   }
@@ -100,6 +119,8 @@ absl::StatusOr<std::unique_ptr<MatrixQuantizer>> MakeMatrixQuantizer(const Quant
       return std::make_unique<LatticeQuantizer>(spec, rows, cols);
     case QuantizerSpec::Kind::kUniform:
       return std::make_unique<UniformQuantizer>(spec, rows, cols);
+    case QuantizerSpec::Kind::kInt:
+      return std::make_unique<IntQuantizer>(spec, rows, cols);
     case QuantizerSpec::Kind::kFloat:
       return std::make_unique<FloatQuantizer>(spec, rows, cols);
   }

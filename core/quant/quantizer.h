@@ -15,6 +15,9 @@
 //  - uniform, bits 2..8 (uniform_quantizer.h): per-group scales along rows
 //    (group_size consecutive columns), symmetric (fp16 scale) or asymmetric
 //    (fp16 scale and minimum).
+//  - int, bits 4 or 8 (int_quantizer.h): q·scale with a signed integer q and
+//    an fp16 scale per group (or row): the grid compressed-tensors stores and
+//    vLLM serves (--serve vllm).
 //  - float, bits 16 or 32 (float_quantizer.h): values kept as fp16 or fp32
 //    ("unquantized factors").
 #ifndef CALDERA_CORE_QUANT_QUANTIZER_H_
@@ -41,30 +44,32 @@ using MatrixF = Eigen::MatrixXf;  // column-major
 // matrix ("codes", "scale", ...).
 
 struct QuantizerSpec {
-  enum class Kind { kLattice, kUniform, kFloat };
+  enum class Kind { kLattice, kUniform, kFloat, kInt };
   Kind kind = Kind::kLattice;
   int bits = 2;
-  int64_t group_size = 128;  // uniform only
-  bool symmetric = true;     // uniform only
+  int64_t group_size = 128;  // uniform and int only
+  bool symmetric = true;     // uniform only (int is symmetric)
   // Lattice only: one fp16 scale per row instead of one float32 per matrix
   // (16 bits per row). Rows of very different size -- the rank components of
   // L and R, near-low-rank Q -- then each use the codebook's full resolution.
   bool row_scales = false;
 
-  std::string Name() const;  // "e8p2", "e8p-rvq4", "e8p2-rs", "uniform3-g128-sym", "fp16"
+  std::string Name()
+      const;  // "e8p2", "e8p-rvq4", "e8p2-rs", "uniform3-g128-sym", "int4-g128", "fp16"
 };
 
 // Checks bits against the kind. INVALID_ARGUMENT names the supported values.
 absl::Status ValidateSpec(const QuantizerSpec& spec);
 
-// The quantizer a setting names (--quantizer): E8P lattice or uniform. With
-// 16 or 32 bits either one keeps floats (SpecFor).
-enum class Quantizer { kE8p, kUniform };
+// The quantizer a setting names (--quantizer): E8P lattice, uniform, or the
+// integer grid of compressed-tensors (int). With 16 or 32 bits each one keeps
+// floats (SpecFor).
+enum class Quantizer { kE8p, kUniform, kInt };
 
-// "e8p" or "uniform": the spelling of flags, the proto and report.json.
+// "e8p", "uniform" or "int": the spelling of flags, the proto and report.json.
 absl::string_view QuantizerName(Quantizer quantizer);
 // The inverse of QuantizerName. INVALID_ARGUMENT "--quantizer X is unknown;
-// use e8p or uniform" (X cut to ~200 bytes) for anything else.
+// use e8p, uniform or int" (X cut to ~200 bytes) for anything else.
 absl::StatusOr<Quantizer> ParseQuantizer(absl::string_view name);
 
 // A spec for "--quantizer e8p|uniform --bits B" style flags: bits >= 16 is float.

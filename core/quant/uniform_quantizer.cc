@@ -120,13 +120,7 @@ void UniformQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>
 }
 
 NamedTensors UniformQuantizer::Export() const {
-  std::vector<uint8_t> packed(static_cast<size_t>((rows_ * cols_ * bits_ + 7) / 8), 0);
-  uint64_t bit = 0;
-  for (uint8_t code : codes_) {
-    for (int b = 0; b < bits_; ++b, ++bit) {
-      if ((code >> b) & 1) packed[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
-    }
-  }
+  const std::vector<uint8_t> packed = PackCodes(codes_, bits_);
   NamedTensors out;
   out.emplace_back("codes", U8Tensor({static_cast<int64_t>(packed.size())}, packed));
   auto half = [&](const std::vector<float>& v) {

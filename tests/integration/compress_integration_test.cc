@@ -135,8 +135,9 @@ TEST(CompressIntegration, EmbeddedJobProducesLoadableCheckpointAndFullReport) {
 
   nlohmann::json config = nlohmann::json::parse(ReadFile(out + "/config.json"), nullptr, false);
   ASSERT_FALSE(config.is_discarded());
-  EXPECT_EQ(config["quantization_config"]["quant_method"], "caldera");
-  EXPECT_EQ(config["quantization_config"]["format_version"], 1);
+  EXPECT_EQ(config["quantization_config"]["format"], "caldera");
+  EXPECT_FALSE(config["quantization_config"].contains("quant_method"));
+  EXPECT_EQ(config["quantization_config"]["format_version"], 2);
   EXPECT_EQ(config["quantization_config"]["modules"].size(), 35u);
   EXPECT_FALSE(ReadFile(out + "/model.safetensors.index.json").empty());
   // Scratch removed, directories included.

@@ -3,6 +3,7 @@
 // compressed model's weights (base + B·A == export --format dense), with the
 // full rank or --ft-rank K; ldlq checkpoints (no factors) are refused.
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -183,6 +184,68 @@ TEST(ExportPeft, LdlqCheckpointIsRefusedWithReason) {
             0);
   EXPECT_NE(log.find("--format peft needs L and R"), std::string::npos) << log;
   EXPECT_NE(log.find("ldlq"), std::string::npos) << log;
+  // The base was written before the adapter turned out empty: removed again.
+  EXPECT_FALSE(std::filesystem::exists(tmp.Join("peft"))) << "a failed export left files";
+}
+
+// A --target-bits checkpoint mixes CALDERA matrices (L·R) with LDLQ ones (none):
+// the latter go into the base only, and base + B·A is still the compressed model.
+TEST(ExportPeft, MatricesWithoutFactorsGoIntoTheBase) {
+  TempDir tmp;
+  const std::string out = Compress(tmp, "out", " --target-bits 3.2");
+  std::string log;
+  const std::string dense = tmp.Join("dense"), peft = tmp.Join("peft");
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format dense --model ", out, " --out ", dense,
+                                    " 2>&1"),
+                       &log),
+            0)
+      << log;
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format peft --model ", out, " --out ", peft,
+                                    " 2>&1"),
+                       &log),
+            0)
+      << log;
+  const nlohmann::json report = nlohmann::json::parse(ReadFile(out + "/report.json"));
+  int with = 0, without = 0;
+  for (const nlohmann::json& m : report["matrices"]) {
+    (m["setting"].get<std::string>().rfind("caldera", 0) == 0 ? with : without)++;
+  }
+  EXPECT_GT(with, 0);
+  EXPECT_GT(without, 0);
+  std::unique_ptr<model::Checkpoint> d = Open(dense), base = Open(peft + "/base");
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> adapter =
+      SafetensorsReader::OpenFile(peft + "/adapter/adapter_model.safetensors");
+  ASSERT_TRUE(d && base && adapter.ok());
+  EXPECT_EQ((*adapter)->tensors().size(), 2u * static_cast<size_t>(with));
+  for (int64_t layer = 0; layer < d->config().num_layers; ++layer) {
+    for (const model::LinearModule& m : model::kLinearModules) {
+      const std::string module = d->config().LayerPrefix(layer) + m.suffix;
+      absl::StatusOr<Tensor> w = d->ReadF32(module + ".weight");
+      absl::StatusOr<Tensor> b0 = base->ReadF32(module + ".weight");
+      ASSERT_TRUE(w.ok() && b0.ok()) << module;
+      const std::string key = "base_model.model." + module;
+      std::vector<float> sum(b0->data<float>().begin(), b0->data<float>().end());
+      if ((*adapter)->Find(key + ".lora_A.weight") != nullptr) {
+        absl::StatusOr<Tensor> a = (*adapter)->ReadAs(key + ".lora_A.weight", DType::kF32);
+        absl::StatusOr<Tensor> b = (*adapter)->ReadAs(key + ".lora_B.weight", DType::kF32);
+        ASSERT_TRUE(a.ok() && b.ok()) << module;
+        const int64_t k = a->shape()[0], cols = a->shape()[1], rows = b->shape()[0];
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < cols; ++c) {
+            for (int64_t j = 0; j < k; ++j) {
+              sum[r * cols + c] += b->data<float>()[r * k + j] * a->data<float>()[j * cols + c];
+            }
+          }
+        }
+      }
+      float max_w = 0, max_diff = 0;
+      for (size_t i = 0; i < sum.size(); ++i) {
+        max_w = std::max(max_w, std::abs(w->data<float>()[i]));
+        max_diff = std::max(max_diff, std::abs(sum[i] - w->data<float>()[i]));
+      }
+      EXPECT_LT(max_diff, 1e-5f * max_w) << module;
+    }
+  }
 }
 
 }  // namespace

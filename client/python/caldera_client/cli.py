@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
                        ("--calibration-mode", str), ("--target-bits", float),
                        ("--share-heads", float), ("--ttlora-alpha", float),
                        ("--hidden-dtype", str), ("--calibration-seq-len", int),
-                       ("--calibration-samples", int), ("--calibration-seed", int)):
+                       ("--calibration-samples", int), ("--calibration-seed", int),
+                       ("--serve", str)):
         s.add_argument(flag, type=kind, default=None)
     s.add_argument("--modules", default=None,
                    help="comma-separated module names (default: every linear)")
@@ -145,7 +146,7 @@ def _submit(c: Client, a: argparse.Namespace) -> int:
                    ttlora_rank=a.ttlora_rank, ttlora_init=a.ttlora_init, modules=modules,
                    calibration_shards=a.calibration_shards,
                    calibration_mode=a.calibration_mode, target_bits=a.target_bits,
-                   share_heads=a.share_heads or 0.0, request_id=a.request_id,
+                   share_heads=a.share_heads or 0.0, serve=a.serve, request_id=a.request_id,
                    overwrite=a.overwrite, ttlora_alpha=a.ttlora_alpha,
                    hidden_dtype=a.hidden_dtype, calibration_text=a.calibration_text,
                    calibration_seq_len=a.calibration_seq_len or 0,

@@ -123,7 +123,8 @@ class Client:
                calibration_shards: Optional[int] = None,
                calibration_mode: Optional[str] = None,
                target_bits: Optional[float] = None,
-               share_heads: float = 0.0, hidden_dtype: Optional[str] = None,
+               share_heads: float = 0.0, serve: Optional[str] = None,
+               hidden_dtype: Optional[str] = None,
                calibration_text: Optional[str] = None, calibration_seq_len: int = 0,
                calibration_samples: int = 0,
                calibration_seed: Optional[int] = None) -> Union[Job, jobs_pb2.Job]:
@@ -141,7 +142,10 @@ class Client:
         (--ttlora-alpha) is the TT-LoRA adapter scale. `share_heads`
         (--share-heads) is the DirectShare fraction in [0, 1] of attention KV groups aliased to
         an earlier layer's (docs/format/head-sharing.md). `hidden_dtype` ("f32" | "bf16",
-        --hidden-dtype) is how calibrate tasks store the hidden states between layers.
+        --hidden-dtype) is how calibrate tasks store the hidden states between layers. `serve`
+        (--serve: "none" | "vllm") restricts every setting to what `calderactl export --format
+        compressed-tensors` writes and vLLM serves; as in calderactl, unset `quantizer`, `q_bits`
+        and `lr_bits` then take "int", 4 and 16 (docs/format/compressed-tensors.md).
 
         `calibration_text` (--calibration-text) instead of `calibration`: a text file
         (.txt, .jsonl) tokenized here with the model's own tokenizer into `calibration`,
@@ -150,6 +154,10 @@ class Client:
         (default min(128, windows)), the first or drawn with `calibration_seed`; needs the
         in-process package caldera_local (docs/python.md) and storage this client can
         write."""
+        if serve == "vllm":
+            quantizer = quantizer or "int"
+            q_bits = q_bits or 4
+            lr_bits = lr_bits or 16
         if not out:
             raise InvalidJobError("out (the output checkpoint directory) is required")
         if calibration_text:
@@ -176,7 +184,8 @@ class Client:
             modules=list(modules or []), overwrite=overwrite,
             calibration_shards=calibration_shards or 0,
             calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0,
-            share_heads=share_heads or 0.0, hidden_dtype=hidden_dtype or "")
+            share_heads=share_heads or 0.0, hidden_dtype=hidden_dtype or "",
+            serve=serve or "")
         return self._job(self._call(self._stub.CreateJob,
                                     jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
                                     timeout=max(self._timeout, 300)))

@@ -55,6 +55,19 @@ def test_errors_are_typed(client, model_dir, tmp_path):
     assert e.value.retryable
 
 
+def test_serve_vllm_takes_the_served_defaults(client, model_dir, tmp_path):
+    # serve="vllm" (calderactl --serve vllm): unset quantizer, q_bits, lr_bits become
+    # int, 4, 16; a setting vLLM cannot serve is refused naming the flag.
+    job = client.submit(model_dir, f"{model_dir}/calibration.safetensors", str(tmp_path / "out"),
+                        serve="vllm", q_group_size=65536, **FAST)
+    d = job.spec.decomposition
+    assert (job.spec.serve, d.quantizer, d.q_bits, d.lr_bits) == ("vllm", "int", 4, 16)
+    assert client.wait(job.name, timeout=120).state == jobs_pb2.SUCCEEDED
+    with pytest.raises(caldera_client.InvalidJobError, match="--serve vllm.*--quantizer int"):
+        client.submit(model_dir, f"{model_dir}/calibration.safetensors", str(tmp_path / "o"),
+                      serve="vllm", quantizer="e8p", q_bits=2)
+
+
 def test_cancel_and_wait_raise(client, model_dir, tmp_path):
     job = client.submit(model_dir, f"{model_dir}/calibration.safetensors", str(tmp_path / "out"),
                         rank=8, iters=40, lplr_iters=10)

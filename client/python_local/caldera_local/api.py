@@ -41,14 +41,16 @@ def compress(model: PathLike, out: PathLike, calibration: Optional[PathLike] = N
              ttlora_alpha: Optional[float] = None, calibration_mode: Optional[str] = None,
              calibration_shards: Optional[int] = None, target_bits: Optional[float] = None,
              hidden_dtype: Optional[str] = None, modules: Optional[Sequence[str]] = None,
-             share_heads: Optional[float] = None, overwrite: bool = False,
-             request_id: str = "", workers: int = 2, threads: int = 0, device: str = "cpu",
+             share_heads: Optional[float] = None, serve: Optional[str] = None,
+             overwrite: bool = False, request_id: str = "", workers: int = 2, threads: int = 0, device: str = "cpu",
              progress: ProgressArg = None) -> CompressResult:
     """Compresses `model` (a Hugging Face directory: path, file:// or s3://) into a
     CALDERA checkpoint at `out`, as `calderactl compress` does: a coordinator and
     `workers` workers inside this process. Calibration: a token file (`calibration`)
     or a text file (`calibration_text`, tokenized with the model's tokenizer into
-    `calibration`, or `<out>.calibration.safetensors`).
+    `calibration`, or `<out>.calibration.safetensors`). `serve="vllm"` (--serve vllm)
+    restricts every setting to what export(format="compressed-tensors") writes and vLLM
+    serves; unset `quantizer`, `q_bits` and `lr_bits` then take "int", 4 and 16.
 
     `progress`: None (a bar in a terminal or notebook), True, False, or a callable
     taking a ProgressEvent. Ctrl-C cancels the job (its scratch is removed) and raises

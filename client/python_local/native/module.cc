@@ -79,6 +79,12 @@ job::JobSpec SpecFrom(const py::dict& o) {
   Get(o, "ttlora_init", &names.ttlora_init);
   Get(o, "calibration_mode", &names.calibration_mode);
   Get(o, "hidden_dtype", &names.hidden_dtype);
+  Get(o, "serve", &names.serve);
+  if (names.serve == "vllm") {  // the served defaults, as calderactl's --serve vllm
+    if (names.quantizer.empty()) names.quantizer = "int";
+    spec.q_bits = 4;
+    spec.lr_bits = 16;
+  }
   Get(o, "rank", &spec.rank);
   Get(o, "q_bits", &spec.q_bits);
   Get(o, "lr_bits", &spec.lr_bits);

@@ -30,8 +30,10 @@ TEST(QuantizationConfigTest, RoundTripKeepsTheModelConfig) {
   ASSERT_TRUE(text.ok()) << text.status();
   nlohmann::json j = nlohmann::json::parse(*text);
   EXPECT_EQ(j["hidden_size"], 64);
-  EXPECT_EQ(j["quantization_config"]["quant_method"], "caldera");
-  EXPECT_EQ(j["quantization_config"]["format_version"], 1);
+  // Version 2: no quant_method (transformers refuses the folder), format caldera.
+  EXPECT_FALSE(j["quantization_config"].contains("quant_method"));
+  EXPECT_EQ(j["quantization_config"]["format"], "caldera");
+  EXPECT_EQ(j["quantization_config"]["format_version"], 2);
   absl::StatusOr<QuantizationConfig> back = ReadQuantizationConfig(*text, "out/config.json");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->rank, 8);
@@ -54,8 +56,21 @@ TEST(QuantizationConfigTest, CheckedReading) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(s.message(), "out/config.json: quantization_config")) << s;
   EXPECT_TRUE(Contains(s.message(), "\"rank\" must be an integer")) << s;
-  EXPECT_TRUE(Contains(error_with("format_version", 2).message(), "not supported"));
+  EXPECT_TRUE(Contains(error_with("format_version", 1).message(), "not supported"));
+  EXPECT_TRUE(Contains(error_with("format_version", 3).message(), "not supported"));
+  EXPECT_TRUE(Contains(error_with("format", "gptq").message(), "\"caldera\""));
   EXPECT_TRUE(Contains(error_with("quant_method", "gptq").message(), "\"caldera\""));
+  // A version 1 checkpoint (quant_method caldera, format_version 1) still reads.
+  nlohmann::json v1 = j;
+  v1["quantization_config"].erase("format");
+  v1["quantization_config"]["quant_method"] = "caldera";
+  v1["quantization_config"]["format_version"] = 1;
+  absl::StatusOr<QuantizationConfig> old = ReadQuantizationConfig(v1.dump(), "old/config.json");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->format_version, 1);
+  EXPECT_EQ(*AddQuantizationConfig("{}", *old, "x"), v1.dump(2));
+  v1["quantization_config"]["format_version"] = 2;  // quant_method belongs to version 1 only
+  EXPECT_FALSE(ReadQuantizationConfig(v1.dump(), "c").ok());
   s = error_with("modules", {{"m", {{"rows", 1}}}});
   EXPECT_TRUE(Contains(s.message(), "modules: \"m\": missing key \"cols\"")) << s;
   EXPECT_FALSE(ReadQuantizationConfig(R"({"quantization_config": 3})", "c").ok());

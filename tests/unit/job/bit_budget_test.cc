@@ -142,5 +142,41 @@ TEST(BitBudgetTest, EstimatesMatchStoredBits) {
   }
 }
 
+// --serve vllm: the ladder holds only int4 Q (group 128 when it divides the
+// row, else one scale per row: one scheme per width, as vLLM's fused q/k/v and
+// gate/up need) with or without a 16-bit L·R, and its estimates are the bits
+// the decomposition stores.
+TEST(BitBudgetTest, ServeLadderIsWhatVllmRuns) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g;
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{64, 64}, {64, 256}, {256, 172}}) {
+    const std::vector<BudgetCandidate> all =
+        BudgetCandidates(8.0, 16, rows, cols, 100, Serve::kVllm);
+    ASSERT_GE(all.size(), 3u);
+    Eigen::MatrixXf w(rows, cols);
+    for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = g(rng);
+    const Eigen::MatrixXd h = Eigen::MatrixXd::Identity(cols, cols);
+    for (const BudgetCandidate& c : all) {
+      SCOPED_TRACE(c.Label());
+      EXPECT_EQ(c.quantizer, quant::Quantizer::kInt);
+      EXPECT_EQ(c.q_bits, 4);
+      EXPECT_EQ(c.q_group_size, cols % 128 == 0 ? 128 : cols);
+      JobSpec s;
+      s.serve = Serve::kVllm;
+      s.lr_bits = 16;
+      s.iters = 1;
+      s.lplr_iters = 1;
+      const decompose::DecomposeOptions o = CandidateOptions(s, c);
+      EXPECT_FALSE(o.hadamard);
+      if (c.rank > 0) {
+        EXPECT_EQ(o.lr_spec.kind, quant::QuantizerSpec::Kind::kFloat);
+      }
+      absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h, o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_NEAR(r->bits_per_param, c.estimated_bits, 1e-9);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace caldera::job

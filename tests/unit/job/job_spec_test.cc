@@ -1,6 +1,7 @@
 #include "job/job_spec.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <utility>
@@ -174,7 +175,8 @@ TEST(JobSpecTest, SettingNamesParseBackAndUnknownNamesNameTheFlag) {
   EXPECT_EQ(HiddenDTypeName(DType::kBF16), "bf16");
   const std::pair<absl::Status, const char*> cases[] = {
       {decompose::ParseMethod("svd").status(), "--method svd is unknown; use caldera, ldlq or rtn"},
-      {quant::ParseQuantizer("nf4").status(), "--quantizer nf4 is unknown; use e8p or uniform"},
+      {quant::ParseQuantizer("nf4").status(),
+       "--quantizer nf4 is unknown; use e8p, uniform or int"},
       {ParseIncoherence("dct").status(), "--incoherence dct is unknown; use auto, rht or none"},
       {ttlora::ParseInitMode("svd").status(), "--ttlora-init svd is unknown; use zero or residual"},
       {ParseCalibrationMode("greedy").status(),
@@ -238,6 +240,59 @@ TEST(JobSpecTest, MessagesCapQuotedValuesAndUrisAreBounded) {
   EXPECT_NE(st.message().find("--model is 5000 bytes long, above the limit of 4096"),
             std::string::npos)
       << st.message().substr(0, 300);
+}
+
+// --serve vllm refuses every setting vLLM's int kernels cannot run, naming the
+// flag that avoids it, and accepts the served ones.
+TEST(JobSpecTest, ServeVllmRefusesWhatVllmCannotRun) {
+  JobSpec ok;
+  ok.model = "m";
+  ok.calibration = "c";
+  ok.out = "o";
+  ok.serve = Serve::kVllm;
+  ok.quantizer = quant::Quantizer::kInt;
+  ok.q_bits = 4;
+  ok.lr_bits = 16;
+  ok.rank = 8;
+  EXPECT_TRUE(ValidateJobSpec(ok).ok()) << ValidateJobSpec(ok);
+  struct Case {
+    std::function<void(JobSpec*)> edit;
+    const char* flag;
+  };
+  const Case cases[] = {
+      {[](JobSpec* s) {
+         s->quantizer = quant::Quantizer::kE8p;
+         s->q_bits = 2;
+       },
+       "--quantizer int"},
+      {[](JobSpec* s) { s->quantizer = quant::Quantizer::kUniform; }, "--quantizer int"},
+      {[](JobSpec* s) { s->lr_bits = 4; }, "--lr-bits 16"},
+      {[](JobSpec* s) { s->q_group_size = 48; }, "--q-group-size"},
+      {[](JobSpec* s) { s->incoherence = Incoherence::kRht; }, "--incoherence none"},
+      {[](JobSpec* s) { s->ttlora_rank = 2; }, "--ttlora-rank"},
+      {[](JobSpec* s) { s->share_heads = 0.5; }, "--share-heads"},
+      {[](JobSpec* s) { s->rank = 600; }, "--rank 512"},
+      {[](JobSpec* s) {
+         s->target_bits = 4.5;
+         s->lr_bits = 4;
+       },
+       "--lr-bits 16"},
+  };
+  for (const Case& c : cases) {
+    JobSpec s = ok;
+    c.edit(&s);
+    const absl::Status st = ValidateJobSpec(s);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.flag;
+    EXPECT_NE(st.message().find("--serve vllm"), std::string::npos) << st;
+    EXPECT_NE(st.message().find(c.flag), std::string::npos) << st;
+  }
+  EXPECT_EQ(*ParseServe("vllm"), Serve::kVllm);
+  EXPECT_FALSE(ParseServe("tgi").ok());
+  // Shapes: a group that does not divide the row.
+  EXPECT_FALSE(ValidateServeShape(ok, "down_proj", 64, 172).ok());
+  JobSpec per_row = ok;
+  per_row.q_group_size = kMaxQuantizerGroupSize;
+  EXPECT_TRUE(ValidateServeShape(per_row, "down_proj", 64, 172).ok());
 }
 
 }  // namespace
