@@ -266,6 +266,23 @@ TEST(WorkerIdsTest, StaleIdsAreForgotten) {
   EXPECT_EQ(WorkerIdPrefix(std::string(100, 'a')).size(), kMaxHostnameBytes);
 }
 
+// Case 5: an adapter rank above a matrix's min(m, n) is refused at submit,
+// naming the matrix (the spec alone bounds it only by kMaxRank).
+TEST(SpecBoundsTest, ATtloraRankAboveTheMatrixIsRefusedAtSubmit) {
+  TempDir tmp;
+  CoordinatorOptions o;
+  o.data_dir = tmp.Join("state");
+  absl::StatusOr<std::unique_ptr<Coordinator>> c = Coordinator::Open(o, nullptr);
+  ASSERT_TRUE(c.ok()) << c.status();
+  v1::CreateJobRequest r = SmallJobRequest(tmp.Join("out"));
+  r.mutable_spec()->mutable_ttlora()->set_rank(1000);
+  absl::StatusOr<v1::Job> job = (*c)->CreateJob(r);
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(job.status().message().find("--ttlora-rank 1000 is larger than q_proj"),
+            std::string::npos)
+      << job.status();
+}
+
 // Case 6: per-owner quotas from the token file. A third queued job of an
 // owner with queued=2 is RESOURCE_EXHAUSTED naming the limit (others are not
 // affected); with running=1 a second job of that owner waits to start while
