@@ -13,7 +13,7 @@ namespace caldera::server {
 
 // Defaults no single user reaches by hand or from a pipeline (a sweep submits
 // tens of jobs) and a flood does (5,000 jobs in a minute, issue 37).
-inline constexpr int64_t kDefaultMaxQueuedJobs = 1000;
+inline constexpr int64_t kDefaultMaxQueuedJobs = 2000;
 inline constexpr int64_t kDefaultMaxRunningJobs = 100;
 // The largest value a token file may give either quota.
 inline constexpr int64_t kMaxQuotaValue = 1000000;
