@@ -266,6 +266,39 @@ TEST(WorkerIdsTest, StaleIdsAreForgotten) {
   EXPECT_EQ(WorkerIdPrefix(std::string(100, 'a')).size(), kMaxHostnameBytes);
 }
 
+// The retry time of a backed-off task is stored: a restarted coordinator
+// does not lease the task before it (it did at once).
+TEST(RetryTimeTest, ABackedOffTaskWaitsAcrossARestart) {
+  TempDir tmp;
+  CoordinatorOptions o;
+  o.data_dir = tmp.Join("state");
+  o.max_long_poll_seconds = 0;
+  o.retry_delay_seconds = 60;
+  v1::LeaseTaskRequest lease;
+  lease.set_worker_id("w1");
+  std::string task_id;
+  {
+    absl::StatusOr<std::unique_ptr<Coordinator>> c = Coordinator::Open(o, nullptr);
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE((*c)->CreateJob(SmallJobRequest(tmp.Join("out"))).ok());
+    const v1::Task t = (*c)->LeaseTask(lease).task();
+    ASSERT_FALSE(t.task_id().empty());
+    task_id = t.task_id();
+    v1::FailTaskRequest fail;
+    fail.set_worker_id("w1");
+    fail.set_attempt_id(t.attempt_id());
+    fail.set_error("write out/x: No space left on device");
+    fail.set_retryable(true);
+    absl::Status s;
+    (*c)->FailTask(fail, &s);
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_FALSE((*c)->LeaseTask(lease).has_task());
+  }
+  absl::StatusOr<std::unique_ptr<Coordinator>> restarted = Coordinator::Open(o, nullptr);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  EXPECT_FALSE((*restarted)->LeaseTask(lease).has_task()) << "leased before its retry time";
+}
+
 // Case 5: an adapter rank above a matrix's min(m, n) is refused at submit,
 // naming the matrix (the spec alone bounds it only by kMaxRank).
 TEST(SpecBoundsTest, ATtloraRankAboveTheMatrixIsRefusedAtSubmit) {
