@@ -129,14 +129,13 @@ void StaleIds(const std::shared_ptr<grpc::Channel>& channel, int stale_ids,
   const std::vector<double> before = LeaseLatencies(ws.get(), "w-real", 100);
   PrintLatencies("LeaseTask, nothing fits, no stale ids:", before);
   const auto start = Clock::now();
-  for (int i = 0; i < stale_ids; ++i) {
-    v1::LeaseTaskRequest req;
+  for (int i = 0; i < stale_ids; ++i) {  // a heartbeat is the cheapest call naming an id
+    v1::HeartbeatRequest req;
     req.set_worker_id(absl::StrCat("0-stale-", i));  // sorts before "w-real"
-    req.set_wait_seconds(0);
-    req.set_max_memory_bytes(1 << 20);
-    v1::LeaseTaskResponse resp;
+    req.set_attempt_id("none");
+    v1::HeartbeatResponse resp;
     grpc::ClientContext ctx;
-    (void)ws->LeaseTask(&ctx, req, &resp);
+    (void)ws->Heartbeat(&ctx, req, &resp);
   }
   std::printf(
       "%d stale ids heard from once in %.1f s; waiting %.1f s until they are not "

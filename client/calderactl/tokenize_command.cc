@@ -63,13 +63,17 @@ absl::Status Tokenize(const TokenizeFlags& f, const storage::StorageOptions& opt
   absl::StatusOr<format::TokenSet> out =
       model_io::CutWindows(*ids, f.seq_len, f.samples, f.seed, absl::StrCat("--input ", f.text));
   if (!out.ok()) return out.status();
+  const size_t tokens = ids->size();
+  *ids = std::vector<int32_t>();  // each copy is freed once the next exists: memory ~ 2 copies
+  const int64_t samples = out->samples, seq_len = out->seq_len;
   absl::StatusOr<std::string> bytes = format::SerializeTokenFile(*out);
   if (!bytes.ok()) return bytes.status();
+  *out = format::TokenSet();
   absl::StatusOr<storage::ObjectInfo> put = storage::WriteObject(f.out, *bytes, options);
   if (!put.ok()) return put.status();
-  std::printf("tokenize: %zu tokens (%s), %lld samples x %lld written to %s\n", ids->size(),
-              file.c_str(), static_cast<long long>(out->samples),
-              static_cast<long long>(out->seq_len), f.out.c_str());
+  std::printf("tokenize: %zu tokens (%s), %lld samples x %lld written to %s\n", tokens,
+              file.c_str(), static_cast<long long>(samples), static_cast<long long>(seq_len),
+              f.out.c_str());
   return absl::OkStatus();
 }
 
