@@ -238,10 +238,10 @@ TEST(TokenizeCli, MemoryStaysBoundedPerInputByte) {
   // The windows hold the ids of the whole: the first starts with BOS and the
   // sentence's ids, as a short text of the same sentence gives them.
   WriteFile(tmp.Join("small.txt"), sentence + sentence);
-  const std::string small_out = Tokenize(
-      absl::StrCat("--input ", tmp.Join("small.txt"), " --seq-len 8 --out ",
-                   tmp.Join("small.safetensors")),
-      &rc);
+  const std::string small_out =
+      Tokenize(absl::StrCat("--input ", tmp.Join("small.txt"), " --seq-len 8 --out ",
+                            tmp.Join("small.safetensors")),
+               &rc);
   ASSERT_EQ(rc, 0) << small_out;
   const format::TokenSet big = ReadTokens(tmp.Join("big.safetensors"));
   const format::TokenSet small = ReadTokens(tmp.Join("small.safetensors"));
