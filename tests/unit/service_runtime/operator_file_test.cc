@@ -32,14 +32,28 @@ void ExpectRefused(const absl::Status& s, const std::string& flag, const std::st
   EXPECT_NE(s.message().find(problem), std::string::npos) << s;
 }
 
+// Opens the FIFO for writing once: a reader blocked in open() returns, so a
+// failing test still ends.
+void ReleaseFifoReader(const std::string& fifo) {
+  const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+  if (w >= 0) ::close(w);
+}
+
 TEST(OperatorFileTest, RefusesWhatIsNotASmallRegularFile) {
   TempDir tmp;
   ASSERT_EQ(::mkfifo(tmp.Join("fifo").c_str(), 0600), 0);
   ASSERT_EQ(::symlink("/dev/zero", tmp.Join("zero").c_str()), 0);
   WriteFile(tmp.Join("big"), std::string(2048, 'x'));
   WriteFile(tmp.Join("ok"), "hello\n");
-  ExpectRefused(ReadOperatorFile(tmp.Join("fifo"), "--auth-tokens").status(), "--auth-tokens",
-                "not a regular file but a FIFO");
+  {  // a FIFO must not block: the read runs aside and is released if it does
+    auto read = std::async(std::launch::async, [&] {
+      return ReadOperatorFile(tmp.Join("fifo"), "--auth-tokens").status();
+    });
+    const bool returned = read.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
+    if (!returned) ReleaseFifoReader(tmp.Join("fifo"));
+    ASSERT_TRUE(returned) << "ReadOperatorFile blocked on a FIFO";
+    ExpectRefused(read.get(), "--auth-tokens", "not a regular file but a FIFO");
+  }
   ExpectRefused(ReadOperatorFile(tmp.Join("zero"), "--tls-cert").status(), "--tls-cert",
                 "character device");
   ExpectRefused(ReadOperatorFile(tmp.path(), "--tls-ca").status(), "--tls-ca", "but a directory");
@@ -124,10 +138,7 @@ TEST(OperatorFileTest, AClientTokenFileThatIsAFifoIsRefusedAtOnce) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   auto read = std::async(std::launch::async, [&] { return ReadTokenFile(fifo, "--token-file"); });
   const bool returned = read.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
-  if (!returned) {  // unblock the reader of the old code so the test can end
-    const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
-    if (w >= 0) ::close(w);
-  }
+  if (!returned) ReleaseFifoReader(fifo);  // so the test ends
   ASSERT_TRUE(returned) << "ReadTokenFile blocked on a FIFO";
   ExpectRefused(read.get().status(), "--token-file", "FIFO");
 }
