@@ -257,7 +257,7 @@ TEST(ServiceIntegrationTest, CancelStopsWorkersAndWritesNoIndex) {
   const size_t w = cluster.StartWorker();
   const std::string name =
       cluster.Submit(JobFlags(StoriesModelDir(), StoriesModelDir() + "/calibration.safetensors",
-                              tmp.Join("out"), " --iters 400 --lplr-iters 20"));
+                              tmp.Join("out"), " --iters 100 --lplr-iters 100"));
   ASSERT_TRUE(cluster.WaitFor(
       name, [](const nlohmann::json& j) { return !TasksIn(j, "TASK_LEASED", "DECOMPOSE").empty(); },
       60s));
