@@ -50,9 +50,10 @@ namespace caldera::model_io {
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
     const std::string& dir, const storage::StorageOptions& options, std::string* file = nullptr);
 
-// The longest document encoded whole (no safe cut inside it), and the
+// The longest document encoded whole (no safe cut inside it; a tokenizer
+// may take ~80 bytes per byte while encoding, so ~1.3 GB at most), and the
 // longest .jsonl line.
-inline constexpr size_t kMaxUncutDocumentBytes = size_t{32} << 20;
+inline constexpr size_t kMaxUncutDocumentBytes = size_t{16} << 20;
 
 // The ids of the text file at `uri` (see above). INVALID_ARGUMENT for an
 // empty file, a .jsonl line that is not an object with a string `field`, a
