@@ -8,9 +8,16 @@
 //     threads are blocked in Read, so this is the coordinator's),
 //   - GetJob p50/p99 of an unrelated small job and of the big job, with the
 //     watchers connected (idle, then with --changes-per-second task
-//     completions on the big job).
+//     completions on the big job),
+//   - LeaseTask p50/p99 of a worker no task fits (so each queued job asks
+//     whether any connected worker could hold its task), before and after
+//     --stale-ids other worker ids were heard from once and went quiet
+//     (issue 37: 7,500 such ids slowed every lease 34x),
+//   - one owner submitting until --flood-jobs jobs: how many the default
+//     queued-jobs quota accepts, how fast the rest are refused, RSS.
 //
 //   build/bench/load_bench [--jobs 1000] [--watchers 100] [--idle-seconds 5]
+//                          [--stale-ids 20000] [--flood-jobs 5000]
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
@@ -95,7 +102,85 @@ v1::CreateJobRequest Request(const std::string& model, const std::string& out, i
   return req;
 }
 
-int Run(int jobs, int watchers, double idle_seconds, double changes_per_second) {
+// LeaseTask latencies (ms) of `worker_id` offering 1 MiB (no task fits).
+std::vector<double> LeaseLatencies(v1::WorkerService::Stub* stub, const std::string& worker_id,
+                                   int n) {
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    v1::LeaseTaskRequest req;
+    req.set_worker_id(worker_id);
+    req.set_wait_seconds(0);
+    req.set_max_memory_bytes(1 << 20);
+    v1::LeaseTaskResponse resp;
+    grpc::ClientContext ctx;
+    const auto start = Clock::now();
+    grpc::Status s = stub->LeaseTask(&ctx, req, &resp);
+    ms.push_back(Seconds(start) * 1e3);
+    if (!s.ok() || resp.has_task()) std::fprintf(stderr, "LeaseTask: unexpected answer\n");
+  }
+  return ms;
+}
+
+// Issue 37: per-lease cost with `stale_ids` worker ids that were heard from
+// once (sorting before the real one) and then went quiet.
+void StaleIds(const std::shared_ptr<grpc::Channel>& channel, int stale_ids,
+              double connected_seconds) {
+  auto ws = v1::WorkerService::NewStub(channel);
+  const std::vector<double> before = LeaseLatencies(ws.get(), "w-real", 100);
+  PrintLatencies("LeaseTask, nothing fits, no stale ids:", before);
+  const auto start = Clock::now();
+  for (int i = 0; i < stale_ids; ++i) {  // a heartbeat is the cheapest call naming an id
+    v1::HeartbeatRequest req;
+    req.set_worker_id(absl::StrCat("0-stale-", i));  // sorts before "w-real"
+    req.set_attempt_id("none");
+    v1::HeartbeatResponse resp;
+    grpc::ClientContext ctx;
+    (void)ws->Heartbeat(&ctx, req, &resp);
+  }
+  std::printf(
+      "%d stale ids heard from once in %.1f s; waiting %.1f s until they are not "
+      "connected\n",
+      stale_ids, Seconds(start), connected_seconds);
+  std::this_thread::sleep_for(std::chrono::duration<double>(connected_seconds + 0.5));
+  const std::vector<double> after = LeaseLatencies(ws.get(), "w-real", 100);
+  PrintLatencies(absl::StrCat("LeaseTask, nothing fits, ", stale_ids, " stale ids:").c_str(),
+                 after);
+  std::printf("stale ids: p50 ratio %.2f\n", Percentile(after, 0.5) / Percentile(before, 0.5));
+}
+
+// Issue 37: one owner submits until `total` jobs exist; the default quota of
+// queued jobs refuses the rest (RESOURCE_EXHAUSTED) without validating them.
+void Flood(v1::JobService::Stub* stub, const std::string& dir, int already, int total) {
+  int accepted = 0, refused = 0;
+  std::vector<double> refused_ms;
+  const long rss_before = RssKiB();
+  const auto start = Clock::now();
+  for (int j = already; j < total; ++j) {
+    v1::Job job;
+    grpc::ClientContext ctx;
+    const auto call = Clock::now();
+    grpc::Status s =
+        stub->CreateJob(&ctx, Request(dir + "/small", absl::StrCat(dir, "/flood", j), 1), &job);
+    if (s.ok()) {
+      ++accepted;
+    } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++refused;
+      refused_ms.push_back(Seconds(call) * 1e3);
+      if (refused == 1) std::printf("first refusal: %s\n", s.error_message().c_str());
+    } else {
+      std::fprintf(stderr, "CreateJob: %s\n", s.error_message().c_str());
+      return;
+    }
+  }
+  std::printf(
+      "flood to %d jobs from one owner: %d more accepted, %d refused in %.1f s, RSS "
+      "%.1f -> %.1f MiB\n",
+      total, accepted, refused, Seconds(start), rss_before / 1024.0, RssKiB() / 1024.0);
+  PrintLatencies("CreateJob refused by the quota:", refused_ms);
+}
+
+int Run(int jobs, int watchers, double idle_seconds, double changes_per_second, int stale_ids,
+        int flood_jobs) {
   const std::string dir = std::filesystem::temp_directory_path() / "caldera-load-bench";
   std::filesystem::remove_all(dir);
   caldera::model::TestModelOptions big;
@@ -120,6 +205,9 @@ int Run(int jobs, int watchers, double idle_seconds, double changes_per_second) 
   o.data_dir = dir + "/state";
   o.listen = "127.0.0.1:0";
   o.workers = 0;
+  // Short heartbeats: a quiet worker id stops counting as connected after
+  // 3 heartbeats + the 10 s long poll (the StaleIds phase waits that long).
+  o.heartbeat_seconds = 0.2;
   auto cluster = caldera::in_process_cluster::InProcessCluster::Start(o);
   if (!cluster.ok()) {
     std::fprintf(stderr, "%s\n", std::string(cluster.status().message()).c_str());
@@ -235,6 +323,8 @@ int Run(int jobs, int watchers, double idle_seconds, double changes_per_second) 
   const auto cancel_start = Clock::now();
   for (std::thread& t : threads) t.join();
   std::printf("%d watches cancelled in %.2f s\n", watchers, Seconds(cancel_start));
+  if (stale_ids > 0) StaleIds(channel, stale_ids, 3 * o.heartbeat_seconds + 10);
+  if (flood_jobs > 0) Flood(stub.get(), dir, jobs + 1, flood_jobs);
   (*cluster)->Shutdown();
   std::filesystem::remove_all(dir);
   return 0;
@@ -252,7 +342,12 @@ int main(int argc, char** argv) {
   app.add_option("--changes-per-second", changes,
                  "task completions per second on the big job in the last phase (default 2; 0 "
                  "skips it)");
+  int stale_ids = 20000, flood_jobs = 5000;
+  app.add_option("--stale-ids", stale_ids,
+                 "quiet worker ids before the last LeaseTask figure (default 20000; 0 skips it)");
+  app.add_option("--flood-jobs", flood_jobs,
+                 "one owner submits until this many jobs exist (default 5000; 0 skips it)");
   CLI11_PARSE(app, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // figures appear as they are measured
-  return Run(jobs, watchers, idle_seconds, changes);
+  return Run(jobs, watchers, idle_seconds, changes, stale_ids, flood_jobs);
 }

@@ -63,7 +63,7 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     c->agents_.push_back(std::make_unique<worker::WorkerAgent>(c->channel_, wo));
   }
   for (auto& agent : c->agents_) {
-    c->threads_.emplace_back([a = agent.get()] { a->Run(); });
+    c->threads_.emplace_back([a = agent.get()] { (void)a->Run(); });
   }
   return c;
 }

@@ -93,6 +93,20 @@ absl::Status ParseUnlessEmpty(const std::string& name, Parse parse, T* out) {
   return absl::OkStatus();
 }
 
+// A NUL cuts a path short; a newline makes a directory name that breaks every
+// line-based tool and log. Says which byte and where.
+absl::Status CheckNoControlCharacters(absl::string_view uri, absl::string_view flag) {
+  for (size_t i = 0; i < uri.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(uri[i]);
+    if (c < 0x20 || c == 0x7F) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " holds a control character (byte 0x", absl::Hex(c, absl::kZeroPad2),
+                       " at offset ", i, "); use a location of printable characters"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ApplySettingNames(const SettingNames& n, JobSpec* s) {
@@ -124,6 +138,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                                                      " bytes long, above the limit of ",
                                                      kMaxUriBytes, " bytes for a URI"));
     }
+    if (absl::Status s = CheckNoControlCharacters(*uri, flag); !s.ok()) return s;
   }
   if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
   if (absl::Status s = ValidateTargetBits(spec.target_bits); !s.ok()) return s;
@@ -136,7 +151,11 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
         "--share-heads and --ttlora-rank cannot be combined yet (an adapter of a module with "
         "aliased heads has no defined shape); drop one of them");
   }
-  if (spec.ttlora_rank < 0) return absl::InvalidArgumentError("--ttlora-rank must be >= 0");
+  if (spec.ttlora_rank < 0 || spec.ttlora_rank > kMaxRank) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ttlora-rank ", spec.ttlora_rank, " is outside [0, ", kMaxRank,
+        "] (0 = no adapter; a rank above a matrix's min(m, n) means nothing; 8 to 64 is usual)"));
+  }
   if (spec.calibration_shards < 1 || spec.calibration_shards > kMaxCalibrationShards) {
     return absl::InvalidArgumentError(
         absl::StrCat("--calibration-shards ", spec.calibration_shards, " must be in [1, ",
@@ -148,11 +167,16 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   }
   std::vector<std::string> known;
   for (const model::LinearModule& m : model::kLinearModules) known.push_back(m.name);
-  for (const std::string& m : spec.modules) {
+  for (size_t i = 0; i < spec.modules.size(); ++i) {
+    const std::string& m = spec.modules[i];
     if (std::find(known.begin(), known.end(), m) == known.end()) {
       return absl::InvalidArgumentError(absl::StrCat("--modules: '", BoundedQuote(m),
                                                      "' is not a linear module; use ",
                                                      absl::StrJoin(known, ",")));
+    }
+    if (std::find(spec.modules.begin(), spec.modules.begin() + i, m) != spec.modules.begin() + i) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--modules names ", m, " twice; name each module at most once"));
     }
   }
   return absl::OkStatus();
@@ -166,6 +190,11 @@ absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
   }
   if (spec.method == decompose::Method::kCaldera && spec.rank < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " must be >= 1"));
+  }
+  if (spec.rank > kMaxRank) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rank ", spec.rank, " is above ", kMaxRank,
+                     " (a rank above a matrix's min(m, n) means nothing; 64 is the default)"));
   }
   if (spec.q_group_size < kMinQuantizerGroupSize || spec.q_group_size > kMaxQuantizerGroupSize) {
     return absl::InvalidArgumentError(
@@ -181,8 +210,16 @@ absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
                        quant::QuantizerName(spec.quantizer), ": ", s.message()));
     }
   }
-  if (spec.iters < 1) return absl::InvalidArgumentError("--iters must be >= 1");
-  if (spec.lplr_iters < 0) return absl::InvalidArgumentError("--lplr-iters must be >= 0");
+  if (spec.iters < 1 || spec.iters > kMaxIters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--iters ", spec.iters, " is outside [1, ", kMaxIters,
+                     "] (the error settles within ~20 outer iterations; 15 is the default)"));
+  }
+  if (spec.lplr_iters < 0 || spec.lplr_iters > kMaxLplrIters) {
+    return absl::InvalidArgumentError(absl::StrCat("--lplr-iters ", spec.lplr_iters,
+                                                   " is outside [0, ", kMaxLplrIters,
+                                                   "] (10 is the default)"));
+  }
   return absl::OkStatus();
 }
 

@@ -153,9 +153,22 @@ SampleRange ShardSamples(int64_t samples, int shard, int num_shards);
 // The longest model, calibration or output URI a job accepts.
 inline constexpr size_t kMaxUriBytes = 4096;
 
+// Upper bounds of the settings that drive work (docs/cli.md#limits). Outer
+// CALDERA iterations: the best iterate is kept and the weighted error settles
+// within ~20 (the default is 15), so 100 is already 5x past any gain; inner
+// L/R refinements likewise (default 10). Ranks (--rank, --ttlora-rank): a
+// rank above min(m, n) of a matrix means nothing (ValidateJob checks that
+// against the model); without the model, no supported matrix has
+// min(m, n) above 16,384, so 65,536 bounds every meaningful rank.
+inline constexpr int kMaxIters = 100;
+inline constexpr int kMaxLplrIters = 100;
+inline constexpr int64_t kMaxRank = int64_t{1} << 16;
+
 // Checks the settings that do not need the model (methods, bits, counts,
-// module names, URI lengths up to kMaxUriBytes). INVALID_ARGUMENT names the
-// flag and the fix; quoted values are cut to ~200 bytes.
+// iterations up to kMaxIters / kMaxLplrIters, ranks up to kMaxRank, module
+// names, each at most once, URI lengths up to kMaxUriBytes and no control
+// characters in a URI). INVALID_ARGUMENT names the flag and the fix; quoted
+// values are cut to ~200 bytes.
 absl::Status ValidateJobSpec(const JobSpec& spec);
 
 // The part of ValidateJobSpec about the decomposition alone (method,

@@ -156,6 +156,11 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
                        dims[1], "); use --rank <= ", std::min(dims[0], dims[1])));
     }
     if (absl::Status s = ValidateServeShape(spec, m.name, dims[0], dims[1]); !s.ok()) return s;
+    if (spec.ttlora_rank > std::min(dims[0], dims[1])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--ttlora-rank ", spec.ttlora_rank, " is larger than ", m.name, " (", dims[0], "x",
+          dims[1], "); use --ttlora-rank <= ", std::min(dims[0], dims[1])));
+    }
   }
   // One calibrate task per layer and shard, one decompose task per layer and
   // module, one finalize (server/planner.cc).

@@ -95,6 +95,84 @@ absl::StatusOr<std::optional<tokenizer::VocabTokenizer>> OpenVocabTokenizer(
   return std::optional<tokenizer::VocabTokenizer>(*std::move(v));
 }
 
+namespace {
+
+constexpr size_t kChunkBytes = size_t{1} << 20;  // read at a time
+// Encoded at a time: a tokenizer takes up to ~80 bytes per byte while it
+// encodes, so a part of 64 KiB costs ~5 MiB.
+constexpr size_t kPartBytes = size_t{64} << 10;
+
+// Encodes one document given piece by piece, in parts cut at the tokenizer's
+// safe places once a part's worth is pending; Finish encodes the rest.
+class PartEncoder {
+ public:
+  PartEncoder(const tokenizer::Tokenizer& tokenizer, bool add_special, std::vector<int32_t>* ids)
+      : tokenizer_(tokenizer), add_special_(add_special), ids_(ids) {}
+
+  // INVALID_ARGUMENT (naming `what`) when kMaxUncutDocumentBytes are pending
+  // with no safe cut.
+  absl::Status Add(absl::string_view text, absl::string_view what) {
+    pending_.append(text.data(), text.size());
+    while (pending_.size() >= kPartBytes) {
+      const absl::string_view view(pending_);
+      size_t cut = tokenizer_.SafeSplit(view.substr(0, kPartBytes));
+      if (cut == 0) cut = tokenizer_.SafeSplit(view);
+      if (cut == 0) {
+        if (pending_.size() <= kMaxUncutDocumentBytes) return absl::OkStatus();  // read on
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": a document of more than ", kMaxUncutDocumentBytes >> 20,
+            " MiB that this model's tokenizer cannot encode in parts (it needs a space between "
+            "words to cut at, and a tokenizer.json one is encoded whole); make the text a .jsonl "
+            "file of smaller documents, one JSON object per line"));
+      }
+      Append(tokenizer_.EncodePart(view.substr(0, cut), first_, /*last=*/false, add_special_));
+      first_ = false;
+      pending_.erase(0, cut);
+    }
+    return absl::OkStatus();
+  }
+
+  void Finish() {
+    Append(tokenizer_.EncodePart(pending_, first_, /*last=*/true, add_special_));
+    pending_.clear();
+    first_ = true;
+  }
+
+ private:
+  void Append(const std::vector<int32_t>& part) {
+    ids_->insert(ids_->end(), part.begin(), part.end());
+  }
+
+  const tokenizer::Tokenizer& tokenizer_;
+  const bool add_special_;
+  std::vector<int32_t>* ids_;
+  std::string pending_;
+  bool first_ = true;
+};
+
+// One JSON line of a .jsonl file: its `key` string encoded as a document.
+absl::Status EncodeJsonLine(absl::string_view line, int64_t line_no, const std::string& key,
+                            const std::string& uri, PartEncoder* encoder, int64_t* documents) {
+  if (line.find_first_not_of(" \t\r") == absl::string_view::npos) return absl::OkStatus();
+  const nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+  const auto it = j.is_object() ? j.find(key) : j.end();
+  if (it == j.end() || !it->is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat(uri, " line ", line_no,
+                                                   ": not a JSON object with a string field ",
+                                                   nlohmann::json(key).dump(), " (--field)"));
+  }
+  if (absl::Status s =
+          encoder->Add(it->get_ref<const std::string&>(), absl::StrCat(uri, " line ", line_no));
+      !s.ok()) {
+    return s;
+  }
+  encoder->Finish();
+  ++*documents;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer& tokenizer,
                                                       const std::string& uri,
                                                       absl::string_view field, bool add_special,
@@ -106,30 +184,52 @@ absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer
                      "\"import pandas as p; p.read_parquet('F.parquet').to_json('F.jsonl', "
                      "orient='records', lines=True, force_ascii=False)\""));
   }
-  absl::StatusOr<std::string> text = storage::ReadObject(uri, options);
-  if (!text.ok()) return text.status();
-  if (text->empty()) return absl::InvalidArgumentError(absl::StrCat(uri, " is empty"));
-  if (!absl::EndsWithIgnoreCase(uri, ".jsonl")) return tokenizer.Encode(*text, add_special);
+  absl::StatusOr<std::unique_ptr<RandomAccessSource>> source =
+      storage::OpenObjectSource(uri, options);
+  if (!source.ok()) return source.status();
+  const uint64_t size = (*source)->Size();
+  if (size == 0) return absl::InvalidArgumentError(absl::StrCat(uri, " is empty"));
+  const bool jsonl = absl::EndsWithIgnoreCase(uri, ".jsonl");
   std::vector<int32_t> ids;
+  PartEncoder encoder(tokenizer, add_special, &ids);
+  std::string chunk, line;  // line: a .jsonl line read so far
   int64_t line_no = 0, documents = 0;
   const std::string key(field);
-  for (size_t at = 0; at < text->size();) {
-    size_t end = text->find('\n', at);
-    if (end == std::string::npos) end = text->size();
-    const absl::string_view line(text->data() + at, end - at);
-    at = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == absl::string_view::npos) continue;
-    const nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
-    const auto it = j.is_object() ? j.find(key) : j.end();
-    if (it == j.end() || !it->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(uri, " line ", line_no,
-                                                     ": not a JSON object with a string field ",
-                                                     nlohmann::json(key).dump(), " (--field)"));
+  for (uint64_t at = 0; at < size;) {
+    chunk.resize(static_cast<size_t>(std::min<uint64_t>(kChunkBytes, size - at)));
+    if (absl::Status s = (*source)->ReadAt(
+            at, std::span<uint8_t>(reinterpret_cast<uint8_t*>(chunk.data()), chunk.size()));
+        !s.ok()) {
+      return s;
     }
-    const std::vector<int32_t> doc = tokenizer.Encode(it->get<std::string>(), add_special);
-    ids.insert(ids.end(), doc.begin(), doc.end());
-    ++documents;
+    at += chunk.size();
+    if (!jsonl) {
+      if (absl::Status s = encoder.Add(chunk, uri); !s.ok()) return s;
+      continue;
+    }
+    for (size_t begin = 0; begin < chunk.size();) {
+      const size_t end = chunk.find('\n', begin);
+      line.append(chunk, begin, (end == std::string::npos ? chunk.size() : end) - begin);
+      if (line.size() > kMaxUncutDocumentBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(uri, " line ", line_no + 1, " is longer than ",
+                         kMaxUncutDocumentBytes >> 20, " MiB; split that document"));
+      }
+      if (end == std::string::npos) break;
+      begin = end + 1;
+      if (absl::Status s = EncodeJsonLine(line, ++line_no, key, uri, &encoder, &documents);
+          !s.ok()) {
+        return s;
+      }
+      line.clear();
+    }
+  }
+  if (!jsonl) {
+    encoder.Finish();
+    return ids;
+  }
+  if (absl::Status s = EncodeJsonLine(line, ++line_no, key, uri, &encoder, &documents); !s.ok()) {
+    return s;
   }
   if (documents == 0) return absl::InvalidArgumentError(absl::StrCat(uri, " is empty"));
   return ids;

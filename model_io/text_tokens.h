@@ -11,7 +11,15 @@
 //                        document. Every document is encoded with the model's
 //                        special tokens (BOS for Llama) and the ids follow
 //                        one another. Parquet is refused with the conversion
-//                        to use.
+//                        to use. The file is read in chunks of 1 MiB and a
+//                        document is encoded in parts of about 64 KiB cut
+//                        where the tokenizer says no token can span the cut
+//                        (Tokenizer::SafeSplit), giving the ids of the whole:
+//                        memory is the ids (4 bytes a token) plus a few MiB,
+//                        whatever the file's size (issue 37: 65-80 bytes per
+//                        input byte before). A tokenizer that knows no safe
+//                        cut (tokenizer.json) encodes each document whole, up
+//                        to kMaxUncutDocumentBytes.
 //   CutWindows           the ids cut into consecutive non-overlapping windows
 //                        of seq_len (the WikiText-2 protocol; the last partial
 //                        window is dropped); `samples` > 0 keeps that many:
@@ -49,9 +57,15 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenModelTokenizer(
 absl::StatusOr<std::optional<tokenizer::VocabTokenizer>> OpenVocabTokenizer(
     const std::string& dir, const storage::StorageOptions& options);
 
+// The longest document encoded whole (no safe cut inside it; a tokenizer
+// may take ~80 bytes per byte while encoding, so ~1.3 GB at most), and the
+// longest .jsonl line.
+inline constexpr size_t kMaxUncutDocumentBytes = size_t{16} << 20;
+
 // The ids of the text file at `uri` (see above). INVALID_ARGUMENT for an
-// empty file, a .jsonl line that is not an object with a string `field`, or
-// a .parquet file.
+// empty file, a .jsonl line that is not an object with a string `field`, a
+// .parquet file, or a document with no safe cut in kMaxUncutDocumentBytes
+// (the message says to make it a .jsonl of smaller documents).
 absl::StatusOr<std::vector<int32_t>> TokenizeTextFile(const tokenizer::Tokenizer& tokenizer,
                                                       const std::string& uri,
                                                       absl::string_view field, bool add_special,

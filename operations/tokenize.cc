@@ -44,13 +44,15 @@ absl::StatusOr<TokenizeResult> Tokenize(const TokenizeOptions& f,
   absl::StatusOr<format::TokenSet> out =
       model_io::CutWindows(*ids, f.seq_len, f.samples, f.seed, absl::StrCat("--input ", f.text));
   if (!out.ok()) return out.status();
-  absl::StatusOr<std::string> bytes = format::SerializeTokenFile(*out);
-  if (!bytes.ok()) return bytes.status();
-  absl::StatusOr<storage::ObjectInfo> put = storage::WriteObject(f.out, *bytes, options);
-  if (!put.ok()) return put.status();
   result.tokens = static_cast<int64_t>(ids->size());
   result.samples = out->samples;
   result.seq_len = out->seq_len;
+  *ids = std::vector<int32_t>();  // each copy is freed once the next exists: memory ~ 2 copies
+  absl::StatusOr<std::string> bytes = format::SerializeTokenFile(*out);
+  if (!bytes.ok()) return bytes.status();
+  *out = format::TokenSet();
+  absl::StatusOr<storage::ObjectInfo> put = storage::WriteObject(f.out, *bytes, options);
+  if (!put.ok()) return put.status();
   result.out = f.out;
   return result;
 }

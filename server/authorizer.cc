@@ -9,7 +9,8 @@ namespace caldera::server {
 absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(const AuthOptions& options) {
   std::unique_ptr<TokenFile> tokens;
   if (!options.token_file.empty()) {
-    absl::StatusOr<std::unique_ptr<TokenFile>> t = TokenFile::Open(options.token_file);
+    absl::StatusOr<std::unique_ptr<TokenFile>> t =
+        TokenFile::Open(options.token_file, options.on_reload_failure);
     if (!t.ok()) return t.status();
     tokens = *std::move(t);
   }
@@ -17,7 +18,7 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(const AuthOptions
 }
 
 absl::StatusOr<Principal> Authorizer::Authenticate(const grpc::ServerContext& context) {
-  if (tokens_ == nullptr) return Principal{"", Role::kAdmin};
+  if (tokens_ == nullptr) return Principal{"", Role::kAdmin, OwnerQuota()};
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -89,6 +90,10 @@ absl::StatusOr<Principal> Authorizer::ForWorkerProtocol(const grpc::ServerContex
     }
   }
   return who;
+}
+
+OwnerQuota Authorizer::QuotaFor(const std::string& owner) const {
+  return tokens_ == nullptr ? OwnerQuota() : tokens_->QuotaFor(owner);
 }
 
 bool Authorizer::MaySee(const Principal& who, const std::string& owner) {

@@ -26,6 +26,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,8 @@ namespace caldera::server {
 struct AuthOptions {
   std::string token_file;  // --auth-tokens; empty = local single-user mode
   bool require_worker_certificate = false;
+  // Called once per changed token file that is refused (TokenFile::Open).
+  std::function<void()> on_reload_failure;
 };
 
 enum class JobAction { kRead, kCreate, kCancel };
@@ -60,6 +63,10 @@ class Authorizer {
   static bool MaySee(const Principal& who, const std::string& owner);
   // Whether `who` only sees its own jobs (a submitter).
   static bool SeesOwnJobsOnly(const Principal& who) { return who.role == Role::kSubmitter; }
+
+  // The quotas of `owner` in the tokens in force (the defaults in the local
+  // mode). Never reads a file.
+  OwnerQuota QuotaFor(const std::string& owner) const;
 
  private:
   Authorizer(AuthOptions options, std::unique_ptr<TokenFile> tokens)

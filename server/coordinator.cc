@@ -60,11 +60,25 @@ Coordinator::Coordinator(CoordinatorOptions options, std::shared_ptr<Coordinator
     : options_(std::move(options)),
       metrics_(std::move(metrics)),
       store_(std::move(store)),
+      // Connected: heard from within three heartbeats (and a long poll);
+      // forgotten after ten of them, or a lease period, whichever is longer.
+      workers_(3 * options_.heartbeat_seconds + options_.max_long_poll_seconds,
+               std::max(10 * options_.heartbeat_seconds, options_.lease_seconds) +
+                   options_.max_long_poll_seconds),
       rng_(std::random_device{}()) {}
 
 Coordinator::~Coordinator() {
   Shutdown();
   if (reaper_.joinable()) reaper_.join();
+}
+
+void Coordinator::SetQuotaSource(QuotaSource source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  quota_source_ = std::move(source);
+}
+
+OwnerQuota Coordinator::QuotaOf(const std::string& owner) const {
+  return quota_source_ ? quota_source_(owner) : OwnerQuota();
 }
 
 void Coordinator::Shutdown() {
@@ -123,12 +137,7 @@ void Coordinator::UpdateGauges() {
     }
   }
   metrics_->SetQueueDepth(ready);
-  const double now = Now();
-  int connected = 0;
-  for (const auto& [id, seen] : workers_) {
-    if (now - seen < 3 * options_.heartbeat_seconds + options_.max_long_poll_seconds) ++connected;
-  }
-  metrics_->SetWorkersConnected(connected);
+  metrics_->SetWorkersConnected(workers_.Connected(Now()));
 }
 
 Coordinator::JobEntry* Coordinator::FindJob(const std::string& name) const {

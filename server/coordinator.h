@@ -42,6 +42,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -52,7 +53,9 @@
 #include "caldera/v1/jobs.pb.h"
 #include "caldera/v1/worker.pb.h"
 #include "server/coordinator_metrics.h"
+#include "server/owner_quota.h"
 #include "server/state_store.h"
+#include "server/worker_table.h"
 #include "storage/storage_options.h"
 
 namespace caldera::server {
@@ -117,6 +120,14 @@ class Coordinator {
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
+  // Where the owners' quotas come from (the token file); null = the
+  // defaults for everyone. The source is called with the coordinator's lock
+  // held and must not block.
+  void SetQuotaSource(QuotaSource source);
+  std::shared_ptr<CoordinatorMetrics> metrics() const { return metrics_; }
+  // Seconds after which a worker id not heard from is forgotten (WorkerTable).
+  double worker_forget_seconds() const { return workers_.forget_seconds(); }
+
   // Wakes every long poll and watch; they return at once from now on.
   void Shutdown();
   bool shutting_down() const;
@@ -125,6 +136,8 @@ class Coordinator {
   // Validates the job (job_validation.h) before creating it, owned by `owner`
   // (the caller's identity; "" in the local single-user mode); a request_id
   // this owner used before returns that job unchanged (ids are per owner).
+  // RESOURCE_EXHAUSTED naming the quota when the owner already has its
+  // OwnerQuota::max_queued jobs waiting to start.
   absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request,
                                     const std::string& owner = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& name) const;
@@ -145,6 +158,9 @@ class Coordinator {
   absl::Status SetStateMaxPagesForTest(int64_t pages);
 
   // ---- Worker protocol --------------------------------------------------------
+  // Worker ids are bounded (IsValidWorkerId, worker_table.h): LeaseTask with
+  // another id is INVALID_ARGUMENT and leases nothing, Heartbeat answers
+  // lease_lost. RegisterWorker makes ids from a sanitized, bounded hostname.
   // `status` (optional): set to UNAVAILABLE when the call's change could not
   // be written to the state database (the change is then undone; see
   // "Disk full" above); the caller should retry later.
@@ -221,10 +237,16 @@ class Coordinator {
   void AdoptTasks(JobEntry* job, double now);
   void UpdateGauges();
   std::string RandomHex(int chars);
-  void TouchWorker(const std::string& worker_id);
+  void TouchWorker(const std::string& worker_id, int64_t memory = 0, bool gpu = false);
   // True when some connected worker reports enough memory for `task` (or
   // reports none).
   bool SomeWorkerCanHold(const TaskRecord& task) const;
+  OwnerQuota QuotaOf(const std::string& owner) const;
+  // RESOURCE_EXHAUSTED when `owner` has its quota of QUEUED jobs.
+  absl::Status CheckQueuedQuota(const std::string& owner);
+  // Whether `job` (QUEUED) must wait for its owner's running-jobs quota;
+  // `running` counts RUNNING jobs by owner (filled on first use).
+  bool WaitsForRunningQuota(JobEntry* job, std::optional<std::map<std::string, int64_t>>* running);
 
   const CoordinatorOptions options_;
   const std::shared_ptr<CoordinatorMetrics> metrics_;
@@ -236,9 +258,8 @@ class Coordinator {
   std::vector<JobEntry*> job_order_;                       // creation order
   std::map<std::string, TaskRef> leases_;                  // current attempt id -> task
   std::map<std::string, AttemptRecord> attempts_;          // running attempts
-  std::map<std::string, double> workers_;                  // worker id -> last seen (Unix s)
-  std::map<std::string, int64_t> worker_memory_;           // worker id -> max_memory_bytes
-  std::set<std::string> gpu_workers_;                      // ids that registered a CUDA device
+  WorkerTable workers_;                                    // last seen, memory, device
+  QuotaSource quota_source_;                               // null: default quotas
   int64_t next_seq_ = 1;
   bool shutdown_ = false;
   absl::Status write_error_;  // the failed Persist of the current call

@@ -72,13 +72,16 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
     if (!found.ok()) return found.status();
     return (*found)->Current();
   };
-  if (!rid.empty()) {
+  {
     std::optional<absl::StatusOr<std::shared_ptr<const JobSnapshot>>> found;
+    absl::Status quota;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      found = existing();
+      if (!rid.empty()) found = existing();
+      if (!found) quota = CheckQueuedQuota(owner);  // before validation reads storage
     }
     if (found) return current(*found);
+    if (!quota.ok()) return quota;
   }
   // Validation reads storage: outside the lock, so other RPCs go on.
   absl::StatusOr<job::JobShape> shape = job::ValidateJob(spec, options_.storage);
@@ -92,6 +95,7 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
       return current(*found);
     }
   }
+  if (absl::Status s = CheckQueuedQuota(owner); !s.ok()) return s;  // again: others may have won
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   auto entry = std::make_unique<JobEntry>();
   JobRecord& r = entry->record;
@@ -124,6 +128,21 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   std::shared_ptr<const JobSnapshot> snapshot = SharedSnapshot(*job);
   lock.unlock();
   return snapshot->Current();  // the copy is made outside the lock
+}
+
+absl::Status Coordinator::CheckQueuedQuota(const std::string& owner) {
+  const int64_t limit = QuotaOf(owner).max_queued;
+  int64_t queued = 0;
+  for (const JobEntry* job : job_order_) {
+    if (job->record.state == v1::QUEUED && job->record.owner == owner) ++queued;
+  }
+  if (queued < limit) return absl::OkStatus();
+  if (metrics_ != nullptr) metrics_->QuotaRefused();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      owner.empty() ? std::string("this coordinator's user") : absl::StrCat("owner ", owner),
+      " has ", queued, " queued jobs, the limit of queued=", limit,
+      " (the owner's quota; docs/security.md#quotas); wait for some to start or cancel some, "
+      "or ask the operator for a larger queued= in the token file"));
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& name) const {

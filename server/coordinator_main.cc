@@ -7,16 +7,15 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "core/format/json_fields.h"
-#include "core/io/random_access_source.h"
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
 #include "server/coordinator_server.h"
 #include "service_runtime/grpc_security.h"
 #include "service_runtime/metrics_endpoint.h"
+#include "service_runtime/operator_file.h"
 #include "service_runtime/signal_watcher.h"
 #include "storage/allowed_roots.h"
 #include "storage/storage_options.h"
@@ -41,26 +40,14 @@ struct Flags {
 bool ApplyConfig(const CLI::App& app, Flags* f) {
   if (f->config.empty()) return true;
   // A regular file of at most 1 MiB (a FIFO or /dev/zero is refused, not read).
-  constexpr uint64_t kMaxConfigBytes = 1 << 20;
-  absl::StatusOr<std::unique_ptr<caldera::RandomAccessSource>> file =
-      caldera::OpenMappedFile(f->config);
-  absl::Status read = file.status();
-  std::string text;
-  if (read.ok() && (*file)->Size() > kMaxConfigBytes) {
-    read = absl::InvalidArgumentError(
-        absl::StrCat(f->config, " is ", (*file)->Size(), " bytes; a config is at most 1 MiB"));
-  }
-  if (read.ok()) {
-    text.resize((*file)->Size());
-    read = (*file)->ReadAt(
-        0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(text.data()), text.size()));
-  }
-  if (!read.ok()) {
-    std::fprintf(stderr, "caldera-coordinator: error: --config: %s\n",
-                 std::string(read.message()).c_str());
+  absl::StatusOr<std::string> text =
+      caldera::service_runtime::ReadOperatorFile(f->config, "--config");
+  if (!text.ok()) {
+    std::fprintf(stderr, "caldera-coordinator: error: %s\n",
+                 std::string(text.status().message()).c_str());
     return false;
   }
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) {
     std::fprintf(stderr,
                  "caldera-coordinator: error: --config %s is missing or not a JSON object "

@@ -89,6 +89,20 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                     .Register(*registry_);
   bytes_read_ = &bytes.Add({{"direction", "read"}});
   bytes_written_ = &bytes.Add({{"direction", "written"}});
+  reload_failures_ = &prometheus::BuildCounter()
+                          .Name("caldera_token_file_reload_failures_total")
+                          .Help(
+                              "Changed --auth-tokens files refused (unreadable, not a regular "
+                              "file, too large, or not parsing); the previous tokens stay")
+                          .Register(*registry_)
+                          .Add({});
+  quota_refusals_ = &prometheus::BuildCounter()
+                         .Name("caldera_quota_refusals_total")
+                         .Help(
+                             "CreateJob calls refused with RESOURCE_EXHAUSTED by an owner's "
+                             "queued-jobs quota")
+                         .Register(*registry_)
+                         .Add({});
   busy_ = &prometheus::BuildCounter()
                .Name("caldera_task_busy_seconds_total")
                .Help("Seconds workers spent running tasks, as reported with results")

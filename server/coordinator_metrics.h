@@ -37,6 +37,8 @@ class CoordinatorMetrics {
     matrix_error_->Observe(weighted_relative_error);
   }
   void WorkerIo(double read, double written, double busy_seconds);
+  void TokenFileReloadFailed() { reload_failures_->Increment(); }
+  void QuotaRefused() { quota_refusals_->Increment(); }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -53,6 +55,8 @@ class CoordinatorMetrics {
   prometheus::Counter* bytes_read_;
   prometheus::Counter* bytes_written_;
   prometheus::Counter* busy_;
+  prometheus::Counter* reload_failures_;
+  prometheus::Counter* quota_refusals_;
 };
 
 // Lower-case label values: "queued", "decompose", "leased".

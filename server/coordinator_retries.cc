@@ -113,10 +113,11 @@ void Coordinator::ReaperLoop() {
         attempts_.erase(at);
       }
       if (metrics_ != nullptr) metrics_->LeaseExpired();
-      RetryOrFail(ref.job, &t,
-                  absl::StrCat("worker ", t.lease_worker, " stopped heartbeating (lease of ",
-                               options_.lease_seconds, " s expired)"),
-                  /*retryable=*/true, /*delay=*/0);
+      RetryOrFail(
+          ref.job, &t,
+          absl::StrCat("worker ", BoundedQuote(t.lease_worker, kMaxWorkerIdBytes),
+                       " stopped heartbeating (lease of ", options_.lease_seconds, " s expired)"),
+          /*retryable=*/true, /*delay=*/0);
     }
     (void)FinishWrites();
     UpdateGauges();

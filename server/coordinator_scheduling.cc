@@ -29,30 +29,43 @@ using internal::JobIdOfAttempt;
 using internal::Now;
 using job::IsTerminal;
 
-void Coordinator::TouchWorker(const std::string& worker_id) {
-  if (!worker_id.empty()) workers_[worker_id] = Now();
+void Coordinator::TouchWorker(const std::string& worker_id, int64_t memory, bool gpu) {
+  workers_.Touch(worker_id, Now(), memory, gpu);
 }
 
 bool Coordinator::SomeWorkerCanHold(const TaskRecord& task) const {
-  const double now = Now();
-  for (const auto& [id, seen] : workers_) {
-    if (now - seen >= 3 * options_.heartbeat_seconds + options_.max_long_poll_seconds) continue;
-    auto it = worker_memory_.find(id);
-    if (WorkerCanHold(it == worker_memory_.end() ? 0 : it->second, task)) return true;
+  return workers_.AnyConnected(Now(), [&](int64_t memory) { return WorkerCanHold(memory, task); });
+}
+
+bool Coordinator::WaitsForRunningQuota(JobEntry* job,
+                                       std::optional<std::map<std::string, int64_t>>* running) {
+  if (job->record.state != v1::QUEUED) return false;
+  if (!running->has_value()) {
+    running->emplace();
+    for (const JobEntry* j : job_order_) {
+      if (j->record.state == v1::RUNNING) ++(**running)[j->record.owner];
+    }
   }
-  return false;
+  const int64_t limit = QuotaOf(job->record.owner).max_running;
+  auto it = (*running)->find(job->record.owner);
+  const int64_t now_running = it == (*running)->end() ? 0 : it->second;
+  if (now_running < limit) return false;
+  std::string why = absl::StrCat("queued: waits for one of its owner's ", now_running,
+                                 " running jobs to end (running=", limit,
+                                 " jobs at once, the owner's quota; docs/security.md#quotas)");
+  if (job->message != why) Changed(job, std::move(why));
+  return true;
 }
 
 v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
   v1::RegisterWorkerResponse out;
-  std::string host = request.hostname().empty() ? "worker" : request.hostname();
-  out.set_worker_id(absl::StrCat(host, "-", RandomHex(6)));
+  // Bounded, printable (it lands in job messages and the attempts table).
+  out.set_worker_id(absl::StrCat(WorkerIdPrefix(request.hostname()), "-", RandomHex(12)));
   out.set_heartbeat_interval_seconds(options_.heartbeat_seconds);
   out.set_lease_duration_seconds(options_.lease_seconds);
-  TouchWorker(out.worker_id());
-  if (request.max_memory_bytes() > 0) worker_memory_[out.worker_id()] = request.max_memory_bytes();
-  if (absl::StartsWith(request.device(), "cuda")) gpu_workers_.insert(out.worker_id());
+  TouchWorker(out.worker_id(), request.max_memory_bytes(),
+              absl::StartsWith(request.device(), "cuda"));
   UpdateGauges();
   return out;
 }
@@ -60,12 +73,13 @@ v1::RegisterWorkerResponse Coordinator::RegisterWorker(const v1::RegisterWorkerR
 bool Coordinator::TryLease(const std::string& worker_id, v1::Task* task, double* next_retry) {
   const double now = Now();
   double earliest_retry = 0;
-  const auto mem = worker_memory_.find(worker_id);
-  const int64_t worker_memory = mem == worker_memory_.end() ? 0 : mem->second;
-  const bool gpu = gpu_workers_.contains(worker_id);
+  const int64_t worker_memory = workers_.MemoryOf(worker_id);
+  const bool gpu = workers_.IsGpu(worker_id);
   const int decompose_rank = LeasePriority(v1::DECOMPOSE);
+  std::optional<std::map<std::string, int64_t>> running;  // by owner, counted on first use
   for (JobEntry* job : job_order_) {
     if (IsTerminal(job->record.state)) continue;
+    if (WaitsForRunningQuota(job, &running)) continue;
     // Ready calibrate first, then decompose, then finalize (plan order within;
     // a GPU worker: the largest ready decompose task, the first of equals).
     size_t pick = job->tasks.size();
@@ -144,13 +158,18 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
   const double asked = request.wait_seconds();
   const double wait = asked > 0 ? std::min(asked, options_.max_long_poll_seconds) : 0.0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
+  if (!IsValidWorkerId(request.worker_id())) {
+    if (status != nullptr) {
+      *status = absl::InvalidArgumentError(
+          absl::StrCat("worker_id must be 1 to ", kMaxWorkerIdBytes,
+                       " printable characters (the id RegisterWorker returned); got ",
+                       request.worker_id().size(), " bytes"));
+    }
+    return out;
+  }
   std::unique_lock<std::mutex> lock(mu_);
-  if (request.max_memory_bytes() > 0 && !request.worker_id().empty()) {
-    worker_memory_[request.worker_id()] = request.max_memory_bytes();
-  }
-  if (absl::StartsWith(request.device(), "cuda") && !request.worker_id().empty()) {
-    gpu_workers_.insert(request.worker_id());
-  }
+  TouchWorker(request.worker_id(), request.max_memory_bytes(),
+              absl::StartsWith(request.device(), "cuda"));
   // While the state cannot be written no task is leased (the poll returns
   // empty and the worker polls again); a lease whose write fails is UNAVAILABLE.
   double next_retry = 0;  // Unix s: a backed-off task becomes leasable; 0 = none
@@ -187,9 +206,9 @@ v1::LeaseTaskResponse Coordinator::LeaseTask(const v1::LeaseTaskRequest& request
 }
 
 v1::HeartbeatResponse Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
-  std::lock_guard<std::mutex> lock(mu_);
-  TouchWorker(request.worker_id());
   v1::HeartbeatResponse out;
+  std::lock_guard<std::mutex> lock(mu_);
+  TouchWorker(request.worker_id());  // ignores an invalid id, which holds no lease
   JobEntry* job = FindJob(absl::StrCat("jobs/", JobIdOfAttempt(request.attempt_id())));
   if (job != nullptr && IsTerminal(job->record.state)) {
     out.set_cancel(true);

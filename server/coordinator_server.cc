@@ -61,11 +61,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (!creds.ok()) return creds.status();
   AuthOptions auth = security.auth;
   auth.require_worker_certificate = !security.tls.client_ca.empty();
+  if (std::shared_ptr<CoordinatorMetrics> metrics = coordinator->metrics(); metrics != nullptr) {
+    auth.on_reload_failure = [metrics] { metrics->TokenFileReloadFailed(); };
+  }
   absl::StatusOr<std::unique_ptr<Authorizer>> authorizer = Authorizer::Create(auth);
   if (!authorizer.ok()) return authorizer.status();
 
   grpc::EnableDefaultHealthCheckService(true);
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer(coordinator, *std::move(authorizer)));
+  Authorizer* quotas = s->authorizer_.get();  // outlives the coordinator's use: Shutdown clears it
+  coordinator->SetQuotaSource(
+      [quotas](const std::string& owner) { return quotas->QuotaFor(owner); });
   grpc::ServerBuilder builder;
   builder.SetOption(std::make_unique<ReflectionOption>(security.reflection));
   if (!listen.empty()) builder.AddListeningPort(listen, *creds, &s->port_);
@@ -107,6 +113,10 @@ std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
 void CoordinatorServer::Shutdown(double grace_seconds) {
   if (stopped_) return;
   stopped_ = true;
+  if (server_ == nullptr) {  // Start failed building the server
+    coordinator_->SetQuotaSource(nullptr);
+    return;
+  }
   server_->GetHealthCheckService()->SetServingStatus(false);
   if (health_server_ != nullptr) {
     health_server_->GetHealthCheckService()->SetServingStatus(false);
@@ -114,6 +124,7 @@ void CoordinatorServer::Shutdown(double grace_seconds) {
     health_server_->Wait();
   }
   coordinator_->Shutdown();
+  coordinator_->SetQuotaSource(nullptr);
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(grace_seconds * 1000)));
   server_->Wait();

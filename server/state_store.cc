@@ -94,14 +94,16 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   }
   if (absl::Status s = store->Exec(kSchema); !s.ok()) return s;
   if (absl::Status s = store->MigrateJobOwner(); !s.ok()) return s;
-  // Columns added with sharded calibration and memory-aware leasing:
-  // databases written before them get 0 for every task (unsharded plans,
-  // unknown memory).
+  // Columns added with sharded calibration, memory-aware leasing and stored
+  // retry times: databases written before them get 0 for every task
+  // (unsharded plans, unknown memory, leasable now).
   for (const auto& [probe_sql, alter_sql] :
        {std::pair{"SELECT shard FROM tasks LIMIT 0",
                   "ALTER TABLE tasks ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"},
         std::pair{"SELECT memory_bytes FROM tasks LIMIT 0",
-                  "ALTER TABLE tasks ADD COLUMN memory_bytes INTEGER NOT NULL DEFAULT 0;"}}) {
+                  "ALTER TABLE tasks ADD COLUMN memory_bytes INTEGER NOT NULL DEFAULT 0;"},
+        std::pair{"SELECT retry_after FROM tasks LIMIT 0",
+                  "ALTER TABLE tasks ADD COLUMN retry_after REAL NOT NULL DEFAULT 0;"}}) {
     if (Statement probe(db, probe_sql); probe.ok()) continue;
     if (absl::Status s = store->Exec(alter_sql); !s.ok()) return s;
   }
@@ -187,8 +189,8 @@ absl::Status StateStore::LoadTasks(std::vector<TaskRecord>* tasks) {
   Statement st(db_,
                "SELECT t.id, t.job_id, t.ord, t.kind, t.layer, t.module, t.state, t.attempts, "
                "t.lease_attempt, t.lease_worker, t.lease_expiry, t.committed_attempt, "
-               "t.result_uris, t.last_error, t.weighted_error, t.seconds, t.shard, t.memory_bytes "
-               "FROM tasks t "
+               "t.result_uris, t.last_error, t.weighted_error, t.seconds, t.shard, t.memory_bytes, "
+               "t.retry_after FROM tasks t "
                "JOIN jobs j ON j.id = t.job_id ORDER BY j.seq, t.ord");
   if (!st.ok()) return Error("loading tasks");
   int rc;
@@ -213,6 +215,7 @@ absl::Status StateStore::LoadTasks(std::vector<TaskRecord>* tasks) {
     t.seconds = st.ColReal(15);
     t.shard = static_cast<int32_t>(st.ColInt(16));
     t.memory_bytes = st.ColInt(17);
+    t.retry_after = st.ColReal(18);
     tasks->push_back(std::move(t));
   }
   return rc == SQLITE_DONE ? absl::OkStatus() : Error("loading tasks");
@@ -262,11 +265,12 @@ absl::Status StateStore::PutJob(const JobRecord& j) {
 }
 
 absl::Status StateStore::PutTask(const TaskRecord& t) {
-  Statement st(db_,
-               "INSERT OR REPLACE INTO tasks (id, job_id, ord, kind, layer, module, state, "
-               "attempts, lease_attempt, lease_worker, lease_expiry, committed_attempt, "
-               "result_uris, last_error, weighted_error, seconds, shard, memory_bytes) "
-               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  Statement st(
+      db_,
+      "INSERT OR REPLACE INTO tasks (id, job_id, ord, kind, layer, module, state, "
+      "attempts, lease_attempt, lease_worker, lease_expiry, committed_attempt, "
+      "result_uris, last_error, weighted_error, seconds, shard, memory_bytes, retry_after) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Error("writing a task");
   st.Text(1, t.id);
   st.Text(2, t.job_id);
@@ -286,6 +290,7 @@ absl::Status StateStore::PutTask(const TaskRecord& t) {
   st.Real(16, t.seconds);
   st.Int(17, t.shard);
   st.Int(18, t.memory_bytes);
+  st.Real(19, t.retry_after);
   return sqlite3_step(st.get()) == SQLITE_DONE ? absl::OkStatus() : Error("writing a task");
 }
 

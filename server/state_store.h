@@ -49,9 +49,9 @@ struct TaskRecord {
   int32_t attempts = 0;
   std::string lease_attempt, lease_worker;
   double lease_expiry = 0;  // Unix seconds
-  // Not stored: a pending task a worker failed retryably is not leased before
-  // this time (Unix seconds; the coordinator's retry backoff). A restarted
-  // coordinator retries at once.
+  // A pending task a worker failed retryably is not leased before this time
+  // (Unix seconds; the coordinator's retry backoff). Stored, so a restarted
+  // coordinator honours it (issue 37); 0 = leasable now.
   double retry_after = 0;
   std::string committed_attempt;
   // Keys the committed attempt wrote, in the stored layout of

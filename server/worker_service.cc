@@ -1,5 +1,6 @@
 #include "server/worker_service.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -56,17 +57,35 @@ absl::Status ValidateCompleteTask(const v1::CompleteTaskRequest& r) {
 
 }  // namespace
 
+void WorkerServiceImpl::Bind(const std::string& worker_id, const std::string& name) {
+  const Clock::time_point now = Clock::now();
+  worker_identity_[worker_id] = Binding{name, now};
+  if (worker_identity_.size() < sweep_at_) return;
+  const auto forget = std::chrono::duration<double>(coordinator_->worker_forget_seconds());
+  std::erase_if(worker_identity_,
+                [&](const auto& entry) { return now - entry.second.used > forget; });
+  sweep_at_ = std::max<size_t>(1024, 2 * worker_identity_.size());
+}
+
 grpc::Status WorkerServiceImpl::CheckCaller(const grpc::ServerContext& context,
                                             const std::string& worker_id) {
   absl::StatusOr<Principal> who = authorizer_->ForWorkerProtocol(context);
   if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
-  if (authorizer_->local_mode() || worker_id.size() > kMaxIdBytes) return grpc::Status::OK;
+  if (!IsValidWorkerId(worker_id)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("worker_id must be 1 to ", kMaxWorkerIdBytes,
+                                     " printable characters (the id RegisterWorker returned); "
+                                     "got ",
+                                     worker_id.size(), " bytes"));
+  }
+  if (authorizer_->local_mode()) return grpc::Status::OK;
   std::lock_guard<std::mutex> lock(mu_);
-  auto [it, inserted] = worker_identity_.emplace(worker_id, who->name);
-  if (!inserted && it->second != who->name) {
+  auto it = worker_identity_.find(worker_id);
+  if (it != worker_identity_.end() && it->second.name != who->name) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         absl::StrCat("worker id ", worker_id, " belongs to another identity"));
   }
+  Bind(worker_id, who->name);
   return grpc::Status::OK;
 }
 
@@ -75,10 +94,15 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                v1::RegisterWorkerResponse* response) {
   absl::StatusOr<Principal> who = authorizer_->ForWorkerProtocol(*context);
   if (!who.ok()) return service_runtime::ToGrpcStatus(who.status());
+  if (request->hostname().size() > kMaxRegisteredHostnameBytes) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("hostname is ", request->hostname().size(), " bytes; at most ",
+                                     kMaxRegisteredHostnameBytes));
+  }
   *response = coordinator_->RegisterWorker(*request);
   if (!authorizer_->local_mode()) {
     std::lock_guard<std::mutex> lock(mu_);
-    worker_identity_[response->worker_id()] = who->name;
+    Bind(response->worker_id(), who->name);
   }
   return grpc::Status::OK;
 }

@@ -4,10 +4,14 @@
 // the identity that registered it (or first used it, after a coordinator
 // restart), and calls naming it from another identity are PERMISSION_DENIED.
 // The coordinator checks that a lease belongs to the worker id. The logic
-// lives in coordinator.h.
+// lives in coordinator.h. Worker ids must be IsValidWorkerId (worker_table.h)
+// and hostnames at most kMaxRegisteredHostnameBytes (INVALID_ARGUMENT
+// otherwise); a binding not used for the coordinator's forget period
+// (WorkerTable) is dropped, so the map holds only ids in use.
 #ifndef CALDERA_SERVER_WORKER_SERVICE_H_
 #define CALDERA_SERVER_WORKER_SERVICE_H_
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
@@ -17,6 +21,9 @@
 #include "server/coordinator.h"
 
 namespace caldera::server {
+
+// The longest hostname RegisterWorker accepts (a DNS name is at most 253).
+inline constexpr size_t kMaxRegisteredHostnameBytes = 255;
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
@@ -39,11 +46,20 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
  private:
   // OK when the caller may act as `worker_id` (binding it on first use).
   grpc::Status CheckCaller(const grpc::ServerContext& context, const std::string& worker_id);
+  // Binds `worker_id` to `name` (mu_ held) and drops the bindings not used
+  // for the forget period once the map has doubled since the last sweep.
+  void Bind(const std::string& worker_id, const std::string& name);
 
+  using Clock = std::chrono::steady_clock;
+  struct Binding {
+    std::string name;  // the principal the id belongs to
+    Clock::time_point used;
+  };
   Coordinator* coordinator_;  // not owned
   Authorizer* authorizer_;    // not owned
   std::mutex mu_;
-  std::map<std::string, std::string> worker_identity_;  // worker id -> principal name
+  std::map<std::string, Binding> worker_identity_;  // worker id -> principal
+  size_t sweep_at_ = 1024;                          // sweep when the map reaches this size
 };
 
 }  // namespace caldera::server

@@ -2,8 +2,6 @@
 
 #include <grpcpp/support/client_interceptor.h>
 
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -11,20 +9,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "service_runtime/operator_file.h"
+#include "service_runtime/tls_material.h"
 
 namespace caldera::service_runtime {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " ", path, " cannot be read; give a readable PEM file"));
-  }
-  return text.str();
-}
 
 // Adds `authorization: Bearer <token>` to every call of a channel.
 class BearerInterceptor : public grpc::experimental::Interceptor {
@@ -58,14 +47,10 @@ class BearerInterceptorFactory : public grpc::experimental::ClientInterceptorFac
 }  // namespace
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path, absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " ", path, " cannot be read; give a file holding the token"));
-  }
-  std::string token(absl::StripAsciiWhitespace(text.str()));
+  // A token is a short word: 64 KiB is far beyond any.
+  absl::StatusOr<std::string> text = ReadOperatorFile(path, flag, 64 << 10);
+  if (!text.ok()) return text.status();
+  std::string token(absl::StripAsciiWhitespace(*text));
   if (token.empty() || token.find_first_of(" \t\r\n") != std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " ", path, " must hold one token (a single word) and nothing else"));
@@ -84,17 +69,16 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const std::string& ta
   } else {
     grpc::SslCredentialsOptions ssl;
     if (!security.tls_ca.empty()) {
-      absl::StatusOr<std::string> ca = ReadFile(security.tls_ca, "--tls-ca");
+      absl::StatusOr<std::string> ca = LoadCaBundle(security.tls_ca, "--tls-ca");
       if (!ca.ok()) return ca.status();
       ssl.pem_root_certs = *std::move(ca);
     }
     if (!security.tls_cert.empty()) {
-      absl::StatusOr<std::string> cert = ReadFile(security.tls_cert, "--tls-cert");
-      if (!cert.ok()) return cert.status();
-      absl::StatusOr<std::string> key = ReadFile(security.tls_key, "--tls-key");
-      if (!key.ok()) return key.status();
-      ssl.pem_cert_chain = *std::move(cert);
-      ssl.pem_private_key = *std::move(key);
+      absl::StatusOr<KeyPair> pair =
+          LoadKeyPair(security.tls_cert, "--tls-cert", security.tls_key, "--tls-key");
+      if (!pair.ok()) return pair.status();
+      ssl.pem_cert_chain = std::move(pair->cert_chain);
+      ssl.pem_private_key = std::move(pair->private_key);
     }
     creds = grpc::SslCredentials(ssl);
   }
@@ -119,14 +103,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
     }
     return grpc::InsecureServerCredentials();
   }
-  absl::StatusOr<std::string> cert = ReadFile(tls.tls_cert, "--tls-cert");
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFile(tls.tls_key, "--tls-key");
-  if (!key.ok()) return key.status();
+  // Checked here: gRPC would only fail building the server, without saying why.
+  absl::StatusOr<KeyPair> pair = LoadKeyPair(tls.tls_cert, "--tls-cert", tls.tls_key, "--tls-key");
+  if (!pair.ok()) return pair.status();
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  ssl.pem_key_cert_pairs.push_back({std::move(pair->private_key), std::move(pair->cert_chain)});
   if (!tls.client_ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadFile(tls.client_ca, "--client-ca");
+    absl::StatusOr<std::string> ca = LoadCaBundle(tls.client_ca, "--client-ca");
     if (!ca.ok()) return ca.status();
     ssl.pem_root_certs = *std::move(ca);
     ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;

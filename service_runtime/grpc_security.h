@@ -26,7 +26,9 @@ struct ClientSecurity {
 
 // A channel to `target` (host:port) with `security`: TLS when tls_ca or
 // tls_cert is set, the token on every call. INVALID_ARGUMENT naming the flag
-// when a file cannot be read or only one of tls_cert / tls_key is given.
+// when a file cannot be read (operator_file.h), the CA bundle holds no
+// certificate, the key does not match the certificate (tls_material.h) or
+// only one of tls_cert / tls_key is given.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const std::string& target,
                                                            const ClientSecurity& security);
 
@@ -45,7 +47,8 @@ struct ServerTls {
 };
 
 // Server credentials for `tls`; INVALID_ARGUMENT naming the flag when a file
-// cannot be read, or client_ca is given without a certificate.
+// cannot be read, the key does not match the certificate, the CA bundle holds
+// no certificate, or client_ca is given without a certificate.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(const ServerTls& tls);
 
 // Whether `listen` (host:port, [v6]:port, unix:path) only accepts connections

@@ -44,7 +44,7 @@ void WorkerAgent::Log(const std::string& line) const {
   if (options_.log) options_.log(line);
 }
 
-bool WorkerAgent::Register() {
+absl::Status WorkerAgent::Register() {
   storage::Backoff backoff = RpcBackoff();
   int failures = 0;
   while (!draining_.load()) {
@@ -62,16 +62,22 @@ bool WorkerAgent::Register() {
       heartbeat_seconds_ = resp.heartbeat_interval_seconds() > 0 ? resp.heartbeat_interval_seconds()
                                                                  : heartbeat_seconds_;
       Log(absl::StrCat("registered as ", worker_id_, " (device ", options_.device, ")"));
-      return true;
+      return absl::OkStatus();
+    }
+    const auto code = static_cast<absl::StatusCode>(s.error_code());
+    if (!job::IsRetryable(code)) {
+      return absl::Status(
+          code, absl::StrCat("the coordinator refused to register this worker: ", s.error_message(),
+                             " (a configuration error: not retrying)"));
     }
     Log(absl::StrCat("cannot register (", s.error_message(), "); retrying"));
     std::this_thread::sleep_for(backoff.DelayFor(failures++));
   }
-  return false;
+  return absl::OkStatus();
 }
 
-void WorkerAgent::Run() {
-  if (!Register()) return;
+absl::Status WorkerAgent::Run() {
+  if (absl::Status s = Register(); !s.ok() || worker_id_.empty()) return s;
   storage::Backoff backoff = RpcBackoff();
   int failures = 0;
   while (!draining_.load()) {
@@ -92,6 +98,7 @@ void WorkerAgent::Run() {
     RunTask(resp.task());
   }
   Log("drained");
+  return absl::OkStatus();
 }
 
 void WorkerAgent::RunTask(const v1::Task& task) {

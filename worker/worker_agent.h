@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "caldera/v1/worker.grpc.pb.h"
 #include "storage/storage_options.h"
 #include "worker/task_runner.h"
@@ -43,13 +44,19 @@ class WorkerAgent {
  public:
   WorkerAgent(std::shared_ptr<grpc::Channel> channel, WorkerAgentOptions options);
 
-  // Runs until Drain() is called and the task in progress (if any) ended.
-  void Run();
+  // Runs until Drain() is called and the task in progress (if any) ended:
+  // OK. A registration the coordinator refuses for a reason that repeating
+  // cannot fix (job/status_meaning.h: a wrong or missing token, a worker
+  // certificate missing, an invalid request) ends it at once with that
+  // status: the configuration must change (caldera-worker exits 2).
+  absl::Status Run();
   // Stops taking new tasks; thread-safe, may be called from any thread.
   void Drain() { draining_.store(true); }
 
  private:
-  bool Register();
+  // OK once registered; a non-retryable refusal; OK (not registered) when
+  // draining began first.
+  absl::Status Register();
   void RunTask(const v1::Task& task);
   void Log(const std::string& line) const;
 

@@ -192,10 +192,14 @@ int main(int argc, char** argv) {
     agent = &worker_agent;
     if (drain_requested) worker_agent.Drain();
   }
-  worker_agent.Run();
+  const absl::Status ran = worker_agent.Run();
   {
     std::lock_guard<std::mutex> lock(mu);
     agent = nullptr;
+  }
+  if (!ran.ok()) {
+    std::fprintf(stderr, "caldera-worker: error: %s\n", std::string(ran.message()).c_str());
+    return 2;
   }
   return 0;
 }

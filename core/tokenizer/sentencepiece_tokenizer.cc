@@ -260,17 +260,24 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
 
 std::vector<int32_t> SentencePieceTokenizer::Encode(absl::string_view text,
                                                     bool add_special) const {
+  return EncodePart(text, /*first=*/true, /*last=*/true, add_special);
+}
+
+std::vector<int32_t> SentencePieceTokenizer::EncodePart(absl::string_view text, bool first,
+                                                        bool last, bool add_special) const {
   std::string collapsed;
   if (remove_extra_whitespaces_) {
+    // Runs of spaces become one; leading spaces of the document and trailing
+    // ones go (a later part keeps its leading space: it follows a non-space).
     for (const char c : text) {
-      if (c == ' ' && (collapsed.empty() || collapsed.back() == ' ')) continue;
+      if (c == ' ' && (collapsed.empty() ? first : collapsed.back() == ' ')) continue;
       collapsed += c;
     }
-    while (!collapsed.empty() && collapsed.back() == ' ') collapsed.pop_back();
+    while (last && !collapsed.empty() && collapsed.back() == ' ') collapsed.pop_back();
     text = collapsed;
   }
-  std::vector<int32_t> ids = vocab_.Encode(text, add_special && add_bos_);
-  if (add_special && add_eos_ && vocab_.eos_id() >= 0) ids.push_back(vocab_.eos_id());
+  std::vector<int32_t> ids = vocab_.EncodePart(text, first, last, add_special && add_bos_);
+  if (last && add_special && add_eos_ && vocab_.eos_id() >= 0) ids.push_back(vocab_.eos_id());
   return ids;
 }
 

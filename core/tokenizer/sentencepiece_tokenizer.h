@@ -43,6 +43,11 @@ class SentencePieceTokenizer : public Tokenizer {
 
   int64_t vocab_size() const override { return vocab_.size(); }
   std::vector<int32_t> Encode(absl::string_view text, bool add_special) const override;
+  // A cut is safe where the vocabulary's is (VocabTokenizer::SafeSplit: right
+  // before a single space between non-spaces, so whitespace collapses alike).
+  size_t SafeSplit(absl::string_view text) const override { return vocab_.SafeSplit(text); }
+  std::vector<int32_t> EncodePart(absl::string_view text, bool first, bool last,
+                                  bool add_special) const override;
   absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const override;
 
  private:

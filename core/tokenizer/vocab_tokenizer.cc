@@ -69,6 +69,7 @@ absl::StatusOr<VocabTokenizer> VocabTokenizer::FromPieces(std::vector<std::strin
         absl::StrCat(where, ": a tokenizer vocabulary needs one score per piece, at least one"));
   }
   VocabTokenizer t;
+  t.cuttable_ = true;  // until a piece says otherwise
   t.byte_piece_.fill(-1);
   t.pieces_ = std::move(pieces);
   t.scores_ = std::move(scores);
@@ -95,6 +96,9 @@ absl::StatusOr<VocabTokenizer> VocabTokenizer::FromPieces(std::vector<std::strin
       continue;
     }
     if (id == bos_id || id == eos_id || p.empty()) continue;
+    for (size_t i = 1; i < p.size(); ++i) {
+      if (p[i] == ' ' && p[i - 1] != ' ') t.cuttable_ = false;
+    }
     if (!t.id_of_.emplace(p, id).second) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, ": piece ",
@@ -106,6 +110,19 @@ absl::StatusOr<VocabTokenizer> VocabTokenizer::FromPieces(std::vector<std::strin
 }
 
 std::vector<int32_t> VocabTokenizer::Encode(absl::string_view text, bool add_bos) const {
+  return EncodePart(text, /*first=*/true, /*last=*/true, add_bos);
+}
+
+size_t VocabTokenizer::SafeSplit(absl::string_view text) const {
+  if (!cuttable_) return 0;
+  for (size_t i = text.size() >= 2 ? text.size() - 2 : 0; i >= 1; --i) {
+    if (text[i] == ' ' && text[i - 1] != ' ' && text[i + 1] != ' ') return i;
+  }
+  return 0;
+}
+
+std::vector<int32_t> VocabTokenizer::EncodePart(absl::string_view text, bool first, bool last,
+                                                bool add_bos) const {
   // Symbols in a linked list; merged ones are dead.
   struct Symbol {
     std::string text;
@@ -118,7 +135,7 @@ std::vector<int32_t> VocabTokenizer::Encode(absl::string_view text, bool add_bos
     const int i = static_cast<int>(sym.size());
     sym.push_back({std::move(s), id, mergeable, i - 1, i + 1});
   };
-  if (!text.empty()) {
+  if (first && !text.empty()) {  // the dummy prefix belongs to the document's start
     const auto space = id_of_.find(" ");
     if (space != id_of_.end()) push(" ", space->second, true);
   }
@@ -174,7 +191,7 @@ std::vector<int32_t> VocabTokenizer::Encode(absl::string_view text, bool add_bos
     consider(c.left, l.next);
   }
   std::vector<int32_t> ids;
-  if (add_bos && bos_id_ >= 0) ids.push_back(bos_id_);
+  if (first && add_bos && bos_id_ >= 0) ids.push_back(bos_id_);
   for (int i = sym.empty() ? -1 : 0; i >= 0; i = sym[i].next) {
     if (sym[i].id >= 0) ids.push_back(sym[i].id);
   }

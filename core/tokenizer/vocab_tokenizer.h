@@ -10,6 +10,11 @@
 // (<unk> when there are no byte pieces); then, repeatedly, the adjacent pair
 // whose concatenation is a piece with the highest score (leftmost on ties) is
 // merged, until no pair is a piece. Byte and special pieces never merge.
+// A document can be encoded in parts (Tokenizer::SafeSplit): when no piece
+// holds a non-space byte followed by a space (true of SentencePiece
+// vocabularies, whose pieces only start with spaces or are runs of them), no
+// merge can cross a single space between two non-space bytes, so the text is
+// cut right before such a space; later parts get no dummy ' ' and no BOS.
 // Decode inverts it: byte pieces become their bytes, BOS/EOS are dropped and
 // the dummy leading space is removed, so Decode(Encode(t)) == t for any
 // valid UTF-8 t the vocabulary covers (with byte pieces: any UTF-8 t).
@@ -59,6 +64,9 @@ class VocabTokenizer : public Tokenizer {
 
   // Token ids of `text` (BOS first when `add_bos` and the vocabulary has one).
   std::vector<int32_t> Encode(absl::string_view text, bool add_bos) const override;
+  size_t SafeSplit(absl::string_view text) const override;
+  std::vector<int32_t> EncodePart(absl::string_view text, bool first, bool last,
+                                  bool add_bos) const override;
 
   // The text of `ids`; INVALID_ARGUMENT for an id outside the vocabulary.
   absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const override;
@@ -73,6 +81,8 @@ class VocabTokenizer : public Tokenizer {
   // Pieces that text may produce (not byte or special pieces) -> id.
   std::unordered_map<std::string, int32_t> id_of_;
   int32_t bos_id_ = -1, eos_id_ = -1, unk_id_ = -1;
+  // No piece holds a non-space byte followed by ' ' (SafeSplit may cut).
+  bool cuttable_ = false;
 };
 
 }  // namespace caldera::tokenizer

@@ -9,8 +9,12 @@
 // state: an empty spec.model / spec.calibration become a small generated
 // model and its tokens (the job then plans and leases real tasks), a job name
 // "#k" the k-th job, a worker_id "#" the last registered worker and an
-// attempt_id "#" the last leased attempt. Every call must return (a status or
-// a response) -- no crash, abort, hang or sanitizer report.
+// attempt_id "#" the last leased attempt. So that worker ids and hostnames of
+// any size are tried (issue 37: 3 MB ids, 1 MB hostnames), a worker_id or
+// hostname "*<k>[c]" becomes 2^(k mod 23) bytes (up to 4 MiB) of the byte c
+// ('w' when absent; any byte, control characters included). Every call must
+// return (a status or a response) -- no crash, abort, hang or sanitizer
+// report -- and a worker id the coordinator hands out is bounded.
 #include <stdlib.h>
 
 #include <algorithm>
@@ -23,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/model/test_model.h"
 #include "server/coordinator.h"
+#include "server/worker_table.h"
 #include "tests/fuzz/fuzz_input.h"
 
 namespace caldera::fuzz {
@@ -103,6 +108,18 @@ std::string JobName(Harness& h, const std::string& text) {
   return jobs->jobs(static_cast<int>(k % jobs->jobs().size())).name();
 }
 
+// "*<k>[c]" -> 2^(k mod 23) copies of c; else the text.
+std::string Sized(const std::string& text) {
+  if (text.size() < 2 || text[0] != '*') return text;
+  return std::string(size_t{1} << (static_cast<uint8_t>(text[1]) % 23),
+                     text.size() > 2 ? text[2] : 'w');
+}
+
+// The worker id of a request: "#" the last registered one, "*k[c]" sized.
+std::string WorkerId(const Harness& h, const std::string& id) {
+  return id == "#" ? h.worker_id : Sized(id);
+}
+
 template <typename Request>
 bool Parse(absl::string_view payload, Request* r) {
   return r->ParseFromArray(payload.data(), static_cast<int>(payload.size()));
@@ -141,13 +158,16 @@ void Call(Harness& h, uint8_t op, absl::string_view payload) {
     }
     case kRegisterWorker: {
       v1::RegisterWorkerRequest r;
-      if (Parse(payload, &r)) h.worker_id = c.RegisterWorker(r).worker_id();
+      if (!Parse(payload, &r)) return;
+      r.set_hostname(Sized(r.hostname()));
+      h.worker_id = c.RegisterWorker(r).worker_id();
+      if (!server::IsValidWorkerId(h.worker_id)) std::abort();  // ids handed out are bounded
       return;
     }
     case kLeaseTask: {
       v1::LeaseTaskRequest r;
       if (!Parse(payload, &r)) return;
-      if (r.worker_id() == "#") r.set_worker_id(h.worker_id);
+      r.set_worker_id(WorkerId(h, r.worker_id()));
       // The harness allows no long poll (max_long_poll_seconds 0): any
       // asked wait, NaN and infinities included, must return at once.
       v1::LeaseTaskResponse resp = c.LeaseTask(r);
@@ -157,7 +177,7 @@ void Call(Harness& h, uint8_t op, absl::string_view payload) {
     case kHeartbeat: {
       v1::HeartbeatRequest r;
       if (!Parse(payload, &r)) return;
-      if (r.worker_id() == "#") r.set_worker_id(h.worker_id);
+      r.set_worker_id(WorkerId(h, r.worker_id()));
       if (r.attempt_id() == "#") r.set_attempt_id(h.attempt_id);
       (void)c.Heartbeat(r);
       return;
@@ -165,7 +185,7 @@ void Call(Harness& h, uint8_t op, absl::string_view payload) {
     case kCompleteTask: {
       v1::CompleteTaskRequest r;
       if (!Parse(payload, &r)) return;
-      if (r.worker_id() == "#") r.set_worker_id(h.worker_id);
+      r.set_worker_id(WorkerId(h, r.worker_id()));
       if (r.attempt_id() == "#") r.set_attempt_id(h.attempt_id);
       (void)c.CompleteTask(r);
       return;
@@ -173,7 +193,7 @@ void Call(Harness& h, uint8_t op, absl::string_view payload) {
     case kFailTask: {
       v1::FailTaskRequest r;
       if (!Parse(payload, &r)) return;
-      if (r.worker_id() == "#") r.set_worker_id(h.worker_id);
+      r.set_worker_id(WorkerId(h, r.worker_id()));
       if (r.attempt_id() == "#") r.set_attempt_id(h.attempt_id);
       c.FailTask(r);
       return;

@@ -73,6 +73,15 @@ def main():
             call(COMPLETE, worker_pb2.CompleteTaskRequest(worker_id="", attempt_id="")),
             call(REGISTER, worker_pb2.RegisterWorkerRequest(hostname="h" * 2000, slots=-1,
                                                             max_memory_bytes=-5))],
+        # Issue 37: ids and hostnames of any size ("*<k>[c]" = 2^k bytes of c).
+        "huge_worker_ids": [
+            call(CREATE, small_job()),
+            call(REGISTER, worker_pb2.RegisterWorkerRequest(hostname="*\x14\n", slots=1)),
+            call(LEASE, worker_pb2.LeaseTaskRequest(worker_id="*\x16", max_memory_bytes=1 << 30)),
+            call(HEARTBEAT, worker_pb2.HeartbeatRequest(worker_id="*\x15", attempt_id="#")),
+            call(FAIL, worker_pb2.FailTaskRequest(worker_id="*\x0a\x01", attempt_id="#")),
+            call(COMPLETE, worker_pb2.CompleteTaskRequest(worker_id="*\x09", attempt_id="#")),
+            call(LEASE, lease), call(LIST, jobs_pb2.ListJobsRequest(page_size=50))],
     }
     for name, calls in seeds.items():
         (OUT / name).write_bytes(b"".join(calls))

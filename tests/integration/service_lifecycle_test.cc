@@ -276,3 +276,70 @@ TEST(ServiceIntegrationTest, CoordinatorRefusesAFifoConfigAndABadRetryDelayAtOnc
 
 }  // namespace
 }  // namespace caldera::service_test
+
+namespace caldera::service_test {
+namespace {
+
+// ---- 13. operator files and TLS material that cannot work (issue 37) ------
+// A key that does not match --tls-cert ended the coordinator in SIGSEGV; a
+// FIFO as --auth-tokens blocked its start for ever; a worker with a
+// mismatched client key, or a token the coordinator does not know, retried
+// for ever. Each now exits 2 at once, naming the file or the refusal.
+TEST(ServiceIntegrationTest, UnusableOperatorFilesExitTwoNamingTheProblem) {
+  TempDir tmp;
+  ASSERT_EQ(
+      std::system(
+          absl::StrCat("bash ", MAKE_TEST_CERTS, " ", tmp.path(), " >/dev/null 2>&1").c_str()),
+      0);
+  const std::string fifo = tmp.Join("tokens.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string coordinator =
+      absl::StrCat("timeout -s KILL 20 ", COORDINATOR_PATH, " --listen 127.0.0.1:0 --data-dir ",
+                   tmp.Join("state"));
+  std::string out;
+  EXPECT_EQ(RunCommand(absl::StrCat(coordinator, " --tls-cert ", tmp.Join("server.pem"),
+                                    " --tls-key ", tmp.Join("wrong-server.key"), " 2>&1"),
+                       &out),
+            2)
+      << out;
+  EXPECT_TRUE(absl::StrContains(out, "wrong-server.key does not match the certificate")) << out;
+  out.clear();
+  EXPECT_EQ(RunCommand(absl::StrCat(coordinator, " --auth-tokens ", fifo, " 2>&1"), &out), 2)
+      << out;
+  EXPECT_TRUE(absl::StrContains(out, "tokens.fifo is not a regular file but a FIFO")) << out;
+
+  const std::string worker = absl::StrCat("timeout -s KILL 20 ", WORKER_PATH, " --threads 1");
+  out.clear();
+  EXPECT_EQ(RunCommand(absl::StrCat(worker, " --coordinator 127.0.0.1:1 --tls-ca ",
+                                    tmp.Join("ca.pem"), " --tls-cert ", tmp.Join("client.pem"),
+                                    " --tls-key ", tmp.Join("wrong-client.key"), " 2>&1"),
+                       &out),
+            2)
+      << out;
+  EXPECT_TRUE(absl::StrContains(out, "wrong-client.key does not match the certificate")) << out;
+
+  // A token the coordinator does not know: UNAUTHENTICATED at registration.
+  std::ofstream(tmp.Join("tokens")) << "# no worker tokens\n";
+  std::ofstream(tmp.Join("worker-token")) << "not-a-known-token\n";
+  const int port = FreePort();
+  absl::StatusOr<Subprocess> served =
+      Subprocess::Start({COORDINATOR_PATH, "--listen", absl::StrCat("127.0.0.1:", port),
+                         "--data-dir", tmp.Join("state2"), "--auth-tokens", tmp.Join("tokens")});
+  ASSERT_TRUE(served.ok()) << served.status();
+  for (int i = 0; i < 100; ++i) {  // up when calderactl stops saying "unavailable" (75)
+    if (RunCommand(absl::StrCat(Ctl(), " list --server 127.0.0.1:", port, " 2>&1"), &out) != 75) {
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  out.clear();
+  EXPECT_EQ(RunCommand(absl::StrCat(worker, " --coordinator 127.0.0.1:", port, " --token-file ",
+                                    tmp.Join("worker-token"), " 2>&1"),
+                       &out),
+            2)
+      << out;
+  EXPECT_TRUE(absl::StrContains(out, "refused to register this worker")) << out;
+}
+
+}  // namespace
+}  // namespace caldera::service_test

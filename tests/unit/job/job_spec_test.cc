@@ -122,9 +122,9 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
       {[](JobSpec* s) { s->lr_bits = 1; }, "--lr-bits 1 is not supported by --quantizer e8p"},
       {[](JobSpec* s) { s->q_group_size = 0; }, "--q-group-size 0 is out of range; use 8 to"},
       {[](JobSpec* s) { s->q_group_size = 1 << 20; }, "--q-group-size 1048576 is out of range"},
-      {[](JobSpec* s) { s->iters = 0; }, "--iters must be >= 1"},
-      {[](JobSpec* s) { s->lplr_iters = -1; }, "--lplr-iters must be >= 0"},
-      {[](JobSpec* s) { s->ttlora_rank = -1; }, "--ttlora-rank must be >= 0"},
+      {[](JobSpec* s) { s->iters = 0; }, "--iters 0 is outside [1, 100]"},
+      {[](JobSpec* s) { s->lplr_iters = -1; }, "--lplr-iters -1 is outside [0, 100]"},
+      {[](JobSpec* s) { s->ttlora_rank = -1; }, "--ttlora-rank -1 is outside [0, 65536]"},
       {[](JobSpec* s) { s->calibration_shards = 0; }, "--calibration-shards 0 must be in [1, 256]"},
       {[](JobSpec* s) { s->hidden_dtype = DType::kF16; },
        "--hidden-dtype F16 is not supported; use f32 or bf16"},
@@ -147,6 +147,47 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
   rtn.method = decompose::Method::kRtn;
   rtn.rank = 0;
   EXPECT_TRUE(ValidateJobSpec(rtn).ok());
+}
+
+// Issue 37, case 5: the fields that drive work have upper bounds (specs that
+// could never finish were accepted), every module is named at most once, and
+// no location holds a control character (a newline made a directory name).
+TEST(JobSpecTest, WorkDrivingFieldsHaveUpperBounds) {
+  struct Case {
+    void (*mutate)(JobSpec*);
+    const char* expected;
+  };
+  const Case cases[] = {
+      {[](JobSpec* s) { s->iters = 2147483647; }, "--iters 2147483647 is outside [1, 100]"},
+      {[](JobSpec* s) { s->iters = kMaxIters + 1; }, "--iters 101 is outside"},
+      {[](JobSpec* s) { s->lplr_iters = 1000000000; }, "--lplr-iters 1000000000 is outside"},
+      {[](JobSpec* s) { s->ttlora_rank = 1000000000000; }, "--ttlora-rank 1000000000000"},
+      {[](JobSpec* s) { s->rank = 1000000000000; }, "--rank 1000000000000 is above 65536"},
+      {[](JobSpec* s) { s->modules.assign(100000, "q_proj"); }, "--modules names q_proj twice"},
+      {[](JobSpec* s) {
+         s->modules = {"k_proj", "o_proj", "k_proj"};
+       },
+       "names k_proj twice"},
+      {[](JobSpec* s) { s->out = std::string("out\nput", 7); },
+       "--out holds a control character (byte 0x0a at offset 3)"},
+      {[](JobSpec* s) { s->out = std::string("o\0p", 3); }, "--out holds a control character"},
+      {[](JobSpec* s) { s->model = std::string("m\x7f"); }, "--model holds a control character"},
+      {[](JobSpec* s) { s->calibration = std::string("c\t"); }, "--calibration holds a control"},
+  };
+  for (const Case& c : cases) {
+    JobSpec s = Valid();
+    c.mutate(&s);
+    absl::Status st = ValidateJobSpec(s);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.expected;
+    EXPECT_NE(st.message().find(c.expected), std::string::npos) << st;
+  }
+  JobSpec at_limits = Valid();
+  at_limits.iters = kMaxIters;
+  at_limits.lplr_iters = kMaxLplrIters;
+  at_limits.rank = kMaxRank;
+  at_limits.ttlora_rank = kMaxRank;
+  at_limits.modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  EXPECT_TRUE(ValidateJobSpec(at_limits).ok()) << ValidateJobSpec(at_limits);
 }
 
 // The settings' names: each parser takes exactly the names its Name function

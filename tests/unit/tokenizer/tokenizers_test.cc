@@ -149,6 +149,21 @@ TEST(SentencePieceTokenizerTest, BpeByScoreWithByteFallback) {
   EXPECT_EQ((*no_bos)->Encode("ab", true), (Ids{3, 7}));
 }
 
+// Issue 37, case 4: parts cut at SafeSplit encode like the whole, whitespace
+// runs collapsed and the document's leading/trailing spaces dropped alike.
+TEST(SentencePieceTokenizerTest, PartsEncodeLikeTheWhole) {
+  absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> t =
+      SentencePieceTokenizer::FromModel(Model(2), "", "tokenizer.model");
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::string text = "  ab a  b ab z   a ";
+  const size_t cut = (*t)->SafeSplit(text.substr(0, 12));
+  ASSERT_GT(cut, 0u);
+  Ids ids = (*t)->EncodePart(absl::string_view(text).substr(0, cut), true, false, true);
+  const Ids rest = (*t)->EncodePart(absl::string_view(text).substr(cut), false, true, true);
+  ids.insert(ids.end(), rest.begin(), rest.end());
+  EXPECT_EQ(ids, (*t)->Encode(text, true));
+}
+
 TEST(SentencePieceTokenizerTest, UnigramAndGarbageAreRefused) {
   EXPECT_FALSE(SentencePieceTokenizer::FromModel(Model(1), "", "m").ok());
   EXPECT_FALSE(SentencePieceTokenizer::FromModel("\x0a\xff\xff", "", "m").ok());

@@ -101,3 +101,41 @@ TEST(VocabTokenizerTest, BadVocabulariesAreRejected) {
 
 }  // namespace
 }  // namespace caldera::tokenizer
+
+namespace caldera::tokenizer {
+namespace {
+
+// Issue 37, case 4: a document encoded in parts cut at SafeSplit gives the
+// ids of the whole (what lets model_io stream a text file), with BOS once.
+TEST(VocabTokenizerTest, PartsCutAtSafeSplitsEncodeLikeTheWhole) {
+  if (FixtureVocab().empty()) GTEST_SKIP() << "fixture not found";
+  const VocabTokenizer t = Fixture();
+  std::string text = "  Once upon a time,  Lily saw a cat.\nThe cat was happy!  漢字 ok ";
+  for (int i = 0; i < 6; ++i) text += text;  // ~4 KiB
+  for (const bool bos : {true, false}) {
+    const std::vector<int32_t> whole = t.Encode(text, bos);
+    for (const size_t part : {size_t{7}, size_t{64}, size_t{1000}}) {
+      std::vector<int32_t> ids;
+      absl::string_view rest = text;
+      bool first = true;
+      while (rest.size() > part) {
+        const size_t cut = t.SafeSplit(rest.substr(0, part));
+        if (cut == 0) break;
+        ASSERT_EQ(rest[cut], ' ');
+        const std::vector<int32_t> p = t.EncodePart(rest.substr(0, cut), first, false, bos);
+        ids.insert(ids.end(), p.begin(), p.end());
+        rest.remove_prefix(cut);
+        first = false;
+      }
+      const std::vector<int32_t> last = t.EncodePart(rest, first, true, bos);
+      ids.insert(ids.end(), last.begin(), last.end());
+      EXPECT_EQ(ids, whole) << "parts of " << part << " bytes";
+    }
+  }
+  EXPECT_EQ(t.SafeSplit("ab"), 0u);
+  EXPECT_EQ(t.SafeSplit("a  b"), 0u);   // not inside a run of spaces
+  EXPECT_EQ(t.SafeSplit("a b c"), 3u);  // the last one
+}
+
+}  // namespace
+}  // namespace caldera::tokenizer
