@@ -20,6 +20,17 @@ void AddFineTuneFlags(CLI::App* cmd, FineTuneFlags* f) {
                   absl::StrCat("share of the calibration sequences held out to stop early and to "
                                "report (default ",
                                f->options.holdout, ")"));
+  cmd->add_option("--finetune-batch", f->options.batch_sequences,
+                  absl::StrCat("calibration sequences per fine-tuning step (default ",
+                               f->options.batch_sequences, ")"));
+  cmd->add_option("--finetune-patience", f->options.patience,
+                  absl::StrCat("held-out evaluations (every ", f->options.eval_every,
+                               " steps) without improvement before a block stops (default ",
+                               f->options.patience, ")"));
+  cmd->add_option("--finetune-round-lr", f->options.round_lr,
+                  "signed-gradient step of the learned rounding offsets (default 1 / steps)");
+  cmd->add_flag("--finetune-no-rounding", f->no_rounding,
+                "keep Q's codes as stored (no learned rounding)");
   cmd->add_option("--finetune-target", f->target,
                   "what each block is tuned to reproduce: block (the original block's output on "
                   "the compressed model's states, the default) or original-states (the original "
@@ -35,6 +46,12 @@ absl::Status ValidateFineTuneFlags(const FineTuneFlags& f) {
   }
   if (!std::isfinite(f.options.holdout) || f.options.holdout <= 0 || f.options.holdout >= 1) {
     return absl::InvalidArgumentError("--finetune-holdout must be in (0, 1)");
+  }
+  if (f.options.batch_sequences < 1 || f.options.patience < 1) {
+    return absl::InvalidArgumentError("--finetune-batch and --finetune-patience must be >= 1");
+  }
+  if (!std::isfinite(f.options.round_lr) || f.options.round_lr < 0 || f.options.round_lr > 1) {
+    return absl::InvalidArgumentError("--finetune-round-lr must be in [0, 1]");
   }
   if (f.target != "block" && f.target != "original-states") {
     return absl::InvalidArgumentError("--finetune-target must be block or original-states");
@@ -53,6 +70,7 @@ absl::StatusOr<pipeline::FineTuneResult> RunFineTune(const FineTuneFlags& f,
   request.original_model_uri = original;
   request.calibration_uri = calibration;
   request.options = f.options;
+  request.options.tune_rounding = !f.no_rounding;
   request.target_from_original_states = f.target == "original-states";
   const auto start = std::chrono::steady_clock::now();
   request.progress = [&](int64_t layer, const finetune::BlockTuneReport& r) {

@@ -18,6 +18,7 @@ namespace caldera::cli {
 struct FineTuneFlags {
   finetune::FineTuneOptions options;  // options.steps 0: off
   std::string target = "block";       // block | original-states
+  bool no_rounding = false;           // --finetune-no-rounding
 };
 
 // Registers the flags on `cmd`; values land in `*flags` (must outlive cmd).

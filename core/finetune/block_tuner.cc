@@ -133,6 +133,21 @@ class State {
     return g;
   }
 
+  std::vector<MatrixF*> Offsets() {
+    std::vector<MatrixF*> v;
+    for (auto& l : linears_) {
+      if (l.has_value() && l->rounding()) v.push_back(l->offsets());
+    }
+    return v;
+  }
+  std::vector<const MatrixF*> OffsetGradients() {
+    std::vector<const MatrixF*> v;
+    for (auto& l : linears_) {
+      if (l.has_value() && l->rounding()) v.push_back(&l->offset_gradient());
+    }
+    return v;
+  }
+
   std::array<std::optional<TunableLinear>, 7>& linears() { return linears_; }
   const BlockParams<float>& params() const { return params_; }
   const std::array<MatrixF, 2>& norms() const { return norms_; }
@@ -156,8 +171,11 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
                           int64_t seq_len, const std::vector<int64_t>& train, const Split& holdout,
                           int steps, const FineTuneOptions& o, std::mt19937_64& rng, double* best) {
   std::vector<MatrixF*> params = state.Parameters();
-  if (params.empty() || steps <= 0 || train.empty()) return 0;
+  const std::vector<MatrixF*> offsets = state.Offsets();
+  if ((params.empty() && offsets.empty()) || steps <= 0 || train.empty()) return 0;
   Adam adam(params, o.lr);
+  const float round_lr = static_cast<float>(o.round_lr > 0 ? o.round_lr : 1.0 / steps);
+  params.insert(params.end(), offsets.begin(), offsets.end());  // snapshots hold both
   std::vector<MatrixF> snapshot;
   for (MatrixF* p : params) snapshot.push_back(*p);
   std::vector<int64_t> order = train;
@@ -179,6 +197,12 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
     absl::StatusOr<double> loss = state.Gradient(b);
     if (!loss.ok()) return loss.status();
     adam.Step(state.Gradients());
+    // Signed gradient descent on the rounding offsets (AutoRound).
+    const std::vector<const MatrixF*> d_offsets = state.OffsetGradients();
+    for (size_t i = 0; i < offsets.size(); ++i) {
+      offsets[i]->array() =
+          (offsets[i]->array() - round_lr * d_offsets[i]->array().sign()).cwiseMax(-1.0f).cwiseMin(1.0f);
+    }
     if (absl::Status s = state.Refresh(); !s.ok()) return s;
     ++step;
     if (step % every != 0 && step != steps) continue;
@@ -201,6 +225,7 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
 absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int64_t seq_len,
                                           const RowMatrixF& x, const RowMatrixF& target,
                                           const model::BlockWeights& weights,
+                                          const model::BlockWeights* original,
                                           std::array<std::optional<TunableLinear>, 7> linears,
                                           const FineTuneOptions& o) {
   if (seq_len <= 0 || x.rows() % seq_len != 0 || x.rows() != target.rows() ||
@@ -224,6 +249,15 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int6
   const Split training = Rows(x, target, train, seq_len);
 
   BlockTuneResult result;
+  if (o.tune_rounding && original != nullptr) {
+    const RowMatrixF* dense[] = {&original->q,    &original->k,  &original->v,   &original->o,
+                                 &original->gate, &original->up, &original->down};
+    for (int i = 0; i < 7; ++i) {
+      if (!linears[i].has_value()) continue;
+      absl::StatusOr<bool> on = linears[i]->EnableRounding(MatrixF(*dense[i]));
+      if (!on.ok()) return on.status();
+    }
+  }
   State state(config, seq_len, weights, std::move(linears), o.tune_norms);
   if (absl::Status s = state.Refresh(); !s.ok()) return s;
   result.report.train_before = state.Loss(training);
@@ -234,9 +268,11 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int6
       Train(state, x, target, seq_len, train, holdout, o.steps, o, rng, &best);
   if (!ran.ok()) return ran.status();
   result.report.steps = *ran;
-  // L and R to their stored precision; the scales and norms adapt to them.
+  // The codes fixed, L and R to their stored precision; the scales and norms
+  // adapt to them.
   for (auto& l : state.linears()) {
     if (!l.has_value()) continue;
+    l->FreezeRounding();
     if (absl::Status s = l->QuantizeFactors(); !s.ok()) return s;
   }
   if (absl::Status s = state.Refresh(); !s.ok()) return s;

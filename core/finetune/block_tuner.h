@@ -3,7 +3,9 @@
 // the low-rank factors L and R, optionally the two RMSNorm weights),
 // minimising the block output's mean squared error over minibatches of
 // calibration sequences, with the last sequences held out to stop early and
-// to report. Then L and R are quantized to their stored precision, the scales
+// to report; the codes of symmetric uniform Q move too (AutoRound's learned
+// rounding: signed gradient steps on offsets, anchored at the stored codes).
+// Then the codes are fixed, L and R are quantized to their stored precision, the scales
 // (and norms) alone train a little longer, and the records are exported with
 // unchanged stored bits. If the held-out error of the exported block is not
 // below that of the block as it came in, the input is kept.
@@ -32,6 +34,8 @@ struct FineTuneOptions {
   int patience = 6;           // evaluations without improvement before stopping
   bool tune_norms = true;     // train the block's two RMSNorm weights too
   double scale_phase = 0.25;  // steps after L, R are quantized, as a share of `steps`
+  bool tune_rounding = true;  // learned rounding of symmetric uniform Q (needs the original)
+  double round_lr = 0;        // signed-gradient step of the offsets; 0: 1 / steps
   uint64_t seed = 42;
 };
 
@@ -50,12 +54,14 @@ struct BlockTuneResult {
 };
 
 // `x`, `target`: [sequences · seq_len, hidden]. `weights`: the block as it
-// came in (dense; its biases are kept). `linears[i]` (kLinearModules order):
+// came in (dense; its biases are kept). `original` (may be null: no learned
+// rounding): the uncompressed block. `linears[i]` (kLinearModules order):
 // the module's record, or nullopt for a module that stays as in `weights`.
 absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int64_t seq_len,
                                           const model::RowMatrixF& x,
                                           const model::RowMatrixF& target,
                                           const model::BlockWeights& weights,
+                                          const model::BlockWeights* original,
                                           std::array<std::optional<TunableLinear>, 7> linears,
                                           const FineTuneOptions& options);
 

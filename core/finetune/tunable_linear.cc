@@ -1,9 +1,13 @@
 #include "core/finetune/tunable_linear.h"
 
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/quant/uniform_quantizer.h"
+#include "core/tensor/half.h"
 
 namespace caldera::finetune {
 namespace {
@@ -104,8 +108,50 @@ MatrixF TunableLinear::ExpandedScales() const {
   return e;
 }
 
+MatrixF TunableLinear::EffectiveCodes() const {
+  if (!rounding_) return codes_;
+  MatrixF c = codes_;
+  for (int64_t i = 0; i < c.size(); ++i) {
+    c.data()[i] = std::clamp(c.data()[i] + std::round(offsets_.data()[i]), -code_max_, code_max_);
+  }
+  return c;
+}
+
+absl::StatusOr<bool> TunableLinear::EnableRounding(const MatrixF& original) {
+  const format::MatrixRecordConfig& c = decoded_.config;
+  if (c.q.kind != "uniform" || !c.q.symmetric || !scales_trainable_ || global_scale_ == 0) {
+    return false;
+  }
+  if (original.rows() != rows_ || original.cols() != cols_) {
+    return absl::InvalidArgumentError("EnableRounding: the original weight's shape differs");
+  }
+  backend::CpuBackend cpu;
+  absl::StatusOr<MatrixF> wt = decoded_.transform->Forward(cpu, original);
+  if (!wt.ok()) return wt.status();
+  MatrixF target = *wt / global_scale_;
+  if (lt_.rows() > 0) target.noalias() -= lt_.transpose() * r_;
+  const MatrixF s = ExpandedScales();
+  offsets_ = MatrixF::Zero(codes_.rows(), codes_.cols());
+  for (int64_t i = 0; i < codes_.size(); ++i) {
+    const float si = s.data()[i];
+    const float v = si != 0.0f ? target.data()[i] / si - codes_.data()[i] : 0.0f;
+    offsets_.data()[i] = std::clamp(v, -0.499f, 0.499f);
+  }
+  code_max_ = static_cast<float>(1 << (c.q.bits - 1)) - 0.5f;
+  rounding_ = true;
+  return true;
+}
+
+void TunableLinear::FreezeRounding() {
+  if (!rounding_) return;
+  const MatrixF c = EffectiveCodes();
+  codes_changed_ = codes_changed_ || c != codes_;
+  codes_ = c;
+  rounding_ = false;
+}
+
 absl::StatusOr<MatrixF> TunableLinear::Weight() const {
-  MatrixF wt = codes_.cwiseProduct(ExpandedScales());
+  MatrixF wt = EffectiveCodes().cwiseProduct(ExpandedScales());
   if (lt_.rows() > 0) wt.noalias() += lt_.transpose() * r_;
   backend::CpuBackend cpu;
   absl::StatusOr<MatrixF> w = decoded_.transform->Inverse(cpu, wt);
@@ -140,8 +186,9 @@ absl::Status TunableLinear::Backward(const MatrixF& d_weight) {
   absl::StatusOr<MatrixF> dwt = decoded_.transform->Forward(cpu, d_weight);
   if (!dwt.ok()) return dwt.status();
   *dwt *= global_scale_;
+  if (rounding_) d_offsets_ = dwt->cwiseProduct(ExpandedScales());
   if (scales_trainable_) {
-    const MatrixF prod = dwt->cwiseProduct(codes_);
+    const MatrixF prod = dwt->cwiseProduct(EffectiveCodes());
     d_scales_ = MatrixF::Zero(scales_.rows(), scales_.cols());
     for (int64_t j = 0; j < prod.cols(); ++j) {
       const int64_t g = scales_.cols() == 1 ? 0 : j / group_cols_;
@@ -176,6 +223,29 @@ absl::Status TunableLinear::QuantizeFactors() {
 
 absl::StatusOr<NamedTensors> TunableLinear::Export() {
   if (absl::Status s = QuantizeFactors(); !s.ok()) return s;
+  FreezeRounding();
+  // Changed codes: Q re-encoded by its own quantizer with the trained scales.
+  NamedTensors q_export;
+  if (codes_changed_) {
+    absl::StatusOr<quant::QuantizerSpec> spec = decompose::SpecFromRecord(decoded_.config.q);
+    if (!spec.ok()) return spec.status();
+    quant::UniformQuantizer uq(*spec, codes_.rows(), codes_.cols());
+    std::vector<float> scales(static_cast<size_t>(scales_.size()));
+    for (int64_t i = 0; i < scales_.rows(); ++i) {
+      for (int64_t g = 0; g < scales_.cols(); ++g) {
+        scales[static_cast<size_t>(i * scales_.cols() + g)] = scales_(i, g);
+      }
+    }
+    if (absl::Status s = uq.SetScales(scales); !s.ok()) return s;
+    // Scales as stored (fp16), so each value sits inside its code's cell.
+    MatrixF s16 = ExpandedScales();
+    for (int64_t i = 0; i < s16.size(); ++i) {
+      s16.data()[i] = RoundToHalf(s16.data()[i]);
+    }
+    MatrixF values = codes_.cwiseProduct(s16), out(codes_.rows(), codes_.cols());
+    uq.QuantizeBlock(0, values, out);
+    q_export = WithPrefix(uq.Export(), "caldera.q.");
+  }
   NamedTensors out;
   auto copy = [](const NamedTensors& from, const std::string& prefix) {
     NamedTensors to;
@@ -199,9 +269,11 @@ absl::StatusOr<NamedTensors> TunableLinear::Export() {
       if (!converted.ok()) return converted.status();
       value = *std::move(converted);
     }
-    const NamedTensors* replacement = name.rfind("caldera.l.", 0) == 0   ? &l
-                                      : name.rfind("caldera.r.", 0) == 0 ? &r
-                                                                         : nullptr;
+    const NamedTensors* replacement =
+        name.rfind("caldera.l.", 0) == 0                          ? &l
+        : name.rfind("caldera.r.", 0) == 0                        ? &r
+        : codes_changed_ && name.rfind("caldera.q.", 0) == 0 ? &q_export
+                                                                  : nullptr;
     if (replacement != nullptr) {
       const Tensor* rt = FindTensor(*replacement, name);
       if (rt == nullptr || rt->shape() != t.shape() || rt->dtype() != t.dtype()) {

@@ -53,6 +53,20 @@ class TunableLinear {
   // leave Parameters()), for a last phase that trains the scales alone.
   absl::Status QuantizeFactors();
 
+  // Learned rounding (AutoRound's offsets, anchored at the stored codes) for
+  // symmetric uniform Q: each code becomes clamp(code + round(V)) with V in
+  // [-1, 1], V starting at the stored code's distance from the continuous
+  // value it rounds, (W̃ − Lᵀᵀ·R) / S, clipped to ±0.499, so nothing changes
+  // until V crosses ±0.5. `original` is the uncompressed weight (rows × cols).
+  // Returns false (and does nothing) for other quantizers.
+  absl::StatusOr<bool> EnableRounding(const MatrixF& original);
+  bool rounding() const { return rounding_; }
+  // V and dL/dV (straight through the rounding), when rounding().
+  MatrixF* offsets() { return &offsets_; }
+  const MatrixF& offset_gradient() const { return d_offsets_; }
+  // Fixes the codes at their current rounding (V leaves the parameters).
+  void FreezeRounding();
+
   // The record with the trained values (Lᵀ and R quantized if they are not
   // yet), same tensors, shapes and dtypes as the input record.
   absl::StatusOr<NamedTensors> Export();
@@ -76,6 +90,12 @@ class TunableLinear {
   bool factors_quantized_ = false;
   NamedTensors l_export_, r_export_;
   MatrixF d_scales_, d_lt_, d_r_;
+  // Learned rounding: offsets V (mp × np) and the codes' range.
+  bool rounding_ = false, codes_changed_ = false;
+  MatrixF offsets_, d_offsets_;
+  float code_max_ = 0;  // codes are half-integers in [-code_max_, code_max_]
+  // The codes Weight() uses: codes_ + round(V), clamped.
+  MatrixF EffectiveCodes() const;
 };
 
 }  // namespace caldera::finetune
