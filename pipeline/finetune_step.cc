@@ -150,7 +150,7 @@ absl::StatusOr<FineTuneResult> FineTune(const FineTuneRequest& request,
       linears[i] = *std::move(t);
     }
     absl::StatusOr<finetune::BlockTuneResult> tuned = finetune::TuneBlock(
-        config, seq_len, states, target, *block, &*reference, std::move(linears), request.options);
+        config, seq_len, states, target, *block, std::move(linears), request.options);
     if (!tuned.ok()) return Annotate(tuned.status(), absl::StrCat("fine-tuning block ", layer));
     if (!tuned->report.kept_input) {
       for (int i = 0; i < 7; ++i) {

@@ -32,9 +32,10 @@ void AddFineTuneFlags(CLI::App* cmd, FineTuneFlags* f) {
   cmd->add_flag("--finetune-no-rounding", f->no_rounding,
                 "keep Q's codes as stored (no learned rounding)");
   cmd->add_option("--finetune-target", f->target,
-                  "what each block is tuned to reproduce: block (the original block's output on "
-                  "the compressed model's states, the default) or original-states (the original "
-                  "model's states after the block)");
+                  "what each block is tuned to reproduce: original-states (the default: the "
+                  "original model's states after the block, so it also corrects the error it "
+                  "inherits, as AutoRound does; measured better) or block (the original block's "
+                  "output on the compressed model's states)");
 }
 
 absl::Status ValidateFineTuneFlags(const FineTuneFlags& f) {
@@ -76,9 +77,11 @@ absl::StatusOr<pipeline::FineTuneResult> RunFineTune(const FineTuneFlags& f,
   request.progress = [&](int64_t layer, const finetune::BlockTuneReport& r) {
     const double s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "finetune: block %lld: held-out error %.4g -> %.4g (%d steps%s), %.1f s\n",
-                 static_cast<long long>(layer), r.holdout_before, r.holdout_after, r.steps,
-                 r.kept_input ? ", input kept" : "", s);
+    std::fprintf(stderr,
+                 "finetune: block %lld: held-out error %.4g -> %.4g (%.4g before L, R were "
+                 "re-quantized; %d steps%s), %.1f s\n",
+                 static_cast<long long>(layer), r.holdout_before, r.holdout_after, r.holdout_tuned,
+                 r.steps, r.kept_input ? ", input kept" : "", s);
   };
   return pipeline::FineTune(request, pipeline::StepEnvironment(options));
 }

@@ -16,9 +16,9 @@
 namespace caldera::cli {
 
 struct FineTuneFlags {
-  finetune::FineTuneOptions options;  // options.steps 0: off
-  std::string target = "block";       // block | original-states
-  bool no_rounding = false;           // --finetune-no-rounding
+  finetune::FineTuneOptions options;       // options.steps 0: off
+  std::string target = "original-states";  // block | original-states
+  bool no_rounding = false;                // --finetune-no-rounding
 };
 
 // Registers the flags on `cmd`; values land in `*flags` (must outlive cmd).

@@ -200,8 +200,9 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
     // Signed gradient descent on the rounding offsets (AutoRound).
     const std::vector<const MatrixF*> d_offsets = state.OffsetGradients();
     for (size_t i = 0; i < offsets.size(); ++i) {
-      offsets[i]->array() =
-          (offsets[i]->array() - round_lr * d_offsets[i]->array().sign()).cwiseMax(-1.0f).cwiseMin(1.0f);
+      offsets[i]->array() = (offsets[i]->array() - round_lr * d_offsets[i]->array().sign())
+                                .cwiseMax(-1.0f)
+                                .cwiseMin(1.0f);
     }
     if (absl::Status s = state.Refresh(); !s.ok()) return s;
     ++step;
@@ -225,7 +226,6 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
 absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int64_t seq_len,
                                           const RowMatrixF& x, const RowMatrixF& target,
                                           const model::BlockWeights& weights,
-                                          const model::BlockWeights* original,
                                           std::array<std::optional<TunableLinear>, 7> linears,
                                           const FineTuneOptions& o) {
   if (seq_len <= 0 || x.rows() % seq_len != 0 || x.rows() != target.rows() ||
@@ -249,13 +249,9 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int6
   const Split training = Rows(x, target, train, seq_len);
 
   BlockTuneResult result;
-  if (o.tune_rounding && original != nullptr) {
-    const RowMatrixF* dense[] = {&original->q,    &original->k,  &original->v,   &original->o,
-                                 &original->gate, &original->up, &original->down};
-    for (int i = 0; i < 7; ++i) {
-      if (!linears[i].has_value()) continue;
-      absl::StatusOr<bool> on = linears[i]->EnableRounding(MatrixF(*dense[i]));
-      if (!on.ok()) return on.status();
+  if (o.tune_rounding) {
+    for (auto& l : linears) {
+      if (l.has_value()) l->EnableRounding();
     }
   }
   State state(config, seq_len, weights, std::move(linears), o.tune_norms);
@@ -268,6 +264,7 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int6
       Train(state, x, target, seq_len, train, holdout, o.steps, o, rng, &best);
   if (!ran.ok()) return ran.status();
   result.report.steps = *ran;
+  result.report.holdout_tuned = best;
   // The codes fixed, L and R to their stored precision; the scales and norms
   // adapt to them.
   for (auto& l : state.linears()) {

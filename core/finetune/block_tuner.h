@@ -27,14 +27,14 @@ namespace caldera::finetune {
 
 struct FineTuneOptions {
   int steps = 0;              // Adam steps of the first phase; 0: off
-  double lr = 2e-3;           // relative: each tensor steps by lr · its RMS
+  double lr = 1e-2;           // relative: each tensor steps by lr · its RMS
   double holdout = 0.125;     // share of the sequences held out (at least one)
   int batch_sequences = 8;    // sequences per step
   int eval_every = 10;        // steps between held-out evaluations
-  int patience = 6;           // evaluations without improvement before stopping
+  int patience = 10;          // evaluations without improvement before stopping
   bool tune_norms = true;     // train the block's two RMSNorm weights too
   double scale_phase = 0.25;  // steps after L, R are quantized, as a share of `steps`
-  bool tune_rounding = true;  // learned rounding of symmetric uniform Q (needs the original)
+  bool tune_rounding = true;  // learned rounding of symmetric uniform Q
   double round_lr = 0;        // signed-gradient step of the offsets; 0: 1 / steps
   uint64_t seed = 42;
 };
@@ -42,6 +42,7 @@ struct FineTuneOptions {
 struct BlockTuneReport {
   double train_before = 0;    // mean squared error on the training sequences
   double holdout_before = 0;  // on the held-out sequences, as the block came in
+  double holdout_tuned = 0;   // after the first phase (L and R still continuous)
   double holdout_after = 0;   // on the held-out sequences, the exported block
   int steps = 0;              // steps run (both phases)
   bool kept_input = false;    // tuning did not help: the input records are kept
@@ -54,14 +55,12 @@ struct BlockTuneResult {
 };
 
 // `x`, `target`: [sequences · seq_len, hidden]. `weights`: the block as it
-// came in (dense; its biases are kept). `original` (may be null: no learned
-// rounding): the uncompressed block. `linears[i]` (kLinearModules order):
+// came in (dense; its biases are kept). `linears[i]` (kLinearModules order):
 // the module's record, or nullopt for a module that stays as in `weights`.
 absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int64_t seq_len,
                                           const model::RowMatrixF& x,
                                           const model::RowMatrixF& target,
                                           const model::BlockWeights& weights,
-                                          const model::BlockWeights* original,
                                           std::array<std::optional<TunableLinear>, 7> linears,
                                           const FineTuneOptions& options);
 

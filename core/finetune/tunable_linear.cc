@@ -117,26 +117,10 @@ MatrixF TunableLinear::EffectiveCodes() const {
   return c;
 }
 
-absl::StatusOr<bool> TunableLinear::EnableRounding(const MatrixF& original) {
+bool TunableLinear::EnableRounding() {
   const format::MatrixRecordConfig& c = decoded_.config;
-  if (c.q.kind != "uniform" || !c.q.symmetric || !scales_trainable_ || global_scale_ == 0) {
-    return false;
-  }
-  if (original.rows() != rows_ || original.cols() != cols_) {
-    return absl::InvalidArgumentError("EnableRounding: the original weight's shape differs");
-  }
-  backend::CpuBackend cpu;
-  absl::StatusOr<MatrixF> wt = decoded_.transform->Forward(cpu, original);
-  if (!wt.ok()) return wt.status();
-  MatrixF target = *wt / global_scale_;
-  if (lt_.rows() > 0) target.noalias() -= lt_.transpose() * r_;
-  const MatrixF s = ExpandedScales();
+  if (c.q.kind != "uniform" || !c.q.symmetric || !scales_trainable_) return false;
   offsets_ = MatrixF::Zero(codes_.rows(), codes_.cols());
-  for (int64_t i = 0; i < codes_.size(); ++i) {
-    const float si = s.data()[i];
-    const float v = si != 0.0f ? target.data()[i] / si - codes_.data()[i] : 0.0f;
-    offsets_.data()[i] = std::clamp(v, -0.499f, 0.499f);
-  }
   code_max_ = static_cast<float>(1 << (c.q.bits - 1)) - 0.5f;
   rounding_ = true;
   return true;
@@ -269,11 +253,11 @@ absl::StatusOr<NamedTensors> TunableLinear::Export() {
       if (!converted.ok()) return converted.status();
       value = *std::move(converted);
     }
-    const NamedTensors* replacement =
-        name.rfind("caldera.l.", 0) == 0                          ? &l
-        : name.rfind("caldera.r.", 0) == 0                        ? &r
-        : codes_changed_ && name.rfind("caldera.q.", 0) == 0 ? &q_export
-                                                                  : nullptr;
+    const NamedTensors* replacement = name.rfind("caldera.l.", 0) == 0   ? &l
+                                      : name.rfind("caldera.r.", 0) == 0 ? &r
+                                      : codes_changed_ && name.rfind("caldera.q.", 0) == 0
+                                          ? &q_export
+                                          : nullptr;
     if (replacement != nullptr) {
       const Tensor* rt = FindTensor(*replacement, name);
       if (rt == nullptr || rt->shape() != t.shape() || rt->dtype() != t.dtype()) {

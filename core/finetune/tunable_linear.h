@@ -54,12 +54,12 @@ class TunableLinear {
   absl::Status QuantizeFactors();
 
   // Learned rounding (AutoRound's offsets, anchored at the stored codes) for
-  // symmetric uniform Q: each code becomes clamp(code + round(V)) with V in
-  // [-1, 1], V starting at the stored code's distance from the continuous
-  // value it rounds, (W̃ − Lᵀᵀ·R) / S, clipped to ±0.499, so nothing changes
-  // until V crosses ±0.5. `original` is the uncompressed weight (rows × cols).
-  // Returns false (and does nothing) for other quantizers.
-  absl::StatusOr<bool> EnableRounding(const MatrixF& original);
+  // symmetric uniform Q: each code becomes clamp(code + round(V)), V in
+  // [-1, 1] starting at 0, so a code moves one step once its offset passes
+  // ±0.5. (Starting V at the distance from the continuous value, as
+  // AutoRound does from round-to-nearest, undid LDLQ's error feedback and
+  // measured worse.) Returns false, doing nothing, for other quantizers.
+  bool EnableRounding();
   bool rounding() const { return rounding_; }
   // V and dL/dV (straight through the rounding), when rounding().
   MatrixF* offsets() { return &offsets_; }
