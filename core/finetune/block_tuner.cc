@@ -265,19 +265,22 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const model::ModelConfig& config, int6
   if (!ran.ok()) return ran.status();
   result.report.steps = *ran;
   result.report.holdout_tuned = best;
-  // The codes fixed, L and R to their stored precision; the scales and norms
-  // adapt to them.
-  for (auto& l : state.linears()) {
-    if (!l.has_value()) continue;
-    l->FreezeRounding();
-    if (absl::Status s = l->QuantizeFactors(); !s.ok()) return s;
+  // The codes fixed, then L and R to their stored precision one after the
+  // other, the rest adapting to each: L quantized while R, the scales and
+  // norms train; then R, while the scales and norms train.
+  const int later = static_cast<int>(std::lround(o.scale_phase * o.steps));
+  for (bool left : {true, false}) {
+    for (auto& l : state.linears()) {
+      if (!l.has_value()) continue;
+      l->FreezeRounding();
+      if (absl::Status s = left ? l->QuantizeLeft() : l->QuantizeFactors(); !s.ok()) return s;
+    }
+    if (absl::Status s = state.Refresh(); !s.ok()) return s;
+    best = state.Loss(holdout);
+    ran = Train(state, x, target, seq_len, train, holdout, later, o, rng, &best);
+    if (!ran.ok()) return ran.status();
+    result.report.steps += *ran;
   }
-  if (absl::Status s = state.Refresh(); !s.ok()) return s;
-  best = state.Loss(holdout);
-  const int second = static_cast<int>(std::lround(o.scale_phase * o.steps));
-  ran = Train(state, x, target, seq_len, train, holdout, second, o, rng, &best);
-  if (!ran.ok()) return ran.status();
-  result.report.steps += *ran;
 
   // Export, and measure the block exactly as the records rebuild it.
   model::BlockWeights out = weights;

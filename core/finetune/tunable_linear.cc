@@ -146,20 +146,16 @@ absl::StatusOr<MatrixF> TunableLinear::Weight() const {
 std::vector<MatrixF*> TunableLinear::Parameters() {
   std::vector<MatrixF*> p;
   if (scales_trainable_) p.push_back(&scales_);
-  if (lt_.rows() > 0 && !factors_quantized_) {
-    p.push_back(&lt_);
-    p.push_back(&r_);
-  }
+  if (lt_.rows() > 0 && !left_quantized_) p.push_back(&lt_);
+  if (lt_.rows() > 0 && !factors_quantized_) p.push_back(&r_);
   return p;
 }
 
 std::vector<MatrixF*> TunableLinear::Gradients() {
   std::vector<MatrixF*> g;
   if (scales_trainable_) g.push_back(&d_scales_);
-  if (lt_.rows() > 0 && !factors_quantized_) {
-    g.push_back(&d_lt_);
-    g.push_back(&d_r_);
-  }
+  if (lt_.rows() > 0 && !left_quantized_) g.push_back(&d_lt_);
+  if (lt_.rows() > 0 && !factors_quantized_) g.push_back(&d_r_);
   return g;
 }
 
@@ -190,17 +186,28 @@ absl::Status TunableLinear::Backward(const MatrixF& d_weight) {
   return absl::OkStatus();
 }
 
-absl::Status TunableLinear::QuantizeFactors() {
-  if (lt_.rows() == 0 || factors_quantized_) return absl::OkStatus();
+absl::Status TunableLinear::QuantizeFactor(MatrixF* m, NamedTensors* out) {
   absl::StatusOr<quant::QuantizerSpec> spec = decompose::SpecFromRecord(decoded_.config.lr);
   if (!spec.ok()) return spec.status();
-  for (auto [m, out] : {std::pair{&lt_, &l_export_}, std::pair{&r_, &r_export_}}) {
-    absl::StatusOr<std::unique_ptr<quant::MatrixQuantizer>> q =
-        quant::MakeMatrixQuantizer(*spec, m->rows(), m->cols());
-    if (!q.ok()) return q.status();
-    *m = quant::QuantizeNearest(**q, *m);
-    *out = (*q)->Export();
-  }
+  absl::StatusOr<std::unique_ptr<quant::MatrixQuantizer>> q =
+      quant::MakeMatrixQuantizer(*spec, m->rows(), m->cols());
+  if (!q.ok()) return q.status();
+  *m = quant::QuantizeNearest(**q, *m);
+  *out = (*q)->Export();
+  return absl::OkStatus();
+}
+
+absl::Status TunableLinear::QuantizeLeft() {
+  if (lt_.rows() == 0 || left_quantized_) return absl::OkStatus();
+  if (absl::Status s = QuantizeFactor(&lt_, &l_export_); !s.ok()) return s;
+  left_quantized_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status TunableLinear::QuantizeFactors() {
+  if (lt_.rows() == 0 || factors_quantized_) return absl::OkStatus();
+  if (absl::Status s = QuantizeLeft(); !s.ok()) return s;
+  if (absl::Status s = QuantizeFactor(&r_, &r_export_); !s.ok()) return s;
   factors_quantized_ = true;
   return absl::OkStatus();
 }

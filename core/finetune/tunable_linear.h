@@ -52,6 +52,8 @@ class TunableLinear {
   // Freezes Lᵀ and R at their stored precision (quantizes them now; they
   // leave Parameters()), for a last phase that trains the scales alone.
   absl::Status QuantizeFactors();
+  // The same for Lᵀ alone (R stays trainable, so it can absorb Lᵀ's rounding).
+  absl::Status QuantizeLeft();
 
   // Learned rounding (AutoRound's offsets, anchored at the stored codes) for
   // symmetric uniform Q: each code becomes clamp(code + round(V)), V in
@@ -87,7 +89,8 @@ class TunableLinear {
   bool scales_trainable_ = false;
   std::string scales_name_;  // "caldera.q.scale", "caldera.q.row_scales" or "caldera.q.scales"
   MatrixF lt_, r_;
-  bool factors_quantized_ = false;
+  bool factors_quantized_ = false, left_quantized_ = false;
+  absl::Status QuantizeFactor(MatrixF* m, NamedTensors* out);
   NamedTensors l_export_, r_export_;
   MatrixF d_scales_, d_lt_, d_r_;
   // Learned rounding: offsets V (mp × np) and the codes' range.
