@@ -5,8 +5,9 @@
 // calibration sequences, with the last sequences held out to stop early and
 // to report; the codes of symmetric uniform Q move too (AutoRound's learned
 // rounding: signed gradient steps on offsets, anchored at the stored codes).
-// Then the codes are fixed, L and R are quantized to their stored precision, the scales
-// (and norms) alone train a little longer, and the records are exported with
+// Then the codes are fixed, L is quantized to its stored precision while R,
+// the scales and norms train a little longer, then R while the scales and
+// norms do (each phase scale_phase · steps), and the records are exported with
 // unchanged stored bits. If the held-out error of the exported block is not
 // below that of the block as it came in, the input is kept.
 //
