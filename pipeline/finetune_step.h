@@ -14,7 +14,11 @@
 //
 // It holds every calibration state of one block in memory (two copies), so
 // it is sized for models whose calibration states fit; the distributed task
-// kind that would stream them is not written yet.
+// kind that would stream them is not written yet. Deterministic (the same
+// bytes from the same checkpoint), but not idempotent: each shard is
+// replaced atomically, yet a run killed between shards leaves some tuned,
+// and running it again tunes the tuned ones; start again from compress's
+// output.
 #ifndef CALDERA_PIPELINE_FINETUNE_STEP_H_
 #define CALDERA_PIPELINE_FINETUNE_STEP_H_
 
