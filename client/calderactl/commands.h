@@ -12,6 +12,7 @@ void AddCalibrateCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddMakeTestModelCommand(CLI::App& app, int* exit_code);
 void AddDecomposeCommand(CLI::App& app, int* exit_code);
+void AddFineTuneCommand(CLI::App& app, int* exit_code);
 // Built with the service parts (CALDERA_HAS_SERVICE):
 void AddCompressCommand(CLI::App& app, int* exit_code);
 void AddSubmitCommand(CLI::App& app, int* exit_code);

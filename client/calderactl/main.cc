@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   caldera::cli::AddEvalCommand(app, &exit_code);
   caldera::cli::AddMakeTestModelCommand(app, &exit_code);
   caldera::cli::AddDecomposeCommand(app, &exit_code);
+  caldera::cli::AddFineTuneCommand(app, &exit_code);
   caldera::cli::AddExportCommand(app, &exit_code);
   caldera::cli::AddTokenizeCommand(app, &exit_code);
 #ifdef CALDERA_HAS_SERVICE

@@ -16,20 +16,6 @@ namespace {
 using quant::MatrixF;
 using quant::QuantizerSpec;
 
-absl::StatusOr<QuantizerSpec> SpecFromRecord(const format::RecordQuantizer& q) {
-  QuantizerSpec s;
-  s.kind = q.kind == "e8p"       ? QuantizerSpec::Kind::kLattice
-           : q.kind == "uniform" ? QuantizerSpec::Kind::kUniform
-           : q.kind == "int"     ? QuantizerSpec::Kind::kInt
-                                 : QuantizerSpec::Kind::kFloat;
-  s.bits = q.bits;
-  s.group_size = q.group_size;
-  s.symmetric = q.symmetric;
-  s.row_scales = q.row_scales;
-  if (absl::Status st = quant::ValidateSpec(s); !st.ok()) return st;
-  return s;
-}
-
 absl::Status Validate(const MatrixF& w, const Eigen::MatrixXd& h, const DecomposeOptions& o) {
   const int64_t m = w.rows(), n = w.cols();
   if (m == 0 || n == 0) return absl::InvalidArgumentError("the weight matrix is empty");
@@ -84,6 +70,20 @@ absl::Status Validate(const MatrixF& w, const Eigen::MatrixXd& h, const Decompos
 
 }  // namespace
 
+absl::StatusOr<QuantizerSpec> SpecFromRecord(const format::RecordQuantizer& q) {
+  QuantizerSpec s;
+  s.kind = q.kind == "e8p"       ? QuantizerSpec::Kind::kLattice
+           : q.kind == "uniform" ? QuantizerSpec::Kind::kUniform
+           : q.kind == "int"     ? QuantizerSpec::Kind::kInt
+                                 : QuantizerSpec::Kind::kFloat;
+  s.bits = q.bits;
+  s.group_size = q.group_size;
+  s.symmetric = q.symmetric;
+  s.row_scales = q.row_scales;
+  if (absl::Status st = quant::ValidateSpec(s); !st.ok()) return st;
+  return s;
+}
+
 absl::string_view MethodName(Method method) {
   switch (method) {
     case Method::kCaldera:
@@ -118,17 +118,6 @@ absl::StatusOr<DecomposeResult> Decompose(const MatrixF& w, const Eigen::MatrixX
   CalderaSolver solver(w, h, o, o.backend != nullptr ? *o.backend : cpu);
   return solver.Run();
 }
-
-namespace {
-
-// A record decoded in its own (padded, transformed) basis: Q (mp × np) and,
-// when the rank is > 0, Lᵀ (k × mp) and R (k × np), plus the transform that
-// maps back to the original basis.
-struct DecodedRecord {
-  format::MatrixRecordConfig config;
-  MatrixF q, lt, r;
-  std::optional<TwoSided> transform;
-};
 
 absl::StatusOr<DecodedRecord> DecodeRecord(const NamedTensors& record) {
   const Tensor* config_t = nullptr;
@@ -167,8 +156,6 @@ absl::StatusOr<DecodedRecord> DecodeRecord(const NamedTensors& record) {
   out.transform.emplace(*std::move(t));
   return out;
 }
-
-}  // namespace
 
 absl::StatusOr<MatrixF> Reconstruct(const NamedTensors& record) {
   absl::StatusOr<DecodedRecord> d = DecodeRecord(record);

@@ -10,6 +10,7 @@
 
 #include <Eigen/Dense>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/backend/backend.h"
+#include "core/decompose/two_sided.h"
+#include "core/format/matrix_record.h"
 #include "core/quant/quantizer.h"
 #include "core/tensor/tensor.h"
 
@@ -116,6 +119,20 @@ struct RecordFactors {
   quant::MatrixF q, l, r;
 };
 absl::StatusOr<RecordFactors> ReconstructFactors(
+    const std::vector<std::pair<std::string, Tensor>>& record);
+
+// A record decoded in its own (padded, transformed) basis: Q (mp × np) and,
+// when the rank is > 0, Lᵀ (k × mp) and R (k × np), plus the transform that
+// maps back: Ŵ = global_scale · transform.Inverse(q + ltᵀ·r). For the
+// fine-tuning, which trains the parts in this basis.
+struct DecodedRecord {
+  format::MatrixRecordConfig config;
+  quant::MatrixF q, lt, r;
+  std::optional<TwoSided> transform;
+};
+// The quantizer spec a record's quantizer object names (validated).
+absl::StatusOr<quant::QuantizerSpec> SpecFromRecord(const format::RecordQuantizer& q);
+absl::StatusOr<DecodedRecord> DecodeRecord(
     const std::vector<std::pair<std::string, Tensor>>& record);
 
 }  // namespace caldera::decompose

@@ -94,6 +94,20 @@ void UniformQuantizer::Prepare(const MatrixF& a) {
   }
 }
 
+absl::Status UniformQuantizer::SetScales(const std::vector<float>& scales) {
+  if (!symmetric_ || scales.size() != static_cast<size_t>(rows_ * groups_)) {
+    return absl::InvalidArgumentError("SetScales: a symmetric grid and rows x groups scales");
+  }
+  for (size_t i = 0; i < scales.size(); ++i) {
+    const float s = RoundToHalf(scales[i]);
+    if (!(s > 0) || !std::isfinite(s)) {
+      return absl::InvalidArgumentError("SetScales: scales must be positive and finite in fp16");
+    }
+    scales_[i] = s;
+  }
+  return absl::OkStatus();
+}
+
 void UniformQuantizer::QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
                                      Eigen::Ref<MatrixF> out) {
   const int levels = 1 << bits_;

@@ -27,6 +27,11 @@ class UniformQuantizer final : public MatrixQuantizer {
 
   int64_t block_cols() const override { return 1; }
   void Prepare(const MatrixF& a) override;
+  // Instead of Prepare(): these scales ([rows, groups] row-major, rounded to
+  // fp16 as stored), for re-encoding codes chosen elsewhere (the
+  // fine-tuning's learned rounding). INVALID_ARGUMENT for the wrong count, a
+  // scale that is not positive and finite, or an asymmetric grid.
+  absl::Status SetScales(const std::vector<float>& scales);
   void QuantizeBlock(int64_t c0, const Eigen::Ref<const MatrixF>& target,
                      Eigen::Ref<MatrixF> out) override;
   int64_t StorageBits() const override {
