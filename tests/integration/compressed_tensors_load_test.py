@@ -32,6 +32,7 @@ BUDGETS = ("4.5", "5.5")
 def inner(export_dir, compressed_dir, tokens_path):
     """Runs under CALDERA_HF_PYTHON: prints the perplexities as JSON."""
     import torch
+    import torch_perplexity  # beside this file
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, CompressedTensorsConfig
 
@@ -39,14 +40,7 @@ def inner(export_dir, compressed_dir, tokens_path):
     ids = load_file(tokens_path)["input_ids"][:SEQS].long()
 
     def perplexity(model):
-        model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for row in ids:
-                logits = model(row[None, :]).logits[0, :-1].double()
-                total += torch.nn.functional.cross_entropy(logits, row[1:], reduction="sum").item()
-                count += row.numel() - 1
-        return float(torch.exp(torch.tensor(total / count)))
+        return torch_perplexity.perplexity(model, ids)
 
     out = {}
     base_dir = os.path.join(export_dir, "base")

@@ -26,6 +26,7 @@ SEQS = 32  # eval sequences scored (of the file's), enough for a 1e-4 agreement 
 def inner(hf_dir, peft_dir, tokens_path):
     """Runs under CALDERA_HF_PYTHON: prints perplexities and the weight check."""
     import torch
+    import torch_perplexity  # beside this file
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
@@ -34,15 +35,7 @@ def inner(hf_dir, peft_dir, tokens_path):
     ids = load_file(tokens_path)["input_ids"][:SEQS].long()
 
     def perplexity(model):
-        model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for row in ids:
-                logits = model(row[None, :]).logits[0, :-1].double()
-                nll = torch.nn.functional.cross_entropy(logits, row[1:], reduction="sum")
-                total += nll.item()
-                count += row.numel() - 1
-        return float(torch.exp(torch.tensor(total / count)))
+        return torch_perplexity.perplexity(model, ids)
 
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
     if peft_dir == "-":  # an hf export only
