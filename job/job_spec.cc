@@ -124,7 +124,7 @@ absl::Status ApplySettingNames(const SettingNames& n, JobSpec* s) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateJobSpec(const JobSpec& spec) {
+absl::Status ValidateLocations(const JobSpec& spec) {
   if (spec.model.empty()) return absl::InvalidArgumentError("--model is required (a model URI)");
   if (spec.calibration.empty()) {
     return absl::InvalidArgumentError("--calibration is required (a token file URI)");
@@ -140,6 +140,11 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     }
     if (absl::Status s = CheckNoControlCharacters(*uri, flag); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateJobSpec(const JobSpec& spec) {
+  if (absl::Status s = ValidateLocations(spec); !s.ok()) return s;
   if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
   if (absl::Status s = ValidateTargetBits(spec.target_bits); !s.ok()) return s;
   if (absl::Status s = ValidateServe(spec); !s.ok()) return s;
@@ -188,13 +193,14 @@ absl::Status ValidateDecompositionSettings(const JobSpec& spec) {
                                                    " is outside (0, ", kMaxTtloraAlpha,
                                                    "]; the usual value is 16"));
   }
-  if (spec.method == decompose::Method::kCaldera && spec.rank < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--rank ", spec.rank, " must be >= 1"));
+  if (spec.rank < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--rank ", spec.rank, " is negative; use a rank >= 1, or 0 for min(m, n) / 16 per matrix"));
   }
   if (spec.rank > kMaxRank) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--rank ", spec.rank, " is above ", kMaxRank,
-                     " (a rank above a matrix's min(m, n) means nothing; 64 is the default)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--rank ", spec.rank, " is above ", kMaxRank,
+        " (a rank above a matrix's min(m, n) means nothing; the default 0 picks one per matrix)"));
   }
   if (spec.q_group_size < kMinQuantizerGroupSize || spec.q_group_size > kMaxQuantizerGroupSize) {
     return absl::InvalidArgumentError(
@@ -302,6 +308,15 @@ absl::Status ValidateServeShape(const JobSpec& spec, absl::string_view module, i
                      " for one scale per row (or --target-bits, which picks per matrix)"));
   }
   return absl::OkStatus();
+}
+
+int64_t AutoRank(int64_t rows, int64_t cols) {
+  return std::clamp<int64_t>(std::min(rows, cols) / 16, 1, 64);
+}
+
+int64_t RankFor(const JobSpec& spec, int64_t rows, int64_t cols) {
+  if (spec.method != decompose::Method::kCaldera) return 0;
+  return spec.rank == kAutoRank ? AutoRank(rows, cols) : spec.rank;
 }
 
 decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec) {

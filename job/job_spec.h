@@ -66,13 +66,28 @@ inline constexpr int64_t kMaxServeLoraRank = 512;
 // group per row).
 inline constexpr int64_t kServeGroupSizes[] = {32, 64, 128};
 
+// JobSpec::rank 0: each matrix gets AutoRank(rows, cols).
+inline constexpr int64_t kAutoRank = 0;
+// The rank an m x n matrix gets by default: min(m, n) / 16, between 1 and 64.
+// 64 is the CALDERA paper's rank for 4096-wide Llama matrices (L and R at
+// 4 bits add 0.125 bits per weight there); a fixed 64 is most of a small
+// matrix (the bundled model's 32 x 64 k_proj cannot take it at all), while a
+// sixteenth of the thinner side keeps L·R's share of the bits about the same
+// at every width (4 bits · rank · (m + n) / (m · n) <= 0.5 bits per weight).
+int64_t AutoRank(int64_t rows, int64_t cols);
+struct JobSpec;
+// The rank `spec` decomposes an m x n matrix with: 0 unless the method is
+// caldera, else spec.rank, or AutoRank when it is kAutoRank.
+int64_t RankFor(const JobSpec& spec, int64_t rows, int64_t cols);
+
 struct JobSpec {
   std::string model;        // --model: Hugging Face directory URI (path, file://, s3://)
   std::string calibration;  // --calibration: safetensors URI, int32 input_ids [samples, seq_len]
   std::string out;          // --out: output checkpoint directory URI
   decompose::Method method = decompose::Method::kCaldera;  // caldera | ldlq | rtn
-  int64_t rank = 64;                                       // rank of L and R (caldera only)
-  int q_bits = 2;                                          // bits per weight of Q
+  // Rank of L and R (caldera only); kAutoRank = per matrix, AutoRank().
+  int64_t rank = kAutoRank;
+  int q_bits = 2;   // bits per weight of Q
   int lr_bits = 4;  // bits per weight of L and R (>= 16 keeps floats)
   quant::Quantizer quantizer = quant::Quantizer::kE8p;  // e8p | uniform
   // Columns per fp16 scale of the uniform quantizer (at most the row: 128 is
@@ -164,11 +179,14 @@ inline constexpr int kMaxIters = 100;
 inline constexpr int kMaxLplrIters = 100;
 inline constexpr int64_t kMaxRank = int64_t{1} << 16;
 
-// Checks the settings that do not need the model (methods, bits, counts,
-// iterations up to kMaxIters / kMaxLplrIters, ranks up to kMaxRank, module
-// names, each at most once, URI lengths up to kMaxUriBytes and no control
-// characters in a URI). INVALID_ARGUMENT names the flag and the fix; quoted
-// values are cut to ~200 bytes.
+// Checks the three locations alone: --model, --calibration and --out given,
+// each at most kMaxUriBytes long and without control characters.
+absl::Status ValidateLocations(const JobSpec& spec);
+
+// Checks the settings that do not need the model: ValidateLocations, then
+// methods, bits, counts, iterations up to kMaxIters / kMaxLplrIters, ranks up
+// to kMaxRank, module names, each at most once. INVALID_ARGUMENT names the
+// flag and the fix; quoted values are cut to ~200 bytes.
 absl::Status ValidateJobSpec(const JobSpec& spec);
 
 // The part of ValidateJobSpec about the decomposition alone (method,
@@ -180,7 +198,8 @@ absl::Status ValidateDecompositionSettings(const JobSpec& spec);
 bool CompressesModule(const JobSpec& spec, absl::string_view module);
 
 // The core decomposition options for `spec` (rank 0 unless method is
-// caldera; an E8P Q without L·R gets per-row scales; the Hadamard transform
+// caldera, kAutoRank when the rank is per matrix: set it with RankFor before
+// decomposing; an E8P Q without L·R gets per-row scales; the Hadamard transform
 // as `incoherence` resolves; LDLQ in act order, which only a uniform Q uses).
 decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec);
 

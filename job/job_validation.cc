@@ -1,5 +1,7 @@
 #include "job/job_validation.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <utility>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "job/output_safety.h"
 #include "model_io/model_inputs.h"
 #include "storage/allowed_roots.h"
+#include "storage/output_probe.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
 
@@ -114,10 +117,51 @@ absl::Status CheckTensorShapes(const model::Checkpoint& ckpt, const JobSpec& spe
   return absl::OkStatus();
 }
 
+// The INVALID_ARGUMENT for a model location without a readable config.json
+// (`missing`, NOT_FOUND), telling apart what the user must fix: nothing at
+// the location, a folder that exists but is empty, or one whose files lack
+// config.json (naming a few of them).
+absl::Status MissingModelError(const std::string& model, const absl::Status& missing,
+                               const storage::StorageOptions& options) {
+  const std::string flag = absl::StrCat("--model ", BoundedQuote(model), ": ");
+  constexpr char kWant[] =
+      "; --model must name a Hugging Face model folder (config.json and *.safetensors)";
+  absl::StatusOr<std::vector<std::string>> entries = storage::ListEntries(model, options, 4);
+  if (entries.ok() && !entries->empty()) {
+    for (const std::string& entry : *entries) {
+      const std::string inner = storage::JoinKey(model, entry);
+      if (entry.back() == '/' &&
+          storage::ReadObject(storage::JoinKey(inner, "config.json"), options).ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            flag, "the folder has no config.json, but its sub-folder ", BoundedQuote(entry),
+            " has one; use --model ", BoundedQuote(inner.substr(0, inner.size() - 1))));
+      }
+    }
+    std::vector<std::string> shown(entries->begin(),
+                                   entries->begin() + std::min<size_t>(3, entries->size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, "the folder exists but has no config.json (it holds ",
+        BoundedQuote(absl::StrJoin(shown, ", ")), entries->size() > 3 ? ", ..." : "", ")", kWant));
+  }
+  absl::StatusOr<storage::StorageUri> uri = storage::ParseStorageUri(model);
+  std::error_code ec;
+  if (entries.ok() && uri.ok() && uri->scheme == storage::StorageUri::Scheme::kFile &&
+      std::filesystem::is_directory(uri->path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, "the folder exists but is empty (no config.json)", kWant));
+  }
+  if (entries.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, "no such folder", kWant));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(flag, missing.message(), kWant));
+}
+
 }  // namespace
 
 absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::StorageOptions& options) {
-  if (absl::Status s = ValidateJobSpec(spec); !s.ok()) {
+  // What a user must fix first comes first: the locations, then the inputs
+  // they name (the model, the calibration tokens), then the numbers.
+  if (absl::Status s = ValidateLocations(spec); !s.ok()) {
     return absl::InvalidArgumentError(s.message());
   }
   // Confinement first (nothing outside the allowed roots is read), then an
@@ -134,15 +178,21 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
       model_io::OpenCheckpointAt(spec.model, options);
   if (!ckpt.ok()) {
     if (ckpt.status().code() == absl::StatusCode::kNotFound) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--model ", BoundedQuote(spec.model), ": ", ckpt.status().message(),
-                       "; --model must name a Hugging Face checkpoint directory (config.json and "
-                       "*.safetensors)"));
+      return MissingModelError(spec.model, ckpt.status(), options);
     }
     return AsInvalid(ckpt.status(), absl::StrCat("--model ", BoundedQuote(spec.model)));
   }
   const model::ModelConfig& config = (*ckpt)->config();
   if (absl::Status s = CheckConfigBounds(config, spec.model); !s.ok()) return s;
+  absl::StatusOr<model::TokenSet> tokens =
+      model_io::LoadTokensAt(spec.calibration, config, options);
+  if (!tokens.ok()) {
+    return AsInvalid(tokens.status(),
+                     absl::StrCat("--calibration ", BoundedQuote(spec.calibration)));
+  }
+  if (absl::Status s = ValidateJobSpec(spec); !s.ok()) {
+    return absl::InvalidArgumentError(s.message());
+  }
   JobShape shape;
   shape.num_layers = static_cast<int>(config.num_layers);
   for (const model::LinearModule& m : model::kLinearModules) {
@@ -153,7 +203,8 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
         spec.rank > std::min(dims[0], dims[1])) {
       return absl::InvalidArgumentError(
           absl::StrCat("--rank ", spec.rank, " is larger than ", m.name, " (", dims[0], "x",
-                       dims[1], "); use --rank <= ", std::min(dims[0], dims[1])));
+                       dims[1], "); use --rank <= ", std::min(dims[0], dims[1]),
+                       ", or leave --rank out (0: ", "min(m, n) / 16 per matrix)"));
     }
     if (absl::Status s = ValidateServeShape(spec, m.name, dims[0], dims[1]); !s.ok()) return s;
     if (spec.ttlora_rank > std::min(dims[0], dims[1])) {
@@ -178,12 +229,6 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
     return absl::InvalidArgumentError(
         "--modules selects no linear; name at least one of "
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
-  }
-  absl::StatusOr<model::TokenSet> tokens =
-      model_io::LoadTokensAt(spec.calibration, config, options);
-  if (!tokens.ok()) {
-    return AsInvalid(tokens.status(),
-                     absl::StrCat("--calibration ", BoundedQuote(spec.calibration)));
   }
   if (spec.calibration_shards > tokens->samples) {
     return absl::InvalidArgumentError(

@@ -132,6 +132,7 @@ absl::StatusOr<TaskSettings> SettingsFor(const job::JobSpec& spec, const StoredM
   TaskSettings t;
   if (spec.target_bits == 0) {
     t.options.push_back(DecomposeOptionsFor(spec));
+    t.options.back().rank = job::RankFor(spec, sm.rows, sm.cols);
     t.labels.push_back("");
     return t;
   }

@@ -22,7 +22,8 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
       "--method", f->names.method,
       absl::StrCat("caldera | ldlq | rtn (default ", decompose::MethodName(d.method), ")"));
   cmd->add_option("--rank", s->rank,
-                  absl::StrCat("rank k of L and R (default ", d.rank, "; caldera only)"));
+                  absl::StrCat("rank k of L and R (default ", d.rank,
+                               ": min(m, n) / 16 per matrix, 1 to 64; caldera only)"));
   f->q_bits =
       cmd->add_option("--q-bits", s->q_bits,
                       absl::StrCat("bits of Q (default ", d.q_bits, "; 4 with --serve vllm)"));

@@ -411,6 +411,28 @@ TEST(CompressIntegration, MissingModelIsInvalidInputWithMessage) {
   EXPECT_TRUE(ReadFile(tmp.Join("out/model.safetensors.index.json")).empty());
 }
 
+// Issue 35: `compress --model M --calibration C --out O` runs on the bundled
+// model (a fixed default rank of 64 was refused: k_proj is 32 x 64); each
+// matrix gets min(m, n) / 16, recorded in report.json.
+TEST(CompressIntegration, TheDefaultSettingsRunOnTheBundledModel) {
+  TempDir tmp;
+  const std::string out = tmp.Join("out");
+  std::string log;
+  ASSERT_EQ(RunCommand(absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(),
+                                    " --calibration ", StoriesModelDir(),
+                                    "/calibration.safetensors --out ", out, FastFlags(), " 2>&1"),
+                       &log),
+            0)
+      << log;
+  nlohmann::json report = nlohmann::json::parse(ReadFile(out + "/report.json"), nullptr, false);
+  ASSERT_FALSE(report.is_discarded());
+  ASSERT_EQ(report["matrices"].size(), 35u);
+  for (const auto& m : report["matrices"]) {
+    const int64_t thinner = std::min(m["rows"].get<int64_t>(), m["cols"].get<int64_t>());
+    EXPECT_EQ(m["rank"].get<int64_t>(), thinner / 16) << m.dump();
+  }
+}
+
 TEST(CompressIntegration, RankLargerThanMatrixIsRejected) {
   TempDir tmp;
   std::string log;

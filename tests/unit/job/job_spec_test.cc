@@ -25,7 +25,7 @@ JobSpec Valid() {
 TEST(JobSpecTest, DefaultsAreTheDocumentedOnes) {
   const JobSpec d;
   EXPECT_EQ(d.method, decompose::Method::kCaldera);
-  EXPECT_EQ(d.rank, 64);
+  EXPECT_EQ(d.rank, kAutoRank);
   EXPECT_EQ(d.q_bits, 2);
   EXPECT_EQ(d.lr_bits, 4);
   EXPECT_EQ(d.quantizer, quant::Quantizer::kE8p);
@@ -47,7 +47,10 @@ TEST(JobSpecTest, DecomposeOptionsOfTheDefaultsMatchTheCoreDefaults) {
   const decompose::DecomposeOptions core;
   const decompose::DecomposeOptions o = DecomposeOptionsFor(JobSpec());
   EXPECT_EQ(o.method, core.method);
-  EXPECT_EQ(o.rank, core.rank);
+  // The job's rank is per matrix; at the widths the core's default is meant
+  // for (4096) it is the core's.
+  EXPECT_EQ(o.rank, kAutoRank);
+  EXPECT_EQ(RankFor(JobSpec(), 4096, 4096), core.rank);
   EXPECT_EQ(o.q_spec.kind, core.q_spec.kind);
   EXPECT_EQ(o.q_spec.bits, core.q_spec.bits);
   EXPECT_EQ(o.lr_spec.kind, core.lr_spec.kind);
@@ -117,7 +120,7 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
       {[](JobSpec* s) { s->model.clear(); }, "--model is required"},
       {[](JobSpec* s) { s->calibration.clear(); }, "--calibration is required"},
       {[](JobSpec* s) { s->out.clear(); }, "--out is required"},
-      {[](JobSpec* s) { s->rank = 0; }, "--rank 0 must be >= 1"},
+      {[](JobSpec* s) { s->rank = -1; }, "--rank -1 is negative; use a rank >= 1, or 0 for"},
       {[](JobSpec* s) { s->q_bits = 7; }, "--q-bits 7 is not supported by --quantizer e8p"},
       {[](JobSpec* s) { s->lr_bits = 1; }, "--lr-bits 1 is not supported by --quantizer e8p"},
       {[](JobSpec* s) { s->q_group_size = 0; }, "--q-group-size 0 is out of range; use 8 to"},
@@ -142,11 +145,32 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.expected;
     EXPECT_NE(st.message().find(c.expected), std::string::npos) << st;
   }
-  // rank is only checked for caldera.
+  // rank 0 is the per-matrix default.
   JobSpec rtn = Valid();
-  rtn.method = decompose::Method::kRtn;
   rtn.rank = 0;
   EXPECT_TRUE(ValidateJobSpec(rtn).ok());
+}
+
+// Issue 35: the default rank scales to each matrix (a fixed 64 could not run
+// on the bundled model's 32 x 64 k_proj): a sixteenth of the thinner side,
+// between 1 and 64; an explicit rank is kept; only caldera has L and R.
+TEST(JobSpecTest, TheDefaultRankScalesToEachMatrix) {
+  EXPECT_EQ(AutoRank(32, 64), 2);
+  EXPECT_EQ(AutoRank(64, 64), 4);
+  EXPECT_EQ(AutoRank(64, 172), 4);
+  EXPECT_EQ(AutoRank(8, 8), 1);
+  EXPECT_EQ(AutoRank(512, 2048), 32);
+  EXPECT_EQ(AutoRank(1024, 4096), 64);
+  EXPECT_EQ(AutoRank(4096, 11008), 64);
+  EXPECT_EQ(AutoRank(8192, 28672), 64);
+  JobSpec s;
+  EXPECT_EQ(RankFor(s, 32, 64), 2);
+  s.rank = 12;
+  EXPECT_EQ(RankFor(s, 32, 64), 12);
+  s.method = decompose::Method::kLdlq;
+  EXPECT_EQ(RankFor(s, 32, 64), 0);
+  s.rank = kAutoRank;
+  EXPECT_EQ(RankFor(s, 4096, 4096), 0);
 }
 
 // Issue 37, case 5: the fields that drive work have upper bounds (specs that
