@@ -8,6 +8,10 @@ CI runs it:
     for bit, after undoing llama's q/k row order for RoPE; its type is Q4_0 / Q8_0; the
     embedding and norms are the model's own; the architecture and tokenizer metadata that
     llama.cpp reads are there with the model's values;
+  * `compress --serve llamacpp` (down_proj left out with --modules, as the 172-column
+    refusal says): exports without --dense-fallback, every compressed linear Q4_0, and
+    report.json's storage bits are the GGUF bytes of those linears plus the 32-bit
+    global scale each record holds;
   * hostile input: down_proj's 172 columns are no whole number of 32-blocks, so the
     export without --dense-fallback fails naming that matrix and the fix, and writes
     nothing; with --dense-fallback it is written F32 (Q exactly); an existing --out is
@@ -178,6 +182,31 @@ def check(ctl, model, tmp, bits):
           f"({want_type.name}; ffn_down F32), metadata and tokenizer as the model's")
 
 
+def check_served(ctl, model, tmp):
+    out = os.path.join(tmp, "served")
+    r = run([ctl, "compress", "--model", model, "--calibration",
+             os.path.join(model, "calibration.safetensors"), "--out", out, "--serve",
+             "llamacpp", "--workers", "2"], ok=False)
+    if r.returncode == 0 or "down_proj has 172 input columns" not in r.stderr:
+        sys.exit(f"--serve llamacpp did not refuse the 172-column down_proj:\n{r.stderr}")
+    run([ctl, "compress", "--model", model, "--calibration",
+         os.path.join(model, "calibration.safetensors"), "--out", out, "--serve", "llamacpp",
+         "--modules", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj", "--workers", "2"])
+    path = os.path.join(tmp, "served.gguf")
+    run([ctl, "export", "--format", "gguf", "--model", out, "--out", path])
+    reader = gguf.GGUFReader(path)
+    q4 = [t for t in reader.tensors if t.tensor_type == gguf.GGMLQuantizationType.Q4_0]
+    totals = json.load(open(os.path.join(out, "report.json")))["totals"]
+    if len(q4) != totals["matrices"] or len(q4) != 30:
+        sys.exit(f"served: {len(q4)} Q4_0 tensors for {totals['matrices']} compressed linears")
+    gguf_bits = 8 * sum(int(t.n_bytes) for t in q4)
+    if totals["storage_bits"] != gguf_bits + 32 * len(q4):
+        sys.exit(f"served: report.json counts {totals['storage_bits']} bits, the GGUF file "
+                 f"{gguf_bits} (+32 per record)")
+    print(f"served: {len(q4)} linears Q4_0, report.json bits = GGUF bits {gguf_bits} "
+          f"+ 32 per record ({totals['bits_per_param']:.4f} b)")
+
+
 def main():
     bin_dir = os.environ.get("CALDERA_BIN_DIR") or sys.exit("CALDERA_BIN_DIR is not set")
     fixtures = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(HERE, "..", "..", "models")
@@ -186,6 +215,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         check(ctl, model, tmp, 4)
         check(ctl, model, tmp, 8)
+        check_served(ctl, model, tmp)
     return 0
 
 
