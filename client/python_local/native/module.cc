@@ -185,6 +185,7 @@ py::dict Export(const py::dict& o, py::object progress, py::object note) {
   Get(o, "out", &options.out);
   Get(o, "dtype", &options.dtype);
   Get(o, "ft_rank", &options.ft_rank);
+  Get(o, "dense_fallback", &options.dense_fallback);
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
   operations::ExportResult r = Pumped(
       std::move(progress), std::move(note),
