@@ -1,5 +1,6 @@
 #include "operations/gguf_export.h"
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
@@ -241,6 +242,33 @@ void SetArchitecture(const model::ModelConfig& c, const Arch& arch, const std::s
   }
 }
 
+// llama3 rope scaling as llama.cpp takes it: rope_freqs.weight [head_dim / 2],
+// the factor each frequency is divided by (1 for short wavelengths, `factor`
+// for long ones, and between them the smooth blend), as
+// core/model/llama_block.cc's MakeRopeTable scales them.
+format::GgufTensor RopeFreqs(const model::ModelConfig& c) {
+  const model::RopeScaling& rs = c.rope_scaling;
+  std::vector<float> factors;
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+    const double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
+    const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+    const double wavelen = 2 * M_PI / f;
+    double factor = 1.0;
+    if (wavelen > old_len / rs.low_freq_factor) {
+      factor = rs.factor;
+    } else if (wavelen >= old_len / rs.high_freq_factor) {
+      const double smooth =
+          (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+      factor = 1.0 / ((1 - smooth) / rs.factor + smooth);
+    }
+    factors.push_back(static_cast<float>(factor));
+  }
+  return {"rope_freqs.weight",
+          GgufType::kF32,
+          {c.head_dim / 2},
+          format::EncodeFloat(GgufType::kF32, factors)};
+}
+
 // The base name of the model folder (general.name).
 std::string ModelName(const std::string& model) {
   std::string m = model;
@@ -281,10 +309,13 @@ absl::StatusOr<GgufExportResult> ExportGguf(const GgufExportOptions& f,
   const model::ModelConfig& config = ckpt.config();
   absl::StatusOr<Arch> arch = ArchFor(config);
   if (!arch.ok()) return arch.status();
-  if (!config.rope_scaling.type.empty() && config.rope_scaling.type != "linear") {
+  const std::string& rope = config.rope_scaling.type;
+  if (!rope.empty() && rope != "default" && rope != "linear" &&
+      !(rope == "llama3" && arch->name == "llama")) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "export --format gguf: rope scaling '", config.rope_scaling.type,
-        "' is not written yet (only linear); export --format hf and convert with llama.cpp"));
+        "export --format gguf: rope scaling '", rope, "' of ", config.architecture,
+        " is not written yet (linear, and llama3 for Llama); export --format hf and convert with "
+        "llama.cpp"));
   }
   if (ckpt.head_sharing() != nullptr && !ckpt.head_sharing()->empty()) {
     return absl::InvalidArgumentError(
@@ -352,6 +383,9 @@ absl::StatusOr<GgufExportResult> ExportGguf(const GgufExportOptions& f,
           add(FloatTensor(ckpt, "model.embed_tokens.weight", "token_embd.weight", dense_type));
       !s.ok()) {
     return s;
+  }
+  if (rope == "llama3") {
+    if (absl::Status s = w.AddTensor(RopeFreqs(config)); !s.ok()) return s;
   }
   std::map<GgufType, int> counts;
   size_t next = 0;

@@ -12,6 +12,10 @@ CI runs it:
     refusal says): exports without --dense-fallback, every compressed linear Q4_0, and
     report.json's storage bits are the GGUF bytes of those linears plus the 32-bit
     global scale each record holds;
+  * make-test-model checkpoints exported dense: a Qwen2 with q/k/v biases and an untied
+    lm_head (architecture qwen2: no q/k reordering, biases and output.weight as the
+    model's) and a Llama with Llama 3 rope scaling (rope_freqs.weight: the factors
+    computed here from the config, as transformers' llama3 rope init scales frequencies);
   * hostile input: down_proj's 172 columns are no whole number of 32-blocks, so the
     export without --dense-fallback fails naming that matrix and the fix, and writes
     nothing; with --dense-fallback it is written F32 (Q exactly); an existing --out is
@@ -207,6 +211,63 @@ def check_served(ctl, model, tmp):
           f"+ 32 per record ({totals['bits_per_param']:.4f} b)")
 
 
+def check_test_models(ctl, model, tmp):
+    import math
+    import shutil
+    for arch, flags in (("Qwen2ForCausalLM", ["--bias", "--untied"]),
+                        ("LlamaForCausalLM", ["--llama3-rope"])):
+        d = os.path.join(tmp, arch)
+        run([ctl, "make-test-model", "--out", d, "--arch", arch, "--hidden", "64",
+             "--intermediate", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+             "--vocab", "512"] + flags)
+        shutil.copy(os.path.join(model, "tokenizer_vocab.json"), d)
+        path = os.path.join(tmp, arch + ".gguf")
+        run([ctl, "export", "--format", "gguf", "--dtype", "f32", "--model", d, "--out", path])
+        reader = gguf.GGUFReader(path)
+        src = read_folder(d)
+        config = json.load(open(os.path.join(d, "config.json")))
+        tensors = {t.name: np.asarray(t.data).reshape(-1) for t in reader.tensors}
+        name = "qwen2" if arch.startswith("Qwen2") else "llama"
+        if field(reader, "general.architecture") != name:
+            sys.exit(f"{arch}: architecture {field(reader, 'general.architecture')}")
+        if field(reader, f"{name}.attention.head_count_kv") != 2:
+            sys.exit(f"{arch}: {name}.attention.head_count_kv missing or wrong")
+        q = tensors["blk.1.attn_q.weight"].reshape(64, 64)
+        hf_q = src["model.layers.1.self_attn.q_proj.weight"]
+        if name == "llama":
+            q = unpermute(q, 4)
+        if not np.array_equal(q, hf_q):
+            sys.exit(f"{arch}: blk.1.attn_q is not q_proj in llama.cpp's row order")
+        if name == "qwen2":
+            for b in ("q", "k", "v"):
+                if not np.array_equal(tensors[f"blk.0.attn_{b}.bias"],
+                                      src[f"model.layers.0.self_attn.{b}_proj.bias"]):
+                    sys.exit(f"{arch}: blk.0.attn_{b}.bias differs from the model's")
+            if not np.array_equal(tensors["output.weight"], src["lm_head.weight"].reshape(-1)):
+                sys.exit(f"{arch}: output.weight differs from lm_head")
+        else:
+            rs = config["rope_scaling"]
+            hd = config["hidden_size"] // config["num_attention_heads"]
+            old = rs["original_max_position_embeddings"]
+            want = []
+            for i in range(hd // 2):
+                wavelen = 2 * math.pi * config["rope_theta"] ** (2 * i / hd)
+                if wavelen < old / rs["high_freq_factor"]:
+                    want.append(1.0)
+                elif wavelen > old / rs["low_freq_factor"]:
+                    want.append(rs["factor"])
+                else:
+                    smooth = (old / wavelen - rs["low_freq_factor"]) / (
+                        rs["high_freq_factor"] - rs["low_freq_factor"])
+                    want.append(1 / ((1 - smooth) / rs["factor"] + smooth))
+            got = tensors.get("rope_freqs.weight")
+            if got is None or not np.allclose(got, want, rtol=1e-6):
+                sys.exit(f"{arch}: rope_freqs.weight {got} != {want}")
+        print(f"{arch}: {name} metadata, q in llama.cpp's row order"
+              + (", biases and output.weight as the model's" if name == "qwen2"
+                 else ", rope_freqs as Llama 3's scaling"))
+
+
 def main():
     bin_dir = os.environ.get("CALDERA_BIN_DIR") or sys.exit("CALDERA_BIN_DIR is not set")
     fixtures = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(HERE, "..", "..", "models")
@@ -216,6 +277,7 @@ def main():
         check(ctl, model, tmp, 4)
         check(ctl, model, tmp, 8)
         check_served(ctl, model, tmp)
+        check_test_models(ctl, model, tmp)
     return 0
 
 
