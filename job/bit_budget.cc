@@ -68,8 +68,16 @@ constexpr Template kServeTemplates[] = {
     {kCaldera, kInt, 4, kServedGroup, 1.0},  {kCaldera, kInt, 4, kServedGroup, 2.0},
 };
 
+// --serve llamacpp: LDLQ on the int grid at group 32, exactly GGUF's Q4_0
+// (4.5 bits) and Q8_0 (8.5 bits); no L·R (a GGUF base holds Q only).
+constexpr Template kLlamacppTemplates[] = {
+    {kLdlq, kInt, 4, 32, 0.0},
+    {kLdlq, kInt, 8, 32, 0.0},
+};
+
 std::span<const Template> TemplatesFor(Serve serve) {
   if (serve == Serve::kVllm) return kServeTemplates;
+  if (serve == Serve::kLlamacpp) return kLlamacppTemplates;
   return kTemplates;
 }
 

@@ -57,7 +57,8 @@ absl::Status ValidateTargetBits(double target_bits);
 // best (largest estimate) first, at most `max_count`. Empty when even the
 // smallest setting's estimate exceeds the budget.
 // With serve = kVllm, the candidates are those --serve vllm allows (int Q,
-// 16-bit L·R, groups that divide the row; bit_budget.cc kServeTemplates).
+// 16-bit L·R, groups that divide the row; bit_budget.cc kServeTemplates);
+// with kLlamacpp, LDLQ int4 / int8 at group 32 (GGUF's Q4_0 / Q8_0).
 std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
                                               int64_t cols, int max_count,
                                               Serve serve = Serve::kNone);

@@ -71,14 +71,23 @@ absl::StatusOr<DType> ParseHiddenDType(absl::string_view name) {
       absl::StrCat("--hidden-dtype ", BoundedQuote(name), " is unknown; use f32 or bf16"));
 }
 
-absl::string_view ServeName(Serve serve) { return serve == Serve::kVllm ? "vllm" : "none"; }
+absl::string_view ServeName(Serve serve) {
+  switch (serve) {
+    case Serve::kVllm:
+      return "vllm";
+    case Serve::kLlamacpp:
+      return "llamacpp";
+    default:
+      return "none";
+  }
+}
 
 absl::StatusOr<Serve> ParseServe(absl::string_view name) {
-  for (Serve v : {Serve::kNone, Serve::kVllm}) {
+  for (Serve v : {Serve::kNone, Serve::kVllm, Serve::kLlamacpp}) {
     if (name == ServeName(v)) return v;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("--serve ", BoundedQuote(name), " is unknown; use none or vllm"));
+      absl::StrCat("--serve ", BoundedQuote(name), " is unknown; use none, vllm or llamacpp"));
 }
 
 namespace {
@@ -244,8 +253,48 @@ bool UsesHadamard(const JobSpec& spec) {
   return spec.incoherence != Incoherence::kNone;
 }
 
+namespace {
+
+// --serve llamacpp (job_spec.h Serve): what GGUF's Q4_0 / Q8_0 hold exactly.
+absl::Status ValidateLlamacpp(const JobSpec& spec) {
+  auto refuse = [](absl::string_view what, absl::string_view fix) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--serve llamacpp: ", what, " has no exact GGUF block type (Q4_0, Q8_0); ", fix));
+  };
+  if (spec.share_heads > 0) return refuse("head sharing (--share-heads)", "drop --share-heads");
+  if (spec.ttlora_rank > 0) {
+    return refuse("a TT-LoRA adapter (--ttlora-rank)", "drop --ttlora-rank");
+  }
+  if (spec.incoherence == Incoherence::kRht) {
+    return refuse("the Hadamard transform (--incoherence rht)", "use --incoherence none");
+  }
+  if (spec.target_bits > 0) return absl::OkStatus();  // the ladder (bit_budget.h) picks the rest
+  if (spec.method == decompose::Method::kCaldera) {
+    return refuse("L·R (--method caldera)",
+                  "use --method ldlq (or export --format gguf --dense-fallback merges Q + L·R "
+                  "into F16)");
+  }
+  if (spec.quantizer != quant::Quantizer::kInt) {
+    return refuse(
+        absl::StrCat("Q on the ", quant::QuantizerName(spec.quantizer), " grid (--quantizer)"),
+        "use --quantizer int");
+  }
+  if (spec.q_bits != 4 && spec.q_bits != 8) {
+    return refuse(absl::StrCat("Q in ", spec.q_bits, " bits (--q-bits)"),
+                  "use --q-bits 4 (Q4_0) or 8 (Q8_0)");
+  }
+  if (spec.q_group_size != 32) {
+    return refuse(absl::StrCat("a group of ", spec.q_group_size, " columns (--q-group-size)"),
+                  "use --q-group-size 32");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateServe(const JobSpec& spec) {
   if (spec.serve == Serve::kNone) return absl::OkStatus();
+  if (spec.serve == Serve::kLlamacpp) return ValidateLlamacpp(spec);
   auto refuse = [](absl::string_view what, absl::string_view fix) {
     return absl::InvalidArgumentError(
         absl::StrCat("--serve vllm: ", what, " cannot be served by vLLM's int kernels; ", fix));
@@ -299,7 +348,14 @@ absl::Status ValidateServe(const JobSpec& spec) {
 absl::Status ValidateServeShape(const JobSpec& spec, absl::string_view module, int64_t rows,
                                 int64_t cols) {
   (void)rows;
-  if (spec.serve == Serve::kNone || spec.target_bits > 0) return absl::OkStatus();
+  if (spec.serve == Serve::kLlamacpp && cols % 32 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--serve llamacpp: ", module, " has ", cols,
+        " input columns, not a multiple of 32, which no GGUF block type holds; leave it out with "
+        "--modules (it stays dense), or compress without --serve and export with "
+        "--dense-fallback"));
+  }
+  if (spec.serve != Serve::kVllm || spec.target_bits > 0) return absl::OkStatus();
   if (spec.q_group_size < cols && cols % spec.q_group_size != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--serve vllm: ", module, " has ", cols,

@@ -55,10 +55,15 @@ absl::StatusOr<DType> ParseHiddenDType(absl::string_view name);
 // (4 or 8 bits, a group of 32/64/128 columns or one per row), no Hadamard
 // transform, L·R as a 16-bit LoRA adapter of rank <= kMaxServeLoraRank, no
 // TT-LoRA, no head sharing (docs/format/compressed-tensors.md).
-enum class Serve { kNone, kVllm };
-// "none" or "vllm".
+// kLlamacpp restricts them to what `calderactl export --format gguf` writes in
+// llama.cpp's exact block types: Q on the int grid at 4 or 8 bits in groups of
+// 32 (Q4_0, Q8_0), no L·R (method ldlq or rtn), no Hadamard, no TT-LoRA, no
+// head sharing, and every linear's columns a multiple of 32
+// (docs/format/gguf.md).
+enum class Serve { kNone, kVllm, kLlamacpp };
+// "none", "vllm" or "llamacpp".
 absl::string_view ServeName(Serve serve);
-// INVALID_ARGUMENT "--serve X is unknown; use none or vllm".
+// INVALID_ARGUMENT "--serve X is unknown; use none, vllm or llamacpp".
 absl::StatusOr<Serve> ParseServe(absl::string_view name);
 // The largest LoRA rank vLLM's --max-lora-rank accepts.
 inline constexpr int64_t kMaxServeLoraRank = 512;
@@ -206,14 +211,16 @@ decompose::DecomposeOptions DecomposeOptionsFor(const JobSpec& spec);
 // Whether `spec` runs the randomized Hadamard transform (resolves "auto").
 bool UsesHadamard(const JobSpec& spec);
 
-// With --serve vllm: INVALID_ARGUMENT naming the first setting vLLM cannot
-// serve and the flag that avoids it; OK otherwise (and for --serve none).
+// With --serve vllm / llamacpp: INVALID_ARGUMENT naming the first setting the
+// engine cannot run and the flag that avoids it; OK otherwise (and for --serve
+// none).
 absl::Status ValidateServe(const JobSpec& spec);
 
 // With --serve vllm: INVALID_ARGUMENT when a `rows` x `cols` linear cannot be
 // written in compressed-tensors' pack-quantized form with `spec`'s group size
-// (a group that does not divide the row); names `module`. Used at submit for
-// every selected linear.
+// (a group that does not divide the row); with --serve llamacpp when its
+// columns are not a multiple of 32 (GGUF's blocks), also under
+// --target-bits; names `module`. Used at submit for every selected linear.
 absl::Status ValidateServeShape(const JobSpec& spec, absl::string_view module, int64_t rows,
                                 int64_t cols);
 

@@ -13,6 +13,7 @@
 #include "model_io/model_inputs.h"
 #include "nlohmann/json.hpp"
 #include "operations/compressed_tensors_export.h"
+#include "operations/gguf_export.h"
 #include "operations/peft_adapter.h"
 #include "storage/storage.h"
 #include "storage/uri.h"
@@ -152,10 +153,22 @@ absl::StatusOr<ExportResult> ExportPeft(const ExportOptions& f, const model::Che
 absl::StatusOr<ExportResult> Export(const ExportOptions& f, const storage::StorageOptions& options,
                                     const Listener& listener) {
   if (f.format != "dense" && f.format != "hf" && f.format != "peft" &&
-      f.format != "compressed-tensors") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--format ", f.format.substr(0, 40),
-                     " is unknown; the supported formats are dense, hf, peft, compressed-tensors"));
+      f.format != "compressed-tensors" && f.format != "gguf") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--format ", f.format.substr(0, 40),
+        " is unknown; the supported formats are dense, hf, peft, compressed-tensors, gguf"));
+  }
+  if (f.dense_fallback && f.format != "gguf") {
+    return absl::InvalidArgumentError("--dense-fallback is an option of --format gguf only");
+  }
+  if (f.format == "gguf") {
+    if (f.ft_rank != 0) {
+      return absl::InvalidArgumentError("--ft-rank takes a rank >= 1 and only with --format peft");
+    }
+    absl::StatusOr<GgufExportResult> g =
+        ExportGguf({f.model, f.out, f.dtype, f.dense_fallback}, options);
+    if (!g.ok()) return g.status();
+    return ExportResult{f.out, ""};
   }
   if (f.format == "compressed-tensors") {
     if (f.ft_rank != 0) {

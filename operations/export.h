@@ -15,6 +15,8 @@
 //                 form and out/adapter, L·R as a PEFT LoRA adapter, for a
 //                 checkpoint made with --serve vllm
 //                 (compressed_tensors_export.h).
+//   format gguf:  one GGUF file (out names it) for llama.cpp, int-grid Q at
+//                 group 32 as Q4_0 / Q8_0 (gguf_export.h).
 // All copy the tokenizer, generation and chat-template files through. One
 // shard for the non-layer tensors plus one per decoder layer, so at most one
 // layer is held in memory. `calderactl export` and the Python package's
@@ -32,11 +34,13 @@
 namespace caldera::operations {
 
 struct ExportOptions {
-  std::string format = "dense";  // dense | hf | peft | compressed-tensors
+  std::string format = "dense";  // dense | hf | peft | compressed-tensors | gguf
   std::string model;             // CALDERA checkpoint directory URI
-  std::string out;               // output directory URI
-  std::string dtype;    // hf, peft: bf16 | f16 | f32; compressed-tensors: f16 | f32; "" = default
-  int64_t ft_rank = 0;  // peft: adapter rank per module (0: the full rank)
+  std::string out;               // output directory URI (gguf: the .gguf file)
+  std::string
+      dtype;  // hf, peft: bf16 | f16 | f32; compressed-tensors, gguf: f16 | f32; "" = default
+  int64_t ft_rank = 0;          // peft: adapter rank per module (0: the full rank)
+  bool dense_fallback = false;  // gguf: linears no block type holds go dense instead of refused
 };
 
 struct ExportResult {

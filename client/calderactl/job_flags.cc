@@ -18,28 +18,31 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                   "required unless --calibration-text is given");
   AddCalibrationTextFlags(cmd, &f->calibration_text);
   cmd->add_option("--out", s->out, "Output checkpoint directory URI")->required();
-  cmd->add_option(
-      "--method", f->names.method,
-      absl::StrCat("caldera | ldlq | rtn (default ", decompose::MethodName(d.method), ")"));
+  cmd->add_option("--method", f->names.method,
+                  absl::StrCat("caldera | ldlq | rtn (default ", decompose::MethodName(d.method),
+                               "; ldlq with --serve llamacpp)"));
   cmd->add_option("--rank", s->rank,
                   absl::StrCat("rank k of L and R (default ", d.rank,
                                ": min(m, n) / 16 per matrix, 1 to 64; caldera only)"));
-  f->q_bits =
-      cmd->add_option("--q-bits", s->q_bits,
-                      absl::StrCat("bits of Q (default ", d.q_bits, "; 4 with --serve vllm)"));
+  f->q_bits = cmd->add_option(
+      "--q-bits", s->q_bits,
+      absl::StrCat("bits of Q (default ", d.q_bits, "; 4 with --serve vllm or llamacpp)"));
   f->lr_bits = cmd->add_option("--lr-bits", s->lr_bits,
                                absl::StrCat("bits of L and R (default ", d.lr_bits,
                                             "; >= 16 keeps floats; 16 with --serve vllm)"));
   cmd->add_option("--quantizer", f->names.quantizer,
                   absl::StrCat("e8p | uniform | int (default ", quant::QuantizerName(d.quantizer),
-                               "; int with --serve vllm: q·scale, the grid vLLM serves)"));
+                               "; int with --serve vllm or llamacpp: q·scale, the grid vLLM "
+                               "and GGUF's Q4_0/Q8_0 hold)"));
   cmd->add_option("--serve", f->names.serve,
-                  "none | vllm: restrict every setting (and the --target-bits ladder) to what "
-                  "`export --format compressed-tensors` writes and vLLM's int kernels run "
-                  "(default none)");
-  cmd->add_option("--q-group-size", s->q_group_size,
-                  absl::StrCat("columns per fp16 scale of the uniform quantizer (default ",
-                               d.q_group_size, "; 32 = GPTQ's g32, +0.5 bits)"));
+                  "none | vllm | llamacpp: restrict every setting (and the --target-bits "
+                  "ladder) to what `export --format compressed-tensors` writes and vLLM's int "
+                  "kernels run (vllm), or to what `export --format gguf` writes in llama.cpp's "
+                  "exact block types Q4_0 / Q8_0 (llamacpp) (default none)");
+  f->q_group_size = cmd->add_option(
+      "--q-group-size", s->q_group_size,
+      absl::StrCat("columns per fp16 scale of the uniform quantizer (default ", d.q_group_size,
+                   "; 32 = GPTQ's g32, +0.5 bits; 32 with --serve llamacpp)"));
   cmd->add_option(
       "--incoherence", f->names.incoherence,
       absl::StrCat("auto | rht | none: randomized Hadamard transform before the "
@@ -100,6 +103,13 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
 
 absl::Status ParseJobFlagNames(JobFlags* f) {
   if (absl::Status s = job::ApplySettingNames(f->names, &f->spec); !s.ok()) return s;
+  if (f->spec.serve == job::Serve::kLlamacpp) {
+    // GGUF's Q4_0 from LDLQ: the served defaults (job_spec.h Serve).
+    if (f->names.quantizer.empty()) f->spec.quantizer = quant::Quantizer::kInt;
+    if (f->names.method.empty()) f->spec.method = decompose::Method::kLdlq;
+    if (f->q_bits == nullptr || f->q_bits->count() == 0) f->spec.q_bits = 4;
+    if (f->q_group_size == nullptr || f->q_group_size->count() == 0) f->spec.q_group_size = 32;
+  }
   if (f->spec.serve == job::Serve::kVllm) {
     if (f->names.quantizer.empty()) f->spec.quantizer = quant::Quantizer::kInt;
     if (f->q_bits == nullptr || f->q_bits->count() == 0) f->spec.q_bits = 4;

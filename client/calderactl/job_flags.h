@@ -25,6 +25,7 @@ struct JobFlags {
   // (ParseJobFlagNames); set by AddJobFlags.
   CLI::Option* q_bits = nullptr;
   CLI::Option* lr_bits = nullptr;
+  CLI::Option* q_group_size = nullptr;
 };
 
 // Registers the job flags on `cmd`; values land in `*flags` (must outlive cmd).

@@ -81,9 +81,20 @@ constexpr Candidate kServeCandidates[] = {
      decompose::Method::kLdlq, quant::Quantizer::kInt, 8, 0, 65536},
 };
 
-// The candidate list of a sweep: kServeCandidates with --serve vllm.
-std::span<const Candidate> CandidatesFor(bool serve) {
-  if (serve) return kServeCandidates;
+// --serve llamacpp: LDLQ on the int grid at group 32, GGUF's Q4_0 and Q8_0
+// (the linears' columns must be multiples of 32: leave others out with
+// --modules).
+constexpr Candidate kLlamacppCandidates[] = {
+    {"--serve llamacpp", "llamacpp-q4_0", 4.52, decompose::Method::kLdlq, quant::Quantizer::kInt, 4,
+     0, 32},
+    {"--serve llamacpp --q-bits 8", "llamacpp-q8_0", 8.52, decompose::Method::kLdlq,
+     quant::Quantizer::kInt, 8, 0, 32},
+};
+
+// The candidate list of a sweep for --serve `serve`.
+std::span<const Candidate> CandidatesFor(job::Serve serve) {
+  if (serve == job::Serve::kVllm) return kServeCandidates;
+  if (serve == job::Serve::kLlamacpp) return kLlamacppCandidates;
   return kCandidates;
 }
 
@@ -100,8 +111,8 @@ struct SweepFlags {
   int workers = 2;
   int threads = 0;
   int64_t eval_batch = 1;
-  std::string serve = "none";  // --serve none | vllm: the candidates (CandidatesFor)
-  bool serve_vllm() const { return serve == "vllm"; }
+  std::string serve = "none";  // --serve none | vllm | llamacpp: the candidates (CandidatesFor)
+  job::Serve serve_kind() const { return job::ParseServe(serve).value_or(job::Serve::kNone); }
   // --submit: the compress jobs go to the coordinator of `conn` instead of an
   // in-process cluster; the checkpoints are read back by URI for the eval.
   bool submit = false;
@@ -140,7 +151,7 @@ class Sweeper {
   // result) and evaluates the checkpoint.
   absl::StatusOr<RunResult*> Run(int i) {
     if (auto it = runs_.find(i); it != runs_.end()) return &it->second;
-    const Candidate& c = CandidatesFor(f_.serve_vllm())[i];
+    const Candidate& c = CandidatesFor(f_.serve_kind())[i];
     // The flags' names, parsed here as the coordinator parses them at CreateJob.
     absl::StatusOr<job::Incoherence> incoherence = job::ParseIncoherence(f_.incoherence);
     if (!incoherence.ok()) return incoherence.status();
@@ -158,10 +169,8 @@ class Sweeper {
     if (c.rank > 0) s.rank = c.rank;
     s.q_group_size = c.q_group_size;
     s.lr_bits = f_.lr_bits;
-    if (f_.serve_vllm()) {
-      s.serve = job::Serve::kVllm;
-      s.lr_bits = 16;  // the LoRA adapter's 16 bits (job::ValidateServe)
-    }
+    s.serve = f_.serve_kind();
+    if (s.serve == job::Serve::kVllm) s.lr_bits = 16;  // the LoRA adapter's (job::ValidateServe)
     s.incoherence = *incoherence;
     s.iters = f_.iters;
     s.lplr_iters = f_.lplr_iters;
@@ -293,7 +302,7 @@ int RunSweep(SweepFlags f) {
 
   // Per budget: the largest candidate expected to fit that does not measure
   // above the budget.
-  const std::span<const Candidate> candidates = CandidatesFor(f.serve_vllm());
+  const std::span<const Candidate> candidates = CandidatesFor(f.serve_kind());
   const std::vector<int> order = CandidatesDescending(candidates);
   std::vector<double> unmet;
   for (double budget : f.budgets) {
@@ -444,8 +453,10 @@ int RunSweep(SweepFlags f) {
 void AddSweepCommand(CLI::App& app, int* exit_code) {
   auto f = std::make_shared<SweepFlags>();
   std::string candidates;
-  for (const bool serve : {false, true}) {
-    if (serve) absl::StrAppend(&candidates, "\nwith --serve vllm:");
+  for (const job::Serve serve : {job::Serve::kNone, job::Serve::kVllm, job::Serve::kLlamacpp}) {
+    if (serve != job::Serve::kNone) {
+      absl::StrAppend(&candidates, "\nwith --serve ", job::ServeName(serve), ":");
+    }
     for (const Candidate& c : CandidatesFor(serve)) {
       absl::StrAppend(&candidates, "\n  ",
                       absl::StrFormat("%-64s ~%.2f b", c.flags, c.expected_bits));
@@ -478,9 +489,10 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
                   absl::StrCat("bits of L and R (default ", d.lr_bits, ")"));
   cmd->add_option("--incoherence", f->incoherence, "auto | rht | none (default auto)");
   cmd->add_option("--serve", f->serve,
-                  "none | vllm: sweep only settings vLLM's int kernels run (int4/int8 Q, 16-bit "
-                  "L·R; export --format compressed-tensors writes them; default none)")
-      ->check(CLI::IsMember({"none", "vllm"}));
+                  "none | vllm | llamacpp: sweep only settings vLLM's int kernels run (int4/int8 "
+                  "Q, 16-bit L·R; export --format compressed-tensors writes them) or GGUF's "
+                  "Q4_0/Q8_0 hold (export --format gguf; default none)")
+      ->check(CLI::IsMember({"none", "vllm", "llamacpp"}));
   cmd->add_option("--seed", f->seed, absl::StrCat("Hadamard seed (default ", d.seed, ")"));
   cmd->add_option("--calibration-mode", f->calibration_mode,
                   absl::StrCat("original | sequential (default ", d.calibration_mode, ")"));

@@ -143,9 +143,12 @@ class Client:
         (--share-heads) is the DirectShare fraction in [0, 1] of attention KV groups aliased to
         an earlier layer's (docs/format/head-sharing.md). `hidden_dtype` ("f32" | "bf16",
         --hidden-dtype) is how calibrate tasks store the hidden states between layers. `serve`
-        (--serve: "none" | "vllm") restricts every setting to what `calderactl export --format
-        compressed-tensors` writes and vLLM serves; as in calderactl, unset `quantizer`, `q_bits`
-        and `lr_bits` then take "int", 4 and 16 (docs/format/compressed-tensors.md).
+        (--serve: "none" | "vllm" | "llamacpp") restricts every setting to what `calderactl
+        export --format compressed-tensors` writes and vLLM serves; as in calderactl, unset
+        `quantizer`, `q_bits` and `lr_bits` then take "int", 4 and 16
+        (docs/format/compressed-tensors.md). "llamacpp": to what `export --format gguf` writes
+        in llama.cpp's exact block types; unset `quantizer`, `method`, `q_bits` and
+        `q_group_size` take "int", "ldlq", 4 and 32 (docs/format/gguf.md).
 
         `calibration_text` (--calibration-text) instead of `calibration`: a text file
         (.txt, .jsonl) tokenized here with the model's own tokenizer into `calibration`,
@@ -158,6 +161,11 @@ class Client:
             quantizer = quantizer or "int"
             q_bits = q_bits or 4
             lr_bits = lr_bits or 16
+        if serve == "llamacpp":
+            quantizer = quantizer or "int"
+            method = method or "ldlq"
+            q_bits = q_bits or 4
+            q_group_size = q_group_size or 32
         if not out:
             raise InvalidJobError("out (the output checkpoint directory) is required")
         if calibration_text:

@@ -68,6 +68,21 @@ def test_serve_vllm_takes_the_served_defaults(client, model_dir, tmp_path):
                       serve="vllm", quantizer="e8p", q_bits=2)
 
 
+def test_serve_llamacpp_takes_the_gguf_defaults(client, model_dir, tmp_path):
+    # serve="llamacpp" (calderactl --serve llamacpp): unset quantizer, method, q_bits,
+    # q_group_size become int, ldlq, 4, 32 (GGUF's Q4_0); the bundled model's 172-column
+    # down_proj is refused by name, and left out with modules= it runs.
+    calibration = f"{model_dir}/calibration.safetensors"
+    with pytest.raises(caldera_client.InvalidJobError, match="down_proj has 172 input columns"):
+        client.submit(model_dir, calibration, str(tmp_path / "o"), serve="llamacpp")
+    job = client.submit(model_dir, calibration, str(tmp_path / "out"), serve="llamacpp",
+                        modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"])
+    d = job.spec.decomposition
+    assert (job.spec.serve, d.quantizer, d.method, d.q_bits, d.q_group_size) == (
+        "llamacpp", "int", "ldlq", 4, 32)
+    assert client.wait(job.name, timeout=120).state == jobs_pb2.SUCCEEDED
+
+
 def test_cancel_and_wait_raise(client, model_dir, tmp_path):
     job = client.submit(model_dir, f"{model_dir}/calibration.safetensors", str(tmp_path / "out"),
                         rank=8, iters=40, lplr_iters=10)

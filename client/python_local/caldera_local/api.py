@@ -51,6 +51,8 @@ def compress(model: PathLike, out: PathLike, calibration: Optional[PathLike] = N
     `calibration`, or `<out>.calibration.safetensors`). `serve="vllm"` (--serve vllm)
     restricts every setting to what export(format="compressed-tensors") writes and vLLM
     serves; unset `quantizer`, `q_bits` and `lr_bits` then take "int", 4 and 16.
+    `serve="llamacpp"`: what export(format="gguf") writes in llama.cpp's exact Q4_0/Q8_0;
+    unset `quantizer`, `method`, `q_bits`, `q_group_size` take "int", "ldlq", 4, 32.
 
     `progress`: None (a bar in a terminal or notebook), True, False, or a callable
     taking a ProgressEvent. Ctrl-C cancels the job (its scratch is removed) and raises
@@ -91,14 +93,16 @@ def eval(model: PathLike, tokens: Optional[PathLike] = None, *,  # noqa: A001 (c
 
 
 def export(model: PathLike, out: PathLike, *, format: str = "dense",  # noqa: A002
-           dtype: Optional[str] = None, ft_rank: int = 0,
+           dtype: Optional[str] = None, ft_rank: int = 0, dense_fallback: bool = False,
            progress: ProgressArg = None) -> ExportResult:
     """Rebuilds a dense checkpoint from the CALDERA checkpoint `model` at `out`:
     format "dense" (float32 linears), "hf" (a Hugging Face checkpoint in `dtype`,
     default the model's torch_dtype) or "peft" (out/base plus the PEFT LoRA adapter
-    out/adapter of the first `ft_rank` columns of L / rows of R)."""
+    out/adapter of the first `ft_rank` columns of L / rows of R); "compressed-tensors";
+    "gguf" (one .gguf file `out` for llama.cpp; `dense_fallback` writes the linears no
+    GGUF block type holds dense instead of refusing them; docs/format/gguf.md)."""
     options = {"model": _path(model), "out": _path(out), "format": format, "dtype": dtype,
-               "ft_rank": ft_rank}
+               "ft_rank": ft_rank, "dense_fallback": dense_fallback}
     with Reporter("export", progress, "layer") as r:
         d = _native.export(options, r.progress, r.note)
     return ExportResult(format=format, model=d["model"], adapter=d["adapter"])

@@ -85,6 +85,12 @@ job::JobSpec SpecFrom(const py::dict& o) {
     spec.q_bits = 4;
     spec.lr_bits = 16;
   }
+  if (names.serve == "llamacpp") {  // as calderactl's --serve llamacpp: GGUF's Q4_0 by LDLQ
+    if (names.quantizer.empty()) names.quantizer = "int";
+    if (names.method.empty()) names.method = "ldlq";
+    spec.q_bits = 4;
+    spec.q_group_size = 32;
+  }
   Get(o, "rank", &spec.rank);
   Get(o, "q_bits", &spec.q_bits);
   Get(o, "lr_bits", &spec.lr_bits);
@@ -179,6 +185,7 @@ py::dict Export(const py::dict& o, py::object progress, py::object note) {
   Get(o, "out", &options.out);
   Get(o, "dtype", &options.dtype);
   Get(o, "ft_rank", &options.ft_rank);
+  Get(o, "dense_fallback", &options.dense_fallback);
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
   operations::ExportResult r = Pumped(
       std::move(progress), std::move(note),

@@ -178,5 +178,37 @@ TEST(BitBudgetTest, ServeLadderIsWhatVllmRuns) {
   }
 }
 
+// --serve llamacpp: the ladder holds LDLQ int4 / int8 at group 32 only (GGUF's
+// Q4_0 / Q8_0: 4.5 and 8.5 bits per weight plus the 32-bit global scale), and
+// the estimates are the bits the decomposition stores.
+TEST(BitBudgetTest, LlamacppLadderIsQ4_0AndQ8_0) {
+  const int64_t rows = 64, cols = 96;
+  const std::vector<BudgetCandidate> all =
+      BudgetCandidates(16.0, 16, rows, cols, 100, Serve::kLlamacpp);
+  ASSERT_EQ(all.size(), 2u);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  Eigen::MatrixXf w(rows, cols);
+  for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = g(rng);
+  const Eigen::MatrixXd h = Eigen::MatrixXd::Identity(cols, cols);
+  for (const BudgetCandidate& c : all) {
+    SCOPED_TRACE(c.Label());
+    EXPECT_EQ(c.method, decompose::Method::kLdlq);
+    EXPECT_EQ(c.quantizer, quant::Quantizer::kInt);
+    EXPECT_EQ(c.q_group_size, 32);
+    EXPECT_EQ(c.rank, 0);
+    EXPECT_NEAR(c.estimated_bits, c.q_bits + 0.5 + 32.0 / (rows * cols), 1e-9);
+    JobSpec s;
+    s.serve = Serve::kLlamacpp;
+    const decompose::DecomposeOptions o = CandidateOptions(s, c);
+    EXPECT_FALSE(o.hadamard);
+    absl::StatusOr<decompose::DecomposeResult> r = decompose::Decompose(w, h, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_NEAR(r->bits_per_param, c.estimated_bits, 1e-9);
+  }
+  EXPECT_EQ(all[0].q_bits, 8);
+  EXPECT_EQ(all[1].q_bits, 4);
+}
+
 }  // namespace
 }  // namespace caldera::job

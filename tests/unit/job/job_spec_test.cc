@@ -360,5 +360,55 @@ TEST(JobSpecTest, ServeVllmRefusesWhatVllmCannotRun) {
   EXPECT_TRUE(ValidateServeShape(per_row, "down_proj", 64, 172).ok());
 }
 
+// --serve llamacpp: LDLQ on the int grid at 4 or 8 bits in groups of 32 (GGUF's
+// Q4_0 / Q8_0) passes; everything else is refused naming the flag; a linear
+// whose columns are no multiple of 32 is refused by name, also under
+// --target-bits.
+TEST(JobSpecTest, ServeLlamacppAllowsOnlyQ4_0AndQ8_0) {
+  JobSpec ok;
+  ok.model = "m";
+  ok.calibration = "c";
+  ok.out = "o";
+  ok.serve = Serve::kLlamacpp;
+  ok.method = decompose::Method::kLdlq;
+  ok.quantizer = quant::Quantizer::kInt;
+  ok.q_bits = 4;
+  ok.q_group_size = 32;
+  EXPECT_TRUE(ValidateJobSpec(ok).ok()) << ValidateJobSpec(ok);
+  JobSpec q8 = ok;
+  q8.q_bits = 8;
+  EXPECT_TRUE(ValidateJobSpec(q8).ok()) << ValidateJobSpec(q8);
+  struct Case {
+    std::function<void(JobSpec*)> edit;
+    const char* flag;
+  };
+  const Case cases[] = {
+      {[](JobSpec* s) { s->method = decompose::Method::kCaldera; }, "--method ldlq"},
+      {[](JobSpec* s) { s->quantizer = quant::Quantizer::kUniform; }, "--quantizer int"},
+      {[](JobSpec* s) { s->q_bits = 16; }, "--q-bits 4"},
+      {[](JobSpec* s) { s->q_group_size = 64; }, "--q-group-size 32"},
+      {[](JobSpec* s) { s->incoherence = Incoherence::kRht; }, "--incoherence none"},
+      {[](JobSpec* s) { s->ttlora_rank = 2; }, "--ttlora-rank"},
+      {[](JobSpec* s) { s->share_heads = 0.5; }, "--share-heads"},
+  };
+  for (const Case& c : cases) {
+    JobSpec s = ok;
+    c.edit(&s);
+    const absl::Status st = ValidateJobSpec(s);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.flag;
+    EXPECT_NE(st.message().find("--serve llamacpp"), std::string::npos) << st;
+    EXPECT_NE(st.message().find(c.flag), std::string::npos) << st;
+  }
+  EXPECT_EQ(*ParseServe("llamacpp"), Serve::kLlamacpp);
+  EXPECT_EQ(ServeName(Serve::kLlamacpp), "llamacpp");
+  const absl::Status ragged = ValidateServeShape(ok, "model.layers.0.mlp.down_proj", 64, 172);
+  EXPECT_NE(ragged.message().find("model.layers.0.mlp.down_proj"), std::string::npos) << ragged;
+  EXPECT_NE(ragged.message().find("--modules"), std::string::npos) << ragged;
+  JobSpec ladder = ok;
+  ladder.target_bits = 5;
+  EXPECT_FALSE(ValidateServeShape(ladder, "down_proj", 64, 172).ok());
+  EXPECT_TRUE(ValidateServeShape(ladder, "down_proj", 172, 64).ok());
+}
+
 }  // namespace
 }  // namespace caldera::job
