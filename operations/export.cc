@@ -73,8 +73,8 @@ absl::Status WriteDense(const ExportOptions& f, const model::Checkpoint& ckpt,
   if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     const std::string prefix = config.LayerPrefix(layer);
-    // Dense linears (dequantised records or copies).
-    for (const model::LinearModule& m : model::kLinearModules) {
+    // Dense linears (dequantised records or copies), a mixture's experts too.
+    for (const model::BlockLinear& m : model::BlockLinears(config)) {
       const std::string module = prefix + m.suffix;
       absl::StatusOr<Tensor> t = ckpt.ReadLinearWeight(module, m.name);
       if (!t.ok()) return t.status();
