@@ -23,7 +23,7 @@ import tempfile
 MODEL = ["--arch", "Qwen3MoeForCausalLM", "--hidden", "128", "--intermediate", "256",
          "--heads", "4", "--kv-heads", "2", "--head-dim", "32", "--layers", "2",
          "--experts", "8", "--experts-per-token", "2", "--moe-intermediate", "64",
-         "--norm-topk-prob", "--vocab", "512"]
+         "--norm-topk-prob", "--vocab", "512", "--untied"]
 BUDGETS = [(4, 4.5), (3, 3.5)]  # (GPTQ bits with group 32, bits per weight)
 
 
@@ -57,7 +57,7 @@ def gptq(model_dir, cal_path, eval_path, bits):
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
     from datasets import Dataset
     from llmcompressor import oneshot
-    from llmcompressor.modeling.moe.linearize import load_quantizable_moe
+    from llmcompressor.modeling.moe.linearize import linearize_moe
     from llmcompressor.modifiers.quantization import GPTQModifier
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
@@ -66,8 +66,11 @@ def gptq(model_dir, cal_path, eval_path, bits):
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    with load_quantizable_moe():
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # Experts as one nn.Linear each (transformers 5 loads them fused); not
+    # load_quantizable_moe, whose patching imports every transformers model
+    # (torchvision, absent here).
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    linearize_moe(model)
     cal = load_file(cal_path)["input_ids"].long()
     ds = Dataset.from_dict({"input_ids": cal.tolist(),
                            "attention_mask": torch.ones_like(cal).tolist()})

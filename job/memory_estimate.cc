@@ -40,9 +40,10 @@ CalibrateTerms Terms(const model::ModelConfig& c, int64_t shard_samples, int64_t
     t.hessians = 8 * (2 * h * h + a * a + e * (h * h + j * j));
     t.activations = 4 * L * (9 * h + 3 * j + e + 2 * a + 2 * k) + 4 * L * L;
     t.panel = 4 * n * std::min<int64_t>(n, model::kAccumulatePanel);
-    // Written: the two means (router input, experts' down) and an expert's
-    // scaled copy beside its tensor (model/hessians_file.cc frees each
-    // expert's sums as it converts them).
+    // Written: the two means (router input, experts' down) and a matrix's
+    // tensor beside its sum (model/hessians_file.cc normalises each sum in
+    // place and frees it once copied), charged twice as the dense write is
+    // charged its largest copy: measured 1.2x below (docs/sizing.md).
     t.largest = 8 * (h * h + j * j) + 2 * 8 * std::max(h, j) * std::max(h, j);
   }
   return t;

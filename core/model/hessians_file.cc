@@ -14,8 +14,8 @@ absl::StatusOr<Tensor> ToTensor(const Eigen::MatrixXd& m) {
 
 // Fills out->experts and out->matrices[3] (the mean down input) from a
 // mixture's symmetrised sums; gate_mean is the router input's moment. When
-// `consume` is not null (it is &h), each expert's sums are freed once
-// converted, so at most one expert's matrices are held twice.
+// `consume` is not null (it is &h), each sum is normalised in place and freed
+// once copied into its tensor, so at most one matrix is held twice.
 absl::Status NormaliseExperts(const BlockHessians& h, BlockHessians* consume,
                               const Eigen::MatrixXd& gate_mean, int64_t layer,
                               format::Hessians* out) {
@@ -30,30 +30,44 @@ absl::Status NormaliseExperts(const BlockHessians& h, BlockHessians* consume,
   for (const Eigen::MatrixXd& d : h.expert_down) down_mean += d;
   down_mean *= 1.0 / static_cast<double>(pairs);
   const double m = static_cast<double>(kExpertPriorTokens);
+  // sum -> its normalised Hessian, in place: S / n, or (S + (16 - n) M) / 16.
+  auto normalise = [m](int64_t n, const Eigen::MatrixXd& mean, Eigen::MatrixXd* sum) {
+    if (n >= kExpertPriorTokens) {
+      *sum *= 1.0 / static_cast<double>(n);
+      return;
+    }
+    const double prior = m - static_cast<double>(n);
+    *sum += prior * mean;
+    *sum *= 1.0 / m;
+  };
+  // One matrix at a time: normalised in place when consuming (else in a
+  // copy), copied into its tensor, and the sum freed.
+  auto convert = [&](int64_t n, const Eigen::MatrixXd& sum, Eigen::MatrixXd* owned,
+                     const Eigen::MatrixXd& mean) -> absl::StatusOr<Tensor> {
+    Eigen::MatrixXd copy;
+    Eigen::MatrixXd* work = owned;
+    if (work == nullptr) {
+      copy = sum;
+      work = &copy;
+    }
+    normalise(n, mean, work);
+    absl::StatusOr<Tensor> t = ToTensor(*work);
+    Eigen::MatrixXd().swap(*work);
+    return t;
+  };
   for (size_t e = 0; e < h.expert_tokens.size(); ++e) {
     const int64_t n = h.expert_tokens[e];
     format::ExpertHessians x;
     x.tokens = n;
-    Eigen::MatrixXd gate, down;
-    if (n >= kExpertPriorTokens) {
-      gate = h.expert_gate[e] * (1.0 / static_cast<double>(n));
-      down = h.expert_down[e] * (1.0 / static_cast<double>(n));
-    } else {
-      const double prior = m - static_cast<double>(n);
-      x.prior_share = prior / m;
-      gate = (h.expert_gate[e] + prior * gate_mean) * (1.0 / m);
-      down = (h.expert_down[e] + prior * down_mean) * (1.0 / m);
-    }
-    absl::StatusOr<Tensor> g = ToTensor(gate);
+    x.prior_share = n >= kExpertPriorTokens ? 0.0 : (m - static_cast<double>(n)) / m;
+    absl::StatusOr<Tensor> g =
+        convert(n, h.expert_gate[e], consume ? &consume->expert_gate[e] : nullptr, gate_mean);
     if (!g.ok()) return g.status();
-    absl::StatusOr<Tensor> d = ToTensor(down);
-    if (!d.ok()) return d.status();
     x.gate = *std::move(g);
+    absl::StatusOr<Tensor> d =
+        convert(n, h.expert_down[e], consume ? &consume->expert_down[e] : nullptr, down_mean);
+    if (!d.ok()) return d.status();
     x.down = *std::move(d);
-    if (consume != nullptr) {
-      Eigen::MatrixXd().swap(consume->expert_gate[e]);
-      Eigen::MatrixXd().swap(consume->expert_down[e]);
-    }
     out->experts.push_back(std::move(x));
   }
   absl::StatusOr<Tensor> t = ToTensor(down_mean);
