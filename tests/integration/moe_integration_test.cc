@@ -129,6 +129,13 @@ TEST(MoeIntegration, ExpertsAreTasksAndAStarvedExpertFallsBack) {
   EXPECT_TRUE(ReadJson(hf + "/model.safetensors.index.json")["weight_map"].contains(
       "model.layers.0.block_sparse_moe.experts.2.w3.weight"));
   EXPECT_NEAR(Perplexity(hf, m.tokens), ppl, 1e-4 * ppl);
+  // No PEFT adapter for fused experts: refused, naming the format to use.
+  EXPECT_EQ(RunCommand(absl::StrCat(Ctl(), " export --format peft --model ", out, " --out ",
+                                    m.tmp.Join("peft"), " 2>&1"),
+                       &log),
+            2)
+      << log;
+  EXPECT_NE(log.find("use --format hf"), std::string::npos) << log;
 }
 
 TEST(MoeIntegration, TargetBitsAllocatesAcrossExperts) {
