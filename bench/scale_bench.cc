@@ -7,6 +7,13 @@
 //               [--kv-heads 32] [--vocab 32000] [--samples 4,8] [--seq-len 512]
 //               [--shards 1,2,4] [--parallel 0|1]
 //               [--decompose q_proj,down_proj] [--decompose-iters 15]
+//               [--arch MixtralForCausalLM --experts 8 --experts-per-token 2]
+//
+// With --arch MixtralForCausalLM (or Qwen3MoeForCausalLM, whose experts are
+// then --intermediate wide too) the model is a mixture of experts and
+// --decompose takes expert matrices ("experts.0.down_proj"); the GFLOP
+// figures still count a dense MLP of width --intermediate (one expert's
+// share of each token), so they are rough for a mixture.
 //
 // Prints, per token count and shard count: each shard task's wall time, peak
 // RSS (and, sampled every 20 ms inside the task, how much of it was
@@ -177,16 +184,15 @@ pid_t StartShard(const std::string& model, const std::string& tokens, const std:
 // Starts decompose(0, module) in a child process reading `hessians` as a
 // worker does; its pid.
 pid_t StartDecompose(const std::string& model, const std::string& hessians,
-                     const std::string& artifact, const caldera::model::LinearModule& module,
-                     int iters) {
+                     const std::string& artifact, const std::string& module, int iters) {
   return StartChild([=]() -> absl::Status {
     caldera::storage::StorageOptions options;
-    RssSampler sampler(absl::StrCat("decompose ", module.name));
+    RssSampler sampler(absl::StrCat("decompose ", module));
     absl::StatusOr<std::unique_ptr<caldera::model::Checkpoint>> ckpt =
         caldera::model_io::OpenCheckpointAt(model, options);
     if (!ckpt.ok()) return ckpt.status();
     caldera::pipeline::DecomposeRequest request;
-    request.module = module.name;
+    request.module = module;
     request.hessians_uris = {hessians};
     request.spec.iters = iters;
     request.artifact_uri = artifact;
@@ -219,8 +225,13 @@ int main(int argc, char** argv) {
   std::vector<int64_t> samples_list = {4, 8}, shards_list = {1, 2, 4};
   std::vector<std::string> decompose_modules;
   bool parallel = false;
+  std::string arch = "LlamaForCausalLM";
+  int64_t experts = 8, experts_per_token = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
     const int64_t v = std::strtoll(argv[i + 1], nullptr, 10);
+    if (!std::strcmp(argv[i], "--arch")) arch = argv[i + 1];
+    if (!std::strcmp(argv[i], "--experts")) experts = v;
+    if (!std::strcmp(argv[i], "--experts-per-token")) experts_per_token = v;
     if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
     if (!std::strcmp(argv[i], "--hidden")) hidden = v;
     if (!std::strcmp(argv[i], "--intermediate")) inter = v;
@@ -238,6 +249,10 @@ int main(int argc, char** argv) {
   }
   const std::string model = dir + "/model";
   caldera::model::TestModelOptions o;
+  o.architecture = arch;
+  o.num_experts = experts;
+  o.num_experts_per_tok = experts_per_token;
+  o.moe_intermediate_size = inter;
   o.hidden_size = hidden;
   o.intermediate_size = inter;
   o.num_layers = 2;
@@ -362,11 +377,7 @@ int main(int argc, char** argv) {
     }
   }
   for (const std::string& name : decompose_modules) {
-    const caldera::model::LinearModule* module = nullptr;
-    for (const caldera::model::LinearModule& m : caldera::model::kLinearModules) {
-      if (name == m.name) module = &m;
-    }
-    if (module == nullptr || kept_hessians.empty()) {
+    if (!caldera::model::FindBlockLinear(config, name).has_value() || kept_hessians.empty()) {
       std::fprintf(stderr, "scale_bench: cannot decompose '%s' (unknown, or no calibration ran)\n",
                    name.c_str());
       return 1;
@@ -374,7 +385,7 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     const TaskRun r = WaitChild(
         StartDecompose(model, kept_hessians, absl::StrCat(dir, "/artifact-", name, ".safetensors"),
-                       *module, static_cast<int>(decompose_iters)),
+                       name, static_cast<int>(decompose_iters)),
         t0);
     if (!r.ok) {
       std::fprintf(stderr, "scale_bench: decompose %s failed\n", name.c_str());

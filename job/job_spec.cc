@@ -244,8 +244,11 @@ SampleRange ShardSamples(int64_t samples, int shard, int num_shards) {
 }
 
 bool CompressesModule(const JobSpec& spec, absl::string_view module) {
+  // An expert's matrix ("experts.3.gate_proj") is selected by its kind.
+  const std::string kind = model::LinearKind(module);
+  const absl::string_view name = kind.empty() ? module : absl::string_view(kind);
   return spec.modules.empty() ||
-         std::find(spec.modules.begin(), spec.modules.end(), module) != spec.modules.end();
+         std::find(spec.modules.begin(), spec.modules.end(), name) != spec.modules.end();
 }
 
 bool UsesHadamard(const JobSpec& spec) {

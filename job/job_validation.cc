@@ -94,9 +94,16 @@ absl::Status CheckTensorShapes(const model::Checkpoint& ckpt, const JobSpec& spe
     for (const char* norm : {"input_layernorm.weight", "post_attention_layernorm.weight"}) {
       if (absl::Status s = check(p + norm, {c.hidden_size}, true); !s.ok()) return s;
     }
-    for (const model::LinearModule& m : model::kLinearModules) {
+    for (const model::BlockLinear& m : model::BlockLinears(c)) {
       const bool selected = CompressesModule(spec, m.name);
       if (absl::Status s = check(p + m.suffix + ".weight", model::LinearShape(c, m.name), selected);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (c.is_moe()) {  // the router stays dense
+      if (absl::Status s =
+              check(p + model::RouterSuffix(c) + ".weight", {c.num_experts, c.hidden_size}, true);
           !s.ok()) {
         return s;
       }
@@ -195,7 +202,13 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   }
   JobShape shape;
   shape.num_layers = static_cast<int>(config.num_layers);
-  for (const model::LinearModule& m : model::kLinearModules) {
+  if (config.is_moe() && spec.calibration_shards > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--calibration-shards ", spec.calibration_shards, ": ", config.architecture,
+        " is a mixture of experts, whose per-expert Hessians are not combined across shards yet; "
+        "use --calibration-shards 1"));
+  }
+  for (const model::BlockLinear& m : model::BlockLinears(config)) {
     if (!CompressesModule(spec, m.name)) continue;
     shape.modules.push_back(m.name);
     const std::vector<int64_t> dims = model::LinearShape(config, m.name);

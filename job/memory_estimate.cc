@@ -32,6 +32,20 @@ CalibrateTerms Terms(const model::ModelConfig& c, int64_t shard_samples, int64_t
   t.activations = 4 * L * (6 * h + 3 * i + 2 * a + 2 * k) + 4 * L * L;
   t.panel = 4 * widest * std::min<int64_t>(widest, model::kAccumulatePanel);
   t.largest = 8 * widest * widest;
+  if (c.is_moe()) {
+    // A mixture (e = experts, j = each expert's width): every expert's
+    // weights and two Hessians, the router; an expert's gathered rows.
+    const int64_t e = c.num_experts, j = c.moe_intermediate_size, n = std::max({h, a, j});
+    t.weights = 4 * (2 * h * a + 2 * h * k + e * (3 * h * j + h));
+    t.hessians = 8 * (2 * h * h + a * a + e * (h * h + j * j));
+    t.activations = 4 * L * (9 * h + 3 * j + e + 2 * a + 2 * k) + 4 * L * L;
+    t.panel = 4 * n * std::min<int64_t>(n, model::kAccumulatePanel);
+    // Written: the two means (router input, experts' down) and a matrix's
+    // tensor beside its sum (model/hessians_file.cc normalises each sum in
+    // place and frees it once copied), charged twice as the dense write is
+    // charged its largest copy: measured 1.2x below (docs/sizing.md).
+    t.largest = 8 * (h * h + j * j) + 2 * 8 * std::max(h, j) * std::max(h, j);
+  }
   return t;
 }
 

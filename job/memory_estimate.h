@@ -36,6 +36,11 @@
 //     Measured (README, sizing): the forward phase holds less than this (a
 //     Hessian's pages are touched as its lower triangle fills), so the write
 //     phase is the measured peak and the estimate is 1.2-1.3x it.
+//   A mixture of experts (e experts of width j): W = 4·(2·h·a + 2·h·k +
+//     e·(3·h·j + h)), S = 8·(2·h² + a² + e·(h² + j²)), A = 4·L·(9·h + 3·j + e +
+//     2·a + 2·k) + 4·L², n* = max(h, a, j), and the write phase's 8·n*² is
+//     8·(h² + j²) + 16·max(h, j)² (the router input's and the experts' mean
+//     down Hessians, and one expert's scaled copy beside its tensor).
 //   decompose  B + 4·m·n + 4·8·n² + 6·8·m·n   for an [m, n] weight: the float32
 //              weight, four n×n float64 Hessian-sized work matrices, six
 //              m×n float64 ones (W, Q, L·R, residual, reconstruction, record)

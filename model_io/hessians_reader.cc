@@ -32,6 +32,14 @@ absl::StatusOr<Eigen::MatrixXd> ReadHessian(const std::string& hessians_uri,
   return h;
 }
 
+absl::StatusOr<std::pair<int64_t, double>> ReadExpertTokens(
+    const std::string& hessians_uri, int64_t expert, const storage::StorageOptions& options) {
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+      OpenSafetensorsAt(hessians_uri, options);
+  if (!reader.ok()) return Annotate(reader.status(), absl::StrCat("reading ", hessians_uri));
+  return format::ReadExpertTokens(**reader, expert);
+}
+
 absl::StatusOr<Eigen::MatrixXd> ReadShardedHessian(const std::vector<std::string>& hessians_uris,
                                                    const std::string& name,
                                                    const storage::StorageOptions& options,

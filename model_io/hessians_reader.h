@@ -6,6 +6,7 @@
 #include <Eigen/Dense>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,12 @@ absl::StatusOr<Eigen::MatrixXd> ReadShardedHessian(const std::vector<std::string
                                                    const std::string& name,
                                                    const storage::StorageOptions& options,
                                                    int64_t* bytes_read = nullptr);
+
+// Expert `expert`'s calibration token count and prior share (the few-token
+// fallback's weight) from a mixture's Hessians file.
+absl::StatusOr<std::pair<int64_t, double>> ReadExpertTokens(const std::string& hessians_uri,
+                                                            int64_t expert,
+                                                            const storage::StorageOptions& options);
 
 }  // namespace caldera::model_io
 

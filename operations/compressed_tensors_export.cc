@@ -339,7 +339,7 @@ absl::Status ExportCompressedTensors(const std::string& model, const std::string
   if (!qc.ok() && qc.status().code() != absl::StatusCode::kNotFound) return qc.status();
   std::vector<Planned> plan;
   for (int64_t layer = 0; layer < (*ckpt)->config().num_layers; ++layer) {
-    for (const model::LinearModule& m : model::kLinearModules) {
+    for (const model::BlockLinear& m : model::BlockLinears((*ckpt)->config())) {
       absl::StatusOr<Planned> p =
           PlanModule(**ckpt, qc.ok() ? &*qc : nullptr,
                      (*ckpt)->config().LayerPrefix(layer) + m.suffix, m.name);

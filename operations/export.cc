@@ -74,8 +74,8 @@ absl::Status WriteDense(const ExportOptions& f, const model::Checkpoint& ckpt,
   if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     const std::string prefix = config.LayerPrefix(layer);
-    // Dense linears (dequantised records or copies).
-    for (const model::LinearModule& m : model::kLinearModules) {
+    // Dense linears (dequantised records or copies), a mixture's experts too.
+    for (const model::BlockLinear& m : model::BlockLinears(config)) {
       const std::string module = prefix + m.suffix;
       absl::StatusOr<Tensor> t = ckpt.ReadLinearWeight(module, m.name);
       if (!t.ok()) return t.status();
@@ -123,6 +123,16 @@ absl::StatusOr<ExportResult> ExportPeft(const ExportOptions& f, const model::Che
                                         const std::pair<DType, std::string>& dtype,
                                         const storage::StorageOptions& options,
                                         const Listener& listener) {
+  if (ckpt.config().is_moe()) {
+    // transformers 5 holds a mixture's experts fused (experts.gate_up_proj,
+    // [experts, 2·width, hidden]), not as the per-expert Linear modules a
+    // LoRA adapter per expert would target.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--format peft: ", ckpt.config().architecture,
+        " is a mixture of experts, whose experts transformers holds fused, so a per-expert "
+        "LoRA adapter cannot attach to them; use --format hf (the dense weights, L·R "
+        "included)"));
+  }
   PeftAdapterBuilder adapter(f.ft_rank, dtype.first);
   const LinearHook split = [&adapter](const model::Checkpoint& c, const std::string& module,
                                       const std::string& name, Tensor w) {

@@ -39,6 +39,11 @@ double AllocationError(const BudgetCandidateList& l, const ModuleReport& c) {
 }  // namespace
 
 int ModuleOrder(const std::string& name) {
+  // A mixture's experts follow the dense modules: expert e's gate, up, down.
+  if (const int64_t e = model::ExpertIndex(name); e >= 0) {
+    const std::string kind = model::LinearKind(name);
+    return static_cast<int>(7 + 3 * e + (kind == "gate_proj" ? 0 : kind == "up_proj" ? 1 : 2));
+  }
   int i = 0;
   for (const model::LinearModule& m : model::kLinearModules) {
     if (name == m.name) return i;

@@ -176,10 +176,7 @@ absl::StatusOr<CalibrateResult> Calibrate(const model::Checkpoint& checkpoint,
   model::RowMatrixF().swap(embedding_table);
   weights = model::BlockWeights();
   previous.reset();
-  for (Eigen::MatrixXd* h :
-       {&hessians.q_proj, &hessians.o_proj, &hessians.gate_proj, &hessians.down_proj}) {
-    model::Symmetrize(h);
-  }
+  hessians.SymmetrizeAll();
   absl::StatusOr<format::Hessians> normalised =
       model::NormalisedHessians(std::move(hessians), layer);
   if (!normalised.ok()) return normalised.status();

@@ -46,14 +46,16 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
     absl::StatusOr<Tensor> t = decompose::ReconstructTensor(**reader, rep->name);
     if (!t.ok()) return Annotate(t.status(), uri);
     io->bytes_read += rep->storage_bits / 8;
-    model::RowMatrixF* target = rep->module == "q_proj"      ? &w->q
-                                : rep->module == "k_proj"    ? &w->k
-                                : rep->module == "v_proj"    ? &w->v
-                                : rep->module == "o_proj"    ? &w->o
-                                : rep->module == "gate_proj" ? &w->gate
-                                : rep->module == "up_proj"   ? &w->up
-                                : rep->module == "down_proj" ? &w->down
-                                                             : nullptr;
+    // The block's linear this record replaces (dense or an expert's).
+    const model::ModelConfig& config = checkpoint.config();
+    const std::vector<model::BlockLinear> linears = model::BlockLinears(config);
+    model::RowMatrixF* target = nullptr;
+    std::string suffix;
+    for (size_t i = 0; i < linears.size(); ++i) {
+      if (linears[i].name != rep->module) continue;
+      target = model::LinearOf(&*w, config, i);
+      suffix = linears[i].suffix;
+    }
     if (target != nullptr && checkpoint.head_sharing() != nullptr && t->rank() == 2 &&
         (t->dim(0) != target->rows() || t->dim(1) != target->cols())) {
       // A record without its aliased heads (--share-heads): those come from
@@ -61,10 +63,6 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
       // shared), not from the source's record, which this task does not see.
       const std::vector<model::AliasedSlice> slices =
           model::AliasedSlices(*checkpoint.head_sharing(), layer, rep->module);
-      std::string suffix;
-      for (const model::LinearModule& lm : model::kLinearModules) {
-        if (rep->module == lm.name) suffix = lm.suffix;
-      }
       t = model::ExpandAliased(*t, {target->rows(), target->cols()}, slices,
                                model::SharesColumns(rep->module), [&](int64_t source) {
                                  return checkpoint.ReadLinearWeight(

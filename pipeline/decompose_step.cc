@@ -70,7 +70,7 @@ struct StoredMatrix {
 };
 
 absl::StatusOr<StoredMatrix> ReadStoredMatrix(const model::Checkpoint& checkpoint, int64_t layer,
-                                              const model::LinearModule& module,
+                                              const model::BlockLinear& module,
                                               Eigen::MatrixXd hessian) {
   StoredMatrix sm;
   sm.prefix = checkpoint.config().LayerPrefix(layer) + module.suffix;
@@ -154,7 +154,8 @@ absl::StatusOr<TaskSettings> SettingsFor(const job::JobSpec& spec, const StoredM
 absl::StatusOr<ModuleReport> WriteArtifact(const StoredMatrix& sm, MatrixDecomposition* d,
                                            const decompose::DecomposeOptions& o,
                                            const std::string& setting, const std::string& uri,
-                                           Clock::time_point start, const StepEnvironment& env) {
+                                           Clock::time_point start, const StepEnvironment& env,
+                                           int64_t expert_tokens, double prior_share) {
   decompose::DecomposeResult* r = &d->result;
   ModuleReport rep;
   rep.setting = setting;
@@ -165,6 +166,8 @@ absl::StatusOr<ModuleReport> WriteArtifact(const StoredMatrix& sm, MatrixDecompo
   rep.rows = sm.rows;
   rep.cols = sm.cols;
   rep.rank = o.rank;
+  rep.expert_tokens = expert_tokens;
+  rep.hessian_prior_share = expert_tokens >= 0 ? prior_share : 0.0;
   rep.relative_error = r->relative_error;
   rep.weighted_relative_error = r->weighted_relative_error;
   rep.bits_per_param = r->bits_per_param;
@@ -213,11 +216,9 @@ bool PreferredPrimary(const ModuleReport& candidate, const std::optional<ModuleR
 absl::StatusOr<DecomposeResult> Decompose(const model::Checkpoint& checkpoint,
                                           const DecomposeRequest& request,
                                           const StepEnvironment& env) {
-  const model::LinearModule* module = nullptr;
-  for (const model::LinearModule& lm : model::kLinearModules) {
-    if (request.module == lm.name) module = &lm;
-  }
-  if (module == nullptr) {
+  const std::optional<model::BlockLinear> module =
+      model::FindBlockLinear(checkpoint.config(), request.module);
+  if (!module.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown module '", request.module.substr(0, 40), "'"));
   }
@@ -227,6 +228,21 @@ absl::StatusOr<DecomposeResult> Decompose(const model::Checkpoint& checkpoint,
   absl::StatusOr<Eigen::MatrixXd> hessian = model_io::ReadShardedHessian(
       request.hessians_uris, module->hessian, env.storage, &io.bytes_read);
   if (!hessian.ok()) return hessian.status();
+  // An expert's calibration tokens and fallback share, for its report (a
+  // mixture's calibration is never sharded: job/job_validation.cc).
+  int64_t expert_tokens = -1;
+  double prior_share = 0;
+  if (const int64_t e = model::ExpertIndex(request.module); e >= 0) {
+    if (request.hessians_uris.size() != 1) {
+      return absl::InvalidArgumentError(
+          "a mixture-of-experts layer's calibration cannot be sharded");
+    }
+    absl::StatusOr<std::pair<int64_t, double>> t =
+        model_io::ReadExpertTokens(request.hessians_uris[0], e, env.storage);
+    if (!t.ok()) return t.status();
+    expert_tokens = t->first;
+    prior_share = t->second;
+  }
   const auto start = Clock::now();
   absl::StatusOr<StoredMatrix> sm =
       ReadStoredMatrix(checkpoint, request.layer, *module, *std::move(hessian));
@@ -248,7 +264,8 @@ absl::StatusOr<DecomposeResult> Decompose(const model::Checkpoint& checkpoint,
     o.rank = std::min(o.rank, std::min(sm->w.rows(), sm->w.cols()));
     absl::StatusOr<MatrixDecomposition> d = DecomposeMatrix(sm->w, sm->hessian, o, adapter);
     if (!d.ok()) return Annotate(d.status(), sm->prefix);
-    return WriteArtifact(*sm, &*d, o, settings->labels[i], uri, start, env);
+    return WriteArtifact(*sm, &*d, o, settings->labels[i], uri, start, env, expert_tokens,
+                         prior_share);
   };
   // The task's report and byte counts once its artifact is written.
   auto finish = [&](ModuleReport rep) -> DecomposeResult {

@@ -118,6 +118,12 @@ absl::StatusOr<FineTuneResult> FineTune(const FineTuneRequest& request,
       model_io::OpenCheckpointAt(request.checkpoint_uri, env.storage);
   if (!compressed.ok()) return compressed.status();
   const model::ModelConfig& config = (*compressed)->config();
+  if (config.is_moe()) {
+    return absl::UnimplementedError(
+        absl::StrCat("fine-tuning does not support ", config.architecture,
+                     " (mixture-of-experts blocks have no backward pass yet); compress without "
+                     "--finetune-steps"));
+  }
   if (config.qk_norm) {
     // The block's backward pass (core/model/llama_block_grad.h) has no q/k
     // head norms yet.

@@ -18,6 +18,7 @@ constexpr int32_t kMaxStoredLayers = 1 << 16;
 constexpr int32_t kMaxStoredShards = 1 << 12;
 
 bool KnownModule(const std::string& name) {
+  if (model::ExpertIndex(name) >= 0) return !model::LinearKind(name).empty();
   for (const model::LinearModule& m : model::kLinearModules) {
     if (name == m.name) return true;
   }

@@ -2,9 +2,11 @@
 // file, for demos and tests on machines without a real model.
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
 #include "client/calderactl/commands.h"
 #include "client/calderactl/exit_codes.h"
 #include "client/calderactl/model_inputs.h"
+#include "core/model/model_config.h"
 #include "core/model/test_model.h"
 
 namespace caldera::cli {
@@ -35,6 +37,15 @@ int RunMake(MakeFlags f) {
                            "--hidden must be a multiple of --heads with an even head size, and "
                            "--heads a multiple of --kv-heads"));
   }
+  if (f.model.num_experts < 1 || f.model.num_experts > model::kMaxExperts ||
+      f.model.num_experts_per_tok < 1 || f.model.num_experts_per_tok > f.model.num_experts ||
+      f.model.moe_intermediate_size < 1) {
+    return ReportError("make-test-model",
+                       absl::InvalidArgumentError(absl::StrCat(
+                           "--experts must be in [1, ", model::kMaxExperts,
+                           "], --experts-per-token in [1, --experts] and --moe-intermediate "
+                           "positive")));
+  }
   if (absl::Status s = model::WriteTestModel(f.model, f.out); !s.ok()) {
     return ReportError("make-test-model", s);
   }
@@ -58,7 +69,18 @@ void AddMakeTestModelCommand(CLI::App& app, int* exit_code) {
       "make-test-model", "Write a random Llama-architecture checkpoint (and optionally tokens)");
   cmd->add_option("--out", f->out, "Output directory")->required();
   cmd->add_option("--arch", f->model.architecture,
-                  "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM");
+                  "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                  "MixtralForCausalLM or Qwen3MoeForCausalLM");
+  cmd->add_option("--experts", f->model.num_experts, "experts per block (mixtures only)");
+  cmd->add_option("--experts-per-token", f->model.num_experts_per_tok,
+                  "experts each token is routed to (mixtures only)");
+  cmd->add_option("--moe-intermediate", f->model.moe_intermediate_size,
+                  "each expert's width (Qwen3MoeForCausalLM; Mixtral's is --intermediate)");
+  cmd->add_flag("--norm-topk-prob", f->model.norm_topk_prob,
+                "Qwen3MoeForCausalLM: renormalise the top-k routing weights");
+  cmd->add_flag("--starve-last-expert", f->model.starve_last_expert,
+                "the last expert's router row is the mean of the others' (with "
+                "--experts-per-token 1 no token reaches it; for tests)");
   cmd->add_option("--head-dim", f->model.head_dim,
                   "head_dim written to config.json (default: hidden / heads, not written)");
   cmd->add_option("--hidden", f->model.hidden_size, "hidden_size");

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -31,11 +33,25 @@ inline constexpr char kHessiansFormat[] = "caldera.hessians.v1";
 inline constexpr std::array<const char*, 4> kHessianNames = {"q_proj", "o_proj", "gate_proj",
                                                              "down_proj"};
 
+// One expert of a mixture-of-experts block: the moments of its gate/up input
+// and of its down input over the tokens routed to it, after the few-token
+// fallback (docs/format/hessians.md, "Experts").
+struct ExpertHessians {
+  Tensor gate, down;         // F64 [hidden, hidden], F64 [i, i]
+  int64_t tokens = 0;        // tokens routed to the expert (>= 0)
+  double prior_share = 0.0;  // the share of the layer's mean in gate/down, in [0, 1]
+};
+
 struct Hessians {
   int64_t layer = 0;   // the block these are the inputs of
   int64_t tokens = 0;  // token positions the moments were summed over (> 0)
-  // F64 [n, n] each, Σ xᵀx / tokens; indexed like kHessianNames.
+  // F64 [n, n] each, Σ xᵀx / tokens; indexed like kHessianNames. For a
+  // mixture, gate_proj is the router's input and down_proj the mean of the
+  // experts' down inputs over every (token, chosen expert) pair.
   std::array<Tensor, 4> matrices;
+  // A mixture's experts, written as "experts.E.gate_proj" / "experts.E.down_proj"
+  // with metadata "expert_tokens" and "expert_prior_share"; empty when dense.
+  std::vector<ExpertHessians> experts;
 };
 
 // The file's bytes (consumes the matrices, so a large block's Hessians are not
@@ -55,14 +71,20 @@ absl::StatusOr<std::unique_ptr<RandomAccessSource>> HessiansSource(Hessians hess
 // the file and what is wrong.
 absl::StatusOr<Hessians> ReadHessians(const SafetensorsReader& reader);
 
-// Reads one matrix by name ("q_proj", ...) as F64 [n, n], checking the format
-// tag and that tensor only (a remote file is read as three ranged reads).
+// Reads one matrix by name ("q_proj", ..., "experts.3.gate_proj", "experts.3.down_proj") as F64 [n,
+// n], checking the format tag and that tensor only (a remote file is read as three ranged reads).
 absl::StatusOr<Tensor> ReadHessian(const SafetensorsReader& reader, absl::string_view name);
 
 // The token count of the file (metadata "tokens", or the I64 tensor of older
 // files), checking the format tag; what a sharded job weights each shard's
 // matrices by when it sums them (docs/format/hessians.md, "Shards").
 absl::StatusOr<int64_t> ReadHessiansTokens(const SafetensorsReader& reader);
+
+// Expert e's token count and prior share from the metadata, checking the
+// format tag; NOT_FOUND for a dense block's file, INVALID_ARGUMENT when e is
+// out of range or the lists are malformed.
+absl::StatusOr<std::pair<int64_t, double>> ReadExpertTokens(const SafetensorsReader& reader,
+                                                            int64_t expert);
 
 }  // namespace caldera::format
 

@@ -20,6 +20,10 @@ nlohmann::json ModuleReportToJson(const ModuleReport& m) {
                       {"ttlora_weighted_error_before", m.ttlora_weighted_error_before},
                       {"ttlora_weighted_error_after", m.ttlora_weighted_error_after}};
   if (!m.setting.empty()) j["setting"] = m.setting;
+  if (m.expert_tokens >= 0) {
+    j["expert_tokens"] = m.expert_tokens;
+    j["hessian_prior_share"] = m.hessian_prior_share;
+  }
   return j;
 }
 
@@ -46,6 +50,12 @@ absl::StatusOr<ModuleReport> ModuleReportFromJson(const nlohmann::json& j,
   f.OptionalDouble("ttlora_weighted_error_before", &m.ttlora_weighted_error_before);
   f.OptionalDouble("ttlora_weighted_error_after", &m.ttlora_weighted_error_after);
   f.OptionalString("setting", &m.setting);
+  f.OptionalInt("expert_tokens", &m.expert_tokens);
+  f.OptionalDouble("hessian_prior_share", &m.hessian_prior_share);
+  if (f.ok() &&
+      (m.expert_tokens < -1 || !(m.hessian_prior_share >= 0.0 && m.hessian_prior_share <= 1.0))) {
+    f.Fail("expert_tokens must be >= 0 and hessian_prior_share in [0, 1]");
+  }
   if (f.ok() && (m.layer < 0 || m.rows < 0 || m.cols < 0 || m.rank < 0)) {
     f.Fail("layer, rows, cols and rank must not be negative");
   }

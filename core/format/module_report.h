@@ -29,6 +29,12 @@ struct ModuleReport {
   // The setting --target-bits chose ("caldera r8 e8p2", "ldlq uniform3 g32");
   // empty (and absent from the JSON) when the job's own settings applied.
   std::string setting;
+  // An expert of a mixture ("experts.3.gate_proj"): the calibration tokens
+  // routed to it and the share of the layer's mean in its Hessian (the
+  // few-token fallback, docs/format/hessians.md); -1 and 0 (both absent from
+  // the JSON) for any other module.
+  int64_t expert_tokens = -1;
+  double hessian_prior_share = 0;
 };
 
 // The JSON object (keys sorted, as nlohmann::json orders them).

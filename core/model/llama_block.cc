@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -22,14 +23,15 @@ absl::StatusOr<VectorF> ReadVector(const Checkpoint& ckpt, const std::string& na
   return Eigen::Map<const VectorF>(t->data<float>().data(), size);
 }
 
-absl::StatusOr<RowMatrixF> ReadLinear(const Checkpoint& ckpt, const std::string& prefix,
-                                      const LinearModule& m) {
-  absl::StatusOr<Tensor> t = ckpt.ReadLinearWeight(prefix + m.suffix, m.name);
-  if (!t.ok()) return t.status();
-  return Eigen::Map<const RowMatrixF>(t->data<float>().data(), t->dim(0), t->dim(1));
-}
-
 }  // namespace
+
+RowMatrixF* LinearOf(BlockWeights* w, const ModelConfig& c, size_t i) {
+  RowMatrixF* dense[] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
+  if (!c.is_moe() || i < 4) return dense[i];
+  ExpertWeights& e = w->experts[(i - 4) / 3];
+  RowMatrixF* parts[] = {&e.gate, &e.up, &e.down};
+  return parts[(i - 4) % 3];
+}
 
 absl::StatusOr<BlockWeights> LoadBlock(const Checkpoint& ckpt, int64_t layer) {
   const ModelConfig& c = ckpt.config();
@@ -46,11 +48,24 @@ absl::StatusOr<BlockWeights> LoadBlock(const Checkpoint& ckpt, int64_t layer) {
       ReadVector(ckpt, p + "post_attention_layernorm.weight", c.hidden_size);
   if (!n2.ok()) return n2.status();
   w.post_norm = *std::move(n2);
-  RowMatrixF* targets[] = {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down};
-  for (size_t i = 0; i < 7; ++i) {
-    absl::StatusOr<RowMatrixF> m = ReadLinear(ckpt, p, kLinearModules[i]);
-    if (!m.ok()) return m.status();
-    *targets[i] = *std::move(m);
+  if (c.is_moe()) {
+    w.experts.resize(static_cast<size_t>(c.num_experts));
+    const std::string router = p + RouterSuffix(c) + ".weight";
+    absl::StatusOr<Tensor> r = ckpt.ReadF32(router);
+    if (!r.ok()) return r.status();
+    if (r->shape() != std::vector<int64_t>{c.num_experts, c.hidden_size}) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model ", ckpt.name(), ": router '", router, "' has shape ", ShapeString(r->shape()),
+          " but config.json implies [", c.num_experts, ", ", c.hidden_size, "]"));
+    }
+    w.router = Eigen::Map<const RowMatrixF>(r->data<float>().data(), r->dim(0), r->dim(1));
+  }
+  const std::vector<BlockLinear> linears = BlockLinears(c);
+  for (size_t i = 0; i < linears.size(); ++i) {
+    absl::StatusOr<Tensor> t = ckpt.ReadLinearWeight(p + linears[i].suffix, linears[i].name);
+    if (!t.ok()) return t.status();
+    *LinearOf(&w, c, i) =
+        Eigen::Map<const RowMatrixF>(t->data<float>().data(), t->dim(0), t->dim(1));
   }
   if (c.attention_bias) {
     const int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
@@ -114,7 +129,14 @@ BlockHessians BlockHessians::Zeros(const ModelConfig& c) {
   h.q_proj = Eigen::MatrixXd::Zero(c.hidden_size, c.hidden_size);
   h.o_proj = Eigen::MatrixXd::Zero(c.num_heads * c.head_dim, c.num_heads * c.head_dim);
   h.gate_proj = Eigen::MatrixXd::Zero(c.hidden_size, c.hidden_size);
-  h.down_proj = Eigen::MatrixXd::Zero(c.intermediate_size, c.intermediate_size);
+  if (!c.is_moe()) {
+    h.down_proj = Eigen::MatrixXd::Zero(c.intermediate_size, c.intermediate_size);
+    return h;
+  }
+  const size_t e = static_cast<size_t>(c.num_experts);
+  h.expert_gate.assign(e, Eigen::MatrixXd::Zero(c.hidden_size, c.hidden_size));
+  h.expert_down.assign(e, Eigen::MatrixXd::Zero(c.moe_intermediate_size, c.moe_intermediate_size));
+  h.expert_tokens.assign(e, 0);
   return h;
 }
 
@@ -124,6 +146,17 @@ void BlockHessians::Add(const BlockHessians& other) {
   gate_proj += other.gate_proj;
   down_proj += other.down_proj;
   tokens += other.tokens;
+  for (size_t e = 0; e < expert_tokens.size() && e < other.expert_tokens.size(); ++e) {
+    expert_gate[e] += other.expert_gate[e];
+    expert_down[e] += other.expert_down[e];
+    expert_tokens[e] += other.expert_tokens[e];
+  }
+}
+
+void BlockHessians::SymmetrizeAll() {
+  for (Eigen::MatrixXd* h : {&q_proj, &o_proj, &gate_proj, &down_proj}) Symmetrize(h);
+  for (Eigen::MatrixXd& h : expert_gate) Symmetrize(&h);
+  for (Eigen::MatrixXd& h : expert_down) Symmetrize(&h);
 }
 
 void AccumulateLower(const RowMatrixF& x, Eigen::MatrixXd* h) {
@@ -224,6 +257,78 @@ void ApplyRope(const RopeTable& rope, int64_t seq_len, int64_t heads, int64_t d,
   }
 }
 
+// The top-k routing of one token: `logits` [num_experts] in, the chosen
+// experts (highest probability first; the lower index wins a tie) and their
+// weights out, as transformers' MixtralTopKRouter / Qwen3MoeTopKRouter: softmax
+// over all logits, top-k, divided by the top-k sum when norm_topk_prob.
+void Route(const ModelConfig& c, const float* logits, std::vector<int64_t>* chosen,
+           std::vector<float>* weights) {
+  const int64_t n = c.num_experts;
+  float max = logits[0];
+  for (int64_t e = 1; e < n; ++e) max = std::max(max, logits[e]);
+  std::vector<double> prob(static_cast<size_t>(n));
+  double sum = 0;
+  for (int64_t e = 0; e < n; ++e) sum += prob[e] = std::exp(static_cast<double>(logits[e] - max));
+  for (double& p : prob) p /= sum;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t e = 0; e < n; ++e) order[e] = e;
+  std::partial_sort(
+      order.begin(), order.begin() + c.num_experts_per_tok, order.end(),
+      [&](int64_t a, int64_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); });
+  chosen->assign(order.begin(), order.begin() + c.num_experts_per_tok);
+  double top = 0;
+  for (int64_t e : *chosen) top += prob[e];
+  weights->clear();
+  for (int64_t e : *chosen) {
+    weights->push_back(static_cast<float>(c.norm_topk_prob ? prob[e] / top : prob[e]));
+  }
+}
+
+// The mixture-of-experts MLP of one batch: `x` is the normalised input
+// [tokens, hidden]; adds the experts' weighted outputs into `hidden`. Expert e
+// runs once over the rows routed to it (in token order); when `hessians` is not
+// null its gate/up and down inputs are accumulated into expert_gate[e] and
+// expert_down[e] with expert_tokens[e] += its rows.
+template <typename AccumulateFn>
+void MoeForward(const ModelConfig& c, const BlockWeights& w, const RowMatrixF& x,
+                BlockHessians* hessians, const AccumulateFn& accumulate, RowMatrixF* hidden) {
+  const int64_t tokens = x.rows();
+  const RowMatrixF logits = x * w.router.transpose();
+  std::vector<std::vector<int64_t>> rows(static_cast<size_t>(c.num_experts));
+  std::vector<std::vector<float>> scales(static_cast<size_t>(c.num_experts));
+  std::vector<int64_t> chosen;
+  std::vector<float> weights;
+  for (int64_t t = 0; t < tokens; ++t) {
+    Route(c, logits.row(t).data(), &chosen, &weights);
+    for (size_t k = 0; k < chosen.size(); ++k) {
+      rows[chosen[k]].push_back(t);
+      scales[chosen[k]].push_back(weights[k]);
+    }
+  }
+  RowMatrixF out = RowMatrixF::Zero(tokens, c.hidden_size);
+  for (int64_t e = 0; e < c.num_experts; ++e) {
+    const std::vector<int64_t>& r = rows[e];
+    if (r.empty()) continue;
+    const int64_t n = static_cast<int64_t>(r.size());
+    RowMatrixF xe(n, c.hidden_size);
+    for (int64_t i = 0; i < n; ++i) xe.row(i) = x.row(r[i]);
+    const ExpertWeights& ew = w.experts[e];
+    if (hessians != nullptr) {
+      accumulate(xe, &hessians->expert_gate[e]);
+      hessians->expert_tokens[e] += n;
+    }
+    RowMatrixF gate = xe * ew.gate.transpose();
+    const RowMatrixF up = xe * ew.up.transpose();
+    for (int64_t i = 0; i < gate.size(); ++i) {
+      gate.data()[i] = kernels::SwiGlu(gate.data()[i], up.data()[i]);
+    }
+    if (hessians != nullptr) accumulate(gate, &hessians->expert_down[e]);
+    const RowMatrixF y = gate * ew.down.transpose();
+    for (int64_t i = 0; i < n; ++i) out.row(r[i]) += scales[e][i] * y.row(i);
+  }
+  *hidden += out;
+}
+
 }  // namespace
 
 void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& rope,
@@ -280,6 +385,10 @@ void BlockForward(const ModelConfig& c, const BlockWeights& w, const RopeTable& 
 
   RmsNorm(*hidden, w.post_norm, c.rms_norm_eps, &x);
   if (hessians != nullptr) Accumulate(x, &hessians->gate_proj);
+  if (c.is_moe()) {
+    MoeForward(c, w, x, hessians, Accumulate, hidden);
+    return;
+  }
   RowMatrixF gate = x * w.gate.transpose();
   RowMatrixF up = x * w.up.transpose();
   for (int64_t i = 0; i < gate.size(); ++i) {

@@ -1,8 +1,11 @@
 #include "core/model/model_config.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "core/util/bounded_quote.h"
 #include "nlohmann/json.hpp"
 
@@ -20,6 +23,57 @@ bool GetInt(const Json& j, const char* key, int64_t* out) {
   if (it == j.end() || !it->is_number_integer()) return false;
   *out = it->get<int64_t>();
   return true;
+}
+
+// The mixture-of-experts keys of MixtralForCausalLM and Qwen3MoeForCausalLM;
+// nothing for the dense architectures.
+absl::Status ParseMoe(const Json& j, absl::string_view name, ModelConfig* c) {
+  const bool mixtral = c->architecture == "MixtralForCausalLM";
+  if (!mixtral && c->architecture != "Qwen3MoeForCausalLM") return absl::OkStatus();
+  c->moe = mixtral ? MoeLayout::kMixtral : MoeLayout::kQwen3Moe;
+  const char* experts_key = mixtral ? "num_local_experts" : "num_experts";
+  if (!GetInt(j, experts_key, &c->num_experts) || c->num_experts < 1 ||
+      c->num_experts > kMaxExperts) {
+    return Bad(name, absl::StrCat("\"", experts_key, "\" must be an integer in [1, ", kMaxExperts,
+                                  "] for ", c->architecture,
+                                  "; set it to the checkpoint's number of experts per layer"));
+  }
+  if (!GetInt(j, "num_experts_per_tok", &c->num_experts_per_tok) || c->num_experts_per_tok < 1 ||
+      c->num_experts_per_tok > c->num_experts) {
+    return Bad(
+        name, absl::StrCat("\"num_experts_per_tok\" must be an integer in [1, ", experts_key, " = ",
+                           c->num_experts, "]: how many experts each token is routed to"));
+  }
+  if (mixtral) {
+    c->moe_intermediate_size = c->intermediate_size;
+    c->norm_topk_prob = true;  // Mixtral always renormalises the top-k probabilities
+    return absl::OkStatus();
+  }
+  if (!GetInt(j, "moe_intermediate_size", &c->moe_intermediate_size) ||
+      c->moe_intermediate_size < 1) {
+    return Bad(name,
+               "\"moe_intermediate_size\" must be a positive integer (each expert's MLP width)");
+  }
+  if (auto it = j.find("norm_topk_prob"); it != j.end()) {
+    if (!it->is_boolean()) return Bad(name, "\"norm_topk_prob\" must be true or false");
+    c->norm_topk_prob = it->get<bool>();
+  }
+  // Only the layout where every block is sparse: decoder_sparse_step 1 and no
+  // mlp_only_layers (what the released Qwen3-MoE checkpoints use).
+  int64_t step = 1;
+  if (j.contains("decoder_sparse_step") &&
+      (!GetInt(j, "decoder_sparse_step", &step) || step != 1)) {
+    return Bad(name,
+               "\"decoder_sparse_step\" other than 1 (dense blocks between sparse ones) is not "
+               "supported; only checkpoints whose every block is a mixture of experts are");
+  }
+  if (auto it = j.find("mlp_only_layers");
+      it != j.end() && !(it->is_null() || (it->is_array() && it->empty()))) {
+    return Bad(name,
+               "\"mlp_only_layers\" must be empty: checkpoints with dense blocks among the "
+               "sparse ones are not supported");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -85,7 +139,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json, absl::strin
     c.attention_bias = it->get<bool>();
   }
   if (c.architecture == "Qwen2ForCausalLM") c.attention_bias = true;
-  c.qk_norm = c.architecture == "Qwen3ForCausalLM";
+  c.qk_norm = c.architecture == "Qwen3ForCausalLM" || c.architecture == "Qwen3MoeForCausalLM";
+  if (absl::Status s = ParseMoe(j, name, &c); !s.ok()) return s;
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     const Json& rs = *it;
     std::string type;
@@ -113,7 +168,80 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json, absl::strin
   return c;
 }
 
+std::vector<BlockLinear> BlockLinears(const ModelConfig& c) {
+  std::vector<BlockLinear> out;
+  for (const LinearModule& m : kLinearModules) {
+    if (c.is_moe() && absl::StartsWith(m.suffix, "mlp.")) break;  // the MLP comes last
+    out.push_back({m.name, m.suffix, m.hessian, m.name});
+  }
+  if (!c.is_moe()) return out;
+  const bool mixtral = c.moe == MoeLayout::kMixtral;
+  for (int64_t e = 0; e < c.num_experts; ++e) {
+    const std::string p = absl::StrCat(mixtral ? "block_sparse_moe" : "mlp", ".experts.", e, ".");
+    const std::string n = absl::StrCat("experts.", e, ".");
+    out.push_back(
+        {n + "gate_proj", p + (mixtral ? "w1" : "gate_proj"), n + "gate_proj", "gate_proj"});
+    out.push_back({n + "up_proj", p + (mixtral ? "w3" : "up_proj"), n + "gate_proj", "up_proj"});
+    out.push_back(
+        {n + "down_proj", p + (mixtral ? "w2" : "down_proj"), n + "down_proj", "down_proj"});
+  }
+  return out;
+}
+
+std::optional<BlockLinear> FindBlockLinear(const ModelConfig& c, absl::string_view name) {
+  const int64_t e = ExpertIndex(name);
+  if (e >= c.num_experts || (e < 0 && absl::StartsWith(name, "experts."))) return std::nullopt;
+  for (const BlockLinear& l : BlockLinears(c)) {
+    // Each expert has three entries after the four attention ones.
+    if (e >= 0 && l.name.size() != name.size()) continue;
+    if (l.name == name) return l;
+  }
+  return std::nullopt;
+}
+
+int64_t ExpertIndex(absl::string_view module) {
+  if (!absl::ConsumePrefix(&module, "experts.")) return -1;
+  const size_t dot = module.find('.');
+  int64_t e = 0;
+  if (dot == absl::string_view::npos || dot == 0 || dot > 6 ||
+      !absl::SimpleAtoi(module.substr(0, dot), &e) || e < 0 || e >= kMaxExperts) {
+    return -1;
+  }
+  return absl::StrCat(e) == module.substr(0, dot) ? e : -1;  // no "+3" or "03"
+}
+
+std::string LinearKind(absl::string_view module) {
+  if (ExpertIndex(module) >= 0) {
+    module = module.substr(module.find('.', 8) + 1);
+    if (module != "gate_proj" && module != "up_proj" && module != "down_proj") return "";
+    return std::string(module);
+  }
+  for (const LinearModule& m : kLinearModules) {
+    if (module == m.name) return m.name;
+  }
+  return "";
+}
+
+std::string RouterSuffix(const ModelConfig& c) {
+  switch (c.moe) {
+    case MoeLayout::kMixtral:
+      return "block_sparse_moe.gate";
+    case MoeLayout::kQwen3Moe:
+      return "mlp.gate";
+    case MoeLayout::kNone:
+      break;
+  }
+  return "";
+}
+
 std::vector<int64_t> LinearShape(const ModelConfig& c, absl::string_view module) {
+  if (ExpertIndex(module) >= 0) {
+    if (ExpertIndex(module) >= c.num_experts) return {};
+    const std::string kind = LinearKind(module);
+    if (kind == "gate_proj" || kind == "up_proj") return {c.moe_intermediate_size, c.hidden_size};
+    if (kind == "down_proj") return {c.hidden_size, c.moe_intermediate_size};
+    return {};
+  }
   const int64_t q_out = c.num_heads * c.head_dim;
   const int64_t kv_out = c.num_kv_heads * c.head_dim;
   if (module == "q_proj") return {q_out, c.hidden_size};

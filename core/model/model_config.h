@@ -3,6 +3,7 @@
 #define CALDERA_CORE_MODEL_MODEL_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,19 @@
 namespace caldera::model {
 
 // The architectures we can run, as named in config.json "architectures".
-inline constexpr const char* kSupportedArchitectures[] = {"LlamaForCausalLM", "MistralForCausalLM",
-                                                          "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+inline constexpr const char* kSupportedArchitectures[] = {
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen3MoeForCausalLM"};
+
+// Where a mixture-of-experts block keeps its router and experts.
+enum class MoeLayout {
+  kNone,     // a dense SwiGLU MLP (mlp.gate_proj/up_proj/down_proj)
+  kMixtral,  // block_sparse_moe.gate, block_sparse_moe.experts.E.w1 (gate) / w3 (up) / w2 (down)
+  kQwen3Moe  // mlp.gate, mlp.experts.E.gate_proj / up_proj / down_proj
+};
+
+// Upper bound on config.json's expert count (DeepSeek-V3 has 256, Qwen3-MoE 128).
+inline constexpr int64_t kMaxExperts = 1024;
 
 struct RopeScaling {
   std::string type;  // "" (none), "llama3", "linear"
@@ -42,6 +54,18 @@ struct ModelConfig {
   // weights self_attn.q_norm / k_norm [head_dim] shared by the heads (Qwen3).
   bool qk_norm = false;
 
+  // Mixture of experts (every block sparse; num_experts == 0: dense MLP). Each
+  // token's router logits x·routerᵀ [num_experts] go through a softmax, the
+  // top num_experts_per_tok experts run, and their outputs are summed with the
+  // chosen probabilities as weights, divided by their sum when norm_topk_prob
+  // (Mixtral: always; Qwen3-MoE: config.json's norm_topk_prob).
+  MoeLayout moe = MoeLayout::kNone;
+  int64_t num_experts = 0;            // num_local_experts (Mixtral), num_experts (Qwen3-MoE)
+  int64_t num_experts_per_tok = 0;    // top-k
+  int64_t moe_intermediate_size = 0;  // each expert's width (Mixtral: intermediate_size)
+  bool norm_topk_prob = false;
+  bool is_moe() const { return moe != MoeLayout::kNone; }
+
   // Names of tensors in the Hugging Face layout.
   std::string LayerPrefix(int64_t layer) const;  // "model.layers.3."
 };
@@ -64,7 +88,34 @@ inline constexpr LinearModule kLinearModules[] = {
     {"down_proj", "mlp.down_proj", "down_proj"},
 };
 
-// Expected [out, in] shape of a linear module's weight.
+// One linear module of a decoder block of a given config: its name in plans,
+// artifacts, reports and Hessians files ("q_proj", or "experts.3.gate_proj" for
+// expert 3 of a mixture), its tensor name suffix relative to LayerPrefix()
+// ("self_attn.q_proj", "block_sparse_moe.experts.3.w1"), the Hessian it uses
+// ("q_proj", "experts.3.gate_proj", ...) and its kind (the kLinearModules name
+// it plays the part of: "gate_proj" for an expert's gate).
+struct BlockLinear {
+  std::string name;
+  std::string suffix;
+  std::string hessian;
+  std::string kind;
+};
+// The block's linears in execution order: kLinearModules for a dense model; for
+// a mixture, q/k/v/o then each expert's gate, up, down (expert 0 first). The
+// router is not among them (it stays dense).
+std::vector<BlockLinear> BlockLinears(const ModelConfig& config);
+// The entry of BlockLinears(config) named `name`; nullopt when there is none.
+std::optional<BlockLinear> FindBlockLinear(const ModelConfig& config, absl::string_view name);
+// The kLinearModules name `module` plays the part of: itself for a dense
+// module, "gate_proj" for "experts.3.gate_proj"; "" when it is neither.
+std::string LinearKind(absl::string_view module);
+// The expert index of "experts.E.<kind>", or -1.
+int64_t ExpertIndex(absl::string_view module);
+// The router's tensor name suffix ("block_sparse_moe.gate"); "" for a dense model.
+std::string RouterSuffix(const ModelConfig& config);
+
+// Expected [out, in] shape of a linear module's weight (dense names or
+// "experts.E.<kind>"); empty for an unknown module.
 std::vector<int64_t> LinearShape(const ModelConfig& config, absl::string_view module);
 
 }  // namespace caldera::model

@@ -111,10 +111,7 @@ absl::Status RunLayer(const Checkpoint& ckpt, const BlockWeights& weights, int64
   }
   if (absl::Status s = (*runner)->Flush(); !s.ok()) return s;
   if (hessians != nullptr) {
-    Symmetrize(&hessians->q_proj);
-    Symmetrize(&hessians->o_proj);
-    Symmetrize(&hessians->gate_proj);
-    Symmetrize(&hessians->down_proj);
+    hessians->SymmetrizeAll();
   }
   return absl::OkStatus();
 }

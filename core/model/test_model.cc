@@ -3,8 +3,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/format/safetensors.h"
@@ -38,12 +40,16 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", directory, ": ", ec.message()));
   const bool bias = o.attention_bias || o.architecture == "Qwen2ForCausalLM";
   const int64_t head_dim = o.head_dim > 0 ? o.head_dim : o.hidden_size / o.num_heads;
-  const bool qk_norm = o.architecture == "Qwen3ForCausalLM";
+  const bool mixtral = o.architecture == "MixtralForCausalLM";
+  const bool qwen3_moe = o.architecture == "Qwen3MoeForCausalLM";
+  const bool qk_norm = o.architecture == "Qwen3ForCausalLM" || qwen3_moe;
   nlohmann::ordered_json config = {
       {"architectures", {o.architecture}},
       {"model_type", o.architecture == "Qwen2ForCausalLM"     ? "qwen2"
                      : o.architecture == "Qwen3ForCausalLM"   ? "qwen3"
                      : o.architecture == "MistralForCausalLM" ? "mistral"
+                     : mixtral                                ? "mixtral"
+                     : qwen3_moe                              ? "qwen3_moe"
                                                               : "llama"},
       {"hidden_size", o.hidden_size},
       {"intermediate_size", o.intermediate_size},
@@ -61,6 +67,22 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
                                                : "float32"}};
   if (bias && o.architecture != "Qwen2ForCausalLM") config["attention_bias"] = true;
   if (o.head_dim > 0) config["head_dim"] = o.head_dim;
+  if (mixtral) {
+    config["num_local_experts"] = o.num_experts;
+    config["num_experts_per_tok"] = o.num_experts_per_tok;
+    config["router_jitter_noise"] = 0.0;
+    config["output_router_logits"] = false;
+  }
+  if (qwen3_moe) {
+    config["num_experts"] = o.num_experts;
+    config["num_experts_per_tok"] = o.num_experts_per_tok;
+    config["moe_intermediate_size"] = o.moe_intermediate_size;
+    config["norm_topk_prob"] = o.norm_topk_prob;
+    config["decoder_sparse_step"] = 1;
+    config["mlp_only_layers"] = nlohmann::ordered_json::array();
+    config["output_router_logits"] = false;
+    if (o.head_dim == 0) config["head_dim"] = head_dim;  // Qwen3-MoE's config default is 128
+  }
   if (o.llama3_rope_scaling) {
     config["rope_scaling"] = {{"rope_type", "llama3"},
                               {"factor", 8.0},
@@ -98,14 +120,30 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
       std::vector<int64_t> shape;
       double scale;
     };
-    std::vector<Item> items = {
-        {"self_attn.q_proj.weight", {q_out, o.hidden_size}, in_scale},
-        {"self_attn.k_proj.weight", {kv_out, o.hidden_size}, in_scale},
-        {"self_attn.v_proj.weight", {kv_out, o.hidden_size}, in_scale},
-        {"self_attn.o_proj.weight", {o.hidden_size, q_out}, in_scale},
-        {"mlp.gate_proj.weight", {o.intermediate_size, o.hidden_size}, in_scale},
-        {"mlp.up_proj.weight", {o.intermediate_size, o.hidden_size}, in_scale},
-        {"mlp.down_proj.weight", {o.hidden_size, o.intermediate_size}, mlp_scale}};
+    std::vector<Item> items = {{"self_attn.q_proj.weight", {q_out, o.hidden_size}, in_scale},
+                               {"self_attn.k_proj.weight", {kv_out, o.hidden_size}, in_scale},
+                               {"self_attn.v_proj.weight", {kv_out, o.hidden_size}, in_scale},
+                               {"self_attn.o_proj.weight", {o.hidden_size, q_out}, in_scale}};
+    if (mixtral || qwen3_moe) {
+      // The router, then each expert's gate, up and down (Mixtral: w1, w3, w2).
+      const int64_t width = mixtral ? o.intermediate_size : o.moe_intermediate_size;
+      const double expert_scale = 1.0 / std::sqrt(static_cast<double>(width));
+      const std::string m = mixtral ? "block_sparse_moe." : "mlp.";
+      items.push_back({m + "gate.weight", {o.num_experts, o.hidden_size}, 4 * in_scale});
+      for (int64_t e = 0; e < o.num_experts; ++e) {
+        const std::string x = absl::StrCat(m, "experts.", e, ".");
+        items.push_back(
+            {x + (mixtral ? "w1" : "gate_proj") + ".weight", {width, o.hidden_size}, in_scale});
+        items.push_back(
+            {x + (mixtral ? "w3" : "up_proj") + ".weight", {width, o.hidden_size}, in_scale});
+        items.push_back(
+            {x + (mixtral ? "w2" : "down_proj") + ".weight", {o.hidden_size, width}, expert_scale});
+      }
+    } else {
+      items.push_back({"mlp.gate_proj.weight", {o.intermediate_size, o.hidden_size}, in_scale});
+      items.push_back({"mlp.up_proj.weight", {o.intermediate_size, o.hidden_size}, in_scale});
+      items.push_back({"mlp.down_proj.weight", {o.hidden_size, o.intermediate_size}, mlp_scale});
+    }
     if (bias) {
       items.push_back({"self_attn.q_proj.bias", {q_out}, 0.1});
       items.push_back({"self_attn.k_proj.bias", {kv_out}, 0.1});
@@ -118,7 +156,20 @@ absl::Status WriteTestModel(const TestModelOptions& o, const std::string& direct
     }
     for (const Item& it : items) {
       if (!s.ok()) break;
-      s = add(shard, p + it.name, RandomTensor(it.shape, it.scale, o.dtype, &rng));
+      absl::StatusOr<Tensor> t = RandomTensor(it.shape, it.scale, DType::kF32, &rng);
+      if (t.ok() && o.starve_last_expert && absl::EndsWith(it.name, "gate.weight") &&
+          it.shape[0] == o.num_experts && o.num_experts > 1) {
+        // Row E-1 = mean of rows 0 .. E-2.
+        std::span<float> d = t->mutable_data<float>();
+        const int64_t e = o.num_experts - 1, h = it.shape[1];
+        for (int64_t c = 0; c < h; ++c) {
+          double sum = 0;
+          for (int64_t r = 0; r < e; ++r) sum += d[r * h + c];
+          d[e * h + c] = static_cast<float>(sum / static_cast<double>(e));
+        }
+      }
+      if (t.ok()) t = t->ConvertTo(o.dtype);
+      s = add(shard, p + it.name, std::move(t));
     }
     if (s.ok() && qk_norm)
       s = add(shard, p + "self_attn.q_norm.weight", NormWeight(head_dim, o.dtype, &rng));

@@ -13,7 +13,8 @@
 namespace caldera::model {
 
 struct TestModelOptions {
-  // or MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM (q/k head norms)
+  // or MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM (q/k head norms),
+  // MixtralForCausalLM, Qwen3MoeForCausalLM (mixtures of experts)
   std::string architecture = "LlamaForCausalLM";
   int64_t hidden_size = 64;
   int64_t intermediate_size = 128;
@@ -27,8 +28,19 @@ struct TestModelOptions {
   bool llama3_rope_scaling = false;  // adds {"rope_type": "llama3", factor 8, orig 64}
   bool tie_word_embeddings = true;
   bool attention_bias = false;  // forced on for Qwen2
-  DType dtype = DType::kF32;    // F32, F16 or BF16 weights
-  int shards = 1;               // >1 writes model-0000k-of-0000n + index
+  // Mixtures only: experts per block, experts per token, each expert's width
+  // (Qwen3-MoE's moe_intermediate_size; Mixtral's experts are intermediate_size
+  // wide), and Qwen3-MoE's norm_topk_prob (Mixtral always renormalises).
+  int64_t num_experts = 4;
+  int64_t num_experts_per_tok = 2;
+  int64_t moe_intermediate_size = 32;
+  bool norm_topk_prob = false;
+  // The last expert's router row is the mean of the others', so its logit is
+  // never above the largest: with num_experts_per_tok 1 no token is routed to
+  // it (a calibration set that starves an expert, for tests).
+  bool starve_last_expert = false;
+  DType dtype = DType::kF32;  // F32, F16 or BF16 weights
+  int shards = 1;             // >1 writes model-0000k-of-0000n + index
   uint64_t seed = 1;
 };
 

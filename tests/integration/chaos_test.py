@@ -40,14 +40,20 @@ import time
 import service_test_support
 from service_test_support import free_port
 
-# Three specs, small and fast on the fixture; they differ so that each job's
-# output is its own.
+# Three specs, small and fast; they differ so that each job's output is its
+# own. The third runs on a random mixture-of-experts model (Mixtral layout, 4
+# experts, top-2: each expert's matrices their own tasks), the others on the
+# fixture.
 SPECS = [
     ["--seed", "7", "--rank", "8", "--iters", "1", "--lplr-iters", "1"],
     ["--seed", "11", "--rank", "4", "--iters", "2", "--lplr-iters", "1",
      "--calibration-shards", "2"],
     ["--seed", "3", "--rank", "8", "--iters", "1", "--lplr-iters", "2", "--q-bits", "3"],
 ]
+SPEC_MODELS = ["fixture", "fixture", "moe"]
+MOE_MODEL = ["--arch", "MixtralForCausalLM", "--experts", "4", "--experts-per-token", "2",
+             "--hidden", "64", "--intermediate", "96", "--layers", "2", "--vocab", "256",
+             "--samples", "16", "--seq-len", "64"]
 
 
 def fixture_model_dir() -> str:
@@ -251,17 +257,25 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     bin_dir = os.path.abspath(args.bin_dir)
-    model = fixture_model_dir()
     rng = random.Random(args.seed)
     t0 = time.time()
     work = tempfile.mkdtemp(prefix="caldera-chaos-")
     log(f"work directory {work}; {args.kills} kills, interval {args.interval}, seed {args.seed}")
+    moe = os.path.join(work, "moe-model")
+    r = subprocess.run([os.path.join(bin_dir, "calderactl"), "make-test-model", "--out", moe,
+                        "--tokens-out", os.path.join(moe, "calibration.safetensors"), *MOE_MODEL],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"make-test-model failed: {r.stdout}{r.stderr}")
+        return 1
+    models = {"fixture": fixture_model_dir(), "moe": moe}
 
     # 1. Undisturbed references (the embedded coordinator; one BLAS thread per
     # worker like the cluster's, since the summation order follows the threads).
     refs = []
     for i, spec in enumerate(SPECS):
         ref = os.path.join(work, f"ref{i}")
+        model = models[SPEC_MODELS[i]]
         r = subprocess.run([os.path.join(bin_dir, "calderactl"), "compress", "--model", model,
                             "--calibration", f"{model}/calibration.safetensors", "--out", ref,
                             "--workers", "3", "--threads", "1", *spec], capture_output=True, text=True,
@@ -294,7 +308,8 @@ def main() -> int:
             this_round = []
             for i, spec in enumerate(SPECS):
                 out = os.path.join(work, f"out-r{round_no}-j{i}")
-                name = submit(cluster, model, spec, out, f"chaos-r{round_no}-j{i}", deadline)
+                name = submit(cluster, models[SPEC_MODELS[i]], spec, out,
+                              f"chaos-r{round_no}-j{i}", deadline)
                 this_round.append((name, i, out))
             log(f"round {round_no}: submitted {', '.join(n for n, _, _ in this_round)}")
             pending = {n for n, _, _ in this_round}

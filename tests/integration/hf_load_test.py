@@ -21,6 +21,15 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEQS = 32  # eval sequences scored (of the file's), enough for a 1e-4 agreement check
+# Random test models of the newer families (make-test-model flags).
+FAMILIES = [
+    ("Qwen3ForCausalLM", ["--head-dim", "32"]),
+    ("MixtralForCausalLM", ["--experts", "4", "--experts-per-token", "2", "--intermediate", "48"]),
+    ("Qwen3MoeForCausalLM", ["--experts", "6", "--experts-per-token", "2", "--moe-intermediate",
+                             "24", "--head-dim", "32"]),
+    ("Qwen3MoeForCausalLM", ["--experts", "6", "--experts-per-token", "3", "--moe-intermediate",
+                             "24", "--norm-topk-prob", "--seed", "3"]),
+]
 
 
 def inner(hf_dir, peft_dir, tokens_path):
@@ -93,29 +102,36 @@ def main():
              peft_dir])
         theirs = json.loads(run([hf_python, os.path.abspath(__file__), "--inner", hf_dir,
                                  peft_dir, tokens]).strip().splitlines()[-1])
-        # Qwen3 (q/k head norms, head_dim wider than hidden / heads): a random
-        # test model compressed, exported and read by transformers' Qwen3 code.
-        qwen3 = os.path.join(tmp, "qwen3")
-        qtokens = os.path.join(tmp, "qwen3-tokens.safetensors")
-        run([ctl, "make-test-model", "--out", qwen3, "--arch", "Qwen3ForCausalLM", "--head-dim",
-             "32", "--layers", "2", "--tokens-out", qtokens, "--samples", "16", "--seq-len", "64"])
-        qout, qhf = os.path.join(tmp, "qwen3-compressed"), os.path.join(tmp, "qwen3-hf")
-        run([ctl, "compress", "--model", qwen3, "--calibration", qtokens, "--out", qout,
-             "--method", "ldlq", "--quantizer", "uniform", "--q-bits", "4"])
-        q_ours = json.loads(run([ctl, "eval", "--json", "--model", qout, "--tokens", qtokens]))
-        run([ctl, "export", "--format", "hf", "--model", qout, "--out", qhf])
-        q_theirs = json.loads(run([hf_python, os.path.abspath(__file__), "--inner", qhf, "-",
-                                   qtokens]).strip().splitlines()[-1])
+        # Qwen3 (q/k head norms, head_dim wider than hidden / heads) and the
+        # two mixtures of experts: random test models compressed, exported and
+        # read by transformers' own code for each architecture.
+        families = {}
+        for i, (arch, extra) in enumerate(FAMILIES):
+            name = f"{arch.replace('ForCausalLM', '').lower()}-{i}"
+            src = os.path.join(tmp, name)
+            qtokens = os.path.join(tmp, name + "-tokens.safetensors")
+            run([ctl, "make-test-model", "--out", src, "--arch", arch, "--layers", "2",
+                 "--tokens-out", qtokens, "--samples", "16", "--seq-len", "64"] + extra)
+            qout, qhf = os.path.join(tmp, name + "-compressed"), os.path.join(tmp, name + "-hf")
+            run([ctl, "compress", "--model", src, "--calibration", qtokens, "--out", qout,
+                 "--method", "ldlq", "--quantizer", "uniform", "--q-bits", "4"])
+            q_ours = json.loads(run([ctl, "eval", "--json", "--model", qout, "--tokens",
+                                     qtokens]))
+            run([ctl, "export", "--format", "hf", "--model", qout, "--out", qhf])
+            q_theirs = json.loads(run([hf_python, os.path.abspath(__file__), "--inner", qhf,
+                                       "-", qtokens]).strip().splitlines()[-1])
+            families[name] = (q_ours["perplexity"], q_theirs["hf"])
     print(f"calderactl eval {ours['perplexity']:.6f}; transformers (hf export) "
           f"{theirs['hf']:.6f}; transformers + peft (peft export) {theirs['peft']:.6f}; "
           f"merged PEFT vs hf weights max relative difference {theirs['merged_max_rel_diff']:.2e}")
-    print(f"qwen3: calderactl eval {q_ours['perplexity']:.6f}; transformers (hf export) "
-          f"{q_theirs['hf']:.6f}")
     ok = True
-    rel = abs(q_theirs["hf"] - q_ours["perplexity"]) / q_ours["perplexity"]
-    if rel > 1e-4:
-        print(f"FAIL: qwen3 hf perplexity differs from calderactl eval by {rel:.2e} relative")
-        ok = False
+    for name, (mine, hf) in families.items():
+        rel = abs(hf - mine) / mine
+        print(f"{name}: calderactl eval {mine:.6f}; transformers (hf export) {hf:.6f} "
+              f"({rel:.1e} relative)")
+        if rel > 1e-4:
+            print(f"FAIL: {name} hf perplexity differs from calderactl eval by {rel:.2e} relative")
+            ok = False
     for name in ("hf", "peft"):
         rel = abs(theirs[name] - ours["perplexity"]) / ours["perplexity"]
         if rel > 1e-4:

@@ -87,6 +87,34 @@ def rope(x, cos, sin):  # x: [T, heads, d]
     return np.concatenate([a * c - b * s, b * c + a * s], axis=-1)
 
 
+def moe(cfg, W, p, h):
+    """The mixture-of-experts MLP, token by token: softmax over the router
+    logits, the top-k experts (ties to the lower index), weights renormalised
+    for Mixtral and for Qwen3-MoE with norm_topk_prob."""
+    arch = cfg["architectures"][0]
+    if arch == "MixtralForCausalLM":
+        m, n_exp, names, renorm = "block_sparse_moe.", cfg["num_local_experts"], ("w1", "w3", "w2"), True
+    else:
+        m, n_exp, names, renorm = "mlp.", cfg["num_experts"], ("gate_proj", "up_proj", "down_proj"), \
+            cfg.get("norm_topk_prob", False)
+    k = cfg["num_experts_per_tok"]
+    logits = h @ W[p + m + "gate.weight"].T
+    prob = np.exp(logits - logits.max(-1, keepdims=True))
+    prob = prob / prob.sum(-1, keepdims=True)
+    out = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        top = sorted(range(n_exp), key=lambda e: (-prob[t, e], e))[:k]
+        w = prob[t, top]
+        if renorm:
+            w = w / w.sum()
+        for e, we in zip(top, w):
+            x = f"{p}{m}experts.{e}."
+            g = W[x + names[0] + ".weight"] @ h[t]
+            u = W[x + names[1] + ".weight"] @ h[t]
+            out[t] += we * (W[x + names[2] + ".weight"] @ (g / (1 + np.exp(-g)) * u))
+    return out
+
+
 def forward(cfg, W, ids):
     H = cfg["hidden_size"]
     nh = cfg["num_attention_heads"]
@@ -112,7 +140,7 @@ def forward(cfg, W, ids):
             v = v + W[p + "self_attn.v_proj.bias"]
         q = q.reshape(T, nh, d)
         k = k.reshape(T, nkv, d)
-        if cfg["architectures"][0] == "Qwen3ForCausalLM":  # RMSNorm of each q and k head
+        if cfg["architectures"][0] in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):  # q/k head norms
             q = rmsnorm(q, W[p + "self_attn.q_norm.weight"], eps)
             k = rmsnorm(k, W[p + "self_attn.k_norm.weight"], eps)
         q = rope(q, cos, sin)
@@ -127,6 +155,9 @@ def forward(cfg, W, ids):
         o = np.einsum("hts,shd->thd", att, v).reshape(T, nh * d)
         x = x + o @ W[p + "self_attn.o_proj.weight"].T
         h = rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
+        if cfg["architectures"][0] in ("MixtralForCausalLM", "Qwen3MoeForCausalLM"):
+            x = x + moe(cfg, W, p, h)
+            continue
         g = h @ W[p + "mlp.gate_proj.weight"].T
         u = h @ W[p + "mlp.up_proj.weight"].T
         x = x + (g / (1 + np.exp(-g)) * u) @ W[p + "mlp.down_proj.weight"].T

@@ -356,6 +356,11 @@ absl::StatusOr<std::unique_ptr<backend::BlockRunner>> PrepareCudaBlock(
     return absl::UnimplementedError(
         "block forward: the q/k head norms of Qwen3 run on the CPU backend only; use --device cpu");
   }
+  if (config.is_moe()) {
+    return absl::UnimplementedError(absl::StrCat("block forward: the mixture-of-experts blocks of ",
+                                                 config.architecture,
+                                                 " run on the CPU backend only; use --device cpu"));
+  }
   if (hessians != nullptr && hessians->float64_reference) {
     return absl::UnimplementedError(
         "block forward: the float64 reference Hessians run on the CPU backend only");

@@ -283,6 +283,10 @@ TEST(JobSpecTest, CompressesModule) {
   s.modules = {"q_proj"};
   EXPECT_TRUE(CompressesModule(s, "q_proj"));
   EXPECT_FALSE(CompressesModule(s, "k_proj"));
+  // A mixture's expert matrices are selected by their kind.
+  s.modules = {"down_proj"};
+  EXPECT_TRUE(CompressesModule(s, "experts.3.down_proj"));
+  EXPECT_FALSE(CompressesModule(s, "experts.3.up_proj"));
 }
 
 // #17: values from clients are never echoed unbounded, and URIs are bounded.

@@ -53,6 +53,31 @@ TEST(MemoryEstimateTest, CalibrateFollowsTheDocumentedFormula) {
             kTaskBaseBytes + 4 * h * i + 4 * 8 * i * i + 6 * 8 * h * i);
 }
 
+// A mixture of experts: every expert's weights and Hessians in the calibrate
+// task (memory_estimate.h), one expert's matrix in a decompose task.
+TEST(MemoryEstimateTest, MixtureCountsEveryExpertInCalibrateAndOneInDecompose) {
+  model::ModelConfig c = Small();
+  c.moe = model::MoeLayout::kMixtral;
+  c.num_experts = 3;
+  c.num_experts_per_tok = 2;
+  c.moe_intermediate_size = 12;
+  const int64_t h = 8, a = 8, k = 4, j = 12, E = 3, V = 32, L = 5, samples = 3;
+  const int64_t w = 4 * (2 * h * a + 2 * h * k + E * (3 * h * j + h));
+  const int64_t e = 4 * V * h;
+  const int64_t s = 8 * (2 * h * h + a * a + E * (h * h + j * j));
+  const int64_t chunk = 4 * samples * L * h;
+  const int64_t act = 4 * L * (9 * h + 3 * j + E + 2 * a + 2 * k) + 4 * L * L;
+  const int64_t panel = 4 * j * j;
+  const int64_t forward = w + e + s + 2 * chunk + act + panel;
+  const int64_t write = s + 8 * (h * h + j * j) + 16 * j * j;
+  ASSERT_GT(forward, write);
+  EXPECT_EQ(EstimateCalibrateBytes(c, samples, L, false), kTaskBaseBytes + forward);
+  EXPECT_EQ(EstimateDecomposeBytes(c, "experts.2.down_proj"),
+            kTaskBaseBytes + 4 * h * j + 4 * 8 * j * j + 6 * 8 * h * j);
+  EXPECT_EQ(EstimateDecomposeBytes(c, "experts.1.gate_proj"),
+            kTaskBaseBytes + 4 * h * j + 4 * 8 * h * h + 6 * 8 * h * j);
+}
+
 // P, what a task holds besides its block to make its input: the embedding
 // at layer 0, the previous block dequantised at a later layer in sequential
 // mode, nothing at a later layer in parallel mode; the job-level estimate is

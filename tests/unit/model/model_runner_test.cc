@@ -125,6 +125,22 @@ TEST(ModelReferenceTest, GeneratedVariantsMatchNumpyReference) {
   qwen3.head_dim = 32;  // wider than hidden_size / num_heads, as Qwen3's 128 often is
   qwen3.rope_theta = 1000000.0;
   cases.push_back({"qwen3 q/k head norms, explicit head_dim", qwen3});
+  TestModelOptions mixtral;
+  mixtral.architecture = "MixtralForCausalLM";
+  mixtral.intermediate_size = 48;  // each expert's width
+  mixtral.num_experts = 4;
+  mixtral.num_experts_per_tok = 2;
+  cases.push_back({"mixtral: 4 experts, top-2, renormalised", mixtral});
+  TestModelOptions qwen3_moe;
+  qwen3_moe.architecture = "Qwen3MoeForCausalLM";
+  qwen3_moe.num_experts = 6;
+  qwen3_moe.num_experts_per_tok = 3;
+  qwen3_moe.moe_intermediate_size = 24;
+  qwen3_moe.tie_word_embeddings = false;
+  cases.push_back({"qwen3-moe: 6 experts, top-3, not renormalised", qwen3_moe});
+  qwen3_moe.norm_topk_prob = true;
+  qwen3_moe.num_experts_per_tok = 2;
+  cases.push_back({"qwen3-moe: top-2, norm_topk_prob", qwen3_moe});
   TestModelOptions f16;
   f16.dtype = DType::kF16;
   f16.num_kv_heads = 4;
