@@ -143,6 +143,12 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   }
   const model::ModelConfig& config = (*ckpt)->config();
   if (absl::Status s = CheckConfigBounds(config, spec.model); !s.ok()) return s;
+  if (spec.finetune_steps > 0 && config.qk_norm) {
+    // core/model/llama_block_grad.h has no backward pass of the q/k head norms.
+    return absl::InvalidArgumentError(
+        absl::StrCat("--finetune-steps: fine-tuning does not support ", config.architecture,
+                     " yet (its q/k head norms have no backward pass); drop --finetune-steps"));
+  }
   JobShape shape;
   shape.num_layers = static_cast<int>(config.num_layers);
   for (const model::LinearModule& m : model::kLinearModules) {
