@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/subprocess.h"
 
 namespace caldera {
 namespace {
@@ -92,10 +93,10 @@ TEST(FinetuneJob, TunedCheckpointKeepsTheLayoutDiffersEvaluatesBetterAndReruns) 
   ASSERT_EQ(report["finetune"].size(), 5u);
   int tuned_modules = 0;
   for (size_t l = 0; l < 5; ++l) {
-    const nlohmann::json& b = report["finetune"][l];
-    EXPECT_EQ(b["layer"].get<int>(), static_cast<int>(l));
-    EXPECT_LE(b["holdout_after"].get<double>(), b["holdout_before"].get<double>());
-    tuned_modules += b["modules_tuned"].get<int>();
+    const nlohmann::json& block = report["finetune"][l];
+    EXPECT_EQ(block["layer"].get<int>(), static_cast<int>(l));
+    EXPECT_LE(block["holdout_after"].get<double>(), block["holdout_before"].get<double>());
+    tuned_modules += block["modules_tuned"].get<int>();
   }
   EXPECT_EQ(tuned_modules, 35);
   EXPECT_FALSE(nlohmann::json::parse(ReadFile(plain + "/report.json")).contains("finetune"));
