@@ -13,6 +13,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/format/safetensors.h"
+#include "core/format/tokens.h"
 #include "gtest/gtest.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/subprocess.h"
@@ -33,13 +35,33 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// The first 48 calibration sequences, 128 tokens each (a job of seconds).
+std::string SmallCalibration(const TempDir& tmp) {
+  const std::string path = tmp.Join("calibration.safetensors");
+  absl::StatusOr<std::unique_ptr<SafetensorsReader>> reader =
+      SafetensorsReader::OpenFile(StoriesModelDir() + "/calibration.safetensors");
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  if (!reader.ok()) return path;
+  absl::StatusOr<format::TokenSet> all = format::ReadTokenFile(**reader, 1 << 20, 1 << 20);
+  EXPECT_TRUE(all.ok()) << all.status();
+  if (!all.ok()) return path;
+  format::TokenSet cut;
+  cut.samples = 48;
+  cut.seq_len = 128;
+  for (int64_t s = 0; s < cut.samples; ++s) {
+    cut.ids.insert(cut.ids.end(), all->ids.begin() + s * all->seq_len,
+                   all->ids.begin() + s * all->seq_len + cut.seq_len);
+  }
+  EXPECT_TRUE(format::WriteTokenFile(cut, path).ok());
+  return path;
+}
+
 // 3-bit uniform LDLQ (no L·R: the learned rounding, the scales and the norms
-// move), two calibration shards (the finetune task reads both), 30 steps.
-int Compress(const std::string& out, int steps, std::string* log) {
+// move), two calibration shards (the finetune task reads both).
+int Compress(const std::string& calibration, const std::string& out, int steps, std::string* log) {
   return RunCommand(
-      absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --calibration ",
-                   StoriesModelDir(),
-                   "/calibration.safetensors --method ldlq --quantizer uniform --q-bits 3"
+      absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --calibration ", calibration,
+                   " --method ldlq --quantizer uniform --q-bits 3"
                    " --calibration-shards 2 --workers 2 --out ",
                    out, steps > 0 ? absl::StrCat(" --finetune-steps ", steps) : "", " 2>&1"),
       log);
@@ -72,8 +94,9 @@ TEST(FinetuneJob, TunedCheckpointKeepsTheLayoutDiffersEvaluatesBetterAndReruns) 
   TempDir tmp;
   std::string log;
   const std::string plain = tmp.Join("plain"), tuned = tmp.Join("tuned"), again = tmp.Join("again");
-  ASSERT_EQ(Compress(plain, 0, &log), 0) << log;
-  ASSERT_EQ(Compress(tuned, 30, &log), 0) << log;
+  const std::string calibration = SmallCalibration(tmp);
+  ASSERT_EQ(Compress(calibration, plain, 0, &log), 0) << log;
+  ASSERT_EQ(Compress(calibration, tuned, 30, &log), 0) << log;
   // The layout (index: tensor -> shard) is the same; the bytes are not.
   EXPECT_EQ(ReadFile(plain + "/model.safetensors.index.json").size(),
             ReadFile(tuned + "/model.safetensors.index.json").size());
@@ -105,7 +128,7 @@ TEST(FinetuneJob, TunedCheckpointKeepsTheLayoutDiffersEvaluatesBetterAndReruns) 
   EXPECT_GT(ppl_tuned, 0);
   EXPECT_LT(ppl_tuned, 0.97 * ppl_plain);
   // Deterministic: the same job again writes the same bytes.
-  ASSERT_EQ(Compress(again, 30, &log), 0) << log;
+  ASSERT_EQ(Compress(calibration, again, 30, &log), 0) << log;
   EXPECT_TRUE(Shards(again) == b) << "a rerun of the fine-tuning tasks wrote other bytes";
 }
 
@@ -114,7 +137,7 @@ TEST(FinetuneJob, OutOfBoundsSettingsAreRefusedNamingTheFlag) {
   for (const auto& [flags, names] :
        {std::pair{" --finetune-steps -1", "--finetune-steps"},
         std::pair{" --finetune-steps 100001", "--finetune-steps"},
-        std::pair{" --finetune-steps 10 --finetune-lr 0", "--finetune-lr"},
+        std::pair{" --finetune-steps 10 --finetune-lr -0.1", "--finetune-lr"},
         std::pair{" --finetune-steps 10 --finetune-lr 2", "--finetune-lr"},
         std::pair{" --finetune-steps 10 --finetune-holdout 0.6", "--finetune-holdout"}}) {
     std::string log;
