@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Recovery fine-tuning at equal bits: for each --target-bits budget,
-`calderactl compress` then `calderactl eval`; then `calderactl finetune` on a
-copy of the same checkpoint (the stored bits do not change) and `eval` again.
+`calderactl compress` then `calderactl eval`; then the same job with
+`--finetune-steps` (finetune tasks in the plan; `--mode posthoc`: `calderactl
+finetune` on a copy of the first checkpoint instead) and `eval` again (the
+stored bits do not change).
 Prints bits per parameter (report.json), perplexity without and with
 fine-tuning, the CPU seconds (user + system) of the compress job and of the
 fine-tuning (CPU, not wall: the machines these ran on are shared),
@@ -9,7 +11,8 @@ beside AutoRound's perplexity at its nearest budget on the bundled model
 (issue 33's figures, from ../shared/peers/run_autoround.py, auto-round 0.15).
 
   bench/finetune_bench.py [--budgets 2.25,3.25,3.5,4.25] [--steps 200]
-                          [--finetune-flags "..."] [--calderactl BIN] [--json OUT]
+                          [--mode job|posthoc] [--finetune-flags "..."]
+                          [--compress-flags "..."] [--calderactl BIN] [--json OUT]
 
 Never run by the tests (minutes per budget).
 """
@@ -49,7 +52,10 @@ def main():
     p.add_argument("--calderactl", default=os.path.join(ROOT, "build", "bin", "calderactl"))
     p.add_argument("--budgets", default="2.25,3.25,3.5,4.25")
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--finetune-flags", default="")
+    p.add_argument("--finetune-flags", default="",
+                   help="more flags: of the compress job (job mode) or of calderactl finetune")
+    p.add_argument("--compress-flags", default="", help="more flags of both compress jobs")
+    p.add_argument("--mode", choices=("job", "posthoc"), default="job")
     p.add_argument("--json")
     a = p.parse_args()
     calibration = a.calibration or os.path.join(a.model, "calibration.safetensors")
@@ -59,16 +65,26 @@ def main():
         for budget in [float(b) for b in a.budgets.split(",")]:
             out = os.path.join(tmp, f"b{budget}")
             _, compress_s = run([a.calderactl, "compress", "--model", a.model, "--calibration",
-                                 calibration, "--out", out, "--target-bits", str(budget)])
+                                 calibration, "--out", out, "--target-bits", str(budget)]
+                                + a.compress_flags.split())
             with open(os.path.join(out, "report.json")) as f:
                 totals = json.load(f)["totals"]
             bits = totals.get("bits_per_param")
             base = perplexity(a.calderactl, out, tokens)
             tuned_dir = out + "-ft"
-            shutil.copytree(out, tuned_dir)
-            _, finetune_s = run([a.calderactl, "finetune", "--model", tuned_dir, "--original",
-                                 a.model, "--calibration", calibration, "--finetune-steps",
-                                 str(a.steps)] + a.finetune_flags.split())
+            if a.mode == "job":
+                # The whole job again with finetune tasks: its CPU seconds minus the plain job's.
+                _, job_s = run([a.calderactl, "compress", "--model", a.model, "--calibration",
+                                calibration, "--out", tuned_dir, "--target-bits", str(budget),
+                                "--finetune-steps", str(a.steps)]
+                               + a.compress_flags.split() + a.finetune_flags.split())
+                finetune_s = job_s - compress_s
+            else:
+                shutil.copytree(out, tuned_dir)
+                _, finetune_s = run([a.calderactl, "finetune", "--model", tuned_dir,
+                                     "--original", a.model, "--calibration", calibration,
+                                     "--finetune-steps", str(a.steps)]
+                                    + a.finetune_flags.split())
             tuned = perplexity(a.calderactl, tuned_dir, tokens)
             near = min(AUTOROUND, key=lambda b: abs(b - bits))
             rows.append({"target_bits": budget, "bits_per_param": bits, "perplexity": base,

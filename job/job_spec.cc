@@ -157,6 +157,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (absl::Status s = ValidateDecompositionSettings(spec); !s.ok()) return s;
   if (absl::Status s = ValidateTargetBits(spec.target_bits); !s.ok()) return s;
   if (absl::Status s = ValidateServe(spec); !s.ok()) return s;
+  if (absl::Status s = ValidateFinetuneSettings(spec); !s.ok()) return s;
   if (absl::Status s = model::ValidateShareRatio(spec.share_heads, "--share-heads"); !s.ok()) {
     return s;
   }
@@ -294,6 +295,25 @@ absl::Status ValidateLlamacpp(const JobSpec& spec) {
 }
 
 }  // namespace
+
+absl::Status ValidateFinetuneSettings(const JobSpec& spec) {
+  if (spec.finetune_steps < 0 || spec.finetune_steps > kMaxFinetuneSteps) {
+    return absl::InvalidArgumentError(absl::StrCat("--finetune-steps ", spec.finetune_steps,
+                                                   " is outside [0, ", kMaxFinetuneSteps,
+                                                   "] (0 = no fine-tuning; 200 to 1000 is usual)"));
+  }
+  if (!(spec.finetune_lr > 0 && spec.finetune_lr <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--finetune-lr ", spec.finetune_lr,
+        " is outside (0, 1] (it is relative to each tensor's RMS; 0.01 is the default)"));
+  }
+  if (!(spec.finetune_holdout > 0 && spec.finetune_holdout <= kMaxFinetuneHoldout)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--finetune-holdout ", spec.finetune_holdout, " is outside (0, ", kMaxFinetuneHoldout,
+        "] (the share of calibration sequences held out; 0.125 is the default)"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateServe(const JobSpec& spec) {
   if (spec.serve == Serve::kNone) return absl::OkStatus();

@@ -141,7 +141,17 @@ struct JobSpec {
   double target_bits = 0;
   // --serve (proto JobSpec.serve): none | vllm, see Serve.
   Serve serve = Serve::kNone;
+  // Recovery fine-tuning (proto JobSpec.finetune_steps/_lr/_holdout): Adam
+  // steps per block (0 = off: no finetune tasks are planned), the learning
+  // rate relative to each tensor's RMS, the share of calibration sequences
+  // held out. Bounds: kMaxFinetuneSteps, (0, 1], (0, kMaxFinetuneHoldout].
+  int finetune_steps = 0;
+  double finetune_lr = 1e-2;
+  double finetune_holdout = 0.125;
 };
+
+inline constexpr int kMaxFinetuneSteps = 100000;
+inline constexpr double kMaxFinetuneHoldout = 0.5;
 
 // The settings that are names where they are parsed (calderactl's flags, the
 // proto's strings): empty = not given, the JobSpec default stays.
@@ -215,6 +225,10 @@ bool UsesHadamard(const JobSpec& spec);
 // engine cannot run and the flag that avoids it; OK otherwise (and for --serve
 // none).
 absl::Status ValidateServe(const JobSpec& spec);
+
+// The fine-tuning settings: steps in [0, kMaxFinetuneSteps], lr in (0, 1],
+// holdout in (0, kMaxFinetuneHoldout]; INVALID_ARGUMENT naming the flag.
+absl::Status ValidateFinetuneSettings(const JobSpec& spec);
 
 // With --serve vllm: INVALID_ARGUMENT when a `rows` x `cols` linear cannot be
 // written in compressed-tensors' pack-quantized form with `spec`'s group size

@@ -35,6 +35,9 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& p, const std::string
   s.overwrite = p.overwrite();
   s.target_bits = p.target_bits();
   s.share_heads = p.share_heads();
+  s.finetune_steps = p.finetune_steps();
+  if (p.finetune_lr() != 0) s.finetune_lr = p.finetune_lr();
+  if (p.finetune_holdout() != 0) s.finetune_holdout = p.finetune_holdout();
   return s;
 }
 
@@ -66,6 +69,11 @@ v1::JobSpec JobSpecToProto(const JobSpec& s) {
   p.set_share_heads(s.share_heads);
   p.set_hidden_dtype(std::string(HiddenDTypeName(s.hidden_dtype)));
   if (s.serve != Serve::kNone) p.set_serve(std::string(ServeName(s.serve)));
+  if (s.finetune_steps != 0) {
+    p.set_finetune_steps(s.finetune_steps);
+    p.set_finetune_lr(s.finetune_lr);
+    p.set_finetune_holdout(s.finetune_holdout);
+  }
   return p;
 }
 

@@ -200,6 +200,18 @@ absl::StatusOr<JobShape> ValidateJob(const JobSpec& spec, const storage::Storage
   if (absl::Status s = ValidateJobSpec(spec); !s.ok()) {
     return absl::InvalidArgumentError(s.message());
   }
+  if (spec.finetune_steps > 0 && config.qk_norm) {
+    // core/model/llama_block_grad.h has no backward pass of the q/k head norms.
+    return absl::InvalidArgumentError(
+        absl::StrCat("--finetune-steps: fine-tuning does not support ", config.architecture,
+                     " yet (its q/k head norms have no backward pass); drop --finetune-steps"));
+  }
+  if (spec.finetune_steps > 0 && config.is_moe()) {
+    // core/model/llama_block_grad.h has no backward pass of a routed mixture.
+    return absl::InvalidArgumentError(
+        absl::StrCat("--finetune-steps: fine-tuning does not support ", config.architecture,
+                     " yet (a mixture of experts has no backward pass); drop --finetune-steps"));
+  }
   JobShape shape;
   shape.num_layers = static_cast<int>(config.num_layers);
   if (config.is_moe() && spec.calibration_shards > 1) {

@@ -63,6 +63,35 @@ v1::FinalizeTask MakeFinalizeTask(std::vector<std::string> artifact_uris,
   return t;
 }
 
+v1::FinetuneTask MakeFinetuneTask(int layer, std::vector<std::string> modules,
+                                  std::vector<std::string> artifact_uris,
+                                  std::vector<std::string> input_uris,
+                                  const std::string& original_states_uri,
+                                  absl::string_view attempt_dir, bool last_layer) {
+  v1::FinetuneTask t;
+  t.set_layer(layer);
+  for (std::string& m : modules) t.add_modules(std::move(m));
+  for (std::string& u : artifact_uris) t.add_artifact_uris(std::move(u));
+  for (std::string& u : input_uris) t.add_input_uris(std::move(u));
+  t.set_original_states_uri(original_states_uri);
+  t.set_output_prefix(std::string(attempt_dir));
+  t.set_last_layer(last_layer);
+  return t;
+}
+
+std::string FinetuneBlockUri(const v1::FinetuneTask& task) {
+  return storage::JoinKey(task.output_prefix(), "block.safetensors");
+}
+
+std::string FinetuneOriginalStatesUri(const v1::FinetuneTask& task) {
+  return task.last_layer() ? std::string()
+                           : storage::JoinKey(task.output_prefix(), "original_states.safetensors");
+}
+
+std::string FinetuneArtifactUri(const v1::FinetuneTask& task, absl::string_view module) {
+  return storage::JoinKey(task.output_prefix(), absl::StrCat(module, ".safetensors"));
+}
+
 v1::TaskKind KindOf(const v1::Task& task) {
   switch (task.work_case()) {
     case v1::Task::kCalibrate:
@@ -71,6 +100,8 @@ v1::TaskKind KindOf(const v1::Task& task) {
       return v1::DECOMPOSE;
     case v1::Task::kFinalize:
       return v1::FINALIZE;
+    case v1::Task::kFinetune:
+      return v1::FINETUNE;
     default:
       return v1::TASK_KIND_UNSPECIFIED;
   }
@@ -90,6 +121,15 @@ void SetResultOfTask(const v1::Task& task, v1::CompleteTaskRequest* request) {
     case v1::Task::kFinalize:
       request->mutable_finalize();
       break;
+    case v1::Task::kFinetune: {
+      v1::FinetuneResult* r = request->mutable_finetune();
+      r->set_block_uri(FinetuneBlockUri(task.finetune()));
+      r->set_original_states_uri(FinetuneOriginalStatesUri(task.finetune()));
+      for (const std::string& m : task.finetune().modules()) {
+        r->add_artifact_uris(FinetuneArtifactUri(task.finetune(), m));
+      }
+      break;
+    }
     default:
       request->clear_result();
       break;
@@ -102,6 +142,13 @@ std::vector<std::string> StoredResultUris(const v1::CompleteTaskRequest& request
       return {request.calibrate().hessians_uri(), request.calibrate().hidden_states_uri()};
     case v1::CompleteTaskRequest::kDecompose:
       return {request.decompose().artifact_uri()};
+    case v1::CompleteTaskRequest::kFinetune: {
+      std::vector<std::string> out = {request.finetune().block_uri(),
+                                      request.finetune().original_states_uri()};
+      out.insert(out.end(), request.finetune().artifact_uris().begin(),
+                 request.finetune().artifact_uris().end());
+      return out;
+    }
     default:
       return {};
   }
@@ -119,6 +166,19 @@ std::string StoredArtifactUri(const std::vector<std::string>& decompose_results)
   return decompose_results.empty() ? std::string() : decompose_results[0];
 }
 
+std::string StoredFinetuneBlockUri(const std::vector<std::string>& finetune_results) {
+  return finetune_results.empty() ? std::string() : finetune_results[0];
+}
+
+std::string StoredOriginalStatesUri(const std::vector<std::string>& finetune_results) {
+  return finetune_results.size() > 1 ? finetune_results[1] : std::string();
+}
+
+std::vector<std::string> StoredTunedArtifactUris(const std::vector<std::string>& finetune_results) {
+  if (finetune_results.size() <= 2) return {};
+  return std::vector<std::string>(finetune_results.begin() + 2, finetune_results.end());
+}
+
 std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module, int shard,
                          int num_shards) {
   switch (kind) {
@@ -129,6 +189,8 @@ std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module,
       return absl::StrCat("calibrate layer ", layer);
     case v1::DECOMPOSE:
       return absl::StrCat("decompose layer ", layer, " ", module);
+    case v1::FINETUNE:
+      return absl::StrCat("finetune layer ", layer);
     default:
       return "finalize";
   }

@@ -11,6 +11,7 @@
 // an old data directory continues its jobs):
 //   calibrate: [hessians_uri, hidden_states_uri]   decompose: [artifact_uri]
 //   finalize:  []
+//   finetune:  [block_uri, original_states_uri, tuned artifact_uri...]
 // StoredResultUris writes that layout and the Stored*Uri accessors read it;
 // nothing else indexes the list.
 #ifndef CALDERA_JOB_TASK_PLAN_H_
@@ -55,6 +56,22 @@ v1::DecomposeTask MakeDecomposeTask(int layer, const std::string& module,
 v1::FinalizeTask MakeFinalizeTask(std::vector<std::string> artifact_uris,
                                   double job_elapsed_seconds, const std::string& scratch_prefix);
 
+// finetune(layer) reading the block's decompose `artifact_uris` (of
+// `modules`, in the same order), the states
+// entering it (`input_uris`, in shard order) and the original model's states
+// entering it (`original_states_uri`, "" for layer 0), writing under
+// `attempt_dir`: <dir>/<module>.safetensors per tuned module, <dir>/block.safetensors
+// and, unless `last_layer`, <dir>/original_states.safetensors.
+v1::FinetuneTask MakeFinetuneTask(int layer, std::vector<std::string> modules,
+                                  std::vector<std::string> artifact_uris,
+                                  std::vector<std::string> input_uris,
+                                  const std::string& original_states_uri,
+                                  absl::string_view attempt_dir, bool last_layer);
+// Where finetune writes the block file / the original states / a module's tuned artifact.
+std::string FinetuneBlockUri(const v1::FinetuneTask& task);
+std::string FinetuneOriginalStatesUri(const v1::FinetuneTask& task);
+std::string FinetuneArtifactUri(const v1::FinetuneTask& task, absl::string_view module);
+
 // The kind of `task`'s work (TASK_KIND_UNSPECIFIED when none is set, e.g.
 // from a newer coordinator with a kind this build does not know).
 v1::TaskKind KindOf(const v1::Task& task);
@@ -70,8 +87,11 @@ std::vector<std::string> StoredResultUris(const v1::CompleteTaskRequest& request
 std::string StoredHessiansUri(const std::vector<std::string>& calibrate_results);
 std::string StoredHiddenStatesUri(const std::vector<std::string>& calibrate_results);
 std::string StoredArtifactUri(const std::vector<std::string>& decompose_results);
+std::string StoredFinetuneBlockUri(const std::vector<std::string>& finetune_results);
+std::string StoredOriginalStatesUri(const std::vector<std::string>& finetune_results);
+std::vector<std::string> StoredTunedArtifactUris(const std::vector<std::string>& finetune_results);
 
-// "decompose layer 3 q_proj" / "calibrate layer 3" / "finalize"; a calibrate
+// "decompose layer 3 q_proj" / "calibrate layer 3" / "finetune layer 3" / "finalize"; a calibrate
 // task of a sharded job (num_shards > 1): "calibrate layer 3 shard 2/4"
 // (1-based).
 std::string DescribeTask(v1::TaskKind kind, int layer, absl::string_view module, int shard = 0,

@@ -95,7 +95,8 @@ absl::StatusOr<CalibrateResult> Calibrate(const model::Checkpoint& checkpoint,
   std::optional<model::BlockWeights> previous;
   if (sequential && layer > 0) {
     absl::StatusOr<model::BlockWeights> prev =
-        CompressedBlock(checkpoint, layer - 1, request.previous_artifacts, options, &io);
+        CompressedBlock(checkpoint, layer - 1, request.previous_artifacts,
+                        request.previous_tuned_artifacts, request.previous_block_uri, options, &io);
     if (!prev.ok()) return prev.status();
     previous = *std::move(prev);
   }

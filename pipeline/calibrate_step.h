@@ -35,6 +35,10 @@ struct CalibrateRequest {
   // writes the embedded tokens.
   bool sequential = false;
   std::vector<std::string> previous_artifacts;
+  // With fine-tuning: finetune(layer-1)'s tuned artifacts and block file
+  // (empty: none), applied over `previous_artifacts` (pipeline/tuned_block.h).
+  std::vector<std::string> previous_tuned_artifacts;
+  std::string previous_block_uri;
   // Sharded calibration (num_shards > 1): layer 0 calibrates the samples of
   // shard `shard` only (job::ShardSamples); later layers read that shard's
   // hidden states, so nothing else changes. The Hessians file then holds the

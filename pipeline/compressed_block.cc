@@ -11,6 +11,7 @@
 #include "model_io/model_inputs.h"
 #include "pipeline/budget_candidates.h"
 #include "pipeline/step_status.h"
+#include "pipeline/tuned_block.h"
 
 namespace caldera::pipeline {
 
@@ -23,6 +24,13 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
                                                     const std::vector<std::string>& artifacts,
                                                     const storage::StorageOptions& options,
                                                     IoCounts* io) {
+  return CompressedBlock(checkpoint, layer, artifacts, {}, "", options, io);
+}
+
+absl::StatusOr<model::BlockWeights> CompressedBlock(
+    const model::Checkpoint& checkpoint, int64_t layer, const std::vector<std::string>& artifacts,
+    const std::vector<std::string>& tuned_artifacts, const std::string& block_uri,
+    const storage::StorageOptions& options, IoCounts* io) {
   absl::StatusOr<model::BlockWeights> w = model::LoadBlock(checkpoint, layer);
   if (!w.ok()) return w.status();
   std::vector<ModuleReport> reports;
@@ -33,6 +41,14 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
   }
   // --target-bits: the candidates the block's allocation chooses, as finalize will.
   if (absl::Status s = ResolveBudgetChoices(&reports, options); !s.ok()) return s;
+  if (absl::Status s = ApplyTunedArtifacts(tuned_artifacts, options, &reports); !s.ok()) return s;
+  if (!block_uri.empty()) {
+    absl::StatusOr<format::FinetuneBlockFile> block = ReadFinetuneBlockAt(block_uri, options);
+    if (!block.ok()) return block.status();
+    if (absl::Status s = ApplyTunedNorms(*block, checkpoint.config(), layer, &*w); !s.ok()) {
+      return s;
+    }
+  }
   for (const ModuleReport& report : reports) {
     const std::string& uri = report.artifact;
     const ModuleReport* rep = &report;

@@ -28,6 +28,14 @@ absl::StatusOr<model::BlockWeights> CompressedBlock(const model::Checkpoint& che
                                                     const storage::StorageOptions& options,
                                                     IoCounts* io);
 
+// The same, after recovery fine-tuning: `tuned_artifacts` (finetune(layer)'s
+// artifacts) replace the chosen ones, and the block file at `block_uri` (when
+// not empty) sets the tuned norms (pipeline/tuned_block.h).
+absl::StatusOr<model::BlockWeights> CompressedBlock(
+    const model::Checkpoint& checkpoint, int64_t layer, const std::vector<std::string>& artifacts,
+    const std::vector<std::string>& tuned_artifacts, const std::string& block_uri,
+    const storage::StorageOptions& options, IoCounts* io);
+
 }  // namespace caldera::pipeline
 
 #endif  // CALDERA_PIPELINE_COMPRESSED_BLOCK_H_

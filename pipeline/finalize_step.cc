@@ -18,6 +18,7 @@
 #include "model_io/model_inputs.h"
 #include "pipeline/budget_candidates.h"
 #include "pipeline/step_status.h"
+#include "pipeline/tuned_block.h"
 #include "storage/storage.h"
 
 namespace caldera::pipeline {
@@ -33,16 +34,28 @@ using ModulesByLayer = std::map<int64_t, std::vector<const ModuleReport*>>;
 // unchanged), then one shard per layer of the artifacts' tensors.
 absl::Status WriteShards(const model::Checkpoint& checkpoint, const ModulesByLayer& by_layer,
                          const std::set<std::string>& compressed,
+                         std::map<std::string, Tensor> tuned,
                          const storage::StorageOptions& options,
                          format::ShardedCheckpointWriter& shards) {
-  // Shard 1: every tensor that is not a compressed weight, unchanged.
+  // Shard 1: every tensor that is not a compressed weight, unchanged (or,
+  // after fine-tuning, the tuned norms in its place).
   for (const SafetensorsReader* reader : checkpoint.readers()) {
     for (const TensorInfo& info : reader->tensors()) {
       if (compressed.count(info.name) != 0) continue;
+      if (auto it = tuned.find(info.name); it != tuned.end()) {
+        if (absl::Status s = shards.Add(info.name, std::move(it->second)); !s.ok()) return s;
+        tuned.erase(it);
+        continue;
+      }
       absl::StatusOr<Tensor> t = reader->Read(info.name);
       if (!t.ok()) return t.status();
       if (absl::Status s = shards.Add(info.name, *std::move(t)); !s.ok()) return s;
     }
+  }
+  if (!tuned.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("a fine-tuned block file holds '",
+                                                   tuned.begin()->first.substr(0, 80),
+                                                   "', which the model does not"));
   }
   if (absl::Status s = shards.FinishShard(); !s.ok()) return s;
   // One shard per layer: the artifacts' tensors (records and adapter cores)
@@ -141,9 +154,11 @@ absl::Status ReadBack(const job::JobSpec& spec, const ModulesByLayer& by_layer,
 // report.json, written last: it says the checkpoint is done.
 absl::Status WriteReport(const model::Checkpoint& checkpoint, const job::JobSpec& spec,
                          const std::vector<ModuleReport>& modules, double seconds,
+                         std::vector<format::FinetuneBlockReport> finetune,
                          const storage::StorageOptions& options) {
   // report.json last.
   format::CheckpointReport report;
+  report.finetune = std::move(finetune);
   report.request_id = spec.request_id;
   report.matrices = modules;
   report.totals = format::ComputeTotals(modules, seconds);
@@ -176,6 +191,21 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
   if (spec.target_bits > 0) {
     if (absl::Status s = ResolveBudgetChoices(&modules, options); !s.ok()) return s;
   }
+  // Fine-tuning: the tuned artifacts over the chosen ones, the tuned norms
+  // over the input's.
+  if (absl::Status s = ApplyTunedArtifacts(request.tuned_artifacts, options, &modules); !s.ok()) {
+    return s;
+  }
+  std::map<std::string, Tensor> tuned_norms;
+  std::vector<format::FinetuneBlockReport> finetune;
+  for (const std::string& uri : request.finetune_blocks) {
+    absl::StatusOr<format::FinetuneBlockFile> block = ReadFinetuneBlockAt(uri, options);
+    if (!block.ok()) return block.status();
+    for (auto& [name, t] : block->norms) tuned_norms.emplace(name, std::move(t));
+    finetune.push_back(block->report);
+  }
+  std::sort(finetune.begin(), finetune.end(),
+            [](const auto& a, const auto& b) { return a.layer < b.layer; });
   std::sort(modules.begin(), modules.end(), [](const ModuleReport& a, const ModuleReport& b) {
     return std::make_pair(a.layer, ModuleOrder(a.module)) <
            std::make_pair(b.layer, ModuleOrder(b.module));
@@ -196,7 +226,9 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
         }
         return absl::OkStatus();
       });
-  if (absl::Status st = WriteShards(checkpoint, by_layer, compressed, options, shards); !st.ok()) {
+  if (absl::Status st =
+          WriteShards(checkpoint, by_layer, compressed, std::move(tuned_norms), options, shards);
+      !st.ok()) {
     return st;
   }
   // The head sharing map, when the records leave heads out: before the read
@@ -221,7 +253,7 @@ absl::Status Finalize(const model::Checkpoint& checkpoint, const FinalizeRequest
   if (absl::Status st = WriteConfig(spec, modules, options); !st.ok()) return st;
   if (absl::Status st = shards.WriteIndex(); !st.ok()) return st;
   if (absl::Status st = ReadBack(spec, by_layer, options); !st.ok()) return st;
-  return WriteReport(checkpoint, spec, modules, request.seconds, options);
+  return WriteReport(checkpoint, spec, modules, request.seconds, std::move(finetune), options);
 }
 
 }  // namespace caldera::pipeline

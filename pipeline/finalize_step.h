@@ -25,6 +25,12 @@ struct FinalizeRequest {
   // (ResolveBudgetChoices), as the sequential calibration chose them.
   std::vector<format::ModuleReport> modules;
   double seconds = 0;  // the job's wall time so far, for report.json
+  // Recovery fine-tuning (finetune tasks): their tuned artifacts, each
+  // replacing the chosen artifact of its matrix, and their block files,
+  // whose norms replace the input's and whose loss reports go to
+  // report.json's "finetune" (pipeline/tuned_block.h).
+  std::vector<std::string> tuned_artifacts;
+  std::vector<std::string> finetune_blocks;
 };
 
 // Writes the checkpoint, then reads the first and last compressed layers back

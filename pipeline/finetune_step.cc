@@ -23,21 +23,7 @@ namespace {
 
 using model::RowMatrixF;
 
-// Runs `weights` over every sequence of `states`, in place.
-void RunBlock(const model::ModelConfig& config, const model::BlockWeights& weights, int64_t seq_len,
-              RowMatrixF* states) {
-  const model::RopeTable rope = model::MakeRopeTable(config, seq_len);
-  RowMatrixF sequence;
-  for (int64_t r0 = 0; r0 < states->rows(); r0 += seq_len) {
-    sequence = states->middleRows(r0, seq_len);
-    model::BlockForward(config, weights, rope, seq_len, &sequence, nullptr);
-    states->middleRows(r0, seq_len) = sequence;
-  }
-}
-
-// The module's record as a trainable linear, when the checkpoint stores one
-// whose reconstruction is the weight the model computes with (not, e.g.,
-// with a TT-LoRA adapter added or aliased heads inserted).
+// The module's record in the checkpoint as a trainable linear (TunableIfExact).
 absl::StatusOr<std::optional<finetune::TunableLinear>> Tunable(const model::Checkpoint& ckpt,
                                                                const std::string& prefix,
                                                                const RowMatrixF& dense) {
@@ -46,15 +32,7 @@ absl::StatusOr<std::optional<finetune::TunableLinear>> Tunable(const model::Chec
   if (reader == nullptr) return std::nullopt;
   absl::StatusOr<NamedTensors> record = format::ReadRecord(*reader, prefix);
   if (!record.ok()) return record.status();
-  absl::StatusOr<quant::MatrixF> w = decompose::Reconstruct(*record);
-  if (!w.ok()) return w.status();
-  if (w->rows() != dense.rows() || w->cols() != dense.cols() ||
-      (*w - dense).cwiseAbs().maxCoeff() > 1e-6f * (1 + dense.cwiseAbs().maxCoeff())) {
-    return std::nullopt;
-  }
-  absl::StatusOr<finetune::TunableLinear> t = finetune::TunableLinear::FromRecord(*record);
-  if (!t.ok()) return t.status();
-  return std::optional<finetune::TunableLinear>(*std::move(t));
+  return TunableIfExact(*record, dense);
 }
 
 // Rewrites every shard of the checkpoint at `uri` that holds a tensor of
@@ -109,6 +87,30 @@ absl::Status RewriteShards(const model::Checkpoint& ckpt, const std::string& uri
 
 }  // namespace
 
+void RunBlockOverSequences(const model::ModelConfig& config, const model::BlockWeights& weights,
+                           int64_t seq_len, RowMatrixF* states) {
+  const model::RopeTable rope = model::MakeRopeTable(config, seq_len);
+  RowMatrixF sequence;
+  for (int64_t r0 = 0; r0 < states->rows(); r0 += seq_len) {
+    sequence = states->middleRows(r0, seq_len);
+    model::BlockForward(config, weights, rope, seq_len, &sequence, nullptr);
+    states->middleRows(r0, seq_len) = sequence;
+  }
+}
+
+absl::StatusOr<std::optional<finetune::TunableLinear>> TunableIfExact(const NamedTensors& record,
+                                                                      const RowMatrixF& dense) {
+  absl::StatusOr<quant::MatrixF> w = decompose::Reconstruct(record);
+  if (!w.ok()) return w.status();
+  if (w->rows() != dense.rows() || w->cols() != dense.cols() ||
+      (*w - dense).cwiseAbs().maxCoeff() > 1e-6f * (1 + dense.cwiseAbs().maxCoeff())) {
+    return std::nullopt;
+  }
+  absl::StatusOr<finetune::TunableLinear> t = finetune::TunableLinear::FromRecord(record);
+  if (!t.ok()) return t.status();
+  return std::optional<finetune::TunableLinear>(*std::move(t));
+}
+
 absl::StatusOr<FineTuneResult> FineTune(const FineTuneRequest& request,
                                         const StepEnvironment& env) {
   absl::StatusOr<std::unique_ptr<model::Checkpoint>> original =
@@ -151,7 +153,7 @@ absl::StatusOr<FineTuneResult> FineTune(const FineTuneRequest& request,
     if (!block.ok()) return block.status();
     // The target: the original block on these inputs (or the original states).
     RowMatrixF target = request.target_from_original_states ? original_states : states;
-    RunBlock(config, *reference, seq_len, &target);
+    RunBlockOverSequences(config, *reference, seq_len, &target);
     std::array<std::optional<finetune::TunableLinear>, 7> linears;
     const RowMatrixF* dense[] = {&block->q,    &block->k,  &block->v,   &block->o,
                                  &block->gate, &block->up, &block->down};
@@ -190,9 +192,9 @@ absl::StatusOr<FineTuneResult> FineTune(const FineTuneRequest& request,
         }
       }
     }
-    RunBlock(config, tuned->weights, seq_len, &states);
+    RunBlockOverSequences(config, tuned->weights, seq_len, &states);
     if (request.target_from_original_states) {
-      RunBlock(config, *reference, seq_len, &original_states);
+      RunBlockOverSequences(config, *reference, seq_len, &original_states);
     }
     result.blocks.push_back(tuned->report);
     if (request.progress) request.progress(layer, tuned->report);

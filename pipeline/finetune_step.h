@@ -13,8 +13,9 @@
 // compressed inputs.
 //
 // It holds every calibration state of one block in memory (two copies), so
-// it is sized for models whose calibration states fit; the distributed task
-// kind that would stream them is not written yet. Deterministic (the same
+// it is sized for models whose calibration states fit. It is what `calderactl
+// finetune` runs on an existing checkpoint; a job with finetune_steps runs
+// the same tuning as finetune(layer) tasks (finetune_block_step.h). Deterministic (the same
 // bytes from the same checkpoint), but not idempotent: each shard is
 // replaced atomically, yet a run killed between shards leaves some tuned,
 // and running it again tunes the tuned ones; start again from compress's
@@ -22,6 +23,7 @@
 #ifndef CALDERA_PIPELINE_FINETUNE_STEP_H_
 #define CALDERA_PIPELINE_FINETUNE_STEP_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,16 @@ struct FineTuneResult {
   int64_t modules_tuned = 0;                      // records rewritten
   IoCounts io;
 };
+
+// Runs `weights` over every sequence (`seq_len` rows each) of `states`, in place.
+void RunBlockOverSequences(const model::ModelConfig& config, const model::BlockWeights& weights,
+                           int64_t seq_len, model::RowMatrixF* states);
+
+// `record` (tensors named relative to the module) as a trainable linear, when
+// its reconstruction is `dense`, the weight the model computes with (not, e.g.,
+// with aliased heads inserted); nullopt otherwise.
+absl::StatusOr<std::optional<finetune::TunableLinear>> TunableIfExact(
+    const NamedTensors& record, const model::RowMatrixF& dense);
 
 absl::StatusOr<FineTuneResult> FineTune(const FineTuneRequest& request, const StepEnvironment& env);
 

@@ -130,7 +130,7 @@ void Coordinator::UpdateGauges() {
   for (v1::JobState s : {v1::QUEUED, v1::RUNNING, v1::SUCCEEDED, v1::FAILED, v1::CANCELLED}) {
     metrics_->SetJobs(s, jobs[s]);
   }
-  for (v1::TaskKind k : {v1::CALIBRATE, v1::DECOMPOSE, v1::FINALIZE}) {
+  for (v1::TaskKind k : {v1::CALIBRATE, v1::DECOMPOSE, v1::FINETUNE, v1::FINALIZE}) {
     for (v1::TaskState s :
          {v1::TASK_PENDING, v1::TASK_LEASED, v1::TASK_DONE, v1::TASK_FAILED, v1::TASK_CANCELLED}) {
       metrics_->SetTasks(k, s, tasks[{k, s}]);

@@ -100,7 +100,8 @@ absl::StatusOr<v1::Job> Coordinator::CreateJob(const v1::CreateJobRequest& reque
   auto entry = std::make_unique<JobEntry>();
   JobRecord& r = entry->record;
   r.id = absl::StrCat("j-", RandomHex(12));
-  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards);
+  entry->tasks = PlanJob(r.id, shape->num_layers, shape->modules, spec.calibration_shards,
+                         spec.finetune_steps > 0);
   const bool sequential = spec.calibration_mode == job::CalibrationMode::kSequential;
   EstimateTaskMemory(shape->config, shape->samples, shape->seq_len, spec.calibration_shards,
                      sequential, &entry->tasks);
@@ -347,10 +348,15 @@ v1::CompleteTaskResponse Coordinator::CompleteTask(const v1::CompleteTaskRequest
   Changed(job,
           t.kind == v1::FINALIZE
               ? std::string("job SUCCEEDED")
-              : absl::StrCat(DescribeTask(t, job->record.spec.calibration_shards()), " done",
-                             t.kind == v1::DECOMPOSE
-                                 ? absl::StrCat(" (weighted error ", t.weighted_relative_error, ")")
-                                 : std::string()));
+              : absl::StrCat(
+                    DescribeTask(t, job->record.spec.calibration_shards()), " done",
+                    t.kind == v1::DECOMPOSE
+                        ? absl::StrCat(" (weighted error ", t.weighted_relative_error, ")")
+                    : request.has_finetune()
+                        ? absl::StrCat(" (", request.finetune().steps(), " steps, held-out error ",
+                                       request.finetune().holdout_before(), " -> ",
+                                       request.finetune().holdout_after(), ")")
+                        : std::string()));
   return out;
 }
 

@@ -7,7 +7,7 @@ namespace {
 
 constexpr v1::JobState kJobStates[] = {v1::QUEUED, v1::RUNNING, v1::SUCCEEDED, v1::FAILED,
                                        v1::CANCELLED};
-constexpr v1::TaskKind kTaskKinds[] = {v1::CALIBRATE, v1::DECOMPOSE, v1::FINALIZE};
+constexpr v1::TaskKind kTaskKinds[] = {v1::CALIBRATE, v1::DECOMPOSE, v1::FINETUNE, v1::FINALIZE};
 constexpr v1::TaskState kTaskStates[] = {v1::TASK_PENDING, v1::TASK_LEASED, v1::TASK_DONE,
                                          v1::TASK_FAILED, v1::TASK_CANCELLED};
 

@@ -5,11 +5,13 @@
 #include "job/job_spec.h"
 #include "job/memory_estimate.h"
 #include "job/task_plan.h"
+#include "storage/uri.h"
 
 namespace caldera::server {
 
 std::vector<TaskRecord> PlanJob(const std::string& job_id, int num_layers,
-                                const std::vector<std::string>& modules, int num_shards) {
+                                const std::vector<std::string>& modules, int num_shards,
+                                bool finetune) {
   std::vector<TaskRecord> tasks;
   auto add = [&](v1::TaskKind kind, int layer, int shard, const std::string& module,
                  std::string id) {
@@ -34,6 +36,7 @@ std::vector<TaskRecord> PlanJob(const std::string& job_id, int num_layers,
     for (const std::string& m : modules) {
       add(v1::DECOMPOSE, l, 0, m, absl::StrFormat("decompose-%04d-%s", l, m));
     }
+    if (finetune) add(v1::FINETUNE, l, 0, "", absl::StrFormat("finetune-%04d", l));
   }
   add(v1::FINALIZE, -1, 0, "", "finalize");
   return tasks;
@@ -84,6 +87,30 @@ size_t ShardTask(const std::vector<TaskRecord>& tasks, const std::vector<size_t>
   return calibrate_index[layer] + static_cast<size_t>(shard < n ? shard : 0);
 }
 
+// The tasks after layer `layer`'s calibrate tasks up to the next layer's (its
+// decompose tasks and its finetune task), as [begin, end) indices.
+std::pair<size_t, size_t> LayerWork(const std::vector<TaskRecord>& tasks,
+                                    const std::vector<size_t>& calibrate_index, int layer) {
+  size_t begin = calibrate_index[layer];
+  while (begin < tasks.size() && tasks[begin].kind == v1::CALIBRATE &&
+         tasks[begin].layer == layer) {
+    ++begin;
+  }
+  size_t end = static_cast<size_t>(layer) + 1 < calibrate_index.size() ? calibrate_index[layer + 1]
+                                                                       : tasks.size();
+  return {begin, end};
+}
+
+// finetune(layer)'s index, or tasks.size() when the plan has none.
+size_t FinetuneTask(const std::vector<TaskRecord>& tasks,
+                    const std::vector<size_t>& calibrate_index, int layer) {
+  auto [begin, end] = LayerWork(tasks, calibrate_index, layer);
+  for (size_t j = begin; j < end; ++j) {
+    if (tasks[j].kind == v1::FINETUNE && tasks[j].layer == layer) return j;
+  }
+  return tasks.size();
+}
+
 }  // namespace
 
 bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
@@ -99,12 +126,25 @@ bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>
       if (!sequential) return true;
       // The decompositions of layer - 1 sit between its calibrate tasks and ours.
       for (size_t j = calibrate_index[t.layer - 1] + 1; j < calibrate_index[t.layer]; ++j) {
-        if (tasks[j].kind == v1::DECOMPOSE && tasks[j].state != v1::TASK_DONE) return false;
+        if ((tasks[j].kind == v1::DECOMPOSE || tasks[j].kind == v1::FINETUNE) &&
+            tasks[j].state != v1::TASK_DONE) {
+          return false;
+        }
       }
       return true;
     }
     case v1::DECOMPOSE:
       return AllShardsDone(tasks, calibrate_index, t.layer);
+    case v1::FINETUNE: {
+      if (!AllShardsDone(tasks, calibrate_index, t.layer)) return false;
+      auto [begin, end] = LayerWork(tasks, calibrate_index, t.layer);
+      for (size_t j = begin; j < end; ++j) {
+        if (tasks[j].kind == v1::DECOMPOSE && tasks[j].state != v1::TASK_DONE) return false;
+      }
+      if (t.layer == 0) return true;
+      const size_t previous = FinetuneTask(tasks, calibrate_index, t.layer - 1);
+      return previous == tasks.size() || tasks[previous].state == v1::TASK_DONE;
+    }
     case v1::FINALIZE:
       for (size_t j = 0; j < tasks.size(); ++j) {
         if (j != i && tasks[j].state != v1::TASK_DONE) return false;
@@ -144,7 +184,53 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
           task.mutable_calibrate()->add_previous_artifact_uris(
               job::StoredArtifactUri(tasks[j].result_uris));
         }
+        if (t.layer > 0) {
+          const size_t ft = FinetuneTask(tasks, calibrate_index, t.layer - 1);
+          if (ft < tasks.size()) {
+            for (std::string& u : job::StoredTunedArtifactUris(tasks[ft].result_uris)) {
+              task.mutable_calibrate()->add_previous_tuned_artifact_uris(std::move(u));
+            }
+            task.mutable_calibrate()->set_previous_block_uri(
+                job::StoredFinetuneBlockUri(tasks[ft].result_uris));
+          }
+        }
+        // The last layer's states feed its finetune task.
+        if (t.layer + 1 == num_layers &&
+            FinetuneTask(tasks, calibrate_index, t.layer) < tasks.size()) {
+          task.mutable_calibrate()->set_hidden_states_uri(
+              storage::JoinKey(dir, "hidden_states.safetensors"));
+        }
       }
+      break;
+    }
+    case v1::FINETUNE: {
+      const bool sequential = job.spec.calibration_mode() == "sequential";
+      std::vector<std::string> modules, artifacts, inputs;
+      auto [begin, end] = LayerWork(tasks, calibrate_index, t.layer);
+      for (size_t j = begin; j < end; ++j) {
+        if (tasks[j].kind != v1::DECOMPOSE) continue;
+        modules.push_back(tasks[j].module);
+        artifacts.push_back(job::StoredArtifactUri(tasks[j].result_uris));
+      }
+      // The states entering the block: written by calibrate(l) in sequential
+      // mode, by calibrate(l-1) in original mode (layer 0 of an original-mode
+      // job: none, the step embeds the calibration tokens).
+      const int from = sequential ? t.layer : t.layer - 1;
+      if (from >= 0) {
+        for (size_t j = calibrate_index[from];
+             j < tasks.size() && tasks[j].kind == v1::CALIBRATE && tasks[j].layer == from; ++j) {
+          inputs.push_back(job::StoredHiddenStatesUri(tasks[j].result_uris));
+        }
+      }
+      std::string original_states;
+      if (t.layer > 0) {
+        const size_t ft = FinetuneTask(tasks, calibrate_index, t.layer - 1);
+        if (ft < tasks.size())
+          original_states = job::StoredOriginalStatesUri(tasks[ft].result_uris);
+      }
+      *task.mutable_finetune() =
+          job::MakeFinetuneTask(t.layer, std::move(modules), std::move(artifacts),
+                                std::move(inputs), original_states, dir, t.layer + 1 == num_layers);
       break;
     }
     case v1::DECOMPOSE: {
@@ -165,6 +251,14 @@ v1::Task BuildTask(const JobRecord& job, const std::vector<TaskRecord>& tasks,
       }
       *task.mutable_finalize() =
           job::MakeFinalizeTask(std::move(artifacts), job_elapsed_seconds, scratch);
+      for (const TaskRecord& f : tasks) {
+        if (f.kind != v1::FINETUNE) continue;
+        task.mutable_finalize()->add_finetune_block_uris(
+            job::StoredFinetuneBlockUri(f.result_uris));
+        for (std::string& u : job::StoredTunedArtifactUris(f.result_uris)) {
+          task.mutable_finalize()->add_tuned_artifact_uris(std::move(u));
+        }
+      }
       break;
     }
     default:
@@ -184,6 +278,12 @@ void EstimateTaskMemory(const model::ModelConfig& config, int64_t samples, int64
         break;
       case v1::DECOMPOSE:
         t.memory_bytes = job::EstimateDecomposeBytes(config, t.module);
+        break;
+      case v1::FINETUNE:
+        // Every calibration state of the block held at once (inputs, target,
+        // the original states, activations of a batch): about six copies.
+        t.memory_bytes =
+            job::EstimateFinalizeBytes(config) + 6 * samples * seq_len * config.hidden_size * 4;
         break;
       default:
         t.memory_bytes = job::EstimateFinalizeBytes(config);
@@ -232,6 +332,7 @@ bool WorkerCanHold(int64_t worker_max_memory, const TaskRecord& task) {
 int LeasePriority(v1::TaskKind kind) {
   switch (kind) {
     case v1::CALIBRATE:
+    case v1::FINETUNE:  // on the critical path as calibrate is
       return 0;
     case v1::DECOMPOSE:
       return 1;

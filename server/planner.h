@@ -27,8 +27,11 @@ namespace caldera::server {
 // in kLinearModules order), all PENDING, with `num_shards` calibrate tasks per
 // layer (listed in shard order, ids "calibrate-0003-s001"; with one shard the
 // plan and its ids are those of unsharded jobs, "calibrate-0003").
+// `finetune` (JobSpec.finetune_steps > 0): finetune(l) ("finetune-0003")
+// follows the layer's decompose tasks.
 std::vector<TaskRecord> PlanJob(const std::string& job_id, int num_layers,
-                                const std::vector<std::string>& modules, int num_shards = 1);
+                                const std::vector<std::string>& modules, int num_shards = 1,
+                                bool finetune = false);
 
 // Index of the first calibrate task (shard 0) of every layer in `tasks` (a
 // plan from PlanJob); the layer's other shards follow it.
@@ -39,9 +42,10 @@ int ShardsOfLayer(const std::vector<TaskRecord>& tasks, const std::vector<size_t
                   int layer);
 
 // True when every input of tasks[i] is committed: calibrate(l, s) waits for
-// calibrate(l-1, s) only; decompose(l, m) for every calibrate(l, *).
+// calibrate(l-1, s) only; decompose(l, m) for every calibrate(l, *);
+// finetune(l) for every decompose(l, *) and finetune(l-1).
 // `sequential`: calibration_mode "sequential" (calibrate(l, s) also waits for
-// every decompose(l-1, m)).
+// every decompose(l-1, m) and finetune(l-1)).
 bool TaskIsReady(const std::vector<TaskRecord>& tasks, const std::vector<size_t>& calibrate_index,
                  size_t i, bool sequential = false);
 

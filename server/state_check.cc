@@ -91,6 +91,13 @@ absl::Status CheckStoredJob(const JobRecord& job, const std::vector<TaskRecord>&
           return bad_task(t, absl::StrCat("with an unknown module '", t.module.substr(0, 64), "'"));
         }
         break;
+      case v1::FINETUNE:
+        if (t.layer < 0 || t.layer >= layers || next_shard != 0) {
+          return bad_task(t, absl::StrCat("fine-tuning layer ", t.layer,
+                                          ", which has no complete set of calibrate tasks "
+                                          "before it"));
+        }
+        break;
       case v1::FINALIZE:
         finalize = true;
         break;

@@ -6,11 +6,13 @@
 #include "core/model/model_config.h"
 #include "job/job_spec_proto.h"
 #include "job/memory_estimate.h"
+#include "job/task_plan.h"
 #include "model_io/model_inputs.h"
 #include "pipeline/budget_candidates.h"
 #include "pipeline/calibrate_step.h"
 #include "pipeline/decompose_step.h"
 #include "pipeline/finalize_step.h"
+#include "pipeline/finetune_block_step.h"
 #include "storage/storage.h"
 #include "worker/device_memory_check.h"
 #include "worker/task_confinement.h"
@@ -51,6 +53,8 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const v1::Task& task,
       return RunCalibrate(**ckpt, spec, task.calibrate(), cancelled);
     case v1::Task::kDecompose:
       return RunDecompose(**ckpt, spec, task.decompose(), cancelled);
+    case v1::Task::kFinetune:
+      return RunFinetune(**ckpt, spec, task.finetune(), cancelled);
     case v1::Task::kFinalize:
       if (task.attempt_number() > 1 && EarlierFinalizeFinished(spec, task.finalize())) {
         // Its checkpoint is complete; only the scratch removal it began is left.
@@ -106,6 +110,9 @@ absl::StatusOr<TaskResult> TaskRunner::RunCalibrate(const model::Checkpoint& ckp
   request.sequential = task.sequential();
   request.previous_artifacts.assign(task.previous_artifact_uris().begin(),
                                     task.previous_artifact_uris().end());
+  request.previous_tuned_artifacts.assign(task.previous_tuned_artifact_uris().begin(),
+                                          task.previous_tuned_artifact_uris().end());
+  request.previous_block_uri = task.previous_block_uri();
   request.shard = task.shard();
   request.num_shards = task.num_shards() < 1 ? 1 : task.num_shards();
   request.hidden_dtype = spec.hidden_dtype;
@@ -148,6 +155,39 @@ absl::StatusOr<TaskResult> TaskRunner::RunDecompose(const model::Checkpoint& ckp
   return result;
 }
 
+absl::StatusOr<TaskResult> TaskRunner::RunFinetune(const model::Checkpoint& ckpt,
+                                                   const job::JobSpec& spec,
+                                                   const v1::FinetuneTask& task,
+                                                   const std::function<bool()>& cancelled) {
+  if (task.modules_size() != task.artifact_uris_size()) {
+    return absl::InvalidArgumentError("finetune task: one module name per artifact is needed");
+  }
+  pipeline::FinetuneBlockRequest request;
+  request.spec = spec;
+  request.layer = task.layer();
+  request.artifact_uris.assign(task.artifact_uris().begin(), task.artifact_uris().end());
+  request.input_uris.assign(task.input_uris().begin(), task.input_uris().end());
+  request.original_states_uri = task.original_states_uri();
+  for (const std::string& m : task.modules()) {
+    request.tuned_artifact_uris.push_back(job::FinetuneArtifactUri(task, m));
+  }
+  request.block_uri = job::FinetuneBlockUri(task);
+  request.original_states_out_uri = job::FinetuneOriginalStatesUri(task);
+  absl::StatusOr<pipeline::FinetuneBlockResult> done =
+      pipeline::FinetuneBlock(ckpt, request, Environment(cancelled));
+  if (!done.ok()) return done.status();
+  TaskResult result;
+  result.io = done->io;
+  v1::FinetuneResult* out = result.report.mutable_finetune();
+  out->set_block_uri(request.block_uri);
+  out->set_original_states_uri(request.original_states_out_uri);
+  for (const std::string& u : request.tuned_artifact_uris) out->add_artifact_uris(u);
+  out->set_holdout_before(done->report.holdout_before);
+  out->set_holdout_after(done->report.holdout_after);
+  out->set_steps(static_cast<int32_t>(done->report.steps));
+  return result;
+}
+
 absl::StatusOr<TaskResult> TaskRunner::RunFinalize(const model::Checkpoint& ckpt,
                                                    const job::JobSpec& spec,
                                                    const v1::FinalizeTask& task,
@@ -156,6 +196,10 @@ absl::StatusOr<TaskResult> TaskRunner::RunFinalize(const model::Checkpoint& ckpt
   pipeline::FinalizeRequest request;
   request.spec = spec;
   request.seconds = task.job_elapsed_seconds();
+  request.tuned_artifacts.assign(task.tuned_artifact_uris().begin(),
+                                 task.tuned_artifact_uris().end());
+  request.finetune_blocks.assign(task.finetune_block_uris().begin(),
+                                 task.finetune_block_uris().end());
   for (const std::string& uri : task.artifact_uris()) {
     if (cancelled && cancelled()) return absl::CancelledError("the job was cancelled");
     absl::StatusOr<format::ModuleReport> r = pipeline::ReadModuleReport(uri, options_);

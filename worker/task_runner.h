@@ -56,6 +56,9 @@ class TaskRunner {
   absl::StatusOr<TaskResult> RunDecompose(const model::Checkpoint& ckpt, const job::JobSpec& spec,
                                           const v1::DecomposeTask& task,
                                           const std::function<bool()>& cancelled);
+  absl::StatusOr<TaskResult> RunFinetune(const model::Checkpoint& ckpt, const job::JobSpec& spec,
+                                         const v1::FinetuneTask& task,
+                                         const std::function<bool()>& cancelled);
   // A retried finalize (attempt > 1) whose earlier attempt already wrote
   // this job's report.json (same request id and matrix count) and then began
   // removing scratch, so that some input artifact is gone: that attempt

@@ -2,7 +2,6 @@
 // to start by hand (operations/compress.h: an in-process coordinator and
 // workers). SIGINT/SIGTERM cancel the job (exit 4, no index written, the
 // job's scratch and state removed).
-#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -10,7 +9,6 @@
 #include "client/calderactl/commands.h"
 #include "client/calderactl/device_flag.h"
 #include "client/calderactl/exit_codes.h"
-#include "client/calderactl/finetune_flags.h"
 #include "client/calderactl/job_client.h"
 #include "client/calderactl/job_flags.h"
 #include "client/calderactl/model_inputs.h"
@@ -30,7 +28,6 @@ struct CompressFlags {
   int threads = 0;     // BLAS threads per worker; 0 = cores / workers
   std::string output;  // "" | json
   std::string device = "cpu";
-  FineTuneFlags finetune;  // --finetune-*: after the job, on its checkpoint
 };
 
 int RunCompress(CompressFlags f) {
@@ -53,9 +50,6 @@ int RunCompress(CompressFlags f) {
   }
   const storage::StorageOptions options = storage::StorageOptions::FromEnvironment();
   if (absl::Status s = ParseJobFlagNames(&f.job); !s.ok()) return ReportError("compress", s);
-  if (absl::Status s = ValidateFineTuneFlags(f.finetune); !s.ok()) {
-    return ReportError("compress", s);
-  }
   // A signal cancels the job once it exists. The watcher starts before any
   // other thread, so that it is the only thread that sees the signals.
   operations::CompressCancel cancel;
@@ -87,34 +81,22 @@ int RunCompress(CompressFlags f) {
   const int code = ExitCodeForJob(job);
   const std::string state_name = v1::JobState_Name(job.state());
   const std::string out = job.spec().out();
-  // Recovery fine-tuning of the finished checkpoint, in place (the simplest
-  // integration: one pass over all blocks here, not yet tasks of the plan).
-  double finetune_seconds = 0;
-  if (code == kExitOk && f.finetune.options.steps > 0) {
-    const auto ft_start = std::chrono::steady_clock::now();
-    absl::StatusOr<pipeline::FineTuneResult> ft =
-        RunFineTune(f.finetune, out, job.spec().model(), job.spec().calibration(), options);
-    if (!ft.ok()) return ReportError("compress", ft.status());
-    finetune_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - ft_start).count();
-  }
   if (f.output == "json") {
     nlohmann::json j;
     j["state"] = state_name;
     j["out"] = out;
-    j["seconds"] = result->seconds + finetune_seconds;
-    if (f.finetune.options.steps > 0) j["finetune_seconds"] = finetune_seconds;
+    j["seconds"] = result->seconds;
     if (!job.error().empty()) j["error"] = job.error();
     if (code == kExitOk && result->report.has_value()) {
       j["totals"] = format::ReportTotalsToJson(result->report->totals);
+      for (const format::FinetuneBlockReport& b : result->report->finetune) {
+        j["finetune"].push_back(format::FinetuneBlockReportToJson(b));
+      }
     }
     std::printf("%s\n", j.dump(2).c_str());
   } else if (code == kExitOk) {
     std::printf("compress: SUCCEEDED in %.1f s; checkpoint at %s (report.json beside it)\n",
-                result->seconds + finetune_seconds, out.c_str());
-    if (finetune_seconds > 0) {
-      std::printf("compress: of which fine-tuning %.1f s\n", finetune_seconds);
-    }
+                result->seconds, out.c_str());
   }
   if (code != kExitOk) {
     std::fprintf(stderr, "calderactl compress: %s%s%s\n", state_name.c_str(),
@@ -139,7 +121,6 @@ void AddCompressCommand(CLI::App& app, int* exit_code) {
                   "BLAS threads per worker (default: cores / workers, at least 1)");
   cmd->add_option("-o,--output", f->output, "json: print the result as JSON on stdout");
   cmd->add_option("--device", f->device, backend::DeviceFlagHelp());
-  AddFineTuneFlags(cmd, &f->finetune);
   cmd->callback([f, exit_code] { *exit_code = RunCompress(*f); });
 }
 

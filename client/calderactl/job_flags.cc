@@ -73,6 +73,20 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
                                "workers; Hessians equal up to summation order; default ",
                                d.calibration_shards, ")"))
       ->check(CLI::Range(1, job::kMaxCalibrationShards));
+  cmd->add_option("--finetune-steps", s->finetune_steps,
+                  absl::StrCat("recovery fine-tuning: Adam steps per block on Q's scales and "
+                               "rounding, L, R and the norms against the original model's states "
+                               "after the block, a finetune task per block after its "
+                               "decompositions (default ",
+                               d.finetune_steps, " = off; 200 to 1000 is usual)"));
+  cmd->add_option("--finetune-lr", s->finetune_lr,
+                  absl::StrCat("fine-tuning learning rate, relative to each tensor's RMS, in (0, "
+                               "1] (default ",
+                               d.finetune_lr, ")"));
+  cmd->add_option("--finetune-holdout", s->finetune_holdout,
+                  absl::StrCat("share of the calibration sequences held out to stop early and to "
+                               "report, in (0, ",
+                               job::kMaxFinetuneHoldout, "] (default ", d.finetune_holdout, ")"));
   cmd->add_option("--target-bits", s->target_bits,
                   "bits per parameter each block's matrices may use on average (2 to 8; default "
                   "0 = off): picks per matrix the LDLQ/CALDERA settings with the lowest total "

@@ -45,6 +45,11 @@ std::string SerializeCheckpointReport(const CheckpointReport& r) {
   report["request_id"] = r.request_id;
   report["matrices"] = mats;
   report["totals"] = ReportTotalsToJson(r.totals);
+  if (!r.finetune.empty()) {
+    nlohmann::json blocks = nlohmann::json::array();
+    for (const FinetuneBlockReport& b : r.finetune) blocks.push_back(FinetuneBlockReportToJson(b));
+    report["finetune"] = std::move(blocks);
+  }
   if (r.head_sharing.shared_groups > 0) {
     report["head_sharing"] = {{"file", "head_sharing.json"},
                               {"shared_groups", r.head_sharing.shared_groups},
@@ -102,6 +107,21 @@ absl::StatusOr<CheckpointReport> ParseCheckpointReport(absl::string_view json,
     hf.RequireInt("shared_groups", &r.head_sharing.shared_groups);
     hf.RequireDouble("aliased_params", &r.head_sharing.aliased_params);
     f.Merge(hf.status());
+  }
+  if (auto ft = j->find("finetune"); ft != j->end()) {
+    if (!ft->is_array()) {
+      f.Fail("\"finetune\" must be an array");
+    } else {
+      for (size_t i = 0; i < ft->size(); ++i) {
+        absl::StatusOr<FinetuneBlockReport> b =
+            FinetuneBlockReportFromJson((*ft)[i], absl::StrCat(where, ": finetune[", i, "]"));
+        if (!b.ok()) {
+          f.Merge(b.status());
+        } else {
+          r.finetune.push_back(*b);
+        }
+      }
+    }
   }
   if (!f.ok()) return f.status();
   return r;

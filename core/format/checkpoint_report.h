@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/format/finetune_block.h"
 #include "core/format/module_report.h"
 #include "core/format/quantization_config.h"
 #include "nlohmann/json.hpp"
@@ -40,6 +41,9 @@ struct CheckpointReport {
   std::vector<ModuleReport> matrices;  // in the order written
   ReportTotals totals;
   ReportHeadSharing head_sharing;  // optional key "head_sharing"
+  // Recovery fine-tuning, one entry per tuned block in layer order; optional
+  // key "finetune" (absent when the job did not fine-tune).
+  std::vector<FinetuneBlockReport> finetune;
 };
 
 // The totals of `matrices` (see the doc), with `seconds` the job's wall time.

@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                        ("--share-heads", float), ("--ttlora-alpha", float),
                        ("--hidden-dtype", str), ("--calibration-seq-len", int),
                        ("--calibration-samples", int), ("--calibration-seed", int),
-                       ("--serve", str)):
+                       ("--serve", str), ("--finetune-steps", int),
+                       ("--finetune-lr", float), ("--finetune-holdout", float)):
         s.add_argument(flag, type=kind, default=None)
     s.add_argument("--modules", default=None,
                    help="comma-separated module names (default: every linear)")
@@ -148,6 +149,8 @@ def _submit(c: Client, a: argparse.Namespace) -> int:
                    calibration_mode=a.calibration_mode, target_bits=a.target_bits,
                    share_heads=a.share_heads or 0.0, serve=a.serve, request_id=a.request_id,
                    overwrite=a.overwrite, ttlora_alpha=a.ttlora_alpha,
+                   finetune_steps=a.finetune_steps or 0, finetune_lr=a.finetune_lr,
+                   finetune_holdout=a.finetune_holdout,
                    hidden_dtype=a.hidden_dtype, calibration_text=a.calibration_text,
                    calibration_seq_len=a.calibration_seq_len or 0,
                    calibration_samples=a.calibration_samples or 0,

@@ -127,7 +127,9 @@ class Client:
                hidden_dtype: Optional[str] = None,
                calibration_text: Optional[str] = None, calibration_seq_len: int = 0,
                calibration_samples: int = 0,
-               calibration_seed: Optional[int] = None) -> Union[Job, jobs_pb2.Job]:
+               calibration_seed: Optional[int] = None,
+               finetune_steps: int = 0, finetune_lr: Optional[float] = None,
+               finetune_holdout: Optional[float] = None) -> Union[Job, jobs_pb2.Job]:
         """Creates a job (validated by the coordinator first); unset settings take the
         documented defaults. The same request_id twice returns the same job.
 
@@ -149,6 +151,9 @@ class Client:
         (docs/format/compressed-tensors.md). "llamacpp": to what `export --format gguf` writes
         in llama.cpp's exact block types; unset `quantizer`, `method`, `q_bits` and
         `q_group_size` take "int", "ldlq", 4 and 32 (docs/format/gguf.md).
+        `finetune_steps` (--finetune-steps; 0 = off), `finetune_lr` and `finetune_holdout`
+        plan a recovery fine-tuning task per block after its decompositions; report.json's
+        "finetune" lists each block's held-out error before and after.
 
         `calibration_text` (--calibration-text) instead of `calibration`: a text file
         (.txt, .jsonl) tokenized here with the model's own tokenizer into `calibration`,
@@ -193,7 +198,8 @@ class Client:
             calibration_shards=calibration_shards or 0,
             calibration_mode=calibration_mode or "", target_bits=target_bits or 0.0,
             share_heads=share_heads or 0.0, hidden_dtype=hidden_dtype or "",
-            serve=serve or "")
+            serve=serve or "", finetune_steps=finetune_steps or 0,
+            finetune_lr=finetune_lr or 0.0, finetune_holdout=finetune_holdout or 0.0)
         return self._job(self._call(self._stub.CreateJob,
                                     jobs_pb2.CreateJobRequest(spec=spec, request_id=request_id),
                                     timeout=max(self._timeout, 300)))

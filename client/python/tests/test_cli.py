@@ -24,7 +24,7 @@ def test_submit_wait_json_carries_every_setting(cluster, model_dir, tmp_path):
              "--q-bits", "4", "--q-group-size", "32", "--incoherence", "none",
              "--calibration-mode", "original", "--calibration-shards", "2",
              "--seed", "5", "--modules", "q_proj,k_proj", "--target-bits", "4.3",
-             "--wait", "--json")
+             "--finetune-steps", "3", "--finetune-lr", "0.02", "--wait", "--json")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     created, last = lines[0], lines[-1]["job"]
@@ -36,9 +36,13 @@ def test_submit_wait_json_carries_every_setting(cluster, model_dir, tmp_path):
     assert last["spec"]["calibration_mode"] == "original"
     assert last["spec"]["calibration_shards"] == 2
     assert last["spec"]["target_bits"] == 4.3
+    assert (last["spec"]["finetune_steps"], last["spec"]["finetune_lr"]) == (3, 0.02)
     assert sorted(last["spec"]["modules"]) == ["k_proj", "q_proj"]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert {m["name"].rsplit(".", 1)[-1] for m in report["matrices"]} == {"q_proj", "k_proj"}
+    # A finetune task per block (original mode: on the original model's states).
+    assert [b["layer"] for b in report["finetune"]] == sorted({m["layer"] for m in report["matrices"]})
+    assert all(b["holdout_after"] <= b["holdout_before"] for b in report["finetune"])
     # --target-bits is a per-block average (a matrix may sit above it).
     assert all(m["setting"] for m in report["matrices"])
     blocks = {}

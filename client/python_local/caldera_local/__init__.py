@@ -26,6 +26,7 @@ from caldera_local.results import (
     CompressResult,
     EvalResult,
     ExportResult,
+    FinetuneBlock,
     MatrixResult,
     Perplexity,
     TokenizeResult,
@@ -33,7 +34,7 @@ from caldera_local.results import (
 
 __all__ = [
     "compress", "eval", "export", "tokenize", "decode", "prepare_calibration",
-    "CompressResult", "EvalResult", "ExportResult", "MatrixResult", "Perplexity",
+    "CompressResult", "EvalResult", "ExportResult", "FinetuneBlock", "MatrixResult", "Perplexity",
     "TokenizeResult", "JobState", "ProgressEvent", "ProgressDisplay",
     "CalderaError", "InvalidJobError", "JobCancelledError", "JobFailedError",
     "JobNotFoundError", "JobStateError", "PermissionDenied", "UnavailableError",

@@ -42,6 +42,8 @@ def compress(model: PathLike, out: PathLike, calibration: Optional[PathLike] = N
              calibration_shards: Optional[int] = None, target_bits: Optional[float] = None,
              hidden_dtype: Optional[str] = None, modules: Optional[Sequence[str]] = None,
              share_heads: Optional[float] = None, serve: Optional[str] = None,
+             finetune_steps: Optional[int] = None, finetune_lr: Optional[float] = None,
+             finetune_holdout: Optional[float] = None,
              overwrite: bool = False, request_id: str = "", workers: int = 2, threads: int = 0, device: str = "cpu",
              progress: ProgressArg = None) -> CompressResult:
     """Compresses `model` (a Hugging Face directory: path, file:// or s3://) into a
@@ -53,6 +55,9 @@ def compress(model: PathLike, out: PathLike, calibration: Optional[PathLike] = N
     serves; unset `quantizer`, `q_bits` and `lr_bits` then take "int", 4 and 16.
     `serve="llamacpp"`: what export(format="gguf") writes in llama.cpp's exact Q4_0/Q8_0;
     unset `quantizer`, `method`, `q_bits`, `q_group_size` take "int", "ldlq", 4, 32.
+    `finetune_steps` (--finetune-steps; 0 = off), `finetune_lr` and `finetune_holdout`
+    add a recovery fine-tuning task per block; CompressResult.finetune lists each block's
+    held-out error before and after.
 
     `progress`: None (a bar in a terminal or notebook), True, False, or a callable
     taking a ProgressEvent. Ctrl-C cancels the job (its scratch is removed) and raises

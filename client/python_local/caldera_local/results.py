@@ -29,6 +29,20 @@ class MatrixResult:
 
 
 @dataclass(frozen=True)
+class FinetuneBlock:
+    """One block's recovery fine-tuning (report.json "finetune"): mean squared error of
+    the block's output against the original model's states, before and after."""
+
+    layer: int
+    steps: int
+    train_before: float
+    holdout_before: float
+    holdout_after: float
+    kept_input: bool  # tuning did not lower the held-out error: nothing replaced
+    modules_tuned: int
+
+
+@dataclass(frozen=True)
 class CompressResult:
     """A compress run that SUCCEEDED: where the checkpoint is and what it holds."""
 
@@ -43,6 +57,7 @@ class CompressResult:
     storage_bits: float
     matrices: List[MatrixResult] = field(default_factory=list)
     error: str = ""
+    finetune: List[FinetuneBlock] = field(default_factory=list)  # with finetune_steps
 
     @property
     def report_path(self) -> str:
@@ -60,7 +75,9 @@ def compress_result(d: dict) -> CompressResult:
         seconds=d["seconds"], bits_per_param=totals.get("bits_per_param", 0.0),
         rms_weighted_relative_error=totals.get("rms_weighted_relative_error", 0.0),
         parameters=totals.get("parameters", 0.0), storage_bits=totals.get("storage_bits", 0.0),
-        matrices=matrices, error=d.get("error", ""))
+        matrices=matrices, error=d.get("error", ""),
+        finetune=[FinetuneBlock(**{k: b[k] for k in FinetuneBlock.__dataclass_fields__})
+                  for b in report.get("finetune", [])])
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,9 @@ job::JobSpec SpecFrom(const py::dict& o) {
   Get(o, "calibration_shards", &spec.calibration_shards);
   Get(o, "share_heads", &spec.share_heads);
   Get(o, "target_bits", &spec.target_bits);
+  Get(o, "finetune_steps", &spec.finetune_steps);
+  Get(o, "finetune_lr", &spec.finetune_lr);
+  Get(o, "finetune_holdout", &spec.finetune_holdout);
   Get(o, "overwrite", &spec.overwrite);
   Get(o, "request_id", &spec.request_id);
   Check(job::ApplySettingNames(names, &spec));

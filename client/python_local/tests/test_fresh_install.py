@@ -67,7 +67,7 @@ def test_compress_eval_export_tokenize(venv):
         t = threading.Thread(target=tick); t.start()
         start = time.monotonic()
         r = cl.compress(M, T + "/out", M + "/calibration.safetensors",
-                        progress=events.append, **{SMALL!r})
+                        progress=events.append, finetune_steps=2, **{SMALL!r})
         elapsed = time.monotonic() - start
         stop.set(); t.join()
         e = cl.eval(T + "/out", M + "/eval.safetensors", baseline_model=M, progress=False)
@@ -87,12 +87,16 @@ def test_compress_eval_export_tokenize(venv):
             base=e.baseline.perplexity, ratio=e.ratio,
             windows=e.windows, hf=x.model, hf_config=os.path.exists(x.model + "/config.json"),
             tok=[k.samples, k.seq_len, k.tokenizer_file], text=text[:40], calib=calib,
-            calib_exists=os.path.exists(calib))))
+            calib_exists=os.path.exists(calib),
+            ft=[[type(b).__name__, b.layer, b.holdout_after <= b.holdout_before]
+                for b in r.finetune])))
     """)
     assert out["state"] == "SUCCEEDED" and out["type"] == "CompressResult"
     assert out["n"] == 35 and out["m_type"] == "MatrixResult" and out["m_rank"] == 4
     assert 2.0 < out["bits"] < 4.0 and 0 < out["err"] < 1 and 0 < out["m_err"] < 1
     assert out["report"]
+    # finetune_steps: one FinetuneBlock per block, none worse on the held-out sequences
+    assert out["ft"] == [["FinetuneBlock", layer, True] for layer in range(5)]
     # every task counted by the end, in order; the GIL was free while the job ran
     assert out["last"][0] == out["last"][1] > 35 and out["monotone"]
     # Holding the GIL, compress would let the ticking thread run only at its callbacks

@@ -29,6 +29,9 @@ void ExpectSame(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.hidden_dtype, b.hidden_dtype);
   EXPECT_EQ(a.request_id, b.request_id);
   EXPECT_EQ(a.overwrite, b.overwrite);
+  EXPECT_EQ(a.finetune_steps, b.finetune_steps);
+  EXPECT_EQ(a.finetune_lr, b.finetune_lr);
+  EXPECT_EQ(a.finetune_holdout, b.finetune_holdout);
 }
 
 // A client that sends only the URIs gets every default.
@@ -82,7 +85,11 @@ TEST(JobSpecProtoTest, RoundTrip) {
   s.hidden_dtype = DType::kBF16;
   s.request_id = "rid";
   s.overwrite = true;
+  s.finetune_steps = 250;
+  s.finetune_lr = 0.02;
+  s.finetune_holdout = 0.25;
   const v1::JobSpec p = JobSpecToProto(s);
+  EXPECT_EQ(p.finetune_steps(), 250);
   // The wire keeps the settings' names.
   EXPECT_EQ(p.decomposition().method(), "ldlq");
   EXPECT_EQ(p.decomposition().quantizer(), "uniform");

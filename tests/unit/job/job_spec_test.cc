@@ -133,6 +133,15 @@ TEST(JobSpecTest, ValidationNamesTheFlag) {
        "--hidden-dtype F16 is not supported; use f32 or bf16"},
       {[](JobSpec* s) { s->calibration_shards = 257; },
        "--calibration-shards 257 must be in [1, 256]"},
+      {[](JobSpec* s) { s->finetune_steps = -1; }, "--finetune-steps -1 is outside [0, 100000]"},
+      {[](JobSpec* s) { s->finetune_steps = 100001; },
+       "--finetune-steps 100001 is outside [0, 100000]"},
+      {[](JobSpec* s) { s->finetune_lr = 0; }, "--finetune-lr 0 is outside (0, 1]"},
+      {[](JobSpec* s) { s->finetune_lr = 1.5; }, "--finetune-lr 1.5 is outside (0, 1]"},
+      {[](JobSpec* s) { s->finetune_lr = std::nan(""); }, "--finetune-lr nan is outside (0, 1]"},
+      {[](JobSpec* s) { s->finetune_holdout = 0; }, "--finetune-holdout 0 is outside (0, 0.5]"},
+      {[](JobSpec* s) { s->finetune_holdout = 0.51; },
+       "--finetune-holdout 0.51 is outside (0, 0.5]"},
       {[](JobSpec* s) {
          s->modules = {"q_proj", "lm_head"};
        },

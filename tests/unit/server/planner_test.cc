@@ -1,6 +1,7 @@
 #include "server/planner.h"
 
 #include "gtest/gtest.h"
+#include "job/task_plan.h"
 
 namespace caldera::server {
 namespace {
@@ -181,6 +182,106 @@ TEST(PlannerTest, ShardedPlanDependenciesAndInputs) {
   ASSERT_EQ(d0.decompose().hessians_shard_uris_size(), 2);
   EXPECT_EQ(d0.decompose().hessians_shard_uris(0), "/s/h00");
   EXPECT_EQ(d0.decompose().hessians_shard_uris(1), "/s/h01");
+}
+
+}  // namespace
+}  // namespace caldera::server
+
+namespace caldera::server {
+namespace {
+
+// Fine-tuning (JobSpec.finetune_steps > 0): finetune(l) after the layer's
+// decompose tasks, waiting for them and for finetune(l-1); in sequential mode
+// calibrate(l+1) waits for finetune(l) and runs block l with its tuned
+// artifacts and block file; finalize reads every finetune task's results.
+TEST(PlannerTest, FinetuneTasksFollowTheirLayerAndFeedTheNext) {
+  // c0 d0 f0 c1 d1 f1 F
+  std::vector<TaskRecord> tasks = PlanJob("j-1", 2, {"q_proj"}, 1, /*finetune=*/true);
+  ASSERT_EQ(tasks.size(), 7u);
+  EXPECT_EQ(tasks[2].id, "j-1/finetune-0000");
+  EXPECT_EQ(tasks[2].kind, v1::FINETUNE);
+  EXPECT_EQ(tasks[5].id, "j-1/finetune-0001");
+  EXPECT_EQ(DescribeTask(tasks[5]), "finetune layer 1");
+  EXPECT_EQ(LeasePriority(v1::FINETUNE), LeasePriority(v1::CALIBRATE));
+  const std::vector<size_t> calib = CalibrateIndex(tasks);
+  ASSERT_EQ(calib, (std::vector<size_t>{0, 3}));
+  tasks[0].state = v1::TASK_DONE;
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 2, true));  // decompose(0) not done
+  tasks[1].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 2, true));
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 3, true));  // calibrate(1) waits for finetune(0)
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 3, false));  // not in original mode
+  tasks[2].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 3, true));
+  tasks[2].state = v1::TASK_PENDING;
+  tasks[3].state = tasks[4].state = v1::TASK_DONE;
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 5, false));  // finetune(1) waits for finetune(0)
+  tasks[2].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 5, false));
+  EXPECT_FALSE(TaskIsReady(tasks, calib, 6, true));
+  tasks[5].state = v1::TASK_DONE;
+  EXPECT_TRUE(TaskIsReady(tasks, calib, 6, true));
+
+  JobRecord job;
+  job.id = "j-1";
+  job.spec.set_out("/o");
+  job.spec.set_calibration("/c.safetensors");
+  job.spec.set_calibration_mode("sequential");
+  job.spec.set_finetune_steps(10);
+  tasks[0].result_uris = {"/s/h0.safetensors", "/s/x0.safetensors"};
+  tasks[1].result_uris = {"/s/q0.safetensors"};
+  tasks[2].result_uris = {"/s/b0.safetensors", "/s/o1.safetensors", "/s/tq0.safetensors"};
+  tasks[3].result_uris = {"/s/h1.safetensors", "/s/x1.safetensors"};
+  tasks[4].result_uris = {"/s/q1.safetensors"};
+  tasks[5].result_uris = {"/s/b1.safetensors", "", "/s/tq1.safetensors"};
+
+  tasks[2].lease_attempt = "j-1/finetune-0000/a1-aa";
+  v1::Task f0 = BuildTask(job, tasks, calib, tasks[2], 0);
+  ASSERT_TRUE(f0.has_finetune());
+  EXPECT_EQ(f0.finetune().layer(), 0);
+  ASSERT_EQ(f0.finetune().modules_size(), 1);
+  EXPECT_EQ(f0.finetune().modules(0), "q_proj");
+  EXPECT_EQ(f0.finetune().artifact_uris(0), "/s/q0.safetensors");
+  ASSERT_EQ(f0.finetune().input_uris_size(), 1);
+  EXPECT_EQ(f0.finetune().input_uris(0), "/s/x0.safetensors");  // sequential: calibrate(0)'s
+  EXPECT_EQ(f0.finetune().original_states_uri(), "");
+  EXPECT_FALSE(f0.finetune().last_layer());
+  EXPECT_EQ(job::FinetuneArtifactUri(f0.finetune(), "q_proj"),
+            "/o/.caldera-scratch/j-1/finetune-0000/a1-aa/q_proj.safetensors");
+  v1::CompleteTaskRequest done;
+  job::SetResultOfTask(f0, &done);
+  EXPECT_EQ(job::StoredResultUris(done),
+            (std::vector<std::string>{
+                "/o/.caldera-scratch/j-1/finetune-0000/a1-aa/block.safetensors",
+                "/o/.caldera-scratch/j-1/finetune-0000/a1-aa/original_states.safetensors",
+                "/o/.caldera-scratch/j-1/finetune-0000/a1-aa/q_proj.safetensors"}));
+
+  tasks[3].lease_attempt = "j-1/calibrate-0001/a1-bb";
+  v1::Task c1 = BuildTask(job, tasks, calib, tasks[3], 0);
+  ASSERT_EQ(c1.calibrate().previous_tuned_artifact_uris_size(), 1);
+  EXPECT_EQ(c1.calibrate().previous_tuned_artifact_uris(0), "/s/tq0.safetensors");
+  EXPECT_EQ(c1.calibrate().previous_block_uri(), "/s/b0.safetensors");
+  // The last layer writes its states for finetune(1).
+  EXPECT_NE(c1.calibrate().hidden_states_uri(), "");
+
+  tasks[5].lease_attempt = "j-1/finetune-0001/a1-cc";
+  v1::Task f1 = BuildTask(job, tasks, calib, tasks[5], 0);
+  EXPECT_EQ(f1.finetune().original_states_uri(), "/s/o1.safetensors");
+  EXPECT_EQ(f1.finetune().input_uris(0), "/s/x1.safetensors");
+  EXPECT_TRUE(f1.finetune().last_layer());
+  // Original mode: the states entering l come from calibrate(l-1); none for l = 0.
+  job.spec.set_calibration_mode("original");
+  EXPECT_EQ(BuildTask(job, tasks, calib, tasks[2], 0).finetune().input_uris_size(), 0);
+  EXPECT_EQ(BuildTask(job, tasks, calib, tasks[5], 0).finetune().input_uris(0),
+            "/s/x0.safetensors");
+
+  tasks[6].lease_attempt = "j-1/finalize/a1-dd";
+  v1::Task fin = BuildTask(job, tasks, calib, tasks[6], 0);
+  EXPECT_EQ(fin.finalize().artifact_uris_size(), 2);
+  ASSERT_EQ(fin.finalize().tuned_artifact_uris_size(), 2);
+  EXPECT_EQ(fin.finalize().tuned_artifact_uris(1), "/s/tq1.safetensors");
+  ASSERT_EQ(fin.finalize().finetune_block_uris_size(), 2);
+  EXPECT_EQ(fin.finalize().finetune_block_uris(0), "/s/b0.safetensors");
 }
 
 }  // namespace
