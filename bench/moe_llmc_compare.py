@@ -34,19 +34,38 @@ def run(args):
     return r.stdout
 
 
-def torch_perplexity(model, ids):
+def scores(model, ids, original_dir):
+    """(perplexity, mean KL(original || model) per token in nats): the KL says
+    how closely the compressed model reproduces the original's next-token
+    distributions, which on random weights means more than the perplexity."""
     import torch
     import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
 
-    total, count = 0.0, 0
+    original = AutoModelForCausalLM.from_pretrained(original_dir, dtype=torch.float32)
+    total, kl, count = 0.0, 0.0, 0
     with torch.no_grad():
         for i in range(0, ids.shape[0], 8):
             x = ids[i:i + 8]
             logits = model(input_ids=x).logits.float()
+            ref = original(input_ids=x).logits.float()
             total += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                      x[:, 1:].reshape(-1), reduction="sum").item()
             count += x[:, 1:].numel()
-    return math.exp(total / count)
+            # Σ p·(log p − log q) over every position, p the original's.
+            kl += F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref, -1), log_target=True,
+                           reduction="sum").item()
+    return math.exp(total / count), kl / (ids.shape[0] * ids.shape[1])
+
+
+def hf_scores(hf_dir, eval_path, original_dir):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(2)
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    return scores(model, load_file(eval_path)["input_ids"].long(), original_dir)
 
 
 def gptq(model_dir, cal_path, eval_path, bits):
@@ -82,7 +101,7 @@ def gptq(model_dir, cal_path, eval_path, bits):
     recipe = GPTQModifier(config_groups={"g": scheme}, ignore=["lm_head", "re:.*mlp.gate$"])
     oneshot(model=model, dataset=ds, recipe=recipe, processor=tok,
             num_calibration_samples=cal.shape[0], max_seq_length=cal.shape[1])
-    return torch_perplexity(model, load_file(eval_path)["input_ids"].long())
+    return scores(model, load_file(eval_path)["input_ids"].long(), model_dir)
 
 
 def main():
@@ -91,8 +110,10 @@ def main():
     ap.add_argument("--work", default="")
     ap.add_argument("--inner", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.inner:  # one GPTQ run in its own process
-        print(json.dumps({"ppl": gptq(*args.inner[:3], int(args.inner[3]))}))
+    if args.inner:  # one GPTQ run (bits) or one hf export's scores (-) in its own process
+        m, cal, ev, bits = args.inner
+        ppl, kl = hf_scores(cal, ev, m) if bits == "-" else gptq(m, cal, ev, int(bits))
+        print(json.dumps({"ppl": ppl, "kl": kl}))
         return 0
     ctl = os.path.join(os.path.abspath(args.bin_dir), "calderactl")
     work = args.work or tempfile.mkdtemp(prefix="moe-llmc-")
@@ -112,14 +133,18 @@ def main():
             run([ctl, "compress", "--model", model, "--calibration", cal, "--out", out,
                  "--target-bits", str(budget)])
         report = json.load(open(os.path.join(out, "report.json")))
-        ppl = json.loads(run([ctl, "eval", "--json", "--model", out, "--tokens", ev]))
-        rows[f"caldera {budget}"] = ppl["perplexity"]
+        hf = out + "-hf"
+        if not os.path.exists(os.path.join(hf, "config.json")):
+            run([ctl, "export", "--format", "hf", "--model", out, "--out", hf])
+        inner = [sys.executable, os.path.abspath(__file__), "--bin-dir", args.bin_dir, "--inner"]
+        c = json.loads(run(inner + [model, hf, ev, "-"]).strip().splitlines()[-1])
+        rows[f"caldera {budget}"] = c
         print(f"caldera --target-bits {budget}: {report['totals']['bits_per_param']:.3f} bits, "
-              f"perplexity {ppl['perplexity']:.4f}")
-        g = json.loads(run([sys.executable, os.path.abspath(__file__), "--bin-dir", args.bin_dir,
-                            "--inner", model, cal, ev, str(bits)]).strip().splitlines()[-1])
-        rows[f"gptq w{bits}g32"] = g["ppl"]
-        print(f"llm-compressor GPTQ w{bits} g32 ({budget} bits): perplexity {g['ppl']:.4f}")
+              f"perplexity {c['ppl']:.4f}, KL to the original {c['kl']:.3e} nats/token")
+        g = json.loads(run(inner + [model, cal, ev, str(bits)]).strip().splitlines()[-1])
+        rows[f"gptq w{bits}g32"] = g
+        print(f"llm-compressor GPTQ w{bits} g32 ({budget} bits): perplexity {g['ppl']:.4f}, "
+              f"KL to the original {g['kl']:.3e} nats/token")
     print(json.dumps(rows))
     return 0
 

@@ -45,12 +45,14 @@ absl::Status CheckConfigBounds(const model::ModelConfig& c, const std::string& m
         absl::StrCat("--model ", BoundedQuote(model), ": config.json num_hidden_layers ",
                      c.num_layers, " is above the limit of ", kMaxLayers, " layers per job"));
   }
-  const std::pair<const char*, int64_t> sizes[] = {{"hidden_size", c.hidden_size},
-                                                   {"intermediate_size", c.intermediate_size},
-                                                   {"num_attention_heads", c.num_heads},
-                                                   {"num_key_value_heads", c.num_kv_heads},
-                                                   {"head_dim", c.head_dim},
-                                                   {"vocab_size", c.vocab_size}};
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_attention_heads", c.num_heads},
+      {"num_key_value_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim},
+      {"vocab_size", c.vocab_size},
+      {"moe_intermediate_size", c.is_moe() ? c.moe_intermediate_size : 1}};
   for (const auto& [key, value] : sizes) {
     if (value <= 0 || value > kMaxDimension) {
       return absl::InvalidArgumentError(absl::StrCat("--model ", BoundedQuote(model),

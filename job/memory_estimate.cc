@@ -34,17 +34,25 @@ CalibrateTerms Terms(const model::ModelConfig& c, int64_t shard_samples, int64_t
   t.largest = 8 * widest * widest;
   if (c.is_moe()) {
     // A mixture (e = experts, j = each expert's width): every expert's
-    // weights and two Hessians, the router; an expert's gathered rows.
-    const int64_t e = c.num_experts, j = c.moe_intermediate_size, n = std::max({h, a, j});
-    t.weights = 4 * (2 * h * a + 2 * h * k + e * (3 * h * j + h));
-    t.hessians = 8 * (2 * h * h + a * a + e * (h * h + j * j));
-    t.activations = 4 * L * (9 * h + 3 * j + e + 2 * a + 2 * k) + 4 * L * L;
-    t.panel = 4 * n * std::min<int64_t>(n, model::kAccumulatePanel);
+    // weights and two Hessians, the router; an expert's gathered rows. In
+    // double, saturated: a hostile config (1024 experts of 2^24 columns)
+    // would overflow int64 and estimate a negative size.
+    const double e = static_cast<double>(c.num_experts),
+                 j = static_cast<double>(c.moe_intermediate_size), hd = static_cast<double>(h),
+                 ad = static_cast<double>(a), kd = static_cast<double>(k),
+                 Ld = static_cast<double>(L);
+    const double n = std::max({hd, ad, j});
+    auto bytes = [](double b) { return b >= 0x1p60 ? int64_t{1} << 60 : static_cast<int64_t>(b); };
+    t.weights = bytes(4 * (2 * hd * ad + 2 * hd * kd + e * (3 * hd * j + hd)));
+    t.hessians = bytes(8 * (2 * hd * hd + ad * ad + e * (hd * hd + j * j)));
+    t.activations = bytes(4 * Ld * (9 * hd + 3 * j + e + 2 * ad + 2 * kd) + 4 * Ld * Ld);
+    t.panel = bytes(4 * n * std::min(n, static_cast<double>(model::kAccumulatePanel)));
     // Written: the two means (router input, experts' down) and a matrix's
     // tensor beside its sum (model/hessians_file.cc normalises each sum in
     // place and frees it once copied), charged twice as the dense write is
     // charged its largest copy: measured 1.2x below (docs/sizing.md).
-    t.largest = 8 * (h * h + j * j) + 2 * 8 * std::max(h, j) * std::max(h, j);
+    const double m = std::max(hd, j);
+    t.largest = bytes(8 * (hd * hd + j * j) + 2 * 8 * m * m);
   }
   return t;
 }

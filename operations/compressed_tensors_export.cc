@@ -87,6 +87,13 @@ absl::StatusOr<Planned> PlanModule(const model::Checkpoint& ckpt,
   if (c->global_scale != 1.0 || c->padded_rows != c->rows || c->padded_cols != c->cols) {
     return Refuse(module, "a global scale or padding", kRecompress);
   }
+  if (c->rank > 0 && model::ExpertIndex(name) >= 0) {
+    // transformers 5 holds a mixture's experts fused: a per-expert LoRA
+    // adapter has nothing to attach to (as export --format peft).
+    return Refuse(module, "an expert's L·R (a per-expert LoRA adapter)",
+                  "compress the experts without L·R (e.g. --method ldlq --quantizer int "
+                  "--serve vllm), or export --format hf");
+  }
   if (c->rank > 0 && (c->lr.kind != "float" || c->lr.bits != 16)) {
     return Refuse(module, absl::StrCat("L·R in ", c->lr.bits, "-bit ", c->lr.kind),
                   "compress with --serve vllm (--lr-bits 16: a 16-bit LoRA adapter)");

@@ -7,6 +7,9 @@
 //   q_proj (q/k/v share it), o_proj, gate_proj (gate/up share it), down_proj
 // and metadata format = "caldera.hessians.v1", layer = block index, tokens =
 // the number of token positions summed over.
+// A mixture of experts adds experts.E.gate_proj / experts.E.down_proj per
+// expert E with metadata expert_tokens and expert_prior_share (comma lists);
+// its gate_proj is the router's input, its down_proj the experts' mean.
 //
 // The reader also loads files written by older `calderactl calibrate`: F32
 // tensors (converted to F64) with the token count in an I64 [1] tensor

@@ -256,7 +256,13 @@ INSTANTIATE_TEST_SUITE_P(
                "--arch MistralForCausalLM --dtype bf16 --untied --shards 2", 2e-2},
         Family{"Qwen2BiasF16ThreeShards",
                "--arch Qwen2ForCausalLM --bias --dtype f16 --untied --shards 3", 1e-2},
-        Family{"Llama3RopeBf16", "--arch LlamaForCausalLM --llama3-rope --dtype bf16", 2e-2}),
+        Family{"Llama3RopeBf16", "--arch LlamaForCausalLM --llama3-rope --dtype bf16", 2e-2},
+        Family{
+            "MixtralBf16TwoShards",
+            "--arch MixtralForCausalLM --experts 4 --experts-per-token 2 --dtype bf16 --shards 2",
+            2e-2},
+        Family{"Qwen3MoeF32",
+               "--arch Qwen3MoeForCausalLM --experts 4 --moe-intermediate 48 --untied", 1e-3}),
     [](const ::testing::TestParamInfo<Family>& p) { return std::string(p.param.name); });
 
 // Sequential calibration (the default) calibrates each layer on the outputs

@@ -76,6 +76,10 @@ TEST(MemoryEstimateTest, MixtureCountsEveryExpertInCalibrateAndOneInDecompose) {
             kTaskBaseBytes + 4 * h * j + 4 * 8 * j * j + 6 * 8 * h * j);
   EXPECT_EQ(EstimateDecomposeBytes(c, "experts.1.gate_proj"),
             kTaskBaseBytes + 4 * h * j + 4 * 8 * h * h + 6 * 8 * h * j);
+  // Hostile sizes saturate instead of wrapping to a negative estimate.
+  c.num_experts = model::kMaxExperts;
+  c.hidden_size = c.moe_intermediate_size = int64_t{1} << 24;
+  EXPECT_GT(EstimateCalibrateBytes(c, samples, L, true), int64_t{1} << 60);
 }
 
 // P, what a task holds besides its block to make its input: the embedding
