@@ -86,8 +86,9 @@ int RunDecompose(const DecomposeFlags& f) {
       quantizer.ok()) {
     spec.quantizer = *quantizer;
   } else {
-    return ReportError("decompose", absl::InvalidArgumentError(absl::StrCat(
-                                        "--quantizer ", f.quantizer, " is not e8p, uniform or int")));
+    return ReportError(
+        "decompose", absl::InvalidArgumentError(absl::StrCat("--quantizer ", f.quantizer,
+                                                             " is not e8p, uniform, int or q4k")));
   }
   absl::StatusOr<Tensor> wt = ReadMatrix(f.weight, "weight", options);
   if (!wt.ok()) return ReportError("decompose", wt.status());
@@ -246,8 +247,9 @@ void AddDecomposeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--method", f->method,
                   absl::StrCat("caldera | ldlq | rtn (default ", f->method, ")"));
   cmd->add_option("--rank", f->job.rank, absl::StrCat("rank k of L*R (default ", d.rank, ")"));
-  cmd->add_option("--q-bits", f->job.q_bits,
-                  absl::StrCat("bits of Q: e8p 2-4, uniform 2-8, int 4 or 8 (default ", d.q_bits, ")"));
+  cmd->add_option(
+      "--q-bits", f->job.q_bits,
+      absl::StrCat("bits of Q: e8p 2-4, uniform 2-8, int 4 or 8 (default ", d.q_bits, ")"));
   cmd->add_option("--lr-bits", f->job.lr_bits,
                   absl::StrCat("bits of L and R; 16 or 32 keeps floats (default ", d.lr_bits, ")"));
   cmd->add_option("--quantizer", f->quantizer,

@@ -16,6 +16,9 @@ CI runs it:
     lm_head (architecture qwen2: no q/k reordering, biases and output.weight as the
     model's) and a Llama with Llama 3 rope scaling (rope_freqs.weight: the factors
     computed here from the config, as transformers' llama3 rope init scales frequencies);
+  * Q4_K: a make-test-model Llama of rows that are multiples of 256, compressed with
+    `--serve llamacpp --quantizer q4k`: every linear is Q4_K and dequantizes (gguf's own
+    Q4_K dequantizer) to our Q bit for bit;
   * hostile input: down_proj's 172 columns are no whole number of 32-blocks, so the
     export without --dense-fallback fails naming that matrix and the fix, and writes
     nothing; with --dense-fallback it is written F32 (Q exactly); an existing --out is
@@ -268,6 +271,42 @@ def check_test_models(ctl, model, tmp):
                  else ", rope_freqs as Llama 3's scaling"))
 
 
+def check_q4k(ctl, model, tmp):
+    import shutil
+    d = os.path.join(tmp, "q4k-model")
+    tokens = os.path.join(tmp, "q4k-tokens.safetensors")
+    run([ctl, "make-test-model", "--out", d, "--hidden", "256", "--intermediate", "512",
+         "--layers", "1", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+         "--tokens-out", tokens, "--samples", "8", "--seq-len", "64"])
+    shutil.copy(os.path.join(model, "tokenizer_vocab.json"), d)
+    out = os.path.join(tmp, "q4k")
+    run([ctl, "compress", "--model", d, "--calibration", tokens, "--out", out, "--serve",
+         "llamacpp", "--quantizer", "q4k", "--workers", "2"])
+    dense = os.path.join(tmp, "q4k-dense")
+    run([ctl, "export", "--format", "dense", "--model", out, "--out", dense])
+    ref = read_folder(dense)
+    path = os.path.join(tmp, "q4k.gguf")
+    run([ctl, "export", "--format", "gguf", "--model", out, "--out", path])
+    reader = gguf.GGUFReader(path)
+    tensors = {t.name: t for t in reader.tensors}
+    heads = {"attn_q": 4, "attn_k": 2}
+    for short, hf in LINEARS.items():
+        t = tensors[f"blk.0.{short}.weight"]
+        w = ref[f"model.layers.0.{hf}.weight"]
+        if t.tensor_type != gguf.GGMLQuantizationType.Q4_K:
+            sys.exit(f"q4k: blk.0.{short} is {t.tensor_type.name}, want Q4_K")
+        q = dequantize(t.data, t.tensor_type).reshape(w.shape).astype(np.float32)
+        if short in heads:
+            q = unpermute(q, heads[short])
+        if not np.array_equal(q, w):
+            bad = np.argwhere(q != w)[0]
+            sys.exit(f"q4k: blk.0.{short}: dequantized {q[tuple(bad)]!r} != Q "
+                     f"{w[tuple(bad)]!r} at {tuple(bad)}")
+    totals = json.load(open(os.path.join(out, "report.json")))["totals"]
+    print(f"q4k: 7 linears Q4_K dequantized by gguf == Q bit for bit "
+          f"({totals['bits_per_param']:.4f} b)")
+
+
 def main():
     bin_dir = os.environ.get("CALDERA_BIN_DIR") or sys.exit("CALDERA_BIN_DIR is not set")
     fixtures = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(HERE, "..", "..", "models")
@@ -278,6 +317,7 @@ def main():
         check(ctl, model, tmp, 8)
         check_served(ctl, model, tmp)
         check_test_models(ctl, model, tmp)
+        check_q4k(ctl, model, tmp)
     return 0
 
 
