@@ -35,6 +35,8 @@ import gguf
 import llama_cpp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from gguf_llamacpp_test import llamacpp_perplexity as perplexity  # noqa: E402  the test's definition
 MODEL = os.path.join(HERE, "..", "models", "stories260K")
 ROWS = int(os.environ.get("ROWS", "64"))
 MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj"
@@ -56,19 +58,6 @@ def eval_rows(n):
     a, b = info["data_offsets"]
     ids = np.frombuffer(data[a:b], dtype=dtype).reshape(info["shape"])
     return [list(map(int, r)) for r in ids[:n]]
-
-
-def perplexity(llm, rows):
-    total, count = 0.0, 0
-    for row in rows:
-        llm.reset()
-        llm.eval(row)
-        logits = np.array(llm.scores[: len(row) - 1], dtype=np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        logz = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
-        total += float((logz - logits[np.arange(len(row) - 1), row[1:]]).sum())
-        count += len(row) - 1
-    return float(np.exp(total / count))
 
 
 def speed(path):

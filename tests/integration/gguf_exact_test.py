@@ -86,6 +86,20 @@ def unpermute(w, heads):
     return w.reshape(heads, d // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
 
 
+def require_exact(name, t, w, want_type, heads):
+    """The GGUF tensor `t` is of `want_type` and dequantizes (gguf's own dequantizer; q/k
+    rows back in Hugging Face's order when `heads`) to `w` bit for bit."""
+    if t.tensor_type != want_type:
+        sys.exit(f"{name}: {t.name} is {t.tensor_type.name}, want {want_type.name}")
+    q = dequantize(t.data, t.tensor_type).reshape(w.shape).astype(np.float32)
+    if heads:
+        q = unpermute(q, heads)
+    if not np.array_equal(q, w):
+        bad = np.argwhere(q != w)[0]
+        sys.exit(f"{name}: {t.name}: dequantized {q[tuple(bad)]!r} != Q {w[tuple(bad)]!r} "
+                 f"at {tuple(bad)}")
+
+
 def field(reader, key):
     f = reader.fields.get(key)
     if f is None:
@@ -164,18 +178,9 @@ def check(ctl, model, tmp, bits):
     count = 0
     for layer in range(config["num_hidden_layers"]):
         for short, hf in LINEARS.items():
-            t = tensors[f"blk.{layer}.{short}.weight"]
-            w = ref[f"model.layers.{layer}.{hf}.weight"]
             expect = gguf.GGMLQuantizationType.F32 if short == "ffn_down" else want_type
-            if t.tensor_type != expect:
-                sys.exit(f"{name}: blk.{layer}.{short} is {t.tensor_type.name}, want {expect.name}")
-            q = dequantize(t.data, t.tensor_type).reshape(w.shape).astype(np.float32)
-            if short in heads:
-                q = unpermute(q, heads[short])
-            if not np.array_equal(q, w):
-                bad = np.argwhere(q != w)[0]
-                sys.exit(f"{name}: blk.{layer}.{short}: dequantized {q[tuple(bad)]!r} != Q "
-                         f"{w[tuple(bad)]!r} at {tuple(bad)}")
+            require_exact(name, tensors[f"blk.{layer}.{short}.weight"],
+                          ref[f"model.layers.{layer}.{hf}.weight"], expect, heads.get(short))
             count += 1
         norm = tensors[f"blk.{layer}.attn_norm.weight"]
         if not np.array_equal(norm.data, ref[f"model.layers.{layer}.input_layernorm.weight"]):
@@ -291,17 +296,8 @@ def check_q4k(ctl, model, tmp):
     tensors = {t.name: t for t in reader.tensors}
     heads = {"attn_q": 4, "attn_k": 2}
     for short, hf in LINEARS.items():
-        t = tensors[f"blk.0.{short}.weight"]
-        w = ref[f"model.layers.0.{hf}.weight"]
-        if t.tensor_type != gguf.GGMLQuantizationType.Q4_K:
-            sys.exit(f"q4k: blk.0.{short} is {t.tensor_type.name}, want Q4_K")
-        q = dequantize(t.data, t.tensor_type).reshape(w.shape).astype(np.float32)
-        if short in heads:
-            q = unpermute(q, heads[short])
-        if not np.array_equal(q, w):
-            bad = np.argwhere(q != w)[0]
-            sys.exit(f"q4k: blk.0.{short}: dequantized {q[tuple(bad)]!r} != Q "
-                     f"{w[tuple(bad)]!r} at {tuple(bad)}")
+        require_exact("q4k", tensors[f"blk.0.{short}.weight"], ref[f"model.layers.0.{hf}.weight"],
+                      gguf.GGMLQuantizationType.Q4_K, heads.get(short))
     totals = json.load(open(os.path.join(out, "report.json")))["totals"]
     print(f"q4k: 7 linears Q4_K dequantized by gguf == Q bit for bit "
           f"({totals['bits_per_param']:.4f} b)")
