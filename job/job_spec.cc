@@ -265,8 +265,9 @@ absl::Status ValidateLlamacpp(const JobSpec& spec) {
   if (spec.target_bits > 0) return absl::OkStatus();  // the ladder (bit_budget.h) picks the rest
   if (spec.method == decompose::Method::kCaldera) {
     return refuse("L·R (--method caldera)",
-                  "use --method ldlq (or export --format gguf --dense-fallback merges Q + L·R "
-                  "into F16)");
+                  "use --method ldlq (or compress without --serve, --quantizer int "
+                  "--q-group-size 32 --incoherence none: export --format gguf then writes L·R as "
+                  "a GGUF LoRA adapter)");
   }
   if (spec.quantizer == quant::Quantizer::kQ4k) return absl::OkStatus();  // Q4_K (4 bits)
   if (spec.quantizer != quant::Quantizer::kInt) {
