@@ -17,6 +17,8 @@ Files compared (same tensors, same types, same bytes):
   * llama.cpp's whole quantizer, llama_model_quantize(Q4_0), on an F32 export of the
     original model: it also makes token_embd Q8_0 and keeps the 172-column ffn_down F16
     (its fallbacks), so that file differs beyond the Q4_0 blocks;
+  * ours with L·R: `compress --method caldera --rank 4` on the same int4 group-32 grid,
+    exported as the same Q4_0 base plus a GGUF LoRA adapter (bytes: both files);
   * the original model as F32 GGUF (reference).
 For each: perplexity computed by llama.cpp on the first ROWS eval rows, file bytes, and
 llama.cpp generation speed (tokens/s, 2 threads, 128 tokens greedy; the median of 3).
@@ -60,9 +62,9 @@ def eval_rows(n):
     return [list(map(int, r)) for r in ids[:n]]
 
 
-def speed(path):
-    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=2, n_threads_batch=2,
-                          verbose=False, seed=1)
+def speed(path, lora=None):
+    llm = llama_cpp.Llama(model_path=path, lora_path=lora, n_ctx=512, n_threads=2,
+                          n_threads_batch=2, verbose=False, seed=1)
     rates = []
     for _ in range(3):
         llm.reset()
@@ -73,14 +75,16 @@ def speed(path):
     return sorted(rates)[1], out["choices"][0]["text"]
 
 
-def measure(name, path, rows):
-    llm = llama_cpp.Llama(model_path=path, n_ctx=len(rows[0]), n_batch=len(rows[0]),
-                          logits_all=True, n_threads=2, verbose=False, seed=1)
+def measure(name, path, rows, lora=None):
+    llm = llama_cpp.Llama(model_path=path, lora_path=lora, n_ctx=len(rows[0]),
+                          n_batch=len(rows[0]), logits_all=True, n_threads=2, verbose=False,
+                          seed=1)
     ppl = perplexity(llm, rows)
     del llm
-    tps, text = speed(path)
-    return {"name": name, "perplexity": ppl, "bytes": os.path.getsize(path),
-            "tokens_per_s": tps, "text": text[:80]}
+    tps, text = speed(path, lora)
+    size = os.path.getsize(path) + (os.path.getsize(lora) if lora else 0)
+    return {"name": name, "perplexity": ppl, "bytes": size, "tokens_per_s": tps,
+            "text": text[:80]}
 
 
 def llamacpp_rounding(ours, original, out):
@@ -120,9 +124,21 @@ def main():
         rc = llama_cpp.llama_model_quantize(original.encode(),
                                             os.path.join(tmp, "lq.gguf").encode(), params)
         print(f"llama_model_quantize(original F32 -> Q4_0) returned {rc}")
+        # CALDERA: the same Q4_0 base plus L·R of rank 4 as a GGUF LoRA adapter.
+        cal = os.path.join(tmp, "caldera")
+        run([ctl, "compress", "--model", MODEL, "--calibration",
+             os.path.join(MODEL, "calibration.safetensors"), "--out", cal, "--method",
+             "caldera", "--rank", "4", "--quantizer", "int", "--q-bits", "4", "--q-group-size",
+             "32", "--incoherence", "none", "--lr-bits", "16", "--modules", MODULES,
+             "--workers", "2"])
+        cal_gguf = os.path.join(tmp, "caldera.gguf")
+        run([ctl, "export", "--format", "gguf", "--dtype", "f32", "--model", cal,
+             "--out", cal_gguf])
         results = [measure("original F32", original, rows),
                    measure("llama.cpp Q4_0 rounding", theirs, rows),
-                   measure("ours (LDLQ) Q4_0", ours, rows)]
+                   measure("ours (LDLQ) Q4_0", ours, rows),
+                   measure("ours CALDERA Q4_0 + LoRA adapter r4 (F32)", cal_gguf, rows,
+                           os.path.join(tmp, "caldera.lora.gguf"))]
         if rc == 0:
             results.append(measure("llama_model_quantize Q4_0 (whole model)",
                                    os.path.join(tmp, "lq.gguf"), rows))
