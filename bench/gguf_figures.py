@@ -13,9 +13,12 @@ Files compared (same tensors, same types, same bytes):
   * llama.cpp's: the same file with every Q4_0 tensor replaced by llama.cpp's own rounding
     of the original weights -- `gguf.quants.quantize(w, Q4_0)`, the numpy port of ggml's
     quantize_row_q4_0_ref that llama-quantize runs for Q4_0 without an importance matrix --
-    so the two files differ only in the Q4_0 blocks. (llama_model_quantize itself is tried
-    on an F32 export of the original model and its error printed: it refuses Q4_0 for the
-    172-column ffn_down.)
+    so the two files differ only in the Q4_0 blocks;
+  * llama.cpp's whole quantizer, llama_model_quantize(Q4_0), on an F32 export of the
+    original model: it also makes token_embd Q8_0 and keeps the 172-column ffn_down F16
+    (its fallbacks), so that file differs beyond the Q4_0 blocks;
+  * ours with L·R: `compress --method caldera --rank 4` on the same int4 group-32 grid,
+    exported as the same Q4_0 base plus a GGUF LoRA adapter (bytes: both files);
   * the original model as F32 GGUF (reference).
 For each: perplexity computed by llama.cpp on the first ROWS eval rows, file bytes, and
 llama.cpp generation speed (tokens/s, 2 threads, 128 tokens greedy; the median of 3).
@@ -34,6 +37,8 @@ import gguf
 import llama_cpp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from gguf_llamacpp_test import llamacpp_perplexity as perplexity  # noqa: E402  the test's definition
 MODEL = os.path.join(HERE, "..", "models", "stories260K")
 ROWS = int(os.environ.get("ROWS", "64"))
 MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj"
@@ -57,22 +62,9 @@ def eval_rows(n):
     return [list(map(int, r)) for r in ids[:n]]
 
 
-def perplexity(llm, rows):
-    total, count = 0.0, 0
-    for row in rows:
-        llm.reset()
-        llm.eval(row)
-        logits = np.array(llm.scores[: len(row) - 1], dtype=np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        logz = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
-        total += float((logz - logits[np.arange(len(row) - 1), row[1:]]).sum())
-        count += len(row) - 1
-    return float(np.exp(total / count))
-
-
-def speed(path):
-    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=2, n_threads_batch=2,
-                          verbose=False, seed=1)
+def speed(path, lora=None):
+    llm = llama_cpp.Llama(model_path=path, lora_path=lora, n_ctx=512, n_threads=2,
+                          n_threads_batch=2, verbose=False, seed=1)
     rates = []
     for _ in range(3):
         llm.reset()
@@ -83,14 +75,16 @@ def speed(path):
     return sorted(rates)[1], out["choices"][0]["text"]
 
 
-def measure(name, path, rows):
-    llm = llama_cpp.Llama(model_path=path, n_ctx=len(rows[0]), n_batch=len(rows[0]),
-                          logits_all=True, n_threads=2, verbose=False, seed=1)
+def measure(name, path, rows, lora=None):
+    llm = llama_cpp.Llama(model_path=path, lora_path=lora, n_ctx=len(rows[0]),
+                          n_batch=len(rows[0]), logits_all=True, n_threads=2, verbose=False,
+                          seed=1)
     ppl = perplexity(llm, rows)
     del llm
-    tps, text = speed(path)
-    return {"name": name, "perplexity": ppl, "bytes": os.path.getsize(path),
-            "tokens_per_s": tps, "text": text[:80]}
+    tps, text = speed(path, lora)
+    size = os.path.getsize(path) + (os.path.getsize(lora) if lora else 0)
+    return {"name": name, "perplexity": ppl, "bytes": size, "tokens_per_s": tps,
+            "text": text[:80]}
 
 
 def llamacpp_rounding(ours, original, out):
@@ -129,11 +123,22 @@ def main():
         params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
         rc = llama_cpp.llama_model_quantize(original.encode(),
                                             os.path.join(tmp, "lq.gguf").encode(), params)
-        print(f"llama_model_quantize(original F32 -> Q4_0) returned {rc}"
-              + (" (it refuses the 172-column ffn_down)" if rc != 0 else ""))
+        print(f"llama_model_quantize(original F32 -> Q4_0) returned {rc}")
+        # CALDERA: the same Q4_0 base plus L·R of rank 4 as a GGUF LoRA adapter.
+        cal = os.path.join(tmp, "caldera")
+        run([ctl, "compress", "--model", MODEL, "--calibration",
+             os.path.join(MODEL, "calibration.safetensors"), "--out", cal, "--method",
+             "caldera", "--rank", "4", "--quantizer", "int", "--q-bits", "4", "--q-group-size",
+             "32", "--incoherence", "none", "--lr-bits", "16", "--modules", MODULES,
+             "--workers", "2"])
+        cal_gguf = os.path.join(tmp, "caldera.gguf")
+        run([ctl, "export", "--format", "gguf", "--dtype", "f32", "--model", cal,
+             "--out", cal_gguf])
         results = [measure("original F32", original, rows),
                    measure("llama.cpp Q4_0 rounding", theirs, rows),
-                   measure("ours (LDLQ) Q4_0", ours, rows)]
+                   measure("ours (LDLQ) Q4_0", ours, rows),
+                   measure("ours CALDERA Q4_0 + LoRA adapter r4 (F32)", cal_gguf, rows,
+                           os.path.join(tmp, "caldera.lora.gguf"))]
         if rc == 0:
             results.append(measure("llama_model_quantize Q4_0 (whole model)",
                                    os.path.join(tmp, "lq.gguf"), rows))

@@ -26,6 +26,7 @@ constexpr decompose::Method kLdlq = decompose::Method::kLdlq;
 constexpr quant::Quantizer kE8p = quant::Quantizer::kE8p;
 constexpr quant::Quantizer kUniform = quant::Quantizer::kUniform;
 constexpr quant::Quantizer kInt = quant::Quantizer::kInt;
+constexpr quant::Quantizer kQ4k = quant::Quantizer::kQ4k;
 
 constexpr Template kTemplates[] = {
     {kLdlq, kE8p, 2, 128, 0.0},
@@ -69,9 +70,11 @@ constexpr Template kServeTemplates[] = {
 };
 
 // --serve llamacpp: LDLQ on the int grid at group 32, exactly GGUF's Q4_0
-// (4.5 bits) and Q8_0 (8.5 bits); no L·R (a GGUF base holds Q only).
+// (4.5 bits) and Q8_0 (8.5 bits), and on Q4_K's grid (4.5 bits, rows of a
+// multiple of 256 columns only); no L·R (a GGUF base holds Q only).
 constexpr Template kLlamacppTemplates[] = {
     {kLdlq, kInt, 4, 32, 0.0},
+    {kLdlq, kQ4k, 4, 256, 0.0},
     {kLdlq, kInt, 8, 32, 0.0},
 };
 
@@ -102,6 +105,13 @@ int64_t PaddedDim(int64_t n, bool e8p, int64_t block) {
 // group along each factor; E8P: one per component in each factor) and, for
 // E8P, the factors' own float32 scale.
 double StoredBits(const Template& t, int64_t rank, int lr_bits, int64_t rows, int64_t cols) {
+  if (t.quantizer == kQ4k) {
+    // Q4_K: 4-bit codes, 6-bit scale and minimum per 32 columns, fp16 d and
+    // dmin per 256; the record's float32 global scale (1.0).
+    const double m = static_cast<double>(rows), n = static_cast<double>(cols);
+    return 4 * m * n + 12 * m * static_cast<double>(cols / 32) +
+           32 * m * static_cast<double>(cols / 256) + 32;
+  }
   if (t.quantizer == kInt) {
     // No transform, no padding; fp16 scales per group; the float32 global
     // scale (1.0 for int); 16-bit factors (lr_bits >= 16) store no scales.
@@ -182,6 +192,7 @@ std::vector<BudgetCandidate> AllCandidates(int lr_bits, int64_t rows, int64_t co
     // A served group divides the row (else one scale per row).
     Template sized = t;
     if (t.q_group_size == kServedGroup) sized.q_group_size = cols % 128 == 0 ? 128 : 0;
+    if (t.quantizer == kQ4k && cols % 256 != 0) continue;  // Q4_K's super-blocks
     BudgetCandidate c = Instantiate(sized, lr_bits, rows, cols);
     // Without L·R, group sizes >= the row length are one setting (one scale
     // per row): run it once. (With L·R the group size also splits the

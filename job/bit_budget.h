@@ -58,7 +58,8 @@ absl::Status ValidateTargetBits(double target_bits);
 // smallest setting's estimate exceeds the budget.
 // With serve = kVllm, the candidates are those --serve vllm allows (int Q,
 // 16-bit L·R, groups that divide the row; bit_budget.cc kServeTemplates);
-// with kLlamacpp, LDLQ int4 / int8 at group 32 (GGUF's Q4_0 / Q8_0).
+// with kLlamacpp, LDLQ int4 / int8 at group 32 (GGUF's Q4_0 / Q8_0) and q4k
+// (Q4_K) where the row is a multiple of 256 columns.
 std::vector<BudgetCandidate> BudgetCandidates(double budget, int lr_bits, int64_t rows,
                                               int64_t cols, int max_count,
                                               Serve serve = Serve::kNone);

@@ -275,13 +275,15 @@ absl::Status ValidateLlamacpp(const JobSpec& spec) {
   if (spec.target_bits > 0) return absl::OkStatus();  // the ladder (bit_budget.h) picks the rest
   if (spec.method == decompose::Method::kCaldera) {
     return refuse("L·R (--method caldera)",
-                  "use --method ldlq (or export --format gguf --dense-fallback merges Q + L·R "
-                  "into F16)");
+                  "use --method ldlq (or compress without --serve, --quantizer int "
+                  "--q-group-size 32 --incoherence none: export --format gguf then writes L·R as "
+                  "a GGUF LoRA adapter)");
   }
+  if (spec.quantizer == quant::Quantizer::kQ4k) return absl::OkStatus();  // Q4_K (4 bits)
   if (spec.quantizer != quant::Quantizer::kInt) {
     return refuse(
         absl::StrCat("Q on the ", quant::QuantizerName(spec.quantizer), " grid (--quantizer)"),
-        "use --quantizer int");
+        "use --quantizer int (Q4_0, Q8_0) or q4k (Q4_K)");
   }
   if (spec.q_bits != 4 && spec.q_bits != 8) {
     return refuse(absl::StrCat("Q in ", spec.q_bits, " bits (--q-bits)"),
@@ -371,6 +373,13 @@ absl::Status ValidateServe(const JobSpec& spec) {
 absl::Status ValidateServeShape(const JobSpec& spec, absl::string_view module, int64_t rows,
                                 int64_t cols) {
   (void)rows;
+  if (spec.serve == Serve::kLlamacpp && spec.quantizer == quant::Quantizer::kQ4k &&
+      spec.target_bits <= 0 && cols % 256 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--serve llamacpp: ", module, " has ", cols,
+        " input columns, not a multiple of 256, which Q4_K (--quantizer q4k) cannot hold; use "
+        "--quantizer int (Q4_0, 32-column blocks), or leave it out with --modules"));
+  }
   if (spec.serve == Serve::kLlamacpp && cols % 32 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--serve llamacpp: ", module, " has ", cols,

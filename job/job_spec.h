@@ -57,7 +57,7 @@ absl::StatusOr<DType> ParseHiddenDType(absl::string_view name);
 // TT-LoRA, no head sharing (docs/format/compressed-tensors.md).
 // kLlamacpp restricts them to what `calderactl export --format gguf` writes in
 // llama.cpp's exact block types: Q on the int grid at 4 or 8 bits in groups of
-// 32 (Q4_0, Q8_0), no L·R (method ldlq or rtn), no Hadamard, no TT-LoRA, no
+// 32 (Q4_0, Q8_0) or on Q4_K's grid (--quantizer q4k), no L·R (method ldlq or rtn), no Hadamard, no TT-LoRA, no
 // head sharing, and every linear's columns a multiple of 32
 // (docs/format/gguf.md).
 enum class Serve { kNone, kVllm, kLlamacpp };

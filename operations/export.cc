@@ -168,17 +168,18 @@ absl::StatusOr<ExportResult> Export(const ExportOptions& f, const storage::Stora
         "--format ", f.format.substr(0, 40),
         " is unknown; the supported formats are dense, hf, peft, compressed-tensors, gguf"));
   }
-  if (f.dense_fallback && f.format != "gguf") {
-    return absl::InvalidArgumentError("--dense-fallback is an option of --format gguf only");
+  if ((f.dense_fallback || f.merge_lr) && f.format != "gguf") {
+    return absl::InvalidArgumentError(
+        "--dense-fallback and --merge-lr are options of --format gguf only");
   }
   if (f.format == "gguf") {
     if (f.ft_rank != 0) {
       return absl::InvalidArgumentError("--ft-rank takes a rank >= 1 and only with --format peft");
     }
     absl::StatusOr<GgufExportResult> g =
-        ExportGguf({f.model, f.out, f.dtype, f.dense_fallback}, options);
+        ExportGguf({f.model, f.out, f.dtype, f.dense_fallback, f.merge_lr}, options);
     if (!g.ok()) return g.status();
-    return ExportResult{f.out, ""};
+    return ExportResult{f.out, g->adapter};
   }
   if (f.format == "compressed-tensors") {
     if (f.ft_rank != 0) {

@@ -41,6 +41,7 @@ struct ExportOptions {
       dtype;  // hf, peft: bf16 | f16 | f32; compressed-tensors, gguf: f16 | f32; "" = default
   int64_t ft_rank = 0;          // peft: adapter rank per module (0: the full rank)
   bool dense_fallback = false;  // gguf: linears no block type holds go dense instead of refused
+  bool merge_lr = false;        // gguf: L·R merged into dense base linears, no LoRA adapter
 };
 
 struct ExportResult {

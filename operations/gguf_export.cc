@@ -1,5 +1,6 @@
 #include "operations/gguf_export.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -11,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "core/decompose/caldera.h"
+#include "core/decompose/record.h"
 #include "core/format/gguf.h"
 #include "core/format/gguf_blocks.h"
 #include "core/format/matrix_record.h"
@@ -31,7 +34,9 @@ using format::GgufType;
 struct Planned {
   std::string module, name,
       gguf_name;           // "model.layers.0.self_attn.q_proj", "q_proj", "blk.0.attn_q"
-  int bits = 0;            // 4 or 8: Q4_0 / Q8_0 from the record; 0: dense
+  int bits = 0;            // 4 or 8: Q4_0 / Q8_0 (or Q4_K when q4k) from the record; 0: dense
+  bool q4k = false;        // the record is on Q4_K's grid
+  int64_t rank = 0;        // L·R rank of the record (0: none)
   int64_t rope_heads = 0;  // > 0: rows reordered for llama's RoPE over these heads
 };
 
@@ -70,7 +75,8 @@ std::vector<int64_t> RopeRowOrder(int64_t rows, int64_t heads) {
 
 // Why the record of `module` cannot be written in a block type ("" when it can).
 absl::StatusOr<std::string> Unrepresentable(const model::Checkpoint& ckpt,
-                                            const std::string& module, int* bits) {
+                                            const std::string& module, int* bits, bool* q4k,
+                                            int64_t* rank) {
   const SafetensorsReader* reader =
       ckpt.ReaderFor(absl::StrCat(module, ".", format::kRecordConfigName));
   if (reader == nullptr) {
@@ -89,18 +95,55 @@ absl::StatusOr<std::string> Unrepresentable(const model::Checkpoint& ckpt,
   absl::StatusOr<format::MatrixRecordConfig> c =
       format::RecordConfigFromTensor(*config_tensor, module);
   if (!c.ok()) return c.status();
-  if (c->q.kind != "int" || (c->q.bits != 4 && c->q.bits != 8)) {
+  *rank = c->rank;  // L·R goes to the adapter (or is merged): never a refusal
+  const bool k4 = c->q.kind == "q4k";
+  if (!k4 && (c->q.kind != "int" || (c->q.bits != 4 && c->q.bits != 8))) {
     return absl::StrCat("Q on the ", c->q.kind, " grid at ", c->q.bits, " bits");
   }
   if (c->hadamard) return std::string("the Hadamard transform");
   if (c->global_scale != 1.0 || c->padded_rows != c->rows || c->padded_cols != c->cols) {
     return std::string("a global scale or padding");
   }
+  if (k4) {
+    if (c->cols % 256 != 0) return absl::StrCat(c->cols, " columns (Q4_K: not a multiple of 256)");
+    *bits = 4;
+    *q4k = true;
+    return std::string();
+  }
   if (c->cols % 32 != 0) return absl::StrCat(c->cols, " columns (not a multiple of 32)");
   if (c->q.group_size != 32) return absl::StrCat("groups of ", c->q.group_size, " (not 32)");
-  if (c->rank > 0) return absl::StrCat("L·R of rank ", c->rank);
   *bits = c->q.bits;
   return std::string();
+}
+
+// The Q4_K blocks of a linear whose record is on Q4_K's grid.
+absl::StatusOr<std::string> Q4kData(const model::Checkpoint& ckpt, const Planned& p, int64_t rows,
+                                    int64_t cols) {
+  const SafetensorsReader* reader =
+      ckpt.ReaderFor(absl::StrCat(p.module, ".", format::kRecordConfigName));
+  absl::StatusOr<NamedTensors> record = format::ReadRecord(*reader, p.module);
+  if (!record.ok()) return record.status();
+  const int64_t subs = rows * (cols / 32), supers = rows * (cols / 256);
+  absl::StatusOr<const Tensor*> codes =
+      quant::RequireTensor(*record, {}, "caldera.q.codes", DType::kU8, rows * cols / 2);
+  absl::StatusOr<const Tensor*> scales =
+      quant::RequireTensor(*record, {}, "caldera.q.scales", DType::kU8, subs);
+  absl::StatusOr<const Tensor*> mins =
+      quant::RequireTensor(*record, {}, "caldera.q.mins", DType::kU8, subs);
+  absl::StatusOr<const Tensor*> d =
+      quant::RequireTensor(*record, {}, "caldera.q.d", DType::kF16, supers);
+  absl::StatusOr<const Tensor*> dmin =
+      quant::RequireTensor(*record, {}, "caldera.q.dmin", DType::kF16, supers);
+  for (const auto* s : {&codes, &scales, &mins, &d, &dmin}) {
+    if (!s->ok()) return s->status();
+  }
+  std::vector<uint8_t> unpacked(static_cast<size_t>(rows * cols));
+  const std::span<const uint8_t> packed = (*codes)->data<uint8_t>();
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    unpacked[i] = static_cast<uint8_t>(quant::UnpackCode(packed, i, 4));
+  }
+  return format::EncodeQ4K(rows, cols, unpacked, (*scales)->data<uint8_t>(),
+                           (*mins)->data<uint8_t>(), (*d)->raw16(), (*dmin)->raw16());
 }
 
 // The bytes of one planned linear in its GGUF type.
@@ -116,6 +159,11 @@ absl::StatusOr<format::GgufTensor> LinearTensor(const model::Checkpoint& ckpt, c
     if (!w.ok()) return w.status();
     t.type = dense_type;
     t.data = format::EncodeFloat(dense_type, w->data<float>());
+  } else if (p.q4k) {
+    absl::StatusOr<std::string> data = Q4kData(ckpt, p, rows, cols);
+    if (!data.ok()) return data.status();
+    t.type = GgufType::kQ4_K;
+    t.data = *std::move(data);
   } else {
     const SafetensorsReader* reader =
         ckpt.ReaderFor(absl::StrCat(p.module, ".", format::kRecordConfigName));
@@ -213,6 +261,8 @@ uint32_t FileType(const std::map<GgufType, int>& counts) {
       return 2;
     case GgufType::kQ8_0:
       return 7;
+    case GgufType::kQ4_K:
+      return 15;  // LLAMA_FTYPE_MOSTLY_Q4_K_M
     default:
       return 0;
   }
@@ -267,6 +317,45 @@ format::GgufTensor RopeFreqs(const model::ModelConfig& c) {
           GgufType::kF32,
           {c.head_dim / 2},
           format::EncodeFloat(GgufType::kF32, factors)};
+}
+
+// `m` (rows x cols) as row-major values.
+std::vector<float> RowMajor(const quant::MatrixF& m) {
+  std::vector<float> out(static_cast<size_t>(m.size()));
+  for (int64_t r = 0; r < m.rows(); ++r) {
+    for (int64_t c = 0; c < m.cols(); ++c) out[r * m.cols() + c] = m(r, c);
+  }
+  return out;
+}
+
+// The GGUF LoRA adapter of the planned linears that keep Q in a block type
+// and have L·R: "<tensor>.lora_a" = R [rank, in] (ne {in, rank}) and
+// "<tensor>.lora_b" = L [out, rank] (ne {rank, out}, rows in the base's
+// order), adapter.lora.alpha 0 (llama.cpp then scales B·A by 1 whatever
+// the rank, so base + B·A is W = Q + L·R).
+absl::StatusOr<std::string> LoraAdapter(const model::Checkpoint& ckpt, const Arch& arch,
+                                        const std::vector<Planned>& plan, GgufType type) {
+  format::GgufWriter w;
+  w.Set("general.architecture", arch.name);
+  w.Set("general.type", std::string("adapter"));
+  w.Set("adapter.type", std::string("lora"));
+  w.Set("adapter.lora.alpha", 0.0f);
+  for (const Planned& p : plan) {
+    if (p.bits == 0 || p.rank == 0) continue;
+    const SafetensorsReader* reader =
+        ckpt.ReaderFor(absl::StrCat(p.module, ".", format::kRecordConfigName));
+    absl::StatusOr<decompose::RecordFactors> f = decompose::ReadRecordFactors(*reader, p.module);
+    if (!f.ok()) return f.status();
+    const int64_t rows = f->l.rows(), k = f->l.cols(), cols = f->r.cols();
+    format::GgufTensor a{
+        p.gguf_name + ".weight.lora_a", type, {cols, k}, format::EncodeFloat(type, RowMajor(f->r))};
+    format::GgufTensor b{
+        p.gguf_name + ".weight.lora_b", type, {k, rows}, format::EncodeFloat(type, RowMajor(f->l))};
+    if (p.rope_heads > 0) b.data = format::PermuteRows(b.data, RopeRowOrder(rows, p.rope_heads));
+    if (absl::Status s = w.AddTensor(std::move(a)); !s.ok()) return s;
+    if (absl::Status s = w.AddTensor(std::move(b)); !s.ok()) return s;
+  }
+  return w.Serialize();
 }
 
 // The base name of the model folder (general.name).
@@ -344,8 +433,12 @@ absl::StatusOr<GgufExportResult> ExportGguf(const GgufExportOptions& f,
       p.gguf_name = absl::StrCat("blk.", layer, ".", kGgufLinearNames[i]);
       if (arch->permute_qk && i < 2) p.rope_heads = i == 0 ? config.num_heads : config.num_kv_heads;
       if (ckpt.ReaderFor(p.module + ".weight") == nullptr) {
-        absl::StatusOr<std::string> why = Unrepresentable(ckpt, p.module, &p.bits);
+        absl::StatusOr<std::string> why = Unrepresentable(ckpt, p.module, &p.bits, &p.q4k, &p.rank);
         if (!why.ok()) return why.status();
+        if (why->empty() && p.rank > 0 && f.merge_lr) {  // Q + L·R dense, no adapter
+          p.bits = 0;
+          p.q4k = false;
+        }
         if (!why->empty() && !f.dense_fallback)
           refused.push_back(absl::StrCat(p.module, " (", *why, ")"));
       }
@@ -359,16 +452,21 @@ absl::StatusOr<GgufExportResult> ExportGguf(const GgufExportOptions& f,
         absl::StrJoin(refused.begin(), refused.begin() + static_cast<std::ptrdiff_t>(shown), "; "),
         refused.size() > shown ? absl::StrCat("; and ", refused.size() - shown, " more") : "",
         ". GGUF's Q4_0 / Q8_0 hold Q on the int grid (--quantizer int --q-bits 4 or 8 "
-        "--q-group-size 32, no Hadamard, no L·R, columns a multiple of 32): compress with "
+        "--q-group-size 32, no Hadamard, no L·R, columns a multiple of 32), Q4_K Q on its grid "
+        "(--quantizer q4k, columns a multiple of 256): compress with "
         "--serve llamacpp, or export with --dense-fallback to write these linears (Q + L·R) "
         "dense in --dtype"));
   }
-  {  // refuse an existing file before writing anything
-    absl::StatusOr<storage::StoreAndKey> at = storage::OpenUri(f.out, options);
+  const bool any_adapter = std::any_of(plan.begin(), plan.end(),
+                                       [](const Planned& p) { return p.bits > 0 && p.rank > 0; });
+  const std::string adapter_path = f.out.substr(0, f.out.size() - 5) + ".lora.gguf";
+  for (const std::string& path : {f.out, adapter_path}) {  // refuse existing files first
+    if (path == adapter_path && !any_adapter) continue;
+    absl::StatusOr<storage::StoreAndKey> at = storage::OpenUri(path, options);
     if (!at.ok()) return at.status();
     if (at->store->Head(at->key).ok()) {
       return absl::FailedPreconditionError(
-          absl::StrCat("--out ", f.out, " already exists; choose another --out or remove it"));
+          absl::StrCat(path, " already exists; choose another --out or remove it"));
     }
   }
   format::GgufWriter w;
@@ -435,8 +533,21 @@ absl::StatusOr<GgufExportResult> ExportGguf(const GgufExportOptions& f,
   w.Set("general.file_type", FileType(counts));
   const std::string bytes = w.Serialize();
   result.file_bytes = static_cast<int64_t>(bytes.size());
+  absl::StatusOr<std::string> adapter = std::string();
+  if (any_adapter) adapter = LoraAdapter(ckpt, *arch, plan, dense_type);
+  if (!adapter.ok()) return adapter.status();
   absl::StatusOr<storage::ObjectInfo> put = storage::WriteObject(f.out, bytes, options);
   if (!put.ok()) return put.status();
+  if (any_adapter) {
+    put = storage::WriteObject(adapter_path, *adapter, options);
+    if (!put.ok()) {  // nothing half written: the base goes too
+      if (absl::StatusOr<storage::StoreAndKey> at = storage::OpenUri(f.out, options); at.ok()) {
+        (void)at->store->Delete(at->key);
+      }
+      return put.status();
+    }
+    result.adapter = adapter_path;
+  }
   return result;
 }
 

@@ -9,13 +9,19 @@
 //   - the tokenizer's metadata (the llama2.c vocabulary as llama.cpp's
 //     "llama" SentencePiece model);
 //   - every linear whose Q is on the int grid at group 32 (--quantizer int
-//     --q-group-size 32, no Hadamard, no L·R) in the block type that holds it
-//     exactly (4 bits: Q4_0, 8 bits: Q8_0): llama.cpp's dequantized weights
-//     are our Q to the last bit; linears kept dense by compress, the
-//     embeddings and lm_head in `dtype` (f16 | f32), norms and biases in F32.
-// A linear that no block type holds (another grid, group size, Hadamard, L·R,
-// columns not a multiple of 32) is refused — all of them named in one
-// message with the fix — unless `dense_fallback`, which writes it (Q + L·R)
+//     --q-group-size 32, no Hadamard) or on Q4_K's grid (--quantizer q4k) in
+//     the block type that holds it exactly (Q4_0, Q8_0, Q4_K): llama.cpp's
+//     dequantized weights are our Q to the last bit; linears kept dense by
+//     compress, the embeddings and lm_head in `dtype` (f16 | f32), norms and
+//     biases in F32;
+//   - L·R of those linears, when any has it, as a GGUF LoRA adapter beside
+//     the file (`<out minus .gguf>.lora.gguf`: lora_b = L, lora_a = R in
+//     `dtype`, adapter.lora.alpha 0 so llama.cpp applies B·A with scale 1 at
+//     every rank), or merged into the base (Q + L·R dense in `dtype`) with
+//     `merge_lr`.
+// A linear that no block type holds (another grid, group size, Hadamard,
+// columns not a multiple of the block) is refused, all of them named in one
+// message with the fix, unless `dense_fallback`, which writes it (Q + L·R)
 // dense in `dtype`.
 #ifndef CALDERA_OPERATIONS_GGUF_EXPORT_H_
 #define CALDERA_OPERATIONS_GGUF_EXPORT_H_
@@ -33,6 +39,7 @@ struct GgufExportOptions {
   std::string out;              // the .gguf file URI
   std::string dtype;            // dense tensors: f16 | f32 ("": f32 for a float32 model, else f16)
   bool dense_fallback = false;  // unrepresentable linears dense instead of refused
+  bool merge_lr = false;        // L·R merged into a dense base linear instead of the adapter
 };
 
 struct GgufExportResult {
@@ -40,13 +47,15 @@ struct GgufExportResult {
   int64_t dense_linears = 0;      // linears written in F16/F32
   int64_t linear_bytes = 0;       // GGUF bytes of the linears' tensors
   int64_t file_bytes = 0;
+  std::string adapter;  // the LoRA adapter file written ("" when no linear has L·R)
 };
 
 // Everything is checked before the file is written: INVALID_ARGUMENT naming
 // every unrepresentable linear and the flags that avoid it, an unsupported
 // architecture or rope scaling, a missing tokenizer, --out not ending in
-// .gguf; FAILED_PRECONDITION when --out exists. The file is written in one
-// object write (a failure leaves none).
+// .gguf; FAILED_PRECONDITION when --out (or the adapter file) exists. Each
+// file is written in one object write; a failed adapter write removes the
+// base file, so nothing is half written.
 absl::StatusOr<GgufExportResult> ExportGguf(const GgufExportOptions& options,
                                             const storage::StorageOptions& storage);
 

@@ -87,8 +87,8 @@ int RunDecompose(const DecomposeFlags& f) {
     spec.quantizer = *quantizer;
   } else {
     return ReportError(
-        "decompose", absl::InvalidArgumentError(
-                         absl::StrCat("--quantizer ", f.quantizer, " is not e8p, uniform or int")));
+        "decompose", absl::InvalidArgumentError(absl::StrCat("--quantizer ", f.quantizer,
+                                                             " is not e8p, uniform, int or q4k")));
   }
   absl::StatusOr<Tensor> wt = ReadMatrix(f.weight, "weight", options);
   if (!wt.ok()) return ReportError("decompose", wt.status());

@@ -36,6 +36,9 @@ void AddExportCommand(CLI::App& app, int* exit_code) {
                 "gguf: write the linears no GGUF block type holds exactly (another grid, group "
                 "size or column count, Hadamard, L·R) dense in --dtype (Q + L·R merged) instead of "
                 "refusing them");
+  cmd->add_flag("--merge-lr", f->merge_lr,
+                "gguf: write linears with L·R dense in --dtype (Q + L·R merged) instead of Q in "
+                "its block type plus L·R in the LoRA adapter OUT.lora.gguf");
   cmd->add_option("--model", f->model, "CALDERA checkpoint directory URI")->required();
   cmd->add_option("--out", f->out, "output directory URI")->required();
   cmd->callback([f, exit_code] {
@@ -44,6 +47,8 @@ void AddExportCommand(CLI::App& app, int* exit_code) {
     *exit_code = r.ok() ? kExitOk : ReportError("export", r.status());
     if (r.ok()) {
       std::printf("export: %s checkpoint written to %s\n", f->format.c_str(), f->out.c_str());
+      if (!r->adapter.empty())
+        std::printf("export: LoRA adapter written to %s\n", r->adapter.c_str());
     }
   });
 }

@@ -30,10 +30,12 @@ void AddJobFlags(CLI::App* cmd, JobFlags* f) {
   f->lr_bits = cmd->add_option("--lr-bits", s->lr_bits,
                                absl::StrCat("bits of L and R (default ", d.lr_bits,
                                             "; >= 16 keeps floats; 16 with --serve vllm)"));
-  cmd->add_option("--quantizer", f->names.quantizer,
-                  absl::StrCat("e8p | uniform | int (default ", quant::QuantizerName(d.quantizer),
-                               "; int with --serve vllm or llamacpp: q·scale, the grid vLLM "
-                               "and GGUF's Q4_0/Q8_0 hold)"));
+  cmd->add_option(
+      "--quantizer", f->names.quantizer,
+      absl::StrCat("e8p | uniform | int | q4k (default ", quant::QuantizerName(d.quantizer),
+                   "; int with --serve vllm or llamacpp: q·scale, the grid vLLM "
+                   "and GGUF's Q4_0/Q8_0 hold; q4k: llama.cpp's Q4_K grid, rows of a "
+                   "multiple of 256 columns)"));
   cmd->add_option("--serve", f->names.serve,
                   "none | vllm | llamacpp: restrict every setting (and the --target-bits "
                   "ladder) to what `export --format compressed-tensors` writes and vLLM's int "

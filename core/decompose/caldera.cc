@@ -75,6 +75,7 @@ absl::StatusOr<QuantizerSpec> SpecFromRecord(const format::RecordQuantizer& q) {
   s.kind = q.kind == "e8p"       ? QuantizerSpec::Kind::kLattice
            : q.kind == "uniform" ? QuantizerSpec::Kind::kUniform
            : q.kind == "int"     ? QuantizerSpec::Kind::kInt
+           : q.kind == "q4k"     ? QuantizerSpec::Kind::kQ4k
                                  : QuantizerSpec::Kind::kFloat;
   s.bits = q.bits;
   s.group_size = q.group_size;

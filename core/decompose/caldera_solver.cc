@@ -32,6 +32,7 @@ format::RecordQuantizer SpecRecord(const QuantizerSpec& s) {
   const char* kind = s.kind == QuantizerSpec::Kind::kLattice   ? "e8p"
                      : s.kind == QuantizerSpec::Kind::kUniform ? "uniform"
                      : s.kind == QuantizerSpec::Kind::kInt     ? "int"
+                     : s.kind == QuantizerSpec::Kind::kQ4k     ? "q4k"
                                                                : "float";
   return {kind, s.bits, s.group_size, s.symmetric, s.row_scales};
 }
@@ -74,7 +75,9 @@ absl::Status CalderaSolver::Prepare() {
   if (!(g_ > 0)) g_ = 1.0f;
   // An int Q's scales are the served ones (compressed-tensors stores no
   // global scale): Ŵ = Q + L·R with no factor, so the export is exact.
-  if (o_.q_spec.kind == QuantizerSpec::Kind::kInt) g_ = 1.0f;
+  if (o_.q_spec.kind == QuantizerSpec::Kind::kInt || o_.q_spec.kind == QuantizerSpec::Kind::kQ4k) {
+    g_ = 1.0f;  // llama.cpp's Q4_K stores no global scale either
+  }
   // Padding only where a quantizer needs it: Q's columns come in its blocks
   // (8 for E8P, 1 for uniform); L is quantized as Lᵀ (k × rows) and R (k ×
   // cols), so with L·R both sides come in the factors' blocks.

@@ -68,6 +68,61 @@ absl::StatusOr<std::string> EncodeIntGrid(int bits, int64_t rows, int64_t cols,
   return out;
 }
 
+absl::StatusOr<std::string> EncodeQ4K(int64_t rows, int64_t cols, std::span<const uint8_t> codes,
+                                      std::span<const uint8_t> scales,
+                                      std::span<const uint8_t> mins,
+                                      std::span<const uint16_t> d_bits,
+                                      std::span<const uint16_t> dmin_bits) {
+  constexpr int64_t kSuper = 256, kSub = 32;
+  if (rows < 1 || cols < 1 || cols % kSuper != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GGUF: a ", rows, "x", cols, " matrix cannot be stored in Q4_K's blocks of 256"));
+  }
+  const int64_t subs = cols / kSub, supers = cols / kSuper;
+  if (static_cast<int64_t>(codes.size()) != rows * cols ||
+      static_cast<int64_t>(scales.size()) != rows * subs ||
+      static_cast<int64_t>(mins.size()) != rows * subs ||
+      static_cast<int64_t>(d_bits.size()) != rows * supers ||
+      static_cast<int64_t>(dmin_bits.size()) != rows * supers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF: Q4_K parts of the wrong size for a ", rows, "x", cols, " matrix"));
+  }
+  for (uint8_t q : codes) {
+    if (q > 15) return absl::InvalidArgumentError("GGUF: a Q4_K code exceeds 4 bits");
+  }
+  for (size_t i = 0; i < scales.size(); ++i) {
+    if (scales[i] > 63 || mins[i] > 63) {
+      return absl::InvalidArgumentError("GGUF: a Q4_K scale or minimum exceeds 6 bits");
+    }
+  }
+  const int64_t block_bytes = GgufBlockBytes(GgufType::kQ4_K);
+  std::string out(static_cast<size_t>(rows * supers * block_bytes), '\0');
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < supers; ++b) {
+      char* block = out.data() + (r * supers + b) * block_bytes;
+      PutHalf(block, d_bits[r * supers + b]);
+      PutHalf(block + 2, dmin_bits[r * supers + b]);
+      const uint8_t* sc = scales.data() + r * subs + b * 8;
+      const uint8_t* m = mins.data() + r * subs + b * 8;
+      auto* packed = reinterpret_cast<uint8_t*>(block + 4);
+      for (int j = 0; j < 4; ++j) {
+        packed[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+        packed[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
+        packed[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+      }
+      auto* qs = reinterpret_cast<uint8_t*>(block + 16);
+      const uint8_t* q = codes.data() + r * cols + b * kSuper;
+      for (int64_t chunk = 0; chunk < 4; ++chunk) {
+        for (int64_t l = 0; l < 32; ++l) {
+          qs[chunk * 32 + l] =
+              static_cast<uint8_t>(q[chunk * 64 + l] | (q[chunk * 64 + 32 + l] << 4));
+        }
+      }
+    }
+  }
+  return out;
+}
+
 std::string EncodeFloat(GgufType type, std::span<const float> values) {
   if (type == GgufType::kF32) {
     std::string out(values.size() * 4, '\0');
@@ -93,7 +148,7 @@ std::string PermuteRows(const std::string& data, std::span<const int64_t> source
 absl::StatusOr<std::vector<float>> DequantizeGguf(GgufType type, const std::string& data,
                                                   int64_t elements) {
   if (type != GgufType::kF32 && type != GgufType::kF16 && type != GgufType::kQ4_0 &&
-      type != GgufType::kQ8_0) {
+      type != GgufType::kQ8_0 && type != GgufType::kQ4_K) {
     return absl::InvalidArgumentError(
         absl::StrCat("GGUF: dequantizing ", GgufTypeName(type), " is not implemented"));
   }
@@ -107,6 +162,24 @@ absl::StatusOr<std::vector<float>> DequantizeGguf(GgufType type, const std::stri
     std::memcpy(out.data(), data.data(), data.size());
   } else if (type == GgufType::kF16) {
     for (int64_t i = 0; i < elements; ++i) out[i] = HalfToFloat(GetHalf(data.data() + 2 * i));
+  } else if (type == GgufType::kQ4_K) {
+    // ggml's dequantize_row_q4_K.
+    for (int64_t b = 0; b < elements / 256; ++b) {
+      const char* block = data.data() + b * 144;
+      const float d = HalfToFloat(GetHalf(block)), dmin = HalfToFloat(GetHalf(block + 2));
+      const auto* s = reinterpret_cast<const uint8_t*>(block + 4);
+      const auto* qs = reinterpret_cast<const uint8_t*>(block + 16);
+      for (int j = 0; j < 8; ++j) {
+        const int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        const int m = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t byte = qs[(j / 2) * 32 + l];
+          const int q = j % 2 == 0 ? (byte & 0xF) : (byte >> 4);
+          out[b * 256 + j * 32 + l] = d1 * static_cast<float>(q) - m1;
+        }
+      }
+    }
   } else {
     const int64_t block_bytes = GgufBlockBytes(type);
     for (int64_t b = 0; b < elements / kBlock; ++b) {

@@ -35,6 +35,22 @@ absl::StatusOr<std::string> EncodeIntGrid(int bits, int64_t rows, int64_t cols,
 // The GGUF type of the int grid at `bits` (Q4_0 or Q8_0).
 GgufType IntGridType(int bits);
 
+// A rows x cols matrix on Q4_K's grid (core/quant/q4k_quantizer.h) as Q4_K:
+// per 256 values d, dmin (fp16), the 8 sub-blocks' 6-bit scales and minimums
+// packed in 12 bytes (ggml's get_scale_min_k4 reads them back: bytes 0-3 the
+// low 6 bits of scales 0-3 with the top 2 bits of scales 4-7 above, bytes 4-7
+// the same for the minimums, bytes 8-11 the low nibbles of scales 4-7 and,
+// above, of minimums 4-7), then 128 bytes: of each 64 values, byte l holds
+// value l in its low nibble and value l + 32 in its high one. `codes` q in
+// [0, 15] row-major; `scales`, `mins` [rows, cols / 32] below 64; `d_bits`,
+// `dmin_bits` [rows, cols / 256]. INVALID_ARGUMENT when cols is not a multiple
+// of 256 or a value is out of range.
+absl::StatusOr<std::string> EncodeQ4K(int64_t rows, int64_t cols, std::span<const uint8_t> codes,
+                                      std::span<const uint8_t> scales,
+                                      std::span<const uint8_t> mins,
+                                      std::span<const uint16_t> d_bits,
+                                      std::span<const uint16_t> dmin_bits);
+
 // Float rows as F32 or F16 (round to nearest even).
 std::string EncodeFloat(GgufType type, std::span<const float> values);
 
@@ -43,7 +59,7 @@ std::string EncodeFloat(GgufType type, std::span<const float> values);
 std::string PermuteRows(const std::string& data, std::span<const int64_t> source);
 
 // The float32 values of an encoded tensor of `elements` elements (F32, F16,
-// Q4_0, Q8_0). INVALID_ARGUMENT for another type or a size mismatch.
+// Q4_0, Q8_0, Q4_K). INVALID_ARGUMENT for another type or a size mismatch.
 absl::StatusOr<std::vector<float>> DequantizeGguf(GgufType type, const std::string& data,
                                                   int64_t elements);
 

@@ -23,9 +23,10 @@ void ReadQuantizer(const Json& j, const std::string& where, RecordQuantizer* q, 
   f.OptionalInt("group_size", &q->group_size);
   f.OptionalBool("symmetric", &q->symmetric);
   f.OptionalBool("row_scales", &q->row_scales);
-  if (f.ok() && q->kind != "e8p" && q->kind != "uniform" && q->kind != "int" &&
+  if (f.ok() && q->kind != "e8p" && q->kind != "uniform" && q->kind != "int" && q->kind != "q4k" &&
       q->kind != "float") {
-    f.Fail(absl::StrCat("unknown quantizer kind \"", q->kind, "\" (e8p, uniform, int or float)"));
+    f.Fail(
+        absl::StrCat("unknown quantizer kind \"", q->kind, "\" (e8p, uniform, int, q4k or float)"));
   }
   outer->Merge(f.status());
 }

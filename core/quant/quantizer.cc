@@ -4,6 +4,7 @@
 #include "core/quant/float_quantizer.h"
 #include "core/quant/int_quantizer.h"
 #include "core/quant/lattice_quantizer.h"
+#include "core/quant/q4k_quantizer.h"
 #include "core/quant/uniform_quantizer.h"
 #include "core/util/bounded_quote.h"
 
@@ -18,6 +19,8 @@ std::string QuantizerSpec::Name() const {
       return absl::StrCat("uniform", bits, "-g", group_size, symmetric ? "-sym" : "-asym");
     case Kind::kInt:
       return absl::StrCat("int", bits, "-g", group_size);
+    case Kind::kQ4k:
+      return "q4k";
     case Kind::kFloat:
       return absl::StrCat("fp", bits);
   }
@@ -57,6 +60,12 @@ absl::Status ValidateSpec(const QuantizerSpec& s) {
         return absl::InvalidArgumentError("--group-size must be at least 1");
       }
       return absl::OkStatus();
+    case QuantizerSpec::Kind::kQ4k:
+      if (s.bits != 4) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "q4k quantizer (llama.cpp's Q4_K) is 4 bits (or 16/32 to keep floats), not ", s.bits));
+      }
+      return absl::OkStatus();
     case QuantizerSpec::Kind::kFloat:
       if (s.bits != 16 && s.bits != 32) {
         return absl::InvalidArgumentError(
@@ -75,16 +84,18 @@ absl::string_view QuantizerName(Quantizer quantizer) {
       return "uniform";
     case Quantizer::kInt:
       return "int";
+    case Quantizer::kQ4k:
+      return "q4k";
   }
   return "unknown";
 }
 
 absl::StatusOr<Quantizer> ParseQuantizer(absl::string_view name) {
-  for (Quantizer q : {Quantizer::kE8p, Quantizer::kUniform, Quantizer::kInt}) {
+  for (Quantizer q : {Quantizer::kE8p, Quantizer::kUniform, Quantizer::kInt, Quantizer::kQ4k}) {
     if (name == QuantizerName(q)) return q;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("--quantizer ", BoundedQuote(name), " is unknown; use e8p, uniform or int"));
+  return absl::InvalidArgumentError(absl::StrCat("--quantizer ", BoundedQuote(name),
+                                                 " is unknown; use e8p, uniform, int or q4k"));
 }
 
 QuantizerSpec SpecFor(Quantizer quantizer, int bits, int64_t group_size) {
@@ -97,6 +108,8 @@ QuantizerSpec SpecFor(Quantizer quantizer, int bits, int64_t group_size) {
     s.kind = QuantizerSpec::Kind::kUniform;
   } else if (quantizer == Quantizer::kInt) {
     s.kind = QuantizerSpec::Kind::kInt;
+  } else if (quantizer == Quantizer::kQ4k) {
+    s.kind = QuantizerSpec::Kind::kQ4k;
   } else {
     s.kind = QuantizerSpec::Kind::kLattice;
   }
@@ -110,6 +123,10 @@ int64_t BlockColsFor(const QuantizerSpec& spec) {
 absl::StatusOr<std::unique_ptr<MatrixQuantizer>> MakeMatrixQuantizer(const QuantizerSpec& spec,
                                                                      int64_t rows, int64_t cols) {
   if (absl::Status s = ValidateSpec(spec); !s.ok()) return s;
+  if (spec.kind == QuantizerSpec::Kind::kQ4k && cols % kQ4kSuperBlock != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("q4k (llama.cpp's Q4_K) needs rows of a multiple of 256 columns, got ", cols));
+  }
   if (cols % BlockColsFor(spec) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(spec.Name(), " needs a multiple of ",
                                                    BlockColsFor(spec), " columns, got ", cols));
@@ -121,6 +138,8 @@ absl::StatusOr<std::unique_ptr<MatrixQuantizer>> MakeMatrixQuantizer(const Quant
       return std::make_unique<UniformQuantizer>(spec, rows, cols);
     case QuantizerSpec::Kind::kInt:
       return std::make_unique<IntQuantizer>(spec, rows, cols);
+    case QuantizerSpec::Kind::kQ4k:
+      return std::make_unique<Q4kQuantizer>(spec, rows, cols);
     case QuantizerSpec::Kind::kFloat:
       return std::make_unique<FloatQuantizer>(spec, rows, cols);
   }

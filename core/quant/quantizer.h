@@ -18,6 +18,9 @@
 //  - int, bits 4 or 8 (int_quantizer.h): q·scale with a signed integer q and
 //    an fp16 scale per group (or row): the grid compressed-tensors stores and
 //    vLLM serves (--serve vllm).
+//  - q4k, bits 4 (q4k_quantizer.h): llama.cpp's Q4_K grid (super-blocks of
+//    256 columns: fp16 d and dmin, 6-bit scale and minimum per 32 columns),
+//    --serve llamacpp.
 //  - float, bits 16 or 32 (float_quantizer.h): values kept as fp16 or fp32
 //    ("unquantized factors").
 #ifndef CALDERA_CORE_QUANT_QUANTIZER_H_
@@ -44,7 +47,7 @@ using MatrixF = Eigen::MatrixXf;  // column-major
 // matrix ("codes", "scale", ...).
 
 struct QuantizerSpec {
-  enum class Kind { kLattice, kUniform, kFloat, kInt };
+  enum class Kind { kLattice, kUniform, kFloat, kInt, kQ4k };
   Kind kind = Kind::kLattice;
   int bits = 2;
   int64_t group_size = 128;  // uniform and int only
@@ -64,9 +67,9 @@ absl::Status ValidateSpec(const QuantizerSpec& spec);
 // The quantizer a setting names (--quantizer): E8P lattice, uniform, or the
 // integer grid of compressed-tensors (int). With 16 or 32 bits each one keeps
 // floats (SpecFor).
-enum class Quantizer { kE8p, kUniform, kInt };
+enum class Quantizer { kE8p, kUniform, kInt, kQ4k };
 
-// "e8p", "uniform" or "int": the spelling of flags, the proto and report.json.
+// "e8p", "uniform", "int" or "q4k": the spelling of flags, the proto and report.json.
 absl::string_view QuantizerName(Quantizer quantizer);
 // The inverse of QuantizerName. INVALID_ARGUMENT "--quantizer X is unknown;
 // use e8p, uniform or int" (X cut to ~200 bytes) for anything else.

@@ -16,6 +16,13 @@ CI runs it:
     lm_head (architecture qwen2: no q/k reordering, biases and output.weight as the
     model's) and a Llama with Llama 3 rope scaling (rope_freqs.weight: the factors
     computed here from the config, as transformers' llama3 rope init scales frequencies);
+  * Q4_K: a make-test-model Llama of rows that are multiples of 256, compressed with
+    `--serve llamacpp --quantizer q4k`: every linear is Q4_K and dequantizes (gguf's own
+    Q4_K dequantizer) to our Q bit for bit;
+  * L·R: a CALDERA checkpoint (rank 4, int4 Q at group 32): the base holds Q exactly and
+    the GGUF LoRA adapter beside it (general.type adapter, adapter.lora.alpha 0) holds
+    lora_a = R, lora_b = L so that Q + B·A is the compressed weight; --merge-lr writes
+    Q + L·R dense in the base and no adapter;
   * hostile input: down_proj's 172 columns are no whole number of 32-blocks, so the
     export without --dense-fallback fails naming that matrix and the fix, and writes
     nothing; with --dense-fallback it is written F32 (Q exactly); an existing --out is
@@ -81,6 +88,20 @@ def unpermute(w, heads):
     rows = w.shape[0]
     d = rows // heads
     return w.reshape(heads, d // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
+
+
+def require_exact(name, t, w, want_type, heads):
+    """The GGUF tensor `t` is of `want_type` and dequantizes (gguf's own dequantizer; q/k
+    rows back in Hugging Face's order when `heads`) to `w` bit for bit."""
+    if t.tensor_type != want_type:
+        sys.exit(f"{name}: {t.name} is {t.tensor_type.name}, want {want_type.name}")
+    q = dequantize(t.data, t.tensor_type).reshape(w.shape).astype(np.float32)
+    if heads:
+        q = unpermute(q, heads)
+    if not np.array_equal(q, w):
+        bad = np.argwhere(q != w)[0]
+        sys.exit(f"{name}: {t.name}: dequantized {q[tuple(bad)]!r} != Q {w[tuple(bad)]!r} "
+                 f"at {tuple(bad)}")
 
 
 def field(reader, key):
@@ -161,18 +182,9 @@ def check(ctl, model, tmp, bits):
     count = 0
     for layer in range(config["num_hidden_layers"]):
         for short, hf in LINEARS.items():
-            t = tensors[f"blk.{layer}.{short}.weight"]
-            w = ref[f"model.layers.{layer}.{hf}.weight"]
             expect = gguf.GGMLQuantizationType.F32 if short == "ffn_down" else want_type
-            if t.tensor_type != expect:
-                sys.exit(f"{name}: blk.{layer}.{short} is {t.tensor_type.name}, want {expect.name}")
-            q = dequantize(t.data, t.tensor_type).reshape(w.shape).astype(np.float32)
-            if short in heads:
-                q = unpermute(q, heads[short])
-            if not np.array_equal(q, w):
-                bad = np.argwhere(q != w)[0]
-                sys.exit(f"{name}: blk.{layer}.{short}: dequantized {q[tuple(bad)]!r} != Q "
-                         f"{w[tuple(bad)]!r} at {tuple(bad)}")
+            require_exact(name, tensors[f"blk.{layer}.{short}.weight"],
+                          ref[f"model.layers.{layer}.{hf}.weight"], expect, heads.get(short))
             count += 1
         norm = tensors[f"blk.{layer}.attn_norm.weight"]
         if not np.array_equal(norm.data, ref[f"model.layers.{layer}.input_layernorm.weight"]):
@@ -268,6 +280,87 @@ def check_test_models(ctl, model, tmp):
                  else ", rope_freqs as Llama 3's scaling"))
 
 
+def check_q4k(ctl, model, tmp):
+    import shutil
+    d = os.path.join(tmp, "q4k-model")
+    tokens = os.path.join(tmp, "q4k-tokens.safetensors")
+    run([ctl, "make-test-model", "--out", d, "--hidden", "256", "--intermediate", "512",
+         "--layers", "1", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+         "--tokens-out", tokens, "--samples", "8", "--seq-len", "64"])
+    shutil.copy(os.path.join(model, "tokenizer_vocab.json"), d)
+    out = os.path.join(tmp, "q4k")
+    run([ctl, "compress", "--model", d, "--calibration", tokens, "--out", out, "--serve",
+         "llamacpp", "--quantizer", "q4k", "--workers", "2"])
+    dense = os.path.join(tmp, "q4k-dense")
+    run([ctl, "export", "--format", "dense", "--model", out, "--out", dense])
+    ref = read_folder(dense)
+    path = os.path.join(tmp, "q4k.gguf")
+    run([ctl, "export", "--format", "gguf", "--model", out, "--out", path])
+    reader = gguf.GGUFReader(path)
+    tensors = {t.name: t for t in reader.tensors}
+    heads = {"attn_q": 4, "attn_k": 2}
+    for short, hf in LINEARS.items():
+        require_exact("q4k", tensors[f"blk.0.{short}.weight"], ref[f"model.layers.0.{hf}.weight"],
+                      gguf.GGMLQuantizationType.Q4_K, heads.get(short))
+    totals = json.load(open(os.path.join(out, "report.json")))["totals"]
+    print(f"q4k: 7 linears Q4_K dequantized by gguf == Q bit for bit "
+          f"({totals['bits_per_param']:.4f} b)")
+
+
+def check_lora(ctl, model, tmp):
+    out = os.path.join(tmp, "lr")
+    run([ctl, "compress", "--model", model, "--calibration",
+         os.path.join(model, "calibration.safetensors"), "--out", out, "--method", "caldera",
+         "--rank", "4", "--quantizer", "int", "--q-bits", "4", "--q-group-size", "32",
+         "--incoherence", "none", "--lr-bits", "16", "--iters", "1", "--lplr-iters", "1",
+         "--modules", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj", "--workers", "2"])
+    dense = os.path.join(tmp, "lr-dense")
+    run([ctl, "export", "--format", "dense", "--model", out, "--out", dense])
+    ref = read_folder(dense)
+    path = os.path.join(tmp, "lr.gguf")
+    run([ctl, "export", "--format", "gguf", "--model", out, "--out", path])
+    adapter = gguf.GGUFReader(os.path.join(tmp, "lr.lora.gguf"))
+    for key, value in (("general.type", "adapter"), ("adapter.type", "lora"),
+                       ("adapter.lora.alpha", 0.0), ("general.architecture", "llama")):
+        if field(adapter, key) != value:
+            sys.exit(f"lora: {key} = {field(adapter, key)!r}, want {value!r}")
+    base = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    lora = {t.name: t for t in adapter.tensors}
+    heads = {"attn_q": 8, "attn_k": 4}
+    worst, count = 0.0, 0
+    for layer in range(5):
+        for short, hf in LINEARS.items():
+            if short == "ffn_down":
+                continue
+            w = ref[f"model.layers.{layer}.{hf}.weight"]
+            t = base[f"blk.{layer}.{short}.weight"]
+            if t.tensor_type != gguf.GGMLQuantizationType.Q4_0:
+                sys.exit(f"lora: {t.name} is {t.tensor_type.name}, want Q4_0")
+            a, b = lora[t.name + ".lora_a"], lora[t.name + ".lora_b"]
+            if int(a.shape[1]) != 4 or int(b.shape[0]) != 4:
+                sys.exit(f"lora: {t.name}'s adapter is not of rank 4: {a.shape} {b.shape}")
+            A = np.asarray(a.data, np.float32).reshape(int(a.shape[1]), int(a.shape[0]))
+            B = np.asarray(b.data, np.float32).reshape(int(b.shape[1]), int(b.shape[0]))
+            full = dequantize(t.data, t.tensor_type).reshape(w.shape).astype(np.float32) + B @ A
+            if short in heads:
+                full = unpermute(full, heads[short])
+            worst = max(worst, float(np.abs(full - w).max() / np.abs(w).max()))
+            count += 1
+    if worst > 1e-6:
+        sys.exit(f"lora: Q + B·A differs from the compressed weight by {worst:.2e} relative")
+    merged = os.path.join(tmp, "lr-merged.gguf")
+    run([ctl, "export", "--format", "gguf", "--merge-lr", "--model", out, "--out", merged])
+    if os.path.exists(os.path.join(tmp, "lr-merged.lora.gguf")):
+        sys.exit("lora: --merge-lr wrote an adapter")
+    t = {t.name: t for t in gguf.GGUFReader(merged).tensors}["blk.0.attn_v.weight"]
+    w = ref["model.layers.0.self_attn.v_proj.weight"]
+    if t.tensor_type != gguf.GGMLQuantizationType.F32 or not np.array_equal(
+            np.asarray(t.data).reshape(w.shape), w):
+        sys.exit("lora: --merge-lr did not write Q + L·R dense")
+    print(f"lora: {count} linears Q4_0 + adapter (rank 4): Q + B·A == compressed weight "
+          f"(max relative difference {worst:.1e}); --merge-lr writes them dense")
+
+
 def main():
     bin_dir = os.environ.get("CALDERA_BIN_DIR") or sys.exit("CALDERA_BIN_DIR is not set")
     fixtures = os.environ.get("CALDERA_FIXTURES_DIR") or os.path.join(HERE, "..", "..", "models")
@@ -278,6 +371,8 @@ def main():
         check(ctl, model, tmp, 8)
         check_served(ctl, model, tmp)
         check_test_models(ctl, model, tmp)
+        check_q4k(ctl, model, tmp)
+        check_lora(ctl, model, tmp)
     return 0
 
 

@@ -3,7 +3,9 @@
 compressed with `--serve llamacpp` (Q4_0; the 172-column down_proj left dense with
 --modules), exported, loaded by llama.cpp through llama-cpp-python, made to generate text,
 and its perplexity on the first eval rows compared with `calderactl eval` of the same
-checkpoint: within 1% (llama.cpp rounds the activations to 8 bits for its Q4_0 dot
+checkpoint: within 1%; llama.cpp's tokenizer from our metadata gives our ids; and a CALDERA
+checkpoint (Q4_0 + L·R of rank 4) exported as base + GGUF LoRA adapter, which llama.cpp
+applies at load: again within 1% (llama.cpp rounds the activations to 8 bits for its Q4_0 dot
 products, so it is close, not bit-exact).
 
 llama-cpp-python builds llama.cpp from source, so this runs with an interpreter that has
@@ -43,12 +45,12 @@ def llamacpp_perplexity(llm, rows):
     return float(np.exp(total / count))
 
 
-def inner(gguf_path, rows_path):
+def inner(gguf_path, rows_path, lora_path=None):
     """Runs under the llama-cpp-python interpreter: prints the results as JSON."""
     from llama_cpp import Llama
     rows = json.load(open(rows_path))
-    llm = Llama(model_path=gguf_path, n_ctx=len(rows[0]), n_batch=len(rows[0]),
-                logits_all=True, n_threads=2, verbose=False, seed=1)
+    llm = Llama(model_path=gguf_path, lora_path=lora_path, n_ctx=len(rows[0]),
+                n_batch=len(rows[0]), logits_all=True, n_threads=2, verbose=False, seed=1)
     out = {"perplexity": llamacpp_perplexity(llm, rows)}
     llm.reset()
     out["text"] = llm("Once upon a time", max_tokens=32, temperature=0.0)["choices"][0]["text"]
@@ -87,7 +89,7 @@ def find_python():
 
 
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "--inner":
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--inner":
         inner(*sys.argv[2:])
         return 0
     py = find_python()
@@ -141,6 +143,24 @@ def main():
             print(f"FAIL: llama.cpp tokenizes to {theirs['tokens']}, ours to {want}")
             return 1
         print(f"within {rel:.3%}; tokenization equal ({len(want)} ids)")
+        # CALDERA (Q + L·R): the base plus the GGUF LoRA adapter, applied by llama.cpp.
+        out = os.path.join(tmp, "caldera")
+        run([ctl, "compress", "--model", model, "--calibration",
+             os.path.join(model, "calibration.safetensors"), "--out", out, "--method",
+             "caldera", "--rank", "4", "--quantizer", "int", "--q-bits", "4", "--q-group-size", "32",
+             "--incoherence", "none", "--lr-bits", "16", "--iters", "2", "--lplr-iters", "2",
+             "--modules", MODULES, "--workers", "2"])
+        ours = json.loads(run([ctl, "eval", "--json", "--model", out, "--tokens", tokens]))
+        path = os.path.join(tmp, "caldera.gguf")
+        run([ctl, "export", "--format", "gguf", "--model", out, "--out", path])
+        theirs = json.loads(run([py, os.path.abspath(__file__), "--inner", path, rows_path,
+                                 os.path.join(tmp, "caldera.lora.gguf")]).strip().splitlines()[-1])
+        rel = abs(theirs["perplexity"] - ours["perplexity"]) / ours["perplexity"]
+        print(f"Q4_0 + LoRA adapter (rank 4): calderactl eval {ours['perplexity']:.6f}, "
+              f"llama.cpp {theirs['perplexity']:.6f} (within {rel:.3%})")
+        if rel > 0.01:
+            print(f"FAIL: llama.cpp with the adapter differs by {rel:.2%} (more than 1%)")
+            return 1
     return 0
 
 

@@ -99,15 +99,17 @@ def eval(model: PathLike, tokens: Optional[PathLike] = None, *,  # noqa: A001 (c
 
 def export(model: PathLike, out: PathLike, *, format: str = "dense",  # noqa: A002
            dtype: Optional[str] = None, ft_rank: int = 0, dense_fallback: bool = False,
-           progress: ProgressArg = None) -> ExportResult:
+           merge_lr: bool = False, progress: ProgressArg = None) -> ExportResult:
     """Rebuilds a dense checkpoint from the CALDERA checkpoint `model` at `out`:
     format "dense" (float32 linears), "hf" (a Hugging Face checkpoint in `dtype`,
     default the model's torch_dtype) or "peft" (out/base plus the PEFT LoRA adapter
     out/adapter of the first `ft_rank` columns of L / rows of R); "compressed-tensors";
     "gguf" (one .gguf file `out` for llama.cpp; `dense_fallback` writes the linears no
-    GGUF block type holds dense instead of refusing them; docs/format/gguf.md)."""
+    GGUF block type holds dense instead of refusing them; L·R goes to the LoRA adapter
+    `<out>.lora.gguf` (ExportResult.adapter), or with `merge_lr` into the base;
+    docs/format/gguf.md)."""
     options = {"model": _path(model), "out": _path(out), "format": format, "dtype": dtype,
-               "ft_rank": ft_rank, "dense_fallback": dense_fallback}
+               "ft_rank": ft_rank, "dense_fallback": dense_fallback, "merge_lr": merge_lr}
     with Reporter("export", progress, "layer") as r:
         d = _native.export(options, r.progress, r.note)
     return ExportResult(format=format, model=d["model"], adapter=d["adapter"])

@@ -189,6 +189,7 @@ py::dict Export(const py::dict& o, py::object progress, py::object note) {
   Get(o, "dtype", &options.dtype);
   Get(o, "ft_rank", &options.ft_rank);
   Get(o, "dense_fallback", &options.dense_fallback);
+  Get(o, "merge_lr", &options.merge_lr);
   const storage::StorageOptions storage = storage::StorageOptions::FromEnvironment();
   operations::ExportResult r = Pumped(
       std::move(progress), std::move(note),

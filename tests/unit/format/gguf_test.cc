@@ -160,6 +160,35 @@ TEST(GgufBlocksTest, RefusesWhatTheBlocksCannotHold) {
   EXPECT_FALSE(EncodeIntGrid(3, 1, 64, big, s).ok());
 }
 
+// Q4_K: the 6-bit scales and minimums round-trip through ggml's 12-byte
+// packing (get_scale_min_k4 in DequantizeGguf), and the nibbles sit where
+// dequantize_row_q4_K reads them.
+TEST(GgufBlocksTest, Q4_KPacksScalesAndNibblesAsGgmlReadsThem) {
+  const int64_t rows = 2, cols = 512;
+  std::vector<uint8_t> codes, sc, mn;
+  std::vector<uint16_t> d, dmin;
+  for (int64_t i = 0; i < rows * cols; ++i) codes.push_back(static_cast<uint8_t>((i * 7) % 16));
+  for (int64_t i = 0; i < rows * cols / 32; ++i) {
+    sc.push_back(static_cast<uint8_t>((i * 13 + 5) % 64));
+    mn.push_back(static_cast<uint8_t>((i * 29 + 63) % 64));
+  }
+  for (int64_t i = 0; i < rows * cols / 256; ++i) {
+    d.push_back(FloatToHalf(0.01f * static_cast<float>(i + 1)));
+    dmin.push_back(FloatToHalf(0.003f * static_cast<float>(i + 2)));
+  }
+  absl::StatusOr<std::string> q = EncodeQ4K(rows, cols, codes, sc, mn, d, dmin);
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_EQ(q->size(), static_cast<size_t>(rows * cols / 256 * 144));
+  absl::StatusOr<std::vector<float>> back = DequantizeGguf(GgufType::kQ4_K, *q, rows * cols);
+  ASSERT_TRUE(back.ok());
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float step = HalfToFloat(d[i / 256]) * static_cast<float>(sc[i / 32]);
+    const float min = HalfToFloat(dmin[i / 256]) * static_cast<float>(mn[i / 32]);
+    ASSERT_EQ((*back)[i], step * static_cast<float>(codes[i]) - min) << i;
+  }
+  EXPECT_FALSE(EncodeQ4K(1, 256 + 32, codes, sc, mn, d, dmin).ok());
+}
+
 TEST(GgufBlocksTest, PermuteRowsMovesWholeRows) {
   const std::string data = "aabbcc";
   const std::vector<int64_t> source = {2, 0, 1};

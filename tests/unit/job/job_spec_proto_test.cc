@@ -126,7 +126,7 @@ TEST(JobSpecProtoTest, UnknownNamesAreInvalidArgumentNamingTheFlag) {
       {[](v1::JobSpec* p) { p->mutable_decomposition()->set_method("svd"); },
        "--method svd is unknown; use caldera, ldlq or rtn"},
       {[](v1::JobSpec* p) { p->mutable_decomposition()->set_quantizer("nf4"); },
-       "--quantizer nf4 is unknown; use e8p, uniform or int"},
+       "--quantizer nf4 is unknown; use e8p, uniform, int or q4k"},
       {[](v1::JobSpec* p) { p->mutable_decomposition()->set_incoherence("dct"); },
        "--incoherence dct is unknown; use auto, rht or none"},
       {[](v1::JobSpec* p) { p->mutable_ttlora()->set_init("svd"); },

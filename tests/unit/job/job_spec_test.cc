@@ -250,7 +250,7 @@ TEST(JobSpecTest, SettingNamesParseBackAndUnknownNamesNameTheFlag) {
   const std::pair<absl::Status, const char*> cases[] = {
       {decompose::ParseMethod("svd").status(), "--method svd is unknown; use caldera, ldlq or rtn"},
       {quant::ParseQuantizer("nf4").status(),
-       "--quantizer nf4 is unknown; use e8p, uniform or int"},
+       "--quantizer nf4 is unknown; use e8p, uniform, int or q4k"},
       {ParseIncoherence("dct").status(), "--incoherence dct is unknown; use auto, rht or none"},
       {ttlora::ParseInitMode("svd").status(), "--ttlora-init svd is unknown; use zero or residual"},
       {ParseCalibrationMode("greedy").status(),
