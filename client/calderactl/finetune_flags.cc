@@ -29,6 +29,8 @@ void AddFineTuneFlags(CLI::App* cmd, FineTuneFlags* f) {
                                f->options.patience, ")"));
   cmd->add_option("--finetune-round-lr", f->options.round_lr,
                   "signed-gradient step of the learned rounding offsets (default 1 / steps)");
+  cmd->add_flag("--finetune-decay", f->options.linear_decay,
+                "learning rates fall linearly to 0 over each phase (AutoRound's schedule)");
   cmd->add_flag("--finetune-no-rounding", f->no_rounding,
                 "keep Q's codes as stored (no learned rounding)");
   cmd->add_option("--finetune-target", f->target,

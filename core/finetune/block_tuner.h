@@ -37,6 +37,7 @@ struct FineTuneOptions {
   double scale_phase = 0.25;  // steps after L, R are quantized, as a share of `steps`
   bool tune_rounding = true;  // learned rounding of symmetric uniform Q
   double round_lr = 0;        // signed-gradient step of the offsets; 0: 1 / steps
+  bool linear_decay = false;  // both rates fall linearly to 0 over each phase (AutoRound)
   uint64_t seed = 42;
 };
 
