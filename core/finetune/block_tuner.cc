@@ -175,7 +175,9 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
   const std::vector<MatrixF*> offsets = state.Offsets();
   if ((params.empty() && offsets.empty()) || steps <= 0 || train.empty()) return 0;
   Adam adam(params, o.lr);
-  const float round_lr = static_cast<float>(o.round_lr > 0 ? o.round_lr : 1.0 / steps);
+  const float round_lr = static_cast<float>(o.round_lr > 0   ? o.round_lr
+                                            : o.linear_decay ? std::min(4.0 / steps, 0.02)
+                                                             : 1.0 / steps);
   params.insert(params.end(), offsets.begin(), offsets.end());  // snapshots hold both
   std::vector<MatrixF> snapshot;
   for (MatrixF* p : params) snapshot.push_back(*p);
