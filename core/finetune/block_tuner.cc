@@ -188,6 +188,7 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
   const int every = std::max(o.eval_every, 1);
   int since_best = 0, step = 0;
   while (step < steps) {
+    if (o.cancelled && o.cancelled()) return absl::CancelledError("fine-tuning was cancelled");
     std::vector<int64_t> picked;
     for (size_t i = 0; i < batch; ++i) {
       if (next == order.size()) {

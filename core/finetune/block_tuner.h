@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 #include "absl/status/statusor.h"
@@ -44,6 +45,9 @@ struct FineTuneOptions {
   // measured 4.58 against 4.70 with constant rates (and 4.87 with 4 / steps).
   bool linear_decay = true;
   uint64_t seed = 42;
+  // Polled before every step (may be empty): when it returns true, TuneBlock
+  // ends CANCELLED (a cancelled job, a lost lease).
+  std::function<bool()> cancelled;
 };
 
 struct BlockTuneReport {
