@@ -174,8 +174,10 @@ absl::StatusOr<FinetuneBlockResult> FinetuneBlock(const model::Checkpoint& check
     if (!t.ok()) return Annotate(t.status(), reports[r].artifact);
     linears[i] = *std::move(t);
   }
-  absl::StatusOr<finetune::BlockTuneResult> tuned = finetune::TuneBlock(
-      config, seq_len, x, target, *block, std::move(linears), FinetuneOptionsOf(request.spec));
+  finetune::FineTuneOptions tune = FinetuneOptionsOf(request.spec);
+  tune.cancelled = env.cancelled;
+  absl::StatusOr<finetune::BlockTuneResult> tuned =
+      finetune::TuneBlock(config, seq_len, x, target, *block, std::move(linears), tune);
   if (!tuned.ok()) return Annotate(tuned.status(), absl::StrCat("fine-tuning block ", layer));
   if (env.IsCancelled()) return absl::CancelledError("the job was cancelled");
 

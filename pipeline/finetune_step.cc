@@ -164,8 +164,10 @@ absl::StatusOr<FineTuneResult> FineTune(const FineTuneRequest& request,
       if (!t.ok()) return t.status();
       linears[i] = *std::move(t);
     }
-    absl::StatusOr<finetune::BlockTuneResult> tuned = finetune::TuneBlock(
-        config, seq_len, states, target, *block, std::move(linears), request.options);
+    finetune::FineTuneOptions tune = request.options;
+    if (!tune.cancelled) tune.cancelled = env.cancelled;
+    absl::StatusOr<finetune::BlockTuneResult> tuned =
+        finetune::TuneBlock(config, seq_len, states, target, *block, std::move(linears), tune);
     if (!tuned.ok()) return Annotate(tuned.status(), absl::StrCat("fine-tuning block ", layer));
     if (!tuned->report.kept_input) {
       for (int i = 0; i < 7; ++i) {

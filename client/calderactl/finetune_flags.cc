@@ -28,7 +28,11 @@ void AddFineTuneFlags(CLI::App* cmd, FineTuneFlags* f) {
                                " steps) without improvement before a block stops (default ",
                                f->options.patience, ")"));
   cmd->add_option("--finetune-round-lr", f->options.round_lr,
-                  "signed-gradient step of the learned rounding offsets (default 1 / steps)");
+                  "signed-gradient step of the learned rounding offsets (default 4 / steps; "
+                  "1 / steps with --finetune-constant-lr)");
+  cmd->add_flag("--finetune-constant-lr{false}", f->options.linear_decay,
+                "constant learning rates (default: they fall linearly to 0 over each phase, "
+                "AutoRound's schedule)");
   cmd->add_flag("--finetune-no-rounding", f->no_rounding,
                 "keep Q's codes as stored (no learned rounding)");
   cmd->add_option("--finetune-target", f->target,

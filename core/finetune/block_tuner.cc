@@ -27,13 +27,14 @@ class Adam {
       lr_.push_back(static_cast<float>(lr * std::max(rms, 1e-8)));
     }
   }
-  void Step(const std::vector<const MatrixF*>& grads) {
+  // `factor` scales this step's learning rate (a schedule).
+  void Step(const std::vector<const MatrixF*>& grads, float factor = 1.0f) {
     ++t_;
     const double c1 = 1 - std::pow(kBeta1, t_), c2 = 1 - std::pow(kBeta2, t_);
     for (size_t i = 0; i < params_.size(); ++i) {
       m_[i] = kBeta1 * m_[i] + (1 - kBeta1) * *grads[i];
       v_[i] = kBeta2 * v_[i] + (1 - kBeta2) * grads[i]->cwiseAbs2();
-      const float step = lr_[i] / static_cast<float>(c1);
+      const float step = factor * lr_[i] / static_cast<float>(c1);
       const float root_c2 = static_cast<float>(std::sqrt(c2));
       params_[i]->array() -= step * m_[i].array() / ((v_[i].array().sqrt() / root_c2) + 1e-12f);
     }
@@ -174,7 +175,9 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
   const std::vector<MatrixF*> offsets = state.Offsets();
   if ((params.empty() && offsets.empty()) || steps <= 0 || train.empty()) return 0;
   Adam adam(params, o.lr);
-  const float round_lr = static_cast<float>(o.round_lr > 0 ? o.round_lr : 1.0 / steps);
+  const float round_lr = static_cast<float>(o.round_lr > 0   ? o.round_lr
+                                            : o.linear_decay ? std::min(4.0 / steps, 0.02)
+                                                             : 1.0 / steps);
   params.insert(params.end(), offsets.begin(), offsets.end());  // snapshots hold both
   std::vector<MatrixF> snapshot;
   for (MatrixF* p : params) snapshot.push_back(*p);
@@ -185,6 +188,7 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
   const int every = std::max(o.eval_every, 1);
   int since_best = 0, step = 0;
   while (step < steps) {
+    if (o.cancelled && o.cancelled()) return absl::CancelledError("fine-tuning was cancelled");
     std::vector<int64_t> picked;
     for (size_t i = 0; i < batch; ++i) {
       if (next == order.size()) {
@@ -196,11 +200,14 @@ absl::StatusOr<int> Train(State& state, const RowMatrixF& x, const RowMatrixF& t
     const Split b = Rows(x, target, picked, seq_len);
     absl::StatusOr<double> loss = state.Gradient(b);
     if (!loss.ok()) return loss.status();
-    adam.Step(state.Gradients());
+    // AutoRound's schedule when asked: the rates fall linearly to 0.
+    const float factor =
+        o.linear_decay ? 1.0f - static_cast<float>(step) / static_cast<float>(steps) : 1.0f;
+    adam.Step(state.Gradients(), factor);
     // Signed gradient descent on the rounding offsets (AutoRound).
     const std::vector<const MatrixF*> d_offsets = state.OffsetGradients();
     for (size_t i = 0; i < offsets.size(); ++i) {
-      offsets[i]->array() = (offsets[i]->array() - round_lr * d_offsets[i]->array().sign())
+      offsets[i]->array() = (offsets[i]->array() - factor * round_lr * d_offsets[i]->array().sign())
                                 .cwiseMax(-1.0f)
                                 .cwiseMin(1.0f);
     }

@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 #include "absl/status/statusor.h"
@@ -36,8 +37,17 @@ struct FineTuneOptions {
   bool tune_norms = true;     // train the block's two RMSNorm weights too
   double scale_phase = 0.25;  // steps after L, R are quantized, as a share of `steps`
   bool tune_rounding = true;  // learned rounding of symmetric uniform Q
-  double round_lr = 0;        // signed-gradient step of the offsets; 0: 1 / steps
+  // Signed-gradient step of the offsets; 0: min(4 / steps, 0.02) with linear_decay
+  // (measured, 3.5-bit uniform g32 on stories260K: perplexity 4.58 against 4.75
+  // at 1 / steps), 1 / steps without.
+  double round_lr = 0;
+  // Both rates fall linearly to 0 over each phase (AutoRound's schedule);
+  // measured 4.58 against 4.70 with constant rates (and 4.87 with 4 / steps).
+  bool linear_decay = true;
   uint64_t seed = 42;
+  // Polled before every step (may be empty): when it returns true, TuneBlock
+  // ends CANCELLED (a cancelled job, a lost lease).
+  std::function<bool()> cancelled;
 };
 
 struct BlockTuneReport {

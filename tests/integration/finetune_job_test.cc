@@ -126,7 +126,7 @@ TEST(FinetuneJob, TunedCheckpointKeepsTheLayoutDiffersEvaluatesBetterAndReruns) 
   const double ppl_plain = Perplexity(plain), ppl_tuned = Perplexity(tuned);
   std::fprintf(stderr, "uniform 3-bit perplexity %.4f -> %.4f fine-tuned\n", ppl_plain, ppl_tuned);
   EXPECT_GT(ppl_tuned, 0);
-  EXPECT_LT(ppl_tuned, 0.97 * ppl_plain);
+  EXPECT_LT(ppl_tuned, 0.95 * ppl_plain);  // measured 5.691 -> 5.338
   // Deterministic: the same job again writes the same bytes.
   ASSERT_EQ(Compress(calibration, again, 30, &log), 0) << log;
   EXPECT_TRUE(Shards(again) == b) << "a rerun of the fine-tuning tasks wrote other bytes";

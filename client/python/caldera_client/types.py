@@ -17,6 +17,7 @@ class TaskKind(enum.IntEnum):
     CALIBRATE = 1
     DECOMPOSE = 2
     FINALIZE = 3
+    FINETUNE = 20  # recovery fine-tuning of one block (finetune_steps > 0)
 
 
 class TaskState(enum.IntEnum):

@@ -76,3 +76,44 @@ TEST(CheckpointReportTest, CheckedReading) {
 
 }  // namespace
 }  // namespace caldera::format
+
+namespace caldera::format {
+namespace {
+
+// report.json's optional "finetune" (one entry per tuned block) round-trips,
+// is absent when empty, and is read checked.
+TEST(CheckpointReportTest, FinetuneEntriesRoundTripAndAreChecked) {
+  CheckpointReport r;
+  r.request_id = "req-2";
+  FinetuneBlockReport b;
+  b.layer = 3;
+  b.steps = 250;
+  b.train_before = 0.5;
+  b.holdout_before = 0.25;
+  b.holdout_after = 0.125;
+  b.modules_tuned = 7;
+  r.finetune = {b};
+  const std::string text = SerializeCheckpointReport(r);
+  absl::StatusOr<CheckpointReport> back = ParseCheckpointReport(text, "report.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->finetune.size(), 1u);
+  EXPECT_EQ(back->finetune[0].layer, 3);
+  EXPECT_EQ(back->finetune[0].steps, 250);
+  EXPECT_EQ(back->finetune[0].holdout_after, 0.125);
+  EXPECT_EQ(back->finetune[0].modules_tuned, 7);
+  EXPECT_FALSE(back->finetune[0].kept_input);
+  EXPECT_EQ(SerializeCheckpointReport(*back), text);
+  r.finetune.clear();
+  EXPECT_FALSE(nlohmann::json::parse(SerializeCheckpointReport(r)).contains("finetune"));
+  nlohmann::json j = nlohmann::json::parse(text);
+  j["finetune"][0].erase("holdout_after");
+  absl::Status s = ParseCheckpointReport(j.dump(), "out/report.json").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(s.message(), "finetune[0]")) << s;
+  j["finetune"] = 1;
+  EXPECT_TRUE(Contains(ParseCheckpointReport(j.dump(), "r").status().message(),
+                       "\"finetune\" must be an array"));
+}
+
+}  // namespace
+}  // namespace caldera::format

@@ -49,8 +49,8 @@ class FinetuneBlockStepTest : public ::testing::Test {
     ASSERT_TRUE(ckpt.ok()) << ckpt.status();
     ckpt_ = *std::move(ckpt);
     // 16 calibration sequences of 64 tokens: seconds, not a minute.
-    absl::StatusOr<model::TokenSet> all = model_io::LoadTokensAt(
-        spec_.model + "/calibration.safetensors", ckpt_->config(), options_);
+    absl::StatusOr<model::TokenSet> all =
+        model_io::LoadTokensAt(spec_.model + "/calibration.safetensors", ckpt_->config(), options_);
     ASSERT_TRUE(all.ok()) << all.status();
     format::TokenSet cut;
     cut.samples = 16;
@@ -121,12 +121,15 @@ TEST_F(FinetuneBlockStepTest, AStoppedAttemptIsRetriedToTheSameBytes) {
   EXPECT_EQ(a->report.modules_tuned, 7);
   EXPECT_FALSE(a->report.kept_input);
   EXPECT_LT(a->report.holdout_after, a->report.holdout_before);
-  // A second attempt stopped part-way (after the tuning, before its writes).
+  // A second attempt stopped part-way (at its first tuning step: TuneBlock
+  // polls the stop flag before every step).
   StepEnvironment stopping(options_);
   int polls = 0;
   stopping.cancelled = [&] { return ++polls > 1; };
   absl::StatusOr<FinetuneBlockResult> b = FinetuneBlock(*ckpt_, InDir(tmp_.Join("a2")), stopping);
   EXPECT_EQ(b.status().code(), absl::StatusCode::kCancelled) << b.status();
+  EXPECT_NE(b.status().message().find("fine-tuning was cancelled"), std::string::npos)
+      << b.status();  // inside the tuning, not after it
   EXPECT_FALSE(std::filesystem::exists(tmp_.Join("a2/block.safetensors")));
   // Its retry writes what the first attempt wrote, byte for byte.
   const FinetuneBlockRequest third = InDir(tmp_.Join("a3"));

@@ -165,7 +165,8 @@ TEST_F(FineTuneStepTest, RewritesTheRecordsWithTheSameLayoutAndEvaluatesBetter) 
   }
   EXPECT_GT(changed, 20);
   const double ppl_after = Perplexity(compressed_);
-  EXPECT_LT(ppl_after, ppl_before);
+  // Measured 9.03 -> 6.51 (7.00 with constant rates and 1 / steps offsets).
+  EXPECT_LT(ppl_after, 0.8 * ppl_before);
   std::fprintf(stderr, "perplexity %.4f -> %.4f\n", ppl_before, ppl_after);
 }
 
