@@ -10,7 +10,22 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 
-class JobState(enum.IntEnum):
+class WireEnum(enum.IntEnum):
+    """An IntEnum of wire values that accepts values it does not know (a newer
+    coordinator's task kind or state) as members named UNKNOWN_<value>, so an old
+    client reads a new server's messages instead of raising ValueError."""
+
+    @classmethod
+    def _missing_(cls, value):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_{value}"
+        member._value_ = value
+        return member
+
+
+class JobState(WireEnum):
     """A job's state (proto caldera.v1.JobState; the values are the wire values, so
     `state == jobs_pb2.SUCCEEDED` still holds)."""
 

@@ -9,10 +9,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from caldera_client._common import JobState
+from caldera_client._common import JobState, WireEnum
 
 
-class TaskKind(enum.IntEnum):
+class TaskKind(WireEnum):
     TASK_KIND_UNSPECIFIED = 0
     CALIBRATE = 1
     DECOMPOSE = 2
@@ -20,7 +20,7 @@ class TaskKind(enum.IntEnum):
     FINETUNE = 20  # recovery fine-tuning of one block (finetune_steps > 0)
 
 
-class TaskState(enum.IntEnum):
+class TaskState(WireEnum):
     TASK_STATE_UNSPECIFIED = 0
     TASK_PENDING = 1
     TASK_LEASED = 2

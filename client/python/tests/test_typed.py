@@ -65,3 +65,13 @@ def test_calibration_text_needs_the_in_process_package(client, model_dir, tmp_pa
         pass
     with pytest.raises(caldera_client.InvalidJobError, match="caldera_local"):
         client.submit(model_dir, out=str(tmp_path / "o"), calibration_text=__file__)
+
+
+def test_values_a_newer_coordinator_sends_are_kept_not_refused():
+    # A client older than a task kind (fine-tuning is kind 20) raised
+    # "20 is not a valid TaskKind" on every status of such a job.
+    kind = TaskKind(99)
+    assert int(kind) == 99 and kind.name == "UNKNOWN_99"
+    assert JobState(42).name == "UNKNOWN_42" and JobState(3) is JobState.SUCCEEDED
+    with pytest.raises(ValueError):
+        TaskKind("finetune")
