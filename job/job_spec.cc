@@ -341,7 +341,7 @@ absl::Status ValidateServe(const JobSpec& spec) {
     }
     return absl::OkStatus();
   }
-  if (spec.quantizer != quant::Quantizer::kInt) {
+  if (spec.quantizer != quant::Quantizer::kInt) {  // vLLM's WNA16 kernels: int grids only
     return refuse(
         absl::StrCat("Q on the ", quant::QuantizerName(spec.quantizer), " grid (--quantizer)"),
         "use --quantizer int (4 or 8 bits)");
