@@ -24,19 +24,13 @@ namespace caldera {
 namespace {
 
 using testing::FixturePath;
+using testing::ReadFile;
 using testing::RunCommand;
 using testing::StoriesModelDir;
 using testing::Subprocess;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Small settings so the whole job runs in seconds on the fixture.
 std::string FastFlags() { return " --iters 1 --lplr-iters 1 --workers 2"; }

@@ -21,19 +21,13 @@
 namespace caldera {
 namespace {
 
+using testing::ReadFile;
 using testing::RunCommand;
 using testing::StoriesModelDir;
 using testing::TempDir;
 namespace fs = std::filesystem;
 
 std::string Ctl() { return CALDERACTL_PATH; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 int Compress(const std::string& out, const std::string& extra, std::string* log) {
   return RunCommand(absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --calibration ",

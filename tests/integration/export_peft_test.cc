@@ -22,18 +22,12 @@ namespace caldera {
 namespace {
 
 using testing::FixturePath;
+using testing::ReadFile;
 using testing::RunCommand;
 using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Compress(const TempDir& tmp, const std::string& name, const std::string& extra) {
   const std::string out = tmp.Join(name);

@@ -22,18 +22,12 @@
 namespace caldera {
 namespace {
 
+using testing::ReadFile;
 using testing::RunCommand;
 using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The first 48 calibration sequences, 128 tokens each (a job of seconds).
 std::string SmallCalibration(const TempDir& tmp) {

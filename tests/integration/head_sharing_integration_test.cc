@@ -16,18 +16,12 @@ namespace caldera {
 namespace {
 
 using testing::FixturePath;
+using testing::ReadFile;
 using testing::RunCommand;
 using testing::StoriesModelDir;
 using testing::TempDir;
 
 std::string Ctl() { return CALDERACTL_PATH; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string CompressCmd(const std::string& out, const std::string& extra) {
   return absl::StrCat(Ctl(), " compress --model ", StoriesModelDir(), " --calibration ",

@@ -29,6 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::FixturePath;
+using testing::ReadFile;
 using testing::RunCommand;
 using testing::Subprocess;
 using testing::TempDir;
@@ -37,13 +38,6 @@ using namespace std::chrono_literals;
 constexpr int kExitInvalidInput = 2;
 
 std::string Ctl() { return CALDERACTL_PATH; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string FixtureDir() {
   absl::StatusOr<std::string> p = FixturePath("stories260K/model.safetensors");

@@ -16,16 +16,10 @@ namespace caldera {
 namespace {
 
 using testing::FixturePath;
+using testing::ReadFile;
 using testing::RunCommand;
 using testing::StoriesModelDir;
 using testing::TempDir;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string SweepCmd(const std::string& out, const std::string& extra) {
   const std::string m = StoriesModelDir();

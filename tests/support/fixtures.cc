@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <system_error>
 
 #include "absl/status/status.h"
@@ -9,6 +11,13 @@
 #include "gtest/gtest.h"
 
 namespace caldera::testing {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 std::string FixturesDir() {
   if (const char* env = std::getenv("CALDERA_FIXTURES_DIR"); env != nullptr && *env != '\0') {

@@ -30,6 +30,10 @@ std::string SourcePath(absl::string_view relative);
 // when set, else <source dir>/.venv/bin/python as made by scripts/setup.sh.
 std::string PythonPath();
 
+// The whole file at `path` as bytes ("" when it cannot be read: tests compare
+// against what they expect, so a missing file fails there).
+std::string ReadFile(const std::string& path);
+
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents on
 // destruction.
 class TempDir {
